@@ -1,0 +1,301 @@
+//! The typed workspace configuration. Field names are the YAML keys; every struct
+//! rejects unknown keys.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A loaded and validated workspace.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The workspace folder (absolute).
+    pub root: PathBuf,
+    pub settings: WorkspaceFile,
+    /// By model name (`config/models.yaml`).
+    pub models: BTreeMap<String, ModelConfig>,
+    /// By agent name (`config/agents/*.yaml`, one agent per file).
+    pub agents: BTreeMap<String, AgentConfig>,
+    /// By tool name: built-in tools are always present; `config/tools.yaml` adds
+    /// command tools and may override built-ins' `approval` / `idempotent`.
+    pub tools: BTreeMap<String, ToolConfig>,
+    pub mcp: McpFile,
+    pub stores: StoresFile,
+    /// Skill names found under `resources/skills/` (a folder with `SKILL.md`).
+    pub skills: Vec<String>,
+}
+
+/// `config/workspace.yaml`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceFile {
+    pub name: String,
+    #[serde(default)]
+    pub runtime: RuntimeLimits,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeLimits {
+    /// Requests executing at once (worker slots).
+    pub max_concurrent_requests: usize,
+    /// Queued requests admitted before `request` is refused with queue-full.
+    pub queue_capacity: usize,
+    /// What to do when a session already has an active request.
+    pub session_strategy: SessionStrategy,
+    #[serde(with = "humantime_serde_compat")]
+    pub approval_ttl: Duration,
+    pub approval_expiry: ExpiryOutcome,
+    /// A running request with no activity for this long is reported stuck.
+    #[serde(with = "humantime_serde_compat")]
+    pub stuck_after: Duration,
+    /// Finished requests older than this are pruned by maintenance.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// Largest accepted request input, in bytes.
+    pub max_input_bytes: usize,
+    /// Tool output larger than this becomes an artifact; the event holds a preview.
+    pub max_inline_output_bytes: usize,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 8,
+            queue_capacity: 1000,
+            session_strategy: SessionStrategy::Enqueue,
+            approval_ttl: Duration::from_secs(24 * 3600),
+            approval_expiry: ExpiryOutcome::Reject,
+            stuck_after: Duration::from_secs(600),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_input_bytes: 64 * 1024,
+            max_inline_output_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStrategy {
+    Enqueue,
+    Reject,
+}
+
+/// What an expired approval does to its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryOutcome {
+    /// The model receives "expired" as the tool result and continues.
+    Reject,
+    /// The request fails.
+    Fail,
+}
+
+/// `config/models.yaml`: `models: { NAME: ModelConfig }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsFile {
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub provider: Provider,
+    /// The provider's model name (e.g. `gpt-4o`); free text for `scripted`.
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The *name* of the environment variable holding the API key; never the key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `scripted` only: the script file, relative to the workspace root.
+    #[serde(default)]
+    pub script: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Scripted,
+    Openai,
+    Anthropic,
+}
+
+/// `config/agents/NAME.yaml`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// A key of `models.yaml`.
+    pub model: String,
+    #[serde(default)]
+    pub system_prompt: String,
+    /// Tool names (built-in or from `tools.yaml`).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Agents this one may delegate to (through the built-in `delegate` tool).
+    #[serde(default)]
+    pub delegates: Vec<String>,
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+}
+
+fn default_max_steps() -> u32 {
+    50
+}
+
+/// `config/tools.yaml`: `tools: { NAME: ToolConfig }`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsFile {
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    #[serde(default)]
+    pub description: String,
+    /// Exactly one of `builtin` and `command` is set.
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+    /// argv; `{name}` in an element is replaced by argument `name` (no shell).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Extra environment for command tools (values are literal; use `${VAR}` to pass one through).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// JSON Schema (object, properties, required, property `type`s) of the arguments.
+    #[serde(default = "empty_object_schema")]
+    pub arguments: serde_json::Value,
+    #[serde(default = "default_tool_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub approval: ApprovalPolicy,
+    /// Safe to run again after a crash interrupted it.
+    #[serde(default)]
+    pub idempotent: bool,
+}
+
+fn empty_object_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object"})
+}
+
+fn default_tool_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalPolicy {
+    Required,
+    #[default]
+    Never,
+}
+
+/// Tools the runtime provides itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    /// `{path}` → file contents, confined to the workspace's `work/` folder.
+    ReadFile,
+    /// `{path, content}` → writes a file under `work/`.
+    WriteFile,
+    /// `{path?}` → lists files under `work/`.
+    ListFiles,
+    /// `{name, content, media_type?}` → stores an artifact of the request.
+    WriteArtifact,
+    /// `{agent, input}` → runs a delegate agent as a child request and returns its answer.
+    Delegate,
+}
+
+impl Builtin {
+    pub const ALL: &'static [Builtin] = &[
+        Builtin::ReadFile,
+        Builtin::WriteFile,
+        Builtin::ListFiles,
+        Builtin::WriteArtifact,
+        Builtin::Delegate,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::ReadFile => "read_file",
+            Builtin::WriteFile => "write_file",
+            Builtin::ListFiles => "list_files",
+            Builtin::WriteArtifact => "write_artifact",
+            Builtin::Delegate => "delegate",
+        }
+    }
+}
+
+/// `config/mcp.yaml` (parsed and validated now; servers are started by a later issue).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpFile {
+    #[serde(default)]
+    pub servers: BTreeMap<String, McpServer>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// `config/stores.yaml`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoresFile {
+    #[serde(default)]
+    pub sqlite: SqliteStoreConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteStoreConfig {
+    /// Store folder, relative to the workspace root.
+    pub path: PathBuf,
+    pub synchronous: Durability,
+}
+
+impl Default for SqliteStoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(".agent-harness"),
+            synchronous: Durability::Normal,
+        }
+    }
+}
+
+/// SQLite `synchronous` in WAL mode. `normal`: a committed step survives a crash of
+/// the process (the default: that is the failure this runtime recovers from, at
+/// ~2.5× the single-session speed). `full`: it also survives power loss or an OS crash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    #[default]
+    Normal,
+    Full,
+}
+
+/// Serde adapter for durations written as `30s`, `10m`, `24h`, `30d`.
+pub(crate) mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{s}`: {e} (e.g. 30s, 10m, 24h, 30d)"
+            ))
+        })
+    }
+}

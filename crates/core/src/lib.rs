@@ -1,0 +1,21 @@
+//! Domain types and state machines of agent-harness.
+//!
+//! This crate does no I/O: no files, no clock reads except through [`Clock`], no
+//! database. Every other crate speaks in these types; the store persists them and
+//! the engine folds them. Serialization derives here are the durable record format
+//! (rows, event payloads, exports), so changing a field is a compatibility decision.
+
+pub mod conversation;
+pub mod event;
+pub mod ids;
+pub mod journal;
+pub mod records;
+pub mod status;
+pub mod time;
+
+pub use conversation::{Message, ModelTurn, Role, ToolCall};
+pub use event::{Event, EventKind};
+pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
+pub use records::*;
+pub use status::{ApprovalStatus, RequestStatus, StepStatus};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp};

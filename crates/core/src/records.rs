@@ -1,0 +1,249 @@
+//! The durable records every view is a query over.
+
+use crate::conversation::{ModelTurn, ToolCall};
+use crate::ids::{ApprovalId, ArtifactId, RequestId, SessionId, WorkerId};
+use crate::status::{ApprovalStatus, RequestStatus, StepStatus};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One admitted unit of work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    pub session_id: SessionId,
+    pub agent: String,
+    /// Set on a delegated (child) request: the request that delegated to it.
+    pub parent_id: Option<RequestId>,
+    pub status: RequestStatus,
+    /// How many times a worker has started executing it (1 on first run; +1 per recovery).
+    pub attempt: u32,
+    /// The agent executing right now: the request's own, or a delegate's while it runs.
+    pub current_agent: Option<String>,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    /// Correlation id, joined to logs and traces.
+    pub trace_id: String,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub last_activity_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Committed steps so far.
+    pub steps: u32,
+    pub worker_id: Option<WorkerId>,
+}
+
+/// A conversation thread: requests in one session see each other's history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub created_at: Timestamp,
+    pub last_activity_at: Timestamp,
+    pub requests: u32,
+    pub active_requests: u32,
+    pub last_request_id: Option<RequestId>,
+    pub last_agent: Option<String>,
+}
+
+/// An operator decision, pending or made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: ApprovalId,
+    pub request_id: RequestId,
+    pub session_id: SessionId,
+    pub agent: String,
+    pub step_idx: u32,
+    pub call_id: crate::ids::CallId,
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    pub status: ApprovalStatus,
+    pub decided_by: Option<String>,
+    pub message: Option<String>,
+    pub edited_arguments: Option<serde_json::Value>,
+    pub created_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    pub expires_at: Timestamp,
+}
+
+impl Approval {
+    /// The arguments the tool should run with: the operator's edit if any.
+    pub fn effective_arguments(&self) -> &serde_json::Value {
+        self.edited_arguments.as_ref().unwrap_or(&self.arguments)
+    }
+}
+
+/// An operator's decision on an approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+impl Decision {
+    pub fn status(self) -> ApprovalStatus {
+        match self {
+            Decision::Approved => ApprovalStatus::Approved,
+            Decision::Rejected => ApprovalStatus::Rejected,
+        }
+    }
+}
+
+/// The one call that resolves an approval, from any surface.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolveApproval {
+    pub session_id: SessionId,
+    pub request_id: RequestId,
+    pub approval_id: ApprovalId,
+    pub decision: Decision,
+    pub message: Option<String>,
+    pub decided_by: String,
+    pub edited_arguments: Option<serde_json::Value>,
+}
+
+/// A file produced by a request, stored under the store folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub id: ArtifactId,
+    pub request_id: RequestId,
+    pub session_id: SessionId,
+    pub name: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: Timestamp,
+}
+
+/// What a tool call produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolOutcome {
+    pub ok: bool,
+    /// Shown to the model; bounded (large outputs become an artifact).
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+}
+
+/// One entry of a request's journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub request_id: RequestId,
+    pub idx: u32,
+    pub agent: String,
+    pub status: StepStatus,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub body: StepBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StepBody {
+    ModelTurn {
+        turn: ModelTurn,
+    },
+    ToolCall {
+        call: ToolCall,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval_id: Option<ApprovalId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<ToolOutcome>,
+        /// For `delegate` calls: the child request doing the work.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        child_request_id: Option<RequestId>,
+    },
+}
+
+impl StepBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepBody::ModelTurn { .. } => "model_turn",
+            StepBody::ToolCall { .. } => "tool_call",
+        }
+    }
+}
+
+/// A worker process, as its heartbeat rows show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Worker {
+    pub id: WorkerId,
+    pub pid: u32,
+    pub host: String,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
+    pub stopped_at: Option<Timestamp>,
+}
+
+/// Filter for listing requests; every field narrows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestFilter {
+    pub statuses: Vec<RequestStatus>,
+    pub session_id: Option<SessionId>,
+    pub agent: Option<String>,
+    pub parent_id: Option<RequestId>,
+    /// Only requests admitted directly (not delegated children).
+    pub roots_only: bool,
+    /// Newest first, at most this many (0 = no limit).
+    pub limit: usize,
+}
+
+/// Filter for listing approvals; every field narrows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApprovalFilter {
+    pub statuses: Vec<ApprovalStatus>,
+    pub session_id: Option<SessionId>,
+    pub request_id: Option<RequestId>,
+    pub limit: usize,
+}
+
+/// Filter for reading events after a cursor.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventFilter {
+    pub request_id: Option<RequestId>,
+    pub session_id: Option<SessionId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Warn => "warn",
+            HealthStatus::Fail => "fail",
+        }
+    }
+}
+
+/// One named health check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub name: String,
+    pub status: HealthStatus,
+    pub detail: String,
+}
+
+/// All health checks at one instant; `status` is the worst of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    pub at: Timestamp,
+    pub checks: Vec<HealthCheck>,
+}
+
+impl HealthReport {
+    pub fn new(at: Timestamp, checks: Vec<HealthCheck>) -> Self {
+        let status = checks
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(HealthStatus::Ok);
+        Self { status, at, checks }
+    }
+}
