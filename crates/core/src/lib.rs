@@ -14,8 +14,8 @@ pub mod status;
 pub mod time;
 
 pub use conversation::{Message, ModelTurn, Role, ToolCall};
-pub use event::{Event, EventKind};
+pub use event::{EVENT_SCHEMA_VERSION, Event, EventKind, NewEvent};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
 pub use records::*;
 pub use status::{ApprovalStatus, RequestStatus, StepStatus};
-pub use time::{Clock, FixedClock, SystemClock, Timestamp};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp, relative};

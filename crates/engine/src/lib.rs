@@ -1,1 +1,244 @@
+//! The engine: admits, queues, runs, pauses, resumes and recovers requests.
+//!
+//! [`Harness`] is the one library API every view (CLI, server, tests) uses. It
+//! owns no durable state of its own: everything it knows is in the [`Store`], and
+//! a request's progress is the fold of its journal ([`harness_core::journal`]).
+//! The engine never formats for humans and never knows which model provider runs.
 
+mod error;
+mod health;
+mod lock;
+mod run;
+mod subscribe;
+mod worker;
+
+pub use error::HarnessError;
+pub use harness_config::Workspace;
+pub use harness_store::{PruneReport, Store, StoreError, StoreStats, StuckRequest};
+pub use lock::LockHolder;
+pub use subscribe::EventStream;
+pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
+
+use harness_core::*;
+use harness_providers::{Model, ToolRunner};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Options for opening a harness (tests freeze the clock here).
+#[derive(Clone)]
+pub struct HarnessOptions {
+    pub clock: Arc<dyn Clock>,
+    /// Overrides `stores.yaml`'s `synchronous`.
+    pub durability: Option<harness_store::Durability>,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            durability: None,
+        }
+    }
+}
+
+/// A workspace's runtime: configuration, store, models and tools.
+#[derive(Clone)]
+pub struct Harness {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) workspace: Workspace,
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tools: Arc<dyn ToolRunner>,
+    models: Mutex<HashMap<String, Arc<dyn Model>>>,
+    /// Wakes the dispatcher: new work may be runnable.
+    pub(crate) wake: Notify,
+    /// Cancel switches of the requests this process is executing.
+    pub(crate) in_flight: Mutex<HashMap<RequestId, tokio::sync::watch::Sender<bool>>>,
+    /// Set when a graceful stop begins: runs finish their step and park.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Harness {
+    /// Loads the workspace and opens (creating if needed) its store.
+    pub fn open(root: &Path) -> Result<Harness, HarnessError> {
+        Self::open_with(root, HarnessOptions::default(), true)
+    }
+
+    /// Loads the workspace and opens its existing store, for views: never creates one.
+    pub fn inspect(root: &Path) -> Result<Harness, HarnessError> {
+        Self::open_with(root, HarnessOptions::default(), false)
+    }
+
+    pub fn open_with(
+        root: &Path,
+        opts: HarnessOptions,
+        create: bool,
+    ) -> Result<Harness, HarnessError> {
+        let workspace = harness_config::load(root)?;
+        let sqlite = &workspace.stores.sqlite;
+        let dir = workspace.root.join(&sqlite.path);
+        let durability = opts.durability.unwrap_or(match sqlite.synchronous {
+            harness_config::Durability::Normal => harness_store::Durability::Normal,
+            harness_config::Durability::Full => harness_store::Durability::Full,
+        });
+        let store_opts = harness_store::StoreOptions { durability };
+        let store = if create {
+            Store::open(&dir, store_opts)?
+        } else {
+            Store::open_existing(&dir, store_opts)?
+        };
+        let tools: Arc<dyn ToolRunner> = Arc::new(harness_providers::tools::WorkspaceTools::new(
+            workspace.tools.clone(),
+        ));
+        Ok(Harness {
+            inner: Arc::new(Inner {
+                workspace,
+                store,
+                clock: opts.clock,
+                tools,
+                models: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                in_flight: Mutex::new(HashMap::new()),
+                stopping: tokio::sync::watch::channel(false).0,
+            }),
+        })
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.inner.workspace
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn model(&self, name: &str) -> Result<Arc<dyn Model>, HarnessError> {
+        let mut models = self.inner.models.lock().expect("models");
+        if let Some(m) = models.get(name) {
+            return Ok(m.clone());
+        }
+        let m = harness_providers::build_model(&self.inner.workspace, name)
+            .map_err(|e| HarnessError::Model(e.to_string()))?;
+        models.insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    /// Admits a request: `queued` at once, or refused (unknown agent, input too
+    /// large, queue full with a retry hint, session busy under strategy `reject`).
+    pub async fn request(
+        &self,
+        session: Option<SessionId>,
+        agent: &str,
+        input: &str,
+    ) -> Result<Request, HarnessError> {
+        let ws = &self.inner.workspace;
+        if !ws.agents.contains_key(agent) {
+            return Err(HarnessError::UnknownAgent {
+                name: agent.to_string(),
+                known: ws.agents.keys().cloned().collect(),
+            });
+        }
+        let limits = &ws.settings.runtime;
+        if input.len() > limits.max_input_bytes {
+            return Err(HarnessError::InputTooLarge {
+                bytes: input.len(),
+                limit: limits.max_input_bytes,
+            });
+        }
+        let id = RequestId::generate();
+        let new = harness_store::NewRequest {
+            trace_id: trace_id_for(&id),
+            id,
+            session_id: session.unwrap_or_else(SessionId::generate),
+            agent: agent.to_string(),
+            input: input.to_string(),
+        };
+        let adm = harness_store::Admission {
+            queue_capacity: limits.queue_capacity,
+            reject_if_session_busy: limits.session_strategy
+                == harness_config::SessionStrategy::Reject,
+        };
+        let req = self.inner.store.admit(new, adm, self.now()).await?;
+        self.inner.wake.notify_one();
+        Ok(req)
+    }
+
+    /// Events after `from_seq`, then every new one as it commits; resumable from any cursor.
+    pub fn subscribe(&self, from_seq: i64, filter: EventFilter) -> EventStream {
+        EventStream::new(self.inner.store.clone(), from_seq, filter)
+    }
+
+    pub async fn get_request(&self, id: &RequestId) -> Result<Request, HarnessError> {
+        Ok(self.inner.store.get_request(id).await?)
+    }
+
+    pub async fn list_requests(&self, f: RequestFilter) -> Result<Vec<Request>, HarnessError> {
+        Ok(self.inner.store.list_requests(f).await?)
+    }
+
+    pub async fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, HarnessError> {
+        Ok(self.inner.store.list_sessions(limit).await?)
+    }
+
+    pub async fn list_approvals(&self, f: ApprovalFilter) -> Result<Vec<Approval>, HarnessError> {
+        Ok(self.inner.store.list_approvals(f).await?)
+    }
+
+    /// Resolves an approval; the worker then continues the run by itself.
+    pub async fn resolve_approval(&self, r: ResolveApproval) -> Result<Approval, HarnessError> {
+        if let (Some(edited), harness_core::Decision::Approved) = (&r.edited_arguments, r.decision)
+        {
+            let a = self.inner.store.get_approval(&r.approval_id).await?;
+            if let Some(tool) = self.inner.workspace.tools.get(&a.tool) {
+                harness_config::validate_arguments(&tool.arguments, edited).map_err(|e| {
+                    HarnessError::InvalidArguments {
+                        tool: a.tool.clone(),
+                        reason: e,
+                    }
+                })?;
+            }
+        }
+        let a = self.inner.store.resolve_approval(r, self.now()).await?;
+        self.inner.wake.notify_one();
+        Ok(a)
+    }
+
+    /// Cancels a request: it stops at its next step boundary; a running command tool
+    /// is terminated (SIGTERM, then SIGKILL).
+    pub async fn cancel(&self, id: &RequestId, by: &str) -> Result<Request, HarnessError> {
+        let req = self.inner.store.cancel(id, by, self.now()).await?;
+        if let Some(tx) = self.inner.in_flight.lock().expect("in_flight").get(id) {
+            let _ = tx.send(true);
+        }
+        Ok(req)
+    }
+
+    /// Prunes records of requests finished before `older_than` ago, then compacts.
+    pub async fn maintenance(
+        &self,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<PruneReport, HarnessError> {
+        let cutoff = self.now().minus(older_than);
+        Ok(self.inner.store.prune(cutoff, dry_run).await?)
+    }
+}
+
+/// A correlation id derived from the request id (32 hex chars, W3C trace-id shaped).
+fn trace_id_for(id: &RequestId) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (id, 1u8).hash(&mut b);
+    format!("{:016x}{:016x}", a.finish(), b.finish())
+}

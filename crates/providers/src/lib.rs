@@ -4,8 +4,13 @@
 //! [`ToolRunner`]; it never knows which provider runs. This crate knows nothing of
 //! the store: tools return bytes for artifacts and the engine persists them.
 
+pub mod models;
 pub mod scripted;
 pub mod tools;
+
+pub use models::build_model;
+pub use scripted::ScriptedModel;
+pub use tools::{WorkspaceTools, validate_arguments};
 
 use harness_core::{Message, ModelTurn, RequestId, SessionId};
 use std::future::Future;

@@ -1,1 +1,62 @@
+//! [`WorkspaceTools`]: runs a workspace's tools (built-in file tools and command
+//! tools from `config/tools.yaml`) after checking their arguments.
+//!
+//! Submodules: `schema` checks arguments against a tool's JSON Schema subset,
+//! `files` holds the built-in tools confined to the work folder, `command` runs
+//! command tools as process groups with a timeout and cancellation.
 
+mod command;
+mod files;
+mod schema;
+
+pub use schema::validate_arguments;
+
+use crate::{BoxFuture, ToolContext, ToolOutput, ToolRunner};
+use harness_config::{Builtin, ToolConfig};
+use std::collections::BTreeMap;
+
+/// The [`ToolRunner`] for a workspace: one entry per tool name.
+#[derive(Clone, Debug)]
+pub struct WorkspaceTools {
+    tools: BTreeMap<String, ToolConfig>,
+}
+
+impl WorkspaceTools {
+    /// Built from `Workspace.tools`.
+    pub fn new(tools: BTreeMap<String, ToolConfig>) -> Self {
+        Self { tools }
+    }
+
+    async fn run_tool(
+        &self,
+        name: &str,
+        args: &serde_json::Value,
+        ctx: &ToolContext,
+    ) -> ToolOutput {
+        let Some(config) = self.tools.get(name) else {
+            return ToolOutput::error(format!("unknown tool `{name}`"));
+        };
+        if let Err(e) = validate_arguments(&config.arguments, args) {
+            return ToolOutput::error(format!("invalid arguments for `{name}`: {e}"));
+        }
+        match (config.builtin, &config.command) {
+            (Some(Builtin::Delegate), _) => ToolOutput::error("delegate is run by the engine"),
+            (Some(builtin), _) => files::run_builtin(builtin, args, ctx).await,
+            (None, Some(argv)) => command::run_command(config, argv, args, ctx).await,
+            (None, None) => {
+                ToolOutput::error(format!("tool `{name}` has neither `builtin` nor `command`"))
+            }
+        }
+    }
+}
+
+impl ToolRunner for WorkspaceTools {
+    fn run<'a>(
+        &'a self,
+        tool: &'a str,
+        arguments: &'a serde_json::Value,
+        ctx: &'a ToolContext,
+    ) -> BoxFuture<'a, ToolOutput> {
+        Box::pin(self.run_tool(tool, arguments, ctx))
+    }
+}

@@ -1,0 +1,229 @@
+//! The workspace's tool table: every built-in tool, then the entries of
+//! `config/tools.yaml` (command tools, aliases of built-ins, and overrides of
+//! built-ins' description / approval / idempotent / timeout), each checked.
+
+use crate::builtins::{builtin_named, builtin_tool};
+use crate::error::{ConfigError, suggestion};
+use crate::parse::{Parsed, Source};
+use crate::types::{Builtin, ToolConfig, ToolsFile};
+use std::collections::{BTreeMap, BTreeSet};
+
+type Errors = Vec<ConfigError>;
+
+/// Built-ins plus `tools.yaml` (when it parsed); problems go to `errors`.
+pub(crate) fn build_tools(
+    file: Option<&Parsed<ToolsFile>>,
+    errors: &mut Errors,
+) -> BTreeMap<String, ToolConfig> {
+    let mut tools: BTreeMap<String, ToolConfig> = Builtin::ALL
+        .iter()
+        .map(|b| (b.name().to_string(), builtin_tool(*b)))
+        .collect();
+    let Some(file) = file else { return tools };
+    let raw: serde_norway::Value = serde_norway::from_str(&file.src.text).unwrap_or_default();
+    for (name, cfg) in &file.value.tools {
+        let keys = keys_of(&raw, name);
+        match entry(&file.src, name, cfg, &keys) {
+            Ok(tool) => {
+                tools.insert(name.clone(), tool);
+            }
+            Err(mut es) => errors.append(&mut es),
+        }
+    }
+    tools
+}
+
+/// The keys written under `tools.NAME` (serde defaults hide which were given).
+fn keys_of(raw: &serde_norway::Value, name: &str) -> BTreeSet<String> {
+    raw.get("tools")
+        .and_then(|t| t.get(name))
+        .and_then(|t| t.as_mapping())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entry(
+    src: &Source,
+    name: &str,
+    cfg: &ToolConfig,
+    keys: &BTreeSet<String>,
+) -> Result<ToolConfig, Errors> {
+    let at = src.locator().key(&["tools", name]);
+    if !valid_tool_name(name) {
+        let msg = format!("tool name `{name}` must be 1-64 letters, digits, `_` or `-`");
+        return Err(vec![src.error(at, msg)]);
+    }
+    match (cfg.builtin, &cfg.command, builtin_named(name)) {
+        (Some(_), Some(_), _) => Err(vec![src.error(
+            at,
+            format!("tool `{name}` sets both `builtin` and `command`; set exactly one"),
+        )]),
+        (None, Some(_), Some(_)) => Err(vec![src.error(
+            at,
+            format!("`{name}` is a built-in tool; give the command tool another name"),
+        )]),
+        (Some(b), None, Some(n)) if b != n => Err(vec![src.error(
+            src.locator().scalar(&["tools", name, "builtin"]),
+            format!("`{name}` is a built-in tool; its `builtin` must be `{name}` or omitted"),
+        )]),
+        (Some(b), None, _) | (None, None, Some(b)) => builtin_entry(src, name, cfg, b, keys),
+        (None, Some(command), None) => command_entry(src, name, cfg, command),
+        (None, None, None) => Err(vec![src.error(
+            at,
+            format!(
+                "tool `{name}` needs `command` (a program to run) or `builtin` (an alias of a built-in tool)"
+            ),
+        )]),
+    }
+}
+
+fn valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A built-in under its own name or an alias: only some fields may change.
+fn builtin_entry(
+    src: &Source,
+    name: &str,
+    cfg: &ToolConfig,
+    b: Builtin,
+    keys: &BTreeSet<String>,
+) -> Result<ToolConfig, Errors> {
+    let mut errors: Errors = ["arguments", "env"]
+        .iter()
+        .filter(|k| keys.contains(**k))
+        .map(|k| {
+            src.error(
+                src.locator().key(&["tools", name, k]),
+                format!(
+                    "`{k}` cannot be set on `{name}`: it is the built-in tool `{}`",
+                    b.name()
+                ),
+            )
+        })
+        .collect();
+    errors.extend(zero_timeout(src, name, cfg));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut tool = builtin_tool(b);
+    if !cfg.description.is_empty() {
+        tool.description.clone_from(&cfg.description);
+    }
+    if keys.contains("approval") {
+        tool.approval = cfg.approval;
+    }
+    if keys.contains("idempotent") {
+        tool.idempotent = cfg.idempotent;
+    }
+    if keys.contains("timeout") {
+        tool.timeout = cfg.timeout;
+    }
+    Ok(tool)
+}
+
+fn command_entry(
+    src: &Source,
+    name: &str,
+    cfg: &ToolConfig,
+    command: &[String],
+) -> Result<ToolConfig, Errors> {
+    let loc = src.locator();
+    let mut errors = Errors::new();
+    if command.first().is_none_or(|p| p.trim().is_empty()) {
+        errors.push(src.error(
+            loc.key(&["tools", name, "command"]),
+            format!("tool `{name}` has an empty `command`; give the program and its arguments, e.g. [\"sh\", \"resources/tools/x.sh\"]"),
+        ));
+    }
+    let schema_type = cfg.arguments.get("type").and_then(|t| t.as_str());
+    if schema_type != Some("object") {
+        let found = schema_type
+            .map(|t| format!(" (found `{t}`)"))
+            .unwrap_or_default();
+        errors.push(src.error(
+            loc.scalar(&["tools", name, "arguments", "type"]),
+            format!("the `arguments` schema of `{name}` must have `type: object`{found}"),
+        ));
+    }
+    errors.extend(unknown_placeholders(src, name, cfg, command));
+    errors.extend(zero_timeout(src, name, cfg));
+    if errors.is_empty() {
+        Ok(cfg.clone())
+    } else {
+        Err(errors)
+    }
+}
+
+fn zero_timeout(src: &Source, name: &str, cfg: &ToolConfig) -> Option<ConfigError> {
+    cfg.timeout.is_zero().then(|| {
+        src.error(
+            src.locator().scalar(&["tools", name, "timeout"]),
+            format!("the `timeout` of `{name}` must be greater than 0"),
+        )
+    })
+}
+
+/// `{x}` in the argv where `x` is not a property of the arguments schema.
+fn unknown_placeholders(src: &Source, name: &str, cfg: &ToolConfig, command: &[String]) -> Errors {
+    let properties: Vec<&str> = cfg
+        .arguments
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    command
+        .iter()
+        .flat_map(|arg| placeholders(arg))
+        .filter(|p| !properties.contains(p))
+        .map(|p| {
+            let hint = match suggestion(p, properties.iter().copied()) {
+                s if s.is_empty() => format!("; declare `{p}` under `arguments.properties`"),
+                s => s,
+            };
+            src.error(
+                src.locator()
+                    .value(&["tools", name, "command"], &format!("{{{p}}}")),
+                format!("unknown placeholder `{{{p}}}` in the command of `{name}`{hint}"),
+            )
+        })
+        .collect()
+}
+
+/// The names in `{name}` placeholders of one argv element (`${VAR}` is not one).
+pub(crate) fn placeholders(arg: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        let dollar = rest[..open].ends_with('$');
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let inner = &after[..close];
+        let is_name = !inner.is_empty() && inner.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if is_name && !dollar {
+            found.push(inner);
+        }
+        rest = &after[close + 1..];
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn finds_placeholders() {
+        assert_eq!(placeholders("{to}"), vec!["to"]);
+        assert_eq!(placeholders("--to={to}&s={subject}"), vec!["to", "subject"]);
+        assert_eq!(placeholders("${HOME}/x"), Vec::<&str>::new());
+        assert_eq!(placeholders("{not a name} {}"), Vec::<&str>::new());
+    }
+}

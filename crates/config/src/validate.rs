@@ -1,0 +1,219 @@
+//! Semantic checks across files (references between agents, models and tools;
+//! limits that must be positive) and assembly of the [`Workspace`].
+
+use crate::error::{ConfigError, suggestion};
+use crate::load::Files;
+use crate::parse::Parsed;
+use crate::tools::build_tools;
+use crate::types::{
+    AgentConfig, Builtin, McpFile, ModelConfig, ModelsFile, Provider, ToolConfig, Workspace,
+    WorkspaceFile,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+type Errors = Vec<ConfigError>;
+
+/// Checks everything that parsed; returns the workspace when every file parsed.
+pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Option<Workspace> {
+    if let Some(ws) = &files.workspace {
+        check_workspace(ws, errors);
+    }
+    if let Some(models) = &files.models {
+        check_models(&root, models, errors);
+    }
+    let tools = build_tools(files.tools.as_ref(), errors);
+    if let Some(mcp) = &files.mcp {
+        check_mcp(mcp, errors);
+    }
+    let known = Known {
+        models: files
+            .models
+            .as_ref()
+            .map(|m| m.value.models.keys().map(String::as_str).collect()),
+        tools: files.tools.is_some().then_some(&tools),
+        agents: files.agents.iter().map(|a| a.value.name.as_str()).collect(),
+        agents_complete: files.agents_complete,
+    };
+    for agent in &files.agents {
+        check_agent(agent, &known, errors);
+    }
+    Some(Workspace {
+        root,
+        settings: files.workspace?.value,
+        models: files.models?.value.models,
+        agents: files
+            .agents
+            .into_iter()
+            .map(|a| (a.value.name.clone(), a.value))
+            .collect(),
+        tools,
+        mcp: files.mcp?.value,
+        stores: files.stores?.value,
+        skills: files.skills,
+    })
+}
+
+fn check_workspace(ws: &Parsed<WorkspaceFile>, errors: &mut Errors) {
+    let (src, value) = (&ws.src, &ws.value);
+    if value.name.trim().is_empty() {
+        errors.push(src.error(src.locator().scalar(&["name"]), "`name` must not be empty"));
+    }
+    let r = &value.runtime;
+    let zero = [
+        ("max_concurrent_requests", r.max_concurrent_requests == 0),
+        ("queue_capacity", r.queue_capacity == 0),
+        ("approval_ttl", r.approval_ttl.is_zero()),
+        ("stuck_after", r.stuck_after.is_zero()),
+        ("retention", r.retention.is_zero()),
+        ("max_input_bytes", r.max_input_bytes == 0),
+        ("max_inline_output_bytes", r.max_inline_output_bytes == 0),
+    ];
+    for (key, _) in zero.iter().filter(|(_, is_zero)| *is_zero) {
+        let pos = src.locator().scalar(&["runtime", key]);
+        errors.push(src.error(pos, format!("`runtime.{key}` must be greater than 0")));
+    }
+}
+
+fn check_models(root: &Path, models: &Parsed<ModelsFile>, errors: &mut Errors) {
+    for (name, model) in &models.value.models {
+        errors.extend(check_model(root, models, name, model));
+    }
+}
+
+fn check_model(
+    root: &Path,
+    models: &Parsed<ModelsFile>,
+    name: &str,
+    m: &ModelConfig,
+) -> Option<ConfigError> {
+    let src = &models.src;
+    let loc = src.locator();
+    let provider = match m.provider {
+        Provider::Scripted => "scripted",
+        Provider::Openai => "openai",
+        Provider::Anthropic => "anthropic",
+    };
+    let (pos, message) = match (m.provider, &m.script) {
+        (Provider::Scripted, None) => (
+            loc.key(&["models", name]),
+            format!(
+                "scripted model `{name}` needs `script` (the script file, relative to the workspace root)"
+            ),
+        ),
+        (Provider::Scripted, Some(script)) if !root.join(script).is_file() => (
+            loc.scalar(&["models", name, "script"]),
+            format!("script file `{}` not found", script.display()),
+        ),
+        (Provider::Scripted, Some(_)) => return None,
+        _ if m.api_key_env.as_deref().is_none_or(str::is_empty) => (
+            loc.key(&["models", name]),
+            format!(
+                "{provider} model `{name}` needs `api_key_env` (the name of the environment variable holding the API key)"
+            ),
+        ),
+        _ if m.model.trim().is_empty() => (
+            loc.key(&["models", name]),
+            format!("{provider} model `{name}` needs `model` (the provider's model name)"),
+        ),
+        _ => return None,
+    };
+    Some(src.error(pos, message))
+}
+
+fn check_mcp(mcp: &Parsed<McpFile>, errors: &mut Errors) {
+    for (name, server) in &mcp.value.servers {
+        if server.command.first().is_none_or(|p| p.trim().is_empty()) {
+            let pos = mcp.src.locator().key(&["servers", name, "command"]);
+            let msg = format!("MCP server `{name}` has an empty `command`");
+            errors.push(mcp.src.error(pos, msg));
+        }
+    }
+}
+
+/// Names other files define (`None`: that file did not parse, so skip the check).
+struct Known<'a> {
+    models: Option<Vec<&'a str>>,
+    tools: Option<&'a BTreeMap<String, ToolConfig>>,
+    agents: Vec<&'a str>,
+    agents_complete: bool,
+}
+
+fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) {
+    let (src, a) = (&agent.src, &agent.value);
+    let loc = src.locator();
+    let stem = src
+        .rel
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if a.name != stem {
+        let msg = format!(
+            "agent name `{}` does not match its file name (expected `{stem}`)",
+            a.name
+        );
+        errors.push(src.error(loc.scalar(&["name"]), msg));
+    }
+    if let Some(models) = &known.models
+        && !models.contains(&a.model.as_str())
+    {
+        let msg = format!(
+            "unknown model `{}`{}",
+            a.model,
+            suggestion(&a.model, models.iter().copied())
+        );
+        errors.push(src.error(loc.scalar(&["model"]), msg));
+    }
+    if a.max_steps == 0 {
+        errors.push(src.error(loc.scalar(&["max_steps"]), "`max_steps` must be at least 1"));
+    }
+    if let Some(tools) = known.tools {
+        check_agent_tools(agent, tools, errors);
+    }
+    if known.agents_complete {
+        check_delegates(agent, &known.agents, errors);
+    }
+}
+
+fn check_agent_tools(
+    agent: &Parsed<AgentConfig>,
+    tools: &BTreeMap<String, ToolConfig>,
+    errors: &mut Errors,
+) {
+    let (src, a) = (&agent.src, &agent.value);
+    let loc = src.locator();
+    let names = || tools.keys().map(String::as_str);
+    for tool in a.tools.iter().filter(|t| !tools.contains_key(*t)) {
+        let msg = format!("unknown tool `{tool}`{}", suggestion(tool, names()));
+        errors.push(src.error(loc.value(&["tools"], tool), msg));
+    }
+    let delegate_tool = a.tools.iter().find(|t| {
+        tools
+            .get(*t)
+            .is_some_and(|c| c.builtin == Some(Builtin::Delegate))
+    });
+    match (delegate_tool, a.delegates.is_empty()) {
+        (Some(t), true) => errors.push(src.error(
+            loc.value(&["tools"], t),
+            format!(
+                "`{t}` is in `tools` but `delegates` is empty; list the agents it may delegate to"
+            ),
+        )),
+        (None, false) => errors.push(src.error(
+            loc.key(&["delegates"]),
+            "`delegates` is set but the `delegate` tool is not in `tools`",
+        )),
+        _ => {}
+    }
+}
+
+fn check_delegates(agent: &Parsed<AgentConfig>, agents: &[&str], errors: &mut Errors) {
+    let (src, a) = (&agent.src, &agent.value);
+    for d in a.delegates.iter().filter(|d| !agents.contains(&d.as_str())) {
+        let msg = format!(
+            "unknown delegate agent `{d}`{}",
+            suggestion(d, agents.iter().copied())
+        );
+        errors.push(src.error(src.locator().value(&["delegates"], d), msg));
+    }
+}

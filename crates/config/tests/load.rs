@@ -1,0 +1,526 @@
+//! `init` then `load`, and every kind of configuration error with its exact
+//! `file:line:column: message` text.
+
+use harness_config::{
+    ApprovalPolicy, Builtin, ConfigError, ConfigErrors, Durability, Provider, RuntimeLimits, init,
+    load,
+};
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// A fresh demo workspace.
+fn demo() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path(), false).unwrap();
+    dir
+}
+
+fn write(dir: &TempDir, rel: &str, text: &str) {
+    let path = dir.path().join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// The demo with `rel` replaced by `text`: the errors, one per line.
+fn errors_with(rel: &str, text: &str) -> String {
+    let dir = demo();
+    write(&dir, rel, text);
+    load(dir.path()).unwrap_err().to_string()
+}
+
+const WRITER: &str = "config/agents/writer.yaml";
+
+#[test]
+fn the_demo_workspace_loads() {
+    let dir = demo();
+    let ws = load(dir.path()).unwrap();
+    assert!(ws.root.is_absolute());
+    assert_eq!(ws.root, dir.path().canonicalize().unwrap());
+    assert_eq!(ws.settings.name, "demo");
+    let r = &ws.settings.runtime;
+    let d = RuntimeLimits::default();
+    assert_eq!(
+        (
+            r.max_concurrent_requests,
+            r.queue_capacity,
+            r.approval_ttl,
+            r.stuck_after
+        ),
+        (
+            d.max_concurrent_requests,
+            d.queue_capacity,
+            d.approval_ttl,
+            d.stuck_after
+        )
+    );
+    assert_eq!(
+        (r.retention, r.max_input_bytes, r.max_inline_output_bytes),
+        (d.retention, d.max_input_bytes, d.max_inline_output_bytes)
+    );
+    assert_eq!(ws.models["scripted"].provider, Provider::Scripted);
+    assert_eq!(
+        ws.agents.keys().collect::<Vec<_>>(),
+        ["assistant", "researcher"]
+    );
+    let assistant = &ws.agents["assistant"];
+    assert_eq!(assistant.tools, ["send_mail", "write_artifact", "delegate"]);
+    assert_eq!(assistant.delegates, ["researcher"]);
+    assert_eq!(assistant.max_steps, 20);
+    assert_eq!(ws.agents["researcher"].max_steps, 50);
+    let send_mail = &ws.tools["send_mail"];
+    assert_eq!(send_mail.approval, ApprovalPolicy::Required);
+    assert!(!send_mail.idempotent);
+    assert_eq!(send_mail.timeout, Duration::from_secs(10));
+    assert!(ws.tools["word_count"].idempotent);
+    assert_eq!(ws.skills, ["release-notes"]);
+    assert_eq!(ws.stores.sqlite.synchronous, Durability::Normal);
+    assert_eq!(ws.store_dir(), ws.root.join(".agent-harness"));
+    assert!(ws.mcp.servers.is_empty());
+}
+
+#[test]
+fn builtins_are_always_present() {
+    let ws = load(demo().path()).unwrap();
+    for b in Builtin::ALL {
+        let tool = &ws.tools[b.name()];
+        assert_eq!(tool.builtin, Some(*b));
+        assert_eq!(tool.command, None);
+        assert_eq!(tool.approval, ApprovalPolicy::Never);
+        assert_eq!(tool.timeout, Duration::from_secs(60));
+        assert_eq!(tool.arguments["type"], "object");
+    }
+    assert!(ws.tools["read_file"].idempotent && ws.tools["list_files"].idempotent);
+    assert!(!ws.tools["write_file"].idempotent && !ws.tools["delegate"].idempotent);
+}
+
+#[test]
+fn init_refuses_an_existing_config_unless_forced() {
+    let dir = demo();
+    let err = init(dir.path(), false).unwrap_err().to_string();
+    assert!(err.contains("already holds a workspace config"), "{err}");
+    let written = init(dir.path(), true).unwrap();
+    assert!(written.contains(&dir.path().join("config/tools.yaml")));
+    assert!(written.contains(&dir.path().join(".gitignore")));
+    assert_eq!(written.len(), 12);
+}
+
+#[cfg(unix)]
+#[test]
+fn init_makes_scripts_executable_and_they_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = demo();
+    let script = dir.path().join("resources/tools/send_mail.sh");
+    assert_eq!(
+        fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    let out = std::process::Command::new("sh")
+        .args([
+            "resources/tools/send_mail.sh",
+            "ops@example.com",
+            "Hi there",
+        ])
+        .env("AGENT_HARNESS_CALL_ID", "call-1")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "queued mail to ops@example.com\n"
+    );
+    let log = fs::read_to_string(dir.path().join("work/outbox.log")).unwrap();
+    assert!(
+        log.ends_with(" call=call-1 to=ops@example.com subject=Hi there\n"),
+        "{log}"
+    );
+    let out = std::process::Command::new("sh")
+        .args(["resources/tools/word_count.sh", "one two  three"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
+}
+
+#[test]
+fn a_missing_workspace_suggests_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let err = load(&missing).unwrap_err().to_string();
+    let shown = missing.display();
+    assert_eq!(
+        err,
+        format!(
+            "no workspace at `{shown}`: the folder does not exist (create one with `agent-harness init {shown}`)"
+        )
+    );
+    let err = load(dir.path()).unwrap_err().to_string();
+    let shown = dir.path().display();
+    assert_eq!(
+        err,
+        format!(
+            "no workspace at `{shown}`: `config/workspace.yaml` is missing (create one with `agent-harness init {shown}`)"
+        )
+    );
+}
+
+#[test]
+fn unknown_tool_with_did_you_mean() {
+    let text = "\
+name: writer
+model: scripted
+description: >
+  Writes mails.
+max_steps: 5
+tools:
+  - read_file
+  - sned_mail
+  - frobnicate
+";
+    assert_eq!(
+        errors_with(WRITER, text),
+        "config/agents/writer.yaml:8:5: unknown tool `sned_mail` (did you mean `send_mail`?)\n\
+         config/agents/writer.yaml:9:5: unknown tool `frobnicate`"
+    );
+    let flow = "name: writer\nmodel: scripted\ntools: [read_file, sned_mail]\n";
+    assert_eq!(
+        errors_with(WRITER, flow),
+        "config/agents/writer.yaml:3:20: unknown tool `sned_mail` (did you mean `send_mail`?)"
+    );
+}
+
+#[test]
+fn unknown_model() {
+    assert_eq!(
+        errors_with(WRITER, "name: writer\nmodel: scriptd\n"),
+        "config/agents/writer.yaml:2:8: unknown model `scriptd` (did you mean `scripted`?)"
+    );
+    assert_eq!(
+        errors_with(WRITER, "name: writer\nmodel:   \"claude\"  # quoted\n"),
+        "config/agents/writer.yaml:2:10: unknown model `claude`"
+    );
+}
+
+#[test]
+fn unknown_key_in_an_agent_file() {
+    assert_eq!(
+        errors_with(
+            WRITER,
+            "name: writer\nmodel: scripted\n\ntoolz: [read_file]\n"
+        ),
+        "config/agents/writer.yaml:4:1: unknown field `toolz`, expected one of `name`, \
+         `description`, `model`, `system_prompt`, `tools`, `delegates`, `max_steps` \
+         (did you mean `tools`?)"
+    );
+}
+
+#[test]
+fn malformed_yaml() {
+    assert_eq!(
+        errors_with(WRITER, "name: writer\nmodel: scripted\ntools: [read_file\n"),
+        "config/agents/writer.yaml:4:1: did not find expected ',' or ']', \
+         while parsing a flow sequence at line 3 column 8"
+    );
+    assert_eq!(
+        errors_with(WRITER, "name: writer\nmodel: scripted\n  tools: x\n"),
+        "config/agents/writer.yaml:3:8: mapping values are not allowed in this context"
+    );
+}
+
+#[test]
+fn agent_name_must_match_the_file() {
+    assert_eq!(
+        errors_with(WRITER, "name: author\nmodel: scripted\n"),
+        "config/agents/writer.yaml:1:7: agent name `author` does not match its file name (expected `writer`)"
+    );
+}
+
+#[test]
+fn delegation_must_be_consistent() {
+    let no_delegates = "name: writer\nmodel: scripted\ntools: [read_file, delegate]\n";
+    assert_eq!(
+        errors_with(WRITER, no_delegates),
+        "config/agents/writer.yaml:3:20: `delegate` is in `tools` but `delegates` is empty; \
+         list the agents it may delegate to"
+    );
+    let no_tool = "name: writer\nmodel: scripted\ndelegates: [researcher]\n";
+    assert_eq!(
+        errors_with(WRITER, no_tool),
+        "config/agents/writer.yaml:3:1: `delegates` is set but the `delegate` tool is not in `tools`"
+    );
+    let unknown = "name: writer\nmodel: scripted\ntools: [delegate]\ndelegates:\n  - researcher\n  - reseacher\n";
+    assert_eq!(
+        errors_with(WRITER, unknown),
+        "config/agents/writer.yaml:6:5: unknown delegate agent `reseacher` (did you mean `researcher`?)"
+    );
+}
+
+#[test]
+fn max_steps_must_be_positive() {
+    assert_eq!(
+        errors_with(WRITER, "name: writer\nmodel: scripted\nmax_steps: 0\n"),
+        "config/agents/writer.yaml:3:12: `max_steps` must be at least 1"
+    );
+}
+
+#[test]
+fn runtime_limits_must_be_positive() {
+    let text = "name: demo\nruntime:\n  max_concurrent_requests: 0\n  approval_ttl: 0s\n";
+    assert_eq!(
+        errors_with("config/workspace.yaml", text),
+        "config/workspace.yaml:3:28: `runtime.max_concurrent_requests` must be greater than 0\n\
+         config/workspace.yaml:4:17: `runtime.approval_ttl` must be greater than 0"
+    );
+    let text = "name: demo\nruntime:\n  session_strategy: enqueue\n  retention: forever\n";
+    assert_eq!(
+        errors_with("config/workspace.yaml", text),
+        "config/workspace.yaml:4:14: runtime: invalid duration `forever`: \
+         expected number at 0 (e.g. 30s, 10m, 24h, 30d)"
+    );
+}
+
+const MODELS: &str = "config/models.yaml";
+
+#[test]
+fn model_requirements() {
+    let text = "\
+models:
+  scripted:
+    provider: scripted
+    script: resources/scripts/demo.yaml
+  bare:
+    provider: scripted
+  lost:
+    provider: scripted
+    script: resources/scripts/lost.yaml
+  gpt:
+    provider: openai
+    model: gpt-4o
+  claude:
+    provider: anthropic
+    api_key_env: ANTHROPIC_API_KEY
+";
+    assert_eq!(
+        errors_with(MODELS, text),
+        "config/models.yaml:5:3: scripted model `bare` needs `script` (the script file, relative to the workspace root)\n\
+         config/models.yaml:9:13: script file `resources/scripts/lost.yaml` not found\n\
+         config/models.yaml:10:3: openai model `gpt` needs `api_key_env` (the name of the environment variable holding the API key)\n\
+         config/models.yaml:13:3: anthropic model `claude` needs `model` (the provider's model name)"
+    );
+}
+
+#[test]
+fn unknown_provider_suggests() {
+    assert_eq!(
+        errors_with(MODELS, "models:\n  scripted:\n    provider: scriptd\n"),
+        "config/models.yaml:3:15: models.scripted.provider: unknown variant `scriptd`, \
+         expected one of `scripted`, `openai`, `anthropic` (did you mean `scripted`?)"
+    );
+}
+
+const TOOLS: &str = "config/tools.yaml";
+
+#[test]
+fn tool_definitions_are_checked() {
+    let text = r#"tools:
+  both:
+    builtin: read_file
+    command: ["true"]
+  neither:
+    description: nothing to run
+  empty:
+    command: []
+  mail:
+    command: ["sh", "mail.sh", "{to}", "--subject={subjet}", "${HOME}"]
+    arguments:
+      type: object
+      properties:
+        to: { type: string }
+        subject: { type: string }
+  stringly:
+    command: ["echo", "{x}"]
+    arguments:
+      type: string
+  read_file:
+    command: ["cat"]
+  write_file:
+    builtin: read_file
+  bad name:
+    builtin: read_file
+  slow:
+    builtin: list_files
+    timeout: 0s
+    arguments: { type: object }
+  send_mail:
+    command: ["true"]
+"#;
+    assert_eq!(
+        errors_with(TOOLS, text),
+        "config/tools.yaml:2:3: tool `both` sets both `builtin` and `command`; set exactly one\n\
+         config/tools.yaml:5:3: tool `neither` needs `command` (a program to run) or `builtin` (an alias of a built-in tool)\n\
+         config/tools.yaml:8:5: tool `empty` has an empty `command`; give the program and its arguments, e.g. [\"sh\", \"resources/tools/x.sh\"]\n\
+         config/tools.yaml:10:51: unknown placeholder `{subjet}` in the command of `mail` (did you mean `subject`?)\n\
+         config/tools.yaml:17:24: unknown placeholder `{x}` in the command of `stringly`; declare `x` under `arguments.properties`\n\
+         config/tools.yaml:19:13: the `arguments` schema of `stringly` must have `type: object` (found `string`)\n\
+         config/tools.yaml:20:3: `read_file` is a built-in tool; give the command tool another name\n\
+         config/tools.yaml:23:14: `write_file` is a built-in tool; its `builtin` must be `write_file` or omitted\n\
+         config/tools.yaml:24:3: tool name `bad name` must be 1-64 letters, digits, `_` or `-`\n\
+         config/tools.yaml:28:14: the `timeout` of `slow` must be greater than 0\n\
+         config/tools.yaml:29:5: `arguments` cannot be set on `slow`: it is the built-in tool `list_files`"
+    );
+}
+
+#[test]
+fn builtins_can_be_overridden_and_aliased() {
+    let dir = demo();
+    let text = "\
+tools:
+  read_file:
+    approval: required
+    description: Read a note.
+  write_file:
+    builtin: write_file
+    idempotent: true
+    timeout: 5s
+  mail_draft:
+    builtin: write_file
+    approval: required
+  send_mail:
+    command: [\"true\"]
+";
+    write(&dir, TOOLS, text);
+    let ws = load(dir.path()).unwrap();
+    let read = &ws.tools["read_file"];
+    assert_eq!(read.approval, ApprovalPolicy::Required);
+    assert!(read.idempotent, "an override keeps what it does not set");
+    assert_eq!(read.description, "Read a note.");
+    let write_file = &ws.tools["write_file"];
+    assert!(write_file.idempotent);
+    assert_eq!(write_file.timeout, Duration::from_secs(5));
+    let draft = &ws.tools["mail_draft"];
+    assert_eq!(draft.builtin, Some(Builtin::WriteFile));
+    assert_eq!(draft.approval, ApprovalPolicy::Required);
+    assert_eq!(draft.arguments, ws.tools["write_file"].arguments);
+    assert!(!ws.tools.contains_key("word_count"));
+}
+
+#[test]
+fn agents_may_use_aliases_and_lose_removed_tools() {
+    let dir = demo();
+    write(
+        &dir,
+        TOOLS,
+        "tools:\n  mail_draft: { builtin: write_file }\n",
+    );
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ntools: [mail_draft]\n",
+    );
+    let err = load(dir.path()).unwrap_err().to_string();
+    // The demo's assistant uses `send_mail`, which this tools.yaml no longer defines.
+    assert_eq!(
+        err,
+        "config/agents/assistant.yaml:10:9: unknown tool `send_mail`"
+    );
+}
+
+#[test]
+fn stores_only_know_sqlite() {
+    assert_eq!(
+        errors_with("config/stores.yaml", "postgres:\n  url: x\n"),
+        "config/stores.yaml:1:1: unknown field `postgres`, expected `sqlite`"
+    );
+    assert_eq!(
+        errors_with("config/stores.yaml", "sqlite:\n  synchronous: extra\n"),
+        "config/stores.yaml:2:16: sqlite.synchronous: unknown variant `extra`, expected `normal` or `full`"
+    );
+}
+
+#[test]
+fn mcp_servers_need_a_command() {
+    assert_eq!(
+        errors_with("config/mcp.yaml", "servers:\n  files:\n    command: []\n"),
+        "config/mcp.yaml:3:5: MCP server `files` has an empty `command`"
+    );
+}
+
+#[test]
+fn missing_files_are_reported_together() {
+    let dir = demo();
+    fs::remove_file(dir.path().join(MODELS)).unwrap();
+    fs::remove_dir_all(dir.path().join("config/agents")).unwrap();
+    fs::remove_file(dir.path().join(TOOLS)).unwrap();
+    fs::remove_file(dir.path().join("config/mcp.yaml")).unwrap();
+    fs::remove_file(dir.path().join("config/stores.yaml")).unwrap();
+    let ConfigErrors(errors) = load(dir.path()).unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            ConfigError::file(MODELS, "file is missing (it is required)"),
+            ConfigError::file(
+                "config/agents",
+                "no agents: add at least one `config/agents/NAME.yaml`"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn optional_files_may_be_missing_or_only_comments() {
+    let dir = demo();
+    fs::remove_file(dir.path().join("config/stores.yaml")).unwrap();
+    write(&dir, "config/mcp.yaml", "# nothing yet\n");
+    fs::remove_dir_all(dir.path().join("resources/skills")).unwrap();
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(ws.stores.sqlite.path, Path::new(".agent-harness"));
+    assert!(ws.skills.is_empty());
+}
+
+#[test]
+fn every_error_in_every_file_is_collected() {
+    let dir = demo();
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: nope\ntools: [sned_mail]\n",
+    );
+    write(&dir, "config/agents/other.yml", "name: other\n");
+    write(
+        &dir,
+        "config/workspace.yaml",
+        "name: demo\nruntime:\n  queue_capacity: 0\n",
+    );
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "config/workspace.yaml:3:19: `runtime.queue_capacity` must be greater than 0\n\
+         config/agents/other.yml: agent files must end in `.yaml`; rename this file\n\
+         config/agents/writer.yaml:2:8: unknown model `nope`\n\
+         config/agents/writer.yaml:3:9: unknown tool `sned_mail` (did you mean `send_mail`?)"
+    );
+}
+
+#[test]
+fn a_broken_file_does_not_cascade() {
+    let dir = demo();
+    write(&dir, MODELS, "models: [\n");
+    write(&dir, TOOLS, "tools:\n  x: 3\n");
+    let ConfigErrors(errors) = load(dir.path()).unwrap_err();
+    let files: Vec<_> = errors
+        .iter()
+        .map(|e| e.file.display().to_string())
+        .collect();
+    assert_eq!(files, [MODELS, TOOLS], "{errors:?}");
+}
+
+#[test]
+fn errors_display_without_unknown_parts() {
+    let e = ConfigError::file("config/models.yaml", "boom");
+    assert_eq!(e.to_string(), "config/models.yaml: boom");
+    let e = ConfigError::at("config/agents/writer.yaml", Some((7, 3)), "bad");
+    assert_eq!(e.to_string(), "config/agents/writer.yaml:7:3: bad");
+    let both = ConfigErrors(vec![e.clone(), e]);
+    assert_eq!(both.to_string().lines().count(), 2);
+}

@@ -1,0 +1,229 @@
+//! Named health checks, each ok / warn / fail with a detail an operator can act on.
+
+use crate::{Harness, HarnessError};
+use harness_core::{HealthCheck, HealthReport, HealthStatus, Timestamp, relative};
+use std::time::Duration;
+
+/// A worker whose heartbeat is older than this is considered dead.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(15);
+const DISK_WARN: u64 = 1 << 30;
+const DISK_FAIL: u64 = 100 << 20;
+
+impl Harness {
+    /// Runs every health check against the durable records.
+    pub async fn health(&self) -> Result<HealthReport, HarnessError> {
+        let now = self.now();
+        let limits = &self.inner.workspace.settings.runtime;
+        let store = &self.inner.store;
+        // "Near expiry": within a tenth of the TTL, at least a minute.
+        let soon = (limits.approval_ttl / 10).max(Duration::from_secs(60));
+        let stats = store.stats(now, now.plus(soon)).await?;
+        let mut checks = vec![match store.integrity_check().await? {
+            Ok(()) => check(
+                "store",
+                HealthStatus::Ok,
+                format!(
+                    "{} reachable, integrity ok, {} on disk",
+                    store.dir().display(),
+                    human_bytes(stats.db_bytes)
+                ),
+            ),
+            Err(problems) => check(
+                "store",
+                HealthStatus::Fail,
+                format!("integrity check failed: {problems}"),
+            ),
+        }];
+        checks.push(queue_check(
+            stats.queued,
+            limits.queue_capacity,
+            stats.running,
+            limits.max_concurrent_requests,
+        ));
+        checks.push(self.worker_check(now, stats.queued).await?);
+        checks.push(self.stuck_check(now, limits.stuck_after).await?);
+        checks.push(approvals_check(&stats, now));
+        checks.push(disk_check(store.dir()));
+        Ok(HealthReport::new(now, checks))
+    }
+
+    async fn worker_check(&self, now: Timestamp, queued: u64) -> Result<HealthCheck, HarnessError> {
+        let workers = self.inner.store.workers(1).await?;
+        let live = workers
+            .first()
+            .filter(|w| w.stopped_at.is_none() && w.heartbeat_at.age(now) < HEARTBEAT_STALE);
+        Ok(match (live, workers.first()) {
+            (Some(w), _) => check(
+                "worker",
+                HealthStatus::Ok,
+                format!(
+                    "worker {} (pid {}) alive, last heartbeat {} ago",
+                    w.id,
+                    w.pid,
+                    relative(w.heartbeat_at.age(now))
+                ),
+            ),
+            (None, last) if queued > 0 => check(
+                "worker",
+                HealthStatus::Warn,
+                format!(
+                    "{queued} requests queued but no worker is running{}; start one with `agent-harness serve`",
+                    last.map(|w| format!(
+                        " (last heartbeat {} ago)",
+                        relative(w.heartbeat_at.age(now))
+                    ))
+                    .unwrap_or_default()
+                ),
+            ),
+            (None, _) => check(
+                "worker",
+                HealthStatus::Ok,
+                "no worker running; nothing is queued".to_string(),
+            ),
+        })
+    }
+
+    async fn stuck_check(
+        &self,
+        now: Timestamp,
+        after: Duration,
+    ) -> Result<HealthCheck, HarnessError> {
+        let stuck = self.inner.store.stuck_requests(now.minus(after)).await?;
+        Ok(if stuck.is_empty() {
+            check(
+                "stuck_requests",
+                HealthStatus::Ok,
+                format!("no running request idle for more than {}", relative(after)),
+            )
+        } else {
+            let list: Vec<String> = stuck
+                .iter()
+                .take(5)
+                .map(|s| {
+                    format!(
+                        "{} ({} idle {})",
+                        s.id,
+                        s.current_agent.as_deref().unwrap_or(&s.agent),
+                        relative(s.last_activity_at.age(now))
+                    )
+                })
+                .collect();
+            check(
+                "stuck_requests",
+                HealthStatus::Warn,
+                format!(
+                    "{} running request(s) idle for more than {}: {}",
+                    stuck.len(),
+                    relative(after),
+                    list.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+fn check(name: &str, status: HealthStatus, detail: String) -> HealthCheck {
+    HealthCheck {
+        name: name.to_string(),
+        status,
+        detail,
+    }
+}
+
+fn queue_check(queued: u64, capacity: usize, running: u64, slots: usize) -> HealthCheck {
+    let cap = capacity.max(1) as u64;
+    let status = if queued >= cap {
+        HealthStatus::Fail
+    } else if queued * 10 >= cap * 8 {
+        HealthStatus::Warn
+    } else {
+        HealthStatus::Ok
+    };
+    check(
+        "queue",
+        status,
+        format!("{queued}/{capacity} queued, {running}/{slots} running"),
+    )
+}
+
+fn approvals_check(s: &harness_store::StoreStats, now: Timestamp) -> HealthCheck {
+    let oldest = s
+        .oldest_pending_approval
+        .map(|t| format!(", oldest {} old", relative(t.age(now))))
+        .unwrap_or_default();
+    if s.approvals_overdue > 0 {
+        check(
+            "approvals",
+            HealthStatus::Warn,
+            format!(
+                "{} pending, {} past expiry (the worker expires them; is it running?){oldest}",
+                s.pending_approvals, s.approvals_overdue
+            ),
+        )
+    } else if s.approvals_expiring_soon > 0 {
+        check(
+            "approvals",
+            HealthStatus::Warn,
+            format!(
+                "{} pending, {} expiring soon{oldest}",
+                s.pending_approvals, s.approvals_expiring_soon
+            ),
+        )
+    } else {
+        check(
+            "approvals",
+            HealthStatus::Ok,
+            format!("{} pending{oldest}", s.pending_approvals),
+        )
+    }
+}
+
+fn disk_check(dir: &std::path::Path) -> HealthCheck {
+    match free_bytes(dir) {
+        Some(free) if free < DISK_FAIL => check(
+            "disk",
+            HealthStatus::Fail,
+            format!("{} free in {}", human_bytes(free), dir.display()),
+        ),
+        Some(free) if free < DISK_WARN => check(
+            "disk",
+            HealthStatus::Warn,
+            format!("{} free in {}", human_bytes(free), dir.display()),
+        ),
+        Some(free) => check(
+            "disk",
+            HealthStatus::Ok,
+            format!("{} free", human_bytes(free)),
+        ),
+        None => check(
+            "disk",
+            HealthStatus::Warn,
+            format!("cannot read free space of {}", dir.display()),
+        ),
+    }
+}
+
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `st` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `1.5 GiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,262 @@
+//! The worker: recovery on start, then one dispatcher loop that claims runnable
+//! requests into free slots, plus heartbeat and approval-expiry timers.
+//!
+//! Every trigger arrives in one `select!` — a wake from this process (new
+//! request, resolved approval, freed slot), a tick that notices other processes'
+//! commits (`data_version`), a timer, or stop — so all scheduling is in one place.
+
+use crate::lock::WorkspaceLock;
+use crate::run::{Outcome, run_root};
+use crate::{Harness, HarnessError};
+use harness_core::*;
+
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// How often to look for other processes' commits (new requests, approvals).
+    pub poll: Duration,
+    pub heartbeat: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_millis(100),
+            heartbeat: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A running worker. `stop` finishes the steps in flight and leaves the rest resumable.
+pub struct WorkerHandle {
+    harness: Harness,
+    pub id: WorkerId,
+    /// Requests re-queued by recovery when this worker started.
+    pub recovered: Vec<RequestId>,
+    task: tokio::task::JoinHandle<()>,
+    _lock: WorkspaceLock,
+}
+
+impl Harness {
+    /// Takes the workspace (refused, naming the holder, if another worker has it),
+    /// recovers what a previous worker left, and starts executing.
+    pub async fn start_worker(&self, opts: WorkerOptions) -> Result<WorkerHandle, HarnessError> {
+        let id = WorkerId::generate();
+        let now = self.now();
+        let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
+        let _ = self.inner.stopping.send(false);
+        let recovered = self.inner.store.requeue_orphans(now).await?;
+        let worker = Worker {
+            id: id.clone(),
+            pid: std::process::id(),
+            host: hostname(),
+            started_at: now,
+            heartbeat_at: now,
+            stopped_at: None,
+        };
+        self.inner
+            .store
+            .register_worker(worker, recovered.len())
+            .await?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                count = recovered.len(),
+                "recovered requests left running by a previous worker"
+            );
+        }
+        let task = tokio::spawn(dispatch(self.clone(), id.clone(), opts));
+        Ok(WorkerHandle {
+            harness: self.clone(),
+            id,
+            recovered,
+            task,
+            _lock: lock,
+        })
+    }
+
+    /// Who holds this workspace's worker lock, if anyone.
+    pub fn worker_holder(&self) -> Option<crate::LockHolder> {
+        crate::lock::holder(self.inner.store.dir())
+    }
+}
+
+impl WorkerHandle {
+    /// Graceful stop: no new claims; each run finishes its current step, then its
+    /// request goes back to `queued` for the next worker.
+    pub async fn stop(self) -> Result<(), HarnessError> {
+        let _ = self.harness.inner.stopping.send(true);
+        self.harness.inner.wake.notify_one();
+        let _ = self.task.await;
+        self.harness
+            .inner
+            .store
+            .worker_stopped(&self.id, self.harness.now())
+            .await?;
+        Ok(())
+    }
+}
+
+async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
+    let inner = &h.inner;
+    let slots = inner
+        .workspace
+        .settings
+        .runtime
+        .max_concurrent_requests
+        .max(1);
+    let mut runs: JoinSet<(RequestId, Outcome)> = JoinSet::new();
+    let mut stopping = inner.stopping.subscribe();
+    let mut poll = tokio::time::interval(opts.poll);
+    let mut beat = tokio::time::interval(opts.heartbeat);
+    let mut last_version = inner.store.data_version().await.unwrap_or(0);
+    let mut look = true;
+    loop {
+        if *stopping.borrow() {
+            break;
+        }
+        if look && runs.len() < slots {
+            look = false;
+            match inner
+                .store
+                .claim(&worker, slots - runs.len(), h.now())
+                .await
+            {
+                Ok(claimed) => {
+                    // Claimed a full batch: there may be more runnable work behind it.
+                    look = !claimed.is_empty() && runs.len() + claimed.len() < slots;
+                    for req in claimed {
+                        spawn_run(&h, &mut runs, req);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "claiming requests failed"),
+            }
+        }
+        tokio::select! {
+            _ = inner.wake.notified() => look = true,
+            Some(done) = runs.join_next(), if !runs.is_empty() => {
+                finished(&h, done);
+                look = true;
+            }
+            _ = poll.tick() => {
+                let v = inner.store.data_version().await.unwrap_or(last_version);
+                if v != last_version {
+                    last_version = v;
+                    look = true;
+                    notice_cancels(&h).await;
+                }
+            }
+            _ = beat.tick() => {
+                let now = h.now();
+                if let Err(e) = inner.store.heartbeat(&worker, now).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+                let fail = inner.workspace.settings.runtime.approval_expiry == harness_config::ExpiryOutcome::Fail;
+                match inner.store.expire_approvals(now, fail).await {
+                    Ok(expired) if !expired.is_empty() => look = true,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "expiring approvals failed"),
+                }
+            }
+            _ = stopping.changed() => {}
+        }
+    }
+    // Graceful stop: runs see `stopping`, finish their step and park their request.
+    while let Some(done) = runs.join_next().await {
+        finished(&h, done);
+    }
+}
+
+fn spawn_run(h: &Harness, runs: &mut JoinSet<(RequestId, Outcome)>, req: Request) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    h.inner
+        .in_flight
+        .lock()
+        .expect("in_flight")
+        .insert(req.id.clone(), tx);
+    let h2 = h.clone();
+    let id = req.id.clone();
+    runs.spawn(async move {
+        // A panic in the run fails its own request, never the worker.
+        let task = tokio::spawn(run_root(h2.clone(), req, rx));
+        let outcome = match task.await {
+            Ok(o) => o,
+            Err(e) => Outcome::Panicked(panic_text(e)),
+        };
+        (id, outcome)
+    });
+}
+
+fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinError>) {
+    let Ok((id, outcome)) = done else { return };
+    h.inner.in_flight.lock().expect("in_flight").remove(&id);
+    if let Outcome::Panicked(msg) = outcome {
+        let h = h.clone();
+        tokio::spawn(async move { crate::run::fail_after_panic(&h, &id, &msg).await });
+    }
+}
+
+/// Another process may have cancelled a request this worker is running.
+async fn notice_cancels(h: &Harness) {
+    let ids: Vec<RequestId> = h
+        .inner
+        .in_flight
+        .lock()
+        .expect("in_flight")
+        .keys()
+        .cloned()
+        .collect();
+    for id in ids {
+        if let Ok(r) = h.inner.store.get_request(&id).await
+            && r.status == RequestStatus::Cancelled
+            && let Some(tx) = h.inner.in_flight.lock().expect("in_flight").get(&id)
+        {
+            let _ = tx.send(true);
+        }
+    }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string()),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Runs `request` in this process until it settles (finished or waiting for approval):
+/// the engine behind `agent-harness run` when no `serve` worker holds the workspace.
+pub async fn run_until_settled(
+    h: &Harness,
+    request: &RequestId,
+    opts: WorkerOptions,
+) -> Result<Request, HarnessError> {
+    let worker = h.start_worker(opts).await?;
+    let mut seq = h.inner.store.committed_seq();
+    let result = loop {
+        let r = match h.get_request(request).await {
+            Ok(r) => r,
+            Err(e) => break Err(e),
+        };
+        if r.status.is_terminal() || r.status == RequestStatus::WaitingApproval {
+            break Ok(r);
+        }
+        tokio::select! {
+            _ = seq.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    };
+    worker.stop().await?;
+    result
+}

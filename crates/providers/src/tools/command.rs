@@ -1,0 +1,436 @@
+//! Command tools: an argv from `tools.yaml` with `{name}` placeholders filled from
+//! the call's arguments, run without a shell as its own process group.
+//!
+//! The process runs in the workspace folder with stdin closed and a reduced
+//! environment: a few basics passed through (`PATH`, `HOME`, locale…), the tool's
+//! `env` map (`${VAR}` expanded from ours) and the `AGENT_HARNESS_*` call identifiers;
+//! nothing else of ours (API keys, say) leaks to it. Stdout and stderr are read
+//! concurrently and kept up to [`MAX_CAPTURE`] bytes each. On timeout or cancellation
+//! the whole group gets SIGTERM, then SIGKILL after [`GRACE`]; when the command
+//! exits, anything it left running in its group is killed.
+
+use crate::{ToolContext, ToolOutput};
+use harness_config::ToolConfig;
+use serde_json::Value;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::{Notify, watch};
+
+/// Bytes of stdout (and of stderr) kept per call.
+pub const MAX_CAPTURE: usize = 4 * 1024 * 1024;
+/// Time between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(2);
+/// After the command ends, how long to wait for a process outside its group that
+/// still holds its output open.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Environment variables passed through to every command.
+const PASSED_THROUGH: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// Runs command tool `config` (its argv is `argv`) with `args`.
+pub(super) async fn run_command(
+    config: &ToolConfig,
+    argv: &[String],
+    args: &Value,
+    ctx: &ToolContext,
+) -> ToolOutput {
+    if *ctx.cancel.borrow() {
+        return ToolOutput::error("cancelled");
+    }
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| substitute(a, args, &config.arguments))
+        .collect();
+    let Some((program, rest)) = argv.split_first() else {
+        return ToolOutput::error("tool command is empty");
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .current_dir(&ctx.workspace_root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    set_env(&mut cmd, config, ctx);
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => return spawn_error(program, ctx, e),
+    };
+    let finished = supervise(child, config.timeout, ctx.cancel.clone()).await;
+    finished.into_output(config.timeout)
+}
+
+fn spawn_error(program: &str, ctx: &ToolContext, e: std::io::Error) -> ToolOutput {
+    if !ctx.workspace_root.is_dir() {
+        let root = ctx.workspace_root.display();
+        return ToolOutput::error(format!(
+            "cannot run `{program}`: workspace folder {root} is missing"
+        ));
+    }
+    ToolOutput::error(format!("cannot run `{program}`: {e}"))
+}
+
+fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
+    cmd.env_clear();
+    for key in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
+    for (key, value) in &config.env {
+        cmd.env(key, expand_env(value));
+    }
+    cmd.env("AGENT_HARNESS_CALL_ID", ctx.call_id.as_str())
+        .env("AGENT_HARNESS_REQUEST_ID", ctx.request_id.as_str())
+        .env("AGENT_HARNESS_SESSION_ID", ctx.session_id.as_str())
+        .env("AGENT_HARNESS_WORKSPACE", &ctx.workspace_root);
+}
+
+/// Replaces `{name}` with argument `name`: strings verbatim, other values as compact
+/// JSON, a declared but absent argument as nothing. Anything else stays as written.
+fn substitute(template: &str, args: &Value, schema: &Value) -> String {
+    expand(template, "{", |name| match args.get(name) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+        None => schema
+            .get("properties")
+            .and_then(|p| p.get(name))
+            .map(|_| String::new()),
+    })
+}
+
+/// Replaces `${VAR}` with our environment's `VAR` (empty if unset).
+fn expand_env(value: &str) -> String {
+    expand(value, "${", |name| {
+        Some(std::env::var(name).unwrap_or_default())
+    })
+}
+
+/// Replaces `OPEN name }` where `name` is an identifier and `lookup` knows it.
+fn expand(template: &str, open: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find(open) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + open.len()..];
+        let value = after
+            .find('}')
+            .map(|end| &after[..end])
+            .filter(|name| is_identifier(name))
+            .and_then(|name| lookup(name).map(|v| (v, name.len() + 1)));
+        match value {
+            Some((value, consumed)) => {
+                out.push_str(&value);
+                rest = &after[consumed..];
+            }
+            None => {
+                out.push_str(open);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// How the command's run ended.
+enum Ending {
+    Exited(ExitStatus),
+    TimedOut,
+    Cancelled,
+    WaitFailed(std::io::Error),
+}
+
+/// A finished run: how it ended and what it printed.
+struct Finished {
+    ending: Ending,
+    stdout: Capture,
+    stderr: Capture,
+    /// False if output was still open after the command ended.
+    drained: bool,
+}
+
+async fn supervise(mut child: Child, limit: Duration, cancel: watch::Receiver<bool>) -> Finished {
+    let group = ProcessGroup::of(&child);
+    let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
+    let (mut stdout, mut stderr) = (Capture::default(), Capture::default());
+    let done = Notify::new();
+    let running = async {
+        let ending = wait(&mut child, &group, limit, cancel).await;
+        done.notify_one();
+        ending
+    };
+    let reading = drain(&mut stdout, &mut stderr, stdout_pipe, stderr_pipe, &done);
+    let (ending, drained) = tokio::join!(running, reading);
+    group.disarm();
+    Finished {
+        ending,
+        stdout,
+        stderr,
+        drained,
+    }
+}
+
+/// Waits for exit, timeout or cancellation; then no process of the group is left.
+async fn wait(
+    child: &mut Child,
+    group: &ProcessGroup,
+    limit: Duration,
+    cancel: watch::Receiver<bool>,
+) -> Ending {
+    let ending = tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => Ending::Exited(status),
+            Err(e) => Ending::WaitFailed(e),
+        },
+        () = tokio::time::sleep(limit) => Ending::TimedOut,
+        () = cancelled(cancel) => Ending::Cancelled,
+    };
+    if !matches!(ending, Ending::Exited(_)) {
+        group.signal(libc::SIGTERM);
+        let _ = tokio::time::timeout(GRACE, child.wait()).await;
+    }
+    group.signal(libc::SIGKILL);
+    let _ = tokio::time::timeout(GRACE, child.wait()).await;
+    ending
+}
+
+/// Resolves once the flag is `true`; never if its sender is gone.
+async fn cancelled(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Reads both pipes to their end, or until [`DRAIN`] after `done` is notified.
+async fn drain(
+    stdout: &mut Capture,
+    stderr: &mut Capture,
+    stdout_pipe: Option<impl AsyncRead + Unpin>,
+    stderr_pipe: Option<impl AsyncRead + Unpin>,
+    done: &Notify,
+) -> bool {
+    let reading = async {
+        tokio::join!(stdout.fill(stdout_pipe), stderr.fill(stderr_pipe));
+    };
+    let deadline = async {
+        done.notified().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        () = reading => true,
+        () = deadline => false,
+    }
+}
+
+/// Output of one stream, bounded to [`MAX_CAPTURE`] bytes.
+#[derive(Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl Capture {
+    async fn fill(&mut self, pipe: Option<impl AsyncRead + Unpin>) {
+        let Some(mut pipe) = pipe else { return };
+        let mut chunk = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+            self.push(&chunk[..n]);
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let keep = MAX_CAPTURE
+            .saturating_sub(self.bytes.len())
+            .min(bytes.len());
+        self.bytes.extend_from_slice(&bytes[..keep]);
+        self.dropped += (bytes.len() - keep) as u64;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.dropped == 0
+    }
+
+    fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                "\n[truncated: {} more bytes not kept]",
+                self.dropped
+            ));
+        }
+        text
+    }
+}
+
+impl Finished {
+    fn into_output(self, limit: Duration) -> ToolOutput {
+        let headline = match &self.ending {
+            Ending::Exited(status) if status.success() => {
+                return ToolOutput::ok(self.success_text());
+            }
+            Ending::Exited(status) => describe_exit(*status),
+            Ending::TimedOut => format!("timed out after {}", format_duration(limit)),
+            Ending::Cancelled => "cancelled".to_string(),
+            Ending::WaitFailed(e) => format!("waiting for the command failed: {e}"),
+        };
+        ToolOutput::error(self.failure_text(headline))
+    }
+
+    /// Stdout, then stderr under a header if there is any.
+    fn success_text(&self) -> String {
+        let mut text = self.stdout.text();
+        if !self.stderr.is_empty() {
+            push_section(&mut text, "stderr:", &self.stderr.text());
+        }
+        self.note_undrained(&mut text);
+        text
+    }
+
+    /// The headline, then stderr and stdout under headers.
+    fn failure_text(&self, headline: String) -> String {
+        let mut text = headline;
+        if !self.stderr.is_empty() {
+            push_section(&mut text, "stderr:", &self.stderr.text());
+        }
+        if !self.stdout.is_empty() {
+            push_section(&mut text, "stdout:", &self.stdout.text());
+        }
+        self.note_undrained(&mut text);
+        text
+    }
+
+    fn note_undrained(&self, text: &mut String) {
+        if !self.drained {
+            push_section(
+                text,
+                "(output may be incomplete: a process outside the command's group kept it open)",
+                "",
+            );
+        }
+    }
+}
+
+fn push_section(text: &mut String, header: &str, body: &str) {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(header);
+    if !body.is_empty() {
+        text.push('\n');
+        text.push_str(body);
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => format!("ended with {status}"),
+    }
+}
+
+/// `10s`, `1500ms`.
+fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The command's process group; SIGKILLed on drop unless disarmed (so an abandoned
+/// call leaves nothing running).
+struct ProcessGroup {
+    /// Never 0 or 1: `kill(-1)` would signal every process we may signal.
+    pgid: Option<libc::pid_t>,
+    armed: bool,
+}
+
+impl ProcessGroup {
+    fn of(child: &Child) -> Self {
+        let pgid = child
+            .id()
+            .and_then(|id| libc::pid_t::try_from(id).ok())
+            .filter(|&id| id > 1);
+        Self { pgid, armed: true }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: kill(2) has no memory effects; `-pgid` names only our child's group.
+            unsafe {
+                libc::kill(-pgid, signal);
+            }
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal(libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn placeholders_are_replaced_inside_elements() {
+        let schema = json!({"properties": {"text": {}, "n": {}, "opt": {}}});
+        let args = json!({"text": "a b; $(x)", "n": 3, "obj": {"k": [1]}});
+        assert_eq!(
+            substitute("--text={text}", &args, &schema),
+            "--text=a b; $(x)"
+        );
+        assert_eq!(substitute("{n}/{n}", &args, &schema), "3/3");
+        assert_eq!(substitute("{obj}", &args, &schema), r#"{"k":[1]}"#);
+        assert_eq!(substitute("x{opt}y", &args, &schema), "xy");
+        assert_eq!(
+            substitute("{print $1} {undeclared} {", &args, &schema),
+            "{print $1} {undeclared} {"
+        );
+    }
+
+    #[test]
+    fn env_values_expand_variables() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(expand_env("p=${PATH}!"), format!("p={path}!"));
+        assert_eq!(expand_env("${AGENT_HARNESS_SURELY_UNSET_VAR}x"), "x");
+        assert_eq!(expand_env("${bad name} ${"), "${bad name} ${");
+    }
+
+    #[test]
+    fn capture_is_bounded() {
+        let mut capture = Capture::default();
+        capture.push(&vec![b'a'; MAX_CAPTURE - 1]);
+        capture.push(b"bcd");
+        assert_eq!(capture.bytes.len(), MAX_CAPTURE);
+        assert_eq!(capture.dropped, 2);
+        assert!(
+            capture
+                .text()
+                .ends_with("[truncated: 2 more bytes not kept]")
+        );
+    }
+}

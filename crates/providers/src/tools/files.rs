@@ -1,0 +1,213 @@
+//! Built-in tools: `read_file`, `write_file`, `list_files` (confined to the request's
+//! work folder) and `write_artifact` (returns bytes for the engine to store).
+//!
+//! Confinement: absolute paths and `..` components are refused outright; then the
+//! deepest existing ancestor of the target is canonicalized and must lie inside the
+//! canonical work folder, which catches symlinks pointing out of it.
+
+use crate::{NewArtifact, ToolContext, ToolOutput};
+use harness_config::Builtin;
+use serde_json::Value;
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// Largest file `read_file` returns.
+pub const MAX_READ_BYTES: u64 = 1024 * 1024;
+/// Most entries `list_files` returns.
+pub const MAX_LIST_ENTRIES: usize = 1000;
+
+/// Runs a built-in tool on a blocking thread (a panic there becomes an error output).
+pub(super) async fn run_builtin(builtin: Builtin, args: &Value, ctx: &ToolContext) -> ToolOutput {
+    let args = args.clone();
+    let work_dir = ctx.work_dir.clone();
+    let task = tokio::task::spawn_blocking(move || run_blocking(builtin, &args, &work_dir));
+    match task.await {
+        Ok(Ok(output)) => output,
+        Ok(Err(message)) => ToolOutput::error(message),
+        Err(e) => ToolOutput::error(format!("{} failed: {e}", builtin.name())),
+    }
+}
+
+fn run_blocking(builtin: Builtin, args: &Value, work_dir: &Path) -> Result<ToolOutput, String> {
+    match builtin {
+        Builtin::ReadFile => read_file(args, &work_root(work_dir)?),
+        Builtin::WriteFile => write_file(args, &work_root(work_dir)?),
+        Builtin::ListFiles => list_files(args, &work_root(work_dir)?),
+        Builtin::WriteArtifact => write_artifact(args),
+        Builtin::Delegate => Err("delegate is run by the engine".to_string()),
+    }
+}
+
+/// The canonical work folder, created if missing.
+fn work_root(work_dir: &Path) -> Result<PathBuf, String> {
+    let shown = work_dir.display();
+    fs::create_dir_all(work_dir).map_err(|e| format!("cannot create work folder {shown}: {e}"))?;
+    fs::canonicalize(work_dir).map_err(|e| format!("cannot resolve work folder {shown}: {e}"))
+}
+
+fn read_file(args: &Value, root: &Path) -> Result<ToolOutput, String> {
+    let rel = str_arg(args, "path")?;
+    let path = resolve(root, rel)?;
+    let meta = fs::metadata(&path).map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+    if meta.is_dir() {
+        return Err(format!("`{rel}` is a directory (use list_files)"));
+    }
+    if meta.len() > MAX_READ_BYTES {
+        return Err(format!(
+            "file `{rel}` is {} bytes; read_file reads at most 1 MiB",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(&path)
+        .and_then(|f| f.take(MAX_READ_BYTES).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+    Ok(ToolOutput::ok(String::from_utf8_lossy(&bytes)))
+}
+
+fn write_file(args: &Value, root: &Path) -> Result<ToolOutput, String> {
+    let rel = str_arg(args, "path")?;
+    let content = str_arg(args, "content")?;
+    let path = resolve(root, rel)?;
+    let parent = match path.parent() {
+        Some(parent) if path != root => parent,
+        _ => return Err(format!("path `{rel}` names the work folder itself")),
+    };
+    fs::create_dir_all(parent).map_err(|e| format!("cannot create folders for `{rel}`: {e}"))?;
+    ensure_inside(root, &path, rel)?;
+    fs::write(&path, content).map_err(|e| format!("cannot write `{rel}`: {e}"))?;
+    Ok(ToolOutput::ok(format!(
+        "wrote {} bytes to {rel}",
+        content.len()
+    )))
+}
+
+fn list_files(args: &Value, root: &Path) -> Result<ToolOutput, String> {
+    let rel = opt_str_arg(args, "path")?.unwrap_or("");
+    let dir = resolve(root, rel)?;
+    if !dir.is_dir() {
+        return Err(format!("`{rel}` is not a directory"));
+    }
+    let mut entries = Vec::new();
+    walk(root, &dir, &mut entries).map_err(|e| format!("cannot list `{rel}`: {e}"))?;
+    let truncated = entries.len() > MAX_LIST_ENTRIES;
+    entries.truncate(MAX_LIST_ENTRIES);
+    entries.sort_unstable();
+    let mut out = entries.join("\n");
+    if entries.is_empty() {
+        out.push_str("(no files)");
+    }
+    if truncated {
+        out.push_str(&format!(
+            "\n... (listing stopped at {MAX_LIST_ENTRIES} entries)"
+        ));
+    }
+    Ok(ToolOutput::ok(out))
+}
+
+/// Depth-first, siblings sorted, symlinks not followed; stops past the entry cap.
+/// Folders are listed with a trailing `/`; unreadable sub-folders are skipped.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(fs::DirEntry::file_name);
+    for entry in entries {
+        if out.len() > MAX_LIST_ENTRIES {
+            break;
+        }
+        let path = entry.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(format!("{rel}/"));
+            let _ = walk(root, &path, out);
+        } else {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+fn write_artifact(args: &Value) -> Result<ToolOutput, String> {
+    let name = str_arg(args, "name")?;
+    if name.trim().is_empty() {
+        return Err("argument `name` must not be empty".to_string());
+    }
+    let content = str_arg(args, "content")?;
+    let media_type =
+        opt_str_arg(args, "media_type")?.map_or_else(|| guess_media_type(name), str::to_string);
+    let mut output = ToolOutput::ok(format!("stored artifact {name} ({} bytes)", content.len()));
+    output.artifacts.push(NewArtifact {
+        name: name.to_string(),
+        media_type,
+        bytes: content.as_bytes().to_vec(),
+    });
+    Ok(output)
+}
+
+fn guess_media_type(name: &str) -> String {
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    let ty = match ext.to_ascii_lowercase().as_str() {
+        "md" | "markdown" => "text/markdown",
+        "json" => "application/json",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "yaml" | "yml" => "application/yaml",
+        "xml" => "application/xml",
+        _ => "text/plain",
+    };
+    ty.to_string()
+}
+
+/// `root.join(rel)` after checking that it stays inside `root` (canonical).
+fn resolve(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let lexical_ok = Path::new(rel)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !lexical_ok {
+        return Err(escapes(rel));
+    }
+    let path = root.join(rel);
+    ensure_inside(root, &path, rel)?;
+    Ok(path)
+}
+
+/// The deepest existing ancestor of `path` (itself included), resolved, is inside `root`.
+fn ensure_inside(root: &Path, path: &Path, rel: &str) -> Result<(), String> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.symlink_metadata().is_ok())
+        .unwrap_or(root);
+    let real =
+        fs::canonicalize(existing).map_err(|e| format!("cannot resolve path `{rel}`: {e}"))?;
+    if real.starts_with(root) {
+        Ok(())
+    } else {
+        Err(escapes(rel))
+    }
+}
+
+fn escapes(rel: &str) -> String {
+    format!("path `{rel}` escapes the work folder")
+}
+
+fn str_arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, String> {
+    match args.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("argument `{key}` must be a string")),
+        None => Err(format!("missing required argument `{key}`")),
+    }
+}
+
+fn opt_str_arg<'a>(args: &'a Value, key: &str) -> Result<Option<&'a str>, String> {
+    match args.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => str_arg(args, key).map(Some),
+    }
+}

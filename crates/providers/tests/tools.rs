@@ -1,0 +1,322 @@
+//! WorkspaceTools: argument checks, confined file built-ins, artifacts, and command
+//! tools (no shell, exit status, timeout and cancellation of the whole group, env).
+
+use harness_config::ToolsFile;
+use harness_core::{CallId, RequestId, SessionId};
+use harness_providers::{ToolContext, ToolOutput, ToolRunner, WorkspaceTools};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const TOOLS: &str = r#"
+tools:
+  read_file: {builtin: read_file, arguments: {type: object, properties: {path: {type: string}}, required: [path]}}
+  write_file: {builtin: write_file}
+  list_files: {builtin: list_files}
+  write_artifact: {builtin: write_artifact}
+  delegate: {builtin: delegate}
+  save_text:
+    command: [sh, -c, 'printf %s "$1" > out.txt', sh, "{text}"]
+    arguments:
+      type: object
+      properties: {text: {type: string}}
+      required: [text]
+      additionalProperties: false
+  fail:
+    command: [sh, -c, 'echo partial; echo oops >&2; exit 3']
+  warn:
+    command: [sh, -c, 'echo result; echo careful >&2']
+  sleepy:
+    command: [sleep, "30"]
+    timeout: 1s
+  grandchild:
+    command: [sh, -c, 'sleep 30 & echo $! > grandchild.pid; wait']
+    timeout: 1s
+  ids:
+    command: [sh, -c, 'printf "%s|%s|%s|%s|%s" "$AGENT_HARNESS_CALL_ID" "$AGENT_HARNESS_REQUEST_ID" "$AGENT_HARNESS_SESSION_ID" "$GREETING" "$AGENT_HARNESS_WORKSPACE"']
+    env: {GREETING: "path=${PATH}"}
+  missing:
+    command: [definitely-not-a-program-4821, "{x}"]
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    tools: WorkspaceTools,
+    ctx: ToolContext,
+    cancel: watch::Sender<bool>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap().join("ws");
+        std::fs::create_dir_all(&root).unwrap();
+        let file: ToolsFile = serde_norway::from_str(TOOLS).unwrap();
+        let (cancel, rx) = watch::channel(false);
+        let ctx = ToolContext {
+            work_dir: root.join("work"),
+            workspace_root: root,
+            request_id: RequestId::generate(),
+            session_id: SessionId::generate(),
+            call_id: CallId::generate(),
+            cancel: rx,
+        };
+        Self {
+            _dir: dir,
+            tools: WorkspaceTools::new(file.tools),
+            ctx,
+            cancel,
+        }
+    }
+
+    async fn run(&self, tool: &str, args: Value) -> ToolOutput {
+        self.tools.run(tool, &args, &self.ctx).await
+    }
+
+    fn root(&self) -> &Path {
+        &self.ctx.workspace_root
+    }
+}
+
+fn assert_error(output: &ToolOutput, expected: &str) {
+    assert!(!output.ok, "expected an error, got {output:?}");
+    assert!(
+        output.content.contains(expected),
+        "{:?} lacks {expected:?}",
+        output.content
+    );
+}
+
+#[tokio::test]
+async fn unknown_tools_bad_arguments_and_delegate_are_errors() {
+    let f = Fixture::new();
+    assert_eq!(
+        f.run("nope", json!({})).await,
+        ToolOutput::error("unknown tool `nope`")
+    );
+    assert_error(
+        &f.run("read_file", json!({})).await,
+        "missing required argument `path`",
+    );
+    assert_error(
+        &f.run("read_file", json!({"path": 3})).await,
+        "argument `path` must be string",
+    );
+    assert_error(
+        &f.run("save_text", json!({"text": "a", "x": 1})).await,
+        "unknown argument `x`",
+    );
+    assert_error(
+        &f.run("delegate", json!({})).await,
+        "delegate is run by the engine",
+    );
+}
+
+#[tokio::test]
+async fn write_then_read_and_list() {
+    let f = Fixture::new();
+    let wrote = f
+        .run(
+            "write_file",
+            json!({"path": "notes/a.txt", "content": "héllo"}),
+        )
+        .await;
+    assert!(wrote.ok, "{wrote:?}");
+    let read = f.run("read_file", json!({"path": "notes/a.txt"})).await;
+    assert_eq!(read, ToolOutput::ok("héllo"));
+    f.run("write_file", json!({"path": "b.txt", "content": ""}))
+        .await;
+    let listed = f.run("list_files", json!({})).await;
+    assert_eq!(listed, ToolOutput::ok("b.txt\nnotes/\nnotes/a.txt"));
+    let sub = f.run("list_files", json!({"path": "notes"})).await;
+    assert_eq!(sub, ToolOutput::ok("notes/a.txt"));
+}
+
+#[tokio::test]
+async fn large_files_are_refused() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(&f.ctx.work_dir).unwrap();
+    std::fs::write(f.ctx.work_dir.join("big"), vec![b'x'; 1024 * 1024 + 1]).unwrap();
+    assert_error(
+        &f.run("read_file", json!({"path": "big"})).await,
+        "at most 1 MiB",
+    );
+}
+
+#[tokio::test]
+async fn escaping_paths_are_refused() {
+    let f = Fixture::new();
+    let outside = f.root().join("secret.txt");
+    std::fs::write(&outside, "secret").unwrap();
+    std::fs::create_dir_all(&f.ctx.work_dir).unwrap();
+    std::os::unix::fs::symlink(f.root(), f.ctx.work_dir.join("up")).unwrap();
+    std::os::unix::fs::symlink(&outside, f.ctx.work_dir.join("leak.txt")).unwrap();
+
+    for path in [
+        "../x",
+        "/etc/passwd",
+        "a/../../x",
+        "up/secret.txt",
+        "leak.txt",
+    ] {
+        let out = f.run("read_file", json!({"path": path})).await;
+        assert_eq!(
+            out,
+            ToolOutput::error(format!("path `{path}` escapes the work folder"))
+        );
+    }
+    for path in ["../x", "up/new.txt", "up/deep/new.txt", "leak.txt"] {
+        let out = f
+            .run("write_file", json!({"path": path, "content": "pwned"}))
+            .await;
+        assert_error(&out, "escapes the work folder");
+    }
+    assert!(!f.root().join("new.txt").exists() && !f.root().join("deep").exists());
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "secret");
+    assert_error(
+        &f.run("list_files", json!({"path": "up"})).await,
+        "escapes the work folder",
+    );
+}
+
+#[tokio::test]
+async fn write_artifact_returns_the_artifact() {
+    let f = Fixture::new();
+    let out = f
+        .run(
+            "write_artifact",
+            json!({"name": "report.md", "content": "# Hi"}),
+        )
+        .await;
+    assert!(out.ok);
+    assert_eq!(out.content, "stored artifact report.md (4 bytes)");
+    assert_eq!(out.artifacts.len(), 1);
+    assert_eq!(out.artifacts[0].name, "report.md");
+    assert_eq!(out.artifacts[0].media_type, "text/markdown");
+    assert_eq!(out.artifacts[0].bytes, b"# Hi");
+    let typed = f
+        .run(
+            "write_artifact",
+            json!({"name": "d", "content": "{}", "media_type": "application/json"}),
+        )
+        .await;
+    assert_eq!(typed.artifacts[0].media_type, "application/json");
+}
+
+#[tokio::test]
+async fn command_arguments_are_not_interpreted_by_a_shell() {
+    let f = Fixture::new();
+    let text = "two words; rm -rf x $(touch pwned) `touch pwned2` 'q' \"dq\" {text} \\n";
+    let out = f.run("save_text", json!({"text": text})).await;
+    assert!(out.ok, "{out:?}");
+    assert_eq!(
+        std::fs::read(f.root().join("out.txt")).unwrap(),
+        text.as_bytes()
+    );
+    assert!(!f.root().join("pwned").exists() && !f.root().join("pwned2").exists());
+}
+
+#[tokio::test]
+async fn exit_status_and_stderr_are_reported() {
+    let f = Fixture::new();
+    let out = f.run("fail", json!({})).await;
+    assert_eq!(
+        out,
+        ToolOutput::error("exit status 3\nstderr:\noops\nstdout:\npartial\n")
+    );
+    let warned = f.run("warn", json!({})).await;
+    assert_eq!(warned, ToolOutput::ok("result\nstderr:\ncareful\n"));
+}
+
+#[tokio::test]
+async fn missing_programs_are_named() {
+    let f = Fixture::new();
+    let out = f.run("missing", json!({"x": 1})).await;
+    assert_error(&out, "cannot run `definitely-not-a-program-4821`");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_command() {
+    let f = Fixture::new();
+    let start = Instant::now();
+    let out = f.run("sleepy", json!({})).await;
+    assert_eq!(out, ToolOutput::error("timed out after 1s"));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn timeout_kills_grandchildren_too() {
+    let f = Fixture::new();
+    let start = Instant::now();
+    let out = f.run("grandchild", json!({})).await;
+    assert_error(&out, "timed out after 1s");
+    assert!(!out.content.contains("incomplete"), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(f.root().join("grandchild.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait_gone(pid).await, "grandchild {pid} survived");
+}
+
+/// True once `pid` no longer runs (gone or a zombie awaiting its reaper).
+async fn wait_gone(pid: i32) -> bool {
+    for _ in 0..50 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z')) =>
+            {
+                return true;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn cancel_terminates_the_command() {
+    let f = Fixture::new();
+    let cancel = f.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = cancel.send(true);
+    });
+    let start = Instant::now();
+    let out = f.run("grandchild", json!({})).await;
+    assert_eq!(out, ToolOutput::error("cancelled"));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn call_identifiers_and_env_reach_the_command() {
+    let f = Fixture::new();
+    let out = f.run("ids", json!({})).await;
+    let expected = format!(
+        "{}|{}|{}|path={}|{}",
+        f.ctx.call_id,
+        f.ctx.request_id,
+        f.ctx.session_id,
+        std::env::var("PATH").unwrap_or_default(),
+        f.root().display()
+    );
+    assert_eq!(out, ToolOutput::ok(expected));
+}

@@ -1,0 +1,269 @@
+//! Approvals: raised with the step that needs them; resolved by one conditional
+//! update (`... AND status = 'pending'`), so concurrent approvers cannot both win.
+
+use crate::rows::{self, APPROVAL_COLS};
+use crate::{Store, StoreError, events, requests};
+use harness_core::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+impl Store {
+    /// Resolves a pending approval and makes its request runnable again, atomically.
+    /// Refused (nothing changed) if the approval is not pending, expired, or does not
+    /// belong to the given request and session.
+    pub async fn resolve_approval(
+        &self,
+        r: ResolveApproval,
+        now: Timestamp,
+    ) -> Result<Approval, StoreError> {
+        self.write(move |c| resolve(c, &r, now)).await
+    }
+
+    /// Marks pending approvals past their expiry as expired. With `fail_request`, their
+    /// requests fail; otherwise they become runnable and the model sees the expiry.
+    pub async fn expire_approvals(
+        &self,
+        now: Timestamp,
+        fail_request: bool,
+    ) -> Result<Vec<Approval>, StoreError> {
+        self.write(move |c| expire(c, now, fail_request)).await
+    }
+
+    pub async fn get_approval(&self, id: &ApprovalId) -> Result<Approval, StoreError> {
+        let id = id.clone();
+        self.read(move |c| get(c, &id)).await
+    }
+
+    pub async fn list_approvals(&self, f: ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        self.read(move |c| list(c, &f)).await
+    }
+
+    /// Marks a delegated child request `running` again when its root resumes it.
+    pub async fn resume_child(&self, id: &RequestId, now: Timestamp) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE requests SET status = 'running', last_activity_at = ?2 \
+                 WHERE id = ?1 AND status IN ('queued', 'running', 'waiting_approval')",
+                params![id.as_str(), now.0],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub(crate) fn insert(c: &Connection, a: &Approval) -> Result<(), StoreError> {
+    c.prepare_cached(&format!(
+        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))?
+    .execute(params![
+        a.id.as_str(),
+        a.request_id.as_str(),
+        a.session_id.as_str(),
+        a.agent,
+        a.step_idx,
+        a.call_id.as_str(),
+        a.tool,
+        a.arguments.to_string(),
+        a.status.as_str(),
+        a.decided_by,
+        a.message,
+        a.edited_arguments.as_ref().map(|v| v.to_string()),
+        a.created_at.0,
+        a.decided_at.map(|t| t.0),
+        a.expires_at.0,
+    ])?;
+    Ok(())
+}
+
+fn get(c: &Connection, id: &ApprovalId) -> Result<Approval, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?1"
+    ))?
+    .query_row([id.as_str()], rows::approval)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound {
+        kind: "approval",
+        id: id.to_string(),
+    })
+}
+
+fn resolve(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<Approval, StoreError> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, message = ?4, edited_arguments = ?5, \
+             decided_at = ?6 WHERE id = ?1 AND status = 'pending' AND request_id = ?7 \
+             AND session_id = ?8 AND expires_at > ?6",
+        )?
+        .execute(params![
+            r.approval_id.as_str(),
+            r.decision.status().as_str(),
+            r.decided_by,
+            r.message,
+            r.edited_arguments.as_ref().map(|v| v.to_string()),
+            now.0,
+            r.request_id.as_str(),
+            r.session_id.as_str(),
+        ])?;
+    if changed == 0 {
+        return Err(refusal(c, r, now)?);
+    }
+    let a = get(c, &r.approval_id)?;
+    wake_chain(c, &a.request_id, now)?;
+    events::append(
+        c,
+        now,
+        &[NewEvent::for_request(
+            EventKind::ApprovalResolved,
+            &a.request_id,
+            &a.session_id,
+            json!({
+                "approval_id": a.id, "decision": a.status, "decided_by": a.decided_by,
+                "message": a.message, "edited": a.edited_arguments.is_some(),
+                "tool": a.tool, "call_id": a.call_id,
+            }),
+        )],
+    )?;
+    Ok(a)
+}
+
+/// Why a resolution changed nothing, as precisely as the row allows.
+fn refusal(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<StoreError, StoreError> {
+    let a = get(c, &r.approval_id)?;
+    Ok(if a.request_id != r.request_id {
+        StoreError::ApprovalMismatch {
+            id: a.id.to_string(),
+            field: "request",
+            actual: a.request_id.to_string(),
+            given: r.request_id.to_string(),
+        }
+    } else if a.session_id != r.session_id {
+        StoreError::ApprovalMismatch {
+            id: a.id.to_string(),
+            field: "session",
+            actual: a.session_id.to_string(),
+            given: r.session_id.to_string(),
+        }
+    } else if a.status == ApprovalStatus::Pending && a.expires_at <= now {
+        StoreError::ApprovalExpired {
+            id: a.id.to_string(),
+            expires_at: a.expires_at,
+        }
+    } else {
+        StoreError::ApprovalNotPending {
+            id: a.id.to_string(),
+            status: a.status,
+            decided_by: a.decided_by,
+            decided_at: a.decided_at,
+        }
+    })
+}
+
+/// The request and every ancestor waiting on it become runnable (`queued`).
+fn wake_chain(c: &Connection, request: &RequestId, now: Timestamp) -> Result<(), StoreError> {
+    let mut next = Some(request.clone());
+    while let Some(id) = next {
+        c.prepare_cached(
+            "UPDATE requests SET status = 'queued', last_activity_at = ?2 WHERE id = ?1 AND status = 'waiting_approval'",
+        )?
+        .execute(params![id.as_str(), now.0])?;
+        next = requests::get_request(c, &id)?.parent_id;
+    }
+    Ok(())
+}
+
+fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Approval>, StoreError> {
+    let due: Vec<Approval> = {
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE status = 'pending' AND expires_at <= ?1"
+        ))?;
+        let rows = stmt.query_map([now.0], rows::approval)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::with_capacity(due.len());
+    for a in due {
+        let changed = c.execute(
+            "UPDATE approvals SET status = 'expired', decided_by = 'runtime', decided_at = ?2 \
+             WHERE id = ?1 AND status = 'pending'",
+            params![a.id.as_str(), now.0],
+        )?;
+        if changed == 0 {
+            continue;
+        }
+        events::append(
+            c,
+            now,
+            &[NewEvent::for_request(
+                EventKind::ApprovalExpired,
+                &a.request_id,
+                &a.session_id,
+                json!({"approval_id": a.id, "tool": a.tool, "call_id": a.call_id, "expires_at": a.expires_at}),
+            )],
+        )?;
+        if fail_request {
+            fail_chain(c, &a, now)?;
+        } else {
+            wake_chain(c, &a.request_id, now)?;
+        }
+        out.push(get(c, &a.id)?);
+    }
+    Ok(out)
+}
+
+fn fail_chain(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreError> {
+    let reason = format!(
+        "approval {} for `{}` expired at {}",
+        a.id, a.tool, a.expires_at
+    );
+    let mut next = Some(a.request_id.clone());
+    while let Some(id) = next {
+        let changed = c.execute(
+            "UPDATE requests SET status = 'failed', error = ?3, finished_at = ?2, last_activity_at = ?2 \
+             WHERE id = ?1 AND status = 'waiting_approval'",
+            params![id.as_str(), now.0, reason],
+        )?;
+        if changed > 0 {
+            events::append(
+                c,
+                now,
+                &[NewEvent::for_request(
+                    EventKind::RequestFailed,
+                    &id,
+                    &a.session_id,
+                    json!({"error": reason}),
+                )],
+            )?;
+        }
+        next = requests::get_request(c, &id)?.parent_id;
+    }
+    Ok(())
+}
+
+fn list(c: &Connection, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+    let mut sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    if !f.statuses.is_empty() {
+        let list: Vec<String> = f
+            .statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+    }
+    if let Some(s) = &f.session_id {
+        args.push(s.to_string());
+        sql.push_str(&format!(" AND session_id = ?{}", args.len()));
+    }
+    if let Some(r) = &f.request_id {
+        args.push(r.to_string());
+        sql.push_str(&format!(" AND request_id = ?{}", args.len()));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC");
+    if f.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", f.limit));
+    }
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), rows::approval)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,415 @@
+//! Requests and sessions: admission (the queue), claiming, listing, cancelling, recovery.
+
+use crate::rows::{self, REQUEST_COLS};
+use crate::{Store, StoreError, events};
+use harness_core::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+use std::time::Duration;
+
+/// A request to admit.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub id: RequestId,
+    pub session_id: SessionId,
+    pub agent: String,
+    pub input: String,
+    pub trace_id: String,
+}
+
+/// The admission limits checked in the same transaction as the insert.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    pub queue_capacity: usize,
+    /// Refuse when the session already has an active request (strategy `reject`).
+    pub reject_if_session_busy: bool,
+}
+
+const ACTIVE: &str = "('queued','running','waiting_approval')";
+
+impl Store {
+    /// Admits a request (status `queued`), or refuses it at once: queue full, session busy.
+    pub async fn admit(
+        &self,
+        new: NewRequest,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        self.write(move |c| admit(c, &new, adm, now)).await
+    }
+
+    /// Claims up to `limit` runnable root requests, FIFO, at most one per session,
+    /// marking them `running` for `worker`.
+    pub async fn claim(
+        &self,
+        worker: &WorkerId,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Request>, StoreError> {
+        let worker = worker.clone();
+        self.write(move |c| claim(c, &worker, limit, now)).await
+    }
+
+    /// Puts every request left `running` by a dead worker back on the queue.
+    /// Only sound while this process holds the workspace lock (SQLite: one worker).
+    pub async fn requeue_orphans(&self, now: Timestamp) -> Result<Vec<RequestId>, StoreError> {
+        self.write(move |c| requeue_orphans(c, now)).await
+    }
+
+    /// Puts this worker's own running requests back on the queue (graceful stop).
+    pub async fn release(&self, ids: Vec<RequestId>, now: Timestamp) -> Result<(), StoreError> {
+        self.write(move |c| {
+            for id in &ids {
+                c.execute(
+                    "UPDATE requests SET status = 'queued', worker_id = NULL, last_activity_at = ?2 \
+                     WHERE id = ?1 AND status = 'running'",
+                    params![id.as_str(), now.0],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Cancels a request that has not finished (and its delegated children).
+    pub async fn cancel(
+        &self,
+        id: &RequestId,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        let (id, by) = (id.clone(), by.to_string());
+        self.write(move |c| cancel(c, &id, &by, now)).await
+    }
+
+    pub async fn get_request(&self, id: &RequestId) -> Result<Request, StoreError> {
+        let id = id.clone();
+        self.read(move |c| get_request(c, &id)).await
+    }
+
+    pub async fn list_requests(&self, filter: RequestFilter) -> Result<Vec<Request>, StoreError> {
+        self.read(move |c| list_requests(c, &filter)).await
+    }
+
+    pub async fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
+        self.read(move |c| list_sessions(c, None, limit)).await
+    }
+
+    pub async fn get_session(&self, id: &SessionId) -> Result<Session, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            list_sessions(c, Some(&id), 1)?
+                .pop()
+                .ok_or_else(|| StoreError::NotFound {
+                    kind: "session",
+                    id: id.to_string(),
+                })
+        })
+        .await
+    }
+
+    /// Inputs and answers of the session's earlier completed root requests, oldest first.
+    pub async fn session_history(
+        &self,
+        session: &SessionId,
+        before: &RequestId,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let (session, before) = (session.clone(), before.clone());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT input, output FROM requests WHERE session_id = ?1 AND parent_id IS NULL \
+                 AND status = 'completed' AND queue_seq < (SELECT queue_seq FROM requests WHERE id = ?2) \
+                 ORDER BY queue_seq DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![session.as_str(), before.as_str(), limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+            })?;
+            let mut out: Vec<(String, String)> = rows.collect::<Result<_, _>>()?;
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+}
+
+pub(crate) fn get_request(c: &Connection, id: &RequestId) -> Result<Request, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {REQUEST_COLS} FROM requests WHERE id = ?1"
+    ))?
+    .query_row([id.as_str()], rows::request)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound {
+        kind: "request",
+        id: id.to_string(),
+    })
+}
+
+fn admit(
+    c: &Connection,
+    new: &NewRequest,
+    adm: Admission,
+    now: Timestamp,
+) -> Result<Request, StoreError> {
+    let queued: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM requests WHERE status = 'queued'")?
+        .query_row([], |r| r.get(0))?;
+    if queued as usize >= adm.queue_capacity {
+        return Err(StoreError::QueueFull {
+            queued: queued as usize,
+            capacity: adm.queue_capacity,
+            retry_after: Duration::from_secs(1 + (queued as u64 / 100)),
+        });
+    }
+    if adm.reject_if_session_busy {
+        let active: Option<String> = c
+            .prepare_cached(&format!(
+                "SELECT id FROM requests WHERE session_id = ?1 AND status IN {ACTIVE} LIMIT 1"
+            ))?
+            .query_row([new.session_id.as_str()], |r| r.get(0))
+            .optional()?;
+        if let Some(active) = active {
+            return Err(StoreError::SessionBusy {
+                session: new.session_id.to_string(),
+                active,
+            });
+        }
+    }
+    insert_request(c, new, None, RequestStatus::Queued, now)?;
+    events::append(
+        c,
+        now,
+        &[NewEvent::for_request(
+            EventKind::RequestQueued,
+            &new.id,
+            &new.session_id,
+            json!({"agent": new.agent, "input_bytes": new.input.len(), "trace_id": new.trace_id}),
+        )],
+    )?;
+    get_request(c, &new.id)
+}
+
+/// Inserts a request row (and its session if new).
+pub(crate) fn insert_request(
+    c: &Connection,
+    new: &NewRequest,
+    parent: Option<&RequestId>,
+    status: RequestStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO sessions (id, created_at, last_activity_at) VALUES (?1, ?2, ?2) \
+         ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at",
+    )?
+    .execute(params![new.session_id.as_str(), now.0])?;
+    let running = status == RequestStatus::Running;
+    c.prepare_cached(
+        "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, input, \
+         trace_id, created_at, started_at, last_activity_at, queue_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, \
+                 (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM requests))",
+    )?
+    .execute(params![
+        new.id.as_str(),
+        new.session_id.as_str(),
+        new.agent,
+        parent.map(|p| p.as_str()),
+        status.as_str(),
+        if running { 1 } else { 0 },
+        running.then_some(new.agent.as_str()),
+        new.input,
+        new.trace_id,
+        now.0,
+        running.then_some(now.0),
+    ])?;
+    Ok(())
+}
+
+fn claim(
+    c: &Connection,
+    worker: &WorkerId,
+    limit: usize,
+    now: Timestamp,
+) -> Result<Vec<Request>, StoreError> {
+    let ids: Vec<String> = {
+        let mut stmt = c.prepare_cached(
+            "SELECT r.id FROM requests r WHERE r.status = 'queued' AND r.parent_id IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM requests o WHERE o.session_id = r.session_id \
+                 AND o.parent_id IS NULL AND o.id != r.id \
+                 AND (o.status IN ('running','waiting_approval') \
+                      OR (o.status = 'queued' AND o.queue_seq < r.queue_seq))) \
+             ORDER BY r.queue_seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in ids {
+        c.prepare_cached(
+            "UPDATE requests SET status = 'running', attempt = attempt + 1, worker_id = ?2, \
+             started_at = COALESCE(started_at, ?3), last_activity_at = ?3, \
+             current_agent = COALESCE(current_agent, agent) WHERE id = ?1 AND status = 'queued'",
+        )?
+        .execute(params![id, worker.as_str(), now.0])?;
+        let req = get_request(c, &RequestId::from_trusted(id))?;
+        events::append(
+            c,
+            now,
+            &[NewEvent::for_request(
+                EventKind::RequestStarted,
+                &req.id,
+                &req.session_id,
+                json!({"attempt": req.attempt, "worker_id": worker}),
+            )],
+        )?;
+        claimed.push(req);
+    }
+    Ok(claimed)
+}
+
+fn requeue_orphans(c: &Connection, now: Timestamp) -> Result<Vec<RequestId>, StoreError> {
+    let orphans: Vec<(String, String)> = {
+        let mut stmt = c.prepare(
+            "SELECT id, session_id FROM requests WHERE status = 'running' AND parent_id IS NULL ORDER BY queue_seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut ids = Vec::with_capacity(orphans.len());
+    for (id, session) in orphans {
+        c.execute(
+            "UPDATE requests SET status = 'queued', worker_id = NULL, last_activity_at = ?2 WHERE id = ?1",
+            params![id, now.0],
+        )?;
+        let (id, session) = (
+            RequestId::from_trusted(id),
+            SessionId::from_trusted(session),
+        );
+        events::append(
+            c,
+            now,
+            &[NewEvent::for_request(
+                EventKind::RequestRequeued,
+                &id,
+                &session,
+                json!({"reason": "the worker running it stopped without finishing it"}),
+            )],
+        )?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn cancel(c: &Connection, id: &RequestId, by: &str, now: Timestamp) -> Result<Request, StoreError> {
+    let req = get_request(c, id)?;
+    if req.status.is_terminal() {
+        return Err(StoreError::WrongState {
+            id: id.to_string(),
+            status: req.status,
+            action: "cancel it",
+        });
+    }
+    let mut stack = vec![req.id.clone()];
+    while let Some(rid) = stack.pop() {
+        let changed = c.execute(
+            &format!(
+                "UPDATE requests SET status = 'cancelled', finished_at = ?2, last_activity_at = ?2, \
+                 error = ?3 WHERE id = ?1 AND status IN {ACTIVE}"
+            ),
+            params![rid.as_str(), now.0, format!("cancelled by {by}")],
+        )?;
+        if changed == 0 {
+            continue;
+        }
+        c.execute(
+            "UPDATE approvals SET status = 'rejected', decided_by = ?2, message = 'request cancelled', \
+             decided_at = ?3 WHERE request_id = ?1 AND status = 'pending'",
+            params![rid.as_str(), by, now.0],
+        )?;
+        events::append(
+            c,
+            now,
+            &[NewEvent::for_request(
+                EventKind::RequestCancelled,
+                &rid,
+                &req.session_id,
+                json!({"by": by}),
+            )],
+        )?;
+        let mut stmt = c.prepare_cached("SELECT id FROM requests WHERE parent_id = ?1")?;
+        let children = stmt.query_map([rid.as_str()], |r| r.get::<_, String>(0))?;
+        for child in children {
+            stack.push(RequestId::from_trusted(child?));
+        }
+    }
+    get_request(c, id)
+}
+
+fn list_requests(c: &Connection, f: &RequestFilter) -> Result<Vec<Request>, StoreError> {
+    let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    if !f.statuses.is_empty() {
+        let list: Vec<String> = f
+            .statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+    }
+    if let Some(s) = &f.session_id {
+        args.push(s.to_string());
+        sql.push_str(&format!(" AND session_id = ?{}", args.len()));
+    }
+    if let Some(a) = &f.agent {
+        args.push(a.clone());
+        sql.push_str(&format!(" AND agent = ?{}", args.len()));
+    }
+    if let Some(p) = &f.parent_id {
+        args.push(p.to_string());
+        sql.push_str(&format!(" AND parent_id = ?{}", args.len()));
+    }
+    if f.roots_only {
+        sql.push_str(" AND parent_id IS NULL");
+    }
+    sql.push_str(" ORDER BY queue_seq DESC");
+    if f.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", f.limit));
+    }
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), rows::request)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn list_sessions(
+    c: &Connection,
+    only: Option<&SessionId>,
+    limit: usize,
+) -> Result<Vec<Session>, StoreError> {
+    let filter = if only.is_some() {
+        "WHERE s.id = ?1"
+    } else {
+        "WHERE ?1 IS NULL"
+    };
+    let sql = format!(
+        "SELECT s.id, s.created_at, s.last_activity_at, \
+           (SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL), \
+           (SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL AND r.status IN {ACTIVE}), \
+           (SELECT r.id FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL ORDER BY r.queue_seq DESC LIMIT 1), \
+           (SELECT r.agent FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL ORDER BY r.queue_seq DESC LIMIT 1) \
+         FROM sessions s {filter} ORDER BY s.last_activity_at DESC LIMIT ?2"
+    );
+    let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![only.map(|s| s.as_str()), limit], |r| {
+        Ok(Session {
+            id: SessionId::from_trusted(r.get(0)?),
+            created_at: Timestamp(r.get(1)?),
+            last_activity_at: Timestamp(r.get(2)?),
+            requests: r.get(3)?,
+            active_requests: r.get(4)?,
+            last_request_id: r.get::<_, Option<String>>(5)?.map(RequestId::from_trusted),
+            last_agent: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,133 @@
+//! Aggregates for health and overview: counts come from indexed queries only.
+
+use crate::{Store, StoreError};
+use harness_core::*;
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+/// Queue and record counts at one instant.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StoreStats {
+    pub queued: u64,
+    pub running: u64,
+    pub waiting_approval: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub pending_approvals: u64,
+    pub oldest_pending_approval: Option<Timestamp>,
+    /// Pending approvals that expire before the horizon passed to [`Store::stats`].
+    pub approvals_expiring_soon: u64,
+    /// Pending approvals already past expiry (maintenance has not marked them yet).
+    pub approvals_overdue: u64,
+    pub last_seq: i64,
+    pub db_bytes: u64,
+}
+
+/// A running request with no committed activity for too long.
+#[derive(Clone, Debug, Serialize)]
+pub struct StuckRequest {
+    pub id: RequestId,
+    pub session_id: SessionId,
+    pub agent: String,
+    pub current_agent: Option<String>,
+    pub last_activity_at: Timestamp,
+}
+
+impl Store {
+    /// Counts by status and approval expiry relative to `now` and `horizon`.
+    pub async fn stats(
+        &self,
+        now: Timestamp,
+        horizon: Timestamp,
+    ) -> Result<StoreStats, StoreError> {
+        let db = self.dir().join(crate::DB_FILE);
+        let wal = self.dir().join(format!("{}-wal", crate::DB_FILE));
+        let bytes = [db, wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut s = self.read(move |c| stats(c, now, horizon)).await?;
+        s.db_bytes = bytes;
+        Ok(s)
+    }
+
+    /// Running requests whose last activity is older than `before`.
+    pub async fn stuck_requests(&self, before: Timestamp) -> Result<Vec<StuckRequest>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, session_id, agent, current_agent, last_activity_at FROM requests \
+                 WHERE status = 'running' AND last_activity_at < ?1 ORDER BY last_activity_at LIMIT 100",
+            )?;
+            let rows = stmt.query_map([before.0], |r| {
+                Ok(StuckRequest {
+                    id: RequestId::from_trusted(r.get(0)?),
+                    session_id: SessionId::from_trusted(r.get(1)?),
+                    agent: r.get(2)?,
+                    current_agent: r.get(3)?,
+                    last_activity_at: Timestamp(r.get(4)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// SQLite `quick_check`: `Ok(())` or the problems it found.
+    pub async fn integrity_check(&self) -> Result<Result<(), String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare("PRAGMA quick_check")?;
+            let rows: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(if rows == ["ok"] {
+                Ok(())
+            } else {
+                Err(rows.join("; "))
+            })
+        })
+        .await
+    }
+}
+
+fn count(c: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<u64, StoreError> {
+    Ok(c.prepare_cached(sql)?
+        .query_row(p, |r| r.get::<_, i64>(0))? as u64)
+}
+
+fn stats(c: &Connection, now: Timestamp, horizon: Timestamp) -> Result<StoreStats, StoreError> {
+    let by_status = |s: RequestStatus| {
+        count(
+            c,
+            "SELECT COUNT(*) FROM requests WHERE status = ?1",
+            [s.as_str()],
+        )
+    };
+    let pending = "SELECT COUNT(*) FROM approvals WHERE status = 'pending'";
+    Ok(StoreStats {
+        queued: by_status(RequestStatus::Queued)?,
+        running: by_status(RequestStatus::Running)?,
+        waiting_approval: by_status(RequestStatus::WaitingApproval)?,
+        completed: by_status(RequestStatus::Completed)?,
+        failed: by_status(RequestStatus::Failed)?,
+        cancelled: by_status(RequestStatus::Cancelled)?,
+        pending_approvals: count(c, pending, [])?,
+        oldest_pending_approval: c
+            .prepare_cached("SELECT MIN(created_at) FROM approvals WHERE status = 'pending'")?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))?
+            .map(Timestamp),
+        approvals_expiring_soon: count(
+            c,
+            "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > ?1 AND expires_at <= ?2",
+            params![now.0, horizon.0],
+        )?,
+        approvals_overdue: count(
+            c,
+            "SELECT COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at <= ?1",
+            [now.0],
+        )?,
+        last_seq: c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?,
+        db_bytes: 0,
+    })
+}

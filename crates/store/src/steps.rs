@@ -1,0 +1,164 @@
+//! The journal: one transaction per step, carrying the step row, the request's
+//! new state, any approval or child request it raises, and its events.
+
+use crate::rows::{self, STEP_COLS};
+use crate::{Store, StoreError, approvals, events, requests};
+use harness_core::*;
+use rusqlite::{Connection, params};
+
+/// Everything one step changes, committed atomically.
+#[derive(Clone, Debug)]
+pub struct StepCommit {
+    pub request_id: RequestId,
+    pub session_id: SessionId,
+    pub at: Timestamp,
+    pub step: Option<StepWrite>,
+    pub patch: RequestPatch,
+    /// An approval raised by this step (status `pending`).
+    pub approval: Option<Approval>,
+    /// A delegated child request started by this step (inserted as `running`).
+    pub child: Option<requests::NewRequest>,
+    /// Artifact rows whose files were already written with [`Store::write_artifact_file`].
+    pub artifacts: Vec<Artifact>,
+    /// Requests above this one (parent first): their last activity and current agent follow this step.
+    pub ancestors: Vec<RequestId>,
+    pub events: Vec<NewEvent>,
+}
+
+#[derive(Clone, Debug)]
+pub enum StepWrite {
+    Insert(Step),
+    /// Replaces status, body and finished time of the step at (`request_id`, `idx`).
+    Update(Step),
+}
+
+/// Changes to the request row. The update only applies while the request is
+/// `running`: a request cancelled meanwhile refuses the commit (the run then stops).
+#[derive(Clone, Debug, Default)]
+pub struct RequestPatch {
+    pub status: Option<RequestStatus>,
+    pub current_agent: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    /// This commit adds a step to the request's count.
+    pub count_step: bool,
+}
+
+impl Store {
+    /// Commits one step; returns the sequence numbers of its events.
+    pub async fn commit_step(&self, commit: StepCommit) -> Result<Vec<i64>, StoreError> {
+        self.write(move |c| commit_step(c, &commit)).await
+    }
+
+    /// The request's journal, in order.
+    pub async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
+        let request = request.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {STEP_COLS} FROM steps WHERE request_id = ?1 ORDER BY idx"
+            ))?;
+            let rows = stmt.query_map([request.as_str()], rows::step)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+fn commit_step(c: &Connection, s: &StepCommit) -> Result<Vec<i64>, StoreError> {
+    patch_request(c, s)?;
+    match &s.step {
+        Some(StepWrite::Insert(step)) => insert_step(c, step)?,
+        Some(StepWrite::Update(step)) => update_step(c, step)?,
+        None => {}
+    }
+    if let Some(a) = &s.approval {
+        approvals::insert(c, a)?;
+    }
+    if let Some(child) = &s.child {
+        requests::insert_request(c, child, Some(&s.request_id), RequestStatus::Running, s.at)?;
+    }
+    for a in &s.artifacts {
+        crate::artifacts::insert(c, a)?;
+    }
+    let agent = s.patch.current_agent.as_deref();
+    for ancestor in &s.ancestors {
+        c.prepare_cached(
+            "UPDATE requests SET last_activity_at = ?2, current_agent = COALESCE(?3, current_agent) WHERE id = ?1",
+        )?
+        .execute(params![ancestor.as_str(), s.at.0, agent])?;
+    }
+    events::append(c, s.at, &s.events)
+}
+
+fn patch_request(c: &Connection, s: &StepCommit) -> Result<(), StoreError> {
+    let p = &s.patch;
+    let finished = p.status.filter(|st| st.is_terminal()).map(|_| s.at.0);
+    let changed = c
+        .prepare_cached(
+            "UPDATE requests SET last_activity_at = ?2, status = COALESCE(?3, status), \
+             current_agent = COALESCE(?4, current_agent), output = COALESCE(?5, output), \
+             error = COALESCE(?6, error), finished_at = COALESCE(?7, finished_at), \
+             steps = steps + ?8 WHERE id = ?1 AND status = 'running'",
+        )?
+        .execute(params![
+            s.request_id.as_str(),
+            s.at.0,
+            p.status.map(|st| st.as_str()),
+            p.current_agent,
+            p.output,
+            p.error,
+            finished,
+            p.count_step as i64,
+        ])?;
+    if changed == 0 {
+        let req = requests::get_request(c, &s.request_id)?;
+        return Err(StoreError::WrongState {
+            id: s.request_id.to_string(),
+            status: req.status,
+            action: "commit a step (it is no longer running)",
+        });
+    }
+    if p.status.is_some() {
+        c.prepare_cached("UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1")?
+            .execute(params![s.session_id.as_str(), s.at.0])?;
+    }
+    Ok(())
+}
+
+fn insert_step(c: &Connection, step: &Step) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO steps (request_id, idx, agent, status, body, started_at, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        step.request_id.as_str(),
+        step.idx,
+        step.agent,
+        step.status.as_str(),
+        serde_json::to_string(&step.body)?,
+        step.started_at.0,
+        step.finished_at.map(|t| t.0),
+    ])?;
+    Ok(())
+}
+
+fn update_step(c: &Connection, step: &Step) -> Result<(), StoreError> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE steps SET status = ?3, body = ?4, finished_at = ?5 WHERE request_id = ?1 AND idx = ?2",
+        )?
+        .execute(params![
+            step.request_id.as_str(),
+            step.idx,
+            step.status.as_str(),
+            serde_json::to_string(&step.body)?,
+            step.finished_at.map(|t| t.0),
+        ])?;
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            kind: "step",
+            id: format!("{}#{}", step.request_id, step.idx),
+        });
+    }
+    Ok(())
+}
