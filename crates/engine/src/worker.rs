@@ -46,7 +46,7 @@ impl Harness {
         let id = WorkerId::generate();
         let now = self.now();
         let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
-        let _ = self.inner.stopping.send(false);
+        let _ = self.inner.stopping.send_replace(false);
         let recovered = self.inner.store.requeue_orphans(now).await?;
         let worker = Worker {
             id: id.clone(),
@@ -86,7 +86,7 @@ impl WorkerHandle {
     /// Graceful stop: no new claims; each run finishes its current step, then its
     /// request goes back to `queued` for the next worker.
     pub async fn stop(self) -> Result<(), HarnessError> {
-        let _ = self.harness.inner.stopping.send(true);
+        let _ = self.harness.inner.stopping.send_replace(true);
         self.harness.inner.wake.notify_one();
         let _ = self.task.await;
         self.harness

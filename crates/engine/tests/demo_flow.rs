@@ -1,0 +1,168 @@
+//! The demo workspace end to end through the library API: pause on approval,
+//! resolve, continue, complete; refusals change nothing.
+
+use harness_core::*;
+use harness_engine::{Harness, HarnessError, StoreError, WorkerOptions, run_until_settled};
+
+fn demo() -> (tempfile::TempDir, Harness) {
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    let h = Harness::open(dir.path()).unwrap();
+    (dir, h)
+}
+
+fn fast() -> WorkerOptions {
+    WorkerOptions {
+        poll: std::time::Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn demo_pauses_for_approval_then_completes() {
+    let (dir, h) = demo();
+    let session = SessionId::parse("session-1").unwrap();
+    let req = h
+        .request(Some(session.clone()), "assistant", "ship the release notes")
+        .await
+        .unwrap();
+    let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval, "{r:?}");
+
+    let pending = h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    let a = &pending[0];
+    assert_eq!(a.tool, "send_mail");
+
+    // The delegated researcher ran as a child request and wrote its file.
+    let children = h
+        .list_requests(RequestFilter {
+            parent_id: Some(req.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].status, RequestStatus::Completed);
+    assert!(dir.path().join("work/notes.md").exists());
+
+    let resolve = ResolveApproval {
+        session_id: session.clone(),
+        request_id: req.id.clone(),
+        approval_id: a.id.clone(),
+        decision: Decision::Approved,
+        message: Some("ok".into()),
+        decided_by: "alice".into(),
+        edited_arguments: None,
+    };
+    h.resolve_approval(resolve.clone()).await.unwrap();
+    // Approving twice is refused and names who decided.
+    match h.resolve_approval(resolve).await {
+        Err(HarnessError::Store(StoreError::ApprovalNotPending { decided_by, .. })) => {
+            assert_eq!(decided_by.as_deref(), Some("alice"))
+        }
+        other => panic!("second approval not refused: {other:?}"),
+    }
+
+    let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed, "{r:?}");
+    assert!(r.output.unwrap().starts_with("Done"));
+    let outbox = std::fs::read_to_string(dir.path().join("work/outbox.log")).unwrap();
+    assert_eq!(outbox.lines().count(), 1, "send_mail ran exactly once");
+
+    let artifacts = h.store().artifacts(&req.id).await.unwrap();
+    assert_eq!(artifacts.len(), 1);
+    assert_eq!(artifacts[0].name, "summary.md");
+
+    // The event log is gap-free and tells the story in order.
+    let mut sub = h.subscribe(0, EventFilter::default());
+    let mut seqs = vec![];
+    let mut kinds = vec![];
+    while let Some(e) = sub.try_next().await.unwrap() {
+        seqs.push(e.seq);
+        if e.request_id.as_ref() == Some(&req.id) {
+            kinds.push(e.kind.as_str());
+        }
+    }
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert_eq!(kinds.first(), Some(&"request.queued"));
+    assert_eq!(kinds.last(), Some(&"request.completed"));
+    assert!(kinds.contains(&"approval.requested") && kinds.contains(&"approval.resolved"));
+    assert!(kinds.contains(&"delegate.started") && kinds.contains(&"delegate.completed"));
+
+    let health = h.health().await.unwrap();
+    assert!(
+        health
+            .checks
+            .iter()
+            .any(|c| c.name == "store" && c.status == HealthStatus::Ok)
+    );
+}
+
+#[tokio::test]
+async fn rejection_reaches_the_model_and_the_tool_never_runs() {
+    let (dir, h) = demo();
+    let req = h.request(None, "assistant", "go").await.unwrap();
+    run_until_settled(&h, &req.id, fast()).await.unwrap();
+    let a = h
+        .list_approvals(ApprovalFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    h.resolve_approval(ResolveApproval {
+        session_id: req.session_id.clone(),
+        request_id: req.id.clone(),
+        approval_id: a.id.clone(),
+        decision: Decision::Rejected,
+        message: Some("wrong list".into()),
+        decided_by: "bob".into(),
+        edited_arguments: None,
+    })
+    .await
+    .unwrap();
+    let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed);
+    assert!(!dir.path().join("work/outbox.log").exists());
+    let steps = h.store().steps(&req.id).await.unwrap();
+    let rejected = steps.iter().find_map(|s| match &s.body {
+        StepBody::ToolCall {
+            call,
+            outcome: Some(o),
+            ..
+        } if call.tool == "send_mail" => Some(o.content.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        rejected.as_deref(),
+        Some("Tool call `send_mail` was rejected by bob: wrong list")
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_changes_nothing() {
+    let (_dir, h) = demo();
+    assert!(matches!(
+        h.request(None, "asistant", "x").await,
+        Err(HarnessError::UnknownAgent { .. })
+    ));
+    let big = "x".repeat(70 * 1024);
+    assert!(matches!(
+        h.request(None, "assistant", &big).await,
+        Err(HarnessError::InputTooLarge { .. })
+    ));
+    let missing = RequestId::parse("req_nope").unwrap();
+    let err = h.get_request(&missing).await.unwrap_err();
+    assert_eq!(err.to_string(), "request `req_nope` not found");
+    assert!(
+        h.list_requests(RequestFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
