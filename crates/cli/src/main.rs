@@ -1,1 +1,96 @@
-fn main() {}
+//! `agent-harness`: the thin binary. Parses arguments, opens the workspace,
+//! calls the library API and renders what it returns. No state lives here.
+
+mod context;
+mod core_cmds;
+mod export;
+mod output;
+mod runtime;
+
+use clap::{Parser, Subcommand};
+use context::Ctx;
+use std::process::ExitCode;
+
+/// A durable runtime for LLM agents: run agents from a workspace of YAML files,
+/// with approvals, recovery, a bounded queue and operator views.
+#[derive(Parser, Debug)]
+#[command(name = "agent-harness", version, propagate_version = true, after_help = EXIT_CODES)]
+struct Cli {
+    /// The workspace folder (default: the current folder or the nearest parent
+    /// holding `config/workspace.yaml`).
+    #[arg(long, short = 'w', global = true, value_name = "PATH")]
+    workspace: Option<std::path::PathBuf>,
+    /// Machine-readable output (documented in docs/cli-json.md).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 runtime error; 2 bad input or unknown id; \
+3 refused (not in the right state, queue full, workspace held by another worker).";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a working demo workspace.
+    #[command(
+        after_help = "Example:\n  agent-harness init my-agents && cd my-agents && agent-harness run --agent assistant \"ship the notes\""
+    )]
+    Init(core_cmds::InitArgs),
+    /// Check every configuration file; errors name file, line, column and field.
+    #[command(after_help = "Example:\n  agent-harness validate --workspace .")]
+    Validate,
+    /// Admit a request and follow it until it finishes or waits for approval.
+    #[command(
+        after_help = "Example:\n  agent-harness run --workspace . --agent assistant --session support-42 \"ship the notes\"\n\n\
+When a `serve` worker holds the workspace, the request is handed to it; otherwise it runs in this process."
+    )]
+    Run(core_cmds::RunArgs),
+    /// Admit a request only: print its id and exit (for scripts, or to feed a running worker).
+    #[command(
+        after_help = "Example:\n  agent-harness request --workspace . --agent assistant \"ship the notes\""
+    )]
+    Request(core_cmds::RequestArgs),
+    /// Run the long-lived worker: recover, then execute requests until SIGTERM / Ctrl-C.
+    #[command(after_help = "Example:\n  agent-harness serve --workspace .\n\n\
+On start it resumes requests a crashed worker left running. SIGTERM or Ctrl-C stops gracefully: \
+the step in flight finishes, the rest stays resumable.")]
+    Serve,
+    /// Operator views and actions over the durable records.
+    #[command(subcommand)]
+    Runtime(runtime::RuntimeCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let json = cli.json;
+    let ctx = Ctx {
+        workspace: cli.workspace,
+        json,
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Init(a) => core_cmds::init(&ctx, a),
+            Command::Validate => core_cmds::validate(&ctx),
+            Command::Run(a) => core_cmds::run(&ctx, a).await,
+            Command::Request(a) => core_cmds::request(&ctx, a).await,
+            Command::Serve => core_cmds::serve(&ctx).await,
+            Command::Runtime(c) => runtime::dispatch(&ctx, c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => output::report_error(&e, json),
+    }
+}

@@ -1,0 +1,273 @@
+//! `init`, `validate`, `run`, `request`, `serve`: admitting and executing work.
+
+use crate::context::Ctx;
+use crate::output::{self, BOLD, DIM, GREEN, YELLOW, line, paint};
+use anyhow::{Context, Result};
+use harness_core::*;
+use harness_engine::{Harness, WorkerOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Folder to create the workspace in (default: the current folder).
+    pub dir: Option<PathBuf>,
+    /// Overwrite an existing configuration.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The agent to run (a file in config/agents/).
+    #[arg(long, short = 'a')]
+    pub agent: String,
+    /// The session (conversation) to run in; a new one if omitted.
+    #[arg(long, short = 's')]
+    pub session: Option<String>,
+    /// The input text.
+    pub input: String,
+}
+
+pub type RequestArgs = RunArgs;
+
+pub fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode> {
+    let dir = a
+        .dir
+        .or_else(|| ctx.workspace.clone())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let files = harness_config::init(&dir, a.force).map_err(|e| match e {
+        harness_config::InitError::AlreadyExists(p) => output::bad_input(format!(
+            "{} already holds a workspace configuration; pass --force to overwrite it",
+            p.display()
+        )),
+        other => anyhow::Error::new(other),
+    })?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({"workspace": dir, "files": files}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    line(format!(
+        "{} demo workspace in {}",
+        paint(GREEN, "created"),
+        dir.display()
+    ));
+    for f in &files {
+        line(format!("  {}", f.strip_prefix(&dir).unwrap_or(f).display()));
+    }
+    line(format!(
+        "\nnext: agent-harness run --workspace {} --agent assistant \"ship the release notes\"",
+        dir.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(ctx: &Ctx) -> Result<ExitCode> {
+    let root = ctx.root()?;
+    let ws = harness_config::load(&root).map_err(harness_engine::HarnessError::from)?;
+    if ctx.json {
+        output::print_json(&serde_json::json!({
+            "ok": true,
+            "workspace": ws.root,
+            "name": ws.settings.name,
+            "agents": ws.agents.keys().collect::<Vec<_>>(),
+            "models": ws.models.keys().collect::<Vec<_>>(),
+            "tools": ws.tools.keys().collect::<Vec<_>>(),
+            "skills": ws.skills,
+        }))?;
+    } else {
+        line(format!(
+            "{} workspace `{}`: {} agents, {} models, {} tools, {} skills",
+            paint(GREEN, "ok"),
+            ws.settings.name,
+            ws.agents.len(),
+            ws.models.len(),
+            ws.tools.len(),
+            ws.skills.len()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn session_arg(s: &Option<String>) -> Result<Option<SessionId>> {
+    s.as_deref()
+        .map(SessionId::parse)
+        .transpose()
+        .map_err(|e| output::bad_input(e.to_string()))
+}
+
+pub async fn request(ctx: &Ctx, a: RequestArgs) -> Result<ExitCode> {
+    let h = ctx.open()?;
+    let req = h
+        .request(session_arg(&a.session)?, &a.agent, &a.input)
+        .await?;
+    if ctx.json {
+        output::print_json(&req)?;
+    } else {
+        line(format!(
+            "{} {}",
+            req.id,
+            paint(DIM, format!("(session {})", req.session_id))
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
+    let h = ctx.open()?;
+    let from = h.store().last_seq().await?;
+    let req = h
+        .request(session_arg(&a.session)?, &a.agent, &a.input)
+        .await?;
+    let holder = h.worker_holder();
+    if !ctx.json {
+        let how = match &holder {
+            Some(w) => format!("handed to worker {} (pid {})", w.worker_id, w.pid),
+            None => "running in this process".to_string(),
+        };
+        line(format!(
+            "{} {} {}",
+            paint(BOLD, "request"),
+            req.id,
+            paint(DIM, format!("session {} · {how}", req.session_id))
+        ));
+    }
+    let runner = match holder {
+        Some(_) => None,
+        None => {
+            let (h2, id) = (h.clone(), req.id.clone());
+            Some(tokio::spawn(async move {
+                harness_engine::run_until_settled(&h2, &id, WorkerOptions::default()).await
+            }))
+        }
+    };
+    let settled = follow(&h, &req, from, ctx.json).await?;
+    if let Some(r) = runner {
+        r.await.context("the in-process worker failed")??;
+    }
+    report_settled(&h, &settled, ctx.json).await
+}
+
+/// Prints the session's events from `from` until `req` settles; returns it settled.
+pub async fn follow(h: &Harness, req: &Request, from: i64, json: bool) -> Result<Request> {
+    let mut events = h.subscribe(
+        from,
+        EventFilter {
+            session_id: Some(req.session_id.clone()),
+            ..Default::default()
+        },
+    );
+    loop {
+        let e = events.next().await?;
+        if json {
+            println!("{}", serde_json::to_string(&e)?);
+        } else {
+            line(format!("  {}", output::event_line(&e)));
+        }
+        let settles = matches!(
+            e.kind,
+            EventKind::RequestCompleted
+                | EventKind::RequestFailed
+                | EventKind::RequestCancelled
+                | EventKind::RequestWaitingApproval
+        );
+        if settles && e.request_id.as_ref() == Some(&req.id) {
+            return Ok(h.get_request(&req.id).await?);
+        }
+    }
+}
+
+async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode> {
+    if json {
+        return Ok(if r.status == RequestStatus::Failed {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    match r.status {
+        RequestStatus::Completed => {
+            line(format!(
+                "\n{} {}",
+                paint(GREEN.bold(), "completed:"),
+                r.output.as_deref().unwrap_or("")
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        RequestStatus::WaitingApproval => {
+            let pending = h
+                .list_approvals(ApprovalFilter {
+                    statuses: vec![ApprovalStatus::Pending],
+                    session_id: Some(r.session_id.clone()),
+                    ..Default::default()
+                })
+                .await?;
+            line(format!(
+                "\n{} request {} is paused for approval",
+                paint(YELLOW.bold(), "waiting:"),
+                r.id
+            ));
+            for a in pending {
+                line(format!(
+                    "  {} {} {}",
+                    a.id,
+                    paint(BOLD, &a.tool),
+                    output::clip(&a.arguments.to_string(), 100)
+                ));
+                line(format!(
+                    "  approve: agent-harness runtime approvals approve {} --session {} --request {}",
+                    a.id, a.session_id, a.request_id
+                ));
+                line(format!(
+                    "  reject:  agent-harness runtime approvals reject {} --session {} --request {} --message \"why\"",
+                    a.id, a.session_id, a.request_id
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        status => {
+            line(format!(
+                "\n{} {}",
+                paint(output::status_style(status).bold(), format!("{status}:")),
+                r.error.as_deref().unwrap_or("")
+            ));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `serve`: hold the workspace, recover, execute until SIGTERM / Ctrl-C.
+pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
+    let h = ctx.open()?;
+    let worker = h.start_worker(WorkerOptions::default()).await?;
+    let msg = format!(
+        "worker {} serving {} (pid {}); recovered {} request(s)",
+        worker.id,
+        h.workspace().root.display(),
+        std::process::id(),
+        worker.recovered.len()
+    );
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({"worker_id": worker.id, "pid": std::process::id(), "recovered": worker.recovered})
+        );
+    } else {
+        line(msg);
+    }
+    wait_for_shutdown().await;
+    if !ctx.json {
+        line("stopping: finishing steps in flight");
+    }
+    worker.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,255 @@
+//! Rendering shared by every command: errors and exit codes, JSON, styles,
+//! and one-line event summaries. Colour only on a terminal; `NO_COLOR` honoured
+//! (anstream strips styles otherwise).
+
+use anstyle::{AnsiColor, Style};
+use harness_core::{Event, EventKind, HealthStatus, RequestStatus};
+use harness_engine::{HarnessError, StoreError};
+use std::io::Write;
+use std::process::ExitCode;
+
+pub const BOLD: Style = Style::new().bold();
+pub const DIM: Style = Style::new().dimmed();
+pub const GREEN: Style = AnsiColor::Green.on_default();
+pub const YELLOW: Style = AnsiColor::Yellow.on_default();
+pub const RED: Style = AnsiColor::Red.on_default();
+pub const CYAN: Style = AnsiColor::Cyan.on_default();
+
+/// Exit code for errors about bad input or unknown ids.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for refusals: wrong state, queue full, workspace held.
+pub const EXIT_REFUSED: u8 = 3;
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `text` in `style` (stripped when stdout is not a terminal or NO_COLOR is set).
+pub fn paint(style: Style, text: impl std::fmt::Display) -> String {
+    format!("{style}{text}{style:#}")
+}
+
+pub fn status_style(s: RequestStatus) -> Style {
+    match s {
+        RequestStatus::Completed => GREEN,
+        RequestStatus::Failed => RED,
+        RequestStatus::WaitingApproval => YELLOW,
+        RequestStatus::Running => CYAN,
+        RequestStatus::Queued | RequestStatus::Cancelled => DIM,
+    }
+}
+
+pub fn health_style(s: HealthStatus) -> Style {
+    match s {
+        HealthStatus::Ok => GREEN,
+        HealthStatus::Warn => YELLOW,
+        HealthStatus::Fail => RED,
+    }
+}
+
+/// Writes a line to stdout through anstream (which strips colour when needed).
+pub fn line(text: impl AsRef<str>) {
+    let mut out = anstream::stdout();
+    let _ = writeln!(out, "{}", text.as_ref());
+}
+
+pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Classifies an error for its exit code.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(c) = e.downcast_ref::<CliError>() {
+        return c.code;
+    }
+    let store = e
+        .downcast_ref::<HarnessError>()
+        .and_then(|h| match h {
+            HarnessError::Store(s) => Some(s),
+            _ => None,
+        })
+        .or_else(|| e.downcast_ref::<StoreError>());
+    if let Some(s) = store {
+        return match s {
+            StoreError::NotFound { .. } | StoreError::NoStore { .. } | StoreError::Artifact(_) => {
+                EXIT_BAD_INPUT
+            }
+            StoreError::ApprovalNotPending { .. }
+            | StoreError::ApprovalExpired { .. }
+            | StoreError::ApprovalMismatch { .. }
+            | StoreError::WrongState { .. }
+            | StoreError::QueueFull { .. }
+            | StoreError::SessionBusy { .. } => EXIT_REFUSED,
+            _ => 1,
+        };
+    }
+    match e.downcast_ref::<HarnessError>() {
+        Some(
+            HarnessError::Config(_)
+            | HarnessError::UnknownAgent { .. }
+            | HarnessError::InputTooLarge { .. }
+            | HarnessError::InvalidArguments { .. },
+        ) => EXIT_BAD_INPUT,
+        Some(HarnessError::Locked(_)) => EXIT_REFUSED,
+        _ if e.downcast_ref::<harness_core::IdError>().is_some() => EXIT_BAD_INPUT,
+        _ => 1,
+    }
+}
+
+/// An error with an explicit exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// A bad-input error (exit 2).
+pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
+    CliError {
+        code: EXIT_BAD_INPUT,
+        message: message.into(),
+    }
+    .into()
+}
+
+pub fn report_error(e: &anyhow::Error, json: bool) -> ExitCode {
+    let code = exit_code(e);
+    let message = format!("{e:#}");
+    if json {
+        let v = serde_json::json!({"error": {"message": message, "exit_code": code}});
+        eprintln!("{v}");
+    } else {
+        let mut err = anstream::stderr();
+        let _ = writeln!(err, "{} {message}", paint(RED.bold(), "error:"));
+    }
+    ExitCode::from(code)
+}
+
+/// One event as a single human line: `#12 17:00:01.234 model.turn  assistant → send_mail`.
+pub fn event_line(e: &Event) -> String {
+    let time = e.at.to_rfc3339();
+    let clock = time.get(11..23).unwrap_or(&time);
+    let style = match e.kind {
+        EventKind::RequestFailed | EventKind::ToolInterrupted => RED,
+        EventKind::RequestCompleted => GREEN,
+        EventKind::ApprovalRequested
+        | EventKind::RequestWaitingApproval
+        | EventKind::ApprovalExpired => YELLOW,
+        _ => Style::new(),
+    };
+    format!(
+        "{} {} {} {}",
+        paint(DIM, format!("#{:<5}", e.seq)),
+        paint(DIM, clock),
+        paint(style, format!("{:<24}", e.kind.as_str())),
+        event_summary(e)
+    )
+}
+
+/// The few payload fields that matter for each kind of event.
+pub fn event_summary(e: &Event) -> String {
+    let p = &e.payload;
+    let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let short_req = e
+        .request_id
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    match e.kind {
+        EventKind::RequestQueued => format!("{short_req} agent={}", s("agent")),
+        EventKind::RequestStarted => format!(
+            "{short_req} attempt={}",
+            p.get("attempt").cloned().unwrap_or_default()
+        ),
+        EventKind::ModelTurn => {
+            let calls: Vec<String> = p
+                .get("calls")
+                .and_then(|c| c.as_array())
+                .map(|a| {
+                    a.iter()
+                        .map(|c| {
+                            c.get("tool")
+                                .and_then(|t| t.as_str())
+                                .unwrap_or("?")
+                                .to_string()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if calls.is_empty() {
+                format!("{short_req} answer: {}", clip(&s("text"), 80))
+            } else {
+                format!("{short_req} calls {}", calls.join(", "))
+            }
+        }
+        EventKind::ToolStarted => format!(
+            "{short_req} {} {}",
+            s("tool"),
+            clip(
+                &p.get("arguments")
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                80
+            )
+        ),
+        EventKind::ToolCompleted => format!(
+            "{short_req} {} {} {}",
+            s("tool"),
+            if p.get("ok").and_then(|v| v.as_bool()).unwrap_or(false) {
+                "ok"
+            } else {
+                "error"
+            },
+            clip(&s("preview"), 60)
+        ),
+        EventKind::ApprovalRequested => format!(
+            "{short_req} {} needs approval {}",
+            s("tool"),
+            s("approval_id")
+        ),
+        EventKind::ApprovalResolved => format!(
+            "{} {} by {}",
+            s("approval_id"),
+            s("decision"),
+            s("decided_by")
+        ),
+        EventKind::DelegateStarted => {
+            format!("{short_req} → {} ({})", s("agent"), s("child_request_id"))
+        }
+        EventKind::DelegateCompleted => format!("{short_req} ← {}", s("child_request_id")),
+        EventKind::ArtifactCreated => format!(
+            "{short_req} {} ({} bytes)",
+            s("name"),
+            p.get("size").cloned().unwrap_or_default()
+        ),
+        EventKind::RequestFailed => format!("{short_req} {}", s("error")),
+        _ => short_req,
+    }
+}
+
+/// At most `max` characters of `s` on one line.
+pub fn clip(s: &str, max: usize) -> String {
+    let one_line: String = s.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
