@@ -238,6 +238,8 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
 
 /// `serve`: hold the workspace, recover, execute until SIGTERM / Ctrl-C.
 pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
+    // Installed before the workspace is taken, so a SIGTERM never finds it missing.
+    let shutdown = shutdown_signal()?;
     let h = ctx.open()?;
     let worker = h.start_worker(WorkerOptions::default()).await?;
     let msg = format!(
@@ -255,7 +257,7 @@ pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
     } else {
         line(msg);
     }
-    wait_for_shutdown().await;
+    shutdown.await;
     if !ctx.json {
         line("stopping: finishing steps in flight");
     }
@@ -263,11 +265,14 @@ pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_shutdown() {
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

@@ -1,0 +1,327 @@
+//! Kill `agent-harness serve` with SIGKILL at many points of a mixed workload
+//! with approvals, restart it, and check that nothing was lost or done twice.
+//!
+//! `CRASH_POINTS` sets how many kills (default 20; `scripts/torture.sh` runs hundreds).
+
+use harness_core::*;
+use harness_engine::Harness;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agent-harness");
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A workspace whose tools append their call id to a log: one line per execution.
+fn workspace(root: &Path) {
+    write(
+        root,
+        "config/workspace.yaml",
+        "name: crash\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n",
+    );
+    write(
+        root,
+        "config/models.yaml",
+        "models:\n  scripted:\n    provider: scripted\n    script: resources/scripts/crash.yaml\n",
+    );
+    write(
+        root,
+        "config/stores.yaml",
+        "sqlite:\n  path: .agent-harness\n  synchronous: normal\n",
+    );
+    write(
+        root,
+        "resources/tools/record.sh",
+        "#!/bin/sh\nmkdir -p work\necho \"$AGENT_HARNESS_CALL_ID $1\" >> work/$1.log\necho recorded\n",
+    );
+    let tool = |name: &str, approval: &str, idem: bool| {
+        format!(
+            "  {name}:\n    command: [\"sh\", \"resources/tools/record.sh\", \"{name}\"]\n    approval: {approval}\n    idempotent: {idem}\n    timeout: 10s\n"
+        )
+    };
+    let tools = format!(
+        "tools:\n{}{}{}",
+        tool("record", "never", false),
+        tool("record_idem", "never", true),
+        tool("gated", "required", false)
+    );
+    write(root, "config/tools.yaml", &tools);
+    write(
+        root,
+        "config/agents/worker.yaml",
+        "name: worker\nmodel: scripted\ntools: [record, record_idem]\nmax_steps: 20\n",
+    );
+    write(
+        root,
+        "config/agents/approver.yaml",
+        "name: approver\nmodel: scripted\ntools: [gated, record]\nmax_steps: 20\n",
+    );
+    let call = |t: &str| {
+        format!("      - tool_calls: [{{tool: {t}, arguments: {{}}}}]\n        latency_ms: 7\n")
+    };
+    let script = format!(
+        "agents:\n  worker:\n    turns:\n{}{}{}      - text: done\n  approver:\n    turns:\n{}{}      - text: approved and done\n",
+        call("record"),
+        call("record_idem"),
+        call("record"),
+        call("gated"),
+        call("record"),
+    );
+    write(root, "resources/scripts/crash.yaml", &script);
+}
+
+fn serve(root: &Path) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--workspace"])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve")
+}
+
+/// Waits until `pid` holds the workspace (its signal handlers are installed by then).
+fn wait_for_holder(h: &Harness, pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.worker_holder().map(|w| w.pid) != Some(pid) {
+        assert!(Instant::now() < deadline, "serve never took the workspace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn kill9(mut child: Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Approves every pending approval; racing the worker is the point.
+async fn approve_pending(h: &Harness) {
+    let pending = h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for a in pending {
+        let _ = h
+            .resolve_approval(ResolveApproval {
+                session_id: a.session_id.clone(),
+                request_id: a.request_id.clone(),
+                approval_id: a.id.clone(),
+                decision: Decision::Approved,
+                message: None,
+                decided_by: "crash-test".into(),
+                edited_arguments: None,
+            })
+            .await;
+    }
+}
+
+fn log_counts(root: &Path, tool: &str) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(root.join(format!("work/{tool}.log"))).unwrap_or_default();
+    let mut counts = HashMap::new();
+    for l in text.lines() {
+        *counts
+            .entry(l.split(' ').next().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_many_points_loses_nothing_and_repeats_nothing() {
+    let crash_points: usize = std::env::var("CRASH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().to_path_buf();
+    workspace(&root);
+    let h = Harness::open(&root).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..(crash_points * 2).max(30) {
+        let agent = if i % 3 == 0 { "approver" } else { "worker" };
+        let session = SessionId::parse(&format!("s{}", i % 7)).unwrap();
+        ids.push(
+            h.request(Some(session), agent, &format!("job {i}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+
+    // Kill the worker at spread-out moments, approving concurrently.
+    for point in 0..crash_points {
+        let child = serve(&root);
+        let wait = Duration::from_millis(15 + (point as u64 * 37) % 140);
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if point % 2 == 0 {
+                approve_pending(&h).await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kill9(child);
+    }
+
+    // Final run to completion.
+    let mut child = serve(&root);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        approve_pending(&h).await;
+        let open = h
+            .list_requests(RequestFilter {
+                statuses: vec![
+                    RequestStatus::Queued,
+                    RequestStatus::Running,
+                    RequestStatus::WaitingApproval,
+                ],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests never settled: {open:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_holder(&h, child.id());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful stop after SIGTERM: {status:?}");
+
+    // 1. Every request reached a terminal state; failures are only interruptions.
+    let all = h.list_requests(RequestFilter::default()).await.unwrap();
+    for r in &all {
+        match r.status {
+            RequestStatus::Completed => {}
+            RequestStatus::Failed => {
+                let e = r.error.as_deref().unwrap_or("");
+                assert!(
+                    e.contains("interrupted") && e.contains("not idempotent"),
+                    "unexpected failure: {r:#?}"
+                );
+            }
+            other => panic!("request {} ended {other}", r.id),
+        }
+    }
+    assert_eq!(
+        all.iter().filter(|r| r.parent_id.is_none()).count(),
+        ids.len()
+    );
+
+    // 2. The event sequence has no gaps.
+    let events = h
+        .store()
+        .events_after(0, EventFilter::default(), 0)
+        .await
+        .unwrap();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "gap in the event sequence");
+    }
+
+    // 3. Each completed tool call ran exactly once; non-idempotent calls never twice.
+    let mut completed: BTreeMap<String, String> = BTreeMap::new();
+    for id in &ids {
+        for s in h.store().steps(id).await.unwrap() {
+            if let StepBody::ToolCall { call, .. } = &s.body
+                && s.status == StepStatus::Completed
+            {
+                completed.insert(call.call_id.to_string(), call.tool.clone());
+            }
+        }
+    }
+    let reruns: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::ToolInterrupted && e.payload["rerun"] == true)
+        .map(|e| e.payload["call_id"].as_str().unwrap().to_string())
+        .collect();
+    for tool in ["record", "gated"] {
+        for (call, n) in log_counts(&root, tool) {
+            assert_eq!(n, 1, "non-idempotent `{tool}` call {call} ran {n} times");
+        }
+    }
+    let idem = log_counts(&root, "record_idem");
+    for (call, tool) in &completed {
+        let n = match tool.as_str() {
+            "record_idem" => idem.get(call).copied().unwrap_or(0),
+            t => log_counts(&root, t).get(call).copied().unwrap_or(0),
+        };
+        let allowed = if reruns.contains(call) { 2 } else { 1 };
+        assert!(
+            n >= 1 && n <= allowed,
+            "completed call {call} ({tool}) ran {n} times"
+        );
+    }
+
+    // 4. No approval was applied twice.
+    let mut resolved: HashMap<String, usize> = HashMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.kind == EventKind::ApprovalResolved)
+    {
+        *resolved
+            .entry(e.payload["approval_id"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert!(
+        resolved.values().all(|&n| n == 1),
+        "an approval was resolved twice: {resolved:?}"
+    );
+
+    // 5. The store is intact.
+    assert_eq!(h.store().integrity_check().await.unwrap(), Ok(()));
+    let recovered = events
+        .iter()
+        .filter(|e| e.kind == EventKind::RequestRequeued)
+        .count();
+    eprintln!(
+        "{crash_points} crash points: {} requests ({} failed on an interrupted call), {} events, {recovered} recoveries, {} completed calls, {} idempotent re-runs",
+        all.len(),
+        all.iter()
+            .filter(|r| r.status == RequestStatus::Failed)
+            .count(),
+        events.len(),
+        completed.len(),
+        reruns.len()
+    );
+}
+
+#[test]
+fn a_second_serve_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    workspace(dir.path());
+    let first = serve(dir.path());
+    let lock = dir.path().join(".agent-harness/worker.lock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains("pid=")
+    {
+        assert!(Instant::now() < deadline, "first serve never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(BIN)
+        .args(["serve", "--workspace"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    kill9(first);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("held by another worker") && err.contains("pid"),
+        "{err}"
+    );
+}
