@@ -20,7 +20,7 @@ type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 pub(crate) enum Job {
     /// Runs inside the group transaction; `false` rolls back its savepoint.
     /// Given `Err` when the transaction could not be opened: it must only answer.
-    Tx(Box<dyn FnOnce(Result<&Connection, StoreError>) -> (bool, Finish) + Send>),
+    Tx(TxFn),
     /// Runs alone, outside any transaction (VACUUM, checkpoints).
     Raw(Box<dyn FnOnce(&Connection) + Send>),
 }

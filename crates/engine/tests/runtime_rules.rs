@@ -1,0 +1,312 @@
+//! Admission, approvals, limits and cancellation, through the library API.
+
+use harness_core::*;
+use harness_engine::{
+    Harness, HarnessError, HarnessOptions, StoreError, WorkerOptions, run_until_settled,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A workspace with one agent `a` whose script is `turns` (YAML list items).
+fn workspace(runtime: &str, turns: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "config/workspace.yaml",
+        &format!("name: rules\nruntime:\n{runtime}"),
+    );
+    write(
+        root,
+        "config/models.yaml",
+        "models:\n  m:\n    provider: scripted\n    script: script.yaml\n",
+    );
+    write(
+        root,
+        "config/tools.yaml",
+        "tools:\n  gated:\n    builtin: list_files\n    approval: required\n  slow:\n    command: [\"sh\", \"-c\", \"echo $$ > work/slow.pid; sleep 30\"]\n    timeout: 60s\n",
+    );
+    write(
+        root,
+        "config/agents/a.yaml",
+        "name: a\nmodel: m\ntools: [gated, slow, list_files]\nmax_steps: 6\n",
+    );
+    write(
+        root,
+        "script.yaml",
+        &format!("agents:\n  a:\n    turns:\n{turns}"),
+    );
+    std::fs::create_dir_all(root.join("work")).unwrap();
+    dir
+}
+
+const GATED_THEN_DONE: &str =
+    "      - tool_calls: [{tool: gated, arguments: {}}]\n      - text: done\n";
+
+fn fast() -> WorkerOptions {
+    WorkerOptions {
+        poll: Duration::from_millis(10),
+        heartbeat: Duration::from_millis(20),
+    }
+}
+
+#[tokio::test]
+async fn queue_full_is_refused_at_once_with_a_retry_hint() {
+    let dir = workspace("  queue_capacity: 2\n", GATED_THEN_DONE);
+    let h = Harness::open(dir.path()).unwrap();
+    h.request(None, "a", "1").await.unwrap();
+    h.request(None, "a", "2").await.unwrap();
+    let err = h.request(None, "a", "3").await.unwrap_err();
+    assert!(matches!(
+        err,
+        HarnessError::Store(StoreError::QueueFull {
+            queued: 2,
+            capacity: 2,
+            ..
+        })
+    ));
+    assert!(err.to_string().contains("retry in"), "{err}");
+    assert_eq!(
+        h.list_requests(RequestFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn session_strategy_reject_refuses_a_second_active_request() {
+    let dir = workspace("  session_strategy: reject\n", GATED_THEN_DONE);
+    let h = Harness::open(dir.path()).unwrap();
+    let s = SessionId::parse("s").unwrap();
+    let first = h.request(Some(s.clone()), "a", "1").await.unwrap();
+    let err = h.request(Some(s.clone()), "a", "2").await.unwrap_err();
+    assert!(err.to_string().contains(first.id.as_str()), "{err}");
+    // Other sessions are unaffected.
+    h.request(Some(SessionId::parse("t").unwrap()), "a", "3")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn enqueue_strategy_runs_a_session_in_order() {
+    let dir = workspace("", "      - text: done\n");
+    let h = Harness::open(dir.path()).unwrap();
+    let s = SessionId::parse("s").unwrap();
+    let a = h.request(Some(s.clone()), "a", "first").await.unwrap();
+    let b = h.request(Some(s.clone()), "a", "second").await.unwrap();
+    run_until_settled(&h, &b.id, fast()).await.unwrap();
+    let (a, b) = (
+        h.get_request(&a.id).await.unwrap(),
+        h.get_request(&b.id).await.unwrap(),
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (RequestStatus::Completed, RequestStatus::Completed)
+    );
+    assert!(
+        a.finished_at <= b.started_at,
+        "the second request of a session waits for the first"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_approvers_cannot_both_win() {
+    let dir = workspace("", GATED_THEN_DONE);
+    let h = Harness::open(dir.path()).unwrap();
+    let r = h.request(None, "a", "go").await.unwrap();
+    run_until_settled(&h, &r.id, fast()).await.unwrap();
+    let a = h
+        .list_approvals(ApprovalFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let attempts = (0..8).map(|i| {
+        let h = h.clone();
+        let resolve = ResolveApproval {
+            session_id: a.session_id.clone(),
+            request_id: a.request_id.clone(),
+            approval_id: a.id.clone(),
+            decision: if i % 2 == 0 {
+                Decision::Approved
+            } else {
+                Decision::Rejected
+            },
+            message: None,
+            decided_by: format!("op{i}"),
+            edited_arguments: None,
+        };
+        tokio::spawn(async move { h.resolve_approval(resolve).await })
+    });
+    let results: Vec<_> = futures_join(attempts).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(err.to_string().contains("is already"), "{err}");
+    }
+}
+
+async fn futures_join<T: Send + 'static>(
+    tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks.collect::<Vec<_>>() {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn resolving_with_the_wrong_request_or_session_is_refused() {
+    let dir = workspace("", GATED_THEN_DONE);
+    let h = Harness::open(dir.path()).unwrap();
+    let r = h.request(None, "a", "go").await.unwrap();
+    run_until_settled(&h, &r.id, fast()).await.unwrap();
+    let a = h
+        .list_approvals(ApprovalFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let err = h
+        .resolve_approval(ResolveApproval {
+            session_id: SessionId::parse("other").unwrap(),
+            request_id: a.request_id.clone(),
+            approval_id: a.id.clone(),
+            decision: Decision::Approved,
+            message: None,
+            decided_by: "x".into(),
+            edited_arguments: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("belongs to session"), "{err}");
+    let still = h.store().get_approval(&a.id).await.unwrap();
+    assert_eq!(still.status, ApprovalStatus::Pending);
+}
+
+async fn expire_with(outcome: &str) -> Request {
+    let runtime = format!("  approval_ttl: 1h\n  approval_expiry: {outcome}\n");
+    let dir = workspace(&runtime, GATED_THEN_DONE);
+    let clock = Arc::new(FixedClock::new(SystemClock.now()));
+    let opts = HarnessOptions {
+        clock: clock.clone(),
+        durability: None,
+    };
+    let h = Harness::open_with(dir.path(), opts, true).unwrap();
+    let r = h.request(None, "a", "go").await.unwrap();
+    assert_eq!(
+        run_until_settled(&h, &r.id, fast()).await.unwrap().status,
+        RequestStatus::WaitingApproval
+    );
+    clock.advance(Duration::from_secs(2 * 3600));
+    // The worker's timer expires the approval; the run then continues or fails.
+    let worker = h.start_worker(fast()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = h.get_request(&r.id).await.unwrap();
+        if r.status.is_terminal() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "approval never expired: {r:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    worker.stop().await.unwrap();
+    let a = h
+        .list_approvals(ApprovalFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(a.status, ApprovalStatus::Expired);
+    r
+}
+
+#[tokio::test]
+async fn expired_approval_rejects_by_default() {
+    let r = expire_with("reject").await;
+    assert_eq!(
+        r.status,
+        RequestStatus::Completed,
+        "the model saw the expiry and answered"
+    );
+}
+
+#[tokio::test]
+async fn expired_approval_can_fail_the_request() {
+    let r = expire_with("fail").await;
+    assert_eq!(r.status, RequestStatus::Failed);
+    assert!(r.error.unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn exceeding_max_steps_fails_with_that_reason() {
+    let dir = workspace(
+        "",
+        "      - tool_calls: [{tool: list_files, arguments: {}}]\n        repeat: 100\n",
+    );
+    let h = Harness::open(dir.path()).unwrap();
+    let r = h.request(None, "a", "loop").await.unwrap();
+    let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Failed);
+    assert!(r.error.unwrap().contains("max_steps (6)"));
+}
+
+#[tokio::test]
+async fn a_tool_the_agent_lacks_is_reported_to_the_model_not_run() {
+    let dir = workspace(
+        "",
+        "      - tool_calls: [{tool: write_file, arguments: {path: x, content: y}}]\n      - text: ok\n",
+    );
+    let h = Harness::open(dir.path()).unwrap();
+    let r = h.request(None, "a", "try").await.unwrap();
+    let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed);
+    assert!(!dir.path().join("work/x").exists());
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_command_tool() {
+    let dir = workspace(
+        "",
+        "      - tool_calls: [{tool: slow, arguments: {}}]\n      - text: never\n",
+    );
+    let h = Harness::open(dir.path()).unwrap();
+    let r = h.request(None, "a", "slow").await.unwrap();
+    let worker = h.start_worker(fast()).await.unwrap();
+    let pid_file = dir.path().join("work/slow.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(Instant::now() < deadline, "slow tool never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    h.cancel(&r.id, "test").await.unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the command was not terminated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.stop().await.unwrap();
+    let r = h.get_request(&r.id).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Cancelled);
+    assert!(
+        h.cancel(&r.id, "again")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("is cancelled")
+    );
+}
