@@ -108,28 +108,42 @@ fn commit_batch(conn: &Connection, jobs: Vec<TxFn>, seq_tx: &watch::Sender<i64>)
     if jobs.is_empty() {
         return;
     }
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = StoreError::from(e);
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         for job in jobs {
-            let (_, finish) = job(Err(err.clone()));
+            let (_, finish) = job(Err(e.clone()));
             finish(None);
         }
         return;
     }
     let mut finishers = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        finishers.push(run_in_savepoint(conn, job));
+    let mut failed_alone = false;
+    if jobs.len() == 1 {
+        // Alone in its transaction: no savepoint needed, a failure rolls it all back.
+        let job = jobs.into_iter().next().expect("one job");
+        let (ok, finish) = job(Ok(conn));
+        failed_alone = !ok;
+        finishers.push(finish);
+    } else {
+        for job in jobs {
+            finishers.push(run_in_savepoint(conn, job));
+        }
     }
-    match conn.execute_batch("COMMIT") {
+    let end = if failed_alone {
+        exec(conn, "ROLLBACK")
+    } else {
+        exec(conn, "COMMIT")
+    };
+    match end {
         Ok(()) => {
-            publish_seq(conn, seq_tx);
+            if !failed_alone {
+                publish_seq(conn, seq_tx);
+            }
             for finish in finishers {
                 finish(None);
             }
         }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            let err = StoreError::from(e);
+        Err(err) => {
+            let _ = exec(conn, "ROLLBACK");
             for finish in finishers {
                 finish(Some(&err));
             }
@@ -137,22 +151,28 @@ fn commit_batch(conn: &Connection, jobs: Vec<TxFn>, seq_tx: &watch::Sender<i64>)
     }
 }
 
+/// Runs a fixed statement through the statement cache (no re-parsing per commit).
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn run_in_savepoint(conn: &Connection, job: TxFn) -> Finish {
-    if let Err(e) = conn.execute_batch("SAVEPOINT step") {
-        return job(Err(StoreError::from(e))).1;
+    if let Err(e) = exec(conn, "SAVEPOINT step") {
+        return job(Err(e)).1;
     }
     let (ok, finish) = job(Ok(conn));
-    if ok {
-        let _ = conn.execute_batch("RELEASE step");
-    } else {
-        let _ = conn.execute_batch("ROLLBACK TO step; RELEASE step");
+    if !ok {
+        let _ = exec(conn, "ROLLBACK TO step");
     }
+    let _ = exec(conn, "RELEASE step");
     finish
 }
 
 fn publish_seq(conn: &Connection, seq_tx: &watch::Sender<i64>) {
     let seq: i64 = conn
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .unwrap_or(0);
     seq_tx.send_if_modified(|cur| {
         if seq > *cur {
