@@ -47,7 +47,6 @@ event_kinds! {
     DelegateCompleted => "delegate.completed",
     ArtifactCreated => "artifact.created",
     WorkerStarted => "worker.started",
-    WorkerRecovered => "worker.recovered",
     WorkerStopped => "worker.stopped",
 }
 

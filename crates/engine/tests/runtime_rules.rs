@@ -36,7 +36,7 @@ fn workspace(runtime: &str, turns: &str) -> tempfile::TempDir {
     write(
         root,
         "config/agents/a.yaml",
-        "name: a\nmodel: m\ntools: [gated, slow, list_files]\nmax_steps: 6\n",
+        "name: a\nmodel: m\ntools: [gated, slow, list_files, write_artifact]\nmax_steps: 6\n",
     );
     write(
         root,
@@ -308,5 +308,36 @@ async fn cancel_stops_a_running_command_tool() {
             .unwrap_err()
             .to_string()
             .contains("is cancelled")
+    );
+}
+
+#[tokio::test]
+async fn artifact_names_cannot_escape_their_folder() {
+    let turns = "      - tool_calls: [{tool: write_artifact, arguments: {name: ../../escape.txt, content: x}}]\n      - text: ok\n";
+    let dir = workspace("", turns);
+    let h = Harness::open(dir.path()).unwrap();
+    let r = h.request(None, "a", "try").await.unwrap();
+    let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(
+        r.status,
+        RequestStatus::Completed,
+        "a refused artifact fails the call, not the request"
+    );
+    assert!(h.store().artifacts(&r.id).await.unwrap().is_empty());
+    assert!(
+        !dir.path().join(".agent-harness/escape.txt").exists()
+            && !dir.path().join("escape.txt").exists()
+    );
+    let steps = h.store().steps(&r.id).await.unwrap();
+    let outcome = steps.iter().find_map(|s| match &s.body {
+        StepBody::ToolCall {
+            outcome: Some(o), ..
+        } => Some(o.clone()),
+        _ => None,
+    });
+    let outcome = outcome.unwrap();
+    assert!(
+        !outcome.ok && outcome.content.contains("cannot leave the artifact folder"),
+        "{outcome:?}"
     );
 }
