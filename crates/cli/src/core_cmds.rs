@@ -141,10 +141,24 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
             }))
         }
     };
-    let settled = follow(&h, &req, from, ctx.json).await?;
-    if let Some(r) = runner {
-        r.await.context("the in-process worker failed")??;
-    }
+    let followed = follow(&h, &req, from, ctx.json);
+    let settled = match runner {
+        None => followed.await?,
+        Some(mut runner) => {
+            tokio::pin!(followed);
+            tokio::select! {
+                settled = &mut followed => {
+                    runner.await.context("the in-process worker failed")??;
+                    settled?
+                }
+                // The worker could not start (e.g. another one took the workspace): say so.
+                done = &mut runner => {
+                    done.context("the in-process worker failed")??;
+                    followed.await?
+                }
+            }
+        }
+    };
     report_settled(&h, &settled, ctx.json).await
 }
 
