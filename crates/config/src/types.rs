@@ -56,6 +56,17 @@ pub struct RuntimeLimits {
     pub max_input_bytes: usize,
     /// Tool output larger than this becomes an artifact; the event holds a preview.
     pub max_inline_output_bytes: usize,
+    /// A non-idempotent tool call interrupted by a crash: fail the request, or ask an
+    /// operator (an approval) whether to run it again.
+    pub on_interrupted: InterruptedPolicy,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterruptedPolicy {
+    #[default]
+    Fail,
+    Ask,
 }
 
 impl Default for RuntimeLimits {
@@ -70,6 +81,7 @@ impl Default for RuntimeLimits {
             retention: Duration::from_secs(30 * 24 * 3600),
             max_input_bytes: 64 * 1024,
             max_inline_output_bytes: 16 * 1024,
+            on_interrupted: InterruptedPolicy::Fail,
         }
     }
 }

@@ -221,6 +221,7 @@ mod tests {
             created_at: Timestamp(0),
             decided_at: None,
             expires_at: Timestamp(0),
+            reason: None,
         }
     }
     fn calls(cs: &[&ToolCall]) -> ModelTurn {

@@ -63,6 +63,10 @@ pub struct Approval {
     pub created_at: Timestamp,
     pub decided_at: Option<Timestamp>,
     pub expires_at: Timestamp,
+    /// Why the decision is needed when it is not the tool's policy, e.g. whether to
+    /// re-run a call a crash interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Approval {

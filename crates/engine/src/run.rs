@@ -6,7 +6,7 @@
 //! committed `started` before it runs and `completed` after.
 
 use crate::Harness;
-use harness_config::{AgentConfig, ApprovalPolicy, Builtin};
+use harness_config::{AgentConfig, ApprovalPolicy, Builtin, InterruptedPolicy};
 use harness_core::journal::{NextAction, next_action, push_step};
 use harness_core::*;
 use harness_providers::{BoxFuture, ModelRequest, ToolContext, ToolOutput, ToolSpec};
@@ -384,35 +384,17 @@ impl Run {
 
     /// The step, the approval, the request's pause and their events: one commit.
     async fn request_approval(&mut self, call: ToolCall) -> Outcome {
-        let now = self.h.now();
-        let ttl = self.h.inner.workspace.settings.runtime.approval_ttl;
-        let approval = Approval {
-            id: ApprovalId::generate(),
-            request_id: self.req.id.clone(),
-            session_id: self.req.session_id.clone(),
-            agent: self.agent.name.clone(),
-            step_idx: self.next_idx(),
-            call_id: call.call_id.clone(),
-            tool: call.tool.clone(),
-            arguments: call.arguments.clone(),
-            status: ApprovalStatus::Pending,
-            decided_by: None,
-            message: None,
-            edited_arguments: None,
-            created_at: now,
-            decided_at: None,
-            expires_at: now.plus(ttl),
-        };
+        let approval = self.new_approval(&call, self.next_idx(), None);
         let step = self.new_step(
             StepStatus::AwaitingApproval,
             tool_body(&call, Some(approval.id.clone()), None),
         );
         let mut c = self.base_commit(vec![
-            self.event(EventKind::ApprovalRequested, json!({
-                "approval_id": approval.id, "tool": call.tool, "call_id": call.call_id,
-                "arguments": call.arguments, "expires_at": approval.expires_at, "step": step.idx,
-            })),
-            self.event(EventKind::RequestWaitingApproval, json!({"approval_id": approval.id})),
+            self.approval_event(&approval, &call, step.idx),
+            self.event(
+                EventKind::RequestWaitingApproval,
+                json!({"approval_id": approval.id}),
+            ),
         ]);
         c.patch.status = Some(RequestStatus::WaitingApproval);
         c.step = Some(StepWrite::Insert(step));
@@ -504,8 +486,10 @@ impl Run {
     }
 
     fn approval_for(&self, call: &ToolCall) -> Option<ApprovalId> {
+        // The newest: a re-run decision comes after the call's own approval.
         self.approvals
             .iter()
+            .rev()
             .find(|a| a.call_id == call.call_id)
             .map(|a| a.id.clone())
     }
@@ -641,6 +625,9 @@ impl Run {
             self.commit(c).await?;
             return self.run_call(Some(idx), call, Some(note)).await;
         }
+        if self.h.inner.workspace.settings.runtime.on_interrupted == InterruptedPolicy::Ask {
+            return Err(self.ask_rerun(idx, call).await);
+        }
         let reason = format!(
             "tool call {} (`{}`) was interrupted before it completed and is not idempotent, so it was not re-run; \
              check its effect, then retry the request if needed",
@@ -666,6 +653,67 @@ impl Run {
         c.patch.error = Some(reason.clone());
         self.commit(c).await?;
         Err(Outcome::Failed(reason))
+    }
+
+    /// Policy `ask`: the interrupted call waits for an operator to approve a re-run
+    /// (same call id) or reject it (the model is told it did not run again).
+    async fn ask_rerun(&mut self, idx: u32, call: ToolCall) -> Outcome {
+        let reason = format!(
+            "call {} was interrupted by a crash before it completed; it may or may not have taken effect. Approve to run it again.",
+            call.call_id
+        );
+        let approval = self.new_approval(&call, idx, Some(reason.clone()));
+        let mut step = self
+            .steps
+            .iter()
+            .find(|s| s.idx == idx)
+            .cloned()
+            .expect("interrupted step is in the journal");
+        step.status = StepStatus::AwaitingApproval;
+        step.body = tool_body(&call, Some(approval.id.clone()), None);
+        let mut c = self.base_commit(vec![
+            self.event(EventKind::ToolInterrupted, json!({"tool": call.tool, "call_id": call.call_id, "rerun": false, "awaiting_decision": true})),
+            self.approval_event(&approval, &call, idx),
+            self.event(EventKind::RequestWaitingApproval, json!({"approval_id": approval.id})),
+        ]);
+        c.patch.status = Some(RequestStatus::WaitingApproval);
+        c.step = Some(StepWrite::Update(step));
+        c.approval = Some(approval.clone());
+        self.approvals.push(approval);
+        match self.commit(c).await {
+            Ok(()) => Outcome::Paused,
+            Err(o) => o,
+        }
+    }
+
+    fn new_approval(&self, call: &ToolCall, step_idx: u32, reason: Option<String>) -> Approval {
+        let now = self.h.now();
+        let ttl = self.h.inner.workspace.settings.runtime.approval_ttl;
+        Approval {
+            id: ApprovalId::generate(),
+            request_id: self.req.id.clone(),
+            session_id: self.req.session_id.clone(),
+            agent: self.agent.name.clone(),
+            step_idx,
+            call_id: call.call_id.clone(),
+            tool: call.tool.clone(),
+            arguments: call.arguments.clone(),
+            status: ApprovalStatus::Pending,
+            decided_by: None,
+            message: None,
+            edited_arguments: None,
+            created_at: now,
+            decided_at: None,
+            expires_at: now.plus(ttl),
+            reason,
+        }
+    }
+
+    fn approval_event(&self, a: &Approval, call: &ToolCall, step: u32) -> NewEvent {
+        self.event(EventKind::ApprovalRequested, json!({
+            "approval_id": a.id, "tool": call.tool, "call_id": call.call_id,
+            "arguments": call.arguments, "expires_at": a.expires_at, "step": step, "reason": a.reason,
+        }))
     }
 
     /// The built-in `delegate` tool: run another agent as a child request.

@@ -341,3 +341,127 @@ async fn artifact_names_cannot_escape_their_folder() {
         "{outcome:?}"
     );
 }
+
+/// Leaves a request as a crash would: a model turn and a tool call `started`, never completed.
+async fn crash_mid_call(h: &Harness, tool: &str) -> Request {
+    use harness_store::{RequestPatch, StepCommit, StepWrite};
+    h.request(None, "a", "go").await.unwrap();
+    let r = h
+        .store()
+        .claim(&WorkerId::generate(), 1, h.now())
+        .await
+        .unwrap()
+        .remove(0);
+    let call = ToolCall {
+        call_id: CallId::generate(),
+        tool: tool.into(),
+        arguments: serde_json::json!({}),
+    };
+    let turn = ModelTurn::ToolCalls {
+        text: String::new(),
+        calls: vec![call.clone()],
+    };
+    let steps = [
+        (StepStatus::Completed, StepBody::ModelTurn { turn }),
+        (
+            StepStatus::Started,
+            StepBody::ToolCall {
+                call,
+                approval_id: None,
+                outcome: None,
+                child_request_id: None,
+            },
+        ),
+    ];
+    for (idx, (status, body)) in steps.into_iter().enumerate() {
+        let step = Step {
+            request_id: r.id.clone(),
+            idx: idx as u32,
+            agent: "a".into(),
+            status,
+            started_at: h.now(),
+            finished_at: None,
+            body,
+        };
+        let commit = StepCommit {
+            request_id: r.id.clone(),
+            session_id: r.session_id.clone(),
+            at: h.now(),
+            step: Some(StepWrite::Insert(step)),
+            patch: RequestPatch::default(),
+            approval: None,
+            child: None,
+            artifacts: vec![],
+            ancestors: vec![],
+            events: vec![],
+        };
+        h.store().commit_step(commit).await.unwrap();
+    }
+    r
+}
+
+/// A workspace whose only tool, `once`, is not idempotent.
+fn once_workspace(runtime: &str) -> tempfile::TempDir {
+    // Turn 1 is the one the simulated crash interrupted.
+    let turns = "      - tool_calls: [{tool: once, arguments: {}}]\n      - text: finished\n";
+    let dir = workspace(runtime, turns);
+    let tools = "tools:\n  once:\n    builtin: list_files\n    idempotent: false\n";
+    std::fs::write(dir.path().join("config/tools.yaml"), tools).unwrap();
+    std::fs::write(
+        dir.path().join("config/agents/a.yaml"),
+        "name: a\nmodel: m\ntools: [once]\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn an_interrupted_call_can_wait_for_an_operator_decision() {
+    let dir = once_workspace("  on_interrupted: ask\n");
+    let h = Harness::open(dir.path()).unwrap();
+    let r = crash_mid_call(&h, "once").await;
+    let settled = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(
+        settled.status,
+        RequestStatus::WaitingApproval,
+        "{settled:?}"
+    );
+    let a = h
+        .list_approvals(ApprovalFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        a.reason.as_deref().unwrap_or("").contains("interrupted"),
+        "{a:?}"
+    );
+    h.resolve_approval(ResolveApproval {
+        session_id: a.session_id.clone(),
+        request_id: a.request_id.clone(),
+        approval_id: a.id.clone(),
+        decision: Decision::Approved,
+        message: Some("checked: it did not run".into()),
+        decided_by: "ops".into(),
+        edited_arguments: None,
+    })
+    .await
+    .unwrap();
+    let done = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    let steps = h.store().steps(&r.id).await.unwrap();
+    assert_eq!(
+        steps[1].status,
+        StepStatus::Completed,
+        "the call ran again after approval"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_call_fails_the_request_by_default() {
+    let dir = once_workspace("");
+    let h = Harness::open(dir.path()).unwrap();
+    let r = crash_mid_call(&h, "once").await;
+    let done = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(done.status, RequestStatus::Failed);
+    assert!(done.error.unwrap().contains("not idempotent"));
+}

@@ -55,7 +55,7 @@ impl Store {
 
 pub(crate) fn insert(c: &Connection, a: &Approval) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
-        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
     ))?
     .execute(params![
         a.id.as_str(),
@@ -73,6 +73,7 @@ pub(crate) fn insert(c: &Connection, a: &Approval) -> Result<(), StoreError> {
         a.created_at.0,
         a.decided_at.map(|t| t.0),
         a.expires_at.0,
+        a.reason,
     ])?;
     Ok(())
 }

@@ -50,7 +50,7 @@ pub(crate) fn request(r: &Row<'_>) -> rusqlite::Result<Request> {
 }
 
 pub(crate) const APPROVAL_COLS: &str = "id, request_id, session_id, agent, step_idx, call_id, \
-    tool, arguments, status, decided_by, message, edited_arguments, created_at, decided_at, expires_at";
+    tool, arguments, status, decided_by, message, edited_arguments, created_at, decided_at, expires_at, reason";
 
 pub(crate) fn approval(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
@@ -69,6 +69,7 @@ pub(crate) fn approval(r: &Row<'_>) -> rusqlite::Result<Approval> {
         created_at: Timestamp(r.get(12)?),
         decided_at: ts(r.get(13)?),
         expires_at: Timestamp(r.get(14)?),
+        reason: r.get(15)?,
     })
 }
 

@@ -61,7 +61,8 @@ CREATE TABLE approvals (
     edited_arguments TEXT,
     created_at       INTEGER NOT NULL,
     decided_at       INTEGER,
-    expires_at       INTEGER NOT NULL
+    expires_at       INTEGER NOT NULL,
+    reason           TEXT
 );
 CREATE INDEX approvals_status ON approvals (status, expires_at);
 CREATE INDEX approvals_request ON approvals (request_id);
