@@ -8,7 +8,8 @@ cargo build --quiet -p harness-cli
 BIN="$PWD/target/debug/agent-harness"
 WS="$(mktemp -d)/demo"
 SESSION=demo-session
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m' R=$'\033[0m'; else B='' R=''; fi
+step() { printf '\n%s$ %s%s\n' "$B" "$*" "$R"; }
 
 step agent-harness init "$WS"
 "$BIN" init "$WS"
