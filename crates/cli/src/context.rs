@@ -1,8 +1,13 @@
 //! Where the workspace is, and opening it for acting or for looking.
 
 use anyhow::{Context, Result};
-use harness_engine::Harness;
+use harness_core::{FixedClock, Timestamp};
+use harness_engine::{Harness, HarnessOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Freezes "now" for rendering (snapshot tests): RFC 3339 or epoch milliseconds.
+pub const NOW_ENV: &str = "AGENT_HARNESS_NOW";
 
 /// Options every command shares.
 #[derive(Clone, Debug)]
@@ -23,13 +28,42 @@ impl Ctx {
 
     /// Opens the workspace to act on it (creates the store if needed).
     pub fn open(&self) -> Result<Harness> {
-        Ok(Harness::open(&self.root()?)?)
+        Ok(Harness::open_with(&self.root()?, options()?, true)?)
+    }
+
+    /// Opens the workspace to act on records that must already exist: a missing
+    /// store is an error (NoStore), never created by a command that then fails.
+    pub fn open_existing(&self) -> Result<Harness> {
+        Ok(Harness::open_with(&self.root()?, options()?, false)?)
     }
 
     /// Opens the workspace to look at it: never creates a store, never takes the worker lock.
     pub fn inspect(&self) -> Result<Harness> {
-        Ok(Harness::inspect(&self.root()?)?)
+        self.open_existing()
     }
+}
+
+/// Harness options: the clock is frozen when [`NOW_ENV`] is set.
+pub fn options() -> Result<HarnessOptions> {
+    let mut opts = HarnessOptions::default();
+    if let Ok(v) = std::env::var(NOW_ENV) {
+        let at = parse_now(&v).ok_or_else(|| {
+            crate::output::bad_input(format!(
+                "{NOW_ENV}=`{v}` is neither RFC 3339 (2026-01-02T03:04:05Z) nor epoch milliseconds"
+            ))
+        })?;
+        opts.clock = Arc::new(FixedClock::new(at));
+    }
+    Ok(opts)
+}
+
+fn parse_now(v: &str) -> Option<Timestamp> {
+    if let Ok(ms) = v.trim().parse::<i64>() {
+        return Some(Timestamp(ms));
+    }
+    let t = time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
 fn find_workspace(start: &Path) -> Option<PathBuf> {
@@ -37,4 +71,19 @@ fn find_workspace(start: &Path) -> Option<PathBuf> {
         .ancestors()
         .find(|d| d.join("config/workspace.yaml").is_file())
         .map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_accepts_rfc3339_and_millis() {
+        assert_eq!(parse_now("1000"), Some(Timestamp(1000)));
+        assert_eq!(
+            parse_now("2025-11-25T17:00:00.123Z"),
+            Some(Timestamp(1_764_090_000_123))
+        );
+        assert_eq!(parse_now("yesterday"), None);
+    }
 }

@@ -130,7 +130,7 @@ pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
 
 pub fn report_error(e: &anyhow::Error, json: bool) -> ExitCode {
     let code = exit_code(e);
-    let message = format!("{e:#}");
+    let message = error_message(e);
     if json {
         let v = serde_json::json!({"error": {"message": message, "exit_code": code}});
         eprintln!("{v}");
@@ -139,6 +139,23 @@ pub fn report_error(e: &anyhow::Error, json: bool) -> ExitCode {
         let _ = writeln!(err, "{} {message}", paint(RED.bold(), "error:"));
     }
     ExitCode::from(code)
+}
+
+/// The error and its causes joined with `: `, skipping a cause whose text the
+/// message already holds (a wrapper that displays its source would repeat it).
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// One event as a single human line: `#12 17:00:01.234 model.turn  assistant → send_mail`.
@@ -245,7 +262,11 @@ pub fn event_summary(e: &Event) -> String {
 
 /// At most `max` characters of `s` on one line.
 pub fn clip(s: &str, max: usize) -> String {
-    let one_line: String = s.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+    let one_line: String = s
+        .trim_end()
+        .chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .collect();
     if one_line.chars().count() <= max {
         one_line
     } else {

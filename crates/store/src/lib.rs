@@ -15,6 +15,9 @@ mod requests;
 mod rows;
 mod stats;
 mod steps;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
+mod views;
 mod workers;
 mod writer;
 

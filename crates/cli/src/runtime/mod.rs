@@ -1,12 +1,146 @@
 //! `agent-harness runtime …`: operator views and actions over the durable records.
+//!
+//! Every view is a thin query over the library API ([`harness_engine::Harness`]);
+//! nothing here keeps state. Views open the workspace with `inspect` (never create
+//! a store, never take the worker lock); actions that need existing records open it
+//! with `open_existing`, so a failed command changes nothing.
+
+mod actions;
+mod approvals;
+mod drive;
+mod events;
+mod export_cmd;
+mod health;
+mod maintenance;
+mod overview;
+mod requests;
+mod screen;
+mod sessions;
+mod table;
+mod tree;
 
 use crate::context::Ctx;
 use anyhow::Result;
+use harness_core::{ApprovalId, RequestId, SessionId, Timestamp, relative};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Subcommand, Debug)]
-pub enum RuntimeCommand {}
+pub enum RuntimeCommand {
+    /// One screen: worker, health, queue, approvals, stuck and recent requests.
+    #[command(after_help = "Example:\n  agent-harness runtime overview --workspace .")]
+    Overview(overview::OverviewArgs),
+    /// Every health check with status and detail; the exit status summarises them.
+    #[command(after_help = health::HELP)]
+    Health,
+    /// List, watch, show and resolve approvals.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  agent-harness runtime approvals watch --workspace . --status pending --once"
+    )]
+    Approvals(approvals::ApprovalsCommand),
+    /// List, tail, show, cancel, retry and resume requests.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  agent-harness runtime requests tail --workspace . --once"
+    )]
+    Requests(requests::RequestsCommand),
+    /// List sessions, or show one with its requests.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  agent-harness runtime sessions show support-42 --workspace ."
+    )]
+    Sessions(sessions::SessionsCommand),
+    /// Print the event log from a cursor; `--follow` keeps printing new events.
+    #[command(after_help = events::HELP)]
+    Events(events::EventsArgs),
+    /// Write an evidence package for a request or a whole session.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  agent-harness runtime export request --workspace . --session support-42 --request req_01j… --artifact-contents --health"
+    )]
+    Export(export_cmd::ExportCommand),
+    /// Check every hash of an evidence package and report tampering by file.
+    #[command(
+        name = "verify-export",
+        after_help = "Example:\n  agent-harness runtime verify-export exports/req_01j…\n\n\
+Exit status: 0 when every file matches the manifest, 1 when any file was changed, added or removed."
+    )]
+    VerifyExport(export_cmd::VerifyArgs),
+    /// Prune finished requests' records past retention, then compact the store.
+    #[command(after_help = maintenance::HELP)]
+    Maintenance(maintenance::MaintenanceArgs),
+}
 
-pub async fn dispatch(_ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
-    match c {}
+pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
+    match c {
+        RuntimeCommand::Overview(a) => overview::run(ctx, a).await,
+        RuntimeCommand::Health => health::run(ctx).await,
+        RuntimeCommand::Approvals(c) => approvals::dispatch(ctx, c).await,
+        RuntimeCommand::Requests(c) => requests::dispatch(ctx, c).await,
+        RuntimeCommand::Sessions(c) => sessions::dispatch(ctx, c).await,
+        RuntimeCommand::Events(a) => events::run(ctx, a).await,
+        RuntimeCommand::Export(c) => export_cmd::export(ctx, c).await,
+        RuntimeCommand::VerifyExport(a) => export_cmd::verify(ctx, a),
+        RuntimeCommand::Maintenance(a) => maintenance::run(ctx, a).await,
+    }
+}
+
+pub(crate) fn request_id(s: &str) -> Result<RequestId> {
+    Ok(RequestId::parse(s)?)
+}
+
+pub(crate) fn approval_id(s: &str) -> Result<ApprovalId> {
+    Ok(ApprovalId::parse(s)?)
+}
+
+pub(crate) fn session_id(s: &str) -> Result<SessionId> {
+    Ok(SessionId::parse(s)?)
+}
+
+/// Who an operator action is recorded as: `--as`, else `$USER`, else `operator`.
+pub(crate) fn operator(name: Option<&str>) -> String {
+    name.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "operator".to_string())
+}
+
+/// `3m ago`, from the harness clock.
+pub(crate) fn ago(now: Timestamp, t: Timestamp) -> String {
+    format!("{} ago", relative(t.age(now)))
+}
+
+/// `42ms`, `1.2s`, `3m 5s`: a step or request duration.
+pub(crate) fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => {
+            let s = d.as_secs();
+            if s < 3600 {
+                format!("{}m {}s", s / 60, s % 60)
+            } else {
+                format!("{}h {}m", s / 3600, (s % 3600) / 60)
+            }
+        }
+    }
+}
+
+/// Milliseconds between two instants, for JSON (`None` while unfinished).
+pub(crate) fn millis_between(from: Timestamp, to: Option<Timestamp>) -> Option<i64> {
+    to.map(|t| (t.0 - from.0).max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(duration(Duration::from_millis(42)), "42ms");
+        assert_eq!(duration(Duration::from_millis(1250)), "1.2s");
+        assert_eq!(duration(Duration::from_secs(185)), "3m 5s");
+        assert_eq!(duration(Duration::from_secs(7300)), "2h 1m");
+    }
 }

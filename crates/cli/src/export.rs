@@ -1,0 +1,301 @@
+//! Evidence export: `runtime export request|session` and `runtime verify-export`.
+//!
+//! An export is a self-checking package of everything the store knows about one
+//! request (or every request of a session): an operator can hand it to someone
+//! who has no access to the workspace, and anyone can later prove that nothing in
+//! it was changed. The same text is in `docs/export-format.md`.
+//!
+//! # Package layout (format version 1)
+//!
+//! A directory, or a `.tar.gz` archive holding one top-level directory of the
+//! same name (the archive's file name without `.tar.gz`). Every JSON file is
+//! pretty-printed; field names are stable within a format version.
+//!
+//! | File | Contents |
+//! |------|----------|
+//! | `manifest.json` | what was exported, when, by which version, and the sha256 of every other file |
+//! | `requests.json` | `[{request, steps}]`: the exported request(s) and all their descendant (delegated) child requests, each parent before its children, with its journal |
+//! | `events.jsonl` | every event of those requests, one JSON object per line, ordered by `seq` |
+//! | `approvals.json` | their approvals (pending or decided: `decided_by`, `decided_at`, `message`, `edited_arguments`), oldest first |
+//! | `artifacts.json` | artifact metadata, plus `file`, `contents_redacted`, `contents_missing` |
+//! | `artifacts/<request_id>/<name>` | artifact contents (only with `--artifact-contents`) |
+//! | `health.json` | the health report at export time (only with `--health`) |
+//! | `workspace/config/…` | `config/*.yaml` and `config/agents/*.yaml`, secrets redacted |
+//!
+//! `manifest.json`:
+//!
+//! ```json
+//! {
+//!   "format_version": 1,
+//!   "kind": "request",                       // or "session"
+//!   "exported_at": "2026-01-05T10:11:12.000Z",
+//!   "exported_by": "agent-harness 0.1.0",
+//!   "workspace": "demo",
+//!   "session_id": "session-1",
+//!   "root_request_ids": ["req_…"],           // the request asked for, or the session's root requests
+//!   "request_ids": ["req_…", "req_…"],       // every exported request, as in requests.json
+//!   "trace_ids": ["…"],                      // their distinct correlation ids (a child shares its root's)
+//!   "options": {"artifact_contents": true, "health": true},
+//!   "counts": {"requests": 2, "events": 31, "approvals": 1, "artifacts": 1},
+//!   "files": [{"path": "approvals.json", "sha256": "…", "bytes": 812}, …]
+//! }
+//! ```
+//!
+//! `files` lists every file of the package except `manifest.json` itself, sorted
+//! by path (always `/`-separated). `verify-export` recomputes each hash and
+//! reports, by file, every file that was modified, is missing, or is not listed.
+//! (The manifest is not signed: it proves integrity against accidental or naive
+//! changes, not against someone who rewrites the manifest too.)
+//!
+//! # Redaction
+//!
+//! * In the copied configuration, a YAML line whose key contains `api_key`,
+//!   `apikey`, `token`, `secret`, `password` or `authorization` (any case) gets
+//!   its value replaced by `"[REDACTED]"`, also inside `{ … }` flow maps, in
+//!   nested blocks under such a key, and in commented-out lines. Keys ending in
+//!   `_env` are kept: they name a variable, they do not hold its value.
+//! * The current value of every environment variable named by a model's
+//!   `api_key_env` is replaced by `[REDACTED]` in every exported file: records,
+//!   events, configuration and text artifacts (values shorter than 4 characters
+//!   are left alone: replacing them would garble the evidence and they protect
+//!   nothing). An artifact whose contents were redacted says so with
+//!   `contents_redacted: true`; its `sha256` is still the original's.
+//!
+//! # Atomicity
+//!
+//! The package is built in a hidden staging folder next to the destination and
+//! renamed into place (or archived, then renamed) only when complete: a failed
+//! export leaves nothing behind. An export never overwrites an existing path.
+
+mod collect;
+mod package;
+mod redact;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use verify::verify_export;
+
+use collect::Records;
+use harness_core::{RequestId, SessionId};
+use harness_engine::Harness;
+use package::{Package, Target};
+use redact::Secrets;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// The package format this build writes and verifies.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub session: SessionId,
+    /// None = export the whole session (every root request of it).
+    pub request: Option<RequestId>,
+    pub artifact_contents: bool,
+    pub health: bool,
+    /// A directory, or a `.tar.gz` file when the path ends so; None = a new folder
+    /// `<workspace>/exports/<session>-<request or "session">-<UTC timestamp compact>`.
+    pub out: Option<PathBuf>,
+}
+
+/// What was written. `files` counts every file of the package (manifest included);
+/// `bytes` is their total size, or the archive's size for a `.tar.gz`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    pub files: usize,
+    pub bytes: u64,
+    pub requests: usize,
+    pub events: usize,
+}
+
+/// The outcome of a verification. `ok` is true exactly when `problems` is empty;
+/// `checked` counts the listed files whose hash was recomputed.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub path: PathBuf,
+    pub ok: bool,
+    pub checked: usize,
+    pub problems: Vec<VerifyProblem>,
+}
+
+/// One file that does not match the manifest (`file` is its path inside the package).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyProblem {
+    pub file: String,
+    pub problem: String,
+}
+
+/// Writes the evidence package described by `opts`.
+pub async fn export(h: &Harness, opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
+    let secrets = Secrets::from_workspace(h.workspace(), |name| std::env::var(name).ok());
+    export_with(h, opts, &secrets).await
+}
+
+/// [`export`] with the secrets to redact given (tests inject them instead of
+/// mutating the process environment, which other threads read).
+async fn export_with(
+    h: &Harness,
+    opts: &ExportOptions,
+    secrets: &Secrets,
+) -> anyhow::Result<ExportSummary> {
+    // Read everything first: an unknown id must fail before anything is created.
+    let records = collect::collect(h, &opts.session, opts.request.as_ref()).await?;
+    let health = match opts.health {
+        true => Some(h.health().await?),
+        false => None,
+    };
+    let now = h.now();
+    let target = Target::resolve(h, opts, now)?;
+    let mut pkg = Package::create(&target, secrets, now)?;
+    write_records(&mut pkg, &records)?;
+    if let Some(health) = &health {
+        pkg.write_json("health.json", health)?;
+    }
+    write_artifacts(&mut pkg, h, &records, opts.artifact_contents)?;
+    write_workspace(&mut pkg, h)?;
+    let manifest = manifest(h, opts, &records, now);
+    let (files, bytes) = pkg.finish(manifest)?;
+    Ok(ExportSummary {
+        path: target.path,
+        files,
+        bytes,
+        requests: records.requests.len(),
+        events: records.events.len(),
+    })
+}
+
+fn write_records(pkg: &mut Package, r: &Records) -> anyhow::Result<()> {
+    pkg.write_json("requests.json", &r.requests)?;
+    pkg.write_jsonl("events.jsonl", &r.events)?;
+    pkg.write_json("approvals.json", &r.approvals)
+}
+
+/// One entry of `artifacts.json`: the stored metadata and what became of the contents.
+#[derive(Serialize)]
+struct ArtifactEntry<'a> {
+    #[serde(flatten)]
+    artifact: &'a harness_core::Artifact,
+    /// Path of the contents inside the package (null when not exported).
+    file: Option<String>,
+    /// Secrets were replaced in the copy, so it no longer matches `sha256`.
+    contents_redacted: bool,
+    /// Contents were asked for but the store no longer has the file.
+    contents_missing: bool,
+}
+
+fn write_artifacts(
+    pkg: &mut Package,
+    h: &Harness,
+    r: &Records,
+    contents: bool,
+) -> anyhow::Result<()> {
+    let mut entries = Vec::with_capacity(r.artifacts.len());
+    for a in &r.artifacts {
+        let mut entry = ArtifactEntry {
+            artifact: a,
+            file: None,
+            contents_redacted: false,
+            contents_missing: false,
+        };
+        if contents {
+            copy_artifact(pkg, h, &mut entry)?;
+        }
+        entries.push(entry);
+    }
+    pkg.write_json("artifacts.json", &entries)
+}
+
+fn copy_artifact(pkg: &mut Package, h: &Harness, entry: &mut ArtifactEntry) -> anyhow::Result<()> {
+    let a = entry.artifact;
+    // Names come from our own store, but a tampered row must not write outside the package.
+    harness_store::validate_artifact_name(&a.name)?;
+    let bytes = match std::fs::read(h.store().artifact_path(a)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            entry.contents_missing = true;
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!("cannot read artifact `{}` of {}: {e}", a.name, a.request_id),
+    };
+    let rel = format!("artifacts/{}/{}", a.request_id, a.name);
+    entry.contents_redacted = pkg.write_redacted(&rel, &bytes)?;
+    entry.file = Some(rel);
+    Ok(())
+}
+
+/// Copies `config/*.yaml` and `config/agents/*.yaml` with secrets redacted.
+fn write_workspace(pkg: &mut Package, h: &Harness) -> anyhow::Result<()> {
+    let root = &h.workspace().root;
+    for dir in ["config", "config/agents"] {
+        for name in yaml_files(&root.join(dir))? {
+            let text = std::fs::read_to_string(root.join(dir).join(&name))
+                .map_err(|e| anyhow::anyhow!("cannot read {dir}/{name}: {e}"))?;
+            pkg.write_text(&format!("workspace/{dir}/{name}"), &redact::yaml(&text))?;
+        }
+    }
+    Ok(())
+}
+
+/// File names of the `.yaml`/`.yml` files directly in `dir`, sorted (none if it is missing).
+fn yaml_files(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => anyhow::bail!("cannot list {}: {e}", dir.display()),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn manifest(
+    h: &Harness,
+    opts: &ExportOptions,
+    r: &Records,
+    now: harness_core::Timestamp,
+) -> package::Manifest {
+    let requests = r.requests.iter().map(|e| &e.request);
+    package::Manifest {
+        format_version: FORMAT_VERSION,
+        kind: if opts.request.is_some() {
+            "request"
+        } else {
+            "session"
+        }
+        .to_string(),
+        exported_at: now.to_rfc3339(),
+        exported_by: format!("agent-harness {}", env!("CARGO_PKG_VERSION")),
+        workspace: h.workspace().settings.name.clone(),
+        session_id: opts.session.to_string(),
+        root_request_ids: r.roots.iter().map(|id| id.to_string()).collect(),
+        request_ids: requests.clone().map(|q| q.id.to_string()).collect(),
+        trace_ids: distinct(requests.map(|q| q.trace_id.clone())),
+        options: package::ManifestOptions {
+            artifact_contents: opts.artifact_contents,
+            health: opts.health,
+        },
+        counts: package::Counts {
+            requests: r.requests.len(),
+            events: r.events.len(),
+            approvals: r.approvals.len(),
+            artifacts: r.artifacts.len(),
+        },
+        files: Vec::new(),
+    }
+}
+
+/// The values in first-seen order, without repeats (children share their root's trace id).
+fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    values.filter(|v| seen.insert(v.clone())).collect()
+}

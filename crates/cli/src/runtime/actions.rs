@@ -1,0 +1,152 @@
+//! `runtime requests cancel|retry|resume`: actions on one request.
+
+use super::drive::{self, Continued};
+use super::{operator, request_id};
+use crate::context::Ctx;
+use crate::output::{self, BOLD, DIM, line, paint, status_style};
+use anyhow::Result;
+use harness_core::*;
+use harness_engine::{Harness, StoreError};
+use serde::Serialize;
+use std::process::ExitCode;
+
+pub async fn cancel(ctx: &Ctx, id: &str, by: Option<&str>) -> Result<ExitCode> {
+    let id = request_id(id)?;
+    let h = ctx.open_existing()?;
+    let before = h.get_request(&id).await?;
+    let r = h.cancel(&id, &operator(by)).await?;
+    if ctx.json {
+        output::print_json(&r)?;
+    } else {
+        line(format!(
+            "{} {} (was {}){}",
+            paint(status_style(r.status).bold(), "cancelled"),
+            r.id,
+            before.status,
+            match h.worker_holder() {
+                Some(w) if before.status == RequestStatus::Running =>
+                    format!("; worker {} stops it at its next step", w.worker_id),
+                _ => String::new(),
+            }
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Retried {
+    retried_from: RequestId,
+    request: Request,
+}
+
+pub async fn retry(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    let id = request_id(id)?;
+    let h = ctx.open_existing()?;
+    let old = h.get_request(&id).await?;
+    if let Some(parent) = &old.parent_id {
+        return Err(refused(format!(
+            "request {id} was delegated by {parent}; retry the request that delegated it"
+        )));
+    }
+    if !old.status.is_terminal() {
+        return Err(StoreError::WrongState {
+            id: id.to_string(),
+            status: old.status,
+            action: "retry it before it finishes (cancel it first, or resume it)",
+        }
+        .into());
+    }
+    let new = h
+        .request(Some(old.session_id.clone()), &old.agent, &old.input)
+        .await?;
+    if ctx.json {
+        output::print_json(&Retried {
+            retried_from: old.id,
+            request: new,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    line(format!(
+        "{} {}",
+        new.id,
+        paint(
+            DIM,
+            format!(
+                "(retry of {} · session {} · agent {})",
+                old.id, new.session_id, new.agent
+            )
+        )
+    ));
+    if h.worker_holder().is_none() {
+        line(paint(
+            DIM,
+            format!(
+                "no worker is running: run it now with `agent-harness runtime requests resume {}`",
+                new.id
+            ),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn refused(message: String) -> anyhow::Error {
+    output::CliError {
+        code: output::EXIT_REFUSED,
+        message,
+    }
+    .into()
+}
+
+pub async fn resume(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    let id = request_id(id)?;
+    let h = ctx.open_existing()?;
+    let root = drive::root_of(&h, &id).await?;
+    match root.status {
+        s if s.is_terminal() => {
+            return Err(StoreError::WrongState {
+                id: root.id.to_string(),
+                status: s,
+                action: "resume it (use `requests retry` to run it again)",
+            }
+            .into());
+        }
+        RequestStatus::WaitingApproval => return Err(waiting(&h, &root).await?),
+        _ => {}
+    }
+    let from = h.store().last_seq().await?;
+    if !ctx.json {
+        line(format!(
+            "{} {} ({})",
+            paint(BOLD, "resuming"),
+            root.id,
+            root.status
+        ));
+    }
+    let continued: Continued = drive::continue_run(&h, &root, from, ctx.json).await?;
+    if ctx.json {
+        output::print_json(&continued)?;
+    } else {
+        drive::report(&continued);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A paused request resumes only through its approval: say which one.
+async fn waiting(h: &Harness, root: &Request) -> Result<anyhow::Error> {
+    let pending = h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            session_id: Some(root.session_id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let how: Vec<String> = pending
+        .iter()
+        .map(|a| format!("\n  {}", super::approvals::approve_command(a)))
+        .collect();
+    Ok(refused(format!(
+        "request {} is waiting for approval; it resumes when the approval is resolved:{}",
+        root.id,
+        how.concat()
+    )))
+}

@@ -1,0 +1,391 @@
+//! `runtime approvals list|watch|show|approve|reject`.
+
+use super::drive::{self, Continued};
+use super::screen::{Quit, Screen};
+use super::table::{Table, cell, dim, styled};
+use super::{ago, approval_id, operator, request_id, session_id};
+use crate::context::Ctx;
+use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint};
+use anyhow::Result;
+use harness_core::*;
+use harness_engine::Harness;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ApprovalsCommand {
+    /// List approvals, newest first.
+    #[command(
+        after_help = "Example:\n  agent-harness runtime approvals list --workspace . --status pending"
+    )]
+    List(ListArgs),
+    /// Watch approvals: redrawn in place on a terminal; plain lines as they change otherwise.
+    #[command(
+        after_help = "Example:\n  agent-harness runtime approvals watch --workspace . --status pending --once\n\n\
+On a terminal the table is redrawn every --interval until Ctrl-C. When stdout is not a terminal, \
+the current approvals are printed once as lines, then one line per new approval or change of status. \
+--once prints one snapshot and exits."
+    )]
+    Watch(WatchArgs),
+    /// One approval in full: tool, arguments, request, decision.
+    #[command(after_help = "Example:\n  agent-harness runtime approvals show apr_01j…")]
+    Show {
+        /// The approval id (`apr_…`).
+        id: String,
+    },
+    /// Approve a pending tool call; the run then continues (in the worker, or in this process).
+    #[command(
+        after_help = "Example:\n  agent-harness runtime approvals approve apr_01j… --session support-42 --request req_01j… --message \"ok\"\n\n\
+With no `serve` worker holding the workspace, the run continues in this process and its events are \
+printed until it finishes or pauses again. Resolving an approval that is not pending is refused \
+(exit 3) with its current state and who decided it."
+    )]
+    Approve(ApproveArgs),
+    /// Reject a pending tool call; the model receives the rejection and your message.
+    #[command(
+        after_help = "Example:\n  agent-harness runtime approvals reject apr_01j… --session support-42 --request req_01j… --message \"wrong recipient\""
+    )]
+    Reject(ResolveArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    /// Only approvals in these states (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<ApprovalStatus>,
+    /// Only approvals of this session.
+    #[arg(long, value_name = "SESSION")]
+    pub session: Option<String>,
+    /// Only approvals of this request.
+    #[arg(long, value_name = "REQUEST")]
+    pub request: Option<String>,
+    /// At most this many (newest first).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub limit: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+    /// Print one snapshot and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How often to look for changes, e.g. 500ms, 2s.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ResolveArgs {
+    /// The approval id (`apr_…`).
+    pub id: String,
+    /// The session the approval belongs to.
+    #[arg(long, value_name = "SESSION")]
+    pub session: String,
+    /// The request the approval belongs to.
+    #[arg(long, value_name = "REQUEST")]
+    pub request: String,
+    /// A message recorded with the decision (and given to the model on rejection).
+    #[arg(long, short = 'm')]
+    pub message: Option<String>,
+    /// Who decides (default: $USER, else `operator`).
+    #[arg(long = "as", value_name = "NAME")]
+    pub decided_by: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub resolve: ResolveArgs,
+    /// Run the tool with these arguments instead (a JSON object, checked against the tool's schema).
+    #[arg(long, value_name = "JSON")]
+    pub arguments: Option<String>,
+}
+
+pub async fn dispatch(ctx: &Ctx, c: ApprovalsCommand) -> Result<ExitCode> {
+    match c {
+        ApprovalsCommand::List(a) => list(ctx, a).await,
+        ApprovalsCommand::Watch(a) => watch(ctx, a).await,
+        ApprovalsCommand::Show { id } => show(ctx, &id).await,
+        ApprovalsCommand::Approve(a) => {
+            let edited = a.arguments.as_deref().map(parse_arguments).transpose()?;
+            resolve(ctx, a.resolve, Decision::Approved, edited).await
+        }
+        ApprovalsCommand::Reject(a) => resolve(ctx, a, Decision::Rejected, None).await,
+    }
+}
+
+fn parse_arguments(s: &str) -> Result<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(s)
+        .map_err(|e| output::bad_input(format!("--arguments is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(output::bad_input("--arguments must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn filter(a: &ListArgs) -> Result<ApprovalFilter> {
+    Ok(ApprovalFilter {
+        statuses: a.status.clone(),
+        session_id: a.session.as_deref().map(session_id).transpose()?,
+        request_id: a.request.as_deref().map(request_id).transpose()?,
+        limit: a.limit,
+    })
+}
+
+#[derive(Serialize)]
+struct Listing {
+    now: Timestamp,
+    approvals: Vec<Approval>,
+}
+
+async fn snapshot(h: &Harness, f: &ApprovalFilter) -> Result<Listing> {
+    Ok(Listing {
+        now: h.now(),
+        approvals: h.list_approvals(f.clone()).await?,
+    })
+}
+
+async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
+    let h = ctx.inspect()?;
+    let s = snapshot(&h, &filter(&a)?).await?;
+    if ctx.json {
+        output::print_json(&s)?;
+    } else {
+        for l in table(&s.approvals, s.now) {
+            line(l);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
+    let h = ctx.inspect()?;
+    let f = filter(&a.list)?;
+    let mut screen = Screen::new();
+    let mut quit = Quit::new()?;
+    let mut seen: HashSet<(ApprovalId, ApprovalStatus)> = HashSet::new();
+    let mut last_json = String::new();
+    loop {
+        let s = snapshot(&h, &f).await?;
+        if ctx.json {
+            let text = serde_json::to_string(&s.approvals)?;
+            if text != last_json || a.once {
+                println!("{}", serde_json::to_string(&s)?);
+                last_json = text;
+            }
+        } else if a.once {
+            table(&s.approvals, s.now).into_iter().for_each(line);
+        } else if screen.is_tty() {
+            screen.draw(&frame(&s, a.interval));
+        } else {
+            changed_lines(&s, &mut seen).into_iter().for_each(line);
+        }
+        if a.once || quit.pause(a.interval).await {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}
+
+fn frame(s: &Listing, every: Duration) -> Vec<String> {
+    let mut out = vec![paint(
+        DIM,
+        format!(
+            "approvals at {} · refreshed every {} · Ctrl-C to quit",
+            s.now,
+            humantime::format_duration(every)
+        ),
+    )];
+    out.extend(table(&s.approvals, s.now));
+    out
+}
+
+/// Plain-line watch: one line per approval not seen before in its current state.
+fn changed_lines(s: &Listing, seen: &mut HashSet<(ApprovalId, ApprovalStatus)>) -> Vec<String> {
+    let mut fresh: Vec<&Approval> = s
+        .approvals
+        .iter()
+        .filter(|a| seen.insert((a.id.clone(), a.status)))
+        .collect();
+    fresh.reverse();
+    fresh.into_iter().map(|a| one_line(a, s.now)).collect()
+}
+
+fn one_line(a: &Approval, now: Timestamp) -> String {
+    format!(
+        "{} {} {} {} request {} session {} {}",
+        paint(DIM, a.created_at),
+        a.id,
+        paint(status_style(a.status), a.status.as_str()),
+        paint(BOLD, &a.tool),
+        a.request_id,
+        a.session_id,
+        decision_text(a, now)
+    )
+}
+
+pub fn status_style(s: ApprovalStatus) -> anstyle::Style {
+    match s {
+        ApprovalStatus::Pending => YELLOW,
+        ApprovalStatus::Approved => GREEN,
+        ApprovalStatus::Rejected | ApprovalStatus::Expired => RED,
+    }
+}
+
+/// `expires in 23h` for a pending approval, `by alice 3m ago` for a decided one.
+fn decision_text(a: &Approval, now: Timestamp) -> String {
+    match (a.status, &a.decided_by, a.decided_at) {
+        (ApprovalStatus::Pending, _, _) if a.expires_at <= now => "past expiry".to_string(),
+        (ApprovalStatus::Pending, _, _) => format!(
+            "expires in {}",
+            harness_core::relative(now.age(a.expires_at))
+        ),
+        (_, Some(by), Some(at)) => format!("by {by} {}", ago(now, at)),
+        (_, Some(by), None) => format!("by {by}"),
+        _ => String::new(),
+    }
+}
+
+pub fn table(approvals: &[Approval], now: Timestamp) -> Vec<String> {
+    if approvals.is_empty() {
+        return vec![paint(DIM, "no approvals match")];
+    }
+    let mut t = Table::new(&[
+        "APPROVAL", "STATUS", "TOOL", "AGENT", "REQUEST", "SESSION", "AGE", "DECISION",
+    ]);
+    for a in approvals {
+        t.row(vec![
+            cell(a.id.to_string()),
+            styled(status_style(a.status), a.status.as_str()),
+            cell(&a.tool),
+            cell(&a.agent),
+            cell(a.request_id.to_string()),
+            cell(a.session_id.to_string()),
+            dim(ago(now, a.created_at)),
+            cell(decision_text(a, now)),
+        ]);
+    }
+    let mut out = t.lines();
+    if let Some(p) = approvals
+        .iter()
+        .rev()
+        .find(|a| a.status == ApprovalStatus::Pending)
+    {
+        out.push(paint(DIM, format!("  approve: {}", approve_command(p))));
+    }
+    out
+}
+
+pub fn approve_command(a: &Approval) -> String {
+    format!(
+        "agent-harness runtime approvals approve {} --session {} --request {}",
+        a.id, a.session_id, a.request_id
+    )
+}
+
+async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    let id = approval_id(id)?;
+    let h = ctx.inspect()?;
+    let a = h.store().get_approval(&id).await?;
+    if ctx.json {
+        output::print_json(&a)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    show_lines(&a, h.now()).into_iter().for_each(line);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn field(name: &str, value: impl AsRef<str>) -> String {
+    format!("{} {}", paint(BOLD, format!("{name:<10}")), value.as_ref())
+}
+
+fn show_lines(a: &Approval, now: Timestamp) -> Vec<String> {
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let mut out = vec![
+        field("approval", a.id.to_string()),
+        field("status", paint(status_style(a.status), a.status.as_str())),
+        field(
+            "tool",
+            format!("{} (step #{}, {})", a.tool, a.step_idx, a.call_id),
+        ),
+        field("agent", &a.agent),
+        field("request", a.request_id.to_string()),
+        field("session", a.session_id.to_string()),
+        field(
+            "created",
+            format!("{} ({})", a.created_at, ago(now, a.created_at)),
+        ),
+        field("expires", a.expires_at.to_string()),
+    ];
+    if let Some(by) = &a.decided_by {
+        let at = a.decided_at.map(|t| format!(" at {t}")).unwrap_or_default();
+        out.push(field("decided", format!("by {by}{at}")));
+    }
+    if let Some(m) = &a.message {
+        out.push(field("message", m));
+    }
+    out.push(paint(BOLD, "arguments"));
+    out.extend(pretty(&a.arguments).lines().map(|l| format!("  {l}")));
+    if let Some(e) = &a.edited_arguments {
+        out.push(field("edited", "(the tool runs with these)"));
+        out.extend(pretty(e).lines().map(|l| format!("  {l}")));
+    }
+    if a.status == ApprovalStatus::Pending {
+        out.push(String::new());
+        out.push(format!("approve: {}", approve_command(a)));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct Resolved {
+    approval: Approval,
+    #[serde(flatten)]
+    continued: Continued,
+}
+
+async fn resolve(
+    ctx: &Ctx,
+    a: ResolveArgs,
+    decision: Decision,
+    edited: Option<serde_json::Value>,
+) -> Result<ExitCode> {
+    let r = ResolveApproval {
+        session_id: session_id(&a.session)?,
+        request_id: request_id(&a.request)?,
+        approval_id: approval_id(&a.id)?,
+        decision,
+        message: a.message,
+        decided_by: operator(a.decided_by.as_deref()),
+        edited_arguments: edited,
+    };
+    let h = ctx.open_existing()?;
+    let from = h.store().last_seq().await?;
+    let approval = h.resolve_approval(r).await?;
+    if !ctx.json {
+        line(format!(
+            "{} {} ({}) by {}",
+            paint(
+                status_style(approval.status).bold(),
+                approval.status.as_str()
+            ),
+            approval.id,
+            approval.tool,
+            approval.decided_by.as_deref().unwrap_or("")
+        ));
+    }
+    let root = drive::root_of(&h, &approval.request_id).await?;
+    let continued = drive::continue_run(&h, &root, from, ctx.json).await?;
+    if ctx.json {
+        output::print_json(&Resolved {
+            approval,
+            continued,
+        })?;
+    } else {
+        drive::report(&continued);
+    }
+    Ok(ExitCode::SUCCESS)
+}

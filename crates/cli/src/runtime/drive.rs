@@ -1,0 +1,148 @@
+//! Continuing a request after an operator action (approve, reject, resume): in
+//! this process when no worker holds the workspace, printing its events as they
+//! commit; otherwise the worker continues it and we say so.
+
+use crate::output::{self, BOLD, DIM, GREEN, YELLOW, line, paint, status_style};
+use anyhow::{Context, Result};
+use harness_core::*;
+use harness_engine::{Harness, HarnessError, LockHolder, WorkerOptions};
+use serde::Serialize;
+
+/// Who continues the run.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum HandledBy {
+    /// This process ran it until it settled.
+    InProcess,
+    /// The worker holding the workspace picks it up.
+    Worker { worker_id: String, pid: u32 },
+}
+
+#[derive(Debug, Serialize)]
+pub struct Continued {
+    pub handled_by: HandledBy,
+    /// The root request as it is now (settled when run in process).
+    pub request: Request,
+}
+
+/// The root of a delegation chain: the request a worker claims and runs.
+pub async fn root_of(h: &Harness, id: &RequestId) -> Result<Request> {
+    let mut r = h.get_request(id).await?;
+    while let Some(parent) = r.parent_id.clone() {
+        r = h.get_request(&parent).await?;
+    }
+    Ok(r)
+}
+
+fn worker(w: LockHolder) -> HandledBy {
+    HandledBy::Worker {
+        worker_id: w.worker_id,
+        pid: w.pid,
+    }
+}
+
+/// Continues `root` (a root request) from event cursor `from`.
+pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) -> Result<Continued> {
+    if let Some(w) = h.worker_holder() {
+        return Ok(Continued {
+            handled_by: worker(w),
+            request: h.get_request(&root.id).await?,
+        });
+    }
+    if !json {
+        line(paint(
+            DIM,
+            "no worker holds the workspace: continuing in this process",
+        ));
+    }
+    let (h2, id) = (h.clone(), root.id.clone());
+    let runner = tokio::spawn(async move {
+        harness_engine::run_until_settled(&h2, &id, WorkerOptions::default()).await
+    });
+    let outcome = follow_until_done(h, root, from, json, runner).await?;
+    match outcome {
+        Err(HarnessError::Locked(_)) => {
+            // A worker started meanwhile and took the workspace: it continues the run.
+            let handled_by = h.worker_holder().map(worker).unwrap_or(HandledBy::Worker {
+                worker_id: String::new(),
+                pid: 0,
+            });
+            Ok(Continued {
+                handled_by,
+                request: h.get_request(&root.id).await?,
+            })
+        }
+        Err(e) => Err(e.into()),
+        Ok(request) => Ok(Continued {
+            handled_by: HandledBy::InProcess,
+            request,
+        }),
+    }
+}
+
+type Runner = tokio::task::JoinHandle<Result<Request, HarnessError>>;
+
+/// Prints the session's events while `runner` works, then the ones left.
+async fn follow_until_done(
+    h: &Harness,
+    root: &Request,
+    from: i64,
+    json: bool,
+    mut runner: Runner,
+) -> Result<Result<Request, HarnessError>> {
+    let mut events = h.subscribe(
+        from,
+        EventFilter {
+            session_id: Some(root.session_id.clone()),
+            ..Default::default()
+        },
+    );
+    let outcome = loop {
+        tokio::select! {
+            done = &mut runner => break done.context("the in-process worker failed")?,
+            e = events.next(), if !json => print_event(&e?),
+        }
+    };
+    while !json && let Some(e) = events.try_next().await? {
+        print_event(&e);
+    }
+    Ok(outcome)
+}
+
+fn print_event(e: &Event) {
+    line(format!("  {}", output::event_line(e)));
+}
+
+/// The human report after an action: who continues the run, and where it stands.
+pub fn report(c: &Continued) {
+    match &c.handled_by {
+        HandledBy::Worker { worker_id, pid } => {
+            line(format!(
+                "handed to worker {worker_id} (pid {pid}); follow it with: agent-harness runtime requests tail --follow"
+            ));
+        }
+        HandledBy::InProcess => settled(&c.request),
+    }
+}
+
+fn settled(r: &Request) {
+    match r.status {
+        RequestStatus::Completed => line(format!(
+            "{} {} {}",
+            paint(GREEN.bold(), "completed:"),
+            r.id,
+            output::clip(r.output.as_deref().unwrap_or(""), 200)
+        )),
+        RequestStatus::WaitingApproval => line(format!(
+            "{} {} is paused for approval: agent-harness runtime approvals list --status pending",
+            paint(YELLOW.bold(), "waiting:"),
+            r.id
+        )),
+        s => line(format!(
+            "{} {} {}",
+            paint(status_style(s).bold(), format!("{s}:")),
+            paint(BOLD, &r.id),
+            r.error.as_deref().unwrap_or("")
+        )),
+    }
+}

@@ -1,0 +1,69 @@
+//! `runtime health`: each named check with its status and detail.
+
+use super::table::{Table, cell, styled};
+use crate::context::Ctx;
+use crate::output::{self, BOLD, health_style, line, paint};
+use anyhow::Result;
+use harness_core::{HealthCheck, HealthReport, HealthStatus};
+use std::process::ExitCode;
+
+pub const HELP: &str = "Example:\n  agent-harness runtime health --workspace . || echo unhealthy\n\n\
+Checks: store (reachable, integrity), queue (depth vs capacity), worker (alive when work is queued), \
+stuck_requests (running with no activity past runtime.stuck_after), approvals (near or past expiry), \
+disk (free space in the store folder).\n\n\
+Exit status: 0 when every check is ok, 1 when any warns (and none fails), 2 when any fails. \
+(2 is also the status for bad input such as a missing workspace; the message says which.)";
+
+pub async fn run(ctx: &Ctx) -> Result<ExitCode> {
+    let h = ctx.inspect()?;
+    let report = h.health().await?;
+    if ctx.json {
+        output::print_json(&report)?;
+    } else {
+        for l in lines(&report) {
+            line(l);
+        }
+    }
+    Ok(exit_code(report.status))
+}
+
+/// 0 ok, 1 warn, 2 fail.
+pub fn exit_code(s: HealthStatus) -> ExitCode {
+    ExitCode::from(match s {
+        HealthStatus::Ok => 0,
+        HealthStatus::Warn => 1,
+        HealthStatus::Fail => 2,
+    })
+}
+
+pub fn lines(r: &HealthReport) -> Vec<String> {
+    let mut t = Table::new(&["STATUS", "CHECK", "DETAIL"]);
+    for c in &r.checks {
+        t.row(vec![
+            styled(health_style(c.status), c.status.as_str()),
+            cell(&c.name),
+            cell(&c.detail),
+        ]);
+    }
+    let mut out = vec![format!(
+        "{} {}",
+        paint(BOLD, "health:"),
+        paint(health_style(r.status).bold(), r.status.as_str())
+    )];
+    out.extend(t.lines());
+    out
+}
+
+/// The overall status, then one line per check that is not ok, with its detail.
+pub fn summary_from(status: HealthStatus, problems: &[HealthCheck]) -> Vec<String> {
+    let mut out = vec![paint(health_style(status).bold(), status.as_str())];
+    for c in problems.iter().filter(|c| c.status != HealthStatus::Ok) {
+        out.push(format!(
+            "{} {}: {}",
+            paint(health_style(c.status), c.status.as_str()),
+            paint(BOLD, &c.name),
+            c.detail
+        ));
+    }
+    out
+}

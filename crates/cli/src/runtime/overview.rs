@@ -1,0 +1,391 @@
+//! `runtime overview`: the one screen an operator reads in five seconds.
+
+use super::table::{Table, cell, dim, styled};
+use super::{ago, health};
+use crate::context::Ctx;
+use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint, status_style};
+use anyhow::Result;
+use harness_core::*;
+use harness_engine::{Harness, LockHolder, StuckRequest};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct OverviewArgs {
+    /// How many of the most recent requests to show.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub recent: usize,
+}
+
+#[derive(Serialize)]
+pub struct Overview {
+    pub workspace: WorkspaceInfo,
+    pub now: Timestamp,
+    pub worker: WorkerInfo,
+    pub health: HealthSummary,
+    pub queue: QueueInfo,
+    pub approvals: ApprovalInfo,
+    pub stuck: Vec<StuckInfo>,
+    pub recent: Vec<RecentRequest>,
+    pub last_activity: Option<Activity>,
+}
+
+#[derive(Serialize)]
+pub struct WorkspaceInfo {
+    pub name: String,
+    pub root: PathBuf,
+    pub store: PathBuf,
+}
+
+#[derive(Serialize)]
+pub struct WorkerInfo {
+    /// A live process holds the workspace's worker lock.
+    pub alive: bool,
+    pub worker_id: Option<String>,
+    pub pid: Option<u32>,
+    pub last_heartbeat_at: Option<Timestamp>,
+    pub last_heartbeat_age_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct HealthSummary {
+    pub status: HealthStatus,
+    /// Every check that is not ok.
+    pub problems: Vec<HealthCheck>,
+}
+
+#[derive(Serialize)]
+pub struct QueueInfo {
+    pub queued: u64,
+    pub running: u64,
+    pub waiting_approval: u64,
+    pub capacity: usize,
+    pub slots: usize,
+}
+
+#[derive(Serialize)]
+pub struct ApprovalInfo {
+    pub pending: u64,
+    pub oldest_created_at: Option<Timestamp>,
+    pub oldest_age_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct StuckInfo {
+    pub id: RequestId,
+    pub session_id: SessionId,
+    pub agent: String,
+    pub current_agent: Option<String>,
+    pub last_activity_at: Timestamp,
+    pub idle_ms: i64,
+}
+
+#[derive(Serialize)]
+pub struct RecentRequest {
+    #[serde(flatten)]
+    pub request: Request,
+    /// Delegated child requests, oldest first.
+    pub delegates: Vec<Delegate>,
+}
+
+#[derive(Serialize)]
+pub struct Delegate {
+    pub id: RequestId,
+    pub agent: String,
+    pub status: RequestStatus,
+}
+
+#[derive(Serialize)]
+pub struct Activity {
+    pub at: Timestamp,
+    pub age_ms: i64,
+    pub seq: i64,
+    pub kind: EventKind,
+    pub request_id: Option<RequestId>,
+}
+
+pub async fn run(ctx: &Ctx, a: OverviewArgs) -> Result<ExitCode> {
+    let h = ctx.inspect()?;
+    let o = gather(&h, a.recent).await?;
+    if ctx.json {
+        output::print_json(&o)?;
+    } else {
+        for l in render(&o) {
+            line(l);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
+    let now = h.now();
+    let limits = &h.workspace().settings.runtime;
+    let store = h.store();
+    let stats = store.stats(now, now).await?;
+    let report = h.health().await?;
+    let stuck = store.stuck_requests(now.minus(limits.stuck_after)).await?;
+    Ok(Overview {
+        workspace: WorkspaceInfo {
+            name: h.workspace().settings.name.clone(),
+            root: h.workspace().root.clone(),
+            store: store.dir().to_path_buf(),
+        },
+        now,
+        worker: worker_info(h, now).await?,
+        health: HealthSummary {
+            status: report.status,
+            problems: report
+                .checks
+                .into_iter()
+                .filter(|c| c.status != HealthStatus::Ok)
+                .collect(),
+        },
+        queue: QueueInfo {
+            queued: stats.queued,
+            running: stats.running,
+            waiting_approval: stats.waiting_approval,
+            capacity: limits.queue_capacity,
+            slots: limits.max_concurrent_requests,
+        },
+        approvals: ApprovalInfo {
+            pending: stats.pending_approvals,
+            oldest_created_at: stats.oldest_pending_approval,
+            oldest_age_ms: stats.oldest_pending_approval.map(|t| age_ms(now, t)),
+        },
+        stuck: stuck.into_iter().map(|s| stuck_info(s, now)).collect(),
+        recent: recent_requests(h, recent).await?,
+        last_activity: last_activity(h, now).await?,
+    })
+}
+
+fn age_ms(now: Timestamp, t: Timestamp) -> i64 {
+    t.age(now).as_millis() as i64
+}
+
+async fn worker_info(h: &Harness, now: Timestamp) -> Result<WorkerInfo> {
+    let holder: Option<LockHolder> = h.worker_holder();
+    let last = h.store().workers(1).await?.into_iter().next();
+    Ok(WorkerInfo {
+        alive: holder.is_some(),
+        worker_id: holder
+            .as_ref()
+            .map(|w| w.worker_id.clone())
+            .or_else(|| last.as_ref().map(|w| w.id.to_string())),
+        pid: holder
+            .as_ref()
+            .map(|w| w.pid)
+            .or(last.as_ref().map(|w| w.pid)),
+        last_heartbeat_at: last.as_ref().map(|w| w.heartbeat_at),
+        last_heartbeat_age_ms: last.as_ref().map(|w| age_ms(now, w.heartbeat_at)),
+    })
+}
+
+fn stuck_info(s: StuckRequest, now: Timestamp) -> StuckInfo {
+    StuckInfo {
+        idle_ms: age_ms(now, s.last_activity_at),
+        id: s.id,
+        session_id: s.session_id,
+        agent: s.agent,
+        current_agent: s.current_agent,
+        last_activity_at: s.last_activity_at,
+    }
+}
+
+/// The newest root requests, each with the agents it delegated to.
+pub async fn recent_requests(h: &Harness, n: usize) -> Result<Vec<RecentRequest>> {
+    let roots = h
+        .list_requests(RequestFilter {
+            roots_only: true,
+            limit: n.max(1),
+            ..Default::default()
+        })
+        .await?;
+    let mut out = Vec::with_capacity(roots.len());
+    for request in roots.into_iter().take(n) {
+        let delegates = delegates_of(h, &request.id).await?;
+        out.push(RecentRequest { request, delegates });
+    }
+    Ok(out)
+}
+
+/// Delegated children of `id`, oldest first.
+pub async fn delegates_of(h: &Harness, id: &RequestId) -> Result<Vec<Delegate>> {
+    let mut children = h
+        .list_requests(RequestFilter {
+            parent_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    children.reverse();
+    Ok(children
+        .into_iter()
+        .map(|c| Delegate {
+            id: c.id,
+            agent: c.agent,
+            status: c.status,
+        })
+        .collect())
+}
+
+async fn last_activity(h: &Harness, now: Timestamp) -> Result<Option<Activity>> {
+    let last = h.store().last_seq().await?;
+    if last == 0 {
+        return Ok(None);
+    }
+    let e = h
+        .store()
+        .events_after(last - 1, EventFilter::default(), 1)
+        .await?;
+    Ok(e.into_iter().next().map(|e| Activity {
+        at: e.at,
+        age_ms: age_ms(now, e.at),
+        seq: e.seq,
+        kind: e.kind,
+        request_id: e.request_id,
+    }))
+}
+
+fn label(name: &str, value: impl AsRef<str>) -> String {
+    format!("{} {}", paint(BOLD, format!("{name:<10}")), value.as_ref())
+}
+
+pub fn render(o: &Overview) -> Vec<String> {
+    let now = o.now;
+    let mut out = vec![
+        label(
+            "workspace",
+            format!(
+                "{} {}",
+                o.workspace.name,
+                paint(DIM, o.workspace.root.display())
+            ),
+        ),
+        label("store", o.workspace.store.display().to_string()),
+        label("worker", worker_text(&o.worker, now)),
+    ];
+    let health = health::summary_from(o.health.status, &o.health.problems);
+    out.push(label("health", &health[0]));
+    out.extend(health[1..].iter().map(|l| format!("{:11}{l}", "")));
+    out.push(label("queue", queue_text(&o.queue)));
+    out.push(label("approvals", approvals_text(&o.approvals, now)));
+    out.extend(stuck_lines(&o.stuck, now));
+    out.push(label(
+        "activity",
+        match &o.last_activity {
+            Some(a) => format!(
+                "last {} {}",
+                ago(now, a.at),
+                paint(DIM, format!("(#{} {})", a.seq, a.kind))
+            ),
+            None => paint(DIM, "none yet"),
+        },
+    ));
+    out.push(String::new());
+    out.push(paint(BOLD, "recent requests"));
+    out.extend(recent_lines(&o.recent, now));
+    out
+}
+
+fn worker_text(w: &WorkerInfo, now: Timestamp) -> String {
+    let beat = w
+        .last_heartbeat_at
+        .map(|t| format!("last heartbeat {}", ago(now, t)))
+        .unwrap_or_else(|| "no worker has ever run".to_string());
+    let who = match (&w.worker_id, w.pid) {
+        (Some(id), Some(pid)) => format!(" ({id}, pid {pid})"),
+        _ => String::new(),
+    };
+    if w.alive {
+        format!("{} · {beat}{}", paint(GREEN, "alive"), paint(DIM, who))
+    } else {
+        format!(
+            "{} · {beat}{}",
+            paint(YELLOW, "not running"),
+            paint(DIM, who)
+        )
+    }
+}
+
+fn queue_text(q: &QueueInfo) -> String {
+    format!(
+        "{} queued / {} capacity · {}/{} running · {} waiting for approval",
+        q.queued, q.capacity, q.running, q.slots, q.waiting_approval
+    )
+}
+
+fn approvals_text(a: &ApprovalInfo, now: Timestamp) -> String {
+    match a.oldest_created_at {
+        Some(t) if a.pending > 0 => format!(
+            "{} · oldest {}",
+            paint(YELLOW, format!("{} pending", a.pending)),
+            ago(now, t)
+        ),
+        _ => "0 pending".to_string(),
+    }
+}
+
+fn stuck_lines(stuck: &[StuckInfo], now: Timestamp) -> Vec<String> {
+    if stuck.is_empty() {
+        return vec![label("stuck", "none")];
+    }
+    // The store returns at most 100 stuck requests.
+    let count = match stuck.len() {
+        100 => "100+".to_string(),
+        n => n.to_string(),
+    };
+    let mut out = vec![label(
+        "stuck",
+        paint(RED, format!("{count} running request(s) idle")),
+    )];
+    let mut t = Table::new(&["REQUEST", "AGENT", "IDLE"]);
+    for s in stuck.iter().take(5) {
+        t.row(vec![
+            cell(s.id.to_string()),
+            cell(s.current_agent.clone().unwrap_or_else(|| s.agent.clone())),
+            cell(relative(s.last_activity_at.age(now))),
+        ]);
+    }
+    out.extend(t.lines().into_iter().map(|l| format!("         {l}")));
+    out
+}
+
+/// `assistant → researcher`: the agent and the agents it delegated to.
+pub fn agent_chain(agent: &str, delegates: &[Delegate]) -> String {
+    let mut s = agent.to_string();
+    for d in delegates {
+        s.push_str(" → ");
+        s.push_str(&d.agent);
+    }
+    s
+}
+
+fn recent_lines(recent: &[RecentRequest], now: Timestamp) -> Vec<String> {
+    if recent.is_empty() {
+        return vec![format!(
+            "  {}",
+            paint(
+                DIM,
+                "no requests yet: agent-harness run --agent <name> \"…\""
+            )
+        )];
+    }
+    let mut t = Table::new(&["REQUEST", "AGENT", "STATUS", "CURRENT", "STEPS", "ACTIVITY"]);
+    for r in recent {
+        let req = &r.request;
+        let current = if req.status.is_terminal() {
+            "-".to_string()
+        } else {
+            req.current_agent.clone().unwrap_or_else(|| "-".to_string())
+        };
+        t.row(vec![
+            cell(req.id.to_string()),
+            cell(agent_chain(&req.agent, &r.delegates)),
+            styled(status_style(req.status), req.status.as_str()),
+            cell(current),
+            cell(req.steps.to_string()),
+            dim(ago(now, req.last_activity_at)),
+        ]);
+    }
+    t.lines()
+}

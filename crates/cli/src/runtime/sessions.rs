@@ -1,0 +1,186 @@
+//! `runtime sessions list|show`.
+
+use super::requests::detail;
+use super::table::{Table, cell, dim, styled};
+use super::{ago, session_id};
+use crate::context::Ctx;
+use crate::output::{self, BOLD, DIM, line, paint, status_style};
+use anyhow::Result;
+use harness_core::*;
+use serde::Serialize;
+use std::process::ExitCode;
+
+/// Delegation deeper than this is not indented further (a guard against damaged records).
+const MAX_DEPTH: usize = 16;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// Sessions, most recently active first.
+    #[command(
+        after_help = "Example:\n  agent-harness runtime sessions list --workspace . --limit 10"
+    )]
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
+    /// One session and its requests (delegated children indented under their parent).
+    #[command(after_help = "Example:\n  agent-harness runtime sessions show support-42")]
+    Show {
+        /// The session id.
+        id: String,
+        /// At most this many requests (newest first).
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+    },
+}
+
+pub async fn dispatch(ctx: &Ctx, c: SessionsCommand) -> Result<ExitCode> {
+    match c {
+        SessionsCommand::List { limit } => list(ctx, limit).await,
+        SessionsCommand::Show { id, limit } => show(ctx, &id, limit).await,
+    }
+}
+
+#[derive(Serialize)]
+struct Listing {
+    now: Timestamp,
+    sessions: Vec<Session>,
+}
+
+async fn list(ctx: &Ctx, limit: usize) -> Result<ExitCode> {
+    let h = ctx.inspect()?;
+    let s = Listing {
+        now: h.now(),
+        sessions: h.list_sessions(limit).await?,
+    };
+    if ctx.json {
+        output::print_json(&s)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if s.sessions.is_empty() {
+        line(paint(DIM, "no sessions yet"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new(&[
+        "SESSION",
+        "REQUESTS",
+        "ACTIVE",
+        "LAST AGENT",
+        "LAST REQUEST",
+        "ACTIVITY",
+    ]);
+    for x in &s.sessions {
+        t.row(vec![
+            cell(x.id.to_string()),
+            cell(x.requests.to_string()),
+            cell(x.active_requests.to_string()),
+            cell(x.last_agent.clone().unwrap_or_default()),
+            cell(
+                x.last_request_id
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            ),
+            dim(ago(s.now, x.last_activity_at)),
+        ]);
+    }
+    t.lines().into_iter().for_each(line);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Shown {
+    now: Timestamp,
+    session: Session,
+    /// Newest first, delegated children included (they carry `parent_id`).
+    requests: Vec<Request>,
+}
+
+async fn show(ctx: &Ctx, id: &str, limit: usize) -> Result<ExitCode> {
+    let id = session_id(id)?;
+    let h = ctx.inspect()?;
+    let session = h.store().get_session(&id).await?;
+    let requests = h
+        .list_requests(RequestFilter {
+            session_id: Some(id),
+            limit,
+            ..Default::default()
+        })
+        .await?;
+    let s = Shown {
+        now: h.now(),
+        session,
+        requests,
+    };
+    if ctx.json {
+        output::print_json(&s)?;
+    } else {
+        show_lines(&s).into_iter().for_each(line);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_lines(s: &Shown) -> Vec<String> {
+    let x = &s.session;
+    let mut out = vec![
+        format!(
+            "{} {}",
+            paint(BOLD, format!("session {}", x.id)),
+            paint(
+                DIM,
+                format!(
+                    "· {} requests · {} active · created {} · last activity {}",
+                    x.requests,
+                    x.active_requests,
+                    ago(s.now, x.created_at),
+                    ago(s.now, x.last_activity_at)
+                )
+            )
+        ),
+        String::new(),
+    ];
+    let mut t = Table::new(&["REQUEST", "AGENT", "STATUS", "STEPS", "CREATED", "DETAIL"]);
+    for r in s.requests.iter().filter(|r| r.parent_id.is_none()) {
+        add_row(&mut t, s, r, 0);
+    }
+    // Children whose parent fell outside the limit.
+    let shown = |p: &RequestId| s.requests.iter().any(|r| &r.id == p);
+    for r in s
+        .requests
+        .iter()
+        .filter(|r| r.parent_id.as_ref().is_some_and(|p| !shown(p)))
+    {
+        add_row(&mut t, s, r, 1);
+    }
+    out.extend(t.lines());
+    out
+}
+
+/// A request's row, then its children's rows indented under it.
+fn add_row(t: &mut Table, s: &Shown, r: &Request, depth: usize) {
+    let indent = match depth {
+        0 => String::new(),
+        d => format!("{}↳ ", "  ".repeat(d - 1)),
+    };
+    t.row(vec![
+        cell(format!("{indent}{}", r.id)),
+        cell(&r.agent),
+        styled(status_style(r.status), r.status.as_str()),
+        cell(r.steps.to_string()),
+        dim(ago(s.now, r.created_at)),
+        cell(detail(r)),
+    ]);
+    let mut children: Vec<&Request> = s
+        .requests
+        .iter()
+        .filter(|c| c.parent_id.as_ref() == Some(&r.id))
+        .collect();
+    children.reverse();
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    for c in children {
+        add_row(t, s, c, depth + 1);
+    }
+}

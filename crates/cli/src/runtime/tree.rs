@@ -1,0 +1,313 @@
+//! `runtime requests show ID`: a request as a tree of steps, with delegated child
+//! requests indented under the step that delegated, and approvals and artifacts
+//! in place.
+
+use super::approvals::status_style as approval_style;
+use super::{ago, duration, millis_between, request_id};
+use crate::context::Ctx;
+use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint, status_style};
+use anyhow::Result;
+use harness_core::*;
+use harness_engine::Harness;
+use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+
+/// Delegation deeper than this is cut (a guard against cycles in damaged records).
+const MAX_DEPTH: usize = 16;
+
+#[derive(Serialize)]
+pub struct RequestTree {
+    pub request: Request,
+    pub duration_ms: Option<i64>,
+    pub steps: Vec<StepNode>,
+    /// Every approval raised by this request.
+    pub approvals: Vec<Approval>,
+    /// Every artifact of this request (those a step produced also appear under it).
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Serialize)]
+pub struct StepNode {
+    #[serde(flatten)]
+    pub step: Step,
+    pub duration_ms: Option<i64>,
+    pub approval: Option<Approval>,
+    pub artifacts: Vec<Artifact>,
+    /// For a `delegate` call: the child request's own tree.
+    pub child: Option<Box<RequestTree>>,
+}
+
+pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    let id = request_id(id)?;
+    let h = ctx.inspect()?;
+    let tree = load(&h, id, 0).await?;
+    if ctx.json {
+        output::print_json(&tree)?;
+    } else {
+        render(&tree, h.now()).into_iter().for_each(line);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+type Loading<'a> = Pin<Box<dyn Future<Output = Result<RequestTree>> + Send + 'a>>;
+
+pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
+    Box::pin(async move {
+        let request = h.get_request(&id).await?;
+        let store = h.store();
+        let steps = store.steps(&id).await?;
+        let approvals = h
+            .list_approvals(ApprovalFilter {
+                request_id: Some(id.clone()),
+                ..Default::default()
+            })
+            .await?;
+        let artifacts = store.artifacts(&id).await?;
+        let mut nodes = Vec::with_capacity(steps.len());
+        for step in steps {
+            nodes.push(node(h, step, &approvals, &artifacts, depth).await?);
+        }
+        Ok(RequestTree {
+            duration_ms: millis_between(
+                request.started_at.unwrap_or(request.created_at),
+                request.finished_at,
+            ),
+            request,
+            steps: nodes,
+            approvals,
+            artifacts,
+        })
+    })
+}
+
+async fn node(
+    h: &Harness,
+    step: Step,
+    approvals: &[Approval],
+    artifacts: &[Artifact],
+    depth: usize,
+) -> Result<StepNode> {
+    let (approval, made, child_id) = match &step.body {
+        StepBody::ToolCall {
+            approval_id,
+            outcome,
+            child_request_id,
+            ..
+        } => (
+            approval_id
+                .as_ref()
+                .and_then(|a| approvals.iter().find(|x| &x.id == a).cloned()),
+            outcome
+                .as_ref()
+                .and_then(|o| o.artifact.as_ref())
+                .map(|name| {
+                    artifacts
+                        .iter()
+                        .filter(|a| &a.name == name)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
+            child_request_id.clone(),
+        ),
+        StepBody::ModelTurn { .. } => (None, Vec::new(), None),
+    };
+    let child = match child_id {
+        Some(c) if depth < MAX_DEPTH => Some(Box::new(load(h, c, depth + 1).await?)),
+        _ => None,
+    };
+    Ok(StepNode {
+        duration_ms: millis_between(step.started_at, step.finished_at),
+        step,
+        approval,
+        artifacts: made,
+        child,
+    })
+}
+
+pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
+    let r = &t.request;
+    let mut out = vec![header(t, "")];
+    let mut meta = format!(
+        "session {} · trace {} · created {}",
+        r.session_id,
+        r.trace_id,
+        ago(now, r.created_at)
+    );
+    if let Some(f) = r.finished_at {
+        meta.push_str(&format!(" · finished {}", ago(now, f)));
+    }
+    out.push(format!("  {}", paint(DIM, meta)));
+    out.push(format!(
+        "  {} {}",
+        paint(BOLD, "input:"),
+        output::clip(&r.input, 100)
+    ));
+    steps(t, "  ", now, &mut out);
+    if let Some(o) = &r.output {
+        out.push(format!(
+            "  {} {}",
+            paint(GREEN.bold(), "output:"),
+            output::clip(o, 200)
+        ));
+    }
+    if let Some(e) = &r.error {
+        out.push(format!("  {} {}", paint(RED.bold(), "error:"), e));
+    }
+    out
+}
+
+fn header(t: &RequestTree, indent: &str) -> String {
+    let r = &t.request;
+    let took = t
+        .duration_ms
+        .map(|ms| {
+            format!(
+                " · {}",
+                duration(std::time::Duration::from_millis(ms as u64))
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{indent}{} {} {}{}",
+        paint(BOLD, &r.id),
+        r.agent,
+        paint(status_style(r.status), r.status.as_str()),
+        paint(
+            DIM,
+            format!(" · {} steps · attempt {}{took}", r.steps, r.attempt)
+        )
+    )
+}
+
+fn steps(t: &RequestTree, indent: &str, now: Timestamp, out: &mut Vec<String>) {
+    for n in &t.steps {
+        out.push(step_line(n, indent));
+        let deeper = format!("{indent}     ");
+        if let Some(a) = &n.approval {
+            out.push(format!("{deeper}{}", approval_line(a, now)));
+        }
+        for a in &n.artifacts {
+            out.push(format!("{deeper}{}", artifact_line(a)));
+        }
+        if let Some(child) = &n.child {
+            out.push(header(child, &deeper));
+            steps(child, &format!("{deeper}  "), now, out);
+            if let Some(e) = &child.request.error {
+                out.push(format!("{deeper}  {} {e}", paint(RED, "error:")));
+            }
+        }
+    }
+    let placed: Vec<&ArtifactId> = t
+        .steps
+        .iter()
+        .flat_map(|n| n.artifacts.iter().map(|a| &a.id))
+        .collect();
+    for a in t.artifacts.iter().filter(|a| !placed.contains(&&a.id)) {
+        out.push(format!("{indent}{}", artifact_line(a)));
+    }
+}
+
+fn step_line(n: &StepNode, indent: &str) -> String {
+    let s = &n.step;
+    let (name, summary) = match &s.body {
+        StepBody::ModelTurn { turn } => ("model".to_string(), turn_summary(turn)),
+        StepBody::ToolCall {
+            call,
+            outcome,
+            child_request_id,
+            ..
+        } => (
+            call.tool.clone(),
+            call_summary(s.status, outcome.as_ref(), child_request_id.as_ref()),
+        ),
+    };
+    let took = n
+        .duration_ms
+        .map(|ms| duration(std::time::Duration::from_millis(ms as u64)))
+        .unwrap_or_else(|| "-".to_string());
+    format!(
+        "{indent}{} {} {} {}  {summary}",
+        paint(DIM, format!("#{:<3}", s.idx)),
+        paint(BOLD, format!("{name:<14}")),
+        paint(step_style(s.status), format!("{:<17}", s.status.as_str())),
+        paint(DIM, format!("{took:>7}")),
+    )
+}
+
+fn step_style(s: StepStatus) -> anstyle::Style {
+    match s {
+        StepStatus::Completed => anstyle::Style::new(),
+        StepStatus::AwaitingApproval => YELLOW,
+        StepStatus::Started => crate::output::CYAN,
+        StepStatus::Interrupted => RED,
+    }
+}
+
+fn turn_summary(turn: &ModelTurn) -> String {
+    match turn {
+        ModelTurn::Text { text } => format!("answer: {}", output::clip(text, 80)),
+        ModelTurn::ToolCalls { calls, .. } => {
+            let names: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
+            format!("calls {}", names.join(", "))
+        }
+    }
+}
+
+fn call_summary(
+    status: StepStatus,
+    outcome: Option<&ToolOutcome>,
+    child: Option<&RequestId>,
+) -> String {
+    let delegated = child.map(|c| format!("→ {c} ")).unwrap_or_default();
+    match (status, outcome) {
+        (_, Some(o)) => format!(
+            "{delegated}{}: {}",
+            if o.ok { "ok" } else { "error" },
+            output::clip(&o.content, 70)
+        ),
+        (StepStatus::AwaitingApproval, None) => "waiting for approval".to_string(),
+        (StepStatus::Interrupted, None) => "interrupted before completing".to_string(),
+        _ => format!("{delegated}running"),
+    }
+}
+
+fn approval_line(a: &Approval, now: Timestamp) -> String {
+    let who = match (&a.decided_by, a.decided_at) {
+        (Some(by), Some(at)) => format!(" by {by} {}", ago(now, at)),
+        _ => String::new(),
+    };
+    let msg = a
+        .message
+        .as_deref()
+        .map(|m| format!(" “{}”", output::clip(m, 60)))
+        .unwrap_or_default();
+    let edited = if a.edited_arguments.is_some() {
+        " (arguments edited)"
+    } else {
+        ""
+    };
+    format!(
+        "approval {} {}{who}{msg}{edited}",
+        a.id,
+        paint(approval_style(a.status), a.status.as_str())
+    )
+}
+
+fn artifact_line(a: &Artifact) -> String {
+    format!(
+        "artifact {} {}",
+        paint(BOLD, &a.name),
+        paint(
+            DIM,
+            format!(
+                "({}, {} bytes, sha256 {})",
+                a.media_type,
+                a.size,
+                &a.sha256[..a.sha256.len().min(12)]
+            )
+        )
+    )
+}
