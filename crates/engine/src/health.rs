@@ -6,34 +6,38 @@ use std::time::Duration;
 
 /// A worker whose heartbeat is older than this is considered dead.
 pub const HEARTBEAT_STALE: Duration = Duration::from_secs(15);
+/// How often a worker runs the full integrity check.
+pub const INTEGRITY_EVERY: Duration = Duration::from_secs(600);
+/// A recorded integrity result younger than this is reused as is.
+const INTEGRITY_FRESH: Duration = Duration::from_secs(900);
+/// Older than this, a recorded result is reported as a warning.
+const INTEGRITY_STALE: Duration = Duration::from_secs(24 * 3600);
+/// Stores up to this size are checked live when no fresh result exists.
+const LIVE_CHECK_MAX_BYTES: u64 = 64 << 20;
 const DISK_WARN: u64 = 1 << 30;
 const DISK_FAIL: u64 = 100 << 20;
 
 impl Harness {
-    /// Runs every health check against the durable records.
+    /// Runs every health check against the durable records. The store's full
+    /// integrity check is taken from the worker's last periodic run when fresh, and
+    /// run live only on small stores, so this stays fast on large ones.
     pub async fn health(&self) -> Result<HealthReport, HarnessError> {
+        self.health_with(false).await
+    }
+
+    /// Like [`Harness::health`], but always runs the full integrity check now.
+    pub async fn health_deep(&self) -> Result<HealthReport, HarnessError> {
+        self.health_with(true).await
+    }
+
+    async fn health_with(&self, deep: bool) -> Result<HealthReport, HarnessError> {
         let now = self.now();
         let limits = &self.inner.workspace.settings.runtime;
         let store = &self.inner.store;
         // "Near expiry": within a tenth of the TTL, at least a minute.
         let soon = (limits.approval_ttl / 10).max(Duration::from_secs(60));
         let stats = store.stats(now, now.plus(soon)).await?;
-        let mut checks = vec![match store.integrity_check().await? {
-            Ok(()) => check(
-                "store",
-                HealthStatus::Ok,
-                format!(
-                    "{} reachable, integrity ok, {} on disk",
-                    store.dir().display(),
-                    human_bytes(stats.db_bytes)
-                ),
-            ),
-            Err(problems) => check(
-                "store",
-                HealthStatus::Fail,
-                format!("integrity check failed: {problems}"),
-            ),
-        }];
+        let mut checks = vec![self.store_check(now, stats.db_bytes, deep).await?];
         checks.push(queue_check(
             stats.queued,
             limits.queue_capacity,
@@ -45,6 +49,77 @@ impl Harness {
         checks.push(approvals_check(&stats, now));
         checks.push(disk_check(store.dir()));
         Ok(HealthReport::new(now, checks))
+    }
+
+    async fn store_check(
+        &self,
+        now: Timestamp,
+        bytes: u64,
+        deep: bool,
+    ) -> Result<HealthCheck, HarnessError> {
+        let store = &self.inner.store;
+        let cached = store.last_integrity().await?;
+        let fresh = cached
+            .as_ref()
+            .filter(|c| c.checked_at.age(now) < INTEGRITY_FRESH);
+        let (result, live) = match (deep, fresh, cached.as_ref()) {
+            (false, Some(c), _) => (c.clone(), false),
+            (false, None, last) if bytes > LIVE_CHECK_MAX_BYTES => {
+                return Ok(self.large_store_check(now, bytes, last));
+            }
+            _ => (store.check_integrity(now).await?, true),
+        };
+        if !result.ok {
+            return Ok(integrity_failed(&result));
+        }
+        let when = if live {
+            String::new()
+        } else {
+            format!(" (checked {} ago)", relative(result.checked_at.age(now)))
+        };
+        Ok(check(
+            "store",
+            HealthStatus::Ok,
+            format!(
+                "{} reachable, integrity ok{when}, {} on disk",
+                self.inner.store.dir().display(),
+                human_bytes(bytes)
+            ),
+        ))
+    }
+
+    /// A large store without a fresh recorded check: report the last one, do not run it here.
+    fn large_store_check(
+        &self,
+        now: Timestamp,
+        bytes: u64,
+        last: Option<&harness_store::IntegrityCheck>,
+    ) -> HealthCheck {
+        let (status, when) = match last {
+            Some(c) if !c.ok => return integrity_failed(c),
+            Some(c) if c.checked_at.age(now) < INTEGRITY_STALE => (
+                HealthStatus::Ok,
+                format!("integrity ok {} ago", relative(c.checked_at.age(now))),
+            ),
+            Some(c) => (
+                HealthStatus::Warn,
+                format!(
+                    "last integrity check {} ago",
+                    relative(c.checked_at.age(now))
+                ),
+            ),
+            None => (HealthStatus::Warn, "integrity not checked yet".to_string()),
+        };
+        check(
+            "store",
+            status,
+            format!(
+                "{} reachable, {when} ({} on disk: the worker checks it every {}; `runtime health --deep` checks now)",
+                self.inner.store.dir().display(),
+                human_bytes(bytes),
+                relative(INTEGRITY_EVERY)
+            ),
+        )
     }
 
     async fn worker_check(&self, now: Timestamp, queued: u64) -> Result<HealthCheck, HarnessError> {
@@ -120,6 +195,14 @@ impl Harness {
             )
         })
     }
+}
+
+fn integrity_failed(c: &harness_store::IntegrityCheck) -> HealthCheck {
+    check(
+        "store",
+        HealthStatus::Fail,
+        format!("integrity check failed at {}: {}", c.checked_at, c.detail),
+    )
 }
 
 fn check(name: &str, status: HealthStatus, detail: String) -> HealthCheck {

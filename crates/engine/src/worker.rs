@@ -36,6 +36,7 @@ pub struct WorkerHandle {
     /// Requests re-queued by recovery when this worker started.
     pub recovered: Vec<RequestId>,
     task: tokio::task::JoinHandle<()>,
+    integrity: tokio::task::JoinHandle<()>,
     _lock: WorkspaceLock,
 }
 
@@ -67,11 +68,13 @@ impl Harness {
             );
         }
         let task = tokio::spawn(dispatch(self.clone(), id.clone(), opts));
+        let integrity = tokio::spawn(integrity_loop(self.clone()));
         Ok(WorkerHandle {
             harness: self.clone(),
             id,
             recovered,
             task,
+            integrity,
             _lock: lock,
         })
     }
@@ -89,6 +92,7 @@ impl WorkerHandle {
         let _ = self.harness.inner.stopping.send_replace(true);
         self.harness.inner.wake.notify_one();
         let _ = self.task.await;
+        self.integrity.abort();
         self.harness
             .inner
             .store
@@ -165,6 +169,20 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     // Graceful stop: runs see `stopping`, finish their step and park their request.
     while let Some(done) = runs.join_next().await {
         finished(&h, done);
+    }
+}
+
+/// The full integrity check reads the whole store, so views do not run it on large
+/// stores: the worker does, periodically, and records the result for them.
+async fn integrity_loop(h: Harness) {
+    let mut every = tokio::time::interval(crate::health::INTEGRITY_EVERY);
+    loop {
+        every.tick().await;
+        match h.inner.store.check_integrity(h.now()).await {
+            Ok(c) if !c.ok => tracing::error!(detail = %c.detail, "store integrity check failed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "integrity check could not run"),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub use artifacts::validate_artifact_name;
 pub use error::StoreError;
 pub use maintenance::PruneReport;
 pub use requests::{Admission, NewRequest};
-pub use stats::{StoreStats, StuckRequest};
+pub use stats::{IntegrityCheck, StoreStats, StuckRequest};
 pub use steps::{RequestPatch, StepCommit, StepWrite};
 
 use rusqlite::{Connection, OpenFlags};

@@ -24,6 +24,15 @@ pub struct StoreStats {
     pub db_bytes: u64,
 }
 
+/// The result of one full integrity check.
+#[derive(Clone, Debug, Serialize)]
+pub struct IntegrityCheck {
+    pub ok: bool,
+    pub detail: String,
+    pub checked_at: Timestamp,
+    pub took_ms: u64,
+}
+
 /// A running request with no committed activity for too long.
 #[derive(Clone, Debug, Serialize)]
 pub struct StuckRequest {
@@ -74,7 +83,52 @@ impl Store {
         .await
     }
 
-    /// SQLite `quick_check`: `Ok(())` or the problems it found.
+    /// Runs SQLite `quick_check` now (reads the whole file) and records the result.
+    pub async fn check_integrity(&self, now: Timestamp) -> Result<IntegrityCheck, StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.integrity_check().await?;
+        let check = IntegrityCheck {
+            ok: result.is_ok(),
+            detail: result.err().unwrap_or_else(|| "ok".to_string()),
+            checked_at: now,
+            took_ms: started.elapsed().as_millis() as u64,
+        };
+        let row = check.clone();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO integrity_checks (id, ok, detail, checked_at, took_ms) VALUES (1, ?1, ?2, ?3, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET ok = excluded.ok, detail = excluded.detail, \
+                 checked_at = excluded.checked_at, took_ms = excluded.took_ms",
+                rusqlite::params![row.ok, row.detail, row.checked_at.0, row.took_ms as i64],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(check)
+    }
+
+    /// The last recorded integrity check, if any.
+    pub async fn last_integrity(&self) -> Result<Option<IntegrityCheck>, StoreError> {
+        self.read(|c| {
+            use rusqlite::OptionalExtension;
+            Ok(c.query_row(
+                "SELECT ok, detail, checked_at, took_ms FROM integrity_checks WHERE id = 1",
+                [],
+                |r| {
+                    Ok(IntegrityCheck {
+                        ok: r.get(0)?,
+                        detail: r.get(1)?,
+                        checked_at: Timestamp(r.get(2)?),
+                        took_ms: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// SQLite `quick_check`: `Ok(())` or the problems it found. Reads the whole file.
     pub async fn integrity_check(&self) -> Result<Result<(), String>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare("PRAGMA quick_check")?;

@@ -8,15 +8,27 @@ use harness_core::{HealthCheck, HealthReport, HealthStatus};
 use std::process::ExitCode;
 
 pub const HELP: &str = "Example:\n  agent-harness runtime health --workspace . || echo unhealthy\n\n\
-Checks: store (reachable, integrity), queue (depth vs capacity), worker (alive when work is queued), \
+Checks: store (reachable, integrity: the worker's last periodic check on large stores; --deep runs it now), queue (depth vs capacity), worker (alive when work is queued), \
 stuck_requests (running with no activity past runtime.stuck_after), approvals (near or past expiry), \
 disk (free space in the store folder).\n\n\
 Exit status: 0 when every check is ok, 1 when any warns (and none fails), 2 when any fails. \
 (2 is also the status for bad input such as a missing workspace; the message says which.)";
 
-pub async fn run(ctx: &Ctx) -> Result<ExitCode> {
+#[derive(clap::Args, Debug)]
+pub struct HealthArgs {
+    /// Run the store's full integrity check now (it reads the whole file) instead of
+    /// using the worker's last periodic result.
+    #[arg(long)]
+    pub deep: bool,
+}
+
+pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
     let h = ctx.inspect()?;
-    let report = h.health().await?;
+    let report = if a.deep {
+        h.health_deep().await?
+    } else {
+        h.health().await?
+    };
     if ctx.json {
         output::print_json(&report)?;
     } else {

@@ -32,7 +32,7 @@ pub enum RuntimeCommand {
     Overview(overview::OverviewArgs),
     /// Every health check with status and detail; the exit status summarises them.
     #[command(after_help = health::HELP)]
-    Health,
+    Health(health::HealthArgs),
     /// List, watch, show and resolve approvals.
     #[command(
         subcommand,
@@ -75,7 +75,7 @@ Exit status: 0 when every file matches the manifest, 1 when any file was changed
 pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
     match c {
         RuntimeCommand::Overview(a) => overview::run(ctx, a).await,
-        RuntimeCommand::Health => health::run(ctx).await,
+        RuntimeCommand::Health(a) => health::run(ctx, a).await,
         RuntimeCommand::Approvals(c) => approvals::dispatch(ctx, c).await,
         RuntimeCommand::Requests(c) => requests::dispatch(ctx, c).await,
         RuntimeCommand::Sessions(c) => sessions::dispatch(ctx, c).await,
