@@ -1,0 +1,171 @@
+//! Small helpers shared by the benches: process memory, temp folders, waiting on
+//! store counts, percentiles and number formatting.
+
+use anyhow::{Context, Result, bail};
+use harness_core::{RequestFilter, RequestStatus};
+use harness_engine::{Harness, StoreStats};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A field of `/proc/self/status` given in kB (VmRSS, VmHWM), in bytes.
+pub fn proc_status_bytes(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+/// Current resident set size.
+pub fn rss() -> u64 {
+    proc_status_bytes("VmRSS").unwrap_or(0)
+}
+
+/// Peak resident set size since the start (or the last [`reset_peak_rss`]).
+pub fn peak_rss() -> u64 {
+    proc_status_bytes("VmHWM").unwrap_or(0)
+}
+
+/// Resets VmHWM to the current RSS (Linux: `echo 5 > /proc/self/clear_refs`).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+pub fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Where bench workspaces go: `$AGENT_HARNESS_BENCH_DIR` or the system temp folder.
+/// It should be on a real disk (fsync cost matters for `synchronous = FULL`).
+pub fn bench_base() -> PathBuf {
+    std::env::var_os("AGENT_HARNESS_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+pub fn temp_dir(label: &str) -> Result<tempfile::TempDir> {
+    let base = bench_base();
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    tempfile::Builder::new()
+        .prefix(&format!("harness-bench-{label}-"))
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a temp folder in {}", base.display()))
+}
+
+/// Polls the store's counts every `every` until `done` holds (or `timeout` passes).
+pub async fn wait_stats(
+    h: &Harness,
+    every: Duration,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&StoreStats) -> bool,
+) -> Result<StoreStats> {
+    let start = Instant::now();
+    loop {
+        let now = h.now();
+        let s = h.store().stats(now, now).await?;
+        if done(&s) {
+            return Ok(s);
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "timed out after {:?} waiting for {what} (queued {}, running {}, waiting {}, completed {}, failed {})",
+                timeout,
+                s.queued,
+                s.running,
+                s.waiting_approval,
+                s.completed,
+                s.failed
+            );
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Admits `n` requests to `agent` at once (each in its own new session).
+pub async fn admit_many(h: &Harness, agent: &str, n: usize) -> Result<Vec<harness_core::Request>> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let h = h.clone();
+        let agent = agent.to_string();
+        set.spawn(async move { h.request(None, &agent, &format!("bench input {i}")).await });
+    }
+    let mut out = Vec::with_capacity(n);
+    while let Some(r) = set.join_next().await {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+/// Every root request, newest first.
+pub async fn all_requests(h: &Harness) -> Result<Vec<harness_core::Request>> {
+    Ok(h.list_requests(RequestFilter {
+        roots_only: true,
+        ..Default::default()
+    })
+    .await?)
+}
+
+pub fn count_status(reqs: &[harness_core::Request], s: RequestStatus) -> usize {
+    reqs.iter().filter(|r| r.status == s).count()
+}
+
+/// The `p`-th percentile (0..=100) of sorted samples, nearest rank.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort();
+    percentile(&s, 50.0)
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// 1234567 -> "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes as MiB/KiB with one decimal.
+pub fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// "MET" / "MISSED" against a target, for the summary lines.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
