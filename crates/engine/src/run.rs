@@ -47,7 +47,7 @@ pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
         request_id: req.id.clone(),
         session_id: req.session_id.clone(),
         at: h.now(),
-        step: None,
+        steps: vec![],
         patch: RequestPatch {
             status: Some(RequestStatus::Failed),
             error: Some(error.clone()),
@@ -92,6 +92,8 @@ struct Run {
     approvals: Vec<Approval>,
     messages: Vec<Message>,
     cancel: watch::Receiver<bool>,
+    /// Calls this run committed `started` itself (live, not interrupted by a crash).
+    live_started: std::collections::HashSet<CallId>,
 }
 
 /// Early exit from the loop with the request's outcome.
@@ -119,6 +121,7 @@ impl Run {
                 approvals: vec![],
                 messages: vec![],
                 cancel,
+                live_started: Default::default(),
             };
             return Err(run.fail(msg).await);
         };
@@ -155,6 +158,7 @@ impl Run {
             approvals,
             messages,
             cancel,
+            live_started: Default::default(),
         })
     }
 
@@ -169,13 +173,25 @@ impl Run {
 
     /// One iteration: decide from the journal, act, commit.
     async fn step(&mut self) -> Flow<()> {
-        if *self.h.inner.stopping.borrow() {
-            return Err(Outcome::Stopped);
-        }
+        let next = next_action(&self.steps, &self.approvals);
         if *self.cancel.borrow() {
             return Err(Outcome::Cancelled);
         }
-        match next_action(&self.steps, &self.approvals) {
+        // A call this run already committed `started` is the step in flight: a
+        // graceful stop finishes it rather than leave it looking interrupted.
+        if let NextAction::Interrupted {
+            step_idx,
+            call,
+            child: None,
+        } = &next
+            && self.live_started.contains(&call.call_id)
+        {
+            return self.run_started(*step_idx, call.clone()).await;
+        }
+        if *self.h.inner.stopping.borrow() {
+            return Err(Outcome::Stopped);
+        }
+        match next {
             NextAction::CallModel => self.model_turn().await,
             NextAction::StartCall { call } => self.start_call(call).await,
             NextAction::RunApproved { step_idx, call } => {
@@ -204,7 +220,7 @@ impl Run {
             request_id: self.req.id.clone(),
             session_id: self.req.session_id.clone(),
             at: self.h.now(),
-            step: None,
+            steps: vec![],
             patch: RequestPatch {
                 current_agent: Some(self.agent.name.clone()),
                 ..Default::default()
@@ -223,10 +239,10 @@ impl Run {
 
     /// Commits; a refusal because the request stopped running (cancelled) ends the run.
     async fn commit(&mut self, c: StepCommit) -> Flow<()> {
-        let step = c.step.clone();
+        let writes = c.steps.clone();
         match self.h.inner.store.commit_step(c).await {
             Ok(_) => {
-                if let Some(w) = step {
+                for w in writes {
                     self.apply(w);
                 }
                 Ok(())
@@ -308,12 +324,62 @@ impl Run {
             ));
         }
         c.events = events;
-        c.step = Some(StepWrite::Insert(step));
+        let next_idx = step.idx + 1;
+        c.steps.push(StepWrite::Insert(step));
+        if let ModelTurn::ToolCalls { calls, .. } = &turn
+            && let Some(first) = calls.first()
+        {
+            self.prestart(&mut c, first, next_idx);
+        }
         self.commit(c).await?;
         if let ModelTurn::Text { text } = turn {
             return Err(Outcome::Completed(text));
         }
         Ok(())
+    }
+
+    /// Adds `call`'s `started` row (and event) to commit `c` when the call can run
+    /// right away — a known tool of this agent, valid arguments, no approval, not a
+    /// delegation — so each step costs one commit. The row is durable before the
+    /// call runs, as always.
+    fn prestart(&mut self, c: &mut StepCommit, call: &ToolCall, idx: u32) {
+        let tools = &self.h.inner.workspace.tools;
+        let runnable = self.agent.tools.contains(&call.tool)
+            && call.tool != Builtin::Delegate.name()
+            && (idx as usize) < self.agent.max_steps as usize
+            && tools.get(&call.tool).is_some_and(|t| {
+                t.approval == ApprovalPolicy::Never
+                    && harness_config::validate_arguments(&t.arguments, &call.arguments).is_ok()
+            });
+        if !runnable {
+            return;
+        }
+        let mut step = self.new_step(StepStatus::Started, tool_body(call, None, None));
+        step.idx = idx;
+        c.steps.push(StepWrite::Insert(step));
+        c.events.push(self.event(
+            EventKind::ToolStarted,
+            json!({"tool": call.tool, "call_id": call.call_id, "arguments": call.arguments}),
+        ));
+        self.live_started.insert(call.call_id.clone());
+    }
+
+    /// Runs a call this run committed `started`, then commits its completion.
+    async fn run_started(&mut self, idx: u32, call: ToolCall) -> Flow<()> {
+        let output = self.execute_tool(&call).await;
+        self.complete_call(idx, call, None, output, false).await
+    }
+
+    /// The call proposed after `call` by the same model turn, if any.
+    fn call_after(&self, call: &CallId) -> Option<ToolCall> {
+        let turn = self.steps.iter().rev().find_map(|s| match &s.body {
+            StepBody::ModelTurn {
+                turn: ModelTurn::ToolCalls { calls, .. },
+            } => Some(calls),
+            _ => None,
+        })?;
+        let pos = turn.iter().position(|c| &c.call_id == call)?;
+        turn.get(pos + 1).cloned()
     }
 
     async fn check_max_steps(&mut self) -> Flow<()> {
@@ -359,7 +425,7 @@ impl Run {
             let step = self.new_step(StepStatus::Started, tool_body(&call, None, None));
             let idx = step.idx;
             let mut c = self.base_commit(vec![]);
-            c.step = Some(StepWrite::Insert(step));
+            c.steps.push(StepWrite::Insert(step));
             self.commit(c).await?;
             return self
                 .complete_call(idx, call, None, ToolOutput::error(msg), false)
@@ -369,7 +435,7 @@ impl Run {
             let step = self.new_step(StepStatus::Started, tool_body(&call, None, None));
             let idx = step.idx;
             let mut c = self.base_commit(vec![]);
-            c.step = Some(StepWrite::Insert(step));
+            c.steps.push(StepWrite::Insert(step));
             self.commit(c).await?;
             let msg = format!("invalid arguments for `{}`: {reason}", call.tool);
             return self
@@ -397,7 +463,7 @@ impl Run {
             ),
         ]);
         c.patch.status = Some(RequestStatus::WaitingApproval);
-        c.step = Some(StepWrite::Insert(step));
+        c.steps.push(StepWrite::Insert(step));
         c.approval = Some(approval.clone());
         self.approvals.push(approval);
         match self.commit(c).await {
@@ -476,7 +542,7 @@ impl Run {
             StepWrite::Insert(s) | StepWrite::Update(s) => s.idx,
         };
         let mut c = self.base_commit(events);
-        c.step = Some(write);
+        c.steps.push(write);
         if let Some(child) = child {
             c.patch.current_agent = Some(child.agent.clone());
             c.child = Some(child);
@@ -576,6 +642,8 @@ impl Run {
             .map(|s| s.started_at)
             .unwrap_or_else(|| self.h.now());
         let approval_id = self.approval_for(&call);
+        let next_call = self.call_after(&call.call_id);
+        self.live_started.remove(&call.call_id);
         let step = Step {
             request_id: self.req.id.clone(),
             idx,
@@ -591,9 +659,13 @@ impl Run {
             },
         };
         let mut c = self.base_commit(events);
-        c.step = Some(StepWrite::Update(step));
+        c.steps.push(StepWrite::Update(step));
         c.patch.count_step = true;
         c.artifacts = artifacts;
+        if let Some(next) = next_call {
+            let next_idx = self.next_idx();
+            self.prestart(&mut c, &next, next_idx);
+        }
         self.commit(c).await
     }
 
@@ -620,8 +692,7 @@ impl Run {
                 EventKind::ToolInterrupted,
                 json!({"tool": call.tool, "call_id": call.call_id, "rerun": true}),
             );
-            let mut c = self.base_commit(vec![ev]);
-            c.step = None;
+            let c = self.base_commit(vec![ev]);
             self.commit(c).await?;
             return self.run_call(Some(idx), call, Some(note)).await;
         }
@@ -648,7 +719,7 @@ impl Run {
             ),
             self.event(EventKind::RequestFailed, json!({"error": reason})),
         ]);
-        c.step = Some(StepWrite::Update(step));
+        c.steps.push(StepWrite::Update(step));
         c.patch.status = Some(RequestStatus::Failed);
         c.patch.error = Some(reason.clone());
         self.commit(c).await?;
@@ -677,7 +748,7 @@ impl Run {
             self.event(EventKind::RequestWaitingApproval, json!({"approval_id": approval.id})),
         ]);
         c.patch.status = Some(RequestStatus::WaitingApproval);
-        c.step = Some(StepWrite::Update(step));
+        c.steps.push(StepWrite::Update(step));
         c.approval = Some(approval.clone());
         self.approvals.push(approval);
         match self.commit(c).await {
@@ -813,8 +884,7 @@ impl Run {
         );
         self.complete_call(idx, call, Some(child_id), output, false)
             .await?;
-        let mut c = self.base_commit(vec![done]);
-        c.step = None;
+        let c = self.base_commit(vec![done]);
         self.commit(c).await
     }
 

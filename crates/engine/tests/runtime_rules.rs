@@ -387,7 +387,7 @@ async fn crash_mid_call(h: &Harness, tool: &str) -> Request {
             request_id: r.id.clone(),
             session_id: r.session_id.clone(),
             at: h.now(),
-            step: Some(StepWrite::Insert(step)),
+            steps: vec![StepWrite::Insert(step)],
             patch: RequestPatch::default(),
             approval: None,
             child: None,

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod artifacts;
+mod checkpoint;
 mod error;
 mod events;
 mod maintenance;
@@ -68,7 +69,12 @@ struct Inner {
     db_path: PathBuf,
     writer: WriterHandle,
     readers: Mutex<Vec<Connection>>,
+    /// At most `READ_POOL_MAX` reads at once: a burst of a thousand runs waits for a
+    /// pooled connection instead of opening (and keeping threads for) hundreds.
+    read_slots: tokio::sync::Semaphore,
     seq_rx: watch::Receiver<i64>,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 impl Store {
@@ -101,13 +107,16 @@ impl Store {
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
         let (seq_tx, seq_rx) = watch::channel(max_seq);
         let writer = WriterHandle::spawn(conn, seq_tx);
+        let checkpointer = checkpoint::spawn(&db_path)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 db_path,
                 writer,
                 readers: Mutex::new(Vec::new()),
+                read_slots: tokio::sync::Semaphore::new(READ_POOL_MAX),
                 seq_rx,
+                _checkpointer: checkpointer,
             }),
         })
     }
@@ -145,6 +154,12 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.read_blocking(f))
             .await
@@ -183,8 +198,10 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
+    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; \
+         PRAGMA wal_autocheckpoint = 0;"
     ))?;
     Ok(())
 }

@@ -12,7 +12,9 @@ pub struct StepCommit {
     pub request_id: RequestId,
     pub session_id: SessionId,
     pub at: Timestamp,
-    pub step: Option<StepWrite>,
+    /// Step rows written, in order (a tool call's `started` row may ride along with
+    /// the commit before it, so one commit per step suffices).
+    pub steps: Vec<StepWrite>,
     pub patch: RequestPatch,
     /// An approval raised by this step (status `pending`).
     pub approval: Option<Approval>,
@@ -66,10 +68,11 @@ impl Store {
 
 fn commit_step(c: &Connection, s: &StepCommit) -> Result<Vec<i64>, StoreError> {
     patch_request(c, s)?;
-    match &s.step {
-        Some(StepWrite::Insert(step)) => insert_step(c, step)?,
-        Some(StepWrite::Update(step)) => update_step(c, step)?,
-        None => {}
+    for write in &s.steps {
+        match write {
+            StepWrite::Insert(step) => insert_step(c, step)?,
+            StepWrite::Update(step) => update_step(c, step)?,
+        }
     }
     if let Some(a) = &s.approval {
         approvals::insert(c, a)?;

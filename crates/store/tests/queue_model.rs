@@ -22,7 +22,7 @@ fn finish(r: &Request, now: Timestamp) -> StepCommit {
         request_id: r.id.clone(),
         session_id: r.session_id.clone(),
         at: now,
-        step: None,
+        steps: vec![],
         patch: RequestPatch {
             status: Some(RequestStatus::Completed),
             output: Some("ok".into()),
