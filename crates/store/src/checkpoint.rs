@@ -24,11 +24,7 @@ pub(crate) fn spawn(db_path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            loop {
-                match rx.recv_timeout(EVERY) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => break,
-                }
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(EVERY) {
                 let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
                 if size >= WAL_THRESHOLD
                     && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
