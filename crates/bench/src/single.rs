@@ -15,10 +15,9 @@ const RUNS: usize = 5;
 
 pub async fn run(only: Option<String>) -> Result<()> {
     println!(
-        "single: one session of {} steps ({} commits: each model turn is one, each tool call two), \
-         median of {RUNS} runs after a warm-up",
+        "single: one session of {} steps (one commit per step: a tool call's `started` row rides \
+         with the commit before it), median of {RUNS} runs after a warm-up",
         thousands(STEPS),
-        thousands(STEPS + workspace::tool_calls_for_steps(STEPS))
     );
     for (label, durability, target) in [
         ("normal", Durability::Normal, 120.0),

@@ -70,12 +70,6 @@ pub fn turns_for_steps(steps: u64) -> Vec<String> {
     turns
 }
 
-/// Tool calls (each two commits: started, completed) in a request of `steps` steps
-/// built by [`turns_for_steps`].
-pub fn tool_calls_for_steps(steps: u64) -> u64 {
-    (steps - 4) / 2 + 2
-}
-
 /// Writes the workspace's configuration into `dir`.
 pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
     let w = |rel: &str, text: &str| -> Result<()> {

@@ -2,39 +2,68 @@
 //!
 //! SQLite's automatic checkpoint runs inside whichever commit crosses the
 //! threshold, which made that commit (and an approval resolved in it) take
-//! milliseconds. The writer disables it; this thread checkpoints from its own
-//! connection instead, with PASSIVE mode so it never blocks the writer or readers.
+//! milliseconds. The writer disables it and, when a commit leaves the WAL past
+//! the threshold, pokes this thread, which checkpoints from its own connection in
+//! PASSIVE mode (never blocking the writer or readers). A timer catches the rest.
 
 use crate::StoreError;
 use rusqlite::Connection;
-use std::path::Path;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
-/// Checkpoint once the WAL holds this much.
-const WAL_THRESHOLD: u64 = 4 << 20;
+/// Checkpoint once the WAL holds this much (SQLite checkpoints at ~4 MiB by default; rewritten pages make a larger WAL cheaper to checkpoint).
+const WAL_THRESHOLD: u64 = 16 << 20;
 const EVERY: Duration = Duration::from_millis(500);
 
-/// Starts the checkpointer; it stops when the returned sender is dropped.
-pub(crate) fn spawn(db_path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
+/// The writer's handle on the checkpointer; dropping it stops the thread.
+pub(crate) struct Checkpointer {
+    poke: SyncSender<()>,
+    wal: PathBuf,
+}
+
+impl Checkpointer {
+    /// Called after a commit: asks for a checkpoint when the WAL has grown past the threshold.
+    pub(crate) fn after_commit(&self) {
+        let size = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
+        if size >= WAL_THRESHOLD {
+            match self.poke.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
+        }
+    }
+}
+
+/// Starts the checkpoint thread for the database at `db_path`.
+pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(db_path)?;
     conn.busy_timeout(Duration::from_secs(1))?;
-    let wal = db_path.with_extension("db-wal");
-    let (tx, rx) = mpsc::channel::<()>();
+    let wal = wal_path(db_path);
+    let (poke, rx) = mpsc::sync_channel::<()>(1);
+    let thread_wal = wal.clone();
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(EVERY) {
-                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            loop {
+                match rx.recv_timeout(EVERY) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                let size = std::fs::metadata(&thread_wal).map(|m| m.len()).unwrap_or(0);
                 if size >= WAL_THRESHOLD
                     && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
                 {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }
-            // A last full checkpoint so a cleanly closed store leaves a small WAL.
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
         })
         .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok(tx)
+    Ok(Checkpointer { poke, wal })
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }

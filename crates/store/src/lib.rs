@@ -73,8 +73,6 @@ struct Inner {
     /// pooled connection instead of opening (and keeping threads for) hundreds.
     read_slots: tokio::sync::Semaphore,
     seq_rx: watch::Receiver<i64>,
-    /// Dropping it stops the checkpointer thread.
-    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 impl Store {
@@ -106,8 +104,8 @@ impl Store {
         let max_seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
         let (seq_tx, seq_rx) = watch::channel(max_seq);
-        let writer = WriterHandle::spawn(conn, seq_tx);
         let checkpointer = checkpoint::spawn(&db_path)?;
+        let writer = WriterHandle::spawn(conn, seq_tx, checkpointer);
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -116,7 +114,6 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_slots: tokio::sync::Semaphore::new(READ_POOL_MAX),
                 seq_rx,
-                _checkpointer: checkpointer,
             }),
         })
     }
