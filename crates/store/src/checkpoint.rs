@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 /// Checkpoint once the WAL holds this much (SQLite checkpoints at ~4 MiB by default; rewritten pages make a larger WAL cheaper to checkpoint).
-const WAL_THRESHOLD: u64 = 16 << 20;
+pub(crate) const WAL_THRESHOLD: u64 = 16 << 20;
 const EVERY: Duration = Duration::from_millis(500);
 
 /// The writer's handle on the checkpointer; dropping it stops the thread.
@@ -37,6 +37,8 @@ impl Checkpointer {
 pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(db_path)?;
     conn.busy_timeout(Duration::from_secs(1))?;
+    // After the WAL starts over, truncate the file back to this size.
+    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_THRESHOLD}"))?;
     let wal = wal_path(db_path);
     let (poke, rx) = mpsc::sync_channel::<()>(1);
     let thread_wal = wal.clone();
@@ -45,9 +47,18 @@ pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
         .spawn(move || {
             while !matches!(rx.recv_timeout(EVERY), Err(RecvTimeoutError::Disconnected)) {
                 let size = std::fs::metadata(&thread_wal).map(|m| m.len()).unwrap_or(0);
-                if size >= WAL_THRESHOLD
-                    && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
-                {
+                if size < WAL_THRESHOLD {
+                    continue;
+                }
+                // PASSIVE never waits, but under constant reads and writes the WAL may
+                // never get a moment to start over and keeps growing; past four times
+                // the threshold, RESTART waits (briefly) for readers so it can.
+                let mode = if size >= 4 * WAL_THRESHOLD {
+                    "RESTART"
+                } else {
+                    "PASSIVE"
+                };
+                if let Err(e) = conn.execute_batch(&format!("PRAGMA wal_checkpoint({mode})")) {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }

@@ -198,7 +198,8 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; \
-         PRAGMA wal_autocheckpoint = 0;"
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {};",
+        checkpoint::WAL_THRESHOLD
     ))?;
     Ok(())
 }
