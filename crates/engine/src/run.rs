@@ -455,21 +455,15 @@ impl Run {
             StepStatus::AwaitingApproval,
             tool_body(&call, Some(approval.id.clone()), None),
         );
-        let mut c = self.base_commit(vec![
+        let c = self.base_commit(vec![
             self.approval_event(&approval, &call, step.idx),
             self.event(
                 EventKind::RequestWaitingApproval,
                 json!({"approval_id": approval.id}),
             ),
         ]);
-        c.patch.status = Some(RequestStatus::WaitingApproval);
-        c.steps.push(StepWrite::Insert(step));
-        c.approval = Some(approval.clone());
-        self.approvals.push(approval);
-        match self.commit(c).await {
-            Ok(()) => Outcome::Paused,
-            Err(o) => o,
-        }
+        self.commit_pause(c, StepWrite::Insert(step), approval)
+            .await
     }
 
     /// Waiting on an approval raised earlier (e.g. found again after a restart).
@@ -742,13 +736,24 @@ impl Run {
             .expect("interrupted step is in the journal");
         step.status = StepStatus::AwaitingApproval;
         step.body = tool_body(&call, Some(approval.id.clone()), None);
-        let mut c = self.base_commit(vec![
+        let c = self.base_commit(vec![
             self.event(EventKind::ToolInterrupted, json!({"tool": call.tool, "call_id": call.call_id, "rerun": false, "awaiting_decision": true})),
             self.approval_event(&approval, &call, idx),
             self.event(EventKind::RequestWaitingApproval, json!({"approval_id": approval.id})),
         ]);
+        self.commit_pause(c, StepWrite::Update(step), approval)
+            .await
+    }
+
+    /// The step awaiting approval, the approval, and the request's pause: one commit.
+    async fn commit_pause(
+        &mut self,
+        mut c: StepCommit,
+        step: StepWrite,
+        approval: Approval,
+    ) -> Outcome {
         c.patch.status = Some(RequestStatus::WaitingApproval);
-        c.steps.push(StepWrite::Update(step));
+        c.steps.push(step);
         c.approval = Some(approval.clone());
         self.approvals.push(approval);
         match self.commit(c).await {

@@ -7,9 +7,8 @@
 
 mod command;
 mod files;
-mod schema;
 
-pub use schema::validate_arguments;
+pub use harness_config::validate_arguments;
 
 use crate::{BoxFuture, ToolContext, ToolOutput, ToolRunner};
 use harness_config::{Builtin, ToolConfig};

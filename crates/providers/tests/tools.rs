@@ -101,7 +101,7 @@ async fn unknown_tools_bad_arguments_and_delegate_are_errors() {
     );
     assert_error(
         &f.run("read_file", json!({"path": 3})).await,
-        "argument `path` must be string",
+        "argument `path` must be a string",
     );
     assert_error(
         &f.run("save_text", json!({"text": "a", "x": 1})).await,

@@ -1,6 +1,7 @@
 //! Approvals: raised with the step that needs them; resolved by one conditional
 //! update (`... AND status = 'pending'`), so concurrent approvers cannot both win.
 
+use crate::query::Query;
 use crate::rows::{self, APPROVAL_COLS};
 use crate::{Store, StoreError, events, requests};
 use harness_core::*;
@@ -242,29 +243,9 @@ fn fail_chain(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreE
 }
 
 fn list(c: &Connection, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
-    let mut sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE 1 = 1");
-    let mut args: Vec<String> = Vec::new();
-    if !f.statuses.is_empty() {
-        let list: Vec<String> = f
-            .statuses
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        sql.push_str(&format!(" AND status IN ({})", list.join(",")));
-    }
-    if let Some(s) = &f.session_id {
-        args.push(s.to_string());
-        sql.push_str(&format!(" AND session_id = ?{}", args.len()));
-    }
-    if let Some(r) = &f.request_id {
-        args.push(r.to_string());
-        sql.push_str(&format!(" AND request_id = ?{}", args.len()));
-    }
-    sql.push_str(" ORDER BY created_at DESC, id DESC");
-    if f.limit > 0 {
-        sql.push_str(&format!(" LIMIT {}", f.limit));
-    }
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), rows::approval)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Query::select(APPROVAL_COLS, "approvals")
+        .any_of("status", f.statuses.iter().map(|s| s.as_str()))
+        .eq("session_id", f.session_id.as_ref().map(|s| s.to_string()))
+        .eq("request_id", f.request_id.as_ref().map(|r| r.to_string()))
+        .fetch(c, "created_at DESC, id DESC", f.limit, rows::approval)
 }

@@ -12,6 +12,7 @@ mod checkpoint;
 mod error;
 mod events;
 mod maintenance;
+mod query;
 mod requests;
 mod rows;
 mod stats;

@@ -1,5 +1,6 @@
 //! Requests and sessions: admission (the queue), claiming, listing, cancelling, recovery.
 
+use crate::query::Query;
 use crate::rows::{self, REQUEST_COLS};
 use crate::{Store, StoreError, events};
 use harness_core::*;
@@ -346,38 +347,13 @@ fn cancel(c: &Connection, id: &RequestId, by: &str, now: Timestamp) -> Result<Re
 }
 
 fn list_requests(c: &Connection, f: &RequestFilter) -> Result<Vec<Request>, StoreError> {
-    let mut sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE 1 = 1");
-    let mut args: Vec<String> = Vec::new();
-    if !f.statuses.is_empty() {
-        let list: Vec<String> = f
-            .statuses
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect();
-        sql.push_str(&format!(" AND status IN ({})", list.join(",")));
-    }
-    if let Some(s) = &f.session_id {
-        args.push(s.to_string());
-        sql.push_str(&format!(" AND session_id = ?{}", args.len()));
-    }
-    if let Some(a) = &f.agent {
-        args.push(a.clone());
-        sql.push_str(&format!(" AND agent = ?{}", args.len()));
-    }
-    if let Some(p) = &f.parent_id {
-        args.push(p.to_string());
-        sql.push_str(&format!(" AND parent_id = ?{}", args.len()));
-    }
-    if f.roots_only {
-        sql.push_str(" AND parent_id IS NULL");
-    }
-    sql.push_str(" ORDER BY queue_seq DESC");
-    if f.limit > 0 {
-        sql.push_str(&format!(" LIMIT {}", f.limit));
-    }
-    let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), rows::request)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Query::select(REQUEST_COLS, "requests")
+        .any_of("status", f.statuses.iter().map(|s| s.as_str()))
+        .eq("session_id", f.session_id.as_ref().map(|s| s.to_string()))
+        .eq("agent", f.agent.clone())
+        .eq("parent_id", f.parent_id.as_ref().map(|p| p.to_string()))
+        .when(f.roots_only, "parent_id IS NULL")
+        .fetch(c, "queue_seq DESC", f.limit, rows::request)
 }
 
 fn list_sessions(
