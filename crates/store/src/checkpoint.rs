@@ -13,7 +13,10 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 /// Checkpoint once the WAL holds this much (SQLite checkpoints at ~4 MiB by default; rewritten pages make a larger WAL cheaper to checkpoint).
-pub(crate) const WAL_THRESHOLD: u64 = 16 << 20;
+const WAL_THRESHOLD: u64 = 16 << 20;
+/// After the WAL starts over, its file is truncated to this: large enough that
+/// commits overwrite frames in place (an fsync that grows a file costs more).
+pub(crate) const WAL_SIZE_LIMIT: u64 = 4 * WAL_THRESHOLD;
 const EVERY: Duration = Duration::from_millis(500);
 
 /// The writer's handle on the checkpointer; dropping it stops the thread.
@@ -37,8 +40,7 @@ impl Checkpointer {
 pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(db_path)?;
     conn.busy_timeout(Duration::from_secs(1))?;
-    // After the WAL starts over, truncate the file back to this size.
-    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_THRESHOLD}"))?;
+    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"))?;
     let wal = wal_path(db_path);
     let (poke, rx) = mpsc::sync_channel::<()>(1);
     let thread_wal = wal.clone();

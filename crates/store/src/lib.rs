@@ -200,7 +200,7 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; \
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {};",
-        checkpoint::WAL_THRESHOLD
+        checkpoint::WAL_SIZE_LIMIT
     ))?;
     Ok(())
 }
