@@ -62,16 +62,29 @@ fn workspace(root: &Path) {
         "config/agents/approver.yaml",
         "name: approver\nmodel: scripted\ntools: [gated, record]\nmax_steps: 20\n",
     );
+    write(
+        root,
+        "config/agents/boss.yaml",
+        "name: boss\nmodel: scripted\ntools: [delegate, record]\ndelegates: [approver, worker]\nmax_steps: 20\n",
+    );
     let call = |t: &str| {
         format!("      - tool_calls: [{{tool: {t}, arguments: {{}}}}]\n        latency_ms: 7\n")
     };
+    let delegate = |agent: &str| {
+        format!(
+            "      - tool_calls: [{{tool: delegate, arguments: {{agent: {agent}, input: sub}}}}]\n        latency_ms: 7\n"
+        )
+    };
     let script = format!(
-        "agents:\n  worker:\n    turns:\n{}{}{}      - text: done\n  approver:\n    turns:\n{}{}      - text: approved and done\n",
+        "agents:\n  worker:\n    turns:\n{}{}{}      - text: done\n  approver:\n    turns:\n{}{}      - text: approved and done\n  boss:\n    turns:\n{}{}{}      - text: delegated and done\n",
         call("record"),
         call("record_idem"),
         call("record"),
         call("gated"),
         call("record"),
+        delegate("approver"),
+        call("record"),
+        delegate("worker"),
     );
     write(root, "resources/scripts/crash.yaml", &script);
 }
@@ -147,7 +160,11 @@ async fn sigkill_at_many_points_loses_nothing_and_repeats_nothing() {
     let h = Harness::open(&root).unwrap();
     let mut ids = Vec::new();
     for i in 0..(crash_points * 2).max(30) {
-        let agent = if i % 3 == 0 { "approver" } else { "worker" };
+        let agent = match i % 4 {
+            0 => "approver",
+            1 => "boss",
+            _ => "worker",
+        };
         let session = SessionId::parse(&format!("s{}", i % 7)).unwrap();
         ids.push(
             h.request(Some(session), agent, &format!("job {i}"))
@@ -233,8 +250,8 @@ async fn sigkill_at_many_points_loses_nothing_and_repeats_nothing() {
 
     // 3. Each completed tool call ran exactly once; non-idempotent calls never twice.
     let mut completed: BTreeMap<String, String> = BTreeMap::new();
-    for id in &ids {
-        for s in h.store().steps(id).await.unwrap() {
+    for r in &all {
+        for s in h.store().steps(&r.id).await.unwrap() {
             if let StepBody::ToolCall { call, .. } = &s.body
                 && s.status == StepStatus::Completed
             {
@@ -253,7 +270,7 @@ async fn sigkill_at_many_points_loses_nothing_and_repeats_nothing() {
         }
     }
     let idem = log_counts(&root, "record_idem");
-    for (call, tool) in &completed {
+    for (call, tool) in completed.iter().filter(|(_, t)| t.as_str() != "delegate") {
         let n = match tool.as_str() {
             "record_idem" => idem.get(call).copied().unwrap_or(0),
             t => log_counts(&root, t).get(call).copied().unwrap_or(0),
