@@ -57,7 +57,12 @@ On start it resumes requests a crashed worker left running. SIGTERM or Ctrl-C st
 the step in flight finishes, the rest stays resumable.")]
     Serve,
     /// Operator views and actions over the durable records.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  agent-harness runtime overview --workspace .\n  \
+agent-harness runtime approvals watch --workspace . --status pending --once\n  \
+agent-harness runtime requests tail --workspace . --follow"
+    )]
     Runtime(runtime::RuntimeCommand),
 }
 

@@ -156,3 +156,68 @@ fn sigterm_finishes_the_step_in_flight_and_leaves_the_rest_resumable() {
     }
     terminate(child);
 }
+
+#[test]
+fn cancel_from_another_process_stops_the_worker_s_running_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let w = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w("config/workspace.yaml", "name: cancel\n");
+    w(
+        "config/models.yaml",
+        "models:\n  m:\n    provider: scripted\n    script: script.yaml\n",
+    );
+    w(
+        "config/tools.yaml",
+        "tools:\n  slow:\n    command: [\"sh\", \"-c\", \"echo $$ > work/slow.pid; sleep 30\"]\n    timeout: 60s\n",
+    );
+    w("config/agents/a.yaml", "name: a\nmodel: m\ntools: [slow]\n");
+    w(
+        "script.yaml",
+        "agents:\n  a:\n    turns:\n      - tool_calls: [{tool: slow, arguments: {}}]\n      - text: never\n",
+    );
+    std::fs::create_dir_all(root.join("work")).unwrap();
+    let h = Harness::open(root).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt.block_on(h.request(None, "a", "slow")).unwrap().id;
+    let child = serve(root);
+    let pid_file = root.join("work/slow.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&pid_file)
+        .map(|s| s.trim().is_empty())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "the slow tool never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["runtime", "requests", "cancel", id.as_str(), "--workspace"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the worker's command was not terminated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    terminate(child);
+    let r = rt.block_on(h.get_request(&id)).unwrap();
+    assert_eq!(r.status, RequestStatus::Cancelled);
+}
