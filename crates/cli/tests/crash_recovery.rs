@@ -7,10 +7,12 @@ use harness_core::*;
 use harness_engine::Harness;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agent-harness");
+mod worker;
+
+use worker::{BIN, kill9, serve, terminate, wait_for_holder};
 
 fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
@@ -89,30 +91,6 @@ fn workspace(root: &Path) {
     write(root, "resources/scripts/crash.yaml", &script);
 }
 
-fn serve(root: &Path) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--workspace"])
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve")
-}
-
-/// Waits until `pid` holds the workspace (its signal handlers are installed by then).
-fn wait_for_holder(h: &Harness, pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.worker_holder().map(|w| w.pid) != Some(pid) {
-        assert!(Instant::now() < deadline, "serve never took the workspace");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn kill9(mut child: Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    let _ = child.wait();
-}
-
 /// Approves every pending approval; racing the worker is the point.
 async fn approve_pending(h: &Harness) {
     let pending = h
@@ -189,7 +167,7 @@ async fn sigkill_at_many_points_loses_nothing_and_repeats_nothing() {
     }
 
     // Final run to completion.
-    let mut child = serve(&root);
+    let child = serve(&root);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         approve_pending(&h).await;
@@ -214,9 +192,7 @@ async fn sigkill_at_many_points_loses_nothing_and_repeats_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_for_holder(&h, child.id());
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "graceful stop after SIGTERM: {status:?}");
+    terminate(child);
 
     // 1. Every request reached a terminal state; failures are only interruptions.
     let all = h.list_requests(RequestFilter::default()).await.unwrap();

@@ -3,11 +3,12 @@
 
 use harness_core::*;
 use harness_engine::Harness;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agent-harness");
+mod worker;
+
+use worker::{BIN, serve, terminate, wait_for_holder};
 
 fn demo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -18,29 +19,6 @@ fn demo() -> tempfile::TempDir {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     dir
-}
-
-fn serve(root: &Path) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--workspace"])
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for_holder(h: &Harness, pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.worker_holder().map(|w| w.pid) != Some(pid) {
-        assert!(Instant::now() < deadline, "serve never took the workspace");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn terminate(mut child: Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
 }
 
 #[test]
