@@ -5,10 +5,8 @@
 use crate::util::*;
 use crate::workspace::{self, Spec};
 use anyhow::Result;
-use harness_core::SystemClock;
-use harness_engine::{Harness, HarnessOptions};
+use harness_engine::Harness;
 use harness_store::Durability;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const N: usize = 2000;
@@ -25,14 +23,7 @@ pub async fn run() -> Result<()> {
                 ..Spec::default()
             },
         )?;
-        let h = Harness::open_with(
-            dir.path(),
-            HarnessOptions {
-                clock: Arc::new(SystemClock),
-                durability: Some(durability),
-            },
-            true,
-        )?;
+        let h = crate::util::open(dir.path(), Some(durability))?;
         // Run on a runtime worker thread, as the engine's tasks do.
         tokio::spawn(probe(h, label, durability == Durability::Full)).await??;
     }

@@ -4,10 +4,9 @@
 use crate::util::*;
 use crate::workspace::{self, Spec};
 use anyhow::{Result, bail};
-use harness_core::{RequestStatus, SystemClock};
-use harness_engine::{Harness, HarnessOptions, WorkerOptions};
+use harness_core::RequestStatus;
+use harness_engine::WorkerOptions;
 use harness_store::Durability;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SESSIONS: usize = 1000;
@@ -51,14 +50,7 @@ pub async fn run(only: Option<String>) -> Result<()> {
                 ..Spec::default()
             },
         )?;
-        let h = Harness::open_with(
-            dir.path(),
-            HarnessOptions {
-                clock: Arc::new(SystemClock),
-                durability: Some(durability),
-            },
-            true,
-        )?;
+        let h = crate::util::open(dir.path(), Some(durability))?;
         let t = Instant::now();
         admit_many(&h, "bench", SESSIONS).await?;
         let admitted = t.elapsed();

@@ -4,10 +4,9 @@
 use crate::util::{median, temp_dir, thousands, us, verdict};
 use crate::workspace::{self, Spec};
 use anyhow::{Result, bail};
-use harness_core::{RequestStatus, SystemClock};
-use harness_engine::{Harness, HarnessOptions, WorkerOptions};
+use harness_core::RequestStatus;
+use harness_engine::{Harness, WorkerOptions};
 use harness_store::Durability;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const STEPS: u64 = 1000;
@@ -37,14 +36,7 @@ pub async fn run(only: Option<String>) -> Result<()> {
                 ..Spec::default()
             },
         )?;
-        let h = Harness::open_with(
-            dir.path(),
-            HarnessOptions {
-                clock: Arc::new(SystemClock),
-                durability: Some(durability),
-            },
-            true,
-        )?;
+        let h = crate::util::open(dir.path(), Some(durability))?;
         let worker = h.start_worker(WorkerOptions::default()).await?;
         one_session(&h, "warm").await?;
         let mut samples = Vec::with_capacity(RUNS);

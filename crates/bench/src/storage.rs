@@ -5,11 +5,10 @@
 use crate::util::*;
 use crate::workspace::{self, Spec};
 use anyhow::{Result, bail};
-use harness_core::{RequestStatus, SystemClock};
-use harness_engine::{Harness, HarnessOptions, WorkerOptions};
+use harness_core::RequestStatus;
+use harness_engine::WorkerOptions;
 use harness_store::synthetic::{StorageReport, storage_report};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LENGTHS: [u64; 3] = [100, 1000, 5000];
@@ -89,14 +88,7 @@ async fn session_store(steps: Option<u64>) -> Result<StorageReport> {
         },
     )?;
     {
-        let h = Harness::open_with(
-            dir.path(),
-            HarnessOptions {
-                clock: Arc::new(SystemClock),
-                durability: None,
-            },
-            true,
-        )?;
+        let h = crate::util::open(dir.path(), None)?;
         let worker = h.start_worker(WorkerOptions::default()).await?;
         if steps.is_some() {
             let req = h.request(None, "bench", "go").await?;

@@ -113,6 +113,18 @@ pub async fn all_requests(h: &Harness) -> Result<Vec<harness_core::Request>> {
     .await?)
 }
 
+/// Opens a bench workspace with the real clock and, if given, a durability override.
+pub fn open(
+    dir: &std::path::Path,
+    durability: Option<harness_store::Durability>,
+) -> Result<Harness> {
+    let opts = harness_engine::HarnessOptions {
+        clock: std::sync::Arc::new(harness_core::SystemClock),
+        durability,
+    };
+    Ok(Harness::open_with(dir, opts, true)?)
+}
+
 pub fn count_status(reqs: &[harness_core::Request], s: RequestStatus) -> usize {
     reqs.iter().filter(|r| r.status == s).count()
 }

@@ -698,12 +698,7 @@ impl Run {
              check its effect, then retry the request if needed",
             call.call_id, call.tool
         );
-        let mut step = self
-            .steps
-            .iter()
-            .find(|s| s.idx == idx)
-            .cloned()
-            .expect("interrupted step is in the journal");
+        let mut step = self.journal_step(idx);
         step.status = StepStatus::Interrupted;
         step.finished_at = Some(self.h.now());
         let mut c = self.base_commit(vec![
@@ -720,6 +715,13 @@ impl Run {
         Err(Outcome::Failed(reason))
     }
 
+    /// The committed step at `idx` (the fold found it there, so it exists).
+    fn journal_step(&self, idx: u32) -> Step {
+        let step = self.steps.iter().find(|s| s.idx == idx);
+        step.cloned()
+            .expect("a step named by next_action is in the journal")
+    }
+
     /// Policy `ask`: the interrupted call waits for an operator to approve a re-run
     /// (same call id) or reject it (the model is told it did not run again).
     async fn ask_rerun(&mut self, idx: u32, call: ToolCall) -> Outcome {
@@ -728,12 +730,7 @@ impl Run {
             call.call_id
         );
         let approval = self.new_approval(&call, idx, Some(reason.clone()));
-        let mut step = self
-            .steps
-            .iter()
-            .find(|s| s.idx == idx)
-            .cloned()
-            .expect("interrupted step is in the journal");
+        let mut step = self.journal_step(idx);
         step.status = StepStatus::AwaitingApproval;
         step.body = tool_body(&call, Some(approval.id.clone()), None);
         let c = self.base_commit(vec![
