@@ -287,8 +287,9 @@ impl Default for SqliteStoreConfig {
 }
 
 /// SQLite `synchronous` in WAL mode. `normal`: a committed step survives a crash of
-/// the process (the default: that is the failure this runtime recovers from, at
-/// ~2.5× the single-session speed). `full`: it also survives power loss or an OS crash.
+/// the process (the default: that is the failure this runtime recovers from, and a
+/// lone session's steps cost several times less). `full`: it also survives power loss
+/// or an OS crash.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
