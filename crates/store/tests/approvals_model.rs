@@ -117,13 +117,10 @@ async fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
     for i in 0..N {
         pairs.push(paused_request(&store, i, now).await);
     }
-    let mut model = vec![
-        Expect {
-            approval: ApprovalStatus::Pending,
-            request: RequestStatus::WaitingApproval
-        };
-        N
-    ];
+    let mut model = [Expect {
+        approval: ApprovalStatus::Pending,
+        request: RequestStatus::WaitingApproval,
+    }; N];
     for op in ops {
         match op {
             Op::Resolve { i, approve, actor } => {
