@@ -145,6 +145,7 @@ impl Paused {
 /// trace ids and byte sizes of files and disks.
 pub fn redact(text: &str, root: &Path) -> String {
     let text = text.replace(&root.display().to_string(), "[WS]");
+    let text = without_integrity_age(&text);
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
     'scan: while !rest.is_empty() {
@@ -169,6 +170,24 @@ pub fn redact(text: &str, root: &Path) -> String {
         rest = &rest[c.len_utf8()..];
     }
     redact_words(&out)
+}
+
+/// Whether the integrity result was recorded by the worker (and how long ago) or
+/// checked live depends on timing: `integrity ok (checked 3m ago)` → `integrity ok`.
+fn without_integrity_age(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("integrity ok (checked ") {
+        let end = rest[at..]
+            .find(')')
+            .map(|e| at + e + 1)
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..at]);
+        out.push_str("integrity ok");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Word-level redactions: `pid 123`, 32-hex trace ids, `1.5 GiB`-style sizes.
