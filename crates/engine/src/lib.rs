@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) in_flight: Mutex<HashMap<RequestId, tokio::sync::watch::Sender<bool>>>,
     /// Set when a graceful stop begins: runs finish their step and park.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// The worker this process runs, if any.
+    pub(crate) worker: Mutex<Option<worker::WorkerParts>>,
 }
 
 impl Harness {
@@ -105,6 +107,7 @@ impl Harness {
                 wake: Notify::new(),
                 in_flight: Mutex::new(HashMap::new()),
                 stopping: tokio::sync::watch::channel(false).0,
+                worker: Mutex::new(None),
             }),
         })
     }

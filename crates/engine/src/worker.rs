@@ -35,6 +35,11 @@ pub struct WorkerHandle {
     pub id: WorkerId,
     /// Requests re-queued by recovery when this worker started.
     pub recovered: Vec<RequestId>,
+}
+
+/// What a running worker owns; kept in the harness so `Harness::stop` can end it.
+pub(crate) struct WorkerParts {
+    id: WorkerId,
     task: tokio::task::JoinHandle<()>,
     integrity: tokio::task::JoinHandle<()>,
     _lock: WorkspaceLock,
@@ -44,6 +49,11 @@ impl Harness {
     /// Takes the workspace (refused, naming the holder, if another worker has it),
     /// recovers what a previous worker left, and starts executing.
     pub async fn start_worker(&self, opts: WorkerOptions) -> Result<WorkerHandle, HarnessError> {
+        if self.inner.worker.lock().expect("worker").is_some() {
+            return Err(HarnessError::Locked(
+                "a worker is already running in this process".to_string(),
+            ));
+        }
         let id = WorkerId::generate();
         let now = self.now();
         let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
@@ -69,14 +79,36 @@ impl Harness {
         }
         let task = tokio::spawn(dispatch(self.clone(), id.clone(), opts));
         let integrity = tokio::spawn(integrity_loop(self.clone()));
+        let parts = WorkerParts {
+            id: id.clone(),
+            task,
+            integrity,
+            _lock: lock,
+        };
+        *self.inner.worker.lock().expect("worker") = Some(parts);
         Ok(WorkerHandle {
             harness: self.clone(),
             id,
             recovered,
-            task,
-            integrity,
-            _lock: lock,
         })
+    }
+
+    /// Graceful stop of this process's worker, if one runs: no new claims; each run
+    /// finishes its current step, then its request goes back to `queued` for the
+    /// next worker; the workspace lock is released.
+    pub async fn stop(&self) -> Result<(), HarnessError> {
+        let Some(parts) = self.inner.worker.lock().expect("worker").take() else {
+            return Ok(());
+        };
+        let _ = self.inner.stopping.send_replace(true);
+        self.inner.wake.notify_one();
+        let _ = parts.task.await;
+        parts.integrity.abort();
+        self.inner
+            .store
+            .worker_stopped(&parts.id, self.now())
+            .await?;
+        Ok(())
     }
 
     /// Who holds this workspace's worker lock, if anyone.
@@ -86,19 +118,9 @@ impl Harness {
 }
 
 impl WorkerHandle {
-    /// Graceful stop: no new claims; each run finishes its current step, then its
-    /// request goes back to `queued` for the next worker.
+    /// Graceful stop (see [`Harness::stop`]).
     pub async fn stop(self) -> Result<(), HarnessError> {
-        let _ = self.harness.inner.stopping.send_replace(true);
-        self.harness.inner.wake.notify_one();
-        let _ = self.task.await;
-        self.integrity.abort();
-        self.harness
-            .inner
-            .store
-            .worker_stopped(&self.id, self.harness.now())
-            .await?;
-        Ok(())
+        self.harness.stop().await
     }
 }
 
