@@ -132,38 +132,34 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
             paint(DIM, format!("session {} · {how}", req.session_id))
         ));
     }
-    let runner = match holder {
-        Some(_) => None,
-        None => {
-            let (h2, id) = (h.clone(), req.id.clone());
-            Some(tokio::spawn(async move {
-                harness_engine::run_until_settled(&h2, &id, WorkerOptions::default()).await
-            }))
-        }
+    let json = ctx.json;
+    let seen = std::cell::Cell::new(from);
+    let print = |e: &Event| {
+        seen.set(e.seq);
+        print_event(e, json)
     };
-    let followed = follow(&h, &req, from, ctx.json);
-    let settled = match runner {
-        None => followed.await?,
-        Some(mut runner) => {
-            tokio::pin!(followed);
-            tokio::select! {
-                settled = &mut followed => {
-                    runner.await.context("the in-process worker failed")??;
-                    settled?
-                }
-                // The worker could not start (e.g. another one took the workspace): say so.
-                done = &mut runner => {
-                    done.context("the in-process worker failed")??;
-                    followed.await?
-                }
+    let settled = match holder {
+        Some(_) => follow(&h, &req, from, print).await?,
+        None => match crate::runtime::drive::run_in_process(&h, &req, from, print).await? {
+            Ok(settled) => settled,
+            // Another worker took the workspace first: it runs the request; follow it.
+            Err(harness_engine::HarnessError::Locked(_)) => {
+                follow(&h, &req, seen.get(), print).await?
             }
-        }
+            Err(e) => return Err(e.into()),
+        },
     };
     report_settled(&h, &settled, ctx.json).await
 }
 
-/// Prints the session's events from `from` until `req` settles; returns it settled.
-pub async fn follow(h: &Harness, req: &Request, from: i64, json: bool) -> Result<Request> {
+/// Passes the session's events from `from` to `on_event` until `req` settles;
+/// returns it settled.
+pub async fn follow(
+    h: &Harness,
+    req: &Request,
+    from: i64,
+    mut on_event: impl FnMut(&Event),
+) -> Result<Request> {
     let mut events = h.subscribe(
         from,
         EventFilter {
@@ -173,11 +169,7 @@ pub async fn follow(h: &Harness, req: &Request, from: i64, json: bool) -> Result
     );
     loop {
         let e = events.next().await?;
-        if json {
-            println!("{}", serde_json::to_string(&e)?);
-        } else {
-            line(format!("  {}", output::event_line(&e)));
-        }
+        on_event(&e);
         let settles = matches!(
             e.kind,
             EventKind::RequestCompleted
@@ -188,6 +180,15 @@ pub async fn follow(h: &Harness, req: &Request, from: i64, json: bool) -> Result
         if settles && e.request_id.as_ref() == Some(&req.id) {
             return Ok(h.get_request(&req.id).await?);
         }
+    }
+}
+
+/// One event: a JSON line, or a human line.
+fn print_event(e: &Event, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(e).unwrap_or_default());
+    } else {
+        line(format!("  {}", output::event_line(e)));
     }
 }
 

@@ -55,23 +55,20 @@ pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) ->
             "no worker holds the workspace: continuing in this process",
         ));
     }
-    let (h2, id) = (h.clone(), root.id.clone());
-    let runner = tokio::spawn(async move {
-        harness_engine::run_until_settled(&h2, &id, WorkerOptions::default()).await
-    });
-    let outcome = follow_until_done(h, root, from, json, runner).await?;
-    match outcome {
-        Err(HarnessError::Locked(_)) => {
-            // A worker started meanwhile and took the workspace: it continues the run.
-            let handled_by = h.worker_holder().map(worker).unwrap_or(HandledBy::Worker {
+    let print = |e: &Event| {
+        if !json {
+            print_event(e)
+        }
+    };
+    match run_in_process(h, root, from, print).await? {
+        // A worker started meanwhile and took the workspace: it continues the run.
+        Err(HarnessError::Locked(_)) => Ok(Continued {
+            handled_by: h.worker_holder().map(worker).unwrap_or(HandledBy::Worker {
                 worker_id: String::new(),
                 pid: 0,
-            });
-            Ok(Continued {
-                handled_by,
-                request: h.get_request(&root.id).await?,
-            })
-        }
+            }),
+            request: h.get_request(&root.id).await?,
+        }),
         Err(e) => Err(e.into()),
         Ok(request) => Ok(Continued {
             handled_by: HandledBy::InProcess,
@@ -80,16 +77,19 @@ pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) ->
     }
 }
 
-type Runner = tokio::task::JoinHandle<Result<Request, HarnessError>>;
-
-/// Prints the session's events while `runner` works, then the ones left.
-async fn follow_until_done(
+/// Runs `root` in this process until it settles, passing the session's events
+/// from cursor `from` to `on_event` as they commit. The inner error is the
+/// worker's (e.g. `Locked` when another worker took the workspace first).
+pub async fn run_in_process(
     h: &Harness,
     root: &Request,
     from: i64,
-    json: bool,
-    mut runner: Runner,
+    mut on_event: impl FnMut(&Event),
 ) -> Result<Result<Request, HarnessError>> {
+    let (h2, id) = (h.clone(), root.id.clone());
+    let mut runner = tokio::spawn(async move {
+        harness_engine::run_until_settled(&h2, &id, WorkerOptions::default()).await
+    });
     let mut events = h.subscribe(
         from,
         EventFilter {
@@ -100,11 +100,11 @@ async fn follow_until_done(
     let outcome = loop {
         tokio::select! {
             done = &mut runner => break done.context("the in-process worker failed")?,
-            e = events.next(), if !json => print_event(&e?),
+            e = events.next() => on_event(&e?),
         }
     };
-    while !json && let Some(e) = events.try_next().await? {
-        print_event(&e);
+    while let Some(e) = events.try_next().await? {
+        on_event(&e);
     }
     Ok(outcome)
 }

@@ -7,7 +7,7 @@
 
 mod actions;
 mod approvals;
-mod drive;
+pub(crate) mod drive;
 mod events;
 mod export_cmd;
 mod health;
