@@ -67,6 +67,10 @@ agent-harness runtime requests tail --workspace . --follow"
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools: `agent-harness … | head` ends quietly when the reader
+    // goes away, instead of panicking on a broken pipe (Rust ignores SIGPIPE).
+    // SAFETY: called first thing, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     output::init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
