@@ -165,17 +165,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// Bytes as MiB/KiB with one decimal.
-pub fn human_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{b} B")
-    }
-}
+pub use harness_core::human_bytes;
 
 /// "MET" / "MISSED" against a target, for the summary lines.
 pub fn verdict(ok: bool) -> &'static str {

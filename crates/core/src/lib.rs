@@ -18,4 +18,4 @@ pub use event::{EVENT_SCHEMA_VERSION, Event, EventKind, NewEvent};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
 pub use records::*;
 pub use status::{ApprovalStatus, RequestStatus, StepStatus};
-pub use time::{Clock, FixedClock, SystemClock, Timestamp, relative};
+pub use time::{Clock, FixedClock, SystemClock, Timestamp, human_bytes, relative};

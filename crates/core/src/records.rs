@@ -158,15 +158,6 @@ pub enum StepBody {
     },
 }
 
-impl StepBody {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StepBody::ModelTurn { .. } => "model_turn",
-            StepBody::ToolCall { .. } => "tool_call",
-        }
-    }
-}
-
 /// A worker process, as its heartbeat rows show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Worker {

@@ -53,6 +53,22 @@ pub fn relative(d: Duration) -> String {
     }
 }
 
+/// `1.5 GiB`-style sizes (binary units), for operator-facing details.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// The source of "now".
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
@@ -101,6 +117,13 @@ mod tests {
             Timestamp(1_764_090_000_123).to_rfc3339(),
             "2025-11-25T17:00:00.123Z"
         );
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Named health checks, each ok / warn / fail with a detail an operator can act on.
 
 use crate::{Harness, HarnessError};
-use harness_core::{HealthCheck, HealthReport, HealthStatus, Timestamp, relative};
+use harness_core::{HealthCheck, HealthReport, HealthStatus, Timestamp, human_bytes, relative};
 use std::time::Duration;
 
 /// A worker whose heartbeat is older than this is considered dead.
@@ -293,20 +293,4 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     // SAFETY: `path` is a valid NUL-terminated string and `st` a valid out-pointer.
     let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-/// `1.5 GiB`-style sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
