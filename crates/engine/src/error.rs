@@ -29,13 +29,3 @@ fn known_list(known: &[String]) -> String {
         format!(" (known agents: {})", known.join(", "))
     }
 }
-
-impl HarnessError {
-    /// True when the error is about something the caller named that does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            HarnessError::Store(StoreError::NotFound { .. }) | HarnessError::UnknownAgent { .. }
-        )
-    }
-}

@@ -5,7 +5,7 @@
 use crate::HarnessError;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const LOCK_FILE: &str = "worker.lock";
 
@@ -20,8 +20,6 @@ pub struct LockHolder {
 /// A held workspace lock; released on drop (and by the OS when the process dies).
 pub struct WorkspaceLock {
     _file: File,
-    #[allow(dead_code)]
-    pub path: PathBuf,
 }
 
 impl WorkspaceLock {
@@ -67,7 +65,7 @@ impl WorkspaceLock {
             std::process::id()
         )
         .map_err(|e| HarnessError::Io(e.to_string()))?;
-        Ok(WorkspaceLock { _file: file, path })
+        Ok(WorkspaceLock { _file: file })
     }
 }
 
