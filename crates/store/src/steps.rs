@@ -128,7 +128,7 @@ fn patch_request(c: &Connection, s: &StepCommit) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn insert_step(c: &Connection, step: &Step) -> Result<(), StoreError> {
+pub(crate) fn insert_step(c: &Connection, step: &Step) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO steps (request_id, idx, agent, status, body, started_at, finished_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -261,13 +261,13 @@ impl Rng {
 struct Stmts<'c> {
     session: Statement<'c>,
     request: Statement<'c>,
-    step: Statement<'c>,
     approval: Statement<'c>,
-    event: Statement<'c>,
 }
 
-/// The per-request writer: keeps the current time and the event count.
+/// The per-request writer: keeps the current time and the event count. Steps and
+/// events go through the store's own insert functions, as the engine's do.
 struct Emit<'a, 'c> {
+    conn: &'c Connection,
     st: &'a mut Stmts<'c>,
     rng: &'a mut Rng,
     events: u64,
@@ -283,23 +283,19 @@ impl Emit<'_, '_> {
         ses: &str,
         payload: Value,
     ) -> Result<(), StoreError> {
-        self.st
-            .event
-            .execute(params![at, kind.as_str(), req, ses, payload.to_string()])?;
+        let event = NewEvent {
+            kind,
+            request_id: Some(RequestId::from_trusted(req.to_string())),
+            session_id: Some(SessionId::from_trusted(ses.to_string())),
+            payload,
+        };
+        crate::events::append(self.conn, Timestamp(at), &[event])?;
         self.events += 1;
         Ok(())
     }
 
     fn step(&mut self, step: &Step) -> Result<(), StoreError> {
-        self.st.step.execute(params![
-            step.request_id.as_str(),
-            step.idx,
-            step.agent,
-            step.status.as_str(),
-            serde_json::to_string(&step.body)?,
-            step.started_at.0,
-            step.finished_at.map(|t| t.0),
-        ])?;
+        crate::steps::insert_step(self.conn, step)?;
         self.steps += 1;
         Ok(())
     }
@@ -363,29 +359,20 @@ fn fill(
              steps, worker_id, queue_seq) \
              VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?,
-        step: c.prepare(
-            "INSERT INTO steps (request_id, idx, agent, status, body, started_at, finished_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?,
         approval: c.prepare(
             "INSERT INTO approvals (id, request_id, session_id, agent, step_idx, call_id, tool, \
              arguments, status, decided_by, message, edited_arguments, created_at, decided_at, expires_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13, ?14)",
         )?,
-        event: c.prepare(
-            "INSERT INTO events (at, kind, request_id, session_id, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?,
     };
-    {
-        st.event.execute(params![
-            start - 1000,
-            EventKind::WorkerStarted.as_str(),
-            Option::<String>::None,
-            Option::<String>::None,
-            json!({"worker_id": worker, "pid": 4242, "host": "bench-host", "recovered_requests": 0})
-                .to_string(),
-        ])?;
-    }
+    crate::events::append(
+        c,
+        Timestamp(start - 1000),
+        &[NewEvent::runtime(
+            EventKind::WorkerStarted,
+            json!({"worker_id": worker, "pid": 4242, "host": "bench-host", "recovered_requests": 0}),
+        )],
+    )?;
     let sessions: Vec<String> = (0..spec.sessions.max(1))
         .map(|i| format!("ses_{}", rng.ulid(start + i as i64)))
         .collect();
@@ -411,6 +398,7 @@ fn fill(
         };
         let rid = format!("req_{}", rng.ulid(created));
         let mut e = Emit {
+            conn: c,
             st: &mut st,
             rng: &mut rng,
             events: 0,
