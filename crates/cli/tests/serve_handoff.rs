@@ -24,12 +24,8 @@ fn demo() -> tempfile::TempDir {
 #[test]
 fn run_hands_the_request_to_a_running_worker() {
     let dir = demo();
-    let h = Harness::inspect(dir.path()).ok();
+    let h = Harness::open(dir.path()).unwrap();
     let child = serve(dir.path());
-    let h = h.unwrap_or_else(|| {
-        std::thread::sleep(Duration::from_millis(300));
-        Harness::inspect(dir.path()).unwrap()
-    });
     wait_for_holder(&h, child.id());
     let out = Command::new(BIN)
         .args([
