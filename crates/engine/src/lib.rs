@@ -58,7 +58,7 @@ pub(crate) struct Inner {
     /// Wakes the dispatcher: new work may be runnable.
     pub(crate) wake: Notify,
     /// Cancel switches of the requests this process is executing.
-    pub(crate) in_flight: Mutex<HashMap<RequestId, tokio::sync::watch::Sender<bool>>>,
+    pub(crate) in_flight: Mutex<HashMap<RequestId, tokio_util::sync::CancellationToken>>,
     /// Set when a graceful stop begins: runs finish their step and park.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// The worker this process runs, if any.
@@ -219,8 +219,8 @@ impl Harness {
     /// is terminated (SIGTERM, then SIGKILL).
     pub async fn cancel(&self, id: &RequestId, by: &str) -> Result<Request, HarnessError> {
         let req = self.inner.store.cancel(id, by, self.now()).await?;
-        if let Some(tx) = self.inner.in_flight.lock().expect("in_flight").get(id) {
-            let _ = tx.send(true);
+        if let Some(token) = self.inner.in_flight.lock().expect("in_flight").get(id) {
+            token.cancel();
         }
         Ok(req)
     }

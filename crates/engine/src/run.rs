@@ -12,7 +12,7 @@ use harness_core::*;
 use harness_providers::{BoxFuture, ModelRequest, ToolContext, ToolOutput, ToolSpec};
 use harness_store::{RequestPatch, StepCommit, StepWrite, StoreError};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// How a run ended (for this worker).
 #[derive(Clone, Debug, PartialEq)]
@@ -28,7 +28,7 @@ pub(crate) enum Outcome {
 }
 
 /// Executes a claimed root request until it settles.
-pub(crate) async fn run_root(h: Harness, req: Request, cancel: watch::Receiver<bool>) -> Outcome {
+pub(crate) async fn run_root(h: Harness, req: Request, cancel: CancellationToken) -> Outcome {
     let id = req.id.clone();
     let outcome = drive(h.clone(), req, Vec::new(), cancel).await;
     if outcome == Outcome::Stopped {
@@ -72,7 +72,7 @@ fn drive(
     h: Harness,
     req: Request,
     ancestors: Vec<RequestId>,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) -> BoxFuture<'static, Outcome> {
     Box::pin(async move {
         let mut run = match Run::load(h, req, ancestors, cancel).await {
@@ -91,7 +91,7 @@ struct Run {
     steps: Vec<Step>,
     approvals: Vec<Approval>,
     messages: Vec<Message>,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
     /// Calls this run committed `started` itself (live, not interrupted by a crash).
     live_started: std::collections::HashSet<CallId>,
 }
@@ -104,7 +104,7 @@ impl Run {
         h: Harness,
         req: Request,
         ancestors: Vec<RequestId>,
-        cancel: watch::Receiver<bool>,
+        cancel: CancellationToken,
     ) -> Flow<Run> {
         let store = &h.inner.store;
         let Some(agent) = h.inner.workspace.agents.get(&req.agent).cloned() else {
@@ -174,7 +174,7 @@ impl Run {
     /// One iteration: decide from the journal, act, commit.
     async fn step(&mut self) -> Flow<()> {
         let next = next_action(&self.steps, &self.approvals);
-        if *self.cancel.borrow() {
+        if self.cancel.is_cancelled() {
             return Err(Outcome::Cancelled);
         }
         // A call this run already committed `started` is the step in flight: a

@@ -209,17 +209,17 @@ async fn integrity_loop(h: Harness) {
 }
 
 fn spawn_run(h: &Harness, runs: &mut JoinSet<(RequestId, Outcome)>, req: Request) {
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let token = tokio_util::sync::CancellationToken::new();
     h.inner
         .in_flight
         .lock()
         .expect("in_flight")
-        .insert(req.id.clone(), tx);
+        .insert(req.id.clone(), token.clone());
     let h2 = h.clone();
     let id = req.id.clone();
     runs.spawn(async move {
         // A panic in the run fails its own request, never the worker.
-        let task = tokio::spawn(run_root(h2.clone(), req, rx));
+        let task = tokio::spawn(run_root(h2.clone(), req, token));
         let outcome = match task.await {
             Ok(o) => o,
             Err(e) => Outcome::Panicked(panic_text(e)),
@@ -250,9 +250,9 @@ async fn notice_cancels(h: &Harness) {
     for id in ids {
         if let Ok(r) = h.inner.store.get_request(&id).await
             && r.status == RequestStatus::Cancelled
-            && let Some(tx) = h.inner.in_flight.lock().expect("in_flight").get(&id)
+            && let Some(token) = h.inner.in_flight.lock().expect("in_flight").get(&id)
         {
-            let _ = tx.send(true);
+            token.cancel();
         }
     }
 }

@@ -95,9 +95,9 @@ pub struct ToolContext {
     pub session_id: SessionId,
     /// Stable across re-runs of the same call (exported as `AGENT_HARNESS_CALL_ID`).
     pub call_id: harness_core::CallId,
-    /// Flips to `true` when the request is cancelled or the worker stops hard:
-    /// a running command gets SIGTERM, then SIGKILL after a grace period.
-    pub cancel: tokio::sync::watch::Receiver<bool>,
+    /// Cancelled when the request (or an ancestor in its tree) is cancelled or the
+    /// worker stops hard: a running command gets SIGTERM, then SIGKILL after a grace period.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Runs the workspace's tools (built-in ones other than `delegate`, and command tools).

@@ -7,7 +7,7 @@ use harness_providers::{ToolContext, ToolOutput, ToolRunner, WorkspaceTools};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 const TOOLS: &str = r#"
 tools:
@@ -44,7 +44,7 @@ struct Fixture {
     _dir: tempfile::TempDir,
     tools: WorkspaceTools,
     ctx: ToolContext,
-    cancel: watch::Sender<bool>,
+    cancel: CancellationToken,
 }
 
 impl Fixture {
@@ -53,14 +53,14 @@ impl Fixture {
         let root = dir.path().canonicalize().unwrap().join("ws");
         std::fs::create_dir_all(&root).unwrap();
         let file: ToolsFile = serde_norway::from_str(TOOLS).unwrap();
-        let (cancel, rx) = watch::channel(false);
+        let cancel = CancellationToken::new();
         let ctx = ToolContext {
             work_dir: root.join("work"),
             workspace_root: root,
             request_id: RequestId::generate(),
             session_id: SessionId::generate(),
             call_id: CallId::generate(),
-            cancel: rx,
+            cancel: cancel.clone(),
         };
         Self {
             _dir: dir,
@@ -294,7 +294,7 @@ async fn cancel_terminates_the_command() {
     let cancel = f.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let _ = cancel.send(true);
+        cancel.cancel();
     });
     let start = Instant::now();
     let out = f.run("grandchild", json!({})).await;

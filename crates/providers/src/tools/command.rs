@@ -16,7 +16,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Bytes of stdout (and of stderr) kept per call.
 pub const MAX_CAPTURE: usize = 4 * 1024 * 1024;
@@ -37,7 +38,7 @@ pub(super) async fn run_command(
     args: &Value,
     ctx: &ToolContext,
 ) -> ToolOutput {
-    if *ctx.cancel.borrow() {
+    if ctx.cancel.is_cancelled() {
         return ToolOutput::error("cancelled");
     }
     let argv: Vec<String> = argv
@@ -161,7 +162,7 @@ struct Finished {
     drained: bool,
 }
 
-async fn supervise(mut child: Child, limit: Duration, cancel: watch::Receiver<bool>) -> Finished {
+async fn supervise(mut child: Child, limit: Duration, cancel: CancellationToken) -> Finished {
     let group = ProcessGroup::of(&child);
     let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
     let (mut stdout, mut stderr) = (Capture::default(), Capture::default());
@@ -187,7 +188,7 @@ async fn wait(
     child: &mut Child,
     group: &ProcessGroup,
     limit: Duration,
-    cancel: watch::Receiver<bool>,
+    cancel: CancellationToken,
 ) -> Ending {
     let ending = tokio::select! {
         status = child.wait() => match status {
@@ -195,7 +196,7 @@ async fn wait(
             Err(e) => Ending::WaitFailed(e),
         },
         () = tokio::time::sleep(limit) => Ending::TimedOut,
-        () = cancelled(cancel) => Ending::Cancelled,
+        () = cancel.cancelled() => Ending::Cancelled,
     };
     if !matches!(ending, Ending::Exited(_)) {
         group.signal(libc::SIGTERM);
@@ -204,13 +205,6 @@ async fn wait(
     group.signal(libc::SIGKILL);
     let _ = tokio::time::timeout(GRACE, child.wait()).await;
     ending
-}
-
-/// Resolves once the flag is `true`; never if its sender is gone.
-async fn cancelled(mut rx: watch::Receiver<bool>) {
-    if rx.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// Reads both pipes to their end, or until [`DRAIN`] after `done` is notified.
