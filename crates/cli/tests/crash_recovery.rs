@@ -25,7 +25,8 @@ fn workspace(root: &Path) {
     write(
         root,
         "config/workspace.yaml",
-        "name: crash\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n",
+        // Kills come far more often than any real crash loop: no attempt cap here.
+        "name: crash\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n  max_attempts: 1000\n",
     );
     write(
         root,

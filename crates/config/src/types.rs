@@ -59,6 +59,15 @@ pub struct RuntimeLimits {
     /// A non-idempotent tool call interrupted by a crash: fail the request, or ask an
     /// operator (an approval) whether to run it again.
     pub on_interrupted: InterruptedPolicy,
+    /// How deep a request tree may go (a root is depth 0).
+    pub max_delegation_depth: u32,
+    /// How many delegated children one request may start in total.
+    pub max_delegation_fanout: u32,
+    /// How many times a request may be started before recovery gives up on it.
+    pub max_attempts: u32,
+    /// How long a graceful stop waits for the steps in flight before cancelling them.
+    #[serde(with = "humantime_serde_compat")]
+    pub stop_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -82,6 +91,10 @@ impl Default for RuntimeLimits {
             max_input_bytes: 64 * 1024,
             max_inline_output_bytes: 16 * 1024,
             on_interrupted: InterruptedPolicy::Fail,
+            max_delegation_depth: 4,
+            max_delegation_fanout: 16,
+            max_attempts: 3,
+            stop_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! Kinds are a closed set; each kind's payload is a JSON object whose fields are
 //! documented in `docs/events.md`. Payload format version: [`EVENT_SCHEMA_VERSION`].
 
-use crate::ids::{RequestId, SessionId};
+use crate::conversation::{ModelTurn, ToolCall};
+use crate::ids::{ApprovalId, CallId, RequestId, SessionId, WorkerId};
+use crate::records::{Approval, Artifact};
+use crate::status::RequestStatus;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,7 @@ event_kinds! {
     RequestStarted => "request.started",
     RequestWaitingApproval => "request.waiting_approval",
     RequestRequeued => "request.requeued",
+    RequestRepaired => "request.repaired",
     RequestCompleted => "request.completed",
     RequestFailed => "request.failed",
     RequestCancelled => "request.cancelled",
@@ -98,4 +102,287 @@ impl NewEvent {
             payload,
         }
     }
+}
+
+/// A typed event: its kind and its payload fields together, so every emitter writes
+/// the shape `docs/events.md` documents. [`EventBody::into_event`] makes the row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventBody {
+    RequestQueued {
+        agent: String,
+        input_bytes: usize,
+        trace_id: String,
+    },
+    RequestStarted {
+        attempt: u32,
+        worker_id: WorkerId,
+    },
+    /// Paused on its own approval, or (`via_child`) because a delegated child is.
+    RequestWaitingApproval {
+        approval_id: Option<ApprovalId>,
+        via_child: Option<RequestId>,
+    },
+    RequestRequeued {
+        reason: String,
+    },
+    /// The runtime's safety net moved a request that could not progress.
+    RequestRepaired {
+        problem: String,
+        action: String,
+    },
+    RequestCompleted {
+        output_bytes: usize,
+        steps: u32,
+    },
+    RequestFailed {
+        error: String,
+    },
+    RequestCancelled {
+        by: String,
+        reason: Option<String>,
+        /// The request the operator cancelled, when this one went with its tree.
+        with: Option<RequestId>,
+    },
+    ModelTurn {
+        step: u32,
+        turn: ModelTurn,
+    },
+    ToolStarted {
+        call: ToolCall,
+        note: Option<String>,
+    },
+    ToolCompleted {
+        tool: String,
+        call_id: CallId,
+        ok: bool,
+        rejected: bool,
+        output_bytes: usize,
+        preview: String,
+        artifact: Option<String>,
+    },
+    ToolInterrupted {
+        tool: String,
+        call_id: CallId,
+        /// Re-run now (idempotent tool).
+        rerun: bool,
+        /// Waiting for an operator to decide whether to re-run it.
+        awaiting_decision: bool,
+        reason: String,
+    },
+    ApprovalRequested {
+        approval: Box<Approval>,
+    },
+    ApprovalResolved {
+        approval: Box<Approval>,
+    },
+    ApprovalExpired {
+        approval: Box<Approval>,
+    },
+    DelegateStarted {
+        child_request_id: RequestId,
+        agent: String,
+        call_id: CallId,
+    },
+    DelegateCompleted {
+        child_request_id: RequestId,
+        ok: bool,
+        status: RequestStatus,
+    },
+    ArtifactCreated {
+        artifact: Box<Artifact>,
+        call_id: CallId,
+    },
+    WorkerStarted {
+        worker_id: WorkerId,
+        pid: u32,
+        host: String,
+        recovered_requests: usize,
+    },
+    WorkerStopped {
+        worker_id: WorkerId,
+    },
+}
+
+/// Longest model text kept in a `model.turn` event.
+pub const TURN_TEXT_PREVIEW: usize = 2000;
+
+impl EventBody {
+    pub fn kind(&self) -> EventKind {
+        use EventBody as B;
+        match self {
+            B::RequestQueued { .. } => EventKind::RequestQueued,
+            B::RequestStarted { .. } => EventKind::RequestStarted,
+            B::RequestWaitingApproval { .. } => EventKind::RequestWaitingApproval,
+            B::RequestRequeued { .. } => EventKind::RequestRequeued,
+            B::RequestRepaired { .. } => EventKind::RequestRepaired,
+            B::RequestCompleted { .. } => EventKind::RequestCompleted,
+            B::RequestFailed { .. } => EventKind::RequestFailed,
+            B::RequestCancelled { .. } => EventKind::RequestCancelled,
+            B::ModelTurn { .. } => EventKind::ModelTurn,
+            B::ToolStarted { .. } => EventKind::ToolStarted,
+            B::ToolCompleted { .. } => EventKind::ToolCompleted,
+            B::ToolInterrupted { .. } => EventKind::ToolInterrupted,
+            B::ApprovalRequested { .. } => EventKind::ApprovalRequested,
+            B::ApprovalResolved { .. } => EventKind::ApprovalResolved,
+            B::ApprovalExpired { .. } => EventKind::ApprovalExpired,
+            B::DelegateStarted { .. } => EventKind::DelegateStarted,
+            B::DelegateCompleted { .. } => EventKind::DelegateCompleted,
+            B::ArtifactCreated { .. } => EventKind::ArtifactCreated,
+            B::WorkerStarted { .. } => EventKind::WorkerStarted,
+            B::WorkerStopped { .. } => EventKind::WorkerStopped,
+        }
+    }
+
+    /// The payload object, as documented in `docs/events.md`.
+    pub fn payload(&self) -> serde_json::Value {
+        use EventBody as B;
+        use serde_json::json;
+        match self {
+            B::RequestQueued {
+                agent,
+                input_bytes,
+                trace_id,
+            } => json!({"agent": agent, "input_bytes": input_bytes, "trace_id": trace_id}),
+            B::RequestStarted { attempt, worker_id } => {
+                json!({"attempt": attempt, "worker_id": worker_id})
+            }
+            B::RequestWaitingApproval {
+                approval_id,
+                via_child,
+            } => {
+                let mut p = json!({});
+                if let Some(a) = approval_id {
+                    p["approval_id"] = json!(a);
+                }
+                if let Some(c) = via_child {
+                    p["child_request_id"] = json!(c);
+                }
+                p
+            }
+            B::RequestRequeued { reason } => json!({"reason": reason}),
+            B::RequestRepaired { problem, action } => {
+                json!({"problem": problem, "action": action})
+            }
+            B::RequestCompleted {
+                output_bytes,
+                steps,
+            } => json!({"output_bytes": output_bytes, "steps": steps}),
+            B::RequestFailed { error } => json!({"error": error}),
+            B::RequestCancelled { by, reason, with } => {
+                let mut p = json!({"by": by});
+                if let Some(r) = reason {
+                    p["reason"] = json!(r);
+                }
+                if let Some(w) = with {
+                    p["with"] = json!(w);
+                }
+                p
+            }
+            B::ModelTurn { step, turn } => match turn {
+                ModelTurn::Text { text } => {
+                    json!({"step": step, "text": preview(text, TURN_TEXT_PREVIEW), "final": true})
+                }
+                ModelTurn::ToolCalls { text, calls } => json!({
+                    "step": step,
+                    "text": preview(text, TURN_TEXT_PREVIEW),
+                    "calls": calls.iter().map(|c| json!({"tool": c.tool, "call_id": c.call_id})).collect::<Vec<_>>(),
+                }),
+            },
+            B::ToolStarted { call, note } => {
+                let mut p = json!({"tool": call.tool, "call_id": call.call_id, "arguments": call.arguments});
+                if let Some(n) = note {
+                    p["note"] = json!(n);
+                }
+                p
+            }
+            B::ToolCompleted {
+                tool,
+                call_id,
+                ok,
+                rejected,
+                output_bytes,
+                preview,
+                artifact,
+            } => json!({
+                "tool": tool, "call_id": call_id, "ok": ok, "rejected": rejected,
+                "output_bytes": output_bytes, "preview": preview, "artifact": artifact,
+            }),
+            B::ToolInterrupted {
+                tool,
+                call_id,
+                rerun,
+                awaiting_decision,
+                reason,
+            } => {
+                let mut p =
+                    json!({"tool": tool, "call_id": call_id, "rerun": rerun, "reason": reason});
+                if *awaiting_decision {
+                    p["awaiting_decision"] = json!(true);
+                }
+                p
+            }
+            B::ApprovalRequested { approval: a } => json!({
+                "approval_id": a.id, "tool": a.tool, "call_id": a.call_id,
+                "arguments": a.arguments, "expires_at": a.expires_at, "step": a.step_idx,
+                "reason": a.reason,
+            }),
+            B::ApprovalResolved { approval: a } => json!({
+                "approval_id": a.id, "decision": a.status, "decided_by": a.decided_by,
+                "message": a.message, "edited": a.edited_arguments.is_some(),
+                "tool": a.tool, "call_id": a.call_id,
+            }),
+            B::ApprovalExpired { approval: a } => json!({
+                "approval_id": a.id, "tool": a.tool, "call_id": a.call_id, "expires_at": a.expires_at,
+            }),
+            B::DelegateStarted {
+                child_request_id,
+                agent,
+                call_id,
+            } => json!({"child_request_id": child_request_id, "agent": agent, "call_id": call_id}),
+            B::DelegateCompleted {
+                child_request_id,
+                ok,
+                status,
+            } => json!({"child_request_id": child_request_id, "ok": ok, "status": status}),
+            B::ArtifactCreated {
+                artifact: a,
+                call_id,
+            } => json!({
+                "artifact_id": a.id, "name": a.name, "media_type": a.media_type,
+                "size": a.size, "sha256": a.sha256, "call_id": call_id,
+            }),
+            B::WorkerStarted {
+                worker_id,
+                pid,
+                host,
+                recovered_requests,
+            } => json!({
+                "worker_id": worker_id, "pid": pid, "host": host,
+                "recovered_requests": recovered_requests,
+            }),
+            B::WorkerStopped { worker_id } => json!({"worker_id": worker_id}),
+        }
+    }
+
+    /// The event about `request` in `session`.
+    pub fn about(self, request: &RequestId, session: &SessionId) -> NewEvent {
+        NewEvent::for_request(self.kind(), request, session, self.payload())
+    }
+
+    /// A runtime event (no request: worker lifecycle).
+    pub fn runtime(self) -> NewEvent {
+        NewEvent::runtime(self.kind(), self.payload())
+    }
+}
+
+/// The first `max` bytes of `s`, cut at a character boundary.
+pub fn preview(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }

@@ -14,7 +14,7 @@ pub mod status;
 pub mod time;
 
 pub use conversation::{Message, ModelTurn, Role, ToolCall};
-pub use event::{EVENT_SCHEMA_VERSION, Event, EventKind, NewEvent};
+pub use event::{EVENT_SCHEMA_VERSION, Event, EventBody, EventKind, NewEvent, preview};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
 pub use records::*;
 pub use status::{ApprovalStatus, RequestStatus, StepStatus};

@@ -72,6 +72,17 @@ impl RequestStatus {
             _ => false,
         }
     }
+
+    /// Every status that may move to `to`. The store's status updates are
+    /// conditional on these (`… WHERE status IN (sources)`), so the table above is
+    /// what the store enforces.
+    pub fn sources(to: RequestStatus) -> Vec<RequestStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|from| from.can_move_to(to))
+            .collect()
+    }
 }
 
 string_enum!(

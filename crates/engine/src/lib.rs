@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod lock;
 mod run;
+mod runs;
 mod subscribe;
 mod worker;
 
@@ -57,10 +58,13 @@ pub(crate) struct Inner {
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
     /// Wakes the dispatcher: new work may be runnable.
     pub(crate) wake: Notify,
-    /// Cancel switches of the requests this process is executing.
-    pub(crate) in_flight: Mutex<HashMap<RequestId, tokio_util::sync::CancellationToken>>,
+    /// The runs this process executes (roots and children) and their cancel tokens.
+    pub(crate) runs: runs::Runs,
     /// Set when a graceful stop begins: runs finish their step and park.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// Cancelled when the worker stops hard (stop deadline passed, second signal):
+    /// every run's token is a child of it. Replaced at each worker start.
+    pub(crate) abort: Mutex<tokio_util::sync::CancellationToken>,
     /// The worker this process runs, if any.
     pub(crate) worker: Mutex<Option<worker::WorkerParts>>,
 }
@@ -105,8 +109,9 @@ impl Harness {
                 tools,
                 models: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
-                in_flight: Mutex::new(HashMap::new()),
+                runs: runs::Runs::default(),
                 stopping: tokio::sync::watch::channel(false).0,
+                abort: Mutex::new(tokio_util::sync::CancellationToken::new()),
                 worker: Mutex::new(None),
             }),
         })
@@ -122,6 +127,16 @@ impl Harness {
 
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// A graceful stop is under way: finish the step in flight, start nothing new.
+    pub(crate) fn stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// The worker is stopping hard: runs in flight are being cancelled.
+    pub(crate) fn aborting(&self) -> bool {
+        self.inner.abort.lock().expect("abort").is_cancelled()
     }
 
     pub(crate) fn model(&self, name: &str) -> Result<Arc<dyn Model>, HarnessError> {
@@ -215,13 +230,22 @@ impl Harness {
         Ok(a)
     }
 
-    /// Cancels a request: it stops at its next step boundary; a running command tool
-    /// is terminated (SIGTERM, then SIGKILL).
-    pub async fn cancel(&self, id: &RequestId, by: &str) -> Result<Request, HarnessError> {
-        let req = self.inner.store.cancel(id, by, self.now()).await?;
-        if let Some(token) = self.inner.in_flight.lock().expect("in_flight").get(id) {
-            token.cancel();
+    /// Cancels a request and everything delegated under it: each stops at its
+    /// next step boundary, a running command tool is terminated (SIGTERM, then
+    /// SIGKILL). A cancelled child becomes an error its parent's model sees; its
+    /// parent goes on.
+    pub async fn cancel(
+        &self,
+        id: &RequestId,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Request, HarnessError> {
+        let (req, settled) = self.inner.store.cancel(id, by, reason, self.now()).await?;
+        for id in &settled {
+            self.inner.runs.cancel(id);
         }
+        // A tree paused on a cancelled child is runnable again.
+        self.inner.wake.notify_one();
         Ok(req)
     }
 

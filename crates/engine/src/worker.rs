@@ -18,6 +18,8 @@ pub struct WorkerOptions {
     /// How often to look for other processes' commits (new requests, approvals).
     pub poll: Duration,
     pub heartbeat: Duration,
+    /// How often the safety net looks for requests that cannot progress.
+    pub repair: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -25,9 +27,18 @@ impl Default for WorkerOptions {
         Self {
             poll: Duration::from_millis(100),
             heartbeat: Duration::from_secs(2),
+            repair: Duration::from_secs(5),
         }
     }
 }
+
+/// A waiting or orphaned request counts as stranded only after this long
+/// without activity (a backstop; trees change state in single commits).
+const REPAIR_QUIET: Duration = Duration::from_secs(2);
+/// After a hard stop, how long to wait for runs to record how they ended.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
+/// Longest pause of claiming after store failures.
+const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A running worker. `stop` finishes the steps in flight and leaves the rest resumable.
 pub struct WorkerHandle {
@@ -35,6 +46,8 @@ pub struct WorkerHandle {
     pub id: WorkerId,
     /// Requests re-queued by recovery when this worker started.
     pub recovered: Vec<RequestId>,
+    /// Requests recovery failed instead: started `runtime.max_attempts` times.
+    pub gave_up: Vec<RequestId>,
 }
 
 /// What a running worker owns; kept in the harness so `Harness::stop` can end it.
@@ -58,7 +71,10 @@ impl Harness {
         let now = self.now();
         let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
         let _ = self.inner.stopping.send_replace(false);
-        let recovered = self.inner.store.requeue_orphans(now).await?;
+        *self.inner.abort.lock().expect("abort") = tokio_util::sync::CancellationToken::new();
+        let max_attempts = self.inner.workspace.settings.runtime.max_attempts;
+        let recovery = self.inner.store.recover(now, max_attempts).await?;
+        let recovered = recovery.requeued;
         let worker = Worker {
             id: id.clone(),
             pid: std::process::id(),
@@ -77,6 +93,9 @@ impl Harness {
                 "recovered requests left running by a previous worker"
             );
         }
+        for id in &recovery.failed {
+            tracing::error!(request = %id, max_attempts, "request failed: its worker died on every attempt");
+        }
         let task = tokio::spawn(dispatch(self.clone(), id.clone(), opts));
         let integrity = tokio::spawn(integrity_loop(self.clone()));
         let parts = WorkerParts {
@@ -90,25 +109,60 @@ impl Harness {
             harness: self.clone(),
             id,
             recovered,
+            gave_up: recovery.failed,
         })
     }
 
-    /// Graceful stop of this process's worker, if one runs: no new claims; each run
-    /// finishes its current step, then its request goes back to `queued` for the
-    /// next worker; the workspace lock is released.
+    /// Graceful stop of this process's worker, if one runs: no new claims, no new
+    /// calls; each run finishes the step in flight, then its request goes back to
+    /// `queued` for the next worker; the workspace lock is released. Past
+    /// `runtime.stop_timeout` the runs still going are cancelled (see [`Harness::abort`]).
     pub async fn stop(&self) -> Result<(), HarnessError> {
-        let Some(parts) = self.inner.worker.lock().expect("worker").take() else {
+        let timeout = self.inner.workspace.settings.runtime.stop_timeout;
+        self.stop_within(timeout).await
+    }
+
+    /// [`Harness::stop`] with its own deadline.
+    pub async fn stop_within(&self, deadline: Duration) -> Result<(), HarnessError> {
+        let Some(mut parts) = self.inner.worker.lock().expect("worker").take() else {
             return Ok(());
         };
         let _ = self.inner.stopping.send_replace(true);
         self.inner.wake.notify_one();
-        let _ = parts.task.await;
+        if tokio::time::timeout(deadline, &mut parts.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "stop deadline ({}) passed: cancelling the runs still in flight",
+                harness_core::relative(deadline)
+            );
+            self.abort();
+            if tokio::time::timeout(ABORT_WAIT, &mut parts.task)
+                .await
+                .is_err()
+            {
+                // Dropping the runs kills their command tools (process groups).
+                parts.task.abort();
+                let _ = (&mut parts.task).await;
+            }
+        }
         parts.integrity.abort();
         self.inner
             .store
             .worker_stopped(&parts.id, self.now())
             .await?;
         Ok(())
+    }
+
+    /// Stops hard: every run in flight is cancelled now (a running command tool
+    /// gets SIGTERM, then SIGKILL), its call recorded `interrupted`, and its
+    /// request put back on the queue. Used by a second Ctrl-C or SIGTERM, and
+    /// when a graceful stop passes its deadline.
+    pub fn abort(&self) {
+        let _ = self.inner.stopping.send_replace(true);
+        self.inner.abort.lock().expect("abort").cancel();
+        self.inner.wake.notify_one();
     }
 
     /// Who holds this workspace's worker lock, if anyone.
@@ -126,23 +180,24 @@ impl WorkerHandle {
 
 async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     let inner = &h.inner;
-    let slots = inner
-        .workspace
-        .settings
-        .runtime
-        .max_concurrent_requests
-        .max(1);
+    let limits = &inner.workspace.settings.runtime;
+    let slots = limits.max_concurrent_requests.max(1);
     let mut runs: JoinSet<(RequestId, Outcome)> = JoinSet::new();
     let mut stopping = inner.stopping.subscribe();
     let mut poll = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(opts.heartbeat);
+    let mut repair = tokio::time::interval(opts.repair);
     let mut last_version = inner.store.data_version().await.unwrap_or(0);
     let mut look = true;
+    // Store failures pause claiming (doubling up to a limit), so a full disk or
+    // a held lock is not met by a storm of failing runs.
+    let mut backoff = Duration::ZERO;
+    let mut resume_claims = tokio::time::Instant::now();
     loop {
         if *stopping.borrow() {
             break;
         }
-        if look && runs.len() < slots {
+        if look && runs.len() < slots && tokio::time::Instant::now() >= resume_claims {
             look = false;
             match inner
                 .store
@@ -156,13 +211,22 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
                         spawn_run(&h, &mut runs, req);
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "claiming requests failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming requests failed");
+                    backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_CLAIM_BACKOFF);
+                    resume_claims = tokio::time::Instant::now() + backoff;
+                }
             }
         }
         tokio::select! {
             _ = inner.wake.notified() => look = true,
             Some(done) = runs.join_next(), if !runs.is_empty() => {
-                finished(&h, done);
+                if finished(&h, done) {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_CLAIM_BACKOFF);
+                    resume_claims = tokio::time::Instant::now() + backoff;
+                } else {
+                    backoff = Duration::ZERO;
+                }
                 look = true;
             }
             _ = poll.tick() => {
@@ -178,11 +242,24 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
                 if let Err(e) = inner.store.heartbeat(&worker, now).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
-                let fail = inner.workspace.settings.runtime.approval_expiry == harness_config::ExpiryOutcome::Fail;
+                let fail = limits.approval_expiry == harness_config::ExpiryOutcome::Fail;
                 match inner.store.expire_approvals(now, fail).await {
-                    Ok(expired) if !expired.is_empty() => look = true,
+                    Ok(expired) if !expired.is_empty() => {
+                        look = true;
+                        for a in &expired {
+                            // A tree failed by the expiry may be running here.
+                            if fail {
+                                inner.runs.cancel(&a.request_id);
+                            }
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "expiring approvals failed"),
+                }
+            }
+            _ = repair.tick() => {
+                if repair_stranded(&h, &worker).await {
+                    look = true;
                 }
             }
             _ = stopping.changed() => {}
@@ -191,6 +268,36 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     // Graceful stop: runs see `stopping`, finish their step and park their request.
     while let Some(done) = runs.join_next().await {
         finished(&h, done);
+    }
+}
+
+/// The safety net: moves any request that cannot progress, with a visible event.
+async fn repair_stranded(h: &Harness, worker: &WorkerId) -> bool {
+    let now = h.now();
+    let live = harness_store::Liveness {
+        owner: Some(worker.clone()),
+        running: Some(h.inner.runs.ids().into_iter().collect()),
+    };
+    let max_attempts = h.inner.workspace.settings.runtime.max_attempts;
+    match h
+        .inner
+        .store
+        .repair(live, now.minus(REPAIR_QUIET), now, max_attempts)
+        .await
+    {
+        Ok(repaired) => {
+            for r in &repaired {
+                tracing::warn!(
+                    request = %r.id, problem = %r.problem.describe(), action = %r.action,
+                    "repaired a request that could not progress"
+                );
+            }
+            !repaired.is_empty()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for stranded requests failed");
+            false
+        }
     }
 }
 
@@ -209,17 +316,14 @@ async fn integrity_loop(h: Harness) {
 }
 
 fn spawn_run(h: &Harness, runs: &mut JoinSet<(RequestId, Outcome)>, req: Request) {
-    let token = tokio_util::sync::CancellationToken::new();
-    h.inner
-        .in_flight
-        .lock()
-        .expect("in_flight")
-        .insert(req.id.clone(), token.clone());
+    let token = h.inner.abort.lock().expect("abort").child_token();
+    // Registered before the task starts: the root is live from its claim on.
+    let guard = h.inner.runs.register(h, &req.id, token.clone());
     let h2 = h.clone();
     let id = req.id.clone();
     runs.spawn(async move {
-        // A panic in the run fails its own request, never the worker.
-        let task = tokio::spawn(run_root(h2.clone(), req, token));
+        // A panic in the run fails its own tree, never the worker.
+        let task = tokio::spawn(run_root(h2.clone(), req, token, guard));
         let outcome = match task.await {
             Ok(o) => o,
             Err(e) => Outcome::Panicked(panic_text(e)),
@@ -228,31 +332,30 @@ fn spawn_run(h: &Harness, runs: &mut JoinSet<(RequestId, Outcome)>, req: Request
     });
 }
 
-fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinError>) {
-    let Ok((id, outcome)) = done else { return };
-    h.inner.in_flight.lock().expect("in_flight").remove(&id);
-    if let Outcome::Panicked(msg) = outcome {
-        let h = h.clone();
-        tokio::spawn(async move { crate::run::fail_after_panic(&h, &id, &msg).await });
+/// A run ended; returns whether it ended on a store failure.
+fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinError>) -> bool {
+    let Ok((id, outcome)) = done else {
+        return false;
+    };
+    match outcome {
+        Outcome::Panicked(msg) => {
+            let h = h.clone();
+            tokio::spawn(async move { crate::run::fail_after_panic(&h, &id, &msg).await });
+            false
+        }
+        Outcome::StoreFailed(_) => true,
+        _ => false,
     }
 }
 
-/// Another process may have cancelled a request this worker is running.
+/// Another process may have cancelled a request this worker is running (a root
+/// or a delegated child).
 async fn notice_cancels(h: &Harness) {
-    let ids: Vec<RequestId> = h
-        .inner
-        .in_flight
-        .lock()
-        .expect("in_flight")
-        .keys()
-        .cloned()
-        .collect();
-    for id in ids {
+    for id in h.inner.runs.ids() {
         if let Ok(r) = h.inner.store.get_request(&id).await
             && r.status == RequestStatus::Cancelled
-            && let Some(token) = h.inner.in_flight.lock().expect("in_flight").get(&id)
         {
-            token.cancel();
+            h.inner.runs.cancel(&id);
         }
     }
 }

@@ -54,6 +54,7 @@ fn fast() -> WorkerOptions {
     WorkerOptions {
         poll: Duration::from_millis(10),
         heartbeat: Duration::from_millis(20),
+        ..Default::default()
     }
 }
 
@@ -286,7 +287,7 @@ async fn cancel_stops_a_running_command_tool() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let started = Instant::now();
-    h.cancel(&r.id, "test").await.unwrap();
+    h.cancel(&r.id, "test", None).await.unwrap();
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -303,7 +304,7 @@ async fn cancel_stops_a_running_command_tool() {
     let r = h.get_request(&r.id).await.unwrap();
     assert_eq!(r.status, RequestStatus::Cancelled);
     assert!(
-        h.cancel(&r.id, "again")
+        h.cancel(&r.id, "again", None)
             .await
             .unwrap_err()
             .to_string()
@@ -344,7 +345,7 @@ async fn artifact_names_cannot_escape_their_folder() {
 
 /// Leaves a request as a crash would: a model turn and a tool call `started`, never completed.
 async fn crash_mid_call(h: &Harness, tool: &str) -> Request {
-    use harness_store::{RequestPatch, StepCommit, StepWrite};
+    use harness_store::StepCommit;
     h.request(None, "a", "go").await.unwrap();
     let r = h
         .store()
@@ -383,18 +384,7 @@ async fn crash_mid_call(h: &Harness, tool: &str) -> Request {
             finished_at: None,
             body,
         };
-        let commit = StepCommit {
-            request_id: r.id.clone(),
-            session_id: r.session_id.clone(),
-            at: h.now(),
-            steps: vec![StepWrite::Insert(step)],
-            patch: RequestPatch::default(),
-            approval: None,
-            child: None,
-            artifacts: vec![],
-            ancestors: vec![],
-            events: vec![],
-        };
+        let commit = StepCommit::new(&r.id, &r.session_id, h.now()).insert(step);
         h.store().commit_step(commit).await.unwrap();
     }
     r

@@ -3,10 +3,9 @@
 
 use crate::query::Query;
 use crate::rows::{self, APPROVAL_COLS};
-use crate::{Store, StoreError, events, requests};
+use crate::{Store, StoreError, events, tree};
 use harness_core::*;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 impl Store {
     /// Resolves a pending approval and makes its request runnable again, atomically.
@@ -43,10 +42,13 @@ impl Store {
     pub async fn resume_child(&self, id: &RequestId, now: Timestamp) -> Result<(), StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            c.execute(
-                "UPDATE requests SET status = 'running', last_activity_at = ?2 \
-                 WHERE id = ?1 AND status IN ('queued', 'running', 'waiting_approval')",
-                params![id.as_str(), now.0],
+            tree::move_to(
+                c,
+                &id,
+                RequestStatus::Running,
+                &[RequestStatus::Queued],
+                now,
+                None,
             )?;
             Ok(())
         })
@@ -79,7 +81,7 @@ pub(crate) fn insert(c: &Connection, a: &Approval) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn get(c: &Connection, id: &ApprovalId) -> Result<Approval, StoreError> {
+pub(crate) fn get(c: &Connection, id: &ApprovalId) -> Result<Approval, StoreError> {
     c.prepare_cached(&format!(
         "SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?1"
     ))?
@@ -112,21 +114,12 @@ fn resolve(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<Approv
         return Err(refusal(c, r, now)?);
     }
     let a = get(c, &r.approval_id)?;
-    wake_chain(c, &a.request_id, now)?;
-    events::append(
-        c,
-        now,
-        &[NewEvent::for_request(
-            EventKind::ApprovalResolved,
-            &a.request_id,
-            &a.session_id,
-            json!({
-                "approval_id": a.id, "decision": a.status, "decided_by": a.decided_by,
-                "message": a.message, "edited": a.edited_arguments.is_some(),
-                "tool": a.tool, "call_id": a.call_id,
-            }),
-        )],
-    )?;
+    // The tree paused with its approval in one commit, so it wakes as one.
+    tree::wake_chain(c, &a.request_id, now)?;
+    let body = EventBody::ApprovalResolved {
+        approval: Box::new(a.clone()),
+    };
+    events::append(c, now, &[body.about(&a.request_id, &a.session_id)])?;
     Ok(a)
 }
 
@@ -162,19 +155,6 @@ fn refusal(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<StoreE
     })
 }
 
-/// The request and every ancestor waiting on it become runnable (`queued`).
-fn wake_chain(c: &Connection, request: &RequestId, now: Timestamp) -> Result<(), StoreError> {
-    let mut next = Some(request.clone());
-    while let Some(id) = next {
-        c.prepare_cached(
-            "UPDATE requests SET status = 'queued', last_activity_at = ?2 WHERE id = ?1 AND status = 'waiting_approval'",
-        )?
-        .execute(params![id.as_str(), now.0])?;
-        next = requests::get_request(c, &id)?.parent_id;
-    }
-    Ok(())
-}
-
 fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Approval>, StoreError> {
     let due: Vec<Approval> = {
         let mut stmt = c.prepare_cached(&format!(
@@ -193,52 +173,37 @@ fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Appr
         if changed == 0 {
             continue;
         }
-        events::append(
-            c,
-            now,
-            &[NewEvent::for_request(
-                EventKind::ApprovalExpired,
-                &a.request_id,
-                &a.session_id,
-                json!({"approval_id": a.id, "tool": a.tool, "call_id": a.call_id, "expires_at": a.expires_at}),
-            )],
-        )?;
+        let body = EventBody::ApprovalExpired {
+            approval: Box::new(a.clone()),
+        };
+        events::append(c, now, &[body.about(&a.request_id, &a.session_id)])?;
         if fail_request {
-            fail_chain(c, &a, now)?;
+            fail_tree(c, &a, now)?;
         } else {
-            wake_chain(c, &a.request_id, now)?;
+            tree::wake_chain(c, &a.request_id, now)?;
         }
         out.push(get(c, &a.id)?);
     }
     Ok(out)
 }
 
-fn fail_chain(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreError> {
+/// Policy `fail`: the approval's whole tree fails.
+fn fail_tree(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreError> {
     let reason = format!(
         "approval {} for `{}` expired at {}",
         a.id, a.tool, a.expires_at
     );
-    let mut next = Some(a.request_id.clone());
-    while let Some(id) = next {
-        let changed = c.execute(
-            "UPDATE requests SET status = 'failed', error = ?3, finished_at = ?2, last_activity_at = ?2 \
-             WHERE id = ?1 AND status = 'waiting_approval'",
-            params![id.as_str(), now.0, reason],
-        )?;
-        if changed > 0 {
-            events::append(
-                c,
-                now,
-                &[NewEvent::for_request(
-                    EventKind::RequestFailed,
-                    &id,
-                    &a.session_id,
-                    json!({"error": reason}),
-                )],
-            )?;
-        }
-        next = requests::get_request(c, &id)?.parent_id;
-    }
+    let root = tree::root_of(c, &a.request_id)?;
+    tree::settle_subtree(
+        c,
+        &tree::Settle {
+            to: RequestStatus::Failed,
+            by: "runtime",
+            reason: Some(&reason),
+            top: &root.id,
+        },
+        now,
+    )?;
     Ok(())
 }
 

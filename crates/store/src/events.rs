@@ -28,6 +28,13 @@ pub(crate) fn append(
     Ok(seqs)
 }
 
+/// The highest seq appended so far (inside the caller's transaction).
+pub(crate) fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+        .query_row([], |r| r.get(0))?)
+}
+
 impl Store {
     /// Events with `seq > after`, oldest first, at most `limit`.
     ///

@@ -2,10 +2,9 @@
 
 use crate::query::Query;
 use crate::rows::{self, REQUEST_COLS};
-use crate::{Store, StoreError, events};
+use crate::{Store, StoreError, events, tree};
 use harness_core::*;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 use std::time::Duration;
 
 /// A request to admit.
@@ -27,6 +26,12 @@ pub struct Admission {
 }
 
 const ACTIVE: &str = "('queued','running','waiting_approval')";
+
+/// The queue that capacity bounds: admitted root requests not yet started. A
+/// request woken by an approval (or re-queued by recovery) was admitted already
+/// and is counted as resuming, not against capacity.
+pub(crate) const WAITING_FIRST_START: &str =
+    "status = 'queued' AND parent_id IS NULL AND started_at IS NULL";
 
 impl Store {
     /// Admits a request (status `queued`), or refuses it at once: queue full, session busy.
@@ -51,36 +56,52 @@ impl Store {
         self.write(move |c| claim(c, &worker, limit, now)).await
     }
 
-    /// Puts every request left `running` by a dead worker back on the queue.
-    /// Only sound while this process holds the workspace lock (SQLite: one worker).
-    pub async fn requeue_orphans(&self, now: Timestamp) -> Result<Vec<RequestId>, StoreError> {
-        self.write(move |c| requeue_orphans(c, now)).await
-    }
-
-    /// Puts this worker's own running requests back on the queue (graceful stop).
-    pub async fn release(&self, ids: Vec<RequestId>, now: Timestamp) -> Result<(), StoreError> {
+    /// Puts this worker's own running requests back on the queue (graceful stop),
+    /// each with a `request.requeued` event saying why.
+    pub async fn release(
+        &self,
+        ids: Vec<RequestId>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let reason = reason.to_string();
         self.write(move |c| {
             for id in &ids {
-                c.execute(
-                    "UPDATE requests SET status = 'queued', worker_id = NULL, last_activity_at = ?2 \
-                     WHERE id = ?1 AND status = 'running'",
-                    params![id.as_str(), now.0],
+                let moved = tree::move_to(
+                    c,
+                    id,
+                    RequestStatus::Queued,
+                    &[RequestStatus::Running],
+                    now,
+                    None,
                 )?;
+                if moved {
+                    let r = get_request(c, id)?;
+                    let body = EventBody::RequestRequeued {
+                        reason: reason.clone(),
+                    };
+                    events::append(c, now, &[body.about(id, &r.session_id)])?;
+                }
             }
             Ok(())
         })
         .await
     }
 
-    /// Cancels a request that has not finished (and its delegated children).
+    /// Cancels a request that has not finished, with everything delegated under
+    /// it. A cancelled child becomes an error its parent's model sees: if the tree
+    /// above was paused on it, the tree is runnable again. Returns the request and
+    /// every request the cancel settled (to stop their runs).
     pub async fn cancel(
         &self,
         id: &RequestId,
         by: &str,
+        reason: Option<&str>,
         now: Timestamp,
-    ) -> Result<Request, StoreError> {
-        let (id, by) = (id.clone(), by.to_string());
-        self.write(move |c| cancel(c, &id, &by, now)).await
+    ) -> Result<(Request, Vec<RequestId>), StoreError> {
+        let (id, by, reason) = (id.clone(), by.to_string(), reason.map(str::to_string));
+        self.write(move |c| cancel(c, &id, &by, reason.as_deref(), now))
+            .await
     }
 
     pub async fn get_request(&self, id: &RequestId) -> Result<Request, StoreError> {
@@ -153,7 +174,9 @@ fn admit(
     now: Timestamp,
 ) -> Result<Request, StoreError> {
     let queued: i64 = c
-        .prepare_cached("SELECT COUNT(*) FROM requests WHERE status = 'queued'")?
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}"
+        ))?
         .query_row([], |r| r.get(0))?;
     if queued as usize >= adm.queue_capacity {
         return Err(StoreError::QueueFull {
@@ -177,16 +200,12 @@ fn admit(
         }
     }
     insert_request(c, new, None, RequestStatus::Queued, now)?;
-    events::append(
-        c,
-        now,
-        &[NewEvent::for_request(
-            EventKind::RequestQueued,
-            &new.id,
-            &new.session_id,
-            json!({"agent": new.agent, "input_bytes": new.input.len(), "trace_id": new.trace_id}),
-        )],
-    )?;
+    let body = EventBody::RequestQueued {
+        agent: new.agent.clone(),
+        input_bytes: new.input.len(),
+        trace_id: new.trace_id.clone(),
+    };
+    events::append(c, now, &[body.about(&new.id, &new.session_id)])?;
     get_request(c, &new.id)
 }
 
@@ -246,62 +265,31 @@ fn claim(
     };
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
-        c.prepare_cached(
-            "UPDATE requests SET status = 'running', attempt = attempt + 1, worker_id = ?2, \
-             started_at = COALESCE(started_at, ?3), last_activity_at = ?3, \
-             current_agent = COALESCE(current_agent, agent) WHERE id = ?1 AND status = 'queued'",
-        )?
+        c.prepare_cached(&format!(
+            "UPDATE requests SET status = 'running', attempt = MAX(attempt, 1), worker_id = ?2, \
+                 started_at = COALESCE(started_at, ?3), last_activity_at = ?3, \
+                 current_agent = COALESCE(current_agent, agent) WHERE id = ?1 AND {}",
+            tree::status_in(RequestStatus::Running, &[RequestStatus::Queued])
+        ))?
         .execute(params![id, worker.as_str(), now.0])?;
         let req = get_request(c, &RequestId::from_trusted(id))?;
-        events::append(
-            c,
-            now,
-            &[NewEvent::for_request(
-                EventKind::RequestStarted,
-                &req.id,
-                &req.session_id,
-                json!({"attempt": req.attempt, "worker_id": worker}),
-            )],
-        )?;
+        let body = EventBody::RequestStarted {
+            attempt: req.attempt,
+            worker_id: worker.clone(),
+        };
+        events::append(c, now, &[body.about(&req.id, &req.session_id)])?;
         claimed.push(req);
     }
     Ok(claimed)
 }
 
-fn requeue_orphans(c: &Connection, now: Timestamp) -> Result<Vec<RequestId>, StoreError> {
-    let orphans: Vec<(String, String)> = {
-        let mut stmt = c.prepare(
-            "SELECT id, session_id FROM requests WHERE status = 'running' AND parent_id IS NULL ORDER BY queue_seq",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let mut ids = Vec::with_capacity(orphans.len());
-    for (id, session) in orphans {
-        c.execute(
-            "UPDATE requests SET status = 'queued', worker_id = NULL, last_activity_at = ?2 WHERE id = ?1",
-            params![id, now.0],
-        )?;
-        let (id, session) = (
-            RequestId::from_trusted(id),
-            SessionId::from_trusted(session),
-        );
-        events::append(
-            c,
-            now,
-            &[NewEvent::for_request(
-                EventKind::RequestRequeued,
-                &id,
-                &session,
-                json!({"reason": "the worker running it stopped without finishing it"}),
-            )],
-        )?;
-        ids.push(id);
-    }
-    Ok(ids)
-}
-
-fn cancel(c: &Connection, id: &RequestId, by: &str, now: Timestamp) -> Result<Request, StoreError> {
+fn cancel(
+    c: &Connection,
+    id: &RequestId,
+    by: &str,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<(Request, Vec<RequestId>), StoreError> {
     let req = get_request(c, id)?;
     if req.status.is_terminal() {
         return Err(StoreError::WrongState {
@@ -310,40 +298,27 @@ fn cancel(c: &Connection, id: &RequestId, by: &str, now: Timestamp) -> Result<Re
             action: "cancel it",
         });
     }
-    let mut stack = vec![req.id.clone()];
-    while let Some(rid) = stack.pop() {
-        let changed = c.execute(
-            &format!(
-                "UPDATE requests SET status = 'cancelled', finished_at = ?2, last_activity_at = ?2, \
-                 error = ?3 WHERE id = ?1 AND status IN {ACTIVE}"
-            ),
-            params![rid.as_str(), now.0, format!("cancelled by {by}")],
-        )?;
-        if changed == 0 {
-            continue;
-        }
-        c.execute(
-            "UPDATE approvals SET status = 'rejected', decided_by = ?2, message = 'request cancelled', \
-             decided_at = ?3 WHERE request_id = ?1 AND status = 'pending'",
-            params![rid.as_str(), by, now.0],
-        )?;
-        events::append(
-            c,
-            now,
-            &[NewEvent::for_request(
-                EventKind::RequestCancelled,
-                &rid,
-                &req.session_id,
-                json!({"by": by}),
-            )],
-        )?;
-        let mut stmt = c.prepare_cached("SELECT id FROM requests WHERE parent_id = ?1")?;
-        let children = stmt.query_map([rid.as_str()], |r| r.get::<_, String>(0))?;
-        for child in children {
-            stack.push(RequestId::from_trusted(child?));
+    let settled = tree::settle_subtree(
+        c,
+        &tree::Settle {
+            to: RequestStatus::Cancelled,
+            by,
+            reason,
+            top: id,
+        },
+        now,
+    )?;
+    if let Some(parent) = &req.parent_id {
+        // The parent continues (its delegate call fails): a tree paused on this
+        // child becomes runnable.
+        for rid in tree::wake_chain(c, parent, now)? {
+            let body = EventBody::RequestRequeued {
+                reason: format!("its delegated request {id} was cancelled"),
+            };
+            events::append(c, now, &[body.about(&rid, &req.session_id)])?;
         }
     }
-    get_request(c, id)
+    Ok((get_request(c, id)?, settled))
 }
 
 fn list_requests(c: &Connection, f: &RequestFilter) -> Result<Vec<Request>, StoreError> {

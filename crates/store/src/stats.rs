@@ -8,8 +8,14 @@ use serde::Serialize;
 /// Queue and record counts at one instant.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StoreStats {
+    /// Admitted root requests not started yet: what `queue_capacity` bounds.
     pub queued: u64,
+    /// Root requests runnable again after an approval or a recovery (not counted
+    /// against capacity: they were admitted already).
+    pub resuming: u64,
+    /// Root requests executing (delegated children run inside their root's slot).
     pub running: u64,
+    /// Root requests paused on an approval in their tree.
     pub waiting_approval: u64,
     pub completed: u64,
     pub failed: u64,
@@ -158,11 +164,27 @@ fn stats(c: &Connection, now: Timestamp, horizon: Timestamp) -> Result<StoreStat
             [s.as_str()],
         )
     };
+    let roots = |s: RequestStatus| {
+        count(
+            c,
+            "SELECT COUNT(*) FROM requests WHERE status = ?1 AND parent_id IS NULL",
+            [s.as_str()],
+        )
+    };
     let pending = "SELECT COUNT(*) FROM approvals WHERE status = 'pending'";
+    let queued = count(
+        c,
+        &format!(
+            "SELECT COUNT(*) FROM requests WHERE {}",
+            crate::requests::WAITING_FIRST_START
+        ),
+        [],
+    )?;
     Ok(StoreStats {
-        queued: by_status(RequestStatus::Queued)?,
-        running: by_status(RequestStatus::Running)?,
-        waiting_approval: by_status(RequestStatus::WaitingApproval)?,
+        queued,
+        resuming: roots(RequestStatus::Queued)? - queued,
+        running: roots(RequestStatus::Running)?,
+        waiting_approval: roots(RequestStatus::WaitingApproval)?,
         completed: by_status(RequestStatus::Completed)?,
         failed: by_status(RequestStatus::Failed)?,
         cancelled: by_status(RequestStatus::Cancelled)?,

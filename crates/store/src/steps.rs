@@ -2,11 +2,12 @@
 //! new state, any approval or child request it raises, and its events.
 
 use crate::rows::{self, STEP_COLS};
-use crate::{Store, StoreError, approvals, events, requests};
+use crate::{Store, StoreError, approvals, events, requests, tree};
 use harness_core::*;
 use rusqlite::{Connection, params};
 
-/// Everything one step changes, committed atomically.
+/// Everything one step changes, committed atomically. Build it with
+/// [`StepCommit::new`] and the chained setters.
 #[derive(Clone, Debug)]
 pub struct StepCommit {
     pub request_id: RequestId,
@@ -18,13 +19,118 @@ pub struct StepCommit {
     pub patch: RequestPatch,
     /// An approval raised by this step (status `pending`).
     pub approval: Option<Approval>,
+    /// Pausing on an approval raised earlier: the commit applies only while that
+    /// approval is still pending (else [`StoreError::ApprovalNotPending`]).
+    pub pause_on: Option<ApprovalId>,
     /// A delegated child request started by this step (inserted as `running`).
     pub child: Option<requests::NewRequest>,
     /// Artifact rows whose files were already written with [`Store::write_artifact_file`].
     pub artifacts: Vec<Artifact>,
-    /// Requests above this one (parent first): their last activity and current agent follow this step.
+    /// Requests above this one (parent first): their last activity and current
+    /// agent follow this step, and they pause with it.
     pub ancestors: Vec<RequestId>,
     pub events: Vec<NewEvent>,
+}
+
+impl StepCommit {
+    /// An empty commit for `request` (nothing changes until something is added).
+    pub fn new(request: &RequestId, session: &SessionId, at: Timestamp) -> Self {
+        Self {
+            request_id: request.clone(),
+            session_id: session.clone(),
+            at,
+            steps: vec![],
+            patch: RequestPatch::default(),
+            approval: None,
+            pause_on: None,
+            child: None,
+            artifacts: vec![],
+            ancestors: vec![],
+            events: vec![],
+        }
+    }
+
+    /// The agent executing (the request's `current_agent`, and its ancestors').
+    pub fn agent(mut self, name: &str) -> Self {
+        self.patch.current_agent = Some(name.to_string());
+        self
+    }
+
+    pub fn ancestors(mut self, ids: &[RequestId]) -> Self {
+        self.ancestors = ids.to_vec();
+        self
+    }
+
+    pub fn insert(mut self, step: Step) -> Self {
+        self.steps.push(StepWrite::Insert(step));
+        self
+    }
+
+    pub fn update(mut self, step: Step) -> Self {
+        self.steps.push(StepWrite::Update(step));
+        self
+    }
+
+    pub fn write(mut self, w: StepWrite) -> Self {
+        self.steps.push(w);
+        self
+    }
+
+    /// An event about this request.
+    pub fn event(mut self, body: EventBody) -> Self {
+        let e = body.about(&self.request_id, &self.session_id);
+        self.events.push(e);
+        self
+    }
+
+    pub fn status(mut self, status: RequestStatus) -> Self {
+        self.patch.status = Some(status);
+        self
+    }
+
+    /// Completed with `output`.
+    pub fn output(mut self, output: &str) -> Self {
+        self.patch.status = Some(RequestStatus::Completed);
+        self.patch.output = Some(output.to_string());
+        self
+    }
+
+    /// Failed with `error`.
+    pub fn error(mut self, error: &str) -> Self {
+        self.patch.status = Some(RequestStatus::Failed);
+        self.patch.error = Some(error.to_string());
+        self
+    }
+
+    /// This commit adds a step to the request's count.
+    pub fn count_step(mut self) -> Self {
+        self.patch.count_step = true;
+        self
+    }
+
+    /// Pauses on a new approval (inserted by this commit).
+    pub fn raise(mut self, approval: Approval) -> Self {
+        self.patch.status = Some(RequestStatus::WaitingApproval);
+        self.approval = Some(approval);
+        self
+    }
+
+    /// Pauses on an approval raised earlier, if it is still pending.
+    pub fn pause_on(mut self, approval: &ApprovalId) -> Self {
+        self.patch.status = Some(RequestStatus::WaitingApproval);
+        self.pause_on = Some(approval.clone());
+        self
+    }
+
+    pub fn child(mut self, child: requests::NewRequest) -> Self {
+        self.child = Some(child);
+        self
+    }
+
+    pub fn artifacts(mut self, artifacts: Vec<Artifact>) -> Self {
+        self.artifacts = artifacts;
+        self
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +150,10 @@ pub struct RequestPatch {
     pub error: Option<String>,
     /// This commit adds a step to the request's count.
     pub count_step: bool,
+    /// Record the steps and events even if the request has settled meanwhile
+    /// (how a call ended under a cancelled request); the request row is then left
+    /// as it is. Without it, such a commit is refused.
+    pub settled_ok: bool,
 }
 
 impl Store {
@@ -77,6 +187,9 @@ fn commit_step(c: &Connection, s: &StepCommit) -> Result<Vec<i64>, StoreError> {
     if let Some(a) = &s.approval {
         approvals::insert(c, a)?;
     }
+    if let Some(id) = &s.pause_on {
+        ensure_pending(c, id)?;
+    }
     if let Some(child) = &s.child {
         requests::insert_request(c, child, Some(&s.request_id), RequestStatus::Running, s.at)?;
     }
@@ -90,11 +203,42 @@ fn commit_step(c: &Connection, s: &StepCommit) -> Result<Vec<i64>, StoreError> {
         )?
         .execute(params![ancestor.as_str(), s.at.0, agent])?;
     }
-    events::append(c, s.at, &s.events)
+    let mut seqs = events::append(c, s.at, &s.events)?;
+    if s.patch.status == Some(RequestStatus::WaitingApproval) {
+        // A tree pauses as one: the ancestors move with the child, in this commit.
+        let approval = s.approval.as_ref().map(|a| &a.id).or(s.pause_on.as_ref());
+        tree::pause_ancestors(c, &s.request_id, &s.ancestors, approval, s.at)?;
+        seqs.push(events::last_seq(c)?);
+    }
+    Ok(seqs)
+}
+
+/// A pause on an earlier approval applies only while it is pending: an operator
+/// who decided it meanwhile must not find the request parked on a decided approval.
+fn ensure_pending(c: &Connection, id: &ApprovalId) -> Result<(), StoreError> {
+    let a = approvals::get(c, id)?;
+    if a.status != ApprovalStatus::Pending {
+        return Err(StoreError::ApprovalNotPending {
+            id: a.id.to_string(),
+            status: a.status,
+            decided_by: a.decided_by,
+            decided_at: a.decided_at,
+        });
+    }
+    Ok(())
 }
 
 fn patch_request(c: &Connection, s: &StepCommit) -> Result<(), StoreError> {
     let p = &s.patch;
+    if let Some(to) = p.status
+        && !RequestStatus::Running.can_move_to(to)
+    {
+        return Err(StoreError::WrongState {
+            id: s.request_id.to_string(),
+            status: RequestStatus::Running,
+            action: "move a running request there",
+        });
+    }
     let finished = p.status.filter(|st| st.is_terminal()).map(|_| s.at.0);
     let changed = c
         .prepare_cached(
@@ -115,6 +259,9 @@ fn patch_request(c: &Connection, s: &StepCommit) -> Result<(), StoreError> {
         ])?;
     if changed == 0 {
         let req = requests::get_request(c, &s.request_id)?;
+        if p.settled_ok && req.status.is_terminal() {
+            return Ok(());
+        }
         return Err(StoreError::WrongState {
             id: s.request_id.to_string(),
             status: req.status,

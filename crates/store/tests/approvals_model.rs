@@ -4,9 +4,7 @@
 //! the request's state always follows its approval's.
 
 use harness_core::*;
-use harness_store::{
-    Admission, NewRequest, RequestPatch, StepCommit, StepWrite, Store, StoreOptions,
-};
+use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -90,21 +88,9 @@ async fn paused_request(store: &Store, i: usize, now: Timestamp) -> (Request, Ap
             child_request_id: None,
         },
     };
-    let commit = StepCommit {
-        request_id: r.id.clone(),
-        session_id: r.session_id.clone(),
-        at: now,
-        steps: vec![StepWrite::Insert(step)],
-        patch: RequestPatch {
-            status: Some(RequestStatus::WaitingApproval),
-            ..Default::default()
-        },
-        approval: Some(a.clone()),
-        child: None,
-        artifacts: vec![],
-        ancestors: vec![],
-        events: vec![],
-    };
+    let commit = StepCommit::new(&r.id, &r.session_id, now)
+        .insert(step)
+        .raise(a.clone());
     store.commit_step(commit).await.unwrap();
     (r, a)
 }
@@ -168,7 +154,7 @@ async fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Cancel { i } => {
-                let res = store.cancel(&pairs[i].0.id, "op", now).await;
+                let res = store.cancel(&pairs[i].0.id, "op", None, now).await;
                 let open = !model[i].request.is_terminal();
                 prop_assert_eq!(res.is_ok(), open);
                 if open {

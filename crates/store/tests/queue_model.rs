@@ -3,7 +3,7 @@
 //! everything admitted eventually runs exactly once.
 
 use harness_core::*;
-use harness_store::{Admission, NewRequest, RequestPatch, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -18,22 +18,7 @@ fn admit_args(session: &str, n: usize) -> NewRequest {
 }
 
 fn finish(r: &Request, now: Timestamp) -> StepCommit {
-    StepCommit {
-        request_id: r.id.clone(),
-        session_id: r.session_id.clone(),
-        at: now,
-        steps: vec![],
-        patch: RequestPatch {
-            status: Some(RequestStatus::Completed),
-            output: Some("ok".into()),
-            ..Default::default()
-        },
-        approval: None,
-        child: None,
-        artifacts: vec![],
-        ancestors: vec![],
-        events: vec![],
-    }
+    StepCommit::new(&r.id, &r.session_id, now).output("ok")
 }
 
 async fn check(sessions: Vec<u8>, claims: Vec<usize>) -> Result<(), TestCaseError> {

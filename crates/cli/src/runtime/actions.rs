@@ -10,11 +10,16 @@ use harness_engine::{Harness, StoreError};
 use serde::Serialize;
 use std::process::ExitCode;
 
-pub async fn cancel(ctx: &Ctx, id: &str, by: Option<&str>) -> Result<ExitCode> {
+pub async fn cancel(
+    ctx: &Ctx,
+    id: &str,
+    by: Option<&str>,
+    reason: Option<&str>,
+) -> Result<ExitCode> {
     let id = request_id(id)?;
     let h = ctx.open_existing()?;
     let before = h.get_request(&id).await?;
-    let r = h.cancel(&id, &operator(by)).await?;
+    let r = h.cancel(&id, &operator(by), reason).await?;
     if ctx.json {
         output::print_json(&r)?;
     } else {

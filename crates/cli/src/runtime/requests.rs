@@ -36,8 +36,10 @@ as lines as their steps commit (like `tail -f`), from the snapshot's cursor: non
     },
     /// Cancel a request that has not finished (and its delegated children).
     #[command(
-        after_help = "Example:\n  agent-harness runtime requests cancel req_01j…\n\n\
-A running request stops at its next step boundary; a running command tool is terminated."
+        after_help = "Example:\n  agent-harness runtime requests cancel req_01j… --reason \"wrong customer\"\n\n\
+A running request stops at its next step boundary; a running command tool is terminated.\n\
+Cancelling a delegated child cancels it and everything under it; its parent goes on, and\n\
+its model sees the delegate call fail as cancelled. Cancel the root to stop a whole tree."
     )]
     Cancel {
         /// The request id (`req_…`).
@@ -45,6 +47,9 @@ A running request stops at its next step boundary; a running command tool is ter
         /// Who cancels (default: $USER, else `operator`).
         #[arg(long = "as", value_name = "NAME")]
         by: Option<String>,
+        /// Why, recorded on the request and in its events.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Admit a new request with the same session, agent and input as a finished one.
     #[command(after_help = "Example:\n  agent-harness runtime requests retry req_01j…")]
@@ -102,7 +107,9 @@ pub async fn dispatch(ctx: &Ctx, c: RequestsCommand) -> Result<ExitCode> {
         RequestsCommand::List(a) => list(ctx, a).await,
         RequestsCommand::Tail(a) => tail(ctx, a).await,
         RequestsCommand::Show { id } => tree::show(ctx, &id).await,
-        RequestsCommand::Cancel { id, by } => actions::cancel(ctx, &id, by.as_deref()).await,
+        RequestsCommand::Cancel { id, by, reason } => {
+            actions::cancel(ctx, &id, by.as_deref(), reason.as_deref()).await
+        }
         RequestsCommand::Retry { id } => actions::retry(ctx, &id).await,
         RequestsCommand::Resume { id } => actions::resume(ctx, &id).await,
     }

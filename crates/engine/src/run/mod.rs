@@ -1,0 +1,343 @@
+//! Executing one request: fold the journal, ask what comes next, do it, commit it.
+//!
+//! The same loop serves a fresh request, a resume after an approval and a
+//! recovery after a crash: [`next_action`] decides from committed rows only.
+//! Every step is committed before its effects are visible; a tool call is
+//! committed `started` before it runs and `completed` after.
+//!
+//! By concern: `model` (model turns, and pre-starting the next call), `calls`
+//! (running tool calls, interruptions), `approvals` (pausing), `delegate`
+//! (child requests, run nested in their root's task), `finish` (settling).
+
+mod approvals;
+mod calls;
+mod delegate;
+mod finish;
+mod model;
+
+use crate::Harness;
+use crate::runs::RunGuard;
+use harness_config::AgentConfig;
+use harness_core::journal::{NextAction, next_action, push_step};
+use harness_core::*;
+use harness_providers::BoxFuture;
+use harness_store::{StepCommit, StepWrite, StoreError};
+use std::collections::HashSet;
+use tokio_util::sync::CancellationToken;
+
+/// How a run ended (for this worker).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Outcome {
+    Completed(String),
+    Failed(String),
+    /// Waiting for an approval (its tree paused with it); holds nothing in memory.
+    Paused,
+    /// An operator cancelled it (or the tree above it).
+    Cancelled,
+    /// Something else settled or moved it while it ran (e.g. an expiry with
+    /// policy `fail`); this run stops without touching it.
+    Displaced(RequestStatus),
+    /// The worker is stopping; the root goes back on the queue.
+    Stopped,
+    /// A commit failed (nothing of it was applied); the root goes back on the queue.
+    StoreFailed(String),
+    Panicked(String),
+}
+
+/// Executes a claimed root request until it settles, pauses or is parked. The
+/// caller registered the run (`guard`) before spawning it, so the root counts as
+/// live from its claim until this returns.
+pub(crate) async fn run_root(
+    h: Harness,
+    req: Request,
+    cancel: CancellationToken,
+    guard: RunGuard,
+) -> Outcome {
+    let id = req.id.clone();
+    let outcome = drive(h.clone(), req, Vec::new(), cancel, None).await;
+    let _guard = guard;
+    let reason = match &outcome {
+        Outcome::Stopped => "the worker stopped before the request finished".to_string(),
+        Outcome::StoreFailed(e) => format!("a store write failed ({e}); it will be retried"),
+        _ => return outcome,
+    };
+    if let Err(e) = h
+        .inner
+        .store
+        .release(vec![id.clone()], &reason, h.now())
+        .await
+    {
+        // The safety net re-queues it once the store accepts writes again.
+        tracing::error!(request = %id, error = %e, "could not put the request back on the queue");
+    }
+    outcome
+}
+
+/// Records a panic of a run as its tree's failure.
+pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
+    let error = format!("internal error while running the request: {msg}");
+    if let Err(e) = h.inner.store.fail_tree(id, &error, h.now()).await {
+        tracing::error!(request = %id, error = %e, "could not record a run's panic");
+    }
+}
+
+/// Runs `req` (a root, or a delegated child under `ancestors`) until it settles.
+/// A child registers its run here; a root's was registered by its caller.
+fn drive(
+    h: Harness,
+    req: Request,
+    ancestors: Vec<RequestId>,
+    cancel: CancellationToken,
+    guard: Option<RunGuard>,
+) -> BoxFuture<'static, Outcome> {
+    Box::pin(async move {
+        let guard = guard.or_else(|| {
+            (!ancestors.is_empty()).then(|| h.inner.runs.register(&h, &req.id, cancel.clone()))
+        });
+        let mut run = match Run::load(h, req, ancestors, cancel, guard).await {
+            Ok(run) => run,
+            Err(outcome) => return outcome,
+        };
+        run.execute().await
+    })
+}
+
+pub(super) struct Run {
+    h: Harness,
+    req: Request,
+    agent: AgentConfig,
+    /// Parent first, root last.
+    ancestors: Vec<RequestId>,
+    steps: Vec<Step>,
+    approvals: Vec<Approval>,
+    messages: Vec<Message>,
+    /// Cancelled with this request (or its tree), or when the worker aborts.
+    cancel: CancellationToken,
+    /// Calls this run committed `started` itself (live, not interrupted by a crash).
+    live_started: HashSet<CallId>,
+    _guard: Option<RunGuard>,
+}
+
+/// Early exit from the loop with the request's outcome.
+type Flow<T> = Result<T, Outcome>;
+
+impl Run {
+    async fn load(
+        h: Harness,
+        req: Request,
+        ancestors: Vec<RequestId>,
+        cancel: CancellationToken,
+        guard: Option<RunGuard>,
+    ) -> Flow<Run> {
+        let store = h.inner.store.clone();
+        let agent = h.inner.workspace.agents.get(&req.agent).cloned();
+        let mut run = Run {
+            agent: agent.clone().unwrap_or_else(placeholder_agent),
+            h,
+            req,
+            ancestors,
+            steps: vec![],
+            approvals: vec![],
+            messages: vec![],
+            cancel,
+            live_started: HashSet::new(),
+            _guard: guard,
+        };
+        if agent.is_none() {
+            let msg = format!(
+                "agent `{}` is no longer in the workspace configuration",
+                run.req.agent
+            );
+            return Err(run.fail(msg).await);
+        }
+        run.steps = store.steps(&run.req.id).await.map_err(store_failure)?;
+        run.reload_approvals().await?;
+        let mut messages = Vec::with_capacity(run.steps.len() + 8);
+        if !run.agent.system_prompt.is_empty() {
+            messages.push(Message::system(run.agent.system_prompt.clone()));
+        }
+        if run.req.parent_id.is_none() {
+            let history = store
+                .session_history(&run.req.session_id, &run.req.id, 20)
+                .await
+                .map_err(store_failure)?;
+            for (input, output) in history {
+                messages.push(Message::user(input));
+                messages.push(Message::assistant(&ModelTurn::Text { text: output }));
+            }
+        }
+        messages.push(Message::user(run.req.input.clone()));
+        harness_core::journal::fold_messages(&mut messages, &run.steps);
+        run.messages = messages;
+        Ok(run)
+    }
+
+    async fn reload_approvals(&mut self) -> Flow<()> {
+        self.approvals = self
+            .h
+            .inner
+            .store
+            .list_approvals(ApprovalFilter {
+                request_id: Some(self.req.id.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(store_failure)?;
+        Ok(())
+    }
+
+    async fn execute(&mut self) -> Outcome {
+        loop {
+            if let Err(outcome) = self.step().await {
+                return outcome;
+            }
+        }
+    }
+
+    /// One iteration: decide from the journal, act, commit.
+    async fn step(&mut self) -> Flow<()> {
+        if self.cancel.is_cancelled() {
+            let outcome = self.interruption();
+            self.settle_unrun_calls().await;
+            return Err(outcome);
+        }
+        let next = next_action(&self.steps, &self.approvals);
+        // A call this run already committed `started` is the step in flight: a
+        // graceful stop finishes it rather than leave it looking interrupted.
+        if let NextAction::Interrupted {
+            step_idx,
+            call,
+            child: None,
+        } = &next
+            && self.live_started.contains(&call.call_id)
+        {
+            return self.run_started(*step_idx, call.clone()).await;
+        }
+        if self.h.stopping() {
+            return Err(Outcome::Stopped);
+        }
+        match next {
+            NextAction::CallModel => self.model_turn().await,
+            NextAction::StartCall { call } => self.start_call(call).await,
+            NextAction::RunApproved { step_idx, call } => {
+                self.run_call(Some(step_idx), call, None).await
+            }
+            NextAction::RecordRejection {
+                step_idx,
+                call,
+                reason,
+            } => {
+                let out = harness_providers::ToolOutput::error(reason);
+                self.complete_call(step_idx, call, None, out, true, vec![])
+                    .await
+            }
+            NextAction::AwaitApproval { approval_id } => self.pause(&approval_id).await,
+            NextAction::Interrupted {
+                step_idx,
+                call,
+                child,
+            } => self.interrupted(step_idx, call, child).await,
+            NextAction::Complete { output } => Err(self.complete(output).await),
+        }
+    }
+
+    /// Why the token fired: the worker is aborting (park the request), or the
+    /// request was cancelled.
+    fn interruption(&self) -> Outcome {
+        if self.h.aborting() {
+            Outcome::Stopped
+        } else {
+            Outcome::Cancelled
+        }
+    }
+
+    /// A commit for this request, carrying the agent and the tree above it.
+    fn commit_for(&self) -> StepCommit {
+        StepCommit::new(&self.req.id, &self.req.session_id, self.h.now())
+            .agent(&self.agent.name)
+            .ancestors(&self.ancestors)
+    }
+
+    /// Commits; a refusal because the request is no longer running ends the run.
+    async fn commit(&mut self, c: StepCommit) -> Flow<()> {
+        let writes = c.steps.clone();
+        match self.h.inner.store.commit_step(c).await {
+            Ok(_) => {
+                for w in writes {
+                    self.apply(w);
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.refused(e)),
+        }
+    }
+
+    /// The outcome of a refused commit.
+    fn refused(&self, e: StoreError) -> Outcome {
+        match e {
+            StoreError::WrongState {
+                status: RequestStatus::Cancelled,
+                ..
+            } => Outcome::Cancelled,
+            StoreError::WrongState { status, .. } => Outcome::Displaced(status),
+            e => store_failure(e),
+        }
+    }
+
+    /// Mirrors a committed step in memory (journal and conversation).
+    fn apply(&mut self, w: StepWrite) {
+        match w {
+            StepWrite::Insert(step) => {
+                push_step(&mut self.messages, &step);
+                self.steps.push(step);
+            }
+            StepWrite::Update(step) => {
+                push_step(&mut self.messages, &step);
+                if let Some(s) = self.steps.iter_mut().find(|s| s.idx == step.idx) {
+                    *s = step;
+                }
+            }
+        }
+    }
+
+    fn next_idx(&self) -> u32 {
+        self.steps.last().map(|s| s.idx + 1).unwrap_or(0)
+    }
+
+    fn new_step(&self, status: StepStatus, body: StepBody) -> Step {
+        let now = self.h.now();
+        Step {
+            request_id: self.req.id.clone(),
+            idx: self.next_idx(),
+            agent: self.agent.name.clone(),
+            status,
+            started_at: now,
+            finished_at: (status == StepStatus::Completed).then_some(now),
+            body,
+        }
+    }
+
+    /// The committed step at `idx` (the fold found it there, so it exists).
+    fn journal_step(&self, idx: u32) -> Step {
+        let step = self.steps.iter().find(|s| s.idx == idx);
+        step.cloned()
+            .expect("a step named by next_action is in the journal")
+    }
+}
+
+fn store_failure(e: StoreError) -> Outcome {
+    tracing::error!(error = %e, "store failure during a run");
+    Outcome::StoreFailed(e.to_string())
+}
+
+fn placeholder_agent() -> AgentConfig {
+    AgentConfig {
+        name: String::new(),
+        description: String::new(),
+        model: String::new(),
+        system_prompt: String::new(),
+        tools: vec![],
+        delegates: vec![],
+        max_steps: 0,
+    }
+}

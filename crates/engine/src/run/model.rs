@@ -1,0 +1,117 @@
+//! Model turns, and pre-starting the call a turn proposes so each step costs
+//! one commit.
+
+use super::{Flow, Outcome, Run, calls::tool_body};
+use harness_config::{ApprovalPolicy, Builtin};
+use harness_core::*;
+use harness_providers::{ModelRequest, ToolSpec};
+use harness_store::StepCommit;
+
+impl Run {
+    pub(super) async fn model_turn(&mut self) -> Flow<()> {
+        self.check_max_steps().await?;
+        let model = match self.h.model(&self.agent.model) {
+            Ok(m) => m,
+            Err(e) => return Err(self.fail(e.to_string()).await),
+        };
+        let specs = self.tool_specs();
+        let asked = model.complete(ModelRequest {
+            agent: &self.agent.name,
+            request_id: &self.req.id,
+            messages: &self.messages,
+            tools: &specs,
+        });
+        // Cancel or abort drops the call in flight: nothing is recorded, and a
+        // later run asks the model again.
+        let turn = tokio::select! {
+            turn = asked => turn,
+            () = self.cancel.cancelled() => return Err(self.interruption()),
+        };
+        let turn = match turn {
+            Ok(t) => t,
+            Err(e) => return Err(self.fail(e.to_string()).await),
+        };
+        let step = self.new_step(
+            StepStatus::Completed,
+            StepBody::ModelTurn { turn: turn.clone() },
+        );
+        let next_idx = step.idx + 1;
+        let mut c = self
+            .commit_for()
+            .event(EventBody::ModelTurn {
+                step: step.idx,
+                turn: turn.clone(),
+            })
+            .count_step();
+        if let ModelTurn::Text { text } = &turn {
+            // The final answer and the request's completion are one commit.
+            c = c.output(text).event(EventBody::RequestCompleted {
+                output_bytes: text.len(),
+                steps: next_idx,
+            });
+        }
+        c = c.insert(step);
+        if let ModelTurn::ToolCalls { calls, .. } = &turn
+            && let Some(first) = calls.first()
+        {
+            c = self.prestart(c, first, next_idx);
+        }
+        self.commit(c).await?;
+        if let ModelTurn::Text { text } = turn {
+            return Err(Outcome::Completed(text));
+        }
+        Ok(())
+    }
+
+    /// Adds `call`'s `started` row (and event) to commit `c` when the call can run
+    /// right away — a known tool of this agent, valid arguments, no approval, not a
+    /// delegation, the worker not stopping — so each step costs one commit. The row
+    /// is durable before the call runs, as always.
+    pub(super) fn prestart(&mut self, c: StepCommit, call: &ToolCall, idx: u32) -> StepCommit {
+        let tools = &self.h.inner.workspace.tools;
+        let runnable = self.agent.tools.contains(&call.tool)
+            && call.tool != Builtin::Delegate.name()
+            && (idx as usize) < self.agent.max_steps as usize
+            && !self.h.stopping()
+            && !self.cancel.is_cancelled()
+            && tools.get(&call.tool).is_some_and(|t| {
+                t.approval == ApprovalPolicy::Never
+                    && harness_config::validate_arguments(&t.arguments, &call.arguments).is_ok()
+            });
+        if !runnable {
+            return c;
+        }
+        let mut step = self.new_step(StepStatus::Started, tool_body(call, None, None));
+        step.idx = idx;
+        self.live_started.insert(call.call_id.clone());
+        c.insert(step).event(EventBody::ToolStarted {
+            call: call.clone(),
+            note: None,
+        })
+    }
+
+    pub(super) async fn check_max_steps(&mut self) -> Flow<()> {
+        if self.steps.len() as u32 >= self.agent.max_steps {
+            let msg = format!(
+                "exceeded the agent's max_steps ({}) of agent `{}`",
+                self.agent.max_steps, self.agent.name
+            );
+            return Err(self.fail(msg).await);
+        }
+        Ok(())
+    }
+
+    fn tool_specs(&self) -> Vec<ToolSpec> {
+        let tools = &self.h.inner.workspace.tools;
+        self.agent
+            .tools
+            .iter()
+            .filter_map(|name| tools.get(name).map(|t| (name, t)))
+            .map(|(name, t)| ToolSpec {
+                name: name.clone(),
+                description: t.description.clone(),
+                arguments: t.arguments.clone(),
+            })
+            .collect()
+    }
+}
