@@ -14,10 +14,23 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+const GATED_LEAF: &str =
+    "      - tool_calls: [{tool: gated, arguments: {}}]\n      - text: leaf done\n";
+/// `PIDFILE` becomes an absolute path in the workspace's `work/` folder.
+const SLOW_LEAF: &str =
+    "      - tool_calls: [{tool: slow, arguments: {pidfile: PIDFILE}}]\n      - text: leaf done\n";
+
 /// `boss` → `mid` → `leaf`; the leaf calls a tool that needs approval.
 fn tree_workspace(runtime: &str) -> tempfile::TempDir {
+    tree_workspace_with(runtime, GATED_LEAF)
+}
+
+/// `boss` → `mid` → `leaf`, the leaf playing `leaf_turns`.
+fn tree_workspace_with(runtime: &str, leaf_turns: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    let pidfile = root.join("work/leaf.pid");
+    let leaf_turns = leaf_turns.replace("PIDFILE", &pidfile.display().to_string());
     write(
         root,
         "config/workspace.yaml",
@@ -51,7 +64,9 @@ fn tree_workspace(runtime: &str) -> tempfile::TempDir {
     write(
         root,
         "script.yaml",
-        "agents:\n  boss:\n    turns:\n      - tool_calls: [{tool: delegate, arguments: {agent: mid, input: go}}]\n      - text: boss done\n  mid:\n    turns:\n      - tool_calls: [{tool: delegate, arguments: {agent: leaf, input: go}}]\n      - text: mid done\n  leaf:\n    turns:\n      - tool_calls: [{tool: gated, arguments: {}}]\n      - text: leaf done\n",
+        &format!(
+            "agents:\n  boss:\n    turns:\n      - tool_calls: [{{tool: delegate, arguments: {{agent: mid, input: go}}}}]\n      - text: boss done\n  mid:\n    turns:\n      - tool_calls: [{{tool: delegate, arguments: {{agent: leaf, input: go}}}}]\n      - text: mid done\n  leaf:\n    turns:\n{leaf_turns}"
+        ),
     );
     std::fs::create_dir_all(root.join("work")).unwrap();
     dir
@@ -67,7 +82,9 @@ fn fast() -> WorkerOptions {
     }
 }
 
-async fn resolve_all_pending(h: &Harness, n: &mut u64) {
+/// Resolves what is pending; with `race_expiry`, leaves a quarter until just
+/// before they expire, to race the worker's expiry timer.
+async fn resolve_all_pending(h: &Harness, n: &mut u64, race_expiry: bool) {
     let pending = h
         .list_approvals(ApprovalFilter {
             statuses: vec![ApprovalStatus::Pending],
@@ -76,10 +93,9 @@ async fn resolve_all_pending(h: &Harness, n: &mut u64) {
         .await
         .unwrap();
     for a in pending {
-        // A quarter are left until just before they expire, to race the
-        // worker's expiry timer.
-        let late =
-            a.id.as_str()
+        let late = race_expiry
+            && a.id
+                .as_str()
                 .ends_with(['0', '1', '2', '3', '4', '5', '6', '7']);
         if late && a.created_at.age(SystemClock.now()) < Duration::from_millis(35) {
             continue;
@@ -90,7 +106,7 @@ async fn resolve_all_pending(h: &Harness, n: &mut u64) {
         } else {
             Decision::Approved
         };
-        let _ = h
+        let res = h
             .resolve_approval(ResolveApproval {
                 session_id: a.session_id.clone(),
                 request_id: a.request_id.clone(),
@@ -101,6 +117,9 @@ async fn resolve_all_pending(h: &Harness, n: &mut u64) {
                 edited_arguments: None,
             })
             .await;
+        if !race_expiry {
+            res.unwrap();
+        }
     }
 }
 
@@ -171,7 +190,7 @@ async fn approvers_and_expiries_racing_pausing_children_strand_no_tree() {
         approvers.push(tokio::spawn(async move {
             let mut n = k;
             while !stop.load(Ordering::Relaxed) {
-                resolve_all_pending(&h, &mut n).await;
+                resolve_all_pending(&h, &mut n, true).await;
                 tokio::time::sleep(Duration::from_millis(k * 7)).await;
             }
         }));
@@ -195,4 +214,282 @@ async fn approvers_and_expiries_racing_pausing_children_strand_no_tree() {
             "no approval ended {status}: the test did not race what it should"
         );
     }
+}
+
+/// The tree's requests by agent (one tree in the store).
+async fn by_agent(h: &Harness, agent: &str) -> Request {
+    let all = h.list_requests(RequestFilter::default()).await.unwrap();
+    all.into_iter()
+        .find(|r| r.agent == agent)
+        .unwrap_or_else(|| panic!("no request of agent {agent}"))
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks the pid.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+async fn wait_for_pid(dir: &Path, name: &str) -> i32 {
+    let path = dir.join("work").join(name);
+    wait_for("the command to start", async || path.exists()).await;
+    let mut text = String::new();
+    wait_for("the pid to be written", async || {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.trim().parse::<i32>().is_ok()
+    })
+    .await;
+    text.trim().parse().unwrap()
+}
+
+async fn events_of(h: &Harness, id: &RequestId) -> Vec<Event> {
+    h.store()
+        .events_after(
+            0,
+            EventFilter {
+                request_id: Some(id.clone()),
+                ..Default::default()
+            },
+            10_000,
+        )
+        .await
+        .unwrap()
+}
+
+/// The tool result the parent's model saw for its delegate call.
+async fn delegate_result(h: &Harness, parent: &RequestId) -> ToolOutcome {
+    let steps = h.store().steps(parent).await.unwrap();
+    steps
+        .iter()
+        .find_map(|s| match &s.body {
+            StepBody::ToolCall {
+                call,
+                outcome: Some(o),
+                ..
+            } if call.tool == "delegate" => Some(o.clone()),
+            _ => None,
+        })
+        .expect("the delegate call completed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_child_running_a_command_kills_it_and_the_parent_carries_on() {
+    let dir = tree_workspace_with("", SLOW_LEAF);
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    let worker = h.start_worker(fast()).await.unwrap();
+    let pid = wait_for_pid(dir.path(), "leaf.pid").await;
+    let leaf = by_agent(&h, "leaf").await;
+    let started = Instant::now();
+    h.cancel(&leaf.id, "alice", Some("wrong input"))
+        .await
+        .unwrap();
+    wait_for("the command to die", async || !pid_alive(pid)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    wait_for("the root to settle", async || {
+        h.get_request(&root.id).await.unwrap().status.is_terminal()
+    })
+    .await;
+    worker.stop().await.unwrap();
+    let (boss, mid, leaf) = (
+        h.get_request(&root.id).await.unwrap(),
+        by_agent(&h, "mid").await,
+        by_agent(&h, "leaf").await,
+    );
+    assert_eq!(boss.status, RequestStatus::Completed, "{boss:?}");
+    assert_eq!(mid.status, RequestStatus::Completed, "{mid:?}");
+    assert_eq!(leaf.status, RequestStatus::Cancelled);
+    assert_eq!(
+        leaf.error.as_deref(),
+        Some("cancelled by alice: wrong input")
+    );
+    let seen = delegate_result(&h, &mid.id).await;
+    assert!(
+        !seen.ok && seen.content.contains("cancelled by alice: wrong input"),
+        "the parent's model sees the cancel: {seen:?}"
+    );
+    // The killed call is recorded as interrupted, not left `started`.
+    let steps = h.store().steps(&leaf.id).await.unwrap();
+    assert!(
+        steps.iter().all(|s| s.status != StepStatus::Started),
+        "{steps:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_paused_child_wakes_its_tree_and_explains_the_approval() {
+    let dir = tree_workspace("");
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    let paused = harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    assert_eq!(paused.status, RequestStatus::WaitingApproval);
+    let leaf = by_agent(&h, "leaf").await;
+    assert_eq!(
+        paused.current_agent.as_deref(),
+        Some("leaf"),
+        "the root names the agent that waits"
+    );
+    h.cancel(&leaf.id, "bob", None).await.unwrap();
+    let approval = h
+        .list_approvals(ApprovalFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(approval.status, ApprovalStatus::Rejected);
+    let resolved = events_of(&h, &leaf.id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::ApprovalResolved)
+        .count();
+    assert_eq!(resolved, 1, "the approval's change has its event");
+    assert_eq!(
+        h.get_request(&root.id).await.unwrap().status,
+        RequestStatus::Queued,
+        "the tree paused on the child is runnable again"
+    );
+    let done = harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    let mid = by_agent(&h, "mid").await;
+    assert!(
+        delegate_result(&h, &mid.id)
+            .await
+            .content
+            .contains("cancelled by bob")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_queued_child_settles_its_tree() {
+    let dir = tree_workspace("");
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    let mut n = 0;
+    resolve_all_pending(&h, &mut n, false).await;
+    let leaf = by_agent(&h, "leaf").await;
+    assert_eq!(leaf.status, RequestStatus::Queued, "woken with its tree");
+    h.cancel(&leaf.id, "carol", None).await.unwrap();
+    let done = harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    assert_eq!(by_agent(&h, "leaf").await.status, RequestStatus::Cancelled);
+    let leaf_steps = h.store().steps(&leaf.id).await.unwrap();
+    assert!(
+        leaf_steps.iter().all(|s| s.status != StepStatus::Completed
+            || !matches!(&s.body, StepBody::ToolCall { call, .. } if call.tool == "gated")),
+        "the approved call never ran after the cancel: {leaf_steps:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_root_cancels_its_tree_and_kills_the_command() {
+    let dir = tree_workspace_with("", SLOW_LEAF);
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    let worker = h.start_worker(fast()).await.unwrap();
+    let pid = wait_for_pid(dir.path(), "leaf.pid").await;
+    h.cancel(&root.id, "dave", None).await.unwrap();
+    wait_for("the command to die", async || !pid_alive(pid)).await;
+    worker.stop().await.unwrap();
+    for agent in ["boss", "mid", "leaf"] {
+        let r = by_agent(&h, agent).await;
+        assert_eq!(r.status, RequestStatus::Cancelled, "{r:?}");
+    }
+    let mid = by_agent(&h, "mid").await;
+    let cancelled = events_of(&h, &mid.id)
+        .await
+        .into_iter()
+        .find(|e| e.kind == EventKind::RequestCancelled)
+        .expect("request.cancelled for the child");
+    assert_eq!(cancelled.payload["with"], serde_json::json!(root.id));
+}
+
+#[tokio::test]
+async fn delegation_depth_and_fanout_are_bounded_at_run_time() {
+    // boss → mid → leaf is depth 2: with a limit of 1, mid may not delegate.
+    let dir = tree_workspace("  max_delegation_depth: 1\n");
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    let done = harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    let mid = by_agent(&h, "mid").await;
+    let seen = delegate_result(&h, &mid.id).await;
+    assert!(
+        !seen.ok && seen.content.contains("max_delegation_depth (1)"),
+        "{seen:?}"
+    );
+    assert!(
+        h.list_requests(RequestFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.agent != "leaf")
+    );
+
+    let dir = tree_workspace("  max_delegation_fanout: 0\n");
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    let seen = delegate_result(&h, &root.id).await;
+    assert!(seen.content.contains("max_delegation_fanout"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn completion_events_count_real_steps_and_delegate_completed_precedes_the_next_call() {
+    let dir = tree_workspace_with("", "      - text: leaf done\n");
+    // The boss calls `gated`'s neighbour after delegating: give it a second call.
+    write(
+        dir.path(),
+        "config/agents/boss.yaml",
+        "name: boss\nmodel: m\ntools: [delegate, list_files]\ndelegates: [mid]\nmax_steps: 10\n",
+    );
+    let script = std::fs::read_to_string(dir.path().join("script.yaml")).unwrap();
+    let script = script.replace(
+        "      - tool_calls: [{tool: delegate, arguments: {agent: mid, input: go}}]\n      - text: boss done",
+        "      - tool_calls: [{tool: delegate, arguments: {agent: mid, input: go}}, {tool: list_files, arguments: {}}]\n      - text: boss done",
+    );
+    write(dir.path(), "script.yaml", &script);
+    let h = Harness::open(dir.path()).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    let done = harness_engine::run_until_settled(&h, &root.id, fast())
+        .await
+        .unwrap();
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    let events = events_of(&h, &root.id).await;
+    let completed = events
+        .iter()
+        .find(|e| e.kind == EventKind::RequestCompleted)
+        .unwrap();
+    assert_eq!(completed.payload["steps"], serde_json::json!(done.steps));
+    assert_eq!(done.steps, 4, "model, delegate, list_files, model");
+    let pos = |kind: EventKind, tool: Option<&str>| {
+        events
+            .iter()
+            .position(|e| {
+                e.kind == kind && tool.is_none_or(|t| e.payload["tool"] == serde_json::json!(t))
+            })
+            .unwrap()
+    };
+    assert!(
+        pos(EventKind::DelegateCompleted, None) < pos(EventKind::ToolStarted, Some("list_files")),
+        "delegate.completed comes before the next call starts"
+    );
 }
