@@ -1,7 +1,9 @@
 //! Named health checks, each ok / warn / fail with a detail an operator can act on.
 
 use crate::{Harness, HarnessError};
-use harness_core::{HealthCheck, HealthReport, HealthStatus, Timestamp, human_bytes, relative};
+use harness_core::{
+    HealthCheck, HealthReport, HealthStatus, Timestamp, Worker, WorkerId, human_bytes, relative,
+};
 use std::time::Duration;
 
 /// A worker whose heartbeat is older than this is considered dead.
@@ -38,13 +40,9 @@ impl Harness {
         let soon = (limits.approval_ttl / 10).max(Duration::from_secs(60));
         let stats = store.stats(now, now.plus(soon)).await?;
         let mut checks = vec![self.store_check(now, stats.db_bytes, deep).await?];
-        checks.push(queue_check(
-            stats.queued,
-            limits.queue_capacity,
-            stats.running,
-            limits.max_concurrent_requests,
-        ));
-        checks.push(self.worker_check(now, stats.queued).await?);
+        checks.push(queue_check(&stats, limits));
+        checks.push(self.worker_check(now, &stats).await?);
+        checks.push(self.stranded_check(now).await?);
         checks.push(self.stuck_check(now, limits.stuck_after).await?);
         checks.push(approvals_check(&stats, now));
         checks.push(disk_check(store.dir()));
@@ -122,33 +120,57 @@ impl Harness {
         )
     }
 
-    async fn worker_check(&self, now: Timestamp, queued: u64) -> Result<HealthCheck, HarnessError> {
-        let workers = self.inner.store.workers(1).await?;
-        let live = workers
-            .first()
-            .filter(|w| w.stopped_at.is_none() && w.heartbeat_at.age(now) < HEARTBEAT_STALE);
-        Ok(match (live, workers.first()) {
-            (Some(w), _) => check(
+    /// Whether a worker runs is read from the workspace lock (the kernel drops it
+    /// when the process dies, even by SIGKILL), not from heartbeat age alone.
+    async fn worker_check(
+        &self,
+        now: Timestamp,
+        stats: &harness_store::StoreStats,
+    ) -> Result<HealthCheck, HarnessError> {
+        let last = self.inner.store.workers(1).await?.pop();
+        let beat = |w: &Worker| relative(w.heartbeat_at.age(now));
+        let waiting = stats.queued + stats.resuming;
+        let start = "start one with `agent-harness serve` (it recovers what was left running)";
+        Ok(match (self.worker_holder(), last) {
+            (Some(holder), Some(w)) if w.id.as_str() == holder.worker_id => {
+                if w.heartbeat_at.age(now) < HEARTBEAT_STALE {
+                    check(
+                        "worker",
+                        HealthStatus::Ok,
+                        format!("worker {} (pid {}) alive, last heartbeat {} ago", w.id, w.pid, beat(&w)),
+                    )
+                } else {
+                    check(
+                        "worker",
+                        HealthStatus::Warn,
+                        format!(
+                            "worker {} (pid {}) holds the workspace but its last heartbeat was {} ago: overloaded or hung?",
+                            w.id, w.pid, beat(&w)
+                        ),
+                    )
+                }
+            }
+            (Some(holder), _) => check(
                 "worker",
                 HealthStatus::Ok,
+                format!("worker {} (pid {}) holds the workspace", holder.worker_id, holder.pid),
+            ),
+            (None, Some(w)) if w.stopped_at.is_none() => check(
+                "worker",
+                if stats.running + waiting > 0 {
+                    HealthStatus::Fail
+                } else {
+                    HealthStatus::Warn
+                },
                 format!(
-                    "worker {} (pid {}) alive, last heartbeat {} ago",
-                    w.id,
-                    w.pid,
-                    relative(w.heartbeat_at.age(now))
+                    "worker {} (pid {}) died without stopping (last heartbeat {} ago); {} running and {waiting} queued request(s) wait for a worker: {start}",
+                    w.id, w.pid, beat(&w), stats.running
                 ),
             ),
-            (None, last) if queued > 0 => check(
+            (None, _) if waiting > 0 => check(
                 "worker",
                 HealthStatus::Warn,
-                format!(
-                    "{queued} requests queued but no worker is running{}; start one with `agent-harness serve`",
-                    last.map(|w| format!(
-                        " (last heartbeat {} ago)",
-                        relative(w.heartbeat_at.age(now))
-                    ))
-                    .unwrap_or_default()
-                ),
+                format!("{waiting} request(s) queued but no worker is running: {start}"),
             ),
             (None, _) => check(
                 "worker",
@@ -156,6 +178,49 @@ impl Harness {
                 "no worker running; nothing is queued".to_string(),
             ),
         })
+    }
+
+    /// Requests that cannot progress as they stand (the worker's safety net
+    /// repairs them; until then each is a failing check).
+    async fn stranded_check(&self, now: Timestamp) -> Result<HealthCheck, HarnessError> {
+        let live = harness_store::Liveness {
+            owner: self
+                .worker_holder()
+                .map(|h| WorkerId::from_trusted(h.worker_id)),
+            running: None,
+        };
+        let stranded = self
+            .inner
+            .store
+            .stranded(live, now.minus(crate::worker::REPAIR_QUIET))
+            .await?;
+        if stranded.is_empty() {
+            return Ok(check(
+                "stranded_requests",
+                HealthStatus::Ok,
+                "every active request can progress".to_string(),
+            ));
+        }
+        let list: Vec<String> = stranded
+            .iter()
+            .take(5)
+            .map(|s| format!("{} ({}): {}", s.id, s.agent, s.problem.describe()))
+            .collect();
+        let action = if self.worker_holder().is_some() {
+            "the worker repairs them within seconds; if they stay, see `agent-harness runtime requests show ID`"
+        } else {
+            "start `agent-harness serve` (it recovers and repairs them), or `agent-harness runtime requests resume ID`"
+        };
+        Ok(check(
+            "stranded_requests",
+            HealthStatus::Fail,
+            format!(
+                "{} request(s) cannot progress: {}{}; {action}",
+                stranded.len(),
+                list.join("; "),
+                if stranded.len() > 5 { "; …" } else { "" }
+            ),
+        ))
     }
 
     async fn stuck_check(
@@ -213,7 +278,8 @@ fn check(name: &str, status: HealthStatus, detail: String) -> HealthCheck {
     }
 }
 
-fn queue_check(queued: u64, capacity: usize, running: u64, slots: usize) -> HealthCheck {
+fn queue_check(s: &harness_store::StoreStats, limits: &harness_config::RuntimeLimits) -> HealthCheck {
+    let (queued, capacity) = (s.queued, limits.queue_capacity);
     let cap = capacity.max(1) as u64;
     let status = if queued >= cap {
         HealthStatus::Fail
@@ -225,7 +291,16 @@ fn queue_check(queued: u64, capacity: usize, running: u64, slots: usize) -> Heal
     check(
         "queue",
         status,
-        format!("{queued}/{capacity} queued, {running}/{slots} running"),
+        format!(
+            "{queued}/{capacity} queued{}, {}/{} running",
+            if s.resuming > 0 {
+                format!(" (+{} resuming)", s.resuming)
+            } else {
+                String::new()
+            },
+            s.running,
+            limits.max_concurrent_requests
+        ),
     )
 }
 

@@ -34,7 +34,7 @@ impl Default for WorkerOptions {
 
 /// A waiting or orphaned request counts as stranded only after this long
 /// without activity (a backstop; trees change state in single commits).
-const REPAIR_QUIET: Duration = Duration::from_secs(2);
+pub(crate) const REPAIR_QUIET: Duration = Duration::from_secs(2);
 /// After a hard stop, how long to wait for runs to record how they ended.
 const ABORT_WAIT: Duration = Duration::from_secs(10);
 /// Longest pause of claiming after store failures.

@@ -73,7 +73,7 @@ impl Store {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, session_id, agent, current_agent, last_activity_at FROM requests \
-                 WHERE status = 'running' AND last_activity_at < ?1 ORDER BY last_activity_at LIMIT 100",
+                 WHERE status = 'running' AND parent_id IS NULL AND last_activity_at < ?1 ORDER BY last_activity_at LIMIT 100",
             )?;
             let rows = stmt.query_map([before.0], |r| {
                 Ok(StuckRequest {

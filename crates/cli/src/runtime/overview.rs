@@ -57,7 +57,11 @@ pub struct HealthSummary {
 
 #[derive(Serialize)]
 pub struct QueueInfo {
+    /// Admitted, not started yet (what capacity bounds).
     pub queued: u64,
+    /// Runnable again after an approval or a recovery (not counted against capacity).
+    pub resuming: u64,
+    /// Root requests executing (a delegated child runs in its root's slot).
     pub running: u64,
     pub waiting_approval: u64,
     pub capacity: usize,
@@ -143,6 +147,7 @@ pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
         },
         queue: QueueInfo {
             queued: stats.queued,
+            resuming: stats.resuming,
             running: stats.running,
             waiting_approval: stats.waiting_approval,
             capacity: limits.queue_capacity,
@@ -308,8 +313,13 @@ fn worker_text(w: &WorkerInfo, now: Timestamp) -> String {
 }
 
 fn queue_text(q: &QueueInfo) -> String {
+    let resuming = if q.resuming > 0 {
+        format!(" (+{} resuming)", q.resuming)
+    } else {
+        String::new()
+    };
     format!(
-        "{} queued / {} capacity · {}/{} running · {} waiting for approval",
+        "{} queued / {} capacity{resuming} · {}/{} running · {} waiting for approval",
         q.queued, q.capacity, q.running, q.slots, q.waiting_approval
     )
 }
