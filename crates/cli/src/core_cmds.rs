@@ -186,7 +186,7 @@ pub async fn follow(
 /// One event: a JSON line, or a human line.
 fn print_event(e: &Event, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(e).unwrap_or_default());
+        line(serde_json::to_string(e).unwrap_or_default());
     } else {
         line(format!("  {}", output::event_line(e)));
     }
@@ -194,10 +194,10 @@ fn print_event(e: &Event, json: bool) {
 
 async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode> {
     if json {
-        return Ok(if r.status == RequestStatus::Failed {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
+        return Ok(match r.status {
+            RequestStatus::Failed | RequestStatus::Cancelled => ExitCode::from(1),
+            RequestStatus::Queued | RequestStatus::Running => ExitCode::from(130),
+            _ => ExitCode::SUCCESS,
         });
     }
     match r.status {
@@ -240,6 +240,10 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
             }
             Ok(ExitCode::SUCCESS)
         }
+        RequestStatus::Queued | RequestStatus::Running => {
+            crate::runtime::drive::interrupted(r);
+            Ok(ExitCode::from(130))
+        }
         status => {
             line(format!(
                 "\n{} {}",
@@ -254,7 +258,7 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
 /// `serve`: hold the workspace, recover, execute until SIGTERM / Ctrl-C.
 pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
     // Installed before the workspace is taken, so a SIGTERM never finds it missing.
-    let shutdown = shutdown_signal()?;
+    let mut signals = Signals::install()?;
     let h = ctx.open()?;
     let worker = h.start_worker(WorkerOptions::default()).await?;
     let msg = format!(
@@ -272,22 +276,49 @@ pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
     } else {
         line(msg);
     }
-    shutdown.await;
+    signals.next().await;
+    let deadline = h.workspace().settings.runtime.stop_timeout;
     if !ctx.json {
-        line("stopping: finishing steps in flight");
+        line(format!(
+            "stopping: finishing steps in flight (at most {}; signal again to cancel them now)",
+            harness_core::relative(deadline)
+        ));
     }
-    worker.stop().await?;
+    let stop = worker.stop();
+    tokio::pin!(stop);
+    tokio::select! {
+        done = &mut stop => done?,
+        () = signals.next() => {
+            if !ctx.json {
+                line("cancelling steps in flight: their calls are recorded as interrupted");
+            }
+            h.abort();
+            stop.await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    Ok(async move {
+/// SIGTERM and SIGINT (Ctrl-C), as one stream of stop requests.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?,
+        })
+    }
+
+    /// The next SIGTERM or SIGINT.
+    pub async fn next(&mut self) {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-    })
+    }
 }

@@ -137,7 +137,12 @@ impl Harness {
                     check(
                         "worker",
                         HealthStatus::Ok,
-                        format!("worker {} (pid {}) alive, last heartbeat {} ago", w.id, w.pid, beat(&w)),
+                        format!(
+                            "worker {} (pid {}) alive, last heartbeat {} ago",
+                            w.id,
+                            w.pid,
+                            beat(&w)
+                        ),
                     )
                 } else {
                     check(
@@ -145,7 +150,9 @@ impl Harness {
                         HealthStatus::Warn,
                         format!(
                             "worker {} (pid {}) holds the workspace but its last heartbeat was {} ago: overloaded or hung?",
-                            w.id, w.pid, beat(&w)
+                            w.id,
+                            w.pid,
+                            beat(&w)
                         ),
                     )
                 }
@@ -153,7 +160,10 @@ impl Harness {
             (Some(holder), _) => check(
                 "worker",
                 HealthStatus::Ok,
-                format!("worker {} (pid {}) holds the workspace", holder.worker_id, holder.pid),
+                format!(
+                    "worker {} (pid {}) holds the workspace",
+                    holder.worker_id, holder.pid
+                ),
             ),
             (None, Some(w)) if w.stopped_at.is_none() => check(
                 "worker",
@@ -164,7 +174,10 @@ impl Harness {
                 },
                 format!(
                     "worker {} (pid {}) died without stopping (last heartbeat {} ago); {} running and {waiting} queued request(s) wait for a worker: {start}",
-                    w.id, w.pid, beat(&w), stats.running
+                    w.id,
+                    w.pid,
+                    beat(&w),
+                    stats.running
                 ),
             ),
             (None, _) if waiting > 0 => check(
@@ -278,7 +291,10 @@ fn check(name: &str, status: HealthStatus, detail: String) -> HealthCheck {
     }
 }
 
-fn queue_check(s: &harness_store::StoreStats, limits: &harness_config::RuntimeLimits) -> HealthCheck {
+fn queue_check(
+    s: &harness_store::StoreStats,
+    limits: &harness_config::RuntimeLimits,
+) -> HealthCheck {
     let (queued, capacity) = (s.queued, limits.queue_capacity);
     let cap = capacity.max(1) as u64;
     let status = if queued >= cap {

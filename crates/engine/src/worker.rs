@@ -387,19 +387,28 @@ pub async fn run_until_settled(
 ) -> Result<Request, HarnessError> {
     let worker = h.start_worker(opts).await?;
     let mut seq = h.inner.store.committed_seq();
+    let mut stopping = h.inner.stopping.subscribe();
+    let settled =
+        |r: &Request| r.status.is_terminal() || r.status == RequestStatus::WaitingApproval;
     let result = loop {
         let r = match h.get_request(request).await {
             Ok(r) => r,
             Err(e) => break Err(e),
         };
-        if r.status.is_terminal() || r.status == RequestStatus::WaitingApproval {
+        // Settled, or stopped from outside (`Harness::abort` on Ctrl-C).
+        if settled(&r) || h.stopping() {
             break Ok(r);
         }
         tokio::select! {
             _ = seq.changed() => {}
+            _ = stopping.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     };
     worker.stop().await?;
-    result
+    match result {
+        // Where the stop left it (back on the queue, once its run has ended).
+        Ok(r) if !settled(&r) => h.get_request(request).await,
+        other => other,
+    }
 }

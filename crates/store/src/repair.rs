@@ -46,10 +46,10 @@ impl Problem {
                 "waits for approval, but no approval in its tree is pending".to_string()
             }
             Problem::NoLiveRun { worker_id: Some(w) } => {
-                format!("running, but its worker {w} is not running it")
+                format!("running, but no live worker runs it (it was claimed by worker {w})")
             }
             Problem::NoLiveRun { worker_id: None } => {
-                "running, but no worker is running it".to_string()
+                "running, but no live worker runs it".to_string()
             }
             Problem::OrphanedChild {
                 parent_id,

@@ -80,12 +80,21 @@ pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) ->
 /// Runs `root` in this process until it settles, passing the session's events
 /// from cursor `from` to `on_event` as they commit. The inner error is the
 /// worker's (e.g. `Locked` when another worker took the workspace first).
+///
+/// This process now owns running requests: a closed stdout (`… | head`) must
+/// not kill it mid-step, so SIGPIPE is ignored from here on (output to a closed
+/// pipe is dropped). Ctrl-C (or SIGTERM) stops the run hard: running tools are
+/// terminated, their calls recorded as interrupted, and the request goes back on
+/// the queue, which [`report`]/[`interrupted`] then say.
 pub async fn run_in_process(
     h: &Harness,
     root: &Request,
     from: i64,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Result<Request, HarnessError>> {
+    // SAFETY: setting a signal disposition has no memory effects.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut signals = crate::core_cmds::Signals::install()?;
     let (h2, id) = (h.clone(), root.id.clone());
     let mut runner = tokio::spawn(async move {
         harness_engine::run_until_settled(&h2, &id, WorkerOptions::default()).await
@@ -101,6 +110,7 @@ pub async fn run_in_process(
         tokio::select! {
             done = &mut runner => break done.context("the in-process worker failed")?,
             e = events.next() => on_event(&e?),
+            () = signals.next() => h.abort(),
         }
     };
     while let Some(e) = events.try_next().await? {
@@ -125,8 +135,23 @@ pub fn report(c: &Continued) {
     }
 }
 
+/// The run was stopped before it settled (Ctrl-C): where it was left, and how
+/// to continue it.
+pub fn interrupted(r: &Request) {
+    line(format!(
+        "{} request {} was stopped and is {} (attempt {}, {} steps committed); a call that was running is recorded as interrupted.\n  resume it: agent-harness runtime requests resume {}\n  or start a worker: agent-harness serve",
+        paint(YELLOW.bold(), "interrupted:"),
+        r.id,
+        r.status,
+        r.attempt,
+        r.steps,
+        r.id
+    ));
+}
+
 fn settled(r: &Request) {
     match r.status {
+        RequestStatus::Queued | RequestStatus::Running => interrupted(r),
         RequestStatus::Completed => line(format!(
             "{} {} {}",
             paint(GREEN.bold(), "completed:"),
