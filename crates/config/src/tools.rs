@@ -20,9 +20,13 @@ pub(crate) fn build_tools(
         .map(|b| (b.name().to_string(), builtin_tool(*b)))
         .collect();
     let Some(file) = file else { return tools };
-    let raw: serde_norway::Value = serde_norway::from_str(&file.src.text).unwrap_or_default();
     for (name, cfg) in &file.value.tools {
-        let keys = keys_of(&raw, name);
+        let keys: BTreeSet<&str> = file
+            .src
+            .locator()
+            .keys(&["tools", name])
+            .into_iter()
+            .collect();
         match entry(&file.src, name, cfg, &keys) {
             Ok(tool) => {
                 tools.insert(name.clone(), tool);
@@ -33,24 +37,11 @@ pub(crate) fn build_tools(
     tools
 }
 
-/// The keys written under `tools.NAME` (serde defaults hide which were given).
-fn keys_of(raw: &serde_norway::Value, name: &str) -> BTreeSet<String> {
-    raw.get("tools")
-        .and_then(|t| t.get(name))
-        .and_then(|t| t.as_mapping())
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn entry(
     src: &Source,
     name: &str,
     cfg: &ToolConfig,
-    keys: &BTreeSet<String>,
+    keys: &BTreeSet<&str>,
 ) -> Result<ToolConfig, Errors> {
     let at = src.locator().key(&["tools", name]);
     if !valid_tool_name(name) {
@@ -94,11 +85,11 @@ fn builtin_entry(
     name: &str,
     cfg: &ToolConfig,
     b: Builtin,
-    keys: &BTreeSet<String>,
+    keys: &BTreeSet<&str>,
 ) -> Result<ToolConfig, Errors> {
     let mut errors: Errors = ["arguments", "env"]
         .iter()
-        .filter(|k| keys.contains(**k))
+        .filter(|k| keys.contains(*k))
         .map(|k| {
             src.error(
                 src.locator().key(&["tools", name, k]),

@@ -219,12 +219,93 @@ fn unknown_key_in_an_agent_file() {
 fn malformed_yaml() {
     assert_eq!(
         errors_with(WRITER, "name: writer\nmodel: scripted\ntools: [read_file\n"),
-        "config/agents/writer.yaml:4:1: did not find expected ',' or ']', \
-         while parsing a flow sequence at line 3 column 8"
+        "config/agents/writer.yaml:3:8: unclosed bracket '['"
     );
     assert_eq!(
         errors_with(WRITER, "name: writer\nmodel: scripted\n  tools: x\n"),
         "config/agents/writer.yaml:3:8: mapping values are not allowed in this context"
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_reported_where_it_is_written() {
+    let text = "name: writer\nmodel: scripted\ntools: [read_file]\nmodel: other\n";
+    assert_eq!(
+        errors_with(WRITER, text),
+        "config/agents/writer.yaml:4:1: duplicate key `model`: a key may appear only once in a mapping"
+    );
+    let nested = "\
+models:
+  scripted:
+    provider: scripted
+    script: resources/scripts/demo.yaml
+    provider: openai
+";
+    assert_eq!(
+        errors_with(MODELS, nested),
+        "config/models.yaml:5:5: models.scripted: duplicate key `provider`: a key may appear only once in a mapping"
+    );
+}
+
+#[test]
+fn a_syntax_error_on_the_line_of_a_duplicate_key_is_still_reported() {
+    let text = "name: writer\nmodel: scripted\nname: [writer\n";
+    assert_eq!(
+        errors_with(WRITER, text),
+        "config/agents/writer.yaml:3:1: duplicate key `name`: a key may appear only once in a mapping\n\
+         config/agents/writer.yaml:3:7: unclosed bracket '['"
+    );
+}
+
+#[test]
+fn a_bad_duration_points_at_its_value() {
+    let text = "\
+tools:
+  send_mail:
+    command: [\"true\"]
+    timeout:   \"soon\"  # not a duration
+";
+    assert_eq!(
+        errors_with(TOOLS, text),
+        "config/tools.yaml:4:16: tools.send_mail.timeout: invalid duration `soon`: expected number at 0 (e.g. 30s, 10m, 24h, 30d)"
+    );
+}
+
+#[test]
+fn an_error_in_a_nested_list_points_at_the_element() {
+    let flow = "name: writer\nmodel: scripted\ntools: [read_file, {name: x}]\n";
+    assert_eq!(
+        errors_with(WRITER, flow),
+        "config/agents/writer.yaml:3:20: tools[1]: expected a string"
+    );
+    let block = "\
+tools:
+  lister:
+    command:
+      - ls
+      - [-l]
+";
+    assert_eq!(
+        errors_with(TOOLS, block),
+        "config/tools.yaml:5:9: tools.lister.command[1]: expected a string"
+    );
+    let multi_line = "\
+tools:
+  greet:
+    command:
+      - printf
+      - |
+        hello
+        {nmae}
+    arguments:
+      type: object
+      properties: { name: { type: string } }
+  send_mail:
+    command: [\"true\"]
+";
+    assert_eq!(
+        errors_with(TOOLS, multi_line),
+        "config/tools.yaml:7:9: unknown placeholder `{nmae}` in the command of `greet` (did you mean `name`?)"
     );
 }
 
@@ -275,7 +356,7 @@ fn runtime_limits_must_be_positive() {
     let text = "name: demo\nruntime:\n  session_strategy: enqueue\n  retention: forever\n";
     assert_eq!(
         errors_with("config/workspace.yaml", text),
-        "config/workspace.yaml:4:14: runtime: invalid duration `forever`: \
+        "config/workspace.yaml:4:14: runtime.retention: invalid duration `forever`: \
          expected number at 0 (e.g. 30s, 10m, 24h, 30d)"
     );
 }
@@ -361,7 +442,7 @@ fn tool_definitions_are_checked() {
          config/tools.yaml:5:3: tool `neither` needs `command` (a program to run) or `builtin` (an alias of a built-in tool)\n\
          config/tools.yaml:8:5: tool `empty` has an empty `command`; give the program and its arguments, e.g. [\"sh\", \"resources/tools/x.sh\"]\n\
          config/tools.yaml:10:51: unknown placeholder `{subjet}` in the command of `mail` (did you mean `subject`?)\n\
-         config/tools.yaml:17:24: unknown placeholder `{x}` in the command of `stringly`; declare `x` under `arguments.properties`\n\
+         config/tools.yaml:17:23: unknown placeholder `{x}` in the command of `stringly`; declare `x` under `arguments.properties`\n\
          config/tools.yaml:19:13: the `arguments` schema of `stringly` must have `type: object` (found `string`)\n\
          config/tools.yaml:20:3: `read_file` is a built-in tool; give the command tool another name\n\
          config/tools.yaml:23:14: `write_file` is a built-in tool; its `builtin` must be `write_file` or omitted\n\

@@ -1,7 +1,7 @@
 //! WorkspaceTools: argument checks, confined file built-ins, artifacts, and command
 //! tools (no shell, exit status, timeout and cancellation of the whole group, env).
 
-use harness_config::ToolsFile;
+use harness_config::{ToolsFile, from_yaml};
 use harness_core::{CallId, RequestId, SessionId};
 use harness_providers::{ToolContext, ToolOutput, ToolRunner, WorkspaceTools};
 use serde_json::{Value, json};
@@ -52,7 +52,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap().join("ws");
         std::fs::create_dir_all(&root).unwrap();
-        let file: ToolsFile = serde_norway::from_str(TOOLS).unwrap();
+        let file: ToolsFile = from_yaml(TOOLS, Path::new("tools.yaml")).unwrap();
         let cancel = CancellationToken::new();
         let ctx = ToolContext {
             work_dir: root.join("work"),
