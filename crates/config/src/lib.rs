@@ -7,6 +7,7 @@
 mod builtins;
 mod error;
 mod init;
+mod inline_code;
 mod load;
 mod parse;
 mod schema;

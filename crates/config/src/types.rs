@@ -192,6 +192,11 @@ pub struct ToolConfig {
     /// Safe to run again after a crash interrupted it.
     #[serde(default)]
     pub idempotent: bool,
+    /// Accept the risk of `{placeholders}` inside code an interpreter runs (the
+    /// script of `sh -c`, `python -c`, `node -e`, `perl -e`, `ruby -e`), where an
+    /// argument's value runs as code. Without it, `validate` refuses such a command.
+    #[serde(default)]
+    pub allow_shell_placeholders: bool,
 }
 
 fn empty_object_schema() -> serde_json::Value {

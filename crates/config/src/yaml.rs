@@ -315,6 +315,20 @@ impl<'a> Locator<'a> {
         Some(within.unwrap_or_else(|| pos(&found.key.referenced)))
     }
 
+    /// The position of element `index` of the list at `path`, or of `token` within
+    /// it; the key's when there is no such element.
+    pub fn item(&self, path: &[&str], index: usize, token: &str) -> Option<Pos> {
+        let found = self.walk(path)?;
+        let item = match &found.value.value {
+            Node::Seq(items) if found.complete => items.get(index),
+            _ => None,
+        };
+        Some(match item {
+            Some(item) => self.inside(&item.referenced, token),
+            None => pos(&found.key.referenced),
+        })
+    }
+
     /// The keys written in the mapping at `path` (serde defaults hide which were given).
     pub fn keys(&self, path: &[&str]) -> Vec<&'a str> {
         match self.walk(path) {
@@ -437,6 +451,8 @@ after: 1
             assert_eq!(l.value(&["delegates"], "sned_mail"), Some((7, 25)));
             assert_eq!(l.value(&["list_at_same_indent"], "b"), Some((14, 3)));
             assert_eq!(l.value(&["script"], "{text}"), Some((17, 8)));
+            assert_eq!(l.item(&["tools"], 1, "mail"), Some((6, 10)));
+            assert_eq!(l.item(&["tools"], 7, "mail"), Some((4, 1)));
             assert_eq!(l.value(&["after"], "1"), Some((18, 8)));
         });
     }

@@ -453,6 +453,119 @@ fn tool_definitions_are_checked() {
 }
 
 #[test]
+fn placeholders_inside_a_shell_script_are_refused() {
+    let text = r#"tools:
+  save:
+    command: ["sh", "-c", "echo {text} > out"]
+    arguments:
+      type: object
+      properties: { text: { type: string } }
+  send_mail:
+    command: ["true"]
+"#;
+    assert_eq!(
+        errors_with(TOOLS, text),
+        "config/tools.yaml:3:33: `{text}` is inside the shell script of tool `save` (`sh -c`): \
+         an argument like `x; rm -rf ~` would run as shell commands. Pass values as arguments \
+         after the code instead: write \"$1\" in the code and append \"sh\", \"{text}\" to the \
+         command, e.g. [\"sh\", \"-c\", \"echo \\\"$1\\\" > out\", \"sh\", \"{text}\"]. Or set \
+         `allow_shell_placeholders: true` on the tool to accept that risk."
+    );
+}
+
+#[test]
+fn every_way_of_running_inline_code_is_checked() {
+    let text = r#"tools:
+  combined:
+    command: [/bin/bash, -ec, 'grep -- "{pattern}" {file}']
+    arguments: { type: object, properties: { pattern: {}, file: {} } }
+  via_env:
+    command: [env, LANG=C, sh, -c, "wc -w <<< {text}"]
+    arguments: { type: object, properties: { text: {} } }
+  block:
+    command:
+      - zsh
+      - -c
+      - |
+        cd work
+        cat {file}
+    arguments: { type: object, properties: { file: {} } }
+  python:
+    command: [python3, -c, "print('{text}')"]
+    arguments: { type: object, properties: { text: {} } }
+  node:
+    command: [node, -e, "console.log({n} * 2)"]
+    arguments: { type: object, properties: { n: {} } }
+  perl:
+    command: [perl, -ne, "print if /{re}/", "{file}"]
+    arguments: { type: object, properties: { re: {}, file: {} } }
+  send_mail:
+    command: ["true"]
+"#;
+    let err = errors_with(TOOLS, text);
+    let heads: Vec<&str> = err
+        .lines()
+        .map(|l| l.split(": an argument").next().unwrap())
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "config/tools.yaml:3:41: `{pattern}`, `{file}` are inside the shell script of tool `combined` (`bash -ec`)",
+            "config/tools.yaml:6:47: `{text}` is inside the shell script of tool `via_env` (`sh -c`)",
+            "config/tools.yaml:14:13: `{file}` is inside the shell script of tool `block` (`zsh -c`)",
+            "config/tools.yaml:17:36: `{text}` is inside the inline code of tool `python` (`python3 -c`)",
+            "config/tools.yaml:20:38: `{n}` is inside the inline code of tool `node` (`node -e`)",
+            "config/tools.yaml:23:37: `{re}` is inside the inline code of tool `perl` (`perl -ne`)",
+        ],
+        "{err}"
+    );
+    assert!(err.contains(
+        "write \"$1\", \"$2\" in the code and append \"sh\", \"{pattern}\", \"{file}\" to the command"
+    ));
+    assert!(err.contains(
+        "write sys.argv[1] in the code and append \"{text}\" to the command, \
+         e.g. [\"python3\", \"-c\", \"import sys; print(sys.argv[1])\", \"{text}\"]"
+    ));
+    assert!(err.contains("write process.argv[1] in the code"));
+    assert!(err.contains("write $ARGV[0] in the code"));
+}
+
+#[test]
+fn the_safe_forms_and_the_opt_in_are_accepted() {
+    let dir = demo();
+    let text = r#"tools:
+  save:
+    command: ["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", "{text}", "{file}"]
+    arguments: { type: object, properties: { text: {}, file: {} } }
+  grep:
+    command: ["grep", "-n", "--", "{pattern}", "{file}"]
+    arguments: { type: object, properties: { pattern: {}, file: {} } }
+  script:
+    command: ["sh", "resources/tools/x.sh", "{text}"]
+    arguments: { type: object, properties: { text: {} } }
+  braces:
+    command: ["sh", "-c", 'echo "${HOME}"']
+  risky:
+    command: ["sh", "-c", "echo {text}"]
+    arguments: { type: object, properties: { text: {} } }
+    allow_shell_placeholders: true
+  send_mail:
+    command: ["true"]
+"#;
+    write(&dir, TOOLS, text);
+    let ws = load(dir.path()).unwrap();
+    assert!(ws.tools["risky"].allow_shell_placeholders);
+    assert!(!ws.tools["save"].allow_shell_placeholders);
+    assert_eq!(
+        errors_with(
+            TOOLS,
+            "tools:\n  read_file:\n    allow_shell_placeholders: true\n  send_mail:\n    command: [\"true\"]\n"
+        ),
+        "config/tools.yaml:3:5: `allow_shell_placeholders` cannot be set on `read_file`: it is the built-in tool `read_file`"
+    );
+}
+
+#[test]
 fn builtins_can_be_overridden_and_aliased() {
     let dir = demo();
     let text = "\

@@ -38,6 +38,9 @@ tools:
     env: {GREETING: "path=${PATH}"}
   missing:
     command: [definitely-not-a-program-4821, "{x}"]
+  shell_var:
+    command: [sh, -c, 'printf %s "${GREETING}"']
+    env: {GREETING: hello}
 "#;
 
 struct Fixture {
@@ -215,6 +218,17 @@ async fn command_arguments_are_not_interpreted_by_a_shell() {
         text.as_bytes()
     );
     assert!(!f.root().join("pwned").exists() && !f.root().join("pwned2").exists());
+}
+
+#[tokio::test]
+async fn a_shell_variable_is_not_a_placeholder() {
+    // `${GREETING}` is the script's variable: an extra argument of that name must
+    // not be substituted into the script.
+    let f = Fixture::new();
+    let hostile = r#"{HOME}"; touch pwned; echo ""#;
+    let out = f.run("shell_var", json!({"GREETING": hostile})).await;
+    assert_eq!(out, ToolOutput::ok("hello"));
+    assert!(!f.root().join("pwned").exists());
 }
 
 #[tokio::test]
