@@ -59,6 +59,19 @@ pub struct RuntimeLimits {
     /// A non-idempotent tool call interrupted by a crash: fail the request, or ask an
     /// operator (an approval) whether to run it again.
     pub on_interrupted: InterruptedPolicy,
+    /// How deep a request tree may go: a root request is depth 0, a child it
+    /// delegates to is depth 1.
+    pub max_delegation_depth: u32,
+    /// How many delegated children one request may start in total.
+    pub max_delegation_fanout: u32,
+    /// How many times a request may be started (its first start included) when
+    /// recovery re-queues it after its worker died; past that it fails, so a request
+    /// that crashes its worker cannot loop.
+    pub max_attempts: u32,
+    /// How long a graceful stop waits for the steps in flight before it cancels them
+    /// (`0s`: cancel at once).
+    #[serde(with = "humantime_serde_compat")]
+    pub stop_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -82,6 +95,10 @@ impl Default for RuntimeLimits {
             max_input_bytes: 64 * 1024,
             max_inline_output_bytes: 16 * 1024,
             on_interrupted: InterruptedPolicy::Fail,
+            max_delegation_depth: 4,
+            max_delegation_fanout: 16,
+            max_attempts: 3,
+            stop_timeout: Duration::from_secs(30),
         }
     }
 }

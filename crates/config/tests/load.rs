@@ -59,6 +59,25 @@ fn the_demo_workspace_loads() {
         (r.retention, r.max_input_bytes, r.max_inline_output_bytes),
         (d.retention, d.max_input_bytes, d.max_inline_output_bytes)
     );
+    assert_eq!(
+        (
+            r.max_delegation_depth,
+            r.max_delegation_fanout,
+            r.max_attempts,
+            r.stop_timeout
+        ),
+        (4, 16, 3, Duration::from_secs(30))
+    );
+    assert_eq!(
+        (
+            d.max_delegation_depth,
+            d.max_delegation_fanout,
+            d.max_attempts,
+            d.stop_timeout
+        ),
+        (4, 16, 3, Duration::from_secs(30)),
+        "the template spells out the defaults"
+    );
     assert_eq!(ws.models["scripted"].provider, Provider::Scripted);
     assert_eq!(
         ws.agents.keys().collect::<Vec<_>>(),
@@ -337,6 +356,55 @@ fn delegation_must_be_consistent() {
     );
 }
 
+fn agent(dir: &TempDir, name: &str, delegates: &str) {
+    let text =
+        format!("name: {name}\nmodel: scripted\ntools: [delegate]\ndelegates: {delegates}\n");
+    write(dir, &format!("config/agents/{name}.yaml"), &text);
+}
+
+#[test]
+fn an_agent_delegating_to_itself_is_a_cycle() {
+    let dir = demo();
+    agent(&dir, "writer", "[researcher, writer]");
+    assert_eq!(
+        load(dir.path()).unwrap_err().to_string(),
+        "config/agents/writer.yaml:4:25: delegation cycle: writer → writer; a request could \
+         delegate forever (remove one of these delegates)"
+    );
+}
+
+#[test]
+fn delegation_cycles_are_named_where_they_close() {
+    let dir = demo();
+    agent(&dir, "a", "[b]");
+    agent(&dir, "b", "\n  - researcher\n  - a");
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "config/agents/b.yaml:6:5: delegation cycle: a → b → a; a request could delegate \
+         forever (remove one of these delegates)"
+    );
+    // The demo's assistant joins a longer cycle, closed by the last agent the walk meets.
+    let dir = demo();
+    agent(&dir, "c", "[researcher]");
+    write(
+        &dir,
+        "config/agents/researcher.yaml",
+        "name: researcher\nmodel: scripted\ntools: [delegate]\ndelegates: [assistant]\n",
+    );
+    let assistant = fs::read_to_string(dir.path().join("config/agents/assistant.yaml")).unwrap();
+    write(
+        &dir,
+        "config/agents/assistant.yaml",
+        &assistant.replace("delegates: [researcher]", "delegates: [c]"),
+    );
+    assert_eq!(
+        load(dir.path()).unwrap_err().to_string(),
+        "config/agents/researcher.yaml:4:13: delegation cycle: assistant → c → researcher → \
+         assistant; a request could delegate forever (remove one of these delegates)"
+    );
+}
+
 #[test]
 fn max_steps_must_be_positive() {
     assert_eq!(
@@ -358,6 +426,49 @@ fn runtime_limits_must_be_positive() {
         errors_with("config/workspace.yaml", text),
         "config/workspace.yaml:4:14: runtime.retention: invalid duration `forever`: \
          expected number at 0 (e.g. 30s, 10m, 24h, 30d)"
+    );
+}
+
+#[test]
+fn delegation_and_recovery_limits() {
+    let text = "\
+name: demo
+runtime:
+  max_delegation_depth: 0
+  max_delegation_fanout: 0
+  max_attempts: 0
+  stop_timeout: 0s
+";
+    assert_eq!(
+        errors_with("config/workspace.yaml", text),
+        "config/workspace.yaml:3:25: `runtime.max_delegation_depth` must be greater than 0 \
+         (a root request is depth 0; to forbid delegation, remove the `delegate` tool from the agents)\n\
+         config/workspace.yaml:4:26: `runtime.max_delegation_fanout` must be greater than 0 \
+         (a root request is depth 0; to forbid delegation, remove the `delegate` tool from the agents)\n\
+         config/workspace.yaml:5:17: `runtime.max_attempts` must be greater than 0 \
+         (it counts the first start: 1 never retries after a crash)"
+    );
+    let dir = demo();
+    let text = "name: demo\nruntime:\n  max_delegation_depth: 1\n  max_delegation_fanout: 2\n  \
+                max_attempts: 1\n  stop_timeout: 0s\n";
+    write(&dir, "config/workspace.yaml", text);
+    let r = load(dir.path()).unwrap().settings.runtime;
+    assert_eq!(
+        (
+            r.max_delegation_depth,
+            r.max_delegation_fanout,
+            r.max_attempts,
+            r.stop_timeout
+        ),
+        (1, 2, 1, Duration::ZERO)
+    );
+    assert_eq!(
+        errors_with(
+            "config/workspace.yaml",
+            "name: demo\nruntime:\n  stop_timeout: 2 minutes later\n"
+        ),
+        "config/workspace.yaml:3:17: runtime.stop_timeout: invalid duration `2 minutes later`: \
+         expected number at 10 (e.g. 30s, 10m, 24h, 30d)"
     );
 }
 
