@@ -98,6 +98,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             HarnessError::Config(_)
             | HarnessError::UnknownAgent { .. }
             | HarnessError::InputTooLarge { .. }
+            | HarnessError::InvalidInput(_)
             | HarnessError::InvalidArguments { .. },
         ) => EXIT_BAD_INPUT,
         Some(HarnessError::Locked(_)) => EXIT_REFUSED,

@@ -228,6 +228,32 @@ fn resolving_with_the_wrong_request_or_session_is_bad_input() {
 }
 
 #[test]
+fn an_empty_request_input_is_refused() {
+    let demo = Demo::new();
+    demo.paused();
+    let before = event_count(&demo);
+    for input in ["", " \n\t "] {
+        for command in ["request", "run"] {
+            let err = fails(&demo, &[command, "--agent", "assistant", input], 2);
+            assert!(
+                err.contains("the request input is empty: give the agent a task to work on"),
+                "{command} {input:?}: {err}"
+            );
+        }
+    }
+    let requests = demo
+        .at(T3, &["runtime", "requests", "list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        requests["requests"].as_array().unwrap().len(),
+        1,
+        "{requests}"
+    );
+    assert_eq!(event_count(&demo), before, "an empty input was admitted");
+}
+
+#[test]
 fn finished_requests_cannot_be_cancelled_or_resumed() {
     let demo = Demo::new();
     let p = demo.approved();
