@@ -784,6 +784,33 @@ fn optional_files_may_be_missing_or_only_comments() {
 }
 
 #[test]
+fn a_key_left_empty_reads_as_its_default() {
+    let dir = demo();
+    write(
+        &dir,
+        "config/workspace.yaml",
+        "name: demo\nruntime:\n  # max_concurrent_requests: 2\n",
+    );
+    write(&dir, "config/mcp.yaml", "servers:\n");
+    write(&dir, "config/stores.yaml", "sqlite:\n");
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ndescription:\ntools:\ndelegates:\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(
+        ws.settings.runtime.max_concurrent_requests,
+        RuntimeLimits::default().max_concurrent_requests
+    );
+    assert!(ws.mcp.servers.is_empty());
+    assert_eq!(ws.stores.sqlite.synchronous, Durability::Normal);
+    let writer = &ws.agents["writer"];
+    assert!(writer.tools.is_empty() && writer.delegates.is_empty());
+    assert_eq!(writer.description, "");
+}
+
+#[test]
 fn every_error_in_every_file_is_collected() {
     let dir = demo();
     write(
