@@ -79,12 +79,14 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         .or_else(|| e.downcast_ref::<StoreError>());
     if let Some(s) = store {
         return match s {
-            StoreError::NotFound { .. } | StoreError::NoStore { .. } | StoreError::Artifact(_) => {
-                EXIT_BAD_INPUT
-            }
+            // A --session/--request pair that does not match the approval is bad
+            // input, like an unknown id (docs/cli-json.md).
+            StoreError::NotFound { .. }
+            | StoreError::NoStore { .. }
+            | StoreError::Artifact(_)
+            | StoreError::ApprovalMismatch { .. } => EXIT_BAD_INPUT,
             StoreError::ApprovalNotPending { .. }
             | StoreError::ApprovalExpired { .. }
-            | StoreError::ApprovalMismatch { .. }
             | StoreError::WrongState { .. }
             | StoreError::QueueFull { .. }
             | StoreError::SessionBusy { .. } => EXIT_REFUSED,
@@ -96,6 +98,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             HarnessError::Config(_)
             | HarnessError::UnknownAgent { .. }
             | HarnessError::InputTooLarge { .. }
+            | HarnessError::InvalidInput(_)
             | HarnessError::InvalidArguments { .. },
         ) => EXIT_BAD_INPUT,
         Some(HarnessError::Locked(_)) => EXIT_REFUSED,

@@ -183,30 +183,74 @@ fn resolving_twice_is_refused_with_state_and_decider() {
 }
 
 #[test]
-fn resolving_with_the_wrong_request_is_refused() {
+fn resolving_with_the_wrong_request_or_session_is_bad_input() {
     let demo = Demo::new();
     let p = demo.paused();
+    let before = event_count(&demo);
     let other = "req_01otherrequest000000000000";
-    let err = fails(
-        &demo,
-        &[
-            "runtime",
-            "approvals",
-            "approve",
-            &p.approval,
-            "--session",
-            "s1",
-            "--request",
-            other,
-        ],
-        3,
+    let approve = |session: &str, request: &str| -> Vec<String> {
+        ["runtime", "approvals", "approve", &p.approval]
+            .into_iter()
+            .chain(["--session", session, "--request", request])
+            .map(String::from)
+            .collect()
+    };
+    let args = approve(&p.session, other);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = fails(&demo, &args, 2);
+    assert!(
+        err.contains(&format!(
+            "approval {} belongs to request `{}`, not `{other}`",
+            p.approval, p.request
+        )),
+        "{err}"
     );
-    assert!(err.contains(&p.request) && err.contains(other), "{err}");
+    let args = approve("s2", &p.request);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = fails(&demo, &args, 2);
+    assert!(
+        err.contains(&format!(
+            "approval {} belongs to session `{}`, not `s2`",
+            p.approval, p.session
+        )),
+        "{err}"
+    );
     let a = demo
         .at(T3, &["runtime", "approvals", "show", &p.approval, "--json"])
         .ok()
         .json();
     assert_eq!(a["status"], "pending");
+    assert_eq!(
+        event_count(&demo),
+        before,
+        "a refused approval changed the store"
+    );
+}
+
+#[test]
+fn an_empty_request_input_is_refused() {
+    let demo = Demo::new();
+    demo.paused();
+    let before = event_count(&demo);
+    for input in ["", " \n\t "] {
+        for command in ["request", "run"] {
+            let err = fails(&demo, &[command, "--agent", "assistant", input], 2);
+            assert!(
+                err.contains("the request input is empty: give the agent a task to work on"),
+                "{command} {input:?}: {err}"
+            );
+        }
+    }
+    let requests = demo
+        .at(T3, &["runtime", "requests", "list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        requests["requests"].as_array().unwrap().len(),
+        1,
+        "{requests}"
+    );
+    assert_eq!(event_count(&demo), before, "an empty input was admitted");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub fn builtin_tool(b: Builtin) -> ToolConfig {
         timeout: Duration::from_secs(60),
         approval: ApprovalPolicy::Never,
         idempotent: matches!(b, Builtin::ReadFile | Builtin::ListFiles),
+        allow_shell_placeholders: false,
     }
 }
 

@@ -7,13 +7,14 @@
 mod builtins;
 mod error;
 mod init;
+mod inline_code;
 mod load;
-mod locate;
 mod parse;
 mod schema;
 mod tools;
 mod types;
 mod validate;
+mod yaml;
 
 pub use builtins::{builtin_named, builtin_tool};
 pub use error::{ConfigError, ConfigErrors, InitError, did_you_mean};
@@ -23,6 +24,7 @@ pub use load::{
 };
 pub use schema::validate_arguments;
 pub use types::*;
+pub use yaml::from_yaml;
 
 use std::path::PathBuf;
 

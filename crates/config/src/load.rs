@@ -109,7 +109,7 @@ fn required<T: DeserializeOwned>(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Parsed<T>> {
     match read(root, Path::new(rel)) {
-        Ok(Some(src)) => parse(src).map_err(|e| errors.push(e)).ok(),
+        Ok(Some(src)) => parse(src).map_err(|mut e| errors.append(&mut e)).ok(),
         Ok(None) => {
             errors.push(ConfigError::file(rel, "file is missing (it is required)"));
             None
@@ -127,13 +127,10 @@ fn optional<T: DeserializeOwned>(
     rel: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Parsed<T>> {
-    let empty = || Source {
-        rel: PathBuf::from(rel),
-        text: String::new(),
-    };
+    let empty = || Source::new(rel, String::new());
     match read(root, Path::new(rel)) {
         Ok(src) => parse(src.unwrap_or_else(empty))
-            .map_err(|e| errors.push(e))
+            .map_err(|mut e| errors.append(&mut e))
             .ok(),
         Err(e) => {
             errors.push(e);
@@ -153,7 +150,7 @@ fn read_agents(root: &Path, errors: &mut Vec<ConfigError>) -> (Vec<Parsed<AgentC
     let agents = files
         .into_iter()
         .filter_map(|rel| match read(root, &rel) {
-            Ok(Some(src)) => parse(src).map_err(|e| errors.push(e)).ok(),
+            Ok(Some(src)) => parse(src).map_err(|mut e| errors.append(&mut e)).ok(),
             Ok(None) => None,
             Err(e) => {
                 errors.push(e);

@@ -4,6 +4,7 @@
 
 use crate::builtins::{builtin_named, builtin_tool};
 use crate::error::{ConfigError, suggestion};
+use crate::inline_code::{Interpreter, inline_code};
 use crate::parse::{Parsed, Source};
 use crate::types::{Builtin, ToolConfig, ToolsFile};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,9 +21,13 @@ pub(crate) fn build_tools(
         .map(|b| (b.name().to_string(), builtin_tool(*b)))
         .collect();
     let Some(file) = file else { return tools };
-    let raw: serde_norway::Value = serde_norway::from_str(&file.src.text).unwrap_or_default();
     for (name, cfg) in &file.value.tools {
-        let keys = keys_of(&raw, name);
+        let keys: BTreeSet<&str> = file
+            .src
+            .locator()
+            .keys(&["tools", name])
+            .into_iter()
+            .collect();
         match entry(&file.src, name, cfg, &keys) {
             Ok(tool) => {
                 tools.insert(name.clone(), tool);
@@ -33,24 +38,11 @@ pub(crate) fn build_tools(
     tools
 }
 
-/// The keys written under `tools.NAME` (serde defaults hide which were given).
-fn keys_of(raw: &serde_norway::Value, name: &str) -> BTreeSet<String> {
-    raw.get("tools")
-        .and_then(|t| t.get(name))
-        .and_then(|t| t.as_mapping())
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn entry(
     src: &Source,
     name: &str,
     cfg: &ToolConfig,
-    keys: &BTreeSet<String>,
+    keys: &BTreeSet<&str>,
 ) -> Result<ToolConfig, Errors> {
     let at = src.locator().key(&["tools", name]);
     if !valid_tool_name(name) {
@@ -94,11 +86,11 @@ fn builtin_entry(
     name: &str,
     cfg: &ToolConfig,
     b: Builtin,
-    keys: &BTreeSet<String>,
+    keys: &BTreeSet<&str>,
 ) -> Result<ToolConfig, Errors> {
-    let mut errors: Errors = ["arguments", "env"]
+    let mut errors: Errors = ["arguments", "env", "allow_shell_placeholders"]
         .iter()
-        .filter(|k| keys.contains(**k))
+        .filter(|k| keys.contains(*k))
         .map(|k| {
             src.error(
                 src.locator().key(&["tools", name, k]),
@@ -154,6 +146,7 @@ fn command_entry(
         ));
     }
     errors.extend(unknown_placeholders(src, name, cfg, command));
+    errors.extend(placeholders_in_code(src, name, cfg, command));
     errors.extend(zero_timeout(src, name, cfg));
     if errors.is_empty() {
         Ok(cfg.clone())
@@ -195,6 +188,90 @@ fn unknown_placeholders(src: &Source, name: &str, cfg: &ToolConfig, command: &[S
             )
         })
         .collect()
+}
+
+/// A `{placeholder}` inside code an interpreter runs (`sh -c "echo {text}"`): the
+/// argument's value would run as code (`hi; rm -rf ~`). Refused unless the tool
+/// sets `allow_shell_placeholders`; the safe form passes values as arguments.
+fn placeholders_in_code(
+    src: &Source,
+    name: &str,
+    cfg: &ToolConfig,
+    command: &[String],
+) -> Option<ConfigError> {
+    if cfg.allow_shell_placeholders {
+        return None;
+    }
+    let code = inline_code(command)?;
+    let (at, found) = code.code.iter().find_map(|&at| {
+        let found = placeholders(&command[at]);
+        (!found.is_empty()).then_some((at, found))
+    })?;
+    let quoted: Vec<String> = found.iter().map(|p| format!("`{{{p}}}`")).collect();
+    let (what, run_as) = match code.interpreter {
+        Interpreter::Shell => ("shell script", "shell commands"),
+        _ => ("inline code", "code"),
+    };
+    let message = format!(
+        "{} {} inside the {what} of tool `{name}` (`{}`): an argument like `x; rm -rf ~` \
+         would run as {run_as}. {} Or set `allow_shell_placeholders: true` on the tool to \
+         accept that risk.",
+        quoted.join(", "),
+        if found.len() == 1 { "is" } else { "are" },
+        code.shown,
+        safe_form(code.interpreter, &found),
+    );
+    let pos = src.locator().item(
+        &["tools", name, "command"],
+        at,
+        &format!("{{{}}}", found[0]),
+    );
+    Some(src.error(pos, message))
+}
+
+/// How to pass `found` as arguments the code reads, with an example.
+fn safe_form(interpreter: Interpreter, found: &[&str]) -> String {
+    type Read = fn(usize) -> String;
+    let (first, read, before, example): (usize, Read, &str, &str) = match interpreter {
+        Interpreter::Shell => (
+            1,
+            |i| format!("\"${i}\""),
+            "\"sh\", ",
+            r#"["sh", "-c", "echo \"$1\" > out", "sh", "{text}"]"#,
+        ),
+        Interpreter::Python => (
+            1,
+            |i| format!("sys.argv[{i}]"),
+            "",
+            r#"["python3", "-c", "import sys; print(sys.argv[1])", "{text}"]"#,
+        ),
+        Interpreter::Node => (
+            1,
+            |i| format!("process.argv[{i}]"),
+            "",
+            r#"["node", "-e", "console.log(process.argv[1])", "{text}"]"#,
+        ),
+        Interpreter::Perl => (
+            0,
+            |i| format!("$ARGV[{i}]"),
+            "",
+            r#"["perl", "-e", "print $ARGV[0]", "{text}"]"#,
+        ),
+        Interpreter::Ruby => (
+            0,
+            |i| format!("ARGV[{i}]"),
+            "",
+            r#"["ruby", "-e", "puts ARGV[0]", "{text}"]"#,
+        ),
+    };
+    let reads: Vec<String> = (first..first + found.len()).map(read).collect();
+    let values: Vec<String> = found.iter().map(|p| format!("\"{{{p}}}\"")).collect();
+    format!(
+        "Pass values as arguments after the code instead: write {} in the code and \
+         append {before}{} to the command, e.g. {example}.",
+        reads.join(", "),
+        values.join(", ")
+    )
 }
 
 /// The names in `{name}` placeholders of one argv element (`${VAR}` is not one).

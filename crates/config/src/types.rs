@@ -30,7 +30,7 @@ pub struct Workspace {
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceFile {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub runtime: RuntimeLimits,
 }
 
@@ -59,13 +59,17 @@ pub struct RuntimeLimits {
     /// A non-idempotent tool call interrupted by a crash: fail the request, or ask an
     /// operator (an approval) whether to run it again.
     pub on_interrupted: InterruptedPolicy,
-    /// How deep a request tree may go (a root is depth 0).
+    /// How deep a request tree may go: a root request is depth 0, a child it
+    /// delegates to is depth 1.
     pub max_delegation_depth: u32,
     /// How many delegated children one request may start in total.
     pub max_delegation_fanout: u32,
-    /// How many times a request may be started before recovery gives up on it.
+    /// How many times a request may be started (its first start included) when
+    /// recovery re-queues it after its worker died; past that it fails, so a request
+    /// that crashes its worker cannot loop.
     pub max_attempts: u32,
-    /// How long a graceful stop waits for the steps in flight before cancelling them.
+    /// How long a graceful stop waits for the steps in flight before it cancels them
+    /// (`0s`: cancel at once).
     #[serde(with = "humantime_serde_compat")]
     pub stop_timeout: Duration,
 }
@@ -120,6 +124,7 @@ pub enum ExpiryOutcome {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsFile {
+    #[serde(deserialize_with = "empty_as_default")]
     pub models: BTreeMap<String, ModelConfig>,
 }
 
@@ -128,7 +133,7 @@ pub struct ModelsFile {
 pub struct ModelConfig {
     pub provider: Provider,
     /// The provider's model name (e.g. `gpt-4o`); free text for `scripted`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub model: String,
     #[serde(default)]
     pub base_url: Option<String>,
@@ -153,17 +158,17 @@ pub enum Provider {
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub description: String,
     /// A key of `models.yaml`.
     pub model: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub system_prompt: String,
     /// Tool names (built-in or from `tools.yaml`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub tools: Vec<String>,
     /// Agents this one may delegate to (through the built-in `delegate` tool).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub delegates: Vec<String>,
     #[serde(default = "default_max_steps")]
     pub max_steps: u32,
@@ -177,14 +182,14 @@ fn default_max_steps() -> u32 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolsFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub tools: BTreeMap<String, ToolConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub description: String,
     /// Exactly one of `builtin` and `command` is set.
     #[serde(default)]
@@ -193,7 +198,7 @@ pub struct ToolConfig {
     #[serde(default)]
     pub command: Option<Vec<String>>,
     /// Extra environment for command tools (values are literal; use `${VAR}` to pass one through).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub env: BTreeMap<String, String>,
     /// JSON Schema (object, properties, required, property `type`s) of the arguments.
     #[serde(default = "empty_object_schema")]
@@ -205,6 +210,11 @@ pub struct ToolConfig {
     /// Safe to run again after a crash interrupted it.
     #[serde(default)]
     pub idempotent: bool,
+    /// Accept the risk of `{placeholders}` inside code an interpreter runs (the
+    /// script of `sh -c`, `python -c`, `node -e`, `perl -e`, `ruby -e`), where an
+    /// argument's value runs as code. Without it, `validate` refuses such a command.
+    #[serde(default)]
+    pub allow_shell_placeholders: bool,
 }
 
 fn empty_object_schema() -> serde_json::Value {
@@ -262,7 +272,7 @@ impl Builtin {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub servers: BTreeMap<String, McpServer>,
 }
 
@@ -270,7 +280,7 @@ pub struct McpFile {
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     pub command: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub env: BTreeMap<String, String>,
 }
 
@@ -278,7 +288,7 @@ pub struct McpServer {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoresFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_default")]
     pub sqlite: SqliteStoreConfig,
 }
 
@@ -309,6 +319,16 @@ pub enum Durability {
     #[default]
     Normal,
     Full,
+}
+
+/// A key written with nothing after it (`runtime:` with every line under it
+/// commented out, `tools:` with no entries) or `null` reads as the default.
+fn empty_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Serde adapter for durations written as `30s`, `10m`, `24h`, `30d`.

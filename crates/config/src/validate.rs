@@ -9,7 +9,7 @@ use crate::types::{
     AgentConfig, Builtin, McpFile, ModelConfig, ModelsFile, Provider, ToolConfig, Workspace,
     WorkspaceFile,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 type Errors = Vec<ConfigError>;
@@ -38,6 +38,9 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
     for agent in &files.agents {
         check_agent(agent, &known, errors);
     }
+    if files.agents_complete {
+        check_delegation_cycles(&files.agents, errors);
+    }
     Some(Workspace {
         root,
         settings: files.workspace?.value,
@@ -60,18 +63,43 @@ fn check_workspace(ws: &Parsed<WorkspaceFile>, errors: &mut Errors) {
         errors.push(src.error(src.locator().scalar(&["name"]), "`name` must not be empty"));
     }
     let r = &value.runtime;
+    const NO_DELEGATION: &str = " (a root request is depth 0; to forbid delegation, \
+                                 remove the `delegate` tool from the agents)";
     let zero = [
-        ("max_concurrent_requests", r.max_concurrent_requests == 0),
-        ("queue_capacity", r.queue_capacity == 0),
-        ("approval_ttl", r.approval_ttl.is_zero()),
-        ("stuck_after", r.stuck_after.is_zero()),
-        ("retention", r.retention.is_zero()),
-        ("max_input_bytes", r.max_input_bytes == 0),
-        ("max_inline_output_bytes", r.max_inline_output_bytes == 0),
+        (
+            "max_concurrent_requests",
+            r.max_concurrent_requests == 0,
+            "",
+        ),
+        ("queue_capacity", r.queue_capacity == 0, ""),
+        ("approval_ttl", r.approval_ttl.is_zero(), ""),
+        ("stuck_after", r.stuck_after.is_zero(), ""),
+        ("retention", r.retention.is_zero(), ""),
+        ("max_input_bytes", r.max_input_bytes == 0, ""),
+        (
+            "max_inline_output_bytes",
+            r.max_inline_output_bytes == 0,
+            "",
+        ),
+        (
+            "max_delegation_depth",
+            r.max_delegation_depth == 0,
+            NO_DELEGATION,
+        ),
+        (
+            "max_delegation_fanout",
+            r.max_delegation_fanout == 0,
+            NO_DELEGATION,
+        ),
+        (
+            "max_attempts",
+            r.max_attempts == 0,
+            " (it counts the first start: 1 never retries after a crash)",
+        ),
     ];
-    for (key, _) in zero.iter().filter(|(_, is_zero)| *is_zero) {
+    for (key, _, hint) in zero.iter().filter(|(_, is_zero, _)| *is_zero) {
         let pos = src.locator().scalar(&["runtime", key]);
-        errors.push(src.error(pos, format!("`runtime.{key}` must be greater than 0")));
+        errors.push(src.error(pos, format!("`runtime.{key}` must be greater than 0{hint}")));
     }
 }
 
@@ -216,4 +244,50 @@ fn check_delegates(agent: &Parsed<AgentConfig>, agents: &[&str], errors: &mut Er
         );
         errors.push(src.error(src.locator().value(&["delegates"], d), msg));
     }
+}
+
+/// An agent that may delegate to itself, or A → B → A: a request could delegate
+/// forever. Each cycle a depth-first walk meets is reported at the `delegates`
+/// entry that closes it (the walk visits agents by name, so the report is stable).
+fn check_delegation_cycles(agents: &[Parsed<AgentConfig>], errors: &mut Errors) {
+    let by_name: BTreeMap<&str, &Parsed<AgentConfig>> =
+        agents.iter().map(|a| (a.value.name.as_str(), a)).collect();
+    let mut done = BTreeSet::new();
+    for &start in by_name.keys() {
+        let mut path = Vec::new();
+        walk_delegates(start, &by_name, &mut path, &mut done, errors);
+    }
+}
+
+fn walk_delegates<'a>(
+    agent: &'a str,
+    by_name: &BTreeMap<&'a str, &'a Parsed<AgentConfig>>,
+    path: &mut Vec<&'a str>,
+    done: &mut BTreeSet<&'a str>,
+    errors: &mut Errors,
+) {
+    if done.contains(agent) {
+        return;
+    }
+    let Some(parsed) = by_name.get(agent) else {
+        return; // an unknown delegate, reported by check_delegates
+    };
+    path.push(agent);
+    for target in &parsed.value.delegates {
+        let target = target.as_str();
+        if let Some(from) = path.iter().position(|a| *a == target) {
+            let mut cycle = path[from..].to_vec();
+            cycle.push(target);
+            let src = &parsed.src;
+            let msg = format!(
+                "delegation cycle: {}; a request could delegate forever (remove one of these delegates)",
+                cycle.join(" → ")
+            );
+            errors.push(src.error(src.locator().value(&["delegates"], target), msg));
+        } else if let Some((&name, _)) = by_name.get_key_value(target) {
+            walk_delegates(name, by_name, path, done, errors);
+        }
+    }
+    path.pop();
+    done.insert(agent);
 }

@@ -59,6 +59,25 @@ fn the_demo_workspace_loads() {
         (r.retention, r.max_input_bytes, r.max_inline_output_bytes),
         (d.retention, d.max_input_bytes, d.max_inline_output_bytes)
     );
+    assert_eq!(
+        (
+            r.max_delegation_depth,
+            r.max_delegation_fanout,
+            r.max_attempts,
+            r.stop_timeout
+        ),
+        (4, 16, 3, Duration::from_secs(30))
+    );
+    assert_eq!(
+        (
+            d.max_delegation_depth,
+            d.max_delegation_fanout,
+            d.max_attempts,
+            d.stop_timeout
+        ),
+        (4, 16, 3, Duration::from_secs(30)),
+        "the template spells out the defaults"
+    );
     assert_eq!(ws.models["scripted"].provider, Provider::Scripted);
     assert_eq!(
         ws.agents.keys().collect::<Vec<_>>(),
@@ -219,12 +238,93 @@ fn unknown_key_in_an_agent_file() {
 fn malformed_yaml() {
     assert_eq!(
         errors_with(WRITER, "name: writer\nmodel: scripted\ntools: [read_file\n"),
-        "config/agents/writer.yaml:4:1: did not find expected ',' or ']', \
-         while parsing a flow sequence at line 3 column 8"
+        "config/agents/writer.yaml:3:8: unclosed bracket '['"
     );
     assert_eq!(
         errors_with(WRITER, "name: writer\nmodel: scripted\n  tools: x\n"),
         "config/agents/writer.yaml:3:8: mapping values are not allowed in this context"
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_reported_where_it_is_written() {
+    let text = "name: writer\nmodel: scripted\ntools: [read_file]\nmodel: other\n";
+    assert_eq!(
+        errors_with(WRITER, text),
+        "config/agents/writer.yaml:4:1: duplicate key `model`: a key may appear only once in a mapping"
+    );
+    let nested = "\
+models:
+  scripted:
+    provider: scripted
+    script: resources/scripts/demo.yaml
+    provider: openai
+";
+    assert_eq!(
+        errors_with(MODELS, nested),
+        "config/models.yaml:5:5: models.scripted: duplicate key `provider`: a key may appear only once in a mapping"
+    );
+}
+
+#[test]
+fn a_syntax_error_on_the_line_of_a_duplicate_key_is_still_reported() {
+    let text = "name: writer\nmodel: scripted\nname: [writer\n";
+    assert_eq!(
+        errors_with(WRITER, text),
+        "config/agents/writer.yaml:3:1: duplicate key `name`: a key may appear only once in a mapping\n\
+         config/agents/writer.yaml:3:7: unclosed bracket '['"
+    );
+}
+
+#[test]
+fn a_bad_duration_points_at_its_value() {
+    let text = "\
+tools:
+  send_mail:
+    command: [\"true\"]
+    timeout:   \"soon\"  # not a duration
+";
+    assert_eq!(
+        errors_with(TOOLS, text),
+        "config/tools.yaml:4:16: tools.send_mail.timeout: invalid duration `soon`: expected number at 0 (e.g. 30s, 10m, 24h, 30d)"
+    );
+}
+
+#[test]
+fn an_error_in_a_nested_list_points_at_the_element() {
+    let flow = "name: writer\nmodel: scripted\ntools: [read_file, {name: x}]\n";
+    assert_eq!(
+        errors_with(WRITER, flow),
+        "config/agents/writer.yaml:3:20: tools[1]: expected a string"
+    );
+    let block = "\
+tools:
+  lister:
+    command:
+      - ls
+      - [-l]
+";
+    assert_eq!(
+        errors_with(TOOLS, block),
+        "config/tools.yaml:5:9: tools.lister.command[1]: expected a string"
+    );
+    let multi_line = "\
+tools:
+  greet:
+    command:
+      - printf
+      - |
+        hello
+        {nmae}
+    arguments:
+      type: object
+      properties: { name: { type: string } }
+  send_mail:
+    command: [\"true\"]
+";
+    assert_eq!(
+        errors_with(TOOLS, multi_line),
+        "config/tools.yaml:7:9: unknown placeholder `{nmae}` in the command of `greet` (did you mean `name`?)"
     );
 }
 
@@ -256,6 +356,55 @@ fn delegation_must_be_consistent() {
     );
 }
 
+fn agent(dir: &TempDir, name: &str, delegates: &str) {
+    let text =
+        format!("name: {name}\nmodel: scripted\ntools: [delegate]\ndelegates: {delegates}\n");
+    write(dir, &format!("config/agents/{name}.yaml"), &text);
+}
+
+#[test]
+fn an_agent_delegating_to_itself_is_a_cycle() {
+    let dir = demo();
+    agent(&dir, "writer", "[researcher, writer]");
+    assert_eq!(
+        load(dir.path()).unwrap_err().to_string(),
+        "config/agents/writer.yaml:4:25: delegation cycle: writer → writer; a request could \
+         delegate forever (remove one of these delegates)"
+    );
+}
+
+#[test]
+fn delegation_cycles_are_named_where_they_close() {
+    let dir = demo();
+    agent(&dir, "a", "[b]");
+    agent(&dir, "b", "\n  - researcher\n  - a");
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "config/agents/b.yaml:6:5: delegation cycle: a → b → a; a request could delegate \
+         forever (remove one of these delegates)"
+    );
+    // The demo's assistant joins a longer cycle, closed by the last agent the walk meets.
+    let dir = demo();
+    agent(&dir, "c", "[researcher]");
+    write(
+        &dir,
+        "config/agents/researcher.yaml",
+        "name: researcher\nmodel: scripted\ntools: [delegate]\ndelegates: [assistant]\n",
+    );
+    let assistant = fs::read_to_string(dir.path().join("config/agents/assistant.yaml")).unwrap();
+    write(
+        &dir,
+        "config/agents/assistant.yaml",
+        &assistant.replace("delegates: [researcher]", "delegates: [c]"),
+    );
+    assert_eq!(
+        load(dir.path()).unwrap_err().to_string(),
+        "config/agents/researcher.yaml:4:13: delegation cycle: assistant → c → researcher → \
+         assistant; a request could delegate forever (remove one of these delegates)"
+    );
+}
+
 #[test]
 fn max_steps_must_be_positive() {
     assert_eq!(
@@ -275,8 +424,51 @@ fn runtime_limits_must_be_positive() {
     let text = "name: demo\nruntime:\n  session_strategy: enqueue\n  retention: forever\n";
     assert_eq!(
         errors_with("config/workspace.yaml", text),
-        "config/workspace.yaml:4:14: runtime: invalid duration `forever`: \
+        "config/workspace.yaml:4:14: runtime.retention: invalid duration `forever`: \
          expected number at 0 (e.g. 30s, 10m, 24h, 30d)"
+    );
+}
+
+#[test]
+fn delegation_and_recovery_limits() {
+    let text = "\
+name: demo
+runtime:
+  max_delegation_depth: 0
+  max_delegation_fanout: 0
+  max_attempts: 0
+  stop_timeout: 0s
+";
+    assert_eq!(
+        errors_with("config/workspace.yaml", text),
+        "config/workspace.yaml:3:25: `runtime.max_delegation_depth` must be greater than 0 \
+         (a root request is depth 0; to forbid delegation, remove the `delegate` tool from the agents)\n\
+         config/workspace.yaml:4:26: `runtime.max_delegation_fanout` must be greater than 0 \
+         (a root request is depth 0; to forbid delegation, remove the `delegate` tool from the agents)\n\
+         config/workspace.yaml:5:17: `runtime.max_attempts` must be greater than 0 \
+         (it counts the first start: 1 never retries after a crash)"
+    );
+    let dir = demo();
+    let text = "name: demo\nruntime:\n  max_delegation_depth: 1\n  max_delegation_fanout: 2\n  \
+                max_attempts: 1\n  stop_timeout: 0s\n";
+    write(&dir, "config/workspace.yaml", text);
+    let r = load(dir.path()).unwrap().settings.runtime;
+    assert_eq!(
+        (
+            r.max_delegation_depth,
+            r.max_delegation_fanout,
+            r.max_attempts,
+            r.stop_timeout
+        ),
+        (1, 2, 1, Duration::ZERO)
+    );
+    assert_eq!(
+        errors_with(
+            "config/workspace.yaml",
+            "name: demo\nruntime:\n  stop_timeout: 2 minutes later\n"
+        ),
+        "config/workspace.yaml:3:17: runtime.stop_timeout: invalid duration `2 minutes later`: \
+         expected number at 10 (e.g. 30s, 10m, 24h, 30d)"
     );
 }
 
@@ -361,13 +553,126 @@ fn tool_definitions_are_checked() {
          config/tools.yaml:5:3: tool `neither` needs `command` (a program to run) or `builtin` (an alias of a built-in tool)\n\
          config/tools.yaml:8:5: tool `empty` has an empty `command`; give the program and its arguments, e.g. [\"sh\", \"resources/tools/x.sh\"]\n\
          config/tools.yaml:10:51: unknown placeholder `{subjet}` in the command of `mail` (did you mean `subject`?)\n\
-         config/tools.yaml:17:24: unknown placeholder `{x}` in the command of `stringly`; declare `x` under `arguments.properties`\n\
+         config/tools.yaml:17:23: unknown placeholder `{x}` in the command of `stringly`; declare `x` under `arguments.properties`\n\
          config/tools.yaml:19:13: the `arguments` schema of `stringly` must have `type: object` (found `string`)\n\
          config/tools.yaml:20:3: `read_file` is a built-in tool; give the command tool another name\n\
          config/tools.yaml:23:14: `write_file` is a built-in tool; its `builtin` must be `write_file` or omitted\n\
          config/tools.yaml:24:3: tool name `bad name` must be 1-64 letters, digits, `_` or `-`\n\
          config/tools.yaml:28:14: the `timeout` of `slow` must be greater than 0\n\
          config/tools.yaml:29:5: `arguments` cannot be set on `slow`: it is the built-in tool `list_files`"
+    );
+}
+
+#[test]
+fn placeholders_inside_a_shell_script_are_refused() {
+    let text = r#"tools:
+  save:
+    command: ["sh", "-c", "echo {text} > out"]
+    arguments:
+      type: object
+      properties: { text: { type: string } }
+  send_mail:
+    command: ["true"]
+"#;
+    assert_eq!(
+        errors_with(TOOLS, text),
+        "config/tools.yaml:3:33: `{text}` is inside the shell script of tool `save` (`sh -c`): \
+         an argument like `x; rm -rf ~` would run as shell commands. Pass values as arguments \
+         after the code instead: write \"$1\" in the code and append \"sh\", \"{text}\" to the \
+         command, e.g. [\"sh\", \"-c\", \"echo \\\"$1\\\" > out\", \"sh\", \"{text}\"]. Or set \
+         `allow_shell_placeholders: true` on the tool to accept that risk."
+    );
+}
+
+#[test]
+fn every_way_of_running_inline_code_is_checked() {
+    let text = r#"tools:
+  combined:
+    command: [/bin/bash, -ec, 'grep -- "{pattern}" {file}']
+    arguments: { type: object, properties: { pattern: {}, file: {} } }
+  via_env:
+    command: [env, LANG=C, sh, -c, "wc -w <<< {text}"]
+    arguments: { type: object, properties: { text: {} } }
+  block:
+    command:
+      - zsh
+      - -c
+      - |
+        cd work
+        cat {file}
+    arguments: { type: object, properties: { file: {} } }
+  python:
+    command: [python3, -c, "print('{text}')"]
+    arguments: { type: object, properties: { text: {} } }
+  node:
+    command: [node, -e, "console.log({n} * 2)"]
+    arguments: { type: object, properties: { n: {} } }
+  perl:
+    command: [perl, -ne, "print if /{re}/", "{file}"]
+    arguments: { type: object, properties: { re: {}, file: {} } }
+  send_mail:
+    command: ["true"]
+"#;
+    let err = errors_with(TOOLS, text);
+    let heads: Vec<&str> = err
+        .lines()
+        .map(|l| l.split(": an argument").next().unwrap())
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "config/tools.yaml:3:41: `{pattern}`, `{file}` are inside the shell script of tool `combined` (`bash -ec`)",
+            "config/tools.yaml:6:47: `{text}` is inside the shell script of tool `via_env` (`sh -c`)",
+            "config/tools.yaml:14:13: `{file}` is inside the shell script of tool `block` (`zsh -c`)",
+            "config/tools.yaml:17:36: `{text}` is inside the inline code of tool `python` (`python3 -c`)",
+            "config/tools.yaml:20:38: `{n}` is inside the inline code of tool `node` (`node -e`)",
+            "config/tools.yaml:23:37: `{re}` is inside the inline code of tool `perl` (`perl -ne`)",
+        ],
+        "{err}"
+    );
+    assert!(err.contains(
+        "write \"$1\", \"$2\" in the code and append \"sh\", \"{pattern}\", \"{file}\" to the command"
+    ));
+    assert!(err.contains(
+        "write sys.argv[1] in the code and append \"{text}\" to the command, \
+         e.g. [\"python3\", \"-c\", \"import sys; print(sys.argv[1])\", \"{text}\"]"
+    ));
+    assert!(err.contains("write process.argv[1] in the code"));
+    assert!(err.contains("write $ARGV[0] in the code"));
+}
+
+#[test]
+fn the_safe_forms_and_the_opt_in_are_accepted() {
+    let dir = demo();
+    let text = r#"tools:
+  save:
+    command: ["sh", "-c", 'printf "%s" "$1" > "$2"', "sh", "{text}", "{file}"]
+    arguments: { type: object, properties: { text: {}, file: {} } }
+  grep:
+    command: ["grep", "-n", "--", "{pattern}", "{file}"]
+    arguments: { type: object, properties: { pattern: {}, file: {} } }
+  script:
+    command: ["sh", "resources/tools/x.sh", "{text}"]
+    arguments: { type: object, properties: { text: {} } }
+  braces:
+    command: ["sh", "-c", 'echo "${HOME}"']
+  risky:
+    command: ["sh", "-c", "echo {text}"]
+    arguments: { type: object, properties: { text: {} } }
+    allow_shell_placeholders: true
+  send_mail:
+    command: ["true"]
+"#;
+    write(&dir, TOOLS, text);
+    let ws = load(dir.path()).unwrap();
+    assert!(ws.tools["risky"].allow_shell_placeholders);
+    assert!(!ws.tools["save"].allow_shell_placeholders);
+    assert_eq!(
+        errors_with(
+            TOOLS,
+            "tools:\n  read_file:\n    allow_shell_placeholders: true\n  send_mail:\n    command: [\"true\"]\n"
+        ),
+        "config/tools.yaml:3:5: `allow_shell_placeholders` cannot be set on `read_file`: it is the built-in tool `read_file`"
     );
 }
 
@@ -476,6 +781,33 @@ fn optional_files_may_be_missing_or_only_comments() {
     let ws = load(dir.path()).unwrap();
     assert_eq!(ws.stores.sqlite.path, Path::new(".agent-harness"));
     assert!(ws.skills.is_empty());
+}
+
+#[test]
+fn a_key_left_empty_reads_as_its_default() {
+    let dir = demo();
+    write(
+        &dir,
+        "config/workspace.yaml",
+        "name: demo\nruntime:\n  # max_concurrent_requests: 2\n",
+    );
+    write(&dir, "config/mcp.yaml", "servers:\n");
+    write(&dir, "config/stores.yaml", "sqlite:\n");
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ndescription:\ntools:\ndelegates:\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(
+        ws.settings.runtime.max_concurrent_requests,
+        RuntimeLimits::default().max_concurrent_requests
+    );
+    assert!(ws.mcp.servers.is_empty());
+    assert_eq!(ws.stores.sqlite.synchronous, Durability::Normal);
+    let writer = &ws.agents["writer"];
+    assert!(writer.tools.is_empty() && writer.delegates.is_empty());
+    assert_eq!(writer.description, "");
 }
 
 #[test]

@@ -12,6 +12,9 @@ pub enum HarnessError {
     UnknownAgent { name: String, known: Vec<String> },
     #[error("input is {bytes} bytes; the limit is {limit} (runtime.max_input_bytes)")]
     InputTooLarge { bytes: usize, limit: usize },
+    /// Bad input to an operation (e.g. an empty request input).
+    #[error("{0}")]
+    InvalidInput(String),
     #[error("invalid arguments for `{tool}`: {reason}")]
     InvalidArguments { tool: String, reason: String },
     #[error("{0}")]

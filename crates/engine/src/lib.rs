@@ -165,6 +165,11 @@ impl Harness {
                 known: ws.agents.keys().cloned().collect(),
             });
         }
+        if input.trim().is_empty() {
+            return Err(HarnessError::InvalidInput(
+                "the request input is empty: give the agent a task to work on".to_string(),
+            ));
+        }
         let limits = &ws.settings.runtime;
         if input.len() > limits.max_input_bytes {
             return Err(HarnessError::InputTooLarge {

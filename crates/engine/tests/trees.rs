@@ -442,14 +442,37 @@ async fn delegation_depth_and_fanout_are_bounded_at_run_time() {
             .all(|r| r.agent != "leaf")
     );
 
-    let dir = tree_workspace("  max_delegation_fanout: 0\n");
+    // Fan-out 1: the boss's second delegation in one turn is refused.
+    let dir = tree_workspace_with("  max_delegation_fanout: 1\n", "      - text: leaf done\n");
+    let script = std::fs::read_to_string(dir.path().join("script.yaml")).unwrap();
+    let twice = "{tool: delegate, arguments: {agent: mid, input: go}}";
+    let script = script.replacen(&format!("[{twice}]"), &format!("[{twice}, {twice}]"), 1);
+    write(dir.path(), "script.yaml", &script);
     let h = Harness::open(dir.path()).unwrap();
     let root = h.request(None, "boss", "go").await.unwrap();
-    harness_engine::run_until_settled(&h, &root.id, fast())
+    let done = harness_engine::run_until_settled(&h, &root.id, fast())
         .await
         .unwrap();
-    let seen = delegate_result(&h, &root.id).await;
-    assert!(seen.content.contains("max_delegation_fanout"), "{seen:?}");
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    let results: Vec<ToolOutcome> = h
+        .store()
+        .steps(&root.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| match s.body {
+            StepBody::ToolCall {
+                outcome: Some(o), ..
+            } => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 2);
+    assert!(results[0].ok, "{results:?}");
+    assert!(
+        results[1].content.contains("max_delegation_fanout"),
+        "{results:?}"
+    );
 }
 
 #[tokio::test]

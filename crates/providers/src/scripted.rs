@@ -109,8 +109,8 @@ impl ScriptedModel {
 
     /// Parses a script; `source` names it in error messages.
     pub fn from_yaml_str(yaml: &str, source: &str) -> Result<Self, ModelError> {
-        let file: ScriptFile = serde_norway::from_str(yaml)
-            .map_err(|e| ModelError::Config(format!("script {source}: {e}")))?;
+        let file: ScriptFile = harness_config::from_yaml(yaml, Path::new(source))
+            .map_err(|e| ModelError::Config(format!("script {e}")))?;
         let mut agents = HashMap::with_capacity(file.agents.len());
         for (name, agent) in file.agents {
             let script = AgentScript::build(agent)

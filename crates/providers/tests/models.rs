@@ -1,18 +1,19 @@
 //! `build_model`: scripted models load their script; HTTP providers are refused honestly.
 
-use harness_config::{ModelsFile, Workspace, WorkspaceFile};
-use harness_providers::{ModelError, build_model};
+use harness_config::{ModelsFile, Workspace, WorkspaceFile, from_yaml};
+use harness_providers::{ModelError, ScriptedModel, build_model};
 use std::path::Path;
 
 fn workspace(root: &Path) -> Workspace {
-    let models: ModelsFile = serde_norway::from_str(
+    let models: ModelsFile = from_yaml(
         "models:\n  demo: {provider: scripted, script: resources/scripts/demo.yaml}\n  \
          gpt: {provider: openai, model: gpt-4o, api_key_env: OPENAI_API_KEY}\n  \
          claude: {provider: anthropic, model: claude}\n  \
          lost: {provider: scripted, script: resources/scripts/missing.yaml}\n",
+        Path::new("models.yaml"),
     )
     .unwrap();
-    let settings: WorkspaceFile = serde_norway::from_str("name: test").unwrap();
+    let settings: WorkspaceFile = from_yaml("name: test", Path::new("workspace.yaml")).unwrap();
     Workspace {
         root: root.to_path_buf(),
         settings,
@@ -53,4 +54,17 @@ fn builds_scripted_models_and_refuses_http_providers() {
     assert!(config_error(build_model(&ws, "claude")).contains("`anthropic` is not built yet"));
     assert!(config_error(build_model(&ws, "lost")).contains("resources/scripts/missing.yaml"));
     assert!(config_error(build_model(&ws, "nope")).contains("`nope`"));
+}
+
+#[test]
+fn a_script_error_names_the_file_line_and_column() {
+    let yaml = "agents:\n  a:\n    turns:\n      - txt: hi\n";
+    assert_eq!(
+        config_error(ScriptedModel::from_yaml_str(
+            yaml,
+            "resources/scripts/demo.yaml"
+        )),
+        "script resources/scripts/demo.yaml:4:9: agents.a.turns[0]: unknown field `txt`, \
+         expected one of `text`, `tool_calls`, `latency_ms`, `repeat` (did you mean `text`?)"
+    );
 }

@@ -1,7 +1,7 @@
 //! WorkspaceTools: argument checks, confined file built-ins, artifacts, and command
 //! tools (no shell, exit status, timeout and cancellation of the whole group, env).
 
-use harness_config::ToolsFile;
+use harness_config::{ToolsFile, from_yaml};
 use harness_core::{CallId, RequestId, SessionId};
 use harness_providers::{ToolContext, ToolOutput, ToolRunner, WorkspaceTools};
 use serde_json::{Value, json};
@@ -38,6 +38,9 @@ tools:
     env: {GREETING: "path=${PATH}"}
   missing:
     command: [definitely-not-a-program-4821, "{x}"]
+  shell_var:
+    command: [sh, -c, 'printf %s "${GREETING}"']
+    env: {GREETING: hello}
 "#;
 
 struct Fixture {
@@ -52,7 +55,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap().join("ws");
         std::fs::create_dir_all(&root).unwrap();
-        let file: ToolsFile = serde_norway::from_str(TOOLS).unwrap();
+        let file: ToolsFile = from_yaml(TOOLS, Path::new("tools.yaml")).unwrap();
         let cancel = CancellationToken::new();
         let ctx = ToolContext {
             work_dir: root.join("work"),
@@ -215,6 +218,17 @@ async fn command_arguments_are_not_interpreted_by_a_shell() {
         text.as_bytes()
     );
     assert!(!f.root().join("pwned").exists() && !f.root().join("pwned2").exists());
+}
+
+#[tokio::test]
+async fn a_shell_variable_is_not_a_placeholder() {
+    // `${GREETING}` is the script's variable: an extra argument of that name must
+    // not be substituted into the script.
+    let f = Fixture::new();
+    let hostile = r#"{HOME}"; touch pwned; echo ""#;
+    let out = f.run("shell_var", json!({"GREETING": hostile})).await;
+    assert_eq!(out, ToolOutput::ok("hello"));
+    assert!(!f.root().join("pwned").exists());
 }
 
 #[tokio::test]

@@ -92,34 +92,50 @@ fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
 }
 
 /// Replaces `{name}` with argument `name`: strings verbatim, other values as compact
-/// JSON, a declared but absent argument as nothing. Anything else stays as written.
+/// JSON, a declared but absent argument as nothing. Anything else stays as written,
+/// `${NAME}` included: it is the program's (a shell variable), never an argument, as
+/// `validate` reads it (a model passing an extra argument `NAME` must not reach
+/// inside a script).
 fn substitute(template: &str, args: &Value, schema: &Value) -> String {
-    expand(template, "{", |name| match args.get(name) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => Some(other.to_string()),
-        None => schema
-            .get("properties")
-            .and_then(|p| p.get(name))
-            .map(|_| String::new()),
+    expand(template, "{", NOT_AFTER_DOLLAR, |name| {
+        match args.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+            None => schema
+                .get("properties")
+                .and_then(|p| p.get(name))
+                .map(|_| String::new()),
+        }
     })
 }
 
 /// Replaces `${VAR}` with our environment's `VAR` (empty if unset).
 fn expand_env(value: &str) -> String {
-    expand(value, "${", |name| {
+    expand(value, "${", ANYWHERE, |name| {
         Some(std::env::var(name).unwrap_or_default())
     })
 }
 
-/// Replaces `OPEN name }` where `name` is an identifier and `lookup` knows it.
-fn expand(template: &str, open: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+const NOT_AFTER_DOLLAR: bool = true;
+const ANYWHERE: bool = false;
+
+/// Replaces `OPEN name }` where `name` is an identifier and `lookup` knows it
+/// (unless `not_after_dollar` and a `$` is written just before).
+fn expand(
+    template: &str,
+    open: &str,
+    not_after_dollar: bool,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find(open) {
+        let after_dollar = not_after_dollar && rest[..start].ends_with('$');
         out.push_str(&rest[..start]);
         let after = &rest[start + open.len()..];
         let value = after
             .find('}')
+            .filter(|_| !after_dollar)
             .map(|end| &after[..end])
             .filter(|name| is_identifier(name))
             .and_then(|name| lookup(name).map(|v| (v, name.len() + 1)));

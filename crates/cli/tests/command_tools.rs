@@ -1,0 +1,78 @@
+//! Command tools and the shell, through the real binary: a placeholder inside a
+//! `sh -c` script is refused by `validate` at its file, line and column; the safe
+//! form (the value as a positional parameter) runs a hostile value as plain text.
+
+mod common;
+
+use common::Demo;
+use std::path::Path;
+
+/// Appends `text` to the workspace file `rel`.
+fn append(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    let mut all = std::fs::read_to_string(&path).unwrap();
+    all.push_str(text);
+    std::fs::write(path, all).unwrap();
+}
+
+const SCHEMA: &str = "    arguments:\n      type: object\n      properties: { text: { type: string } }\n      required: [text]\n";
+
+#[test]
+fn validate_refuses_a_placeholder_inside_a_shell_script() {
+    let demo = Demo::new();
+    let tool = format!("  save:\n    command: [\"sh\", \"-c\", \"echo {{text}} > out\"]\n{SCHEMA}");
+    append(&demo.root, "config/tools.yaml", &tool);
+    let tools = std::fs::read_to_string(demo.root.join("config/tools.yaml")).unwrap();
+    let (line, text) = tools
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("echo {text}"))
+        .unwrap();
+    let column = text.find("{text}").unwrap() + 1;
+
+    let r = demo.run(&["validate"]).expect(2);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    let expected = format!(
+        "error: config/tools.yaml:{}:{column}: `{{text}}` is inside the shell script of tool `save` (`sh -c`): \
+         an argument like `x; rm -rf ~` would run as shell commands. Pass values as arguments after the \
+         code instead: write \"$1\" in the code and append \"sh\", \"{{text}}\" to the command, \
+         e.g. [\"sh\", \"-c\", \"echo \\\"$1\\\" > out\", \"sh\", \"{{text}}\"]. \
+         Or set `allow_shell_placeholders: true` on the tool to accept that risk.",
+        line + 1
+    );
+    assert_eq!(r.stderr.trim_end(), expected);
+}
+
+#[test]
+fn the_safe_form_runs_a_hostile_value_as_text() {
+    let demo = Demo::new();
+    let root = &demo.root;
+    let save = "  save:\n    command: [\"sh\", \"-c\", 'mkdir -p work && printf \"%s\" \"$1\" > work/saved.txt', \"sh\", \"{text}\"]\n";
+    append(root, "config/tools.yaml", &format!("{save}{SCHEMA}"));
+    std::fs::write(
+        root.join("config/agents/scribe.yaml"),
+        "name: scribe\nmodel: scripted\ntools: [save]\n",
+    )
+    .unwrap();
+    let hostile = "hi; echo INJECTED > injected; $(touch pwned) `touch pwned2` && id > id.txt";
+    append(
+        root,
+        "resources/scripts/demo.yaml",
+        &format!(
+            "  scribe:\n    turns:\n      - tool_calls: [{{tool: save, arguments: {{text: \"{hostile}\"}}}}]\n      - text: saved\n"
+        ),
+    );
+
+    demo.run(&["validate"]).ok();
+    let r = demo.run(&["run", "--agent", "scribe", "save this"]).ok();
+    assert!(r.stdout.contains("saved"), "{}", r.stdout);
+    assert_eq!(
+        std::fs::read_to_string(root.join("work/saved.txt")).unwrap(),
+        hostile
+    );
+    for dir in [root.clone(), root.join("work")] {
+        for name in ["injected", "pwned", "pwned2", "id.txt"] {
+            assert!(!dir.join(name).exists(), "{} ran", dir.join(name).display());
+        }
+    }
+}
