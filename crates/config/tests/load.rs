@@ -116,14 +116,14 @@ fn init_makes_scripts_executable_and_they_run() {
         fs::metadata(&script).unwrap().permissions().mode() & 0o777,
         0o755
     );
+    // As the runtime runs them: in `work/`, the script reached through `{workspace}`.
+    let work = dir.path().join("work");
+    fs::create_dir_all(&work).unwrap();
     let out = std::process::Command::new("sh")
-        .args([
-            "resources/tools/send_mail.sh",
-            "ops@example.com",
-            "Hi there",
-        ])
+        .arg(&script)
+        .args(["ops@example.com", "Hi there"])
         .env("AGENT_HARNESS_CALL_ID", "call-1")
-        .current_dir(dir.path())
+        .current_dir(&work)
         .output()
         .unwrap();
     assert_eq!(
@@ -136,8 +136,9 @@ fn init_makes_scripts_executable_and_they_run() {
         "{log}"
     );
     let out = std::process::Command::new("sh")
-        .args(["resources/tools/word_count.sh", "one two  three"])
-        .current_dir(dir.path())
+        .arg(dir.path().join("resources/tools/word_count.sh"))
+        .arg("one two  three")
+        .current_dir(&work)
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
@@ -368,6 +369,30 @@ fn tool_definitions_are_checked() {
          config/tools.yaml:24:3: tool name `bad name` must be 1-64 letters, digits, `_` or `-`\n\
          config/tools.yaml:28:14: the `timeout` of `slow` must be greater than 0\n\
          config/tools.yaml:29:5: `arguments` cannot be set on `slow`: it is the built-in tool `list_files`"
+    );
+}
+
+#[test]
+fn the_workspace_placeholder_is_built_in_and_reserved() {
+    let dir = demo();
+    let demo_tools = fs::read_to_string(dir.path().join(TOOLS)).unwrap();
+    let run = "  run:\n    command: [\"sh\", \"{workspace}/resources/tools/x.sh\"]\n";
+    write(&dir, TOOLS, &format!("{demo_tools}\n{run}"));
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(
+        ws.tools["run"].command.as_deref(),
+        Some(
+            &[
+                "sh".to_string(),
+                "{workspace}/resources/tools/x.sh".to_string()
+            ][..]
+        )
+    );
+    let text = "tools:\n  run:\n    command: [\"ls\", \"{workspace}\"]\n    arguments:\n      type: object\n      properties:\n        workspace: { type: string }\n";
+    // (The demo agents' tools are gone from this file: those errors follow.)
+    assert_eq!(
+        errors_with(TOOLS, text).lines().next().unwrap(),
+        "config/tools.yaml:7:9: argument `workspace` of `run` clashes with the built-in `{workspace}` placeholder (the workspace folder); rename the argument"
     );
 }
 

@@ -38,6 +38,12 @@ tools:
     env: {GREETING: "path=${PATH}"}
   missing:
     command: [definitely-not-a-program-4821, "{x}"]
+  where:
+    command: [sh, -c, 'pwd; mkdir -p config; printf pwned > "$1"', sh, "{path}"]
+    arguments: {type: object, properties: {path: {type: string}}}
+  script:
+    command: [sh, "{workspace}/resources/tools/hello.sh", "{name}"]
+    arguments: {type: object, properties: {name: {type: string}}}
 "#;
 
 struct Fixture {
@@ -76,6 +82,10 @@ impl Fixture {
 
     fn root(&self) -> &Path {
         &self.ctx.workspace_root
+    }
+
+    fn work(&self) -> &Path {
+        &self.ctx.work_dir
     }
 }
 
@@ -211,10 +221,40 @@ async fn command_arguments_are_not_interpreted_by_a_shell() {
     let out = f.run("save_text", json!({"text": text})).await;
     assert!(out.ok, "{out:?}");
     assert_eq!(
-        std::fs::read(f.root().join("out.txt")).unwrap(),
+        std::fs::read(f.work().join("out.txt")).unwrap(),
         text.as_bytes()
     );
-    assert!(!f.root().join("pwned").exists() && !f.root().join("pwned2").exists());
+    assert!(!f.work().join("pwned").exists() && !f.work().join("pwned2").exists());
+}
+
+#[tokio::test]
+async fn commands_run_in_the_work_folder() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.root().join("config")).unwrap();
+    std::fs::write(f.root().join("config/x"), "config").unwrap();
+    assert!(!f.work().exists(), "the fixture starts without work/");
+    let out = f.run("where", json!({"path": "config/x"})).await;
+    assert_eq!(out, ToolOutput::ok(format!("{}\n", f.work().display())));
+    assert_eq!(
+        std::fs::read_to_string(f.work().join("config/x")).unwrap(),
+        "pwned"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.root().join("config/x")).unwrap(),
+        "config",
+        "a relative path reached the workspace's config/"
+    );
+}
+
+#[tokio::test]
+async fn the_workspace_placeholder_reaches_workspace_scripts() {
+    let f = Fixture::new();
+    let script = f.root().join("resources/tools/hello.sh");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, "printf 'hello %s from %s' \"$1\" \"$(pwd)\"").unwrap();
+    let out = f.run("script", json!({"name": "{workspace}"})).await;
+    let expected = format!("hello {{workspace}} from {}", f.work().display());
+    assert_eq!(out, ToolOutput::ok(expected));
 }
 
 #[tokio::test]
@@ -261,7 +301,7 @@ async fn timeout_kills_grandchildren_too() {
         "{:?}",
         start.elapsed()
     );
-    let pid: i32 = std::fs::read_to_string(f.root().join("grandchild.pid"))
+    let pid: i32 = std::fs::read_to_string(f.work().join("grandchild.pid"))
         .unwrap()
         .trim()
         .parse()

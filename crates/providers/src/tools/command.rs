@@ -1,16 +1,20 @@
 //! Command tools: an argv from `tools.yaml` with `{name}` placeholders filled from
-//! the call's arguments, run without a shell as its own process group.
+//! the call's arguments (and `{workspace}` with the absolute workspace folder, to
+//! reach scripts under `resources/`), run without a shell as its own process group.
 //!
-//! The process runs in the workspace folder with stdin closed and a reduced
-//! environment: a few basics passed through (`PATH`, `HOME`, locale…), the tool's
-//! `env` map (`${VAR}` expanded from ours) and the `AGENT_HARNESS_*` call identifiers;
+//! The process runs in the work folder ([`ToolContext::work_dir`], created if
+//! missing), so a relative path a model passes lands there and not in `config/` or
+//! the store (this is not a sandbox: `..` and absolute paths reach whatever the
+//! process may). Stdin is closed and the environment reduced: a few basics passed
+//! through (`PATH`, `HOME`, locale…), the tool's `env` map (`${VAR}` expanded from
+//! ours), `AGENT_HARNESS_WORKSPACE` and the `AGENT_HARNESS_*` call identifiers;
 //! nothing else of ours (API keys, say) leaks to it. Stdout and stderr are read
 //! concurrently and kept up to [`MAX_CAPTURE`] bytes each. On timeout or cancellation
 //! the whole group gets SIGTERM, then SIGKILL after [`GRACE`]; when the command
 //! exits, anything it left running in its group is killed.
 
 use crate::{ToolContext, ToolOutput};
-use harness_config::ToolConfig;
+use harness_config::{ToolConfig, WORKSPACE_PLACEHOLDER};
 use serde_json::Value;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -41,16 +45,26 @@ pub(super) async fn run_command(
     if ctx.cancel.is_cancelled() {
         return ToolOutput::error("cancelled");
     }
+    let Some(workspace) = ctx.workspace_root.to_str() else {
+        return ToolOutput::error(format!(
+            "the workspace folder {} is not valid UTF-8, so command arguments cannot hold it; move the workspace",
+            ctx.workspace_root.display()
+        ));
+    };
     let argv: Vec<String> = argv
         .iter()
-        .map(|a| substitute(a, args, &config.arguments))
+        .map(|a| substitute(a, args, &config.arguments, workspace))
         .collect();
     let Some((program, rest)) = argv.split_first() else {
         return ToolOutput::error("tool command is empty");
     };
+    if let Err(e) = std::fs::create_dir_all(&ctx.work_dir) {
+        let work = ctx.work_dir.display();
+        return ToolOutput::error(format!("cannot create work folder {work}: {e}"));
+    }
     let mut cmd = Command::new(program);
     cmd.args(rest)
-        .current_dir(&ctx.workspace_root)
+        .current_dir(&ctx.work_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -66,10 +80,10 @@ pub(super) async fn run_command(
 }
 
 fn spawn_error(program: &str, ctx: &ToolContext, e: std::io::Error) -> ToolOutput {
-    if !ctx.workspace_root.is_dir() {
-        let root = ctx.workspace_root.display();
+    if !ctx.work_dir.is_dir() {
+        let work = ctx.work_dir.display();
         return ToolOutput::error(format!(
-            "cannot run `{program}`: workspace folder {root} is missing"
+            "cannot run `{program}`: work folder {work} is missing"
         ));
     }
     ToolOutput::error(format!("cannot run `{program}`: {e}"))
@@ -91,10 +105,12 @@ fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
         .env("AGENT_HARNESS_WORKSPACE", &ctx.workspace_root);
 }
 
-/// Replaces `{name}` with argument `name`: strings verbatim, other values as compact
-/// JSON, a declared but absent argument as nothing. Anything else stays as written.
-fn substitute(template: &str, args: &Value, schema: &Value) -> String {
+/// Replaces `{workspace}` with `workspace` and `{name}` with argument `name`: strings
+/// verbatim, other values as compact JSON, a declared but absent argument as
+/// nothing. Anything else stays as written. Values are not scanned again.
+fn substitute(template: &str, args: &Value, schema: &Value, workspace: &str) -> String {
     expand(template, "{", |name| match args.get(name) {
+        _ if name == WORKSPACE_PLACEHOLDER => Some(workspace.to_string()),
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => Some(other.to_string()),
         None => schema
@@ -393,17 +409,19 @@ mod tests {
     fn placeholders_are_replaced_inside_elements() {
         let schema = json!({"properties": {"text": {}, "n": {}, "opt": {}}});
         let args = json!({"text": "a b; $(x)", "n": 3, "obj": {"k": [1]}});
+        let sub = |template: &str| substitute(template, &args, &schema, "/ws");
+        assert_eq!(sub("--text={text}"), "--text=a b; $(x)");
+        assert_eq!(sub("{n}/{n}"), "3/3");
+        assert_eq!(sub("{obj}"), r#"{"k":[1]}"#);
+        assert_eq!(sub("x{opt}y"), "xy");
         assert_eq!(
-            substitute("--text={text}", &args, &schema),
-            "--text=a b; $(x)"
-        );
-        assert_eq!(substitute("{n}/{n}", &args, &schema), "3/3");
-        assert_eq!(substitute("{obj}", &args, &schema), r#"{"k":[1]}"#);
-        assert_eq!(substitute("x{opt}y", &args, &schema), "xy");
-        assert_eq!(
-            substitute("{print $1} {undeclared} {", &args, &schema),
+            sub("{print $1} {undeclared} {"),
             "{print $1} {undeclared} {"
         );
+        assert_eq!(sub("{workspace}/resources/t.sh"), "/ws/resources/t.sh");
+        // An argument's value is not expanded again.
+        let sneaky = json!({"text": "{workspace}"});
+        assert_eq!(substitute("{text}", &sneaky, &schema, "/ws"), "{workspace}");
     }
 
     #[test]
