@@ -6,6 +6,7 @@ use harness_core::{CallId, RequestId, SessionId};
 use harness_providers::{ToolContext, ToolOutput, ToolRunner, WorkspaceTools};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -163,12 +164,15 @@ async fn escaping_paths_are_refused() {
     std::os::unix::fs::symlink(f.root(), f.ctx.work_dir.join("up")).unwrap();
     std::os::unix::fs::symlink(&outside, f.ctx.work_dir.join("leak.txt")).unwrap();
 
+    std::os::unix::fs::symlink("/dev/zero", f.ctx.work_dir.join("zero")).unwrap();
+
     for path in [
         "../x",
         "/etc/passwd",
         "a/../../x",
         "up/secret.txt",
         "leak.txt",
+        "zero",
     ] {
         let out = f.run("read_file", json!({"path": path})).await;
         assert_eq!(
@@ -176,7 +180,7 @@ async fn escaping_paths_are_refused() {
             ToolOutput::error(format!("path `{path}` escapes the work folder"))
         );
     }
-    for path in ["../x", "up/new.txt", "up/deep/new.txt", "leak.txt"] {
+    for path in ["../x", "up/new.txt", "up/deep/new.txt", "leak.txt", "zero"] {
         let out = f
             .run("write_file", json!({"path": path, "content": "pwned"}))
             .await;
@@ -188,6 +192,105 @@ async fn escaping_paths_are_refused() {
         &f.run("list_files", json!({"path": "up"})).await,
         "escapes the work folder",
     );
+}
+
+#[tokio::test]
+async fn symlinks_inside_the_work_folder_are_followed() {
+    let f = Fixture::new();
+    f.run(
+        "write_file",
+        json!({"path": "notes/a.txt", "content": "hi"}),
+    )
+    .await;
+    std::os::unix::fs::symlink("notes/a.txt", f.work().join("alias")).unwrap();
+    assert_eq!(
+        f.run("read_file", json!({"path": "alias"})).await,
+        ToolOutput::ok("hi")
+    );
+}
+
+/// Runs a tool on its own thread so that a call which blocks (as `read_file` on a
+/// FIFO once did, holding a runtime thread forever) fails the test instead of
+/// hanging it. `None` if it has not returned after 5 s.
+fn run_unless_blocked(f: &Arc<Fixture>, tool: &'static str, args: Value) -> Option<ToolOutput> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f = Arc::clone(f);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = tx.send(rt.block_on(f.run(tool, args)));
+    });
+    rx.recv_timeout(Duration::from_secs(5)).ok()
+}
+
+#[test]
+fn fifos_sockets_and_folders_are_refused_without_blocking() {
+    let f = Arc::new(Fixture::new());
+    let work = f.work().to_path_buf();
+    std::fs::create_dir_all(work.join("folder")).unwrap();
+    let fifo = work.join("pipe");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("pipe", work.join("alias")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(work.join("sock")).unwrap();
+
+    let cases = [
+        (
+            "read_file",
+            json!({"path": "pipe"}),
+            "`pipe` is a FIFO (named pipe); file tools read and write only regular files",
+        ),
+        (
+            "read_file",
+            json!({"path": "alias"}),
+            "`alias` is a FIFO (named pipe)",
+        ),
+        (
+            "write_file",
+            json!({"path": "pipe", "content": "x"}),
+            "`pipe` is a FIFO (named pipe)",
+        ),
+        ("read_file", json!({"path": "sock"}), "`sock` is a socket"),
+        (
+            "write_file",
+            json!({"path": "sock", "content": "x"}),
+            "`sock` is a socket",
+        ),
+        (
+            "read_file",
+            json!({"path": "folder"}),
+            "`folder` is a directory (use list_files)",
+        ),
+    ];
+    for (tool, args, expected) in cases {
+        let shown = args.to_string();
+        let Some(out) = run_unless_blocked(&f, tool, args) else {
+            // Release the blocked open (O_RDWR on a FIFO never blocks) before failing.
+            let _ = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo);
+            panic!("{tool} {shown} blocked");
+        };
+        assert_error(&out, expected);
+    }
+    // A FIFO opened for writing with a reader present is refused too, and left as is.
+    let reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap()
+    };
+    let out = run_unless_blocked(&f, "write_file", json!({"path": "pipe", "content": "x"}));
+    assert_error(&out.expect("write_file blocked"), "`pipe` is a FIFO");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+    assert!(got.is_empty(), "wrote {got:?} into the FIFO");
 }
 
 #[tokio::test]
