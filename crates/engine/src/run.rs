@@ -562,6 +562,7 @@ impl Run {
             request_id: self.req.id.clone(),
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),
+            runs_dir: harness_providers::tools::running_dir(self.h.inner.store.dir()),
             cancel: self.cancel.clone(),
         };
         let tools = self.h.inner.tools.clone();

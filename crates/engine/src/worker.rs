@@ -58,6 +58,11 @@ impl Harness {
         let now = self.now();
         let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
         let _ = self.inner.stopping.send_replace(false);
+        // Before anything is re-run: kill the commands a dead worker left running.
+        let runs = harness_providers::tools::running_dir(self.inner.store.dir());
+        for reaped in harness_providers::tools::reap_leftovers(&runs).await {
+            tracing::warn!("{reaped}");
+        }
         let recovered = self.inner.store.requeue_orphans(now).await?;
         let worker = Worker {
             id: id.clone(),

@@ -39,6 +39,9 @@ tools:
     env: {GREETING: "path=${PATH}"}
   missing:
     command: [definitely-not-a-program-4821, "{x}"]
+  lingering:
+    command: [sh, -c, 'echo $$ > lingering.pid; exec sleep 30']
+    timeout: 60s
   where:
     command: [sh, -c, 'pwd; mkdir -p config; printf pwned > "$1"', sh, "{path}"]
     arguments: {type: object, properties: {path: {type: string}}}
@@ -67,6 +70,7 @@ impl Fixture {
             request_id: RequestId::generate(),
             session_id: SessionId::generate(),
             call_id: CallId::generate(),
+            runs_dir: dir.path().join("store/running"),
             cancel: cancel.clone(),
         };
         Self {
@@ -429,6 +433,50 @@ async fn wait_gone(pid: i32) -> bool {
         }
     }
     false
+}
+
+#[test]
+fn a_command_dies_with_its_worker() {
+    // PR_SET_PDEATHSIG fires when the thread that spawned the command ends. Here
+    // that thread ends without dropping the call, as when a SIGKILL ends the whole
+    // worker: no destructor runs, only the kernel's signal can stop the command.
+    let f = Arc::new(Fixture::new());
+    let pid_file = f.work().join("lingering.pid");
+    let f2 = Arc::clone(&f);
+    let pid_file2 = pid_file.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut call = Box::pin(f2.run("lingering", json!({})));
+        rt.block_on(async {
+            tokio::select! {
+                out = &mut call => panic!("the command ended: {out:?}"),
+                () = async {
+                    while !std::fs::read_to_string(&pid_file2).is_ok_and(|s| s.ends_with('\n')) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } => {}
+            }
+        });
+        std::mem::forget(call);
+        std::mem::forget(rt);
+    })
+    .join()
+    .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(wait_gone(pid));
+    if !gone {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    assert!(gone, "command {pid} outlived the thread that spawned it");
 }
 
 #[tokio::test]

@@ -12,7 +12,13 @@
 //! concurrently and kept up to [`MAX_CAPTURE`] bytes each. On timeout or cancellation
 //! the whole group gets SIGTERM, then SIGKILL after [`GRACE`]; when the command
 //! exits, anything it left running in its group is killed.
+//!
+//! If the worker itself dies (SIGKILL, OOM), the command gets SIGKILL from the
+//! kernel (`PR_SET_PDEATHSIG`), and what it spawned in its group is recorded under
+//! [`ToolContext::runs_dir`] for the next worker to kill before it re-runs anything
+//! (see [`super::running`]). A process that leaves the group (`setsid`) escapes both.
 
+use super::running::RunRecord;
 use crate::{ToolContext, ToolOutput};
 use harness_config::{ToolConfig, WORKSPACE_PLACEHOLDER};
 use serde_json::Value;
@@ -71,13 +77,58 @@ pub(super) async fn run_command(
         .process_group(0)
         .kill_on_drop(true);
     set_env(&mut cmd, config, ctx);
+    die_with_worker(&mut cmd);
     let child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => return spawn_error(program, ctx, e),
     };
-    let finished = supervise(child, config.timeout, ctx.cancel.clone()).await;
+    let mut group = ProcessGroup::of(&child);
+    if let Some(pgid) = group.pgid {
+        match RunRecord::write(&ctx.runs_dir, &ctx.call_id, &ctx.request_id, pgid) {
+            Ok(record) => group.record = Some(record),
+            // Unrecorded, a crash could leave it running beside its re-run: stop it.
+            Err(e) => {
+                drop(group);
+                return ToolOutput::error(format!(
+                    "cannot record the running call in {}: {e}; the command was stopped",
+                    ctx.runs_dir.display()
+                ));
+            }
+        }
+    }
+    let finished = supervise(child, group, config.timeout, ctx.cancel.clone()).await;
     finished.into_output(config.timeout)
 }
+
+/// The command gets SIGKILL when this process dies (Linux).
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not only the
+/// process. Here that thread is a tokio runtime worker: the engine runs every tool
+/// in a `tokio::spawn`ed task, runtime workers live as long as the runtime, and
+/// nothing calls `block_in_place` (which would hand the thread to the blocking
+/// pool, whose idle threads exit after 10 s). So the signal comes only when the
+/// process (or its runtime) goes away.
+#[cfg(target_os = "linux")]
+fn die_with_worker(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and calls only prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // We died between fork and prctl: the signal will never come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_worker(_cmd: &mut Command) {}
 
 fn spawn_error(program: &str, ctx: &ToolContext, e: std::io::Error) -> ToolOutput {
     if !ctx.work_dir.is_dir() {
@@ -178,8 +229,12 @@ struct Finished {
     drained: bool,
 }
 
-async fn supervise(mut child: Child, limit: Duration, cancel: CancellationToken) -> Finished {
-    let group = ProcessGroup::of(&child);
+async fn supervise(
+    mut child: Child,
+    group: ProcessGroup,
+    limit: Duration,
+    cancel: CancellationToken,
+) -> Finished {
     let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
     let (mut stdout, mut stderr) = (Capture::default(), Capture::default());
     let done = Notify::new();
@@ -362,11 +417,13 @@ fn format_duration(d: Duration) -> String {
 }
 
 /// The command's process group; SIGKILLed on drop unless disarmed (so an abandoned
-/// call leaves nothing running).
+/// call leaves nothing running). Its record is removed after that, with it.
 struct ProcessGroup {
     /// Never 0 or 1: `kill(-1)` would signal every process we may signal.
     pgid: Option<libc::pid_t>,
     armed: bool,
+    /// Dropped (the file removed) only after the group is killed or has ended.
+    record: Option<RunRecord>,
 }
 
 impl ProcessGroup {
@@ -375,7 +432,11 @@ impl ProcessGroup {
             .id()
             .and_then(|id| libc::pid_t::try_from(id).ok())
             .filter(|&id| id > 1);
-        Self { pgid, armed: true }
+        Self {
+            pgid,
+            armed: true,
+            record: None,
+        }
     }
 
     fn signal(&self, signal: libc::c_int) {
