@@ -47,7 +47,7 @@ fn validate_refuses_a_placeholder_inside_a_shell_script() {
 fn the_safe_form_runs_a_hostile_value_as_text() {
     let demo = Demo::new();
     let root = &demo.root;
-    let save = "  save:\n    command: [\"sh\", \"-c\", 'mkdir -p work && printf \"%s\" \"$1\" > work/saved.txt', \"sh\", \"{text}\"]\n";
+    let save = "  save:\n    command: [\"sh\", \"-c\", 'printf \"%s\" \"$1\" > saved.txt', \"sh\", \"{text}\"]\n";
     append(root, "config/tools.yaml", &format!("{save}{SCHEMA}"));
     std::fs::write(
         root.join("config/agents/scribe.yaml"),

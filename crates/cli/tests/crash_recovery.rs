@@ -20,7 +20,8 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-/// A workspace whose tools append their call id to a log: one line per execution.
+/// A workspace whose tools append their call id to a log in `work/` (where command
+/// tools run): one line per execution.
 fn workspace(root: &Path) {
     write(
         root,
@@ -41,11 +42,11 @@ fn workspace(root: &Path) {
     write(
         root,
         "resources/tools/record.sh",
-        "#!/bin/sh\nmkdir -p work\necho \"$AGENT_HARNESS_CALL_ID $1\" >> work/$1.log\necho recorded\n",
+        "#!/bin/sh\necho \"$AGENT_HARNESS_CALL_ID $1\" >> \"$1.log\"\necho recorded\n",
     );
     let tool = |name: &str, approval: &str, idem: bool| {
         format!(
-            "  {name}:\n    command: [\"sh\", \"resources/tools/record.sh\", \"{name}\"]\n    approval: {approval}\n    idempotent: {idem}\n    timeout: 10s\n"
+            "  {name}:\n    command: [\"sh\", \"{{workspace}}/resources/tools/record.sh\", \"{name}\"]\n    approval: {approval}\n    idempotent: {idem}\n    timeout: 10s\n"
         )
     };
     let tools = format!(

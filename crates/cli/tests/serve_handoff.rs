@@ -147,7 +147,7 @@ fn cancel_from_another_process_stops_the_worker_s_running_command() {
     );
     w(
         "config/tools.yaml",
-        "tools:\n  slow:\n    command: [\"sh\", \"-c\", \"echo $$ > work/slow.pid; sleep 30\"]\n    timeout: 60s\n",
+        "tools:\n  slow:\n    command: [\"sh\", \"-c\", \"echo $$ > slow.pid; sleep 30\"]\n    timeout: 60s\n",
     );
     w("config/agents/a.yaml", "name: a\nmodel: m\ntools: [slow]\n");
     w(

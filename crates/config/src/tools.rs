@@ -6,7 +6,7 @@ use crate::builtins::{builtin_named, builtin_tool};
 use crate::error::{ConfigError, suggestion};
 use crate::inline_code::{Interpreter, inline_code};
 use crate::parse::{Parsed, Source};
-use crate::types::{Builtin, ToolConfig, ToolsFile};
+use crate::types::{Builtin, ToolConfig, ToolsFile, WORKSPACE_PLACEHOLDER};
 use std::collections::{BTreeMap, BTreeSet};
 
 type Errors = Vec<ConfigError>;
@@ -147,6 +147,7 @@ fn command_entry(
     }
     errors.extend(unknown_placeholders(src, name, cfg, command));
     errors.extend(placeholders_in_code(src, name, cfg, command));
+    errors.extend(reserved_argument(src, name, cfg));
     errors.extend(zero_timeout(src, name, cfg));
     if errors.is_empty() {
         Ok(cfg.clone())
@@ -164,7 +165,25 @@ fn zero_timeout(src: &Source, name: &str, cfg: &ToolConfig) -> Option<ConfigErro
     })
 }
 
-/// `{x}` in the argv where `x` is not a property of the arguments schema.
+/// An argument named like the `{workspace}` placeholder would be ambiguous in the argv.
+fn reserved_argument(src: &Source, name: &str, cfg: &ToolConfig) -> Option<ConfigError> {
+    let declared = cfg
+        .arguments
+        .get("properties")
+        .and_then(|p| p.get(WORKSPACE_PLACEHOLDER))
+        .is_some();
+    declared.then(|| {
+        src.error(
+            src.locator()
+                .key(&["tools", name, "arguments", "properties", WORKSPACE_PLACEHOLDER]),
+            format!(
+                "argument `{WORKSPACE_PLACEHOLDER}` of `{name}` clashes with the built-in `{{{WORKSPACE_PLACEHOLDER}}}` placeholder (the workspace folder); rename the argument"
+            ),
+        )
+    })
+}
+
+/// `{x}` in the argv where `x` is neither `workspace` nor a property of the arguments schema.
 fn unknown_placeholders(src: &Source, name: &str, cfg: &ToolConfig, command: &[String]) -> Errors {
     let properties: Vec<&str> = cfg
         .arguments
@@ -175,7 +194,7 @@ fn unknown_placeholders(src: &Source, name: &str, cfg: &ToolConfig, command: &[S
     command
         .iter()
         .flat_map(|arg| placeholders(arg))
-        .filter(|p| !properties.contains(p))
+        .filter(|p| *p != WORKSPACE_PLACEHOLDER && !properties.contains(p))
         .map(|p| {
             let hint = match suggestion(p, properties.iter().copied()) {
                 s if s.is_empty() => format!("; declare `{p}` under `arguments.properties`"),

@@ -194,7 +194,8 @@ pub struct ToolConfig {
     /// Exactly one of `builtin` and `command` is set.
     #[serde(default)]
     pub builtin: Option<Builtin>,
-    /// argv; `{name}` in an element is replaced by argument `name` (no shell).
+    /// argv; `{name}` in an element is replaced by argument `name` (no shell), and
+    /// `{workspace}` by the workspace folder (commands run in `work/`).
     #[serde(default)]
     pub command: Option<Vec<String>>,
     /// Extra environment for command tools (values are literal; use `${VAR}` to pass one through).
@@ -216,6 +217,11 @@ pub struct ToolConfig {
     #[serde(default)]
     pub allow_shell_placeholders: bool,
 }
+
+/// The placeholder a command's argv may use for the absolute workspace folder
+/// (commands run in `work/`, so scripts are reached as `{workspace}/resources/…`).
+/// No tool argument may take this name.
+pub const WORKSPACE_PLACEHOLDER: &str = "workspace";
 
 fn empty_object_schema() -> serde_json::Value {
     serde_json::json!({"type": "object"})

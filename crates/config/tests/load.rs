@@ -135,14 +135,14 @@ fn init_makes_scripts_executable_and_they_run() {
         fs::metadata(&script).unwrap().permissions().mode() & 0o777,
         0o755
     );
+    // As the runtime runs them: in `work/`, the script reached through `{workspace}`.
+    let work = dir.path().join("work");
+    fs::create_dir_all(&work).unwrap();
     let out = std::process::Command::new("sh")
-        .args([
-            "resources/tools/send_mail.sh",
-            "ops@example.com",
-            "Hi there",
-        ])
+        .arg(&script)
+        .args(["ops@example.com", "Hi there"])
         .env("AGENT_HARNESS_CALL_ID", "call-1")
-        .current_dir(dir.path())
+        .current_dir(&work)
         .output()
         .unwrap();
     assert_eq!(
@@ -155,8 +155,9 @@ fn init_makes_scripts_executable_and_they_run() {
         "{log}"
     );
     let out = std::process::Command::new("sh")
-        .args(["resources/tools/word_count.sh", "one two  three"])
-        .current_dir(dir.path())
+        .arg(dir.path().join("resources/tools/word_count.sh"))
+        .arg("one two  three")
+        .current_dir(&work)
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
@@ -673,6 +674,30 @@ fn the_safe_forms_and_the_opt_in_are_accepted() {
             "tools:\n  read_file:\n    allow_shell_placeholders: true\n  send_mail:\n    command: [\"true\"]\n"
         ),
         "config/tools.yaml:3:5: `allow_shell_placeholders` cannot be set on `read_file`: it is the built-in tool `read_file`"
+    );
+}
+
+#[test]
+fn the_workspace_placeholder_is_built_in_and_reserved() {
+    let dir = demo();
+    let demo_tools = fs::read_to_string(dir.path().join(TOOLS)).unwrap();
+    let run = "  run:\n    command: [\"sh\", \"{workspace}/resources/tools/x.sh\"]\n";
+    write(&dir, TOOLS, &format!("{demo_tools}\n{run}"));
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(
+        ws.tools["run"].command.as_deref(),
+        Some(
+            &[
+                "sh".to_string(),
+                "{workspace}/resources/tools/x.sh".to_string()
+            ][..]
+        )
+    );
+    let text = "tools:\n  run:\n    command: [\"ls\", \"{workspace}\"]\n    arguments:\n      type: object\n      properties:\n        workspace: { type: string }\n";
+    // (The demo agents' tools are gone from this file: those errors follow.)
+    assert_eq!(
+        errors_with(TOOLS, text).lines().next().unwrap(),
+        "config/tools.yaml:7:9: argument `workspace` of `run` clashes with the built-in `{workspace}` placeholder (the workspace folder); rename the argument"
     );
 }
 

@@ -72,6 +72,11 @@ impl Harness {
         let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
         let _ = self.inner.stopping.send_replace(false);
         *self.inner.abort.lock().expect("abort") = tokio_util::sync::CancellationToken::new();
+        // Before anything is re-run: kill the commands a dead worker left running.
+        let runs = harness_providers::tools::running_dir(self.inner.store.dir());
+        for reaped in harness_providers::tools::reap_leftovers(&runs).await {
+            tracing::warn!("{reaped}");
+        }
         let max_attempts = self.inner.workspace.settings.runtime.max_attempts;
         let recovery = self.inner.store.recover(now, max_attempts).await?;
         let recovered = recovery.requeued;

@@ -31,7 +31,7 @@ fn workspace(runtime: &str, turns: &str) -> tempfile::TempDir {
     write(
         root,
         "config/tools.yaml",
-        "tools:\n  gated:\n    builtin: list_files\n    approval: required\n  slow:\n    command: [\"sh\", \"-c\", \"echo $$ > work/slow.pid; sleep 30\"]\n    timeout: 60s\n",
+        "tools:\n  gated:\n    builtin: list_files\n    approval: required\n  slow:\n    command: [\"sh\", \"-c\", \"echo $$ > slow.pid; sleep 30\"]\n    timeout: 60s\n",
     );
     write(
         root,

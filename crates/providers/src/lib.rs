@@ -95,6 +95,9 @@ pub struct ToolContext {
     pub session_id: SessionId,
     /// Stable across re-runs of the same call (exported as `AGENT_HARNESS_CALL_ID`).
     pub call_id: harness_core::CallId,
+    /// Where a running command call is recorded (`<store>/running`, see
+    /// [`tools::running_dir`]) so the next worker can kill it if this one dies.
+    pub runs_dir: std::path::PathBuf,
     /// Cancelled when the request (or an ancestor in its tree) is cancelled or the
     /// worker stops hard: a running command gets SIGTERM, then SIGKILL after a grace period.
     pub cancel: tokio_util::sync::CancellationToken,

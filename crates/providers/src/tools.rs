@@ -3,12 +3,15 @@
 //!
 //! Submodules: `schema` checks arguments against a tool's JSON Schema subset,
 //! `files` holds the built-in tools confined to the work folder, `command` runs
-//! command tools as process groups with a timeout and cancellation.
+//! command tools as process groups with a timeout and cancellation, `running`
+//! records running commands so a new worker can kill what a dead one left.
 
 mod command;
 mod files;
+pub mod running;
 
 pub use harness_config::validate_arguments;
+pub use running::{ReapOutcome, Reaped, reap_leftovers, running_dir};
 
 use crate::{BoxFuture, ToolContext, ToolOutput, ToolRunner};
 use harness_config::{Builtin, ToolConfig};

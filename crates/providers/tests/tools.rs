@@ -6,6 +6,7 @@ use harness_core::{CallId, RequestId, SessionId};
 use harness_providers::{ToolContext, ToolOutput, ToolRunner, WorkspaceTools};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,15 @@ tools:
   shell_var:
     command: [sh, -c, 'printf %s "${GREETING}"']
     env: {GREETING: hello}
+  lingering:
+    command: [sh, -c, 'echo $$ > lingering.pid; exec sleep 30']
+    timeout: 60s
+  where:
+    command: [sh, -c, 'pwd; mkdir -p config; printf pwned > "$1"', sh, "{path}"]
+    arguments: {type: object, properties: {path: {type: string}}}
+  script:
+    command: [sh, "{workspace}/resources/tools/hello.sh", "{name}"]
+    arguments: {type: object, properties: {name: {type: string}}}
 "#;
 
 struct Fixture {
@@ -63,6 +73,7 @@ impl Fixture {
             request_id: RequestId::generate(),
             session_id: SessionId::generate(),
             call_id: CallId::generate(),
+            runs_dir: dir.path().join("store/running"),
             cancel: cancel.clone(),
         };
         Self {
@@ -79,6 +90,10 @@ impl Fixture {
 
     fn root(&self) -> &Path {
         &self.ctx.workspace_root
+    }
+
+    fn work(&self) -> &Path {
+        &self.ctx.work_dir
     }
 }
 
@@ -156,12 +171,15 @@ async fn escaping_paths_are_refused() {
     std::os::unix::fs::symlink(f.root(), f.ctx.work_dir.join("up")).unwrap();
     std::os::unix::fs::symlink(&outside, f.ctx.work_dir.join("leak.txt")).unwrap();
 
+    std::os::unix::fs::symlink("/dev/zero", f.ctx.work_dir.join("zero")).unwrap();
+
     for path in [
         "../x",
         "/etc/passwd",
         "a/../../x",
         "up/secret.txt",
         "leak.txt",
+        "zero",
     ] {
         let out = f.run("read_file", json!({"path": path})).await;
         assert_eq!(
@@ -169,7 +187,7 @@ async fn escaping_paths_are_refused() {
             ToolOutput::error(format!("path `{path}` escapes the work folder"))
         );
     }
-    for path in ["../x", "up/new.txt", "up/deep/new.txt", "leak.txt"] {
+    for path in ["../x", "up/new.txt", "up/deep/new.txt", "leak.txt", "zero"] {
         let out = f
             .run("write_file", json!({"path": path, "content": "pwned"}))
             .await;
@@ -181,6 +199,105 @@ async fn escaping_paths_are_refused() {
         &f.run("list_files", json!({"path": "up"})).await,
         "escapes the work folder",
     );
+}
+
+#[tokio::test]
+async fn symlinks_inside_the_work_folder_are_followed() {
+    let f = Fixture::new();
+    f.run(
+        "write_file",
+        json!({"path": "notes/a.txt", "content": "hi"}),
+    )
+    .await;
+    std::os::unix::fs::symlink("notes/a.txt", f.work().join("alias")).unwrap();
+    assert_eq!(
+        f.run("read_file", json!({"path": "alias"})).await,
+        ToolOutput::ok("hi")
+    );
+}
+
+/// Runs a tool on its own thread so that a call which blocks (as `read_file` on a
+/// FIFO once did, holding a runtime thread forever) fails the test instead of
+/// hanging it. `None` if it has not returned after 5 s.
+fn run_unless_blocked(f: &Arc<Fixture>, tool: &'static str, args: Value) -> Option<ToolOutput> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f = Arc::clone(f);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = tx.send(rt.block_on(f.run(tool, args)));
+    });
+    rx.recv_timeout(Duration::from_secs(5)).ok()
+}
+
+#[test]
+fn fifos_sockets_and_folders_are_refused_without_blocking() {
+    let f = Arc::new(Fixture::new());
+    let work = f.work().to_path_buf();
+    std::fs::create_dir_all(work.join("folder")).unwrap();
+    let fifo = work.join("pipe");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("pipe", work.join("alias")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(work.join("sock")).unwrap();
+
+    let cases = [
+        (
+            "read_file",
+            json!({"path": "pipe"}),
+            "`pipe` is a FIFO (named pipe); file tools read and write only regular files",
+        ),
+        (
+            "read_file",
+            json!({"path": "alias"}),
+            "`alias` is a FIFO (named pipe)",
+        ),
+        (
+            "write_file",
+            json!({"path": "pipe", "content": "x"}),
+            "`pipe` is a FIFO (named pipe)",
+        ),
+        ("read_file", json!({"path": "sock"}), "`sock` is a socket"),
+        (
+            "write_file",
+            json!({"path": "sock", "content": "x"}),
+            "`sock` is a socket",
+        ),
+        (
+            "read_file",
+            json!({"path": "folder"}),
+            "`folder` is a directory (use list_files)",
+        ),
+    ];
+    for (tool, args, expected) in cases {
+        let shown = args.to_string();
+        let Some(out) = run_unless_blocked(&f, tool, args) else {
+            // Release the blocked open (O_RDWR on a FIFO never blocks) before failing.
+            let _ = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo);
+            panic!("{tool} {shown} blocked");
+        };
+        assert_error(&out, expected);
+    }
+    // A FIFO opened for writing with a reader present is refused too, and left as is.
+    let reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap()
+    };
+    let out = run_unless_blocked(&f, "write_file", json!({"path": "pipe", "content": "x"}));
+    assert_error(&out.expect("write_file blocked"), "`pipe` is a FIFO");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+    assert!(got.is_empty(), "wrote {got:?} into the FIFO");
 }
 
 #[tokio::test]
@@ -214,10 +331,40 @@ async fn command_arguments_are_not_interpreted_by_a_shell() {
     let out = f.run("save_text", json!({"text": text})).await;
     assert!(out.ok, "{out:?}");
     assert_eq!(
-        std::fs::read(f.root().join("out.txt")).unwrap(),
+        std::fs::read(f.work().join("out.txt")).unwrap(),
         text.as_bytes()
     );
-    assert!(!f.root().join("pwned").exists() && !f.root().join("pwned2").exists());
+    assert!(!f.work().join("pwned").exists() && !f.work().join("pwned2").exists());
+}
+
+#[tokio::test]
+async fn commands_run_in_the_work_folder() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.root().join("config")).unwrap();
+    std::fs::write(f.root().join("config/x"), "config").unwrap();
+    assert!(!f.work().exists(), "the fixture starts without work/");
+    let out = f.run("where", json!({"path": "config/x"})).await;
+    assert_eq!(out, ToolOutput::ok(format!("{}\n", f.work().display())));
+    assert_eq!(
+        std::fs::read_to_string(f.work().join("config/x")).unwrap(),
+        "pwned"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.root().join("config/x")).unwrap(),
+        "config",
+        "a relative path reached the workspace's config/"
+    );
+}
+
+#[tokio::test]
+async fn the_workspace_placeholder_reaches_workspace_scripts() {
+    let f = Fixture::new();
+    let script = f.root().join("resources/tools/hello.sh");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, "printf 'hello %s from %s' \"$1\" \"$(pwd)\"").unwrap();
+    let out = f.run("script", json!({"name": "{workspace}"})).await;
+    let expected = format!("hello {{workspace}} from {}", f.work().display());
+    assert_eq!(out, ToolOutput::ok(expected));
 }
 
 #[tokio::test]
@@ -228,7 +375,7 @@ async fn a_shell_variable_is_not_a_placeholder() {
     let hostile = r#"{HOME}"; touch pwned; echo ""#;
     let out = f.run("shell_var", json!({"GREETING": hostile})).await;
     assert_eq!(out, ToolOutput::ok("hello"));
-    assert!(!f.root().join("pwned").exists());
+    assert!(!f.root().join("pwned").exists() && !f.work().join("pwned").exists());
 }
 
 #[tokio::test]
@@ -275,7 +422,7 @@ async fn timeout_kills_grandchildren_too() {
         "{:?}",
         start.elapsed()
     );
-    let pid: i32 = std::fs::read_to_string(f.root().join("grandchild.pid"))
+    let pid: i32 = std::fs::read_to_string(f.work().join("grandchild.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -300,6 +447,50 @@ async fn wait_gone(pid: i32) -> bool {
         }
     }
     false
+}
+
+#[test]
+fn a_command_dies_with_its_worker() {
+    // PR_SET_PDEATHSIG fires when the thread that spawned the command ends. Here
+    // that thread ends without dropping the call, as when a SIGKILL ends the whole
+    // worker: no destructor runs, only the kernel's signal can stop the command.
+    let f = Arc::new(Fixture::new());
+    let pid_file = f.work().join("lingering.pid");
+    let f2 = Arc::clone(&f);
+    let pid_file2 = pid_file.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut call = Box::pin(f2.run("lingering", json!({})));
+        rt.block_on(async {
+            tokio::select! {
+                out = &mut call => panic!("the command ended: {out:?}"),
+                () = async {
+                    while !std::fs::read_to_string(&pid_file2).is_ok_and(|s| s.ends_with('\n')) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } => {}
+            }
+        });
+        std::mem::forget(call);
+        std::mem::forget(rt);
+    })
+    .join()
+    .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(wait_gone(pid));
+    if !gone {
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    assert!(gone, "command {pid} outlived the thread that spawned it");
 }
 
 #[tokio::test]

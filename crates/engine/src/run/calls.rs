@@ -131,6 +131,7 @@ impl Run {
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),
             cancel: self.cancel.clone(),
+            runs_dir: harness_providers::tools::running_dir(self.h.inner.store.dir()),
         };
         let tools = self.h.inner.tools.clone();
         let (name, args) = (call.tool.clone(), call.arguments.clone());

@@ -1,16 +1,26 @@
 //! Command tools: an argv from `tools.yaml` with `{name}` placeholders filled from
-//! the call's arguments, run without a shell as its own process group.
+//! the call's arguments (and `{workspace}` with the absolute workspace folder, to
+//! reach scripts under `resources/`), run without a shell as its own process group.
 //!
-//! The process runs in the workspace folder with stdin closed and a reduced
-//! environment: a few basics passed through (`PATH`, `HOME`, locale…), the tool's
-//! `env` map (`${VAR}` expanded from ours) and the `AGENT_HARNESS_*` call identifiers;
+//! The process runs in the work folder ([`ToolContext::work_dir`], created if
+//! missing), so a relative path a model passes lands there and not in `config/` or
+//! the store (this is not a sandbox: `..` and absolute paths reach whatever the
+//! process may). Stdin is closed and the environment reduced: a few basics passed
+//! through (`PATH`, `HOME`, locale…), the tool's `env` map (`${VAR}` expanded from
+//! ours), `AGENT_HARNESS_WORKSPACE` and the `AGENT_HARNESS_*` call identifiers;
 //! nothing else of ours (API keys, say) leaks to it. Stdout and stderr are read
 //! concurrently and kept up to [`MAX_CAPTURE`] bytes each. On timeout or cancellation
 //! the whole group gets SIGTERM, then SIGKILL after [`GRACE`]; when the command
 //! exits, anything it left running in its group is killed.
+//!
+//! If the worker itself dies (SIGKILL, OOM), the command gets SIGKILL from the
+//! kernel (`PR_SET_PDEATHSIG`), and what it spawned in its group is recorded under
+//! [`ToolContext::runs_dir`] for the next worker to kill before it re-runs anything
+//! (see [`super::running`]). A process that leaves the group (`setsid`) escapes both.
 
+use super::running::RunRecord;
 use crate::{ToolContext, ToolOutput};
-use harness_config::ToolConfig;
+use harness_config::{ToolConfig, WORKSPACE_PLACEHOLDER};
 use serde_json::Value;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -41,35 +51,90 @@ pub(super) async fn run_command(
     if ctx.cancel.is_cancelled() {
         return ToolOutput::error("cancelled");
     }
+    let Some(workspace) = ctx.workspace_root.to_str() else {
+        return ToolOutput::error(format!(
+            "the workspace folder {} is not valid UTF-8, so command arguments cannot hold it; move the workspace",
+            ctx.workspace_root.display()
+        ));
+    };
     let argv: Vec<String> = argv
         .iter()
-        .map(|a| substitute(a, args, &config.arguments))
+        .map(|a| substitute(a, args, &config.arguments, workspace))
         .collect();
     let Some((program, rest)) = argv.split_first() else {
         return ToolOutput::error("tool command is empty");
     };
+    if let Err(e) = std::fs::create_dir_all(&ctx.work_dir) {
+        let work = ctx.work_dir.display();
+        return ToolOutput::error(format!("cannot create work folder {work}: {e}"));
+    }
     let mut cmd = Command::new(program);
     cmd.args(rest)
-        .current_dir(&ctx.workspace_root)
+        .current_dir(&ctx.work_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     set_env(&mut cmd, config, ctx);
+    die_with_worker(&mut cmd);
     let child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => return spawn_error(program, ctx, e),
     };
-    let finished = supervise(child, config.timeout, ctx.cancel.clone()).await;
+    let mut group = ProcessGroup::of(&child);
+    if let Some(pgid) = group.pgid {
+        match RunRecord::write(&ctx.runs_dir, &ctx.call_id, &ctx.request_id, pgid) {
+            Ok(record) => group.record = Some(record),
+            // Unrecorded, a crash could leave it running beside its re-run: stop it.
+            Err(e) => {
+                drop(group);
+                return ToolOutput::error(format!(
+                    "cannot record the running call in {}: {e}; the command was stopped",
+                    ctx.runs_dir.display()
+                ));
+            }
+        }
+    }
+    let finished = supervise(child, group, config.timeout, ctx.cancel.clone()).await;
     finished.into_output(config.timeout)
 }
 
+/// The command gets SIGKILL when this process dies (Linux).
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not only the
+/// process. Here that thread is a tokio runtime worker: the engine runs every tool
+/// in a `tokio::spawn`ed task, runtime workers live as long as the runtime, and
+/// nothing calls `block_in_place` (which would hand the thread to the blocking
+/// pool, whose idle threads exit after 10 s). So the signal comes only when the
+/// process (or its runtime) goes away.
+#[cfg(target_os = "linux")]
+fn die_with_worker(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and calls only prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // We died between fork and prctl: the signal will never come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_worker(_cmd: &mut Command) {}
+
 fn spawn_error(program: &str, ctx: &ToolContext, e: std::io::Error) -> ToolOutput {
-    if !ctx.workspace_root.is_dir() {
-        let root = ctx.workspace_root.display();
+    if !ctx.work_dir.is_dir() {
+        let work = ctx.work_dir.display();
         return ToolOutput::error(format!(
-            "cannot run `{program}`: workspace folder {root} is missing"
+            "cannot run `{program}`: work folder {work} is missing"
         ));
     }
     ToolOutput::error(format!("cannot run `{program}`: {e}"))
@@ -91,14 +156,15 @@ fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
         .env("AGENT_HARNESS_WORKSPACE", &ctx.workspace_root);
 }
 
-/// Replaces `{name}` with argument `name`: strings verbatim, other values as compact
-/// JSON, a declared but absent argument as nothing. Anything else stays as written,
-/// `${NAME}` included: it is the program's (a shell variable), never an argument, as
-/// `validate` reads it (a model passing an extra argument `NAME` must not reach
-/// inside a script).
-fn substitute(template: &str, args: &Value, schema: &Value) -> String {
+/// Replaces `{workspace}` with `workspace` and `{name}` with argument `name`:
+/// strings verbatim, other values as compact JSON, a declared but absent argument as
+/// nothing. Values are not scanned again. Anything else stays as written, `${NAME}`
+/// included: it is the program's (a shell variable), never an argument, as `validate`
+/// reads it (a model passing an extra argument `NAME` must not reach inside a script).
+fn substitute(template: &str, args: &Value, schema: &Value, workspace: &str) -> String {
     expand(template, "{", NOT_AFTER_DOLLAR, |name| {
         match args.get(name) {
+            _ if name == WORKSPACE_PLACEHOLDER => Some(workspace.to_string()),
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
             None => schema
@@ -178,8 +244,12 @@ struct Finished {
     drained: bool,
 }
 
-async fn supervise(mut child: Child, limit: Duration, cancel: CancellationToken) -> Finished {
-    let group = ProcessGroup::of(&child);
+async fn supervise(
+    mut child: Child,
+    group: ProcessGroup,
+    limit: Duration,
+    cancel: CancellationToken,
+) -> Finished {
     let (stdout_pipe, stderr_pipe) = (child.stdout.take(), child.stderr.take());
     let (mut stdout, mut stderr) = (Capture::default(), Capture::default());
     let done = Notify::new();
@@ -362,11 +432,13 @@ fn format_duration(d: Duration) -> String {
 }
 
 /// The command's process group; SIGKILLed on drop unless disarmed (so an abandoned
-/// call leaves nothing running).
+/// call leaves nothing running). Its record is removed after that, with it.
 struct ProcessGroup {
     /// Never 0 or 1: `kill(-1)` would signal every process we may signal.
     pgid: Option<libc::pid_t>,
     armed: bool,
+    /// Dropped (the file removed) only after the group is killed or has ended.
+    record: Option<RunRecord>,
 }
 
 impl ProcessGroup {
@@ -375,7 +447,11 @@ impl ProcessGroup {
             .id()
             .and_then(|id| libc::pid_t::try_from(id).ok())
             .filter(|&id| id > 1);
-        Self { pgid, armed: true }
+        Self {
+            pgid,
+            armed: true,
+            record: None,
+        }
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -409,17 +485,19 @@ mod tests {
     fn placeholders_are_replaced_inside_elements() {
         let schema = json!({"properties": {"text": {}, "n": {}, "opt": {}}});
         let args = json!({"text": "a b; $(x)", "n": 3, "obj": {"k": [1]}});
+        let sub = |template: &str| substitute(template, &args, &schema, "/ws");
+        assert_eq!(sub("--text={text}"), "--text=a b; $(x)");
+        assert_eq!(sub("{n}/{n}"), "3/3");
+        assert_eq!(sub("{obj}"), r#"{"k":[1]}"#);
+        assert_eq!(sub("x{opt}y"), "xy");
         assert_eq!(
-            substitute("--text={text}", &args, &schema),
-            "--text=a b; $(x)"
-        );
-        assert_eq!(substitute("{n}/{n}", &args, &schema), "3/3");
-        assert_eq!(substitute("{obj}", &args, &schema), r#"{"k":[1]}"#);
-        assert_eq!(substitute("x{opt}y", &args, &schema), "xy");
-        assert_eq!(
-            substitute("{print $1} {undeclared} {", &args, &schema),
+            sub("{print $1} {undeclared} {"),
             "{print $1} {undeclared} {"
         );
+        assert_eq!(sub("{workspace}/resources/t.sh"), "/ws/resources/t.sh");
+        // An argument's value is not expanded again.
+        let sneaky = json!({"text": "{workspace}"});
+        assert_eq!(substitute("{text}", &sneaky, &schema, "/ws"), "{workspace}");
     }
 
     #[test]

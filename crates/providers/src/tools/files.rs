@@ -3,13 +3,21 @@
 //!
 //! Confinement: absolute paths and `..` components are refused outright; then the
 //! deepest existing ancestor of the target is canonicalized and must lie inside the
-//! canonical work folder, which catches symlinks pointing out of it.
+//! canonical work folder, which catches symlinks pointing out of it (symlinks that
+//! stay inside are followed).
+//!
+//! These run inline on a runtime thread, so nothing may block: files are opened
+//! with `O_NONBLOCK` (opening a FIFO returns at once) and the opened file's own
+//! metadata decides — anything but a regular file (FIFO, socket, device,
+//! directory) is refused. Reads stop at [`MAX_READ_BYTES`], listings at
+//! [`MAX_LIST_ENTRIES`] entries read.
 
 use crate::{NewArtifact, ToolContext, ToolOutput};
 use harness_config::Builtin;
 use serde_json::Value;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Largest file `read_file` returns.
@@ -50,21 +58,74 @@ fn work_root(work_dir: &Path) -> Result<PathBuf, String> {
 fn read_file(args: &Value, root: &Path) -> Result<ToolOutput, String> {
     let rel = str_arg(args, "path")?;
     let path = resolve(root, rel)?;
-    let meta = fs::metadata(&path).map_err(|e| format!("cannot read `{rel}`: {e}"))?;
-    if meta.is_dir() {
-        return Err(format!("`{rel}` is a directory (use list_files)"));
-    }
-    if meta.len() > MAX_READ_BYTES {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    let file = open_regular(&options, &path, rel, "read")?;
+    let len = file.metadata().map_or(0, |m| m.len());
+    if len > MAX_READ_BYTES {
         return Err(format!(
-            "file `{rel}` is {} bytes; read_file reads at most 1 MiB",
-            meta.len()
+            "file `{rel}` is {len} bytes; read_file reads at most 1 MiB"
         ));
     }
+    // One byte past the cap tells a file that grew since fstat from one that fits.
     let mut bytes = Vec::new();
-    fs::File::open(&path)
-        .and_then(|f| f.take(MAX_READ_BYTES).read_to_end(&mut bytes))
+    file.take(MAX_READ_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(format!(
+            "file `{rel}` grew past 1 MiB while being read; read_file reads at most 1 MiB"
+        ));
+    }
     Ok(ToolOutput::ok(String::from_utf8_lossy(&bytes)))
+}
+
+/// Opens `path` without blocking and returns it only if it is a regular file
+/// (judged by the opened file's metadata, so a swap after the check cannot fool it).
+fn open_regular(
+    options: &fs::OpenOptions,
+    path: &Path,
+    rel: &str,
+    verb: &str,
+) -> Result<fs::File, String> {
+    let mut options = options.clone();
+    options.custom_flags(libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Ok(file) => file,
+        // Opening a socket, or a FIFO for writing with no reader, fails with ENXIO.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            let kind = fs::metadata(path).map_or("not a regular file", |m| kind_of(&m));
+            return Err(not_regular(rel, kind));
+        }
+        Err(e) => return Err(format!("cannot {verb} `{rel}`: {e}")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot {verb} `{rel}`: {e}"))?;
+    if meta.is_file() {
+        Ok(file)
+    } else {
+        Err(not_regular(rel, kind_of(&meta)))
+    }
+}
+
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory (use list_files)"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_regular(rel: &str, kind: &str) -> String {
+    format!("`{rel}` is {kind}; file tools read and write only regular files")
 }
 
 fn write_file(args: &Value, root: &Path) -> Result<ToolOutput, String> {
@@ -77,7 +138,13 @@ fn write_file(args: &Value, root: &Path) -> Result<ToolOutput, String> {
     };
     fs::create_dir_all(parent).map_err(|e| format!("cannot create folders for `{rel}`: {e}"))?;
     ensure_inside(root, &path, rel)?;
-    fs::write(&path, content).map_err(|e| format!("cannot write `{rel}`: {e}"))?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true);
+    // Truncated only once known to be a regular file.
+    let mut file = open_regular(&options, &path, rel, "write")?;
+    file.set_len(0)
+        .and_then(|()| file.write_all(content.as_bytes()))
+        .map_err(|e| format!("cannot write `{rel}`: {e}"))?;
     Ok(ToolOutput::ok(format!(
         "wrote {} bytes to {rel}",
         content.len()
@@ -107,10 +174,15 @@ fn list_files(args: &Value, root: &Path) -> Result<ToolOutput, String> {
     Ok(ToolOutput::ok(out))
 }
 
-/// Depth-first, siblings sorted, symlinks not followed; stops past the entry cap.
-/// Folders are listed with a trailing `/`; unreadable sub-folders are skipped.
+/// Depth-first, siblings sorted, symlinks not followed; stops past the entry cap
+/// (a folder is read only up to the entries still wanted, so a huge one costs no
+/// more). Folders are listed with a trailing `/`; unreadable sub-folders are skipped.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    let wanted = (MAX_LIST_ENTRIES + 1).saturating_sub(out.len());
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .take(wanted)
+        .collect();
     entries.sort_by_key(fs::DirEntry::file_name);
     for entry in entries {
         if out.len() > MAX_LIST_ENTRIES {

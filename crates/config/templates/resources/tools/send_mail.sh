@@ -1,8 +1,8 @@
 #!/bin/sh
-# Demo command tool: "sends" a mail by appending a line to work/outbox.log.
+# Demo command tool: "sends" a mail by appending a line to outbox.log in the
+# folder it runs in (the runtime runs command tools in work/).
 # $1 = to, $2 = subject. The runtime sets AGENT_HARNESS_CALL_ID.
 set -eu
-mkdir -p work
 printf '%s call=%s to=%s subject=%s\n' \
-  "$(date -u +%FT%TZ)" "${AGENT_HARNESS_CALL_ID:-}" "$1" "$2" >> work/outbox.log
+  "$(date -u +%FT%TZ)" "${AGENT_HARNESS_CALL_ID:-}" "$1" "$2" >> outbox.log
 printf 'queued mail to %s\n' "$1"
