@@ -11,6 +11,7 @@ mod load;
 mod locate;
 mod parse;
 mod schema;
+mod secrets;
 mod tools;
 mod types;
 mod validate;
