@@ -49,17 +49,22 @@
 //!
 //! # Redaction
 //!
-//! * In the copied configuration, a YAML line whose key contains `api_key`,
-//!   `apikey`, `token`, `secret`, `password` or `authorization` (any case) gets
-//!   its value replaced by `"[REDACTED]"`, also inside `{ … }` flow maps, in
-//!   nested blocks under such a key, and in commented-out lines. Keys ending in
-//!   `_env` are kept: they name a variable, they do not hold its value.
-//! * The current value of every environment variable named by a model's
-//!   `api_key_env` is replaced by `[REDACTED]` in every exported file: records,
-//!   events, configuration and text artifacts (values shorter than 4 characters
-//!   are left alone: replacing them would garble the evidence and they protect
-//!   nothing). An artifact whose contents were redacted says so with
-//!   `contents_redacted: true`; its `sha256` is still the original's.
+//! The worker redacts records before it stores them (`harness_engine`'s
+//! `redact.rs`); the export redacts again with [`Harness::redactor`], which knows
+//! the workspace's secret variables as *this* process's environment holds them:
+//!
+//! * In the copied configuration, a YAML line whose key names a secret
+//!   ([`harness_core::is_secret_key`]: `api_key`, `token`, `password`, `secret`,
+//!   `credentials`, `auth`, `authorization`…, but not `max_tokens`,
+//!   `token_count`, `author` or keys ending in `_env`, `_file`, `_path`) gets its
+//!   value replaced by `"[REDACTED]"`, also inside `{ … }` flow maps, in nested
+//!   blocks under such a key, and in commented-out lines.
+//! * In every exported file (records, events, configuration, text artifacts):
+//!   the values of the workspace's secret variables and its literal secrets, and
+//!   every secret shape (URL passwords, `Authorization`/`Bearer`, `--token V`,
+//!   `key=value` under a secret key, private key blocks). An artifact whose
+//!   contents were redacted says so with `contents_redacted: true`; its `sha256`
+//!   is still the stored one.
 //!
 //! # Atomicity
 //!
@@ -81,7 +86,6 @@ use collect::Records;
 use harness_core::{RequestId, SessionId};
 use harness_engine::Harness;
 use package::{Package, Target};
-use redact::Secrets;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -128,19 +132,10 @@ pub struct VerifyProblem {
     pub problem: String,
 }
 
-/// Writes the evidence package described by `opts`.
+/// Writes the evidence package described by `opts`, redacted with
+/// [`Harness::redactor`] (the workspace's secrets as this process's environment
+/// holds them, and every secret shape).
 pub async fn export(h: &Harness, opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
-    let secrets = Secrets::from_workspace(h.workspace(), |name| std::env::var(name).ok());
-    export_with(h, opts, &secrets).await
-}
-
-/// [`export`] with the secrets to redact given (tests inject them instead of
-/// mutating the process environment, which other threads read).
-async fn export_with(
-    h: &Harness,
-    opts: &ExportOptions,
-    secrets: &Secrets,
-) -> anyhow::Result<ExportSummary> {
     // Read everything first: an unknown id must fail before anything is created.
     let records = collect::collect(h, &opts.session, opts.request.as_ref()).await?;
     let health = match opts.health {
@@ -149,7 +144,7 @@ async fn export_with(
     };
     let now = h.now();
     let target = Target::resolve(h, opts, now)?;
-    let mut pkg = Package::create(&target, secrets, now)?;
+    let mut pkg = Package::create(&target, h.redactor(), now)?;
     write_records(&mut pkg, &records)?;
     if let Some(health) = &health {
         pkg.write_json("health.json", health)?;

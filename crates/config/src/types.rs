@@ -179,7 +179,8 @@ pub struct ToolConfig {
     /// argv; `{name}` in an element is replaced by argument `name` (no shell).
     #[serde(default)]
     pub command: Option<Vec<String>>,
-    /// Extra environment for command tools (values are literal; use `${VAR}` to pass one through).
+    /// Extra environment for command tools (values are literal; use `${VAR}` to pass one
+    /// through). Every `${VAR}` here is a secret: its value is redacted from records.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// JSON Schema (object, properties, required, property `type`s) of the arguments.

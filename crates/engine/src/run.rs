@@ -238,7 +238,8 @@ impl Run {
     }
 
     /// Commits; a refusal because the request stopped running (cancelled) ends the run.
-    async fn commit(&mut self, c: StepCommit) -> Flow<()> {
+    async fn commit(&mut self, mut c: StepCommit) -> Flow<()> {
+        self.h.inner.redactor.redact_commit(&mut c);
         let writes = c.steps.clone();
         match self.h.inner.store.commit_step(c).await {
             Ok(_) => {
