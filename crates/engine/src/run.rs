@@ -607,8 +607,9 @@ impl Run {
                     events.push(self.event(
                         EventKind::ArtifactCreated,
                         json!({
-                            "artifact_id": a.id, "name": a.name, "media_type": a.media_type,
-                            "size": a.size, "sha256": a.sha256, "call_id": call.call_id,
+                            "artifact_id": a.id, "name": a.name, "version": a.version,
+                            "media_type": a.media_type, "size": a.size, "sha256": a.sha256,
+                            "call_id": call.call_id,
                         }),
                     ));
                     artifacts.push(a);
