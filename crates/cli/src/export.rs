@@ -17,8 +17,9 @@
 //! | `requests.json` | `[{request, steps}]`: the exported request(s) and all their descendant (delegated) child requests, each parent before its children, with its journal |
 //! | `events.jsonl` | every event of those requests, one JSON object per line, ordered by `seq` |
 //! | `approvals.json` | their approvals (pending or decided: `decided_by`, `decided_at`, `message`, `edited_arguments`), oldest first |
-//! | `artifacts.json` | artifact metadata, plus `file`, `contents_redacted`, `contents_missing` |
-//! | `artifacts/<request_id>/<name>` | artifact contents (only with `--artifact-contents`) |
+//! | `artifacts.json` | every version of every artifact: metadata (with `version`), plus `file`, `contents_redacted`, `contents_missing`, `contents_altered` |
+//! | `artifacts/<request_id>/<name>` | an artifact's first version (only with `--artifact-contents`) |
+//! | `artifact-versions/<request_id>/<version>/<name>` | its later versions (idem) |
 //! | `health.json` | the health report at export time (only with `--health`) |
 //! | `workspace/config/…` | `config/*.yaml` and `config/agents/*.yaml`, secrets redacted |
 //!
@@ -43,7 +44,9 @@
 //!
 //! `files` lists every file of the package except `manifest.json` itself, sorted
 //! by path (always `/`-separated). `verify-export` recomputes each hash and
-//! reports, by file, every file that was modified, is missing, or is not listed.
+//! reports, by file, every file that was modified, is missing, or is not listed;
+//! then checks every artifact version an `artifact.created` event names: listed in
+//! `artifacts.json`, and (with contents) present with the sha256 the event recorded.
 //! (The manifest is not signed: it proves integrity against accidental or naive
 //! changes, not against someone who rewrites the manifest too.)
 //!
@@ -87,6 +90,7 @@ use harness_core::{RequestId, SessionId};
 use harness_engine::Harness;
 use package::{Package, Target};
 use serde::Serialize;
+use sha2::Digest as _;
 use std::path::PathBuf;
 
 /// The package format this build writes and verifies.
@@ -179,6 +183,19 @@ struct ArtifactEntry<'a> {
     contents_redacted: bool,
     /// Contents were asked for but the store no longer has the file.
     contents_missing: bool,
+    /// The stored file no longer matches the `sha256` recorded when it was written
+    /// (it was changed on disk); the copy is of what the store holds now.
+    contents_altered: bool,
+}
+
+/// Where an artifact version's contents go in the package: the first version at
+/// `artifacts/<request_id>/<name>`, later ones at
+/// `artifact-versions/<request_id>/<version>/<name>` (as in the store).
+pub(crate) fn package_path(request_id: &str, name: &str, version: u32) -> String {
+    match version {
+        1 => format!("artifacts/{request_id}/{name}"),
+        v => format!("artifact-versions/{request_id}/{v}/{name}"),
+    }
 }
 
 fn write_artifacts(
@@ -194,6 +211,7 @@ fn write_artifacts(
             file: None,
             contents_redacted: false,
             contents_missing: false,
+            contents_altered: false,
         };
         if contents {
             copy_artifact(pkg, h, &mut entry)?;
@@ -205,8 +223,10 @@ fn write_artifacts(
 
 fn copy_artifact(pkg: &mut Package, h: &Harness, entry: &mut ArtifactEntry) -> anyhow::Result<()> {
     let a = entry.artifact;
-    // Names come from our own store, but a tampered row must not write outside the package.
+    // Names come from our own store, but a tampered row must not write outside the
+    // package: the name and the request id are each one plain path component.
     harness_store::validate_artifact_name(&a.name)?;
+    harness_store::validate_artifact_name(a.request_id.as_str())?;
     let bytes = match std::fs::read(h.store().artifact_path(a)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -215,7 +235,8 @@ fn copy_artifact(pkg: &mut Package, h: &Harness, entry: &mut ArtifactEntry) -> a
         }
         Err(e) => anyhow::bail!("cannot read artifact `{}` of {}: {e}", a.name, a.request_id),
     };
-    let rel = format!("artifacts/{}/{}", a.request_id, a.name);
+    let rel = package_path(a.request_id.as_str(), &a.name, a.version);
+    entry.contents_altered = hex::encode(sha2::Sha256::digest(&bytes)) != a.sha256;
     entry.contents_redacted = pkg.write_redacted(&rel, &bytes)?;
     entry.file = Some(rel);
     Ok(())
