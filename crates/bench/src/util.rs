@@ -121,6 +121,7 @@ pub fn open(
     let opts = harness_engine::HarnessOptions {
         clock: std::sync::Arc::new(harness_core::SystemClock),
         durability,
+        secret_env: None,
     };
     Ok(Harness::open_with(dir, opts, true)?)
 }

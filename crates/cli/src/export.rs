@@ -17,8 +17,9 @@
 //! | `requests.json` | `[{request, steps}]`: the exported request(s) and all their descendant (delegated) child requests, each parent before its children, with its journal |
 //! | `events.jsonl` | every event of those requests, one JSON object per line, ordered by `seq` |
 //! | `approvals.json` | their approvals (pending or decided: `decided_by`, `decided_at`, `message`, `edited_arguments`), oldest first |
-//! | `artifacts.json` | artifact metadata, plus `file`, `contents_redacted`, `contents_missing` |
-//! | `artifacts/<request_id>/<name>` | artifact contents (only with `--artifact-contents`) |
+//! | `artifacts.json` | every version of every artifact: metadata (with `version`), plus `file`, `contents_redacted`, `contents_missing`, `contents_altered` |
+//! | `artifacts/<request_id>/<name>` | an artifact's first version (only with `--artifact-contents`) |
+//! | `artifact-versions/<request_id>/<version>/<name>` | its later versions (idem) |
 //! | `health.json` | the health report at export time (only with `--health`) |
 //! | `workspace/config/…` | `config/*.yaml` and `config/agents/*.yaml`, secrets redacted |
 //!
@@ -43,23 +44,30 @@
 //!
 //! `files` lists every file of the package except `manifest.json` itself, sorted
 //! by path (always `/`-separated). `verify-export` recomputes each hash and
-//! reports, by file, every file that was modified, is missing, or is not listed.
+//! reports, by file, every file that was modified, is missing, or is not listed;
+//! then checks every artifact version an `artifact.created` event names: listed in
+//! `artifacts.json`, and (with contents) present with the sha256 the event recorded.
 //! (The manifest is not signed: it proves integrity against accidental or naive
 //! changes, not against someone who rewrites the manifest too.)
 //!
 //! # Redaction
 //!
-//! * In the copied configuration, a YAML line whose key contains `api_key`,
-//!   `apikey`, `token`, `secret`, `password` or `authorization` (any case) gets
-//!   its value replaced by `"[REDACTED]"`, also inside `{ … }` flow maps, in
-//!   nested blocks under such a key, and in commented-out lines. Keys ending in
-//!   `_env` are kept: they name a variable, they do not hold its value.
-//! * The current value of every environment variable named by a model's
-//!   `api_key_env` is replaced by `[REDACTED]` in every exported file: records,
-//!   events, configuration and text artifacts (values shorter than 4 characters
-//!   are left alone: replacing them would garble the evidence and they protect
-//!   nothing). An artifact whose contents were redacted says so with
-//!   `contents_redacted: true`; its `sha256` is still the original's.
+//! The worker redacts records before it stores them (`harness_engine`'s
+//! `redact.rs`); the export redacts again with [`Harness::redactor`], which knows
+//! the workspace's secret variables as *this* process's environment holds them:
+//!
+//! * In the copied configuration, a YAML line whose key names a secret
+//!   ([`harness_core::is_secret_key`]: `api_key`, `token`, `password`, `secret`,
+//!   `credentials`, `auth`, `authorization`…, but not `max_tokens`,
+//!   `token_count`, `author` or keys ending in `_env`, `_file`, `_path`) gets its
+//!   value replaced by `"[REDACTED]"`, also inside `{ … }` flow maps, in nested
+//!   blocks under such a key, and in commented-out lines.
+//! * In every exported file (records, events, configuration, text artifacts):
+//!   the values of the workspace's secret variables and its literal secrets, and
+//!   every secret shape (URL passwords, `Authorization`/`Bearer`, `--token V`,
+//!   `key=value` under a secret key, private key blocks). An artifact whose
+//!   contents were redacted says so with `contents_redacted: true`; its `sha256`
+//!   is still the stored one.
 //!
 //! # Atomicity
 //!
@@ -81,8 +89,8 @@ use collect::Records;
 use harness_core::{RequestId, SessionId};
 use harness_engine::Harness;
 use package::{Package, Target};
-use redact::Secrets;
 use serde::Serialize;
+use sha2::Digest as _;
 use std::path::PathBuf;
 
 /// The package format this build writes and verifies.
@@ -128,19 +136,10 @@ pub struct VerifyProblem {
     pub problem: String,
 }
 
-/// Writes the evidence package described by `opts`.
+/// Writes the evidence package described by `opts`, redacted with
+/// [`Harness::redactor`] (the workspace's secrets as this process's environment
+/// holds them, and every secret shape).
 pub async fn export(h: &Harness, opts: &ExportOptions) -> anyhow::Result<ExportSummary> {
-    let secrets = Secrets::from_workspace(h.workspace(), |name| std::env::var(name).ok());
-    export_with(h, opts, &secrets).await
-}
-
-/// [`export`] with the secrets to redact given (tests inject them instead of
-/// mutating the process environment, which other threads read).
-async fn export_with(
-    h: &Harness,
-    opts: &ExportOptions,
-    secrets: &Secrets,
-) -> anyhow::Result<ExportSummary> {
     // Read everything first: an unknown id must fail before anything is created.
     let records = collect::collect(h, &opts.session, opts.request.as_ref()).await?;
     let health = match opts.health {
@@ -149,7 +148,7 @@ async fn export_with(
     };
     let now = h.now();
     let target = Target::resolve(h, opts, now)?;
-    let mut pkg = Package::create(&target, secrets, now)?;
+    let mut pkg = Package::create(&target, h.redactor(), now)?;
     write_records(&mut pkg, &records)?;
     if let Some(health) = &health {
         pkg.write_json("health.json", health)?;
@@ -184,6 +183,19 @@ struct ArtifactEntry<'a> {
     contents_redacted: bool,
     /// Contents were asked for but the store no longer has the file.
     contents_missing: bool,
+    /// The stored file no longer matches the `sha256` recorded when it was written
+    /// (it was changed on disk); the copy is of what the store holds now.
+    contents_altered: bool,
+}
+
+/// Where an artifact version's contents go in the package: the first version at
+/// `artifacts/<request_id>/<name>`, later ones at
+/// `artifact-versions/<request_id>/<version>/<name>` (as in the store).
+pub(crate) fn package_path(request_id: &str, name: &str, version: u32) -> String {
+    match version {
+        1 => format!("artifacts/{request_id}/{name}"),
+        v => format!("artifact-versions/{request_id}/{v}/{name}"),
+    }
 }
 
 fn write_artifacts(
@@ -199,6 +211,7 @@ fn write_artifacts(
             file: None,
             contents_redacted: false,
             contents_missing: false,
+            contents_altered: false,
         };
         if contents {
             copy_artifact(pkg, h, &mut entry)?;
@@ -210,8 +223,10 @@ fn write_artifacts(
 
 fn copy_artifact(pkg: &mut Package, h: &Harness, entry: &mut ArtifactEntry) -> anyhow::Result<()> {
     let a = entry.artifact;
-    // Names come from our own store, but a tampered row must not write outside the package.
+    // Names come from our own store, but a tampered row must not write outside the
+    // package: the name and the request id are each one plain path component.
     harness_store::validate_artifact_name(&a.name)?;
+    harness_store::validate_artifact_name(a.request_id.as_str())?;
     let bytes = match std::fs::read(h.store().artifact_path(a)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -220,7 +235,8 @@ fn copy_artifact(pkg: &mut Package, h: &Harness, entry: &mut ArtifactEntry) -> a
         }
         Err(e) => anyhow::bail!("cannot read artifact `{}` of {}: {e}", a.name, a.request_id),
     };
-    let rel = format!("artifacts/{}/{}", a.request_id, a.name);
+    let rel = package_path(a.request_id.as_str(), &a.name, a.version);
+    entry.contents_altered = hex::encode(sha2::Sha256::digest(&bytes)) != a.sha256;
     entry.contents_redacted = pkg.write_redacted(&rel, &bytes)?;
     entry.file = Some(rel);
     Ok(())

@@ -11,6 +11,7 @@ mod inline_code;
 mod load;
 mod parse;
 mod schema;
+mod secrets;
 mod tools;
 mod types;
 mod validate;

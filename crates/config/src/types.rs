@@ -198,7 +198,8 @@ pub struct ToolConfig {
     /// `{workspace}` by the workspace folder (commands run in `work/`).
     #[serde(default)]
     pub command: Option<Vec<String>>,
-    /// Extra environment for command tools (values are literal; use `${VAR}` to pass one through).
+    /// Extra environment for command tools (values are literal; use `${VAR}` to pass one
+    /// through). Every `${VAR}` here is a secret: its value is redacted from records.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub env: BTreeMap<String, String>,
     /// JSON Schema (object, properties, required, property `type`s) of the arguments.

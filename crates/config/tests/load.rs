@@ -769,6 +769,53 @@ fn stores_only_know_sqlite() {
 }
 
 #[test]
+fn secrets_the_workspace_references() {
+    let dir = demo();
+    let ws = load(dir.path()).unwrap();
+    assert!(ws.secret_env_names().is_empty(), "the demo uses none");
+    assert!(ws.literal_secrets().is_empty());
+
+    let models = fs::read_to_string(dir.path().join("config/models.yaml")).unwrap();
+    write(
+        &dir,
+        "config/models.yaml",
+        &models.replace(
+            "models:\n",
+            "models:\n  gpt:\n    provider: openai\n    model: gpt-4o\n    api_key_env: OPENAI_API_KEY\n",
+        ),
+    );
+    let tools = fs::read_to_string(dir.path().join("config/tools.yaml")).unwrap();
+    write(
+        &dir,
+        "config/tools.yaml",
+        &tools.replace(
+            "    timeout: 10s\n",
+            "    timeout: 10s\n    env:\n      DATABASE_URL: \"${DB_URL}\"\n      AUTH: \"Bearer ${SMTP_TOKEN}\"\n      \
+             SMTP_PASSWORD: hunter2-literal\n      LOG: info\n",
+        ),
+    );
+    write(
+        &dir,
+        "config/mcp.yaml",
+        "servers:\n  gh:\n    command: [gh-mcp]\n    env: { GITHUB_TOKEN: \"${GH_TOKEN}\", API_KEY: k-literal-1, MODE: ro }\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    let names: Vec<String> = ws.secret_env_names().into_iter().collect();
+    assert_eq!(
+        names,
+        ["DB_URL", "GH_TOKEN", "OPENAI_API_KEY", "SMTP_TOKEN"],
+        "api_key_env and every ${{VAR}} of tool and MCP env, whatever the key"
+    );
+    let mut literals = ws.literal_secrets();
+    literals.sort();
+    assert_eq!(
+        literals,
+        ["hunter2-literal", "k-literal-1"],
+        "literal values under secret keys; `LOG: info` and `MODE: ro` are not secrets"
+    );
+}
+
+#[test]
 fn mcp_servers_need_a_command() {
     assert_eq!(
         errors_with("config/mcp.yaml", "servers:\n  files:\n    command: []\n"),

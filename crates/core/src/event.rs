@@ -348,7 +348,7 @@ impl EventBody {
                 artifact: a,
                 call_id,
             } => json!({
-                "artifact_id": a.id, "name": a.name, "media_type": a.media_type,
+                "artifact_id": a.id, "name": a.name, "version": a.version, "media_type": a.media_type,
                 "size": a.size, "sha256": a.sha256, "call_id": call_id,
             }),
             B::WorkerStarted {

@@ -10,6 +10,7 @@ pub mod event;
 pub mod ids;
 pub mod journal;
 pub mod records;
+pub mod redact;
 pub mod status;
 pub mod time;
 
@@ -17,5 +18,6 @@ pub use conversation::{Message, ModelTurn, Role, ToolCall};
 pub use event::{EVENT_SCHEMA_VERSION, Event, EventBody, EventKind, NewEvent, preview};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
 pub use records::*;
+pub use redact::{REDACTED, Redactor, is_secret_key};
 pub use status::{ApprovalStatus, RequestStatus, StepStatus};
 pub use time::{Clock, FixedClock, SystemClock, Timestamp, human_bytes, relative};

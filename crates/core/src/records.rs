@@ -105,17 +105,26 @@ pub struct ResolveApproval {
     pub edited_arguments: Option<serde_json::Value>,
 }
 
-/// A file produced by a request, stored under the store folder.
+/// A file produced by a request, stored under the store folder. Immutable: writing
+/// the same name again in the request adds a new version (a new id and file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
     pub id: ArtifactId,
     pub request_id: RequestId,
     pub session_id: SessionId,
     pub name: String,
+    /// 1 for the first write of `name` in the request, then 2, 3… (records written
+    /// before versions existed read as 1).
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub media_type: String,
     pub size: u64,
     pub sha256: String,
     pub created_at: Timestamp,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// What a tool call produced.

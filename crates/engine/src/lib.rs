@@ -8,6 +8,7 @@
 mod error;
 mod health;
 mod lock;
+mod redact;
 mod run;
 mod runs;
 mod subscribe;
@@ -17,6 +18,7 @@ pub use error::HarnessError;
 pub use harness_config::Workspace;
 pub use harness_store::{PruneReport, Store, StoreError, StoreStats, StuckRequest};
 pub use lock::LockHolder;
+pub use redact::SecretEnv;
 pub use subscribe::EventStream;
 pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
 
@@ -33,6 +35,9 @@ pub struct HarnessOptions {
     pub clock: Arc<dyn Clock>,
     /// Overrides `stores.yaml`'s `synchronous`.
     pub durability: Option<harness_store::Durability>,
+    /// Where the values of the workspace's secret variables are read (to redact them
+    /// from every record); None: this process's environment.
+    pub secret_env: Option<SecretEnv>,
 }
 
 impl Default for HarnessOptions {
@@ -40,6 +45,7 @@ impl Default for HarnessOptions {
         Self {
             clock: Arc::new(SystemClock),
             durability: None,
+            secret_env: None,
         }
     }
 }
@@ -55,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tools: Arc<dyn ToolRunner>,
+    /// Applied to everything a run commits (see `redact.rs`).
+    pub(crate) redactor: redact::Secrets,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
     /// Wakes the dispatcher: new work may be runnable.
     pub(crate) wake: Notify,
@@ -98,15 +106,20 @@ impl Harness {
         } else {
             Store::open_existing(&dir, store_opts)?
         };
-        let tools: Arc<dyn ToolRunner> = Arc::new(harness_providers::tools::WorkspaceTools::new(
-            workspace.tools.clone(),
-        ));
+        let redactor = redact::Secrets::for_workspace(&workspace, opts.secret_env.as_ref());
+        let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
+            inner: Arc::new(harness_providers::tools::WorkspaceTools::new(
+                workspace.tools.clone(),
+            )),
+            redactor: redactor.0.clone(),
+        });
         Ok(Harness {
             inner: Arc::new(Inner {
                 workspace,
                 store,
                 clock: opts.clock,
                 tools,
+                redactor,
                 models: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 runs: runs::Runs::default(),
@@ -139,6 +152,13 @@ impl Harness {
         self.inner.abort.lock().expect("abort").is_cancelled()
     }
 
+    /// Redacts the workspace's secrets (their values as this process's environment
+    /// holds them) and every secret shape; what the worker applies before it stores
+    /// anything, and exports apply again.
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor.0
+    }
+
     pub(crate) fn model(&self, name: &str) -> Result<Arc<dyn Model>, HarnessError> {
         let mut models = self.inner.models.lock().expect("models");
         if let Some(m) = models.get(name) {
@@ -146,6 +166,10 @@ impl Harness {
         }
         let m = harness_providers::build_model(&self.inner.workspace, name)
             .map_err(|e| HarnessError::Model(e.to_string()))?;
+        let m: Arc<dyn Model> = Arc::new(redact::RedactingModel {
+            inner: m,
+            redactor: self.inner.redactor.0.clone(),
+        });
         models.insert(name.to_string(), m.clone());
         Ok(m)
     }
@@ -216,8 +240,9 @@ impl Harness {
         Ok(self.inner.store.list_approvals(f).await?)
     }
 
-    /// Resolves an approval; the worker then continues the run by itself.
-    pub async fn resolve_approval(&self, r: ResolveApproval) -> Result<Approval, HarnessError> {
+    /// Resolves an approval; the worker then continues the run by itself. The message
+    /// and edited arguments are stored redacted (checked against the schema first).
+    pub async fn resolve_approval(&self, mut r: ResolveApproval) -> Result<Approval, HarnessError> {
         if let (Some(edited), harness_core::Decision::Approved) = (&r.edited_arguments, r.decision)
         {
             let a = self.inner.store.get_approval(&r.approval_id).await?;
@@ -230,6 +255,7 @@ impl Harness {
                 })?;
             }
         }
+        redact::redact_resolution(self.redactor(), &mut r);
         let a = self.inner.store.resolve_approval(r, self.now()).await?;
         self.inner.wake.notify_one();
         Ok(a)

@@ -1,12 +1,21 @@
-//! Artifacts: files under `<store>/artifacts/<request>/<name>`, rows in `artifacts`.
-//! Names are flat: they can never escape their request's folder.
+//! Artifacts: immutable files, one row each in `artifacts`. The first version of a
+//! name is `<store>/artifacts/<request>/<name>`; writing the name again in the same
+//! request adds version 2, 3… as `<store>/artifact-versions/<request>/<version>/<name>`
+//! (a separate tree, so no artifact name can collide with a version folder). Names
+//! are flat: they can never escape their request's folder.
 
 use crate::rows::{self, ARTIFACT_COLS};
 use crate::{Store, StoreError};
 use harness_core::*;
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Folder (under the store) of every artifact's first version.
+pub(crate) const ARTIFACTS_DIR: &str = "artifacts";
+/// Folder (under the store) of the later versions.
+pub(crate) const VERSIONS_DIR: &str = "artifact-versions";
 
 /// Largest artifact accepted, in bytes.
 pub const MAX_ARTIFACT_BYTES: usize = 64 * 1024 * 1024;
@@ -33,8 +42,10 @@ pub fn validate_artifact_name(name: &str) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Writes an artifact's file and returns its row, to be committed with the step
-    /// that produced it. Writing the same name again replaces the file.
+    /// Writes a new version of artifact `name` of `request` and returns its row, to be
+    /// committed with the step that produced it. Never replaces a file: the first
+    /// write of a name is version 1, each later one the next version. (A version
+    /// whose step never committed, after a crash, leaves its number unused.)
     pub fn write_artifact_file(
         &self,
         request: &RequestId,
@@ -51,19 +62,22 @@ impl Store {
                 bytes.len()
             )));
         }
-        let dir = self.dir().join("artifacts").join(request.as_str());
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, dir.join(name))
-            .map_err(|e| StoreError::Io(format!("{name}: {e}")))?;
+        let mut version = next_version(self.dir(), request, name)?;
+        loop {
+            let path = artifact_file(self.dir(), request, name, version);
+            match create_new(&path, bytes) {
+                Ok(()) => break,
+                // Only another write of this very name can have taken the number.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => version += 1,
+                Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
+            }
+        }
         Ok(Artifact {
             id: ArtifactId::generate(),
             request_id: request.clone(),
             session_id: session.clone(),
             name: name.to_string(),
+            version,
             media_type: media_type.to_string(),
             size: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(bytes)),
@@ -71,19 +85,18 @@ impl Store {
         })
     }
 
-    /// Where an artifact's contents are stored.
+    /// Where an artifact version's contents are stored.
     pub fn artifact_path(&self, a: &Artifact) -> PathBuf {
-        self.dir()
-            .join("artifacts")
-            .join(a.request_id.as_str())
-            .join(&a.name)
+        artifact_file(self.dir(), &a.request_id, &a.name, a.version)
     }
 
+    /// Every version of every artifact of `request`, by name then version.
     pub async fn artifacts(&self, request: &RequestId) -> Result<Vec<Artifact>, StoreError> {
         let request = request.clone();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ARTIFACT_COLS} FROM artifacts WHERE request_id = ?1 ORDER BY created_at, name"
+                "SELECT {ARTIFACT_COLS} FROM artifacts WHERE request_id = ?1 \
+                 ORDER BY created_at, name, version"
             ))?;
             let rows = stmt.query_map([request.as_str()], rows::artifact)?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -92,17 +105,70 @@ impl Store {
     }
 }
 
+/// `<store>/artifacts/<request>/<name>` for version 1, else
+/// `<store>/artifact-versions/<request>/<version>/<name>`.
+fn artifact_file(store: &Path, request: &RequestId, name: &str, version: u32) -> PathBuf {
+    match version {
+        1 => store.join(ARTIFACTS_DIR).join(request.as_str()).join(name),
+        v => store
+            .join(VERSIONS_DIR)
+            .join(request.as_str())
+            .join(v.to_string())
+            .join(name),
+    }
+}
+
+/// One more than the highest version of `name` on disk. Files, not rows, decide: a
+/// file is written before its step commits, and one written for a step that never
+/// committed (a crash) must not be overwritten either.
+fn next_version(store: &Path, request: &RequestId, name: &str) -> Result<u32, StoreError> {
+    if !artifact_file(store, request, name, 1).exists() {
+        return Ok(1);
+    }
+    let dir = store.join(VERSIONS_DIR).join(request.as_str());
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(2),
+        Err(e) => return Err(StoreError::Io(format!("{}: {e}", dir.display()))),
+    };
+    let highest = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|v| dir.join(v.to_string()).join(name).exists())
+        .max()
+        .unwrap_or(1);
+    Ok(highest + 1)
+}
+
+/// Writes `bytes` to a file that must not exist yet (the check and the creation are
+/// one atomic step, so an existing version can never be overwritten).
+fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let written = f.write_all(bytes);
+    if written.is_err() {
+        // A partial file must not pass for a version: it goes, and the next write
+        // takes its number (no row names it).
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
 pub(crate) fn insert(c: &Connection, a: &Artifact) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
-        "INSERT INTO artifacts ({ARTIFACT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (request_id, name) DO UPDATE SET id = excluded.id, media_type = excluded.media_type, \
-         size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at"
+        "INSERT INTO artifacts ({ARTIFACT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?
     .execute(params![
         a.id.as_str(),
         a.request_id.as_str(),
         a.session_id.as_str(),
         a.name,
+        a.version,
         a.media_type,
         a.size as i64,
         a.sha256,
@@ -114,6 +180,45 @@ pub(crate) fn insert(c: &Connection, a: &Artifact) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store written before versions existed (schema V3) keeps its artifacts as
+    /// version 1, at the same path; writing the name again adds version 2.
+    #[tokio::test]
+    async fn a_v3_store_migrates_its_artifacts_to_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = RequestId::generate();
+        let path = dir
+            .path()
+            .join("artifacts")
+            .join(req.as_str())
+            .join("r.txt");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"old").unwrap();
+        {
+            let mut c = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+            crate::embedded::migrations::runner()
+                .set_target(refinery::Target::Version(3))
+                .run(&mut c)
+                .unwrap();
+            c.execute(
+                "INSERT INTO artifacts (id, request_id, session_id, name, media_type, size, sha256, created_at) \
+                 VALUES ('art_1', ?1, 's', 'r.txt', 'text/plain', 3, 'h', 7)",
+                [req.as_str()],
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let old = store.artifacts(&req).await.unwrap().remove(0);
+        assert_eq!((old.name.as_str(), old.version), ("r.txt", 1));
+        assert_eq!(store.artifact_path(&old), path);
+        let session = SessionId::parse("s").unwrap();
+        let new = store
+            .write_artifact_file(&req, &session, "r.txt", "text/plain", b"new", Timestamp(8))
+            .unwrap();
+        assert_eq!(new.version, 2);
+        assert_eq!(std::fs::read(&path).unwrap(), b"old", "version 1 untouched");
+        assert_eq!(std::fs::read(store.artifact_path(&new)).unwrap(), b"new");
+    }
 
     #[test]
     fn names_cannot_escape() {

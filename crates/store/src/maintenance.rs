@@ -28,9 +28,14 @@ impl Store {
         let mut report = self.write(move |c| prune(c, cutoff, dry_run)).await?;
         report.bytes_before = before;
         if !dry_run {
-            let dir = self.dir().join("artifacts");
-            for id in doomed_dirs(&dir, &self.request_ids_on_disk(&dir).await?) {
-                let _ = std::fs::remove_dir_all(dir.join(id));
+            for folder in [
+                crate::artifacts::ARTIFACTS_DIR,
+                crate::artifacts::VERSIONS_DIR,
+            ] {
+                let dir = self.dir().join(folder);
+                for id in doomed_dirs(&dir, &self.request_ids_on_disk(&dir).await?) {
+                    let _ = std::fs::remove_dir_all(dir.join(id));
+                }
             }
             self.write_raw(|c| {
                 c.execute_batch(

@@ -104,7 +104,7 @@ pub(crate) fn step(r: &Row<'_>) -> rusqlite::Result<Step> {
 }
 
 pub(crate) const ARTIFACT_COLS: &str =
-    "id, request_id, session_id, name, media_type, size, sha256, created_at";
+    "id, request_id, session_id, name, version, media_type, size, sha256, created_at";
 
 pub(crate) fn artifact(r: &Row<'_>) -> rusqlite::Result<Artifact> {
     Ok(Artifact {
@@ -112,10 +112,11 @@ pub(crate) fn artifact(r: &Row<'_>) -> rusqlite::Result<Artifact> {
         request_id: RequestId::from_trusted(r.get(1)?),
         session_id: SessionId::from_trusted(r.get(2)?),
         name: r.get(3)?,
-        media_type: r.get(4)?,
-        size: r.get::<_, i64>(5)? as u64,
-        sha256: r.get(6)?,
-        created_at: Timestamp(r.get(7)?),
+        version: r.get(4)?,
+        media_type: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        sha256: r.get(7)?,
+        created_at: Timestamp(r.get(8)?),
     })
 }
 

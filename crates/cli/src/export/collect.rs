@@ -51,6 +51,7 @@ pub(crate) async fn collect(
     }
     records.events.sort_by_key(|e| e.seq);
     records.events.dedup_by_key(|e| e.seq);
+    add_named_versions(&mut records);
     records
         .approvals
         .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -74,6 +75,38 @@ async fn add_request(h: &Harness, out: &mut Records, request: Request) -> anyhow
     let steps = store.steps(&id).await?;
     out.requests.push(RequestEntry { request, steps });
     Ok(())
+}
+
+/// Every artifact version an `artifact.created` event names is exported: one whose
+/// row is gone (a damaged store) is rebuilt from its event, so its contents are
+/// still looked for and its absence is reported rather than silently skipped.
+fn add_named_versions(records: &mut Records) {
+    let known: HashSet<ArtifactId> = records.artifacts.iter().map(|a| a.id.clone()).collect();
+    let named = records
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::ArtifactCreated)
+        .filter_map(artifact_of_event)
+        .filter(|a| !known.contains(&a.id))
+        .collect::<Vec<_>>();
+    records.artifacts.extend(named);
+}
+
+/// The artifact an `artifact.created` event describes (None if its payload is damaged).
+fn artifact_of_event(e: &Event) -> Option<Artifact> {
+    let p = &e.payload;
+    let text = |k: &str| p.get(k)?.as_str().map(String::from);
+    Some(Artifact {
+        id: ArtifactId::parse(&text("artifact_id")?).ok()?,
+        request_id: e.request_id.clone()?,
+        session_id: e.session_id.clone()?,
+        name: text("name")?,
+        version: p.get("version").map_or(Some(1), |v| v.as_u64())? as u32,
+        media_type: text("media_type").unwrap_or_default(),
+        size: p.get("size")?.as_u64()?,
+        sha256: text("sha256")?,
+        created_at: e.at,
+    })
 }
 
 /// The request asked for (checked to belong to `session`), or every root request

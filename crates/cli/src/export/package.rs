@@ -3,9 +3,9 @@
 //! built from the folder, then renamed) so readers never see half a package.
 
 use super::ExportOptions;
-use super::redact::Secrets;
+use super::redact;
 use crate::output::bad_input;
-use harness_core::Timestamp;
+use harness_core::{Redactor, Timestamp};
 use harness_engine::Harness;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -146,7 +146,7 @@ fn is_empty_dir(path: &Path) -> anyhow::Result<bool> {
 pub(crate) struct Package<'a> {
     target: Target,
     staging: PathBuf,
-    secrets: &'a Secrets,
+    secrets: &'a Redactor,
     files: Vec<FileEntry>,
     now: Timestamp,
     done: bool,
@@ -155,7 +155,7 @@ pub(crate) struct Package<'a> {
 impl<'a> Package<'a> {
     pub(crate) fn create(
         target: &Target,
-        secrets: &'a Secrets,
+        secrets: &'a Redactor,
         now: Timestamp,
     ) -> anyhow::Result<Self> {
         let parent = target.parent();
@@ -186,7 +186,7 @@ impl<'a> Package<'a> {
         rel: &str,
         value: &T,
     ) -> anyhow::Result<()> {
-        let mut text = self.secrets.to_json(value, true)?;
+        let mut text = redact::to_json(self.secrets, value, true)?;
         text.push('\n');
         self.write_file(rel, text.as_bytes())
     }
@@ -199,22 +199,22 @@ impl<'a> Package<'a> {
     ) -> anyhow::Result<()> {
         let mut text = String::new();
         for item in items {
-            text.push_str(&self.secrets.to_json(item, false)?);
+            text.push_str(&redact::to_json(self.secrets, item, false)?);
             text.push('\n');
         }
         self.write_file(rel, text.as_bytes())
     }
 
     pub(crate) fn write_text(&mut self, rel: &str, text: &str) -> anyhow::Result<()> {
-        let redacted = self.secrets.text(text);
-        self.write_file(rel, redacted.as_deref().unwrap_or(text).as_bytes())
+        let redacted = self.secrets.redact_str(text);
+        self.write_file(rel, redacted.as_bytes())
     }
 
     /// Writes raw contents with secrets replaced; returns whether any were.
     pub(crate) fn write_redacted(&mut self, rel: &str, bytes: &[u8]) -> anyhow::Result<bool> {
-        match self.secrets.bytes(bytes) {
-            Some(redacted) => self.write_file(rel, &redacted).map(|_| true),
-            None => self.write_file(rel, bytes).map(|_| false),
+        match self.secrets.redact_bytes(bytes) {
+            std::borrow::Cow::Owned(redacted) => self.write_file(rel, &redacted).map(|_| true),
+            std::borrow::Cow::Borrowed(_) => self.write_file(rel, bytes).map(|_| false),
         }
     }
 

@@ -1,108 +1,27 @@
-//! Secret redaction: YAML values under secret-looking keys, and the values of
-//! the API-key environment variables wherever they appear.
+//! Redaction in exports: the harness's [`Redactor`] (the workspace's secret
+//! variables as the exporting process's environment holds them, and every secret
+//! shape) over every file, plus line-wise redaction of the copied YAML configuration.
+//! The worker already redacted the records before storing them; this pass catches
+//! what it could not know (a variable set only where the export runs, records
+//! written by an older version).
 
-use harness_config::Workspace;
+use harness_core::{Redactor, is_secret_key};
 
-pub(crate) const REDACTED: &str = "[REDACTED]";
 /// What replaces a YAML value: quoted, so the file still parses as a string.
 const REDACTED_YAML: &str = "\"[REDACTED]\"";
-/// Shorter values are not replaced: they would garble the evidence and protect nothing.
-const MIN_SECRET_LEN: usize = 4;
 
-/// Values that must not appear in any exported file.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Secrets {
-    /// Longest first, so a secret containing another is replaced whole.
-    values: Vec<String>,
-}
-
-impl Secrets {
-    /// The current values of every model's `api_key_env`, looked up with `env`.
-    pub(crate) fn from_workspace(ws: &Workspace, env: impl Fn(&str) -> Option<String>) -> Self {
-        let names = ws.models.values().filter_map(|m| m.api_key_env.as_deref());
-        Self::new(names.filter_map(env))
-    }
-
-    pub(crate) fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = values
-            .into_iter()
-            .filter(|v| v.len() >= MIN_SECRET_LEN)
-            .collect();
-        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        values.dedup();
-        Self { values }
-    }
-
-    /// `text` with every secret replaced; None when it held none (the common case: no copy).
-    pub(crate) fn text(&self, text: &str) -> Option<String> {
-        if !self.values.iter().any(|v| text.contains(v.as_str())) {
-            return None;
-        }
-        let mut out = text.to_string();
-        for v in &self.values {
-            out = out.replace(v.as_str(), REDACTED);
-        }
-        Some(out)
-    }
-
-    /// Raw contents with every secret replaced; None when they held none.
-    pub(crate) fn bytes(&self, data: &[u8]) -> Option<Vec<u8>> {
-        let found = |v: &String| data.windows(v.len()).any(|w| w == v.as_bytes());
-        if !self.values.iter().any(found) {
-            return None;
-        }
-        let mut out = data.to_vec();
-        for v in &self.values {
-            out = replace_bytes(&out, v.as_bytes(), REDACTED.as_bytes());
-        }
-        Some(out)
-    }
-
-    /// `value` as JSON (pretty or one line) with every secret replaced. Serialized
-    /// directly when no secret can be in it, so fields keep their declared order;
-    /// otherwise through a [`serde_json::Value`] (fields then sorted by name).
-    pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
-        &self,
-        value: &T,
-        pretty: bool,
-    ) -> serde_json::Result<String> {
-        let text = write_json(value, pretty)?;
-        // A secret inside any string shows up in the text in its JSON-escaped form.
-        if !self
-            .values
-            .iter()
-            .any(|s| text.contains(escaped(s).as_str()))
-        {
-            return Ok(text);
-        }
-        let mut v = serde_json::to_value(value)?;
-        self.json(&mut v);
-        write_json(&v, pretty)
-    }
-
-    /// Redacts every string (and object key) of a JSON value in place, so the
-    /// document stays valid JSON whatever the secret's characters are.
-    pub(crate) fn json(&self, value: &mut serde_json::Value) {
-        use serde_json::Value;
-        if self.values.is_empty() {
-            return;
-        }
-        match value {
-            Value::String(s) => {
-                if let Some(r) = self.text(s) {
-                    *s = r;
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
-            Value::Object(map) => {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    self.json(&mut v);
-                    map.insert(self.text(&k).unwrap_or(k), v);
-                }
-            }
-            _ => {}
-        }
+/// `value` as JSON (pretty or one line) with every secret replaced. Written as
+/// serialized when nothing needed redacting, so fields keep their declared order;
+/// otherwise from the redacted [`serde_json::Value`] (fields then sorted by name).
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
+    r: &Redactor,
+    value: &T,
+    pretty: bool,
+) -> serde_json::Result<String> {
+    let mut v = serde_json::to_value(value)?;
+    match r.redact_json(&mut v) {
+        true => write_json(&v, pretty),
+        false => write_json(value, pretty),
     }
 }
 
@@ -111,44 +30,6 @@ fn write_json<T: serde::Serialize + ?Sized>(v: &T, pretty: bool) -> serde_json::
         true => serde_json::to_string_pretty(v),
         false => serde_json::to_string(v),
     }
-}
-
-/// How `s` appears inside a JSON string.
-fn escaped(s: &str) -> String {
-    let quoted = serde_json::Value::from(s).to_string();
-    quoted[1..quoted.len() - 1].to_string()
-}
-
-fn replace_bytes(data: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(data[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Whether a YAML key names a secret: matches /(api_?key|token|secret|password|authorization)/i,
-/// except `…_env` keys, which only name the variable that holds one.
-pub(crate) fn secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    !k.ends_with("_env")
-        && [
-            "apikey",
-            "api_key",
-            "token",
-            "secret",
-            "password",
-            "authorization",
-        ]
-        .iter()
-        .any(|s| k.contains(s))
 }
 
 /// A YAML file with secret values replaced, line by line (comments and layout kept,
@@ -233,7 +114,7 @@ fn line_redacted(line: &str) -> (String, bool) {
         return (line.to_string(), false);
     };
     let value = p.value.trim();
-    if !secret_key(p.key) {
+    if !is_secret_key(p.key) {
         return match value.starts_with('{') {
             true => (format!("{}{}", p.head, flow_redacted(p.value)), false),
             false => (line.to_string(), false),
@@ -243,6 +124,9 @@ fn line_redacted(line: &str) -> (String, bool) {
     // (unless this line is itself a comment: what follows it is not its value).
     if value.is_empty() || value.starts_with(['#', '|', '>']) {
         return (line.to_string(), !line.trim_start().starts_with('#'));
+    }
+    if is_variable_reference(value) {
+        return (line.to_string(), false);
     }
     (format!("{} {REDACTED_YAML}", p.head), false)
 }
@@ -293,10 +177,32 @@ fn flow_redacted(s: &str) -> String {
 
 fn flow_pair_redacted(segment: &str) -> String {
     match pair(segment) {
-        Some(p) if secret_key(p.key) && !p.value.trim().is_empty() => {
+        Some(p)
+            if is_secret_key(p.key)
+                && !p.value.trim().is_empty()
+                && !is_variable_reference(p.value) =>
+        {
             let trailing = &p.value[p.value.trim_end().len()..];
             format!("{} {REDACTED_YAML}{trailing}", p.head)
         }
         _ => segment.to_string(),
     }
+}
+
+/// `${NAME}` (quoted or not, a comment after it allowed): names the variable that holds
+/// the secret, as `api_key_env` does, so it is kept.
+fn is_variable_reference(value: &str) -> bool {
+    let v = value.split(" #").next().unwrap_or_default().trim();
+    let v = v
+        .strip_prefix(['"', '\''])
+        .and_then(|x| x.strip_suffix(['"', '\'']))
+        .unwrap_or(v);
+    v.strip_prefix("${")
+        .and_then(|x| x.strip_suffix('}'))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
 }

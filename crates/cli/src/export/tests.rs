@@ -1,7 +1,7 @@
 //! Export and verify against the demo workspace: a request paused on approval
 //! (or approved and completed), exported, then tampered with.
 
-use super::redact::{self, Secrets};
+use super::redact;
 use super::*;
 use harness_core::*;
 use harness_engine::{WorkerOptions, run_until_settled};
@@ -413,12 +413,28 @@ async fn secrets_are_redacted_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     harness_config::init(dir.path(), false).unwrap();
     secret_workspace(dir.path());
+    // The worker does not have the key (records written as an older version or a
+    // worker without the variable would have kept it); the exporting process does.
     let h = Harness::open(dir.path()).unwrap();
+    assert_eq!(h.redactor().value_count(), 2, "only the literal secrets");
     let req = waiting(&h).await;
-    let env = |name: &str| (name == "EXPORT_TEST_KEY").then(|| "sk-live-0123456789".to_string());
-    let secrets = Secrets::from_workspace(h.workspace(), env);
+    let stored = h.list_approvals(ApprovalFilter::default()).await.unwrap();
+    assert!(
+        stored[0]
+            .arguments
+            .to_string()
+            .contains("sk-live-0123456789")
+    );
+    let env: harness_engine::SecretEnv = std::sync::Arc::new(|name: &str| {
+        (name == "EXPORT_TEST_KEY").then(|| "sk-live-0123456789".to_string())
+    });
+    let opened = harness_engine::HarnessOptions {
+        secret_env: Some(env),
+        ..Default::default()
+    };
+    let exporter = Harness::open_with(dir.path(), opened, false).unwrap();
     let out = dir.path().join("pkg");
-    export_with(&h, &opts(Some(&req.id), Some(&out)), &secrets)
+    export(&exporter, &opts(Some(&req.id), Some(&out)))
         .await
         .unwrap();
 
@@ -461,6 +477,9 @@ apiKey: \"abc\"
 api_key_env: OPENAI_API_KEY
 Authorization: Bearer xyz
 max_steps: 20
+max_tokens: 256
+GITHUB_TOKEN: \"${GH_TOKEN}\"
+env: { DB_PASSWORD: \"${DB_PW}\", SMTP_PASSWORD: x }
 # password: commented-out
 headers: { Authorization: Bearer q, Accept: json }
 secrets:
@@ -481,6 +500,9 @@ apiKey: \"[REDACTED]\"
 api_key_env: OPENAI_API_KEY
 Authorization: \"[REDACTED]\"
 max_steps: 20
+max_tokens: 256
+GITHUB_TOKEN: \"${GH_TOKEN}\"
+env: { DB_PASSWORD: \"${DB_PW}\", SMTP_PASSWORD: \"[REDACTED]\" }
 # password: \"[REDACTED]\"
 headers: { Authorization: \"[REDACTED]\", Accept: json }
 secrets:
@@ -497,15 +519,24 @@ after: kept
 }
 
 #[test]
-fn secret_values_are_replaced_in_json_and_bytes() {
-    let s = Secrets::new(["sk-abcdef".to_string(), "ab".to_string()]);
-    let mut v = serde_json::json!({"a": ["x sk-abcdef y"], "sk-abcdef": 1, "n": 2});
-    s.json(&mut v);
+fn json_keeps_its_field_order_unless_something_was_redacted() {
+    #[derive(serde::Serialize)]
+    struct Rec {
+        z: &'static str,
+        a: &'static str,
+    }
+    let r = harness_core::Redactor::new(["sk-abcdef"]);
+    let clean = Rec { z: "1", a: "2" };
     assert_eq!(
-        v,
-        serde_json::json!({"a": ["x [REDACTED] y"], "[REDACTED]": 1, "n": 2})
+        redact::to_json(&r, &clean, false).unwrap(),
+        r#"{"z":"1","a":"2"}"#
     );
-    // Values too short to be keys are left alone.
-    assert_eq!(s.text("ab cd"), None);
-    assert_eq!(s.bytes(b"\xff sk-abcdef").unwrap(), b"\xff [REDACTED]");
+    let dirty = Rec {
+        z: "x sk-abcdef y",
+        a: "2",
+    };
+    assert_eq!(
+        redact::to_json(&r, &dirty, false).unwrap(),
+        r#"{"a":"2","z":"x [REDACTED] y"}"#
+    );
 }

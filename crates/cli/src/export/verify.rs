@@ -1,5 +1,6 @@
 //! `verify-export`: recomputes every file's sha256 and compares the package with
-//! its manifest, for a folder or a `.tar.gz` alike.
+//! its manifest, for a folder or a `.tar.gz` alike; then checks every artifact
+//! version the events name against the sha256 recorded when it was written.
 
 use super::package::{FileEntry, MANIFEST};
 use super::{FORMAT_VERSION, VerifyProblem, VerifyReport};
@@ -15,7 +16,18 @@ use std::path::{Component, Path};
 struct ManifestFiles {
     format_version: u32,
     files: Vec<FileEntry>,
+    #[serde(default)]
+    options: Option<ManifestOptions>,
 }
+
+#[derive(Deserialize)]
+struct ManifestOptions {
+    #[serde(default)]
+    artifact_contents: bool,
+}
+
+const EVENTS: &str = "events.jsonl";
+const ARTIFACTS: &str = "artifacts.json";
 
 /// What a package holds, read from a folder or an archive.
 #[derive(Default)]
@@ -23,8 +35,15 @@ struct Contents {
     /// Regular files other than the manifest: (sha256, bytes) by package path.
     files: BTreeMap<String, (String, u64)>,
     manifest: Option<Vec<u8>>,
+    /// The bytes of `events.jsonl` and `artifacts.json`, for the artifact checks.
+    kept: BTreeMap<String, Vec<u8>>,
     /// Found while reading (links, special files, duplicate archive entries).
     problems: Vec<VerifyProblem>,
+}
+
+/// Files whose bytes verification reads, not only hashes.
+fn kept(path: &str) -> bool {
+    [MANIFEST, EVENTS, ARTIFACTS].contains(&path)
 }
 
 /// Checks the package at `path` (a folder, or a file ending in `.tar.gz`).
@@ -60,11 +79,12 @@ fn problem(file: &str, problem: impl Into<String>) -> VerifyProblem {
     }
 }
 
-/// Compares the files with the manifest; returns (files checked, problems).
-fn check(c: Contents) -> (usize, Vec<VerifyProblem>) {
-    let mut problems = c.problems;
-    let listed = match parse_manifest(c.manifest.as_deref()) {
-        Ok(files) => files,
+/// Compares the files with the manifest, then the artifacts with their events;
+/// returns (files checked, problems).
+fn check(mut c: Contents) -> (usize, Vec<VerifyProblem>) {
+    let mut problems = std::mem::take(&mut c.problems);
+    let (listed, contents) = match parse_manifest(c.manifest.as_deref()) {
+        Ok(m) => m,
         Err(p) => {
             problems.push(p);
             return (0, problems);
@@ -87,10 +107,118 @@ fn check(c: Contents) -> (usize, Vec<VerifyProblem>) {
     }
     let extra = c.files.keys().filter(|p| !seen.contains(p.as_str()));
     problems.extend(extra.map(|p| problem(p, "not listed in manifest")));
+    // A file already reported as changed is not also reported as unparsable.
+    let reported: HashSet<String> = problems.iter().map(|p| p.file.clone()).collect();
+    problems.extend(check_artifacts(&c, contents, &reported));
     (checked, problems)
 }
 
-fn parse_manifest(bytes: Option<&[u8]>) -> Result<Vec<FileEntry>, VerifyProblem> {
+/// What `artifacts.json` says of one artifact version.
+#[derive(Deserialize)]
+struct ArtifactEntry {
+    id: String,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    contents_redacted: bool,
+    #[serde(default)]
+    contents_missing: bool,
+    #[serde(default)]
+    contents_altered: bool,
+}
+
+/// Every artifact version an `artifact.created` event names must be listed in
+/// `artifacts.json` and, when contents were exported, be in the package with the
+/// sha256 the event recorded when it was written (unless the export redacted it).
+fn check_artifacts(c: &Contents, contents: bool, reported: &HashSet<String>) -> Vec<VerifyProblem> {
+    let mut problems = Vec::new();
+    let unparsable =
+        |file: &str, what: String| (!reported.contains(file)).then(|| problem(file, what));
+    let entries: Vec<ArtifactEntry> = match c.kept.get(ARTIFACTS) {
+        Some(bytes) => match serde_json::from_slice(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                return unparsable(ARTIFACTS, format!("unparsable: {e}"))
+                    .into_iter()
+                    .collect();
+            }
+        },
+        None => Vec::new(),
+    };
+    let events = c.kept.get(EVENTS).map(Vec::as_slice).unwrap_or_default();
+    for (n, line) in events.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(line) else {
+            problems.extend(unparsable(EVENTS, format!("line {} is not JSON", n + 1)));
+            continue;
+        };
+        if event["kind"] != "artifact.created" {
+            continue;
+        }
+        problems.extend(check_version(c, &entries, &event, contents));
+    }
+    problems
+}
+
+fn check_version(
+    c: &Contents,
+    entries: &[ArtifactEntry],
+    event: &serde_json::Value,
+    contents: bool,
+) -> Option<VerifyProblem> {
+    let p = &event["payload"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let (id, name, sha) = (
+        text(&p["artifact_id"]),
+        text(&p["name"]),
+        text(&p["sha256"]),
+    );
+    let version = p["version"].as_u64().unwrap_or(1);
+    let label = format!("artifact {id} (`{name}` version {version})");
+    let Some(entry) = entries.iter().find(|e| e.id == id) else {
+        let seq = &event["seq"];
+        return Some(problem(
+            ARTIFACTS,
+            format!("{label}, created by event {seq}, is not listed"),
+        ));
+    };
+    if !contents {
+        return None;
+    }
+    let request = text(&event["request_id"]);
+    let path = entry.file.clone().unwrap_or_else(|| {
+        super::package_path(&request, &name, u32::try_from(version).unwrap_or(u32::MAX))
+    });
+    let short = |s: &str| s.chars().take(12).collect::<String>();
+    let trouble = if entry.contents_missing {
+        format!("{label}: the store no longer had its contents when the export was taken")
+    } else if entry.contents_altered {
+        format!(
+            "{label}: the stored contents had changed since it was written (sha256 {}… recorded)",
+            short(&sha)
+        )
+    } else if entry.file.is_none() {
+        format!("{label}: its contents were not exported")
+    } else {
+        match c.files.get(&path) {
+            None => format!("missing: {label}"),
+            Some((actual, _)) if !entry.contents_redacted && !actual.eq_ignore_ascii_case(&sha) => {
+                format!(
+                    "{label}: sha256 {}… differs from the {}… recorded when it was written",
+                    short(actual),
+                    short(&sha)
+                )
+            }
+            Some(_) => return None,
+        }
+    };
+    Some(problem(&path, trouble))
+}
+
+/// The manifest's files and whether artifact contents were exported.
+fn parse_manifest(bytes: Option<&[u8]>) -> Result<(Vec<FileEntry>, bool), VerifyProblem> {
     let bytes = bytes.ok_or_else(|| problem(MANIFEST, "missing"))?;
     let m: ManifestFiles =
         serde_json::from_slice(bytes).map_err(|e| problem(MANIFEST, format!("unparsable: {e}")))?;
@@ -101,7 +229,8 @@ fn parse_manifest(bytes: Option<&[u8]>) -> Result<Vec<FileEntry>, VerifyProblem>
         );
         return Err(problem(MANIFEST, msg));
     }
-    Ok(m.files)
+    let contents = m.options.is_some_and(|o| o.artifact_contents);
+    Ok((m.files, contents))
 }
 
 fn compare(entry: &FileEntry, (sha, bytes): &(String, u64)) -> Option<VerifyProblem> {
@@ -153,14 +282,19 @@ fn digest(mut r: impl Read, keep: bool) -> io::Result<Digest> {
 }
 
 impl Contents {
-    /// Records one regular file; the manifest's bytes are kept to be parsed.
+    /// Records one regular file; the bytes of those verification reads are kept.
     fn add(&mut self, path: String, (sha, bytes, kept): Digest) {
         if path == MANIFEST {
             if self.manifest.is_some() {
                 self.problems.push(problem(MANIFEST, "appears twice"));
             }
             self.manifest = kept;
-        } else if self.files.insert(path.clone(), (sha, bytes)).is_some() {
+            return;
+        }
+        if let Some(k) = kept {
+            self.kept.insert(path.clone(), k);
+        }
+        if self.files.insert(path.clone(), (sha, bytes)).is_some() {
             self.problems.push(problem(&path, "appears twice"));
         }
     }
@@ -180,7 +314,7 @@ fn read_dir(root: &Path) -> anyhow::Result<Contents> {
                 pending.push(path);
             } else if kind.is_file() {
                 let file = std::fs::File::open(&path)?;
-                c.add(rel.clone(), digest(file, rel == MANIFEST)?);
+                c.add(rel.clone(), digest(file, kept(&rel))?);
             } else {
                 c.problems.push(problem(&rel, "not a regular file"));
             }
@@ -214,7 +348,9 @@ fn read_archive(path: &Path) -> anyhow::Result<Contents> {
         match entry.header().entry_type() {
             tar::EntryType::Directory => continue,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let keep = name.rsplit('/').next() == Some(MANIFEST);
+                // The top folder is not known yet: keep by file name, at most one level down.
+                let keep = kept(name.split_once('/').map_or(name.as_str(), |(_, rest)| rest))
+                    || kept(&name);
                 items.push((name, Some(digest(entry, keep).map_err(unreadable)?)));
             }
             _ => items.push((name, None)),

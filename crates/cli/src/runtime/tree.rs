@@ -65,9 +65,10 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             })
             .await?;
         let artifacts = store.artifacts(&id).await?;
+        let made = made_by_steps(&steps, &artifacts);
         let mut nodes = Vec::with_capacity(steps.len());
-        for step in steps {
-            nodes.push(node(h, step, &approvals, &artifacts, depth).await?);
+        for (step, made) in steps.into_iter().zip(made) {
+            nodes.push(node(h, step, &approvals, made, depth).await?);
         }
         Ok(RequestTree {
             duration_ms: millis_between(
@@ -82,37 +83,55 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
     })
 }
 
+/// The artifact each step stored, by position: versions of a name are numbered in
+/// the order they were written, so the k-th call that stored `name` made its k-th
+/// committed version.
+fn made_by_steps(steps: &[Step], artifacts: &[Artifact]) -> Vec<Vec<Artifact>> {
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    steps
+        .iter()
+        .map(|step| {
+            let StepBody::ToolCall {
+                outcome:
+                    Some(ToolOutcome {
+                        artifact: Some(name),
+                        ..
+                    }),
+                ..
+            } = &step.body
+            else {
+                return Vec::new();
+            };
+            let k = seen.entry(name.as_str()).or_default();
+            let mut versions: Vec<&Artifact> =
+                artifacts.iter().filter(|a| &a.name == name).collect();
+            versions.sort_by_key(|a| a.version);
+            let made = versions.get(*k).map(|a| (*a).clone());
+            *k += 1;
+            made.into_iter().collect()
+        })
+        .collect()
+}
+
 async fn node(
     h: &Harness,
     step: Step,
     approvals: &[Approval],
-    artifacts: &[Artifact],
+    made: Vec<Artifact>,
     depth: usize,
 ) -> Result<StepNode> {
-    let (approval, made, child_id) = match &step.body {
+    let (approval, child_id) = match &step.body {
         StepBody::ToolCall {
             approval_id,
-            outcome,
             child_request_id,
             ..
         } => (
             approval_id
                 .as_ref()
                 .and_then(|a| approvals.iter().find(|x| &x.id == a).cloned()),
-            outcome
-                .as_ref()
-                .and_then(|o| o.artifact.as_ref())
-                .map(|name| {
-                    artifacts
-                        .iter()
-                        .filter(|a| &a.name == name)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default(),
             child_request_id.clone(),
         ),
-        StepBody::ModelTurn { .. } => (None, Vec::new(), None),
+        StepBody::ModelTurn { .. } => (None, None),
     };
     let child = match child_id {
         Some(c) if depth < MAX_DEPTH => Some(Box::new(load(h, c, depth + 1).await?)),
@@ -297,9 +316,14 @@ fn approval_line(a: &Approval, now: Timestamp) -> String {
 }
 
 fn artifact_line(a: &Artifact) -> String {
+    // The version only when there are several: most names are written once.
+    let name = match a.version {
+        1 => a.name.clone(),
+        v => format!("{} v{v}", a.name),
+    };
     format!(
         "artifact {} {}",
-        paint(BOLD, &a.name),
+        paint(BOLD, name),
         paint(
             DIM,
             format!(

@@ -53,7 +53,7 @@ impl Run {
                 approval_id: Some(approval_id.clone()),
                 via_child: None,
             });
-        match self.h.inner.store.commit_step(c).await {
+        match self.store(c).await {
             Ok(_) => Err(Outcome::Paused),
             Err(StoreError::ApprovalNotPending { .. }) => self.reload_approvals().await,
             Err(e) => Err(self.refused(e)),

@@ -199,9 +199,9 @@ impl Run {
             let next_idx = self.next_idx();
             c = self.prestart(c, &next, next_idx);
         }
-        match self.h.inner.store.commit_step(c.clone()).await {
-            Ok(_) => {
-                for w in c.steps {
+        match self.store(c).await {
+            Ok(writes) => {
+                for w in writes {
                     self.apply(w);
                 }
                 Ok(())
@@ -216,7 +216,7 @@ impl Run {
                 for e in std::iter::once(completed).chain(created) {
                     record = record.event(e);
                 }
-                let _ = self.h.inner.store.commit_step(record).await;
+                let _ = self.store(record).await;
                 Err(Outcome::Cancelled)
             }
             Err(e) => Err(self.refused(e)),
@@ -320,7 +320,7 @@ impl Run {
         let step = self.finished_step(idx, call, None, outcome_row, StepStatus::Interrupted);
         let mut c = self.commit_for().update(step).event(event);
         c.patch.settled_ok = true;
-        if let Err(e) = self.h.inner.store.commit_step(c).await {
+        if let Err(e) = self.store(c).await {
             tracing::warn!(request = %self.req.id, error = %e, "could not record an interrupted call");
         }
         outcome

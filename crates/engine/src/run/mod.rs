@@ -75,6 +75,7 @@ pub(crate) async fn run_root(
 
 /// Records a panic of a run as its tree's failure.
 pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
+    let msg = h.redactor().redact_str(msg);
     let error = format!("internal error while running the request: {msg}");
     if let Err(e) = h.inner.store.fail_tree(id, &error, h.now()).await {
         tracing::error!(request = %id, error = %e, "could not record a run's panic");
@@ -260,9 +261,8 @@ impl Run {
 
     /// Commits; a refusal because the request is no longer running ends the run.
     async fn commit(&mut self, c: StepCommit) -> Flow<()> {
-        let writes = c.steps.clone();
-        match self.h.inner.store.commit_step(c).await {
-            Ok(_) => {
+        match self.store(c).await {
+            Ok(writes) => {
                 for w in writes {
                     self.apply(w);
                 }
@@ -270,6 +270,16 @@ impl Run {
             }
             Err(e) => Err(self.refused(e)),
         }
+    }
+
+    /// Every commit of a run goes through here: secrets are redacted before
+    /// anything is stored. Returns the step rows as stored (for the in-memory
+    /// journal, which must match them).
+    async fn store(&self, mut c: StepCommit) -> Result<Vec<StepWrite>, StoreError> {
+        self.h.inner.redactor.redact_commit(&mut c);
+        let writes = c.steps.clone();
+        self.h.inner.store.commit_step(c).await?;
+        Ok(writes)
     }
 
     /// The outcome of a refused commit.

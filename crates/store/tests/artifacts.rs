@@ -1,0 +1,138 @@
+//! Artifacts are immutable: writing a name again makes a new version beside the
+//! first, and every version stays readable with the bytes its row describes.
+
+use harness_core::*;
+use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use sha2::{Digest, Sha256};
+
+/// A store with one running request.
+async fn running() -> (tempfile::TempDir, Store, Request) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let new = NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse("s1").unwrap(),
+        agent: "a".into(),
+        input: "go".into(),
+        trace_id: "t".into(),
+    };
+    let adm = Admission {
+        queue_capacity: 10,
+        reject_if_session_busy: false,
+    };
+    store.admit(new, adm, Timestamp(1)).await.unwrap();
+    let req = store
+        .claim(&WorkerId::generate(), 1, Timestamp(2))
+        .await
+        .unwrap()
+        .remove(0);
+    (dir, store, req)
+}
+
+/// Writes `name` with `bytes` and commits its row, as a run does.
+async fn write(store: &Store, req: &Request, name: &str, bytes: &[u8]) -> Artifact {
+    let a = store
+        .write_artifact_file(
+            &req.id,
+            &req.session_id,
+            name,
+            "text/plain",
+            bytes,
+            Timestamp(3),
+        )
+        .unwrap();
+    let commit = StepCommit::new(&req.id, &req.session_id, Timestamp(3)).artifacts(vec![a.clone()]);
+    store.commit_step(commit).await.unwrap();
+    a
+}
+
+#[tokio::test]
+async fn writing_a_name_twice_keeps_both_versions() {
+    let (_dir, store, req) = running().await;
+    let first = write(&store, &req, "report.txt", b"first draft").await;
+    let second = write(&store, &req, "report.txt", b"final").await;
+    let other = write(&store, &req, "other.txt", b"x").await;
+
+    let listed = store.artifacts(&req.id).await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:#?}");
+    let versions: Vec<(&str, u32)> = listed
+        .iter()
+        .map(|a| (a.name.as_str(), a.version))
+        .collect();
+    assert_eq!(
+        versions,
+        [("other.txt", 1), ("report.txt", 1), ("report.txt", 2)]
+    );
+    assert_eq!((first.version, second.version, other.version), (1, 2, 1));
+    assert_ne!(first.id, second.id);
+    assert_ne!(store.artifact_path(&first), store.artifact_path(&second));
+    for (a, bytes) in [
+        (&first, &b"first draft"[..]),
+        (&second, b"final"),
+        (&other, b"x"),
+    ] {
+        let row = listed.iter().find(|r| r.id == a.id).expect("row kept");
+        assert_eq!(row, a);
+        let stored = std::fs::read(store.artifact_path(row)).unwrap();
+        assert_eq!(stored, bytes, "{} v{}", row.name, row.version);
+        assert_eq!(row.sha256, hex::encode(Sha256::digest(&stored)));
+    }
+}
+
+#[tokio::test]
+async fn names_cannot_escape_the_request_folder() {
+    let (dir, store, req) = running().await;
+    for bad in [
+        "../x",
+        "a/b",
+        "..",
+        "a\\b",
+        "",
+        "..hidden",
+        "x\ny",
+        "../../harness.db",
+    ] {
+        let err = store
+            .write_artifact_file(
+                &req.id,
+                &req.session_id,
+                bad,
+                "text/plain",
+                b"x",
+                Timestamp(3),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("artifact name"), "{bad:?}: {err}");
+    }
+    // Twice the same name twice more: still inside the store's artifact folders.
+    for _ in 0..2 {
+        let a = write(&store, &req, "report.txt", b"y").await;
+        let path = store.artifact_path(&a);
+        assert!(path.starts_with(dir.path()), "{}", path.display());
+        assert!(path.ends_with("report.txt"), "{}", path.display());
+    }
+}
+
+#[tokio::test]
+async fn pruning_a_request_removes_every_version() {
+    let (dir, store, req) = running().await;
+    let first = write(&store, &req, "report.txt", b"1").await;
+    let second = write(&store, &req, "report.txt", b"2").await;
+    let done = StepCommit::new(&req.id, &req.session_id, Timestamp(4)).output("ok");
+    store.commit_step(done).await.unwrap();
+    let report = store.prune(Timestamp(100), false).await.unwrap();
+    assert_eq!((report.artifacts, report.artifact_bytes), (2, 2));
+    for a in [&first, &second] {
+        assert!(
+            !store.artifact_path(a).exists(),
+            "v{} left behind",
+            a.version
+        );
+    }
+    for folder in ["artifacts", "artifact-versions"] {
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(folder))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{folder}: {left:?}");
+    }
+}
