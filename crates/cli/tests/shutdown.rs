@@ -372,6 +372,12 @@ async fn a_request_that_crashes_its_worker_fails_after_max_attempts() {
     // The third start gives up on it instead of crashing again.
     let child = serve(root);
     wait_for_holder(&h, child.id());
+    wait_until("recovery to settle it", Duration::from_secs(20), || {
+        futures_lite_block(h.get_request(&id))
+            .unwrap()
+            .status
+            .is_terminal()
+    });
     let r = h.get_request(&id).await.unwrap();
     terminate(child);
     assert_eq!(r.status, RequestStatus::Failed, "{r:?}");
