@@ -119,7 +119,7 @@ async fn enqueue_strategy_runs_a_session_in_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_approvers_cannot_both_win() {
     let dir = workspace("", GATED_THEN_DONE);
     let h = Harness::open(dir.path()).unwrap();

@@ -516,3 +516,124 @@ async fn completion_events_count_real_steps_and_delegate_completed_precedes_the_
         "delegate.completed comes before the next call starts"
     );
 }
+
+/// The safety net: a request parked on an approval that is not pending (as the
+/// bug this file's first test guards against left them) is reported failing by
+/// health, then repaired by the worker with a visible event, and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_safety_net_repairs_a_stranded_request_visibly() {
+    let dir = tree_workspace_with(
+        "",
+        "      - tool_calls: [{tool: gated, arguments: {}}]\n      - text: leaf done\n",
+    );
+    write(
+        dir.path(),
+        "config/agents/boss.yaml",
+        "name: boss\nmodel: m\ntools: [gated]\nmax_steps: 10\n",
+    );
+    write(
+        dir.path(),
+        "script.yaml",
+        "agents:\n  boss:\n    turns:\n      - tool_calls: [{tool: gated, arguments: {}}]\n      - text: boss done\n",
+    );
+    let clock = Arc::new(FixedClock::new(SystemClock.now()));
+    let opts = harness_engine::HarnessOptions {
+        clock: clock.clone(),
+        ..Default::default()
+    };
+    let h = Harness::open_with(dir.path(), opts, true).unwrap();
+    let root = h.request(None, "boss", "go").await.unwrap();
+    // Strand it by hand: paused on an approval that was decided in the same commit.
+    let r = h
+        .store()
+        .claim(&WorkerId::generate(), 1, h.now())
+        .await
+        .unwrap()
+        .remove(0);
+    let call = ToolCall {
+        call_id: CallId::generate(),
+        tool: "gated".into(),
+        arguments: serde_json::json!({}),
+    };
+    let turn = ModelTurn::ToolCalls {
+        text: String::new(),
+        calls: vec![call.clone()],
+    };
+    let step = |idx, status, body| Step {
+        request_id: r.id.clone(),
+        idx,
+        agent: "boss".into(),
+        status,
+        started_at: h.now(),
+        finished_at: None,
+        body,
+    };
+    let approval = Approval {
+        id: ApprovalId::generate(),
+        request_id: r.id.clone(),
+        session_id: r.session_id.clone(),
+        agent: "boss".into(),
+        step_idx: 1,
+        call_id: call.call_id.clone(),
+        tool: "gated".into(),
+        arguments: serde_json::json!({}),
+        status: ApprovalStatus::Rejected,
+        decided_by: Some("someone".into()),
+        message: None,
+        edited_arguments: None,
+        created_at: h.now(),
+        decided_at: Some(h.now()),
+        expires_at: h.now().plus(Duration::from_secs(3600)),
+        reason: None,
+    };
+    let commit = harness_store::StepCommit::new(&r.id, &r.session_id, h.now())
+        .insert(step(0, StepStatus::Completed, StepBody::ModelTurn { turn }))
+        .insert(step(
+            1,
+            StepStatus::AwaitingApproval,
+            StepBody::ToolCall {
+                call,
+                approval_id: Some(approval.id.clone()),
+                outcome: None,
+                child_request_id: None,
+            },
+        ))
+        .raise(approval);
+    h.store().commit_step(commit).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+
+    let health = h.health().await.unwrap();
+    let check = health
+        .checks
+        .iter()
+        .find(|c| c.name == "stranded_requests")
+        .unwrap();
+    assert_eq!(check.status, HealthStatus::Fail, "{check:?}");
+    assert!(check.detail.contains(root.id.as_str()), "{check:?}");
+
+    let opts = WorkerOptions {
+        repair: Duration::from_millis(20),
+        ..fast()
+    };
+    let worker = h.start_worker(opts).await.unwrap();
+    wait_for("the repair and the run", async || {
+        h.get_request(&root.id).await.unwrap().status.is_terminal()
+    })
+    .await;
+    worker.stop().await.unwrap();
+    let done = h.get_request(&root.id).await.unwrap();
+    assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+    let repaired = events_of(&h, &root.id)
+        .await
+        .into_iter()
+        .find(|e| e.kind == EventKind::RequestRepaired)
+        .expect("a request.repaired event");
+    assert_eq!(repaired.payload["action"], "requeued");
+    let health = h.health().await.unwrap();
+    assert!(
+        health
+            .checks
+            .iter()
+            .any(|c| c.name == "stranded_requests" && c.status == HealthStatus::Ok)
+    );
+}

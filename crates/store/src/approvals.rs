@@ -38,11 +38,12 @@ impl Store {
         self.read(move |c| list(c, &f)).await
     }
 
-    /// Marks a delegated child request `running` again when its root resumes it.
+    /// Marks a delegated child request `running` again when its root resumes it
+    /// (with a `request.started` event naming the root's worker).
     pub async fn resume_child(&self, id: &RequestId, now: Timestamp) -> Result<(), StoreError> {
         let id = id.clone();
         self.write(move |c| {
-            tree::move_to(
+            let moved = tree::move_to(
                 c,
                 &id,
                 RequestStatus::Running,
@@ -50,6 +51,15 @@ impl Store {
                 now,
                 None,
             )?;
+            let root = tree::root_of(c, &id)?;
+            if let (true, Some(worker_id)) = (moved, root.worker_id) {
+                let child = crate::requests::get_request(c, &id)?;
+                let body = EventBody::RequestStarted {
+                    attempt: child.attempt,
+                    worker_id,
+                };
+                events::append(c, now, &[body.about(&id, &child.session_id)])?;
+            }
             Ok(())
         })
         .await
@@ -115,7 +125,11 @@ fn resolve(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<Approv
     }
     let a = get(c, &r.approval_id)?;
     // The tree paused with its approval in one commit, so it wakes as one.
-    tree::wake_chain(c, &a.request_id, now)?;
+    let reason = format!(
+        "approval {} of request {} was {}",
+        a.id, a.request_id, a.status
+    );
+    tree::wake_chain(c, &a.request_id, now, &reason, true)?;
     let body = EventBody::ApprovalResolved {
         approval: Box::new(a.clone()),
     };
@@ -180,7 +194,8 @@ fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Appr
         if fail_request {
             fail_tree(c, &a, now)?;
         } else {
-            tree::wake_chain(c, &a.request_id, now)?;
+            let reason = format!("approval {} of request {} expired", a.id, a.request_id);
+            tree::wake_chain(c, &a.request_id, now, &reason, true)?;
         }
         out.push(get(c, &a.id)?);
     }

@@ -223,9 +223,10 @@ fn repair_one(
     };
     match &s.problem {
         Problem::WaitingOnNothing => {
-            let moved = tree::wake_chain(c, &s.id, now)?;
-            for id in &moved {
-                event(c, id, &s.session_id, "requeued")?;
+            // Its ancestors get `request.requeued` from the wake; it gets this.
+            let moved = tree::wake_chain(c, &s.id, now, &s.problem.describe(), true)?;
+            if moved.contains(&s.id) {
+                event(c, &s.id, &s.session_id, "requeued")?;
             }
             Ok((!moved.is_empty()).then(|| "requeued".to_string()))
         }

@@ -311,12 +311,8 @@ fn cancel(
     if let Some(parent) = &req.parent_id {
         // The parent continues (its delegate call fails): a tree paused on this
         // child becomes runnable.
-        for rid in tree::wake_chain(c, parent, now)? {
-            let body = EventBody::RequestRequeued {
-                reason: format!("its delegated request {id} was cancelled"),
-            };
-            events::append(c, now, &[body.about(&rid, &req.session_id)])?;
-        }
+        let reason = format!("delegated request {id} was cancelled");
+        tree::wake_chain(c, parent, now, &reason, false)?;
     }
     Ok((get_request(c, id)?, settled))
 }

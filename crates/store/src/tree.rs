@@ -169,15 +169,20 @@ fn reject_pending(
 }
 
 /// Makes `id` and every ancestor waiting on it runnable again (`waiting_approval`
-/// → `queued`). Returns the requests it moved.
+/// → `queued`), each with a `request.requeued` event giving `reason` — except `id`
+/// itself when the caller's own event explains it (`approval.resolved`, say).
+/// Returns the requests it moved.
 pub(crate) fn wake_chain(
     c: &Connection,
     id: &RequestId,
     now: Timestamp,
+    reason: &str,
+    explained: bool,
 ) -> Result<Vec<RequestId>, StoreError> {
     let mut moved = Vec::new();
     let mut next = Some(id.clone());
     while let Some(rid) = next {
+        let r = requests::get_request(c, &rid)?;
         if move_to(
             c,
             &rid,
@@ -186,9 +191,15 @@ pub(crate) fn wake_chain(
             now,
             None,
         )? {
+            if !(explained && &rid == id) {
+                let body = EventBody::RequestRequeued {
+                    reason: reason.to_string(),
+                };
+                events::append(c, now, &[body.about(&rid, &r.session_id)])?;
+            }
             moved.push(rid.clone());
         }
-        next = requests::get_request(c, &rid)?.parent_id;
+        next = r.parent_id;
     }
     Ok(moved)
 }
