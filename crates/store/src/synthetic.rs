@@ -10,7 +10,7 @@
 use crate::{DB_FILE, Store, StoreError, StoreOptions};
 use harness_core::*;
 use rusqlite::{Connection, Statement, params};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -124,7 +124,7 @@ impl Plan {
             // queued, started, 3 per turn, final model turn, completed
             Kind::Completed => 4 + 3 * t,
             // + model turn (approval call), approval.requested, waiting, resolved,
-            //   started (attempt 2), tool.started, tool.completed
+            //   started again, tool.started, tool.completed
             Kind::CompletedApproved => 11 + 3 * t,
             // queued, started, 3 per turn, model turn, failed (max steps)
             Kind::Failed => 4 + 3 * t,
@@ -261,7 +261,6 @@ impl Rng {
 struct Stmts<'c> {
     session: Statement<'c>,
     request: Statement<'c>,
-    approval: Statement<'c>,
 }
 
 /// The per-request writer: keeps the current time and the event count. Steps and
@@ -275,20 +274,12 @@ struct Emit<'a, 'c> {
 }
 
 impl Emit<'_, '_> {
-    fn event(
-        &mut self,
-        at: i64,
-        kind: EventKind,
-        req: &str,
-        ses: &str,
-        payload: Value,
-    ) -> Result<(), StoreError> {
-        let event = NewEvent {
-            kind,
-            request_id: Some(RequestId::from_trusted(req.to_string())),
-            session_id: Some(SessionId::from_trusted(ses.to_string())),
-            payload,
-        };
+    /// Appends an event about request `req`, with the same typed payload the engine writes.
+    fn event(&mut self, at: i64, req: &str, ses: &str, body: EventBody) -> Result<(), StoreError> {
+        let event = body.about(
+            &RequestId::from_trusted(req.to_string()),
+            &SessionId::from_trusted(ses.to_string()),
+        );
         crate::events::append(self.conn, Timestamp(at), &[event])?;
         self.events += 1;
         Ok(())
@@ -359,19 +350,17 @@ fn fill(
              steps, worker_id, queue_seq) \
              VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?,
-        approval: c.prepare(
-            "INSERT INTO approvals (id, request_id, session_id, agent, step_idx, call_id, tool, \
-             arguments, status, decided_by, message, edited_arguments, created_at, decided_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?13, ?14)",
-        )?,
     };
     crate::events::append(
         c,
         Timestamp(start - 1000),
-        &[NewEvent::runtime(
-            EventKind::WorkerStarted,
-            json!({"worker_id": worker, "pid": 4242, "host": "bench-host", "recovered_requests": 0}),
-        )],
+        &[EventBody::WorkerStarted {
+            worker_id: WorkerId::from_trusted(worker.clone()),
+            pid: 4242,
+            host: "bench-host".into(),
+            recovered_requests: 0,
+        }
+        .runtime()],
     )?;
     let sessions: Vec<String> = (0..spec.sessions.max(1))
         .map(|i| format!("ses_{}", rng.ulid(start + i as i64)))
@@ -473,14 +462,17 @@ fn one_request(
     let trace = format!("{:016x}{:016x}", e.rng.next(), e.rng.next());
     e.event(
         created,
-        EventKind::RequestQueued,
         rid,
         ses,
-        json!({"agent": agent, "input_bytes": input.len(), "trace_id": trace}),
+        EventBody::RequestQueued {
+            agent: agent.to_string(),
+            input_bytes: input.len(),
+            trace_id: trace.to_string(),
+        },
     )?;
     let mut t = created;
     let mut approvals = 0;
-    let mut attempt = 1;
+    let attempt = 1;
     let mut counted = 0u32;
     let mut idx = 0u32;
     if plan.kind == Kind::Queued {
@@ -512,10 +504,12 @@ fn one_request(
     let started_at = t;
     e.event(
         t,
-        EventKind::RequestStarted,
         rid,
         ses,
-        json!({"attempt": 1, "worker_id": worker}),
+        EventBody::RequestStarted {
+            attempt: 1,
+            worker_id: WorkerId::from_trusted(worker.to_string()),
+        },
     )?;
     let listing = "reports/2025-q3.md\nreports/2025-q4.md\n";
     // Plain tool turns: a model turn proposing one call, then the call (started, completed).
@@ -528,10 +522,12 @@ fn one_request(
         t += 20;
         e.event(
             t,
-            EventKind::ToolStarted,
             rid,
             ses,
-            json!({"tool": call.tool, "call_id": call.call_id, "arguments": call.arguments}),
+            EventBody::ToolStarted {
+                call: call.clone(),
+                note: None,
+            },
         )?;
         let done = t + 5;
         let outcome = ToolOutcome {
@@ -539,13 +535,7 @@ fn one_request(
             content: listing.to_string(),
             artifact: None,
         };
-        e.event(
-            done,
-            EventKind::ToolCompleted,
-            rid,
-            ses,
-            completed_payload(&call, &outcome, false),
-        )?;
+        e.event(done, rid, ses, completed_event(&call, &outcome, false))?;
         e.step(&Step {
             request_id: id.clone(),
             idx,
@@ -577,55 +567,57 @@ fn one_request(
                     let aid = format!("apr_{}", e.rng.ulid(t));
                     let asked = t + 1;
                     let decided = asked + 600 * SEC;
-                    e.st.approval.execute(params![
-                        aid,
-                        rid,
-                        ses,
-                        agent,
-                        idx,
-                        call.call_id.as_str(),
-                        call.tool,
-                        call.arguments.to_string(),
-                        "approved",
-                        "alice",
-                        "looks fine",
-                        asked,
-                        decided,
-                        asked + 24 * 3600 * SEC,
-                    ])?;
-                    approvals += 1;
-                    e.event(asked, EventKind::ApprovalRequested, rid, ses, json!({
-                        "approval_id": aid, "tool": call.tool, "call_id": call.call_id,
-                        "arguments": call.arguments, "expires_at": asked + 24 * 3600 * SEC, "step": idx,
-                    }))?;
+                    let mut approval = approval(&aid, &id, ses, agent, idx, &call, asked);
                     e.event(
                         asked,
-                        EventKind::RequestWaitingApproval,
                         rid,
                         ses,
-                        json!({"approval_id": aid}),
+                        EventBody::ApprovalRequested {
+                            approval: Box::new(approval.clone()),
+                        },
                     )?;
-                    e.event(decided, EventKind::ApprovalResolved, rid, ses, json!({
-                        "approval_id": aid, "decision": "approved", "decided_by": "alice",
-                        "message": "looks fine", "edited": false, "tool": call.tool, "call_id": call.call_id,
-                    }))?;
-                    attempt = 2;
+                    approval.status = ApprovalStatus::Approved;
+                    approval.decided_by = Some("alice".into());
+                    approval.message = Some("looks fine".into());
+                    approval.decided_at = Some(Timestamp(decided));
+                    crate::approvals::insert(e.conn, &approval)?;
+                    approvals += 1;
+                    e.event(
+                        asked,
+                        rid,
+                        ses,
+                        EventBody::RequestWaitingApproval {
+                            approval_id: Some(approval.id.clone()),
+                            via_child: None,
+                        },
+                    )?;
+                    e.event(
+                        decided,
+                        rid,
+                        ses,
+                        EventBody::ApprovalResolved {
+                            approval: Box::new(approval.clone()),
+                        },
+                    )?;
+                    // Resumed after the approval: the same attempt.
                     t = decided + 30;
                     e.event(
                         t,
-                        EventKind::RequestStarted,
                         rid,
                         ses,
-                        json!({"attempt": 2, "worker_id": worker}),
+                        EventBody::RequestStarted {
+                            attempt: 1,
+                            worker_id: WorkerId::from_trusted(worker.to_string()),
+                        },
                     )?;
                     e.event(
                         t + 1,
-                        EventKind::ToolStarted,
                         rid,
                         ses,
-                        json!({
-                            "tool": call.tool, "call_id": call.call_id, "arguments": call.arguments,
-                        }),
+                        EventBody::ToolStarted {
+                            call: call.clone(),
+                            note: None,
+                        },
                     )?;
                     let outcome = ToolOutcome {
                         ok: true,
@@ -633,13 +625,7 @@ fn one_request(
                         artifact: None,
                     };
                     let done = t + 6;
-                    e.event(
-                        done,
-                        EventKind::ToolCompleted,
-                        rid,
-                        ses,
-                        completed_payload(&call, &outcome, false),
-                    )?;
+                    e.event(done, rid, ses, completed_event(&call, &outcome, false))?;
                     e.step(&Step {
                         request_id: id.clone(),
                         idx,
@@ -675,10 +661,12 @@ fn one_request(
                 counted += 1;
                 e.event(
                     t,
-                    EventKind::RequestCompleted,
                     rid,
                     ses,
-                    json!({"output_bytes": text.len(), "steps": counted}),
+                    EventBody::RequestCompleted {
+                        output_bytes: text.len(),
+                        steps: counted,
+                    },
                 )?;
                 ("completed", Some(text), None, Some(t))
             }
@@ -694,10 +682,11 @@ fn one_request(
                 t += 10;
                 e.event(
                     t,
-                    EventKind::RequestFailed,
                     rid,
                     ses,
-                    json!({"error": reason}),
+                    EventBody::RequestFailed {
+                        error: reason.clone(),
+                    },
                 )?;
                 ("failed", None, Some(reason), Some(t))
             }
@@ -705,10 +694,13 @@ fn one_request(
                 t += 30 * SEC;
                 e.event(
                     t,
-                    EventKind::RequestCancelled,
                     rid,
                     ses,
-                    json!({"by": "bob"}),
+                    EventBody::RequestCancelled {
+                        by: "bob".into(),
+                        reason: None,
+                        with: None,
+                    },
                 )?;
                 (
                     "cancelled",
@@ -727,12 +719,12 @@ fn one_request(
                 t += 20;
                 e.event(
                     t,
-                    EventKind::ToolStarted,
                     rid,
                     ses,
-                    json!({
-                        "tool": call.tool, "call_id": call.call_id, "arguments": call.arguments,
-                    }),
+                    EventBody::ToolStarted {
+                        call: call.clone(),
+                        note: None,
+                    },
                 )?;
                 e.step(&Step {
                     request_id: id.clone(),
@@ -758,40 +750,25 @@ fn one_request(
                 counted += 1;
                 let aid = format!("apr_{}", e.rng.ulid(t));
                 let asked = t + 1;
-                let expires = asked + 24 * 3600 * SEC;
-                e.st.approval.execute(params![
-                    aid,
-                    rid,
-                    ses,
-                    agent,
-                    idx,
-                    call.call_id.as_str(),
-                    call.tool,
-                    call.arguments.to_string(),
-                    "pending",
-                    Option::<String>::None,
-                    Option::<String>::None,
-                    asked,
-                    Option::<i64>::None,
-                    expires,
-                ])?;
+                let approval = approval(&aid, &id, ses, agent, idx, &call, asked);
+                crate::approvals::insert(e.conn, &approval)?;
                 approvals += 1;
                 e.event(
                     asked,
-                    EventKind::ApprovalRequested,
                     rid,
                     ses,
-                    json!({
-                        "approval_id": aid, "tool": call.tool, "call_id": call.call_id,
-                        "arguments": call.arguments, "expires_at": expires, "step": idx,
-                    }),
+                    EventBody::ApprovalRequested {
+                        approval: Box::new(approval.clone()),
+                    },
                 )?;
                 e.event(
                     asked,
-                    EventKind::RequestWaitingApproval,
                     rid,
                     ses,
-                    json!({"approval_id": aid}),
+                    EventBody::RequestWaitingApproval {
+                        approval_id: Some(approval.id.clone()),
+                        via_child: None,
+                    },
                 )?;
                 e.step(&Step {
                     request_id: id.clone(),
@@ -839,15 +816,11 @@ fn model_turn(
     at: i64,
     turn: ModelTurn,
 ) -> Result<(), StoreError> {
-    let payload = match &turn {
-        ModelTurn::Text { text } => json!({"step": idx, "text": text, "final": true}),
-        ModelTurn::ToolCalls { text, calls } => json!({
-            "step": idx,
-            "text": text,
-            "calls": calls.iter().map(|c| json!({"tool": c.tool, "call_id": c.call_id})).collect::<Vec<_>>(),
-        }),
+    let body = EventBody::ModelTurn {
+        step: idx,
+        turn: turn.clone(),
     };
-    e.event(at, EventKind::ModelTurn, id.as_str(), ses, payload)?;
+    e.event(at, id.as_str(), ses, body)?;
     e.step(&Step {
         request_id: id.clone(),
         idx,
@@ -859,11 +832,46 @@ fn model_turn(
     })
 }
 
-fn completed_payload(call: &ToolCall, o: &ToolOutcome, rejected: bool) -> Value {
-    json!({
-        "tool": call.tool, "call_id": call.call_id, "ok": o.ok, "rejected": rejected,
-        "output_bytes": o.content.len(), "preview": o.content, "artifact": o.artifact,
-    })
+fn completed_event(call: &ToolCall, o: &ToolOutcome, rejected: bool) -> EventBody {
+    EventBody::ToolCompleted {
+        tool: call.tool.clone(),
+        call_id: call.call_id.clone(),
+        ok: o.ok,
+        rejected,
+        output_bytes: o.content.len(),
+        preview: preview(&o.content, 200),
+        artifact: o.artifact.clone(),
+    }
+}
+
+/// A pending approval of `call`, asked at `asked` (expires a day later).
+fn approval(
+    aid: &str,
+    id: &RequestId,
+    ses: &str,
+    agent: &str,
+    idx: u32,
+    call: &ToolCall,
+    asked: i64,
+) -> Approval {
+    Approval {
+        id: ApprovalId::from_trusted(aid.to_string()),
+        request_id: id.clone(),
+        session_id: SessionId::from_trusted(ses.to_string()),
+        agent: agent.to_string(),
+        step_idx: idx,
+        call_id: call.call_id.clone(),
+        tool: call.tool.clone(),
+        arguments: call.arguments.clone(),
+        status: ApprovalStatus::Pending,
+        decided_by: None,
+        message: None,
+        edited_arguments: None,
+        created_at: Timestamp(asked),
+        decided_at: None,
+        expires_at: Timestamp(asked + 24 * 3600 * 1000),
+        reason: None,
+    }
 }
 
 fn file_bytes(store_dir: &Path) -> u64 {
@@ -957,4 +965,52 @@ pub fn storage_report(store_dir: &Path, compact: bool) -> Result<StorageReport, 
     drop(c);
     report.files_after = file_bytes(store_dir);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The generated records read back as the engine's would: every event payload is
+    /// a typed one, approvals are rows the store can read, counts add up.
+    #[tokio::test]
+    async fn a_small_store_reads_back_consistently() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = SyntheticSpec {
+            requests: 200,
+            events: 2_000,
+            sessions: 30,
+            queued: 5,
+            running: 3,
+            waiting_approval: 7,
+            failed: 4,
+            cancelled: 2,
+            approval_every: 5,
+            now: Timestamp(10_000_000_000),
+            ..SyntheticSpec::default()
+        };
+        let report = generate(dir.path(), &spec).unwrap();
+        assert_eq!((report.requests, report.events), (200, 2_000));
+        let store = crate::Store::open(dir.path(), Default::default()).unwrap();
+        let events = store
+            .events_after(0, EventFilter::default(), 0)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 2_000);
+        let approvals = store
+            .list_approvals(ApprovalFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(approvals.len() as u64, report.approvals);
+        let pending = approvals
+            .iter()
+            .filter(|a| a.status == ApprovalStatus::Pending)
+            .count();
+        assert_eq!(pending, 7);
+        let requested = events
+            .iter()
+            .filter(|e| e.kind == EventKind::ApprovalRequested)
+            .count();
+        assert_eq!(requested, approvals.len());
+    }
 }

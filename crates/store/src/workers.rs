@@ -4,19 +4,27 @@ use crate::rows::{self, WORKER_COLS};
 use crate::{Store, StoreError, events};
 use harness_core::*;
 use rusqlite::params;
-use serde_json::json;
 
 impl Store {
     pub async fn register_worker(&self, w: Worker, recovered: usize) -> Result<(), StoreError> {
         self.write(move |c| {
             c.execute(
                 &format!("INSERT INTO workers ({WORKER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL)"),
-                params![w.id.as_str(), w.pid, w.host, w.started_at.0, w.heartbeat_at.0],
+                params![
+                    w.id.as_str(),
+                    w.pid,
+                    w.host,
+                    w.started_at.0,
+                    w.heartbeat_at.0
+                ],
             )?;
-            events::append(c, w.started_at, &[NewEvent::runtime(
-                EventKind::WorkerStarted,
-                json!({"worker_id": w.id, "pid": w.pid, "host": w.host, "recovered_requests": recovered}),
-            )])?;
+            let body = EventBody::WorkerStarted {
+                worker_id: w.id.clone(),
+                pid: w.pid,
+                host: w.host.clone(),
+                recovered_requests: recovered,
+            };
+            events::append(c, w.started_at, &[body.runtime()])?;
             Ok(())
         })
         .await
@@ -39,14 +47,10 @@ impl Store {
                 "UPDATE workers SET stopped_at = ?2, heartbeat_at = ?2 WHERE id = ?1",
                 params![id.as_str(), now.0],
             )?;
-            events::append(
-                c,
-                now,
-                &[NewEvent::runtime(
-                    EventKind::WorkerStopped,
-                    json!({"worker_id": id}),
-                )],
-            )?;
+            let body = EventBody::WorkerStopped {
+                worker_id: id.clone(),
+            };
+            events::append(c, now, &[body.runtime()])?;
             Ok(())
         })
         .await
