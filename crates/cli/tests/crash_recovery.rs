@@ -97,7 +97,12 @@ fn workspace(root: &Path) {
 
 /// A re-run decision (`on_interrupted: ask`) is approved for about half the calls.
 fn approves_rerun(a: &Approval) -> bool {
-    a.call_id.as_str().bytes().last().unwrap_or(0) % 2 == 0
+    a.call_id
+        .as_str()
+        .bytes()
+        .last()
+        .unwrap_or(0)
+        .is_multiple_of(2)
 }
 
 /// Decides every pending approval, racing the worker: tool approvals are

@@ -93,10 +93,14 @@ async fn resolve_all_pending(h: &Harness, n: &mut u64, race_expiry: bool) {
         .await
         .unwrap();
     for a in pending {
+        // Some are left to the expiry timer alone; a quarter race it.
+        if race_expiry && a.id.as_str().ends_with(['0', '1']) {
+            continue;
+        }
         let late = race_expiry
             && a.id
                 .as_str()
-                .ends_with(['0', '1', '2', '3', '4', '5', '6', '7']);
+                .ends_with(['2', '3', '4', '5', '6', '7', '8', '9']);
         if late && a.created_at.age(SystemClock.now()) < Duration::from_millis(35) {
             continue;
         }
