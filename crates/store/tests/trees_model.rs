@@ -22,14 +22,36 @@ const TTL: i64 = 1_000;
 #[derive(Clone, Debug)]
 enum Op {
     Claim,
-    Delegate { t: usize },
-    Pause { t: usize },
-    Resolve { t: usize, approve: bool },
-    Expire { after: i64, fail: bool },
-    Cancel { t: usize, level: usize },
-    Finish { t: usize },
-    ResumePath { t: usize },
+    Delegate {
+        t: usize,
+    },
+    Pause {
+        t: usize,
+    },
+    Resolve {
+        t: usize,
+        approve: bool,
+    },
+    Expire {
+        after: i64,
+        fail: bool,
+    },
+    Cancel {
+        t: usize,
+        level: usize,
+    },
+    Finish {
+        t: usize,
+    },
+    ResumePath {
+        t: usize,
+    },
     Recover,
+    /// A run panicked at some level: its whole tree fails.
+    FailTree {
+        t: usize,
+        level: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -43,6 +65,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..TREES).prop_map(|t| Op::Finish { t }),
         2 => (0..TREES).prop_map(|t| Op::ResumePath { t }),
         1 => Just(Op::Recover),
+        1 => (0..TREES, 0..DEPTH).prop_map(|(t, level)| Op::FailTree { t, level }),
     ]
 }
 
@@ -219,6 +242,11 @@ impl World {
             }
             Op::Recover => {
                 let _ = self.store.recover(now, 100).await;
+            }
+            Op::FailTree { t, level } => {
+                if let Some(id) = self.trees[*t].get(*level) {
+                    let _ = self.store.fail_tree(id, "panicked", now).await;
+                }
             }
         }
         self.now = Timestamp(self.now.0 + 1);
