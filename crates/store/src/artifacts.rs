@@ -53,12 +53,12 @@ impl Store {
         }
         let dir = self.dir().join("artifacts").join(request.as_str());
         std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::file(format!("creating {}", dir.display()), e))?;
         let tmp = dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, bytes)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", tmp.display())))?;
+            .map_err(|e| StoreError::file(format!("writing {}", tmp.display()), e))?;
         std::fs::rename(&tmp, dir.join(name))
-            .map_err(|e| StoreError::Io(format!("{name}: {e}")))?;
+            .map_err(|e| StoreError::file(format!("storing artifact {name}"), e))?;
         Ok(Artifact {
             id: ArtifactId::generate(),
             request_id: request.clone(),

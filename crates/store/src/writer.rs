@@ -90,7 +90,7 @@ impl WriterHandle {
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |commit_error| {
                 let out = match commit_error {
-                    Some(e) => Err(StoreError::Commit(e.to_string())),
+                    Some(e) => Err(StoreError::Commit(Box::new(e.clone()))),
                     None => result,
                 };
                 let _ = reply.send(out);
