@@ -106,7 +106,7 @@ impl Store {
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
         let (seq_tx, seq_rx) = watch::channel(max_seq);
         let checkpointer = checkpoint::spawn(&db_path)?;
-        let writer = WriterHandle::spawn(conn, seq_tx, checkpointer);
+        let writer = WriterHandle::spawn(conn, seq_tx, checkpointer, writer::LOCK_WAIT)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
