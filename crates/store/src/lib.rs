@@ -74,6 +74,8 @@ struct Inner {
     /// pooled connection instead of opening (and keeping threads for) hundreds.
     read_slots: tokio::sync::Semaphore,
     seq_rx: watch::Receiver<i64>,
+    /// The one connection [`Store::data_version`] polls (opened on first use).
+    version_conn: Mutex<Option<Connection>>,
 }
 
 impl Store {
@@ -115,6 +117,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 read_slots: tokio::sync::Semaphore::new(READ_POOL_MAX),
                 seq_rx,
+                version_conn: Mutex::new(None),
             }),
         })
     }
@@ -182,10 +185,22 @@ impl Store {
     }
 
     /// SQLite's `data_version`: changes whenever another connection (another process,
-    /// or this process's writer) commits. Cheap to poll.
+    /// or this process's writer) commits, and only then. Cheap to poll. The value is
+    /// per connection, so it is always read from the same one (not the read pool).
     pub async fn data_version(&self) -> Result<i64, StoreError> {
-        self.read(|c| Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?))
-            .await
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = this.inner.version_conn.lock().expect("version connection");
+            let conn = match slot.take() {
+                Some(c) => c,
+                None => open_reader(&this.inner.db_path)?,
+            };
+            let v = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            *slot = Some(conn);
+            Ok(v)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("data_version task failed: {e}")))?
     }
 }
 
