@@ -5,9 +5,17 @@
 //! milliseconds. The writer disables it and, when a commit leaves the WAL past
 //! the threshold, pokes this thread, which checkpoints from its own connection in
 //! PASSIVE mode (never blocking the writer or readers). A timer catches the rest.
+//!
+//! "Past the threshold" is the WAL's content — the frames SQLite reports after each
+//! commit — not its file size: the file is reused from the start after a checkpoint
+//! and keeps its size (up to [`WAL_SIZE_LIMIT`]), so once it has been large, its size
+//! says nothing about what is in it.
 
 use crate::StoreError;
 use rusqlite::Connection;
+use rusqlite::hooks::Wal;
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
@@ -19,17 +27,36 @@ const WAL_THRESHOLD: u64 = 16 << 20;
 pub(crate) const WAL_SIZE_LIMIT: u64 = 4 * WAL_THRESHOLD;
 const EVERY: Duration = Duration::from_millis(500);
 
+thread_local! {
+    /// Frames in the WAL after the last commit made on this thread by a write
+    /// connection (set by SQLite's WAL hook; read by [`Checkpointer::after_commit`],
+    /// which runs on the thread that committed).
+    static WAL_FRAMES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Makes the write connection report the WAL's size after each commit. Call after
+/// `PRAGMA wal_autocheckpoint`, which replaces the hook.
+pub(crate) fn watch_wal(conn: &Connection) {
+    conn.wal_hook(Some(note_wal_frames));
+}
+
+fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames.max(0) as u64);
+    Ok(())
+}
+
 /// The writer's handle on the checkpointer; dropping it stops the thread.
 pub(crate) struct Checkpointer {
     poke: SyncSender<()>,
-    wal: PathBuf,
+    /// [`WAL_THRESHOLD`] in frames of this database's page size.
+    threshold_frames: u64,
 }
 
 impl Checkpointer {
-    /// Called after a commit: asks for a checkpoint when the WAL has grown past the threshold.
+    /// Called after a commit, on the thread that committed: asks for a checkpoint
+    /// when the WAL has grown past the threshold.
     pub(crate) fn after_commit(&self) {
-        let size = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
-        if size >= WAL_THRESHOLD {
+        if WAL_FRAMES.replace(0) >= self.threshold_frames {
             // Full: a checkpoint is already requested. Disconnected: the store is closing.
             let _: Result<(), TrySendError<()>> = self.poke.try_send(());
         }
@@ -41,37 +68,118 @@ pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(db_path)?;
     conn.busy_timeout(Duration::from_secs(1))?;
     conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"))?;
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
+    // A frame is a page plus its 24-byte header.
+    let threshold_frames = WAL_THRESHOLD / (page_size + 24);
     let wal = wal_path(db_path);
     let (poke, rx) = mpsc::sync_channel::<()>(1);
-    let thread_wal = wal.clone();
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
-            while !matches!(rx.recv_timeout(EVERY), Err(RecvTimeoutError::Disconnected)) {
-                let size = std::fs::metadata(&thread_wal).map(|m| m.len()).unwrap_or(0);
-                if size < WAL_THRESHOLD {
-                    continue;
+            loop {
+                match rx.recv_timeout(EVERY) {
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    // Commits of other processes are not reported here: the timer
+                    // looks at the file, whose size is an upper bound of its content.
+                    Err(RecvTimeoutError::Timeout) => {
+                        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                        if size < WAL_THRESHOLD {
+                            continue;
+                        }
+                    }
+                    Ok(()) => {}
                 }
-                // PASSIVE never waits, but under constant reads and writes the WAL may
-                // never get a moment to start over and keeps growing; past four times
-                // the threshold, RESTART waits (briefly) for readers so it can.
-                let mode = if size >= 4 * WAL_THRESHOLD {
-                    "RESTART"
-                } else {
-                    "PASSIVE"
-                };
-                if let Err(e) = conn.execute_batch(&format!("PRAGMA wal_checkpoint({mode})")) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
-                }
+                checkpoint(&conn, threshold_frames);
             }
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
         })
         .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok(Checkpointer { poke, wal })
+    Ok(Checkpointer {
+        poke,
+        threshold_frames,
+    })
+}
+
+/// PASSIVE never waits, but under constant reads and writes the WAL may never get a
+/// moment to start over and keeps growing; when it holds four times the threshold,
+/// RESTART waits (at most the connection's busy timeout, blocking new writers
+/// meanwhile) for readers so that it can.
+fn checkpoint(conn: &Connection, threshold_frames: u64) {
+    let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+    match frames {
+        Ok(frames) if frames.max(0) as u64 >= 4 * threshold_frames => {
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(RESTART)") {
+                tracing::warn!(error = %e, "WAL checkpoint (RESTART) failed");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+    }
 }
 
 fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push("-wal");
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreOptions};
+    use rusqlite::Connection;
+    use std::time::{Duration, Instant};
+
+    /// Once the WAL file has been large, it stays that size (it is reused, not
+    /// shrunk): that must not make every later commit trigger a checkpoint that
+    /// blocks writers while a reader holds an old snapshot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_wal_file_with_little_in_it_does_not_block_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE blob (b BLOB)")?))
+            .await
+            .unwrap();
+        // Grow the WAL file past four times the threshold in one transaction.
+        store
+            .write(|c| {
+                for _ in 0..80 {
+                    c.execute("INSERT INTO blob VALUES (zeroblob(1 << 20))", [])?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Checkpoint it all: the next commit starts the WAL over (the file stays large).
+        store
+            .write_raw(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?))
+            .await
+            .unwrap();
+        let wal = dir.path().join(format!("{}-wal", crate::DB_FILE));
+        store
+            .write(|c| Ok(c.execute_batch("DELETE FROM blob")?))
+            .await
+            .unwrap();
+        // A view reading meanwhile (its snapshot pins the WAL).
+        let reader = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT COUNT(*) FROM blob;")
+            .unwrap();
+        let mut worst = Duration::ZERO;
+        for i in 0..30 {
+            let started = Instant::now();
+            store
+                .write(move |c| Ok(c.execute("INSERT INTO blob VALUES (?1)", [i])?))
+                .await
+                .unwrap();
+            worst = worst.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        reader.execute_batch("COMMIT").unwrap();
+        let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            worst < Duration::from_millis(300),
+            "a small commit took {worst:?} (WAL file {wal_bytes} bytes)"
+        );
+    }
 }

@@ -107,6 +107,7 @@ impl Store {
         let max_seq: i64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
         let (seq_tx, seq_rx) = watch::channel(max_seq);
+        checkpoint::watch_wal(&conn);
         let checkpointer = checkpoint::spawn(&db_path)?;
         let writer = WriterHandle::spawn(conn, seq_tx, checkpointer, writer::LOCK_WAIT)?;
         Ok(Store {
