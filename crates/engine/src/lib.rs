@@ -225,14 +225,30 @@ impl Harness {
         Ok(req)
     }
 
-    /// Prunes records of requests finished before `older_than` ago, then compacts.
+    /// Prunes records of requests finished before `older_than` ago, in short
+    /// transactions (safe beside a running worker). With `vacuum`, then compacts the
+    /// store, which blocks every commit until it is done: refused while a worker holds
+    /// the workspace.
     pub async fn maintenance(
         &self,
         older_than: std::time::Duration,
         dry_run: bool,
+        vacuum: bool,
     ) -> Result<PruneReport, HarnessError> {
         let cutoff = self.now().minus(older_than);
-        Ok(self.inner.store.prune(cutoff, dry_run).await?)
+        let store = &self.inner.store;
+        if vacuum
+            && !dry_run
+            && let Some(w) = self.worker_holder()
+        {
+            return Err(HarnessError::Locked(format!(
+                "--vacuum rewrites the whole store and blocks every commit until it is done, \
+                 but worker {} (pid {}) is serving this workspace: stop it first, or prune \
+                 without --vacuum (that is safe while it runs)",
+                w.worker_id, w.pid
+            )));
+        }
+        Ok(store.prune(cutoff, dry_run, vacuum).await?)
     }
 }
 
