@@ -32,6 +32,9 @@ pub struct HarnessOptions {
     pub clock: Arc<dyn Clock>,
     /// Overrides `stores.yaml`'s `synchronous`.
     pub durability: Option<harness_store::Durability>,
+    /// Start a new, empty store if the workspace's is missing, empty or damaged
+    /// (see [`harness_store::StoreOptions::new_store`]).
+    pub new_store: bool,
 }
 
 impl Default for HarnessOptions {
@@ -39,6 +42,7 @@ impl Default for HarnessOptions {
         Self {
             clock: Arc::new(SystemClock),
             durability: None,
+            new_store: false,
         }
     }
 }
@@ -88,7 +92,10 @@ impl Harness {
             harness_config::Durability::Normal => harness_store::Durability::Normal,
             harness_config::Durability::Full => harness_store::Durability::Full,
         });
-        let store_opts = harness_store::StoreOptions { durability };
+        let store_opts = harness_store::StoreOptions {
+            durability,
+            new_store: opts.new_store,
+        };
         let store = if create {
             Store::open(&dir, store_opts)?
         } else {

@@ -197,7 +197,7 @@ async fn expire_with(outcome: &str) -> Request {
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
     let opts = HarnessOptions {
         clock: clock.clone(),
-        durability: None,
+        ..Default::default()
     };
     let h = Harness::open_with(dir.path(), opts, true).unwrap();
     let r = h.request(None, "a", "go").await.unwrap();

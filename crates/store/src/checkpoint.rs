@@ -72,6 +72,11 @@ pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
     // A frame is a page plus its 24-byte header.
     let threshold_frames = WAL_THRESHOLD / (page_size + 24);
     let wal = wal_path(db_path);
+    let db = db_path.to_path_buf();
+    let mut recorded = db_path
+        .parent()
+        .and_then(crate::sidecar::read)
+        .map_or(0, |k| k.min_db_bytes);
     let (poke, rx) = mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
         .name("store-checkpoint".into())
@@ -90,8 +95,10 @@ pub(crate) fn spawn(db_path: &Path) -> Result<Checkpointer, StoreError> {
                     Ok(()) => {}
                 }
                 checkpoint(&conn, threshold_frames);
+                record_size(&db, &mut recorded);
             }
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+            record_size(&db, &mut recorded);
         })
         .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(Checkpointer {
@@ -114,6 +121,26 @@ fn checkpoint(conn: &Connection, threshold_frames: u64) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+    }
+}
+
+/// Checkpoints are what make the database file grow: a larger size is recorded in
+/// the sidecar as the file's new floor (see [`crate::sidecar`]).
+fn record_size(db: &Path, recorded: &mut u64) {
+    let len = std::fs::metadata(db).map_or(0, |m| m.len());
+    let Some(dir) = db.parent() else { return };
+    if len <= *recorded {
+        return;
+    }
+    let raised = crate::sidecar::update(dir, len, |k| {
+        if len > k.min_db_bytes {
+            k.min_db_bytes = len;
+            k.seen_at = harness_core::Clock::now(&harness_core::SystemClock);
+        }
+    });
+    match raised {
+        Ok(()) => *recorded = len,
+        Err(e) => tracing::warn!(error = %e, "cannot record the store's size"),
     }
 }
 

@@ -89,6 +89,18 @@ impl Store {
                     Ok(())
                 })
                 .await?;
+                // The file is smaller now, legitimately: lower its recorded floor.
+                let (dir, len) = (self.dir().to_path_buf(), crate::file_len(self.db_path()));
+                tokio::task::spawn_blocking(move || {
+                    crate::sidecar::update(&dir, len, |k| {
+                        k.min_db_bytes = len;
+                        k.seen_at = harness_core::Clock::now(&harness_core::SystemClock);
+                    })
+                })
+                .await
+                .map_err(|e| {
+                    StoreError::Io(format!("recording the compacted size failed: {e}"))
+                })??;
             }
         }
         report.bytes_after = self.disk_bytes();
