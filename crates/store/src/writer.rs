@@ -427,7 +427,8 @@ mod tests {
              CREATE TABLE t (x INTEGER NOT NULL); \
              CREATE TABLE parent (id INTEGER PRIMARY KEY); \
              CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED); \
-             CREATE TABLE events (seq INTEGER PRIMARY KEY);",
+             CREATE TABLE events (seq INTEGER PRIMARY KEY); \
+             CREATE TABLE big (x INTEGER NOT NULL, b BLOB NOT NULL);",
         )
         .unwrap();
         let (seq_tx, _) = watch::channel(0);
@@ -669,5 +670,61 @@ mod tests {
         );
         long.join().unwrap();
         assert_eq!(rows(&path), vec![1]);
+    }
+
+    /// SQLITE_FULL, simulated with `max_page_count` on the write connection (the real
+    /// thing, on a full tmpfs, is in tests/disk_full.rs).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_database_fails_the_writes_it_stops_keeps_nothing_of_them_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, path) = open(dir.path());
+        let pages: i64 = w
+            .raw(|c| Ok(c.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        let limit = move |n: i64| {
+            move |c: &Connection| -> Result<(), StoreError> {
+                c.query_row(&format!("PRAGMA max_page_count = {n}"), [], |_| Ok(()))?;
+                Ok(())
+            }
+        };
+        w.raw(limit(pages + 8)).await.unwrap();
+        // A row in `t`, then a blob too large for the space left.
+        let big = |x: i64| {
+            move |c: &Connection| -> Result<i64, StoreError> {
+                c.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
+                c.execute("INSERT INTO big (x, b) VALUES (?1, zeroblob(400000))", [x])?;
+                Ok(x)
+            }
+        };
+        let out = one_batch(
+            &w,
+            vec![Box::new(insert(1)), Box::new(big(2)), Box::new(insert(3))],
+        )
+        .await;
+        let e = out[1].as_ref().unwrap_err();
+        assert!(e.is_disk_full(), "{e:?}");
+        assert!(e.to_string().contains("free space"), "{e}");
+        // Whatever SQLite rolled back, callers were told exactly what was kept.
+        let told: Vec<i64> = out
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(rows(&path), told, "{out:?}");
+        // Alone, on the inline path: the same.
+        let e = w.write(big(4)).await.unwrap_err();
+        assert!(e.is_disk_full(), "{e:?}");
+        assert_eq!(rows(&path), told);
+        let c = Connection::open(&path).unwrap();
+        let blobs: i64 = c
+            .query_row("SELECT COUNT(*) FROM big", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blobs, 0, "nothing of a failed write is kept");
+        // Space returns: the same write commits.
+        w.raw(limit(1_000_000)).await.unwrap();
+        assert_eq!(w.write(big(5)).await.unwrap(), 5);
+        let mut expected = told;
+        expected.push(5);
+        assert_eq!(rows(&path), expected);
     }
 }
