@@ -119,9 +119,8 @@ pub fn open(
     durability: Option<harness_store::Durability>,
 ) -> Result<Harness> {
     let opts = harness_engine::HarnessOptions {
-        clock: std::sync::Arc::new(harness_core::SystemClock),
         durability,
-        secret_env: None,
+        ..Default::default()
     };
     Ok(Harness::open_with(dir, opts, true)?)
 }

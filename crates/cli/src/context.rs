@@ -26,9 +26,29 @@ impl Ctx {
         Ok(find_workspace(&cwd).unwrap_or(cwd))
     }
 
-    /// Opens the workspace to act on it (creates the store if needed).
-    pub fn open(&self) -> Result<Harness> {
-        Ok(Harness::open_with(&self.root()?, options()?, true)?)
+    /// Opens the workspace to act on it (creates the store if needed). With
+    /// `new_store`, a missing, empty or damaged store is replaced by a new, empty one
+    /// (a damaged file is moved aside, and this says where).
+    pub fn open_or_replace(&self, new_store: bool) -> Result<Harness> {
+        let opts = HarnessOptions {
+            new_store,
+            ..options()?
+        };
+        let h = Harness::open_with(&self.root()?, opts, true)?;
+        if let Some(r) = h.store().replaced() {
+            let moved = r
+                .moved_to
+                .as_ref()
+                .map(|p| format!("; the old file is now {}", p.display()))
+                .unwrap_or_default();
+            // On stderr: stdout stays the command's own output (JSON with --json).
+            eprintln!(
+                "started a new, empty store at {} ({}{moved})",
+                h.store().db_path().display(),
+                r.problem
+            );
+        }
+        Ok(h)
     }
 
     /// Opens the workspace to act on records that must already exist: a missing

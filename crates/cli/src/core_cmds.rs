@@ -27,9 +27,21 @@ pub struct RunArgs {
     pub session: Option<String>,
     /// The input text.
     pub input: String,
+    /// Start a new, empty store if the workspace's is missing, empty or damaged (a
+    /// damaged file is moved aside, never deleted). Refused if the store is intact.
+    #[arg(long)]
+    pub new_store: bool,
 }
 
 pub type RequestArgs = RunArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Start a new, empty store if the workspace's is missing, empty or damaged (a
+    /// damaged file is moved aside, never deleted). Refused if the store is intact.
+    #[arg(long)]
+    pub new_store: bool,
+}
 
 pub fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode> {
     let dir = a
@@ -97,7 +109,7 @@ fn session_arg(s: &Option<String>) -> Result<Option<SessionId>> {
 }
 
 pub async fn request(ctx: &Ctx, a: RequestArgs) -> Result<ExitCode> {
-    let h = ctx.open()?;
+    let h = ctx.open_or_replace(a.new_store)?;
     let req = h
         .request(session_arg(&a.session)?, &a.agent, &a.input)
         .await?;
@@ -114,7 +126,7 @@ pub async fn request(ctx: &Ctx, a: RequestArgs) -> Result<ExitCode> {
 }
 
 pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
-    let h = ctx.open()?;
+    let h = ctx.open_or_replace(a.new_store)?;
     let from = h.store().last_seq().await?;
     let req = h
         .request(session_arg(&a.session)?, &a.agent, &a.input)
@@ -256,10 +268,13 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
 }
 
 /// `serve`: hold the workspace, recover, execute until SIGTERM / Ctrl-C.
-pub async fn serve(ctx: &Ctx) -> Result<ExitCode> {
+pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     // Installed before the workspace is taken, so a SIGTERM never finds it missing.
     let mut signals = Signals::install()?;
-    let h = ctx.open()?;
+    let h = ctx.open_or_replace(a.new_store)?;
+    if h.worker_holder().is_none() {
+        verify_store(&h).await?;
+    }
     let worker = h.start_worker(WorkerOptions::default()).await?;
     let msg = format!(
         "worker {} serving {} (pid {}); recovered {} request(s)",
@@ -321,4 +336,20 @@ impl Signals {
             _ = self.int.recv() => {}
         }
     }
+}
+
+/// A worker runs for a long time on whatever it starts on: before serving, the whole
+/// store file is checked (opening only looked at its header and size), and a damaged
+/// one is refused with what to do. (Skipped when another worker holds the workspace:
+/// taking it is refused anyway.)
+async fn verify_store(h: &Harness) -> Result<()> {
+    let check = h.store().check_integrity(h.now()).await?;
+    if check.ok {
+        return Ok(());
+    }
+    Err(harness_engine::StoreError::Damaged {
+        path: h.store().db_path().to_path_buf(),
+        problem: format!("its integrity check fails: {}", check.detail),
+    }
+    .into())
 }

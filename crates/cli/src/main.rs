@@ -53,9 +53,13 @@ When a `serve` worker holds the workspace, the request is handed to it; otherwis
     Request(core_cmds::RequestArgs),
     /// Run the long-lived worker: recover, then execute requests until SIGTERM / Ctrl-C.
     #[command(after_help = "Example:\n  agent-harness serve --workspace .\n\n\
-On start it resumes requests a crashed worker left running. SIGTERM or Ctrl-C stops gracefully: \
-the step in flight finishes, the rest stays resumable.")]
-    Serve,
+On start it checks the whole store file and refuses a damaged one, then resumes requests a crashed \
+worker left running. SIGTERM or Ctrl-C stops gracefully: the step in flight finishes, the rest \
+stays resumable.\n\n\
+A store whose file is damaged, emptied or gone (its sidecar file store.json says it existed) is \
+refused, by this and every command; after restoring it from a backup fails, --new-store starts a \
+new, empty one (a damaged file is moved aside to harness.db.replaced-<time>, never deleted).")]
+    Serve(core_cmds::ServeArgs),
     /// Operator views and actions over the durable records.
     #[command(
         subcommand,
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
             Command::Validate => core_cmds::validate(&ctx),
             Command::Run(a) => core_cmds::run(&ctx, a).await,
             Command::Request(a) => core_cmds::request(&ctx, a).await,
-            Command::Serve => core_cmds::serve(&ctx).await,
+            Command::Serve(a) => core_cmds::serve(&ctx, a).await,
             Command::Runtime(c) => runtime::dispatch(&ctx, c).await,
         }
     });

@@ -89,7 +89,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             | StoreError::ApprovalExpired { .. }
             | StoreError::WrongState { .. }
             | StoreError::QueueFull { .. }
-            | StoreError::SessionBusy { .. } => EXIT_REFUSED,
+            | StoreError::SessionBusy { .. }
+            | StoreError::Missing { .. }
+            | StoreError::NotReplaced { .. } => EXIT_REFUSED,
             _ => 1,
         };
     }

@@ -246,6 +246,7 @@ fn lists_events_sessions_and_actions() {
         &m,
         &[
             "dry_run",
+            "vacuum",
             "older_than_ms",
             "cutoff",
             "requests",

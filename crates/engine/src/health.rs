@@ -10,11 +10,12 @@ use std::time::Duration;
 pub const HEARTBEAT_STALE: Duration = Duration::from_secs(15);
 /// How often a worker runs the full integrity check.
 pub const INTEGRITY_EVERY: Duration = Duration::from_secs(600);
-/// A recorded integrity result younger than this is reused as is.
+/// On a large store, a recorded integrity result younger than this is reused as is.
 const INTEGRITY_FRESH: Duration = Duration::from_secs(900);
 /// Older than this, a recorded result is reported as a warning.
 const INTEGRITY_STALE: Duration = Duration::from_secs(24 * 3600);
-/// Stores up to this size are checked live when no fresh result exists.
+/// Stores up to this size are checked live every time (a recorded result may predate
+/// the damage); larger ones use the worker's recorded result.
 const LIVE_CHECK_MAX_BYTES: u64 = 64 << 20;
 const DISK_WARN: u64 = 1 << 30;
 const DISK_FAIL: u64 = 100 << 20;
@@ -56,19 +57,25 @@ impl Harness {
         deep: bool,
     ) -> Result<HealthCheck, HarnessError> {
         let store = &self.inner.store;
-        let cached = store.last_integrity().await?;
-        let fresh = cached
-            .as_ref()
-            .filter(|c| c.checked_at.age(now) < INTEGRITY_FRESH);
-        let (result, live) = match (deep, fresh, cached.as_ref()) {
-            (false, Some(c), _) => (c.clone(), false),
-            (false, None, last) if bytes > LIVE_CHECK_MAX_BYTES => {
-                return Ok(self.large_store_check(now, bytes, last));
+        // The file against its header and its recorded size: catches truncation at any
+        // size, whatever a recorded check said.
+        if let Err(e) = store.check_file().await {
+            return Ok(check("store", HealthStatus::Fail, e.to_string()));
+        }
+        let (result, live) = if deep || bytes <= LIVE_CHECK_MAX_BYTES {
+            (store.check_integrity(now).await?, true)
+        } else {
+            let cached = store.last_integrity().await?;
+            match cached
+                .as_ref()
+                .filter(|c| c.checked_at.age(now) < INTEGRITY_FRESH)
+            {
+                Some(c) => (c.clone(), false),
+                None => return Ok(self.large_store_check(now, bytes, cached.as_ref())),
             }
-            _ => (store.check_integrity(now).await?, true),
         };
         if !result.ok {
-            return Ok(integrity_failed(&result));
+            return Ok(self.integrity_failed(&result));
         }
         let when = if live {
             String::new()
@@ -86,6 +93,20 @@ impl Harness {
         ))
     }
 
+    fn integrity_failed(&self, c: &harness_store::IntegrityCheck) -> HealthCheck {
+        check(
+            "store",
+            HealthStatus::Fail,
+            format!(
+                "{} failed its integrity check at {}: {}. Stop every process using it, then \
+                 restore it from a backup, or start a new store with `agent-harness serve --new-store`",
+                self.inner.store.db_path().display(),
+                c.checked_at,
+                c.detail
+            ),
+        )
+    }
+
     /// A large store without a fresh recorded check: report the last one, do not run it here.
     fn large_store_check(
         &self,
@@ -94,7 +115,7 @@ impl Harness {
         last: Option<&harness_store::IntegrityCheck>,
     ) -> HealthCheck {
         let (status, when) = match last {
-            Some(c) if !c.ok => return integrity_failed(c),
+            Some(c) if !c.ok => return self.integrity_failed(c),
             Some(c) if c.checked_at.age(now) < INTEGRITY_STALE => (
                 HealthStatus::Ok,
                 format!("integrity ok {} ago", relative(c.checked_at.age(now))),
@@ -273,14 +294,6 @@ impl Harness {
             )
         })
     }
-}
-
-fn integrity_failed(c: &harness_store::IntegrityCheck) -> HealthCheck {
-    check(
-        "store",
-        HealthStatus::Fail,
-        format!("integrity check failed at {}: {}", c.checked_at, c.detail),
-    )
 }
 
 fn check(name: &str, status: HealthStatus, detail: String) -> HealthCheck {

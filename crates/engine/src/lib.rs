@@ -38,6 +38,9 @@ pub struct HarnessOptions {
     /// Where the values of the workspace's secret variables are read (to redact them
     /// from every record); None: this process's environment.
     pub secret_env: Option<SecretEnv>,
+    /// Start a new, empty store if the workspace's is missing, empty or damaged
+    /// (see [`harness_store::StoreOptions::new_store`]).
+    pub new_store: bool,
 }
 
 impl Default for HarnessOptions {
@@ -46,6 +49,7 @@ impl Default for HarnessOptions {
             clock: Arc::new(SystemClock),
             durability: None,
             secret_env: None,
+            new_store: false,
         }
     }
 }
@@ -100,7 +104,10 @@ impl Harness {
             harness_config::Durability::Normal => harness_store::Durability::Normal,
             harness_config::Durability::Full => harness_store::Durability::Full,
         });
-        let store_opts = harness_store::StoreOptions { durability };
+        let store_opts = harness_store::StoreOptions {
+            durability,
+            new_store: opts.new_store,
+        };
         let store = if create {
             Store::open(&dir, store_opts)?
         } else {
@@ -280,14 +287,30 @@ impl Harness {
         Ok(req)
     }
 
-    /// Prunes records of requests finished before `older_than` ago, then compacts.
+    /// Prunes records of requests finished before `older_than` ago, in short
+    /// transactions (safe beside a running worker). With `vacuum`, then compacts the
+    /// store, which blocks every commit until it is done: refused while a worker holds
+    /// the workspace.
     pub async fn maintenance(
         &self,
         older_than: std::time::Duration,
         dry_run: bool,
+        vacuum: bool,
     ) -> Result<PruneReport, HarnessError> {
         let cutoff = self.now().minus(older_than);
-        Ok(self.inner.store.prune(cutoff, dry_run).await?)
+        let store = &self.inner.store;
+        if vacuum
+            && !dry_run
+            && let Some(w) = self.worker_holder()
+        {
+            return Err(HarnessError::Locked(format!(
+                "--vacuum rewrites the whole store and blocks every commit until it is done, \
+                 but worker {} (pid {}) is serving this workspace: stop it first, or prune \
+                 without --vacuum (that is safe while it runs)",
+                w.worker_id, w.pid
+            )));
+        }
+        Ok(store.prune(cutoff, dry_run, vacuum).await?)
     }
 }
 

@@ -69,7 +69,7 @@ impl Store {
                 Ok(()) => break,
                 // Only another write of this very name can have taken the number.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => version += 1,
-                Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
+                Err(e) => return Err(StoreError::file(format!("writing {}", path.display()), e)),
             }
         }
         Ok(Artifact {

@@ -1,23 +1,72 @@
 //! Store errors: each says what happened, to which id, and what the user can do.
+//!
+//! Database and file errors keep their cause as a typed source, and
+//! [`StoreError::is_transient`], [`StoreError::is_disk_full`], [`StoreError::is_corrupt`]
+//! and [`StoreError::is_io`] classify them, so callers decide (retry, re-queue, stop)
+//! without matching on SQLite codes or message text.
 
 use harness_core::{ApprovalStatus, RequestStatus, Timestamp};
+use rusqlite::ErrorCode;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlite(String),
-    #[error("commit failed: {0}")]
-    Commit(String),
+    /// A SQLite error, kept whole (`Arc`: the error is cloned to every caller of a batch).
+    #[error("database error: {0}{hint}", hint = sqlite_hint(.0))]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+    /// The write ran but its transaction did not commit: nothing it did was kept.
+    #[error("commit failed, nothing was written: {0}")]
+    Commit(#[source] Box<StoreError>),
+    /// A write closure panicked; its transaction (or savepoint) was rolled back.
+    #[error("a store write panicked and was rolled back: {0}")]
+    Panicked(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("the store is closed")]
     Closed,
     #[error("{0}")]
     Io(String),
+    /// A file operation of the store (artifacts, the store's sidecar file).
+    #[error("{context}: {source}{}", io_hint(.source))]
+    File {
+        context: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The database file failed a sanity or integrity check.
+    #[error(
+        "the store {} is damaged: {problem}. Stop every process using it, then restore it from a \
+         backup, or move it aside (with its -wal file) and start a new store with \
+         `agent-harness serve --new-store`",
+        path.display()
+    )]
+    Damaged { path: PathBuf, problem: String },
+    /// The database file is gone or empty, but the sidecar says a store existed here.
+    #[error(
+        "the store {} {problem}, but {} records a store created at {created_at} (id {store_id}): \
+         its records are not there. Restore the file from a backup, or start a new, empty store \
+         with `agent-harness serve --new-store`",
+        path.display(),
+        sidecar.display()
+    )]
+    Missing {
+        path: PathBuf,
+        sidecar: PathBuf,
+        problem: &'static str,
+        created_at: Timestamp,
+        store_id: String,
+    },
+    /// `--new-store` was given but the store passed every check.
+    #[error(
+        "refusing to replace {}: the store is intact ({problem}). `--new-store` only replaces a \
+         missing, empty or damaged store; to discard an intact one, move it aside yourself",
+        path.display()
+    )]
+    NotReplaced { path: PathBuf, problem: String },
     #[error(
         "no store at {path}: run `agent-harness run` or `agent-harness serve` in the workspace first"
     )]
@@ -60,6 +109,98 @@ pub enum StoreError {
     Artifact(String),
 }
 
+impl StoreError {
+    /// Another connection held a lock (SQLITE_BUSY, SQLITE_LOCKED): the same write may
+    /// succeed if tried again. The writer has already retried for a while before
+    /// returning one of these.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.sqlite_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
+
+    /// The disk (or the database's size limit) is full: nothing was written; the same
+    /// write succeeds once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self.root() {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(ErrorCode::DiskFull),
+            StoreError::File { source, .. } => is_enospc(source),
+            _ => false,
+        }
+    }
+
+    /// The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed sanity
+    /// check at open): retrying will not help; the file must be restored or replaced.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self.root(), StoreError::Damaged { .. })
+            || matches!(
+                self.sqlite_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            )
+    }
+
+    /// The operating system failed a read or write (SQLITE_IOERR, a store file operation).
+    pub fn is_io(&self) -> bool {
+        matches!(self.root(), StoreError::File { .. })
+            || matches!(self.sqlite_code(), Some(ErrorCode::SystemIoFailure))
+    }
+
+    /// The error under any `Commit` wrappers.
+    fn root(&self) -> &StoreError {
+        match self {
+            StoreError::Commit(inner) => inner.root(),
+            other => other,
+        }
+    }
+
+    fn sqlite_code(&self) -> Option<ErrorCode> {
+        match self.root() {
+            StoreError::Sqlite(e) => e.sqlite_error_code(),
+            _ => None,
+        }
+    }
+
+    /// An I/O error with what was being done, keeping the error itself.
+    pub(crate) fn file(context: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::File {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+fn is_enospc(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// What an operator can do about the common failures.
+fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            " (another process held the store's write lock too long; retry)"
+        }
+        Some(ErrorCode::DiskFull) => {
+            " (the disk holding the store is full: free space, then retry)"
+        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            " (the store file is damaged: `agent-harness runtime health` names it)"
+        }
+        _ => "",
+    }
+}
+
+fn io_hint(e: &std::io::Error) -> &'static str {
+    if is_enospc(e) {
+        " (the disk is full: free space, then retry)"
+    } else {
+        ""
+    }
+}
+
 fn decided_suffix(by: &Option<String>, at: &Option<Timestamp>) -> String {
     match (by, at) {
         (Some(by), Some(at)) => format!(" (decided by {by} at {at})"),
@@ -70,12 +211,82 @@ fn decided_suffix(by: &Option<String>, at: &Option<Timestamp>) -> String {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
+        StoreError::Sqlite(Arc::new(e))
     }
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Corrupt(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+    use std::error::Error as _;
+
+    fn sqlite(code: i32) -> StoreError {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None).into()
+    }
+
+    #[test]
+    fn sqlite_errors_are_classified_by_code() {
+        let busy = sqlite(rusqlite::ffi::SQLITE_BUSY);
+        assert!(busy.is_transient() && !busy.is_disk_full() && !busy.is_corrupt());
+        assert!(sqlite(rusqlite::ffi::SQLITE_LOCKED).is_transient());
+        let full = sqlite(rusqlite::ffi::SQLITE_FULL);
+        assert!(full.is_disk_full() && !full.is_transient());
+        assert!(sqlite(rusqlite::ffi::SQLITE_CORRUPT).is_corrupt());
+        assert!(sqlite(rusqlite::ffi::SQLITE_NOTADB).is_corrupt());
+        assert!(sqlite(rusqlite::ffi::SQLITE_IOERR_WRITE).is_io());
+        let constraint = sqlite(rusqlite::ffi::SQLITE_CONSTRAINT);
+        assert!(
+            !constraint.is_transient()
+                && !constraint.is_disk_full()
+                && !constraint.is_corrupt()
+                && !constraint.is_io()
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_the_cause_and_its_class() {
+        let e = StoreError::Commit(Box::new(sqlite(rusqlite::ffi::SQLITE_FULL)));
+        assert!(e.is_disk_full());
+        assert!(
+            e.to_string()
+                .starts_with("commit failed, nothing was written")
+        );
+        assert!(e.to_string().contains("free space"), "{e}");
+        // The SQLite error is reachable as a typed source.
+        let source = e.source().and_then(|s| s.source()).expect("sqlite source");
+        let rusqlite_error = source
+            .downcast_ref::<Arc<rusqlite::Error>>()
+            .expect("a rusqlite::Error");
+        assert_eq!(
+            rusqlite_error.sqlite_error_code(),
+            Some(ErrorCode::DiskFull)
+        );
+    }
+
+    #[test]
+    fn a_real_busy_error_is_transient() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let a = Connection::open(&path).unwrap();
+        a.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); BEGIN IMMEDIATE")
+            .unwrap();
+        let b = Connection::open(&path).unwrap();
+        b.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let e: StoreError = b.execute_batch("BEGIN IMMEDIATE").unwrap_err().into();
+        assert!(e.is_transient(), "{e}");
+        assert!(e.to_string().contains("retry"), "{e}");
+    }
+
+    #[test]
+    fn a_full_disk_file_error_is_classified() {
+        let e = StoreError::file("writing x", std::io::Error::from_raw_os_error(28));
+        assert!(e.is_disk_full() && e.is_io());
     }
 }

@@ -3,7 +3,7 @@
 use crate::{Store, StoreError};
 use harness_core::*;
 use rusqlite::{Connection, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Queue and record counts at one instant.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -31,7 +31,7 @@ pub struct StoreStats {
 }
 
 /// The result of one full integrity check.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IntegrityCheck {
     pub ok: bool,
     pub detail: String,
@@ -89,7 +89,9 @@ impl Store {
         .await
     }
 
-    /// Runs SQLite `quick_check` now (reads the whole file) and records the result.
+    /// Runs SQLite `quick_check` now (reads the whole file) and records the result in
+    /// the store's sidecar file (not in the database: a damaged file cannot be trusted
+    /// to keep the result that says so).
     pub async fn check_integrity(&self, now: Timestamp) -> Result<IntegrityCheck, StoreError> {
         let started = std::time::Instant::now();
         let result = self.integrity_check().await?;
@@ -99,55 +101,84 @@ impl Store {
             checked_at: now,
             took_ms: started.elapsed().as_millis() as u64,
         };
+        let dir = self.dir().to_path_buf();
+        let db = self.db_path().to_path_buf();
         let row = check.clone();
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO integrity_checks (id, ok, detail, checked_at, took_ms) VALUES (1, ?1, ?2, ?3, ?4) \
-                 ON CONFLICT (id) DO UPDATE SET ok = excluded.ok, detail = excluded.detail, \
-                 checked_at = excluded.checked_at, took_ms = excluded.took_ms",
-                rusqlite::params![row.ok, row.detail, row.checked_at.0, row.took_ms as i64],
-            )?;
-            Ok(())
+        tokio::task::spawn_blocking(move || {
+            let len = crate::file_len(&db);
+            crate::sidecar::update(&dir, len, |k| {
+                if row.ok && len > k.min_db_bytes {
+                    k.min_db_bytes = len;
+                    k.seen_at = SystemClock.now();
+                }
+                k.last_integrity = Some(row);
+            })
         })
-        .await?;
+        .await
+        .map_err(|e| StoreError::Io(format!("recording the integrity check failed: {e}")))??;
         Ok(check)
     }
 
-    /// The last recorded integrity check, if any.
+    /// The last recorded integrity check, if any (from the sidecar file).
     pub async fn last_integrity(&self) -> Result<Option<IntegrityCheck>, StoreError> {
-        self.read(|c| {
-            use rusqlite::OptionalExtension;
-            Ok(c.query_row(
-                "SELECT ok, detail, checked_at, took_ms FROM integrity_checks WHERE id = 1",
-                [],
-                |r| {
-                    Ok(IntegrityCheck {
-                        ok: r.get(0)?,
-                        detail: r.get(1)?,
-                        checked_at: Timestamp(r.get(2)?),
-                        took_ms: r.get::<_, i64>(3)? as u64,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
+        Ok(crate::sidecar::read(self.dir()).and_then(|k| k.last_integrity))
     }
 
     /// SQLite `quick_check`: `Ok(())` or the problems it found. Reads the whole file.
     pub async fn integrity_check(&self) -> Result<Result<(), String>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare("PRAGMA quick_check")?;
-            let rows: Vec<String> = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(if rows == ["ok"] {
-                Ok(())
-            } else {
-                Err(rows.join("; "))
+        let checked = self
+            .read(|c| {
+                let mut stmt = c.prepare("PRAGMA quick_check")?;
+                let rows: Vec<String> = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(if rows == ["ok"] {
+                    Ok(())
+                } else {
+                    Err(rows.join("; "))
+                })
             })
+            .await;
+        match checked {
+            // Damage bad enough that the check itself stops is a result, not a failure to check.
+            Err(e) if e.is_corrupt() => Ok(Err(e.to_string())),
+            other => other,
+        }
+    }
+
+    /// The cheap checks of [`Store::open`] again, now: the database file against its
+    /// header and against the sidecar's record of its size. A file smaller than
+    /// recorded gets a full check (it may have been compacted by another program).
+    /// Reads 100 bytes, except in that case.
+    pub async fn check_file(&self) -> Result<(), StoreError> {
+        let dir = self.dir().to_path_buf();
+        let db = self.db_path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let known = crate::sidecar::read(&dir);
+            let len = std::fs::metadata(&db)
+                .map(|m| m.len())
+                .map_err(|e| StoreError::Damaged {
+                    path: db.clone(),
+                    problem: format!("the file cannot be read: {e}"),
+                })?;
+            let problem = match crate::sidecar::look(&db, len, known.as_ref()) {
+                crate::sidecar::Look::Fine => return Ok(()),
+                crate::sidecar::Look::Damaged(p) => p,
+                crate::sidecar::Look::Shrunk(p) => match crate::full_check(&db) {
+                    Ok(()) => {
+                        crate::sidecar::update(&dir, len, |k| {
+                            k.min_db_bytes = len;
+                            k.seen_at = SystemClock.now();
+                        })?;
+                        return Ok(());
+                    }
+                    Err(found) => format!("{p}; the full check found: {found}"),
+                },
+            };
+            Err(StoreError::Damaged { path: db, problem })
         })
         .await
+        .map_err(|e| StoreError::Io(format!("checking the store file failed: {e}")))?
     }
 }
 

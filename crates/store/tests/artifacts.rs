@@ -120,7 +120,7 @@ async fn pruning_a_request_removes_every_version() {
     let second = write(&store, &req, "report.txt", b"2").await;
     let done = StepCommit::new(&req.id, &req.session_id, Timestamp(4)).output("ok");
     store.commit_step(done).await.unwrap();
-    let report = store.prune(Timestamp(100), false).await.unwrap();
+    let report = store.prune(Timestamp(100), false, false).await.unwrap();
     assert_eq!((report.artifacts, report.artifact_bytes), (2, 2));
     for a in [&first, &second] {
         assert!(

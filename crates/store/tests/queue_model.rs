@@ -119,7 +119,7 @@ async fn prune_removes_only_finished_requests_past_the_cutoff() {
         .commit_step(finish(old_claimed, Timestamp(30)))
         .await
         .unwrap();
-    let report = store.prune(Timestamp(1_000), false).await.unwrap();
+    let report = store.prune(Timestamp(1_000), false, true).await.unwrap();
     assert_eq!(report.requests, 1);
     assert!(report.events >= 2, "{report:?}");
     assert!(store.get_request(&old.id).await.is_err());

@@ -5,6 +5,7 @@ use crate::context::Ctx;
 use crate::output::{self, BOLD, health_style, line, paint};
 use anyhow::Result;
 use harness_core::{HealthCheck, HealthReport, HealthStatus};
+use harness_engine::{HarnessError, StoreError};
 use std::process::ExitCode;
 
 pub const HELP: &str = "Example:\n  agent-harness runtime health --workspace . || echo unhealthy\n\n\
@@ -23,11 +24,30 @@ pub struct HealthArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
-    let report = if a.deep {
-        h.health_deep().await?
-    } else {
-        h.health().await?
+    // A store that cannot be opened or read because it is damaged, emptied or gone is
+    // a failed `store` check, not an error of this command.
+    let report = match ctx.inspect() {
+        Ok(h) => {
+            let checked = if a.deep {
+                h.health_deep().await
+            } else {
+                h.health().await
+            };
+            match checked {
+                Ok(r) => r,
+                Err(e) => match unusable_store(&e) {
+                    Some(s) => store_failed(
+                        h.now(),
+                        format!("{} is damaged: {s}", h.store().db_path().display()),
+                    ),
+                    None => return Err(e.into()),
+                },
+            }
+        }
+        Err(e) => match e.downcast_ref::<HarnessError>().and_then(unusable_store) {
+            Some(s) => store_failed(crate::context::options()?.clock.now(), s.to_string()),
+            None => return Err(e),
+        },
     };
     if ctx.json {
         output::print_json(&report)?;
@@ -37,6 +57,28 @@ pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
         }
     }
     Ok(exit_code(report.status))
+}
+
+/// The store error behind `e`, if it says the store is damaged or missing.
+fn unusable_store(e: &HarnessError) -> Option<&StoreError> {
+    match e {
+        HarnessError::Store(s) if s.is_corrupt() || matches!(s, StoreError::Missing { .. }) => {
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+/// A report of the one check that could run: the store's, failed.
+fn store_failed(now: harness_core::Timestamp, detail: String) -> HealthReport {
+    HealthReport::new(
+        now,
+        vec![HealthCheck {
+            name: "store".into(),
+            status: HealthStatus::Fail,
+            detail,
+        }],
+    )
 }
 
 /// 0 ok, 1 warn, 2 fail.
