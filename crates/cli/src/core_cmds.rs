@@ -291,7 +291,13 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     } else {
         line(msg);
     }
-    signals.next().await;
+    tokio::select! {
+        () = signals.next() => {}
+        why = h.worker_fault() => {
+            worker.stop().await?;
+            anyhow::bail!(why);
+        }
+    }
     let deadline = h.workspace().settings.runtime.stop_timeout;
     if !ctx.json {
         line(format!(

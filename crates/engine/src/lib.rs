@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     pub(crate) runs: runs::Runs,
     /// Set when a graceful stop begins: runs finish their step and park.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// Set when the worker finds its store damaged: it stops, and `serve` exits
+    /// with this message (see [`Harness::worker_fault`]).
+    pub(crate) fault: tokio::sync::watch::Sender<Option<String>>,
     /// Cancelled when the worker stops hard (stop deadline passed, second signal):
     /// every run's token is a child of it. Replaced at each worker start.
     pub(crate) abort: Mutex<tokio_util::sync::CancellationToken>,
@@ -132,6 +135,7 @@ impl Harness {
                 runs: runs::Runs::default(),
                 stopping: tokio::sync::watch::channel(false).0,
                 abort: Mutex::new(tokio_util::sync::CancellationToken::new()),
+                fault: tokio::sync::watch::channel(None).0,
                 worker: Mutex::new(None),
             }),
         })

@@ -308,14 +308,50 @@ async fn repair_stranded(h: &Harness, worker: &WorkerId) -> bool {
 
 /// The full integrity check reads the whole store, so views do not run it on large
 /// stores: the worker does, periodically, and records the result for them.
+/// A worker that finds its store damaged stops: what it would commit next could
+/// not be trusted. (`serve` checks the whole file before it starts; this repeats it.)
 async fn integrity_loop(h: Harness) {
-    let mut every = tokio::time::interval(crate::health::INTEGRITY_EVERY);
+    let every = crate::health::INTEGRITY_EVERY;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
-        every.tick().await;
+        ticks.tick().await;
         match h.inner.store.check_integrity(h.now()).await {
-            Ok(c) if !c.ok => tracing::error!(detail = %c.detail, "store integrity check failed"),
+            Ok(c) if !c.ok => {
+                let path = h.inner.store.db_path().display().to_string();
+                h.fault(format!(
+                    "the store {path} failed its integrity check ({}): the worker stopped; \
+                     restore it from a backup, or start over with `agent-harness serve --new-store`",
+                    c.detail
+                ));
+            }
             Ok(_) => {}
+            Err(e) if e.is_corrupt() => h.fault(format!("the store is damaged: {e}")),
             Err(e) => tracing::warn!(error = %e, "integrity check could not run"),
+        }
+    }
+}
+
+impl Harness {
+    /// Stops the worker hard because of a fault it cannot work through (a damaged
+    /// store); [`Harness::worker_fault`] then returns `why`.
+    pub(crate) fn fault(&self, why: String) {
+        tracing::error!("{why}");
+        self.inner.fault.send_if_modified(|f| {
+            let first = f.is_none();
+            if first {
+                *f = Some(why);
+            }
+            first
+        });
+        self.abort();
+    }
+
+    /// Resolves when the worker stopped on a fault (a damaged store), with why.
+    pub async fn worker_fault(&self) -> String {
+        let mut rx = self.inner.fault.subscribe();
+        match rx.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
         }
     }
 }

@@ -290,6 +290,10 @@ impl Run {
                 ..
             } => Outcome::Cancelled,
             StoreError::WrongState { status, .. } => Outcome::Displaced(status),
+            e if e.is_corrupt() => {
+                self.h.fault(format!("the store is damaged: {e}"));
+                store_failure(e)
+            }
             e => store_failure(e),
         }
     }
