@@ -136,6 +136,24 @@ async fn steps(root: &Path, id: &RequestId) -> Vec<Step> {
         .unwrap()
 }
 
+/// `agent-harness run` (no worker: it runs in this process), stdout piped.
+fn run_in_process(root: &Path) -> Child {
+    Command::new(BIN)
+        .args(["run", "--agent", "a", "--workspace"])
+        .arg(root)
+        .arg("go")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn first_request_id(text: &str) -> RequestId {
+    let word = text.split_whitespace().find(|w| w.starts_with("req_"));
+    RequestId::parse(word.expect("a request id in the output")).unwrap()
+}
+
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -266,26 +284,14 @@ async fn the_stop_deadline_cancels_what_is_still_running() {
 async fn ctrl_c_on_an_in_process_run_stops_its_tools_and_says_what_it_left() {
     let (dir, _log) = workspace("", LONG);
     let root = dir.path();
-    let mut child = Command::new(BIN)
-        .args(["run", "--agent", "a", "--workspace"])
-        .arg(root)
-        .arg("go")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = run_in_process(root);
     let pid = read_pid(root);
     signal(&child, libc::SIGINT);
     let status = wait_exit(&mut child, Duration::from_secs(10));
     let out = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(!alive(pid), "the tool's process was terminated");
-    let id = out
-        .split_whitespace()
-        .find(|w| w.starts_with("req_"))
-        .unwrap();
-    let id = RequestId::parse(id).unwrap();
+    let id = first_request_id(&out);
     assert!(out.contains("interrupted:"), "{out}");
     assert!(
         out.contains(&format!("agent-harness runtime requests resume {id}")),
@@ -298,27 +304,13 @@ async fn ctrl_c_on_an_in_process_run_stops_its_tools_and_says_what_it_left() {
 async fn a_closed_stdout_does_not_kill_an_in_process_run() {
     let (dir, log) = workspace("", THREE_SLEEPY);
     let root = dir.path();
-    let mut child = Command::new(BIN)
-        .args(["run", "--agent", "a", "--workspace"])
-        .arg(root)
-        .arg("go")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_in_process(root);
     // Like `| head -1`: read one line, then close the pipe.
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    let id = RequestId::parse(
-        first
-            .split_whitespace()
-            .find(|w| w.starts_with("req_"))
-            .unwrap(),
-    )
-    .unwrap();
+    let id = first_request_id(&first);
     wait_exit(&mut child, Duration::from_secs(30));
     let r = request(root, &id).await;
     assert_eq!(r.status, RequestStatus::Completed, "{r:?}");

@@ -207,6 +207,22 @@ pub enum EventBody {
 pub const TURN_TEXT_PREVIEW: usize = 2000;
 
 impl EventBody {
+    /// `tool.interrupted` for `call`.
+    pub fn interrupted(
+        call: &ToolCall,
+        rerun: bool,
+        awaiting_decision: bool,
+        reason: &str,
+    ) -> Self {
+        EventBody::ToolInterrupted {
+            tool: call.tool.clone(),
+            call_id: call.call_id.clone(),
+            rerun,
+            awaiting_decision,
+            reason: reason.to_string(),
+        }
+    }
+
     pub fn kind(&self) -> EventKind {
         use EventBody as B;
         match self {

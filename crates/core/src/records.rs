@@ -70,6 +70,36 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// A new pending approval of `call`, asked at `created_at`.
+    pub fn for_call(
+        call: &ToolCall,
+        request_id: &RequestId,
+        session_id: &SessionId,
+        agent: &str,
+        step_idx: u32,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Approval {
+        Approval {
+            id: ApprovalId::generate(),
+            request_id: request_id.clone(),
+            session_id: session_id.clone(),
+            agent: agent.to_string(),
+            step_idx,
+            call_id: call.call_id.clone(),
+            tool: call.tool.clone(),
+            arguments: call.arguments.clone(),
+            status: ApprovalStatus::Pending,
+            decided_by: None,
+            message: None,
+            edited_arguments: None,
+            created_at,
+            decided_at: None,
+            expires_at,
+            reason: None,
+        }
+    }
+
     /// The arguments the tool should run with: the operator's edit if any.
     pub fn effective_arguments(&self) -> &serde_json::Value {
         self.edited_arguments.as_ref().unwrap_or(&self.arguments)

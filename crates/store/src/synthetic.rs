@@ -854,24 +854,11 @@ fn approval(
     call: &ToolCall,
     asked: i64,
 ) -> Approval {
-    Approval {
-        id: ApprovalId::from_trusted(aid.to_string()),
-        request_id: id.clone(),
-        session_id: SessionId::from_trusted(ses.to_string()),
-        agent: agent.to_string(),
-        step_idx: idx,
-        call_id: call.call_id.clone(),
-        tool: call.tool.clone(),
-        arguments: call.arguments.clone(),
-        status: ApprovalStatus::Pending,
-        decided_by: None,
-        message: None,
-        edited_arguments: None,
-        created_at: Timestamp(asked),
-        decided_at: None,
-        expires_at: Timestamp(asked + 24 * 3600 * 1000),
-        reason: None,
-    }
+    let session = SessionId::from_trusted(ses.to_string());
+    let (at, expires) = (Timestamp(asked), Timestamp(asked + 24 * 3600 * 1000));
+    let mut a = Approval::for_call(call, id, &session, agent, idx, at, expires);
+    a.id = ApprovalId::from_trusted(aid.to_string());
+    a
 }
 
 fn file_bytes(store_dir: &Path) -> u64 {

@@ -29,16 +29,12 @@ impl Run {
         let mut step = self.journal_step(idx);
         step.status = StepStatus::AwaitingApproval;
         step.body = tool_body(&call, Some(approval.id.clone()), None);
-        let c = self
-            .commit_for()
-            .update(step)
-            .event(EventBody::ToolInterrupted {
-                tool: call.tool.clone(),
-                call_id: call.call_id.clone(),
-                rerun: false,
-                awaiting_decision: true,
-                reason: "it was started but never completed; policy `ask`".into(),
-            });
+        let c = self.commit_for().update(step).event(EventBody::interrupted(
+            &call,
+            false,
+            true,
+            "it was started but never completed; policy `ask`",
+        ));
         self.commit_pause(c, approval).await
     }
 
@@ -79,23 +75,17 @@ impl Run {
     fn new_approval(&self, call: &ToolCall, step_idx: u32, reason: Option<String>) -> Approval {
         let now = self.h.now();
         let ttl = self.h.inner.workspace.settings.runtime.approval_ttl;
-        Approval {
-            id: ApprovalId::generate(),
-            request_id: self.req.id.clone(),
-            session_id: self.req.session_id.clone(),
-            agent: self.agent.name.clone(),
+        let (req, agent) = (&self.req, &self.agent.name);
+        let mut a = Approval::for_call(
+            call,
+            &req.id,
+            &req.session_id,
+            agent,
             step_idx,
-            call_id: call.call_id.clone(),
-            tool: call.tool.clone(),
-            arguments: call.arguments.clone(),
-            status: ApprovalStatus::Pending,
-            decided_by: None,
-            message: None,
-            edited_arguments: None,
-            created_at: now,
-            decided_at: None,
-            expires_at: now.plus(ttl),
-            reason,
-        }
+            now,
+            now.plus(ttl),
+        );
+        a.reason = reason;
+        a
     }
 }

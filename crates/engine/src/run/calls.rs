@@ -305,13 +305,7 @@ impl Run {
             _ => "the worker was stopped while the call ran",
         };
         self.live_started.remove(&call.call_id);
-        let event = EventBody::ToolInterrupted {
-            tool: call.tool.clone(),
-            call_id: call.call_id.clone(),
-            rerun: false,
-            awaiting_decision: false,
-            reason: reason.to_string(),
-        };
+        let event = EventBody::interrupted(&call, false, false, reason);
         let outcome_row = ToolOutcome {
             ok: false,
             content: format!("interrupted: {reason}\n{}", out.content),
@@ -382,13 +376,12 @@ impl Run {
             .get(&call.tool)
             .is_some_and(|t| t.idempotent);
         if idempotent {
-            let rerun = EventBody::ToolInterrupted {
-                tool: call.tool.clone(),
-                call_id: call.call_id.clone(),
-                rerun: true,
-                awaiting_decision: false,
-                reason: "it was started but never completed; the tool is idempotent".into(),
-            };
+            let rerun = EventBody::interrupted(
+                &call,
+                true,
+                false,
+                "it was started but never completed; the tool is idempotent",
+            );
             return self.run_call(Some(idx), call, Some(rerun)).await;
         }
         if self.h.inner.workspace.settings.runtime.on_interrupted == InterruptedPolicy::Ask {
@@ -405,13 +398,12 @@ impl Run {
         let c = self
             .commit_for()
             .update(step)
-            .event(EventBody::ToolInterrupted {
-                tool: call.tool.clone(),
-                call_id: call.call_id.clone(),
-                rerun: false,
-                awaiting_decision: false,
-                reason: "it was started but never completed; the tool is not idempotent".into(),
-            })
+            .event(EventBody::interrupted(
+                &call,
+                false,
+                false,
+                "it was started but never completed; the tool is not idempotent",
+            ))
             .event(EventBody::RequestFailed {
                 error: reason.clone(),
             })
