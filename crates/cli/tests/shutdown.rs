@@ -191,10 +191,22 @@ async fn graceful_stop_finishes_only_the_call_in_flight_then_the_next_worker_goe
 
     let child = serve(root);
     let h = Harness::inspect(root).unwrap();
-    wait_until("the request to finish", Duration::from_secs(30), || {
-        let r = futures_lite_block(h.get_request(&id)).unwrap();
-        r.status.is_terminal()
-    });
+    let finished = || {
+        futures_lite_block(h.get_request(&id))
+            .unwrap()
+            .status
+            .is_terminal()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the request never finished: {:?}\nserve log:\n{}",
+            futures_lite_block(h.get_request(&id)),
+            worker::serve_log(root)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     terminate(child);
     let r = request(root, &id).await;
     assert_eq!(r.status, RequestStatus::Completed, "{r:?}");

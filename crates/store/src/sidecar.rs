@@ -10,7 +10,7 @@
 use crate::{IntegrityCheck, StoreError};
 use harness_core::{Clock, SystemClock, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The sidecar file, beside the database.
@@ -125,42 +125,56 @@ pub(crate) enum Look {
 }
 
 /// Checks the database file's header against its size (and its WAL's), and its
-/// size against the sidecar's floor. Reads 100 bytes.
+/// size against the sidecar's floor.
+///
+/// The header is read through SQLite, never with a plain open(2): closing another
+/// descriptor of the database file drops every POSIX lock this process holds on it —
+/// SQLite's own — and another process could then delete the WAL under a live
+/// connection (<https://www.sqlite.org/howtocorrupt.html>, §2.2).
 pub(crate) fn look(db: &Path, len: u64, sidecar: Option<&Sidecar>) -> Look {
     if len < 100 {
         return Look::Damaged(format!(
             "the file is {len} bytes, shorter than an SQLite header"
         ));
     }
-    let mut header = [0u8; 100];
-    if let Err(e) = std::fs::File::open(db).and_then(|mut f| f.read_exact(&mut header)) {
-        return Look::Damaged(format!("its header cannot be read: {e}"));
-    }
-    if &header[..16] != b"SQLite format 3\0" {
-        return Look::Damaged("its first bytes are not an SQLite header (overwritten?)".into());
-    }
-    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-        1 => 65_536,
-        n if n >= 512 && n.is_power_of_two() => u64::from(n),
-        n => return Look::Damaged(format!("its header names an impossible page size ({n})")),
+    let read = || -> rusqlite::Result<(u64, u64)> {
+        let c = rusqlite::Connection::open_with_flags(
+            db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        // page_count reads the schema: a truncated or overwritten file fails here.
+        let page_size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        Ok((page_size.max(1) as u64, pages.max(0) as u64))
     };
-    if !len.is_multiple_of(page_size) {
+    let (page_size, pages) = match read() {
+        Ok(header) => header,
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            return Look::Damaged(format!(
+                "its first bytes are not an SQLite header (overwritten?): {e}"
+            ));
+        }
+        Err(e) => {
+            return Look::Damaged(format!(
+                "SQLite cannot read it ({e}): it was truncated or overwritten"
+            ));
+        }
+    };
+    // Sizes read after the count, the WAL's first: a checkpoint copies pages from
+    // the WAL into the file before it resets the WAL, so the two sizes together never
+    // miss a page the count saw.
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let wal = size(&wal_path(db));
+    let now = size(db);
+    if !now.is_multiple_of(page_size) {
         return Look::Damaged(format!(
-            "the file is {len} bytes, not a whole number of {page_size}-byte pages (truncated?)"
+            "the file is {now} bytes, not a whole number of {page_size}-byte pages (truncated?)"
         ));
     }
-    let be32 = |at: usize| {
-        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
-    };
-    let (change_counter, pages, valid_for) = (be32(24), u64::from(be32(28)), be32(92));
-    // SQLite writes page 1 first when checkpointing: until the checkpoint finishes,
-    // the pages it will add past the end are still in the WAL.
-    let wal = std::fs::metadata(wal_path(db))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    if pages > 0 && change_counter == valid_for && pages * page_size > len + wal {
+    if pages * page_size > now + wal {
         return Look::Damaged(format!(
-            "the file is {len} bytes but its header says {} ({pages} pages): it was truncated",
+            "the file is {now} bytes but SQLite counts {} ({pages} pages): it was truncated",
             pages * page_size
         ));
     }

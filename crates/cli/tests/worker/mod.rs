@@ -9,15 +9,26 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agent-harness");
 
-/// `agent-harness serve` on `root`, its output discarded.
+/// `agent-harness serve` on `root`; its log (stderr) is appended to
+/// `<root>/serve.log`, for a failing test to show (see [`serve_log`]).
 pub fn serve(root: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("serve.log"))
+        .expect("open serve.log");
     Command::new(BIN)
         .args(["serve", "--workspace"])
         .arg(root)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn serve")
+}
+
+/// What the `serve` processes of this workspace logged.
+pub fn serve_log(root: &Path) -> String {
+    std::fs::read_to_string(root.join("serve.log")).unwrap_or_default()
 }
 
 /// Waits until `pid` holds the workspace (its signal handlers are installed by then).

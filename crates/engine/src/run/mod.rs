@@ -340,7 +340,7 @@ impl Run {
 }
 
 fn store_failure(e: StoreError) -> Outcome {
-    tracing::error!(error = %e, "store failure during a run");
+    tracing::error!(error = %e, detail = ?e, "store failure during a run");
     Outcome::StoreFailed(e.to_string())
 }
 
