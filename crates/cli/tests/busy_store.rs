@@ -13,6 +13,7 @@
 use harness_core::*;
 use harness_engine::Harness;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -45,14 +46,15 @@ fn write(root: &Path, rel: &str, text: &str) {
 
 /// The workload's agents: `worker` (three logged calls, one idempotent),
 /// `approver` (an approval-gated call, then one more), `boss` (delegates to both).
-/// Its commands append their call id to `work/<tool>.log`: one line per execution.
+/// Its commands append their call id to `work/<tool>.log` (one line per execution),
+/// then take 100 ms, so a fault often finds one running.
 /// Also the agents and tools the synthetic generator's records name (`bench`,
 /// `writer`, `list_files`, `approved_list`). The store is at `store`.
 fn workspace(root: &Path, store: &Path, turn_ms: u64) {
     write(
         root,
         "config/workspace.yaml",
-        "name: busy\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n  on_interrupted: ask\n",
+        "name: busy\nruntime:\n  max_concurrent_requests: 6\n  queue_capacity: 1000\n  on_interrupted: ask\n",
     );
     write(
         root,
@@ -70,7 +72,7 @@ fn workspace(root: &Path, store: &Path, turn_ms: u64) {
     write(
         root,
         "resources/tools/record.sh",
-        "#!/bin/sh\necho \"$AGENT_HARNESS_CALL_ID $1\" >> \"$1.log\"\necho recorded\n",
+        "#!/bin/sh\necho \"$AGENT_HARNESS_CALL_ID $1\" >> \"$1.log\"\nsleep 0.1\necho recorded\n",
     );
     let tool = |name: &str, approval: &str, idem: bool| {
         format!(
@@ -139,7 +141,7 @@ async fn admit(h: &Harness, from: usize, n: usize) -> Vec<RequestId> {
             1 => "boss",
             _ => "worker",
         };
-        let session = SessionId::parse(&format!("s{}", i % 7)).unwrap();
+        let session = SessionId::parse(&format!("s{}", i % 16)).unwrap();
         let r = h.request(Some(session), agent, &format!("job {i}")).await;
         ids.push(r.unwrap().id);
     }
@@ -536,6 +538,169 @@ fn a_write_lock_held_past_the_retry_budget_strands_nothing_and_repeats_nothing()
         health_seen
             .iter()
             .map(|(t, c, _)| format!("{:.1}s:{c}", t.as_secs_f64()))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A tmpfs mounted on a new folder, unmounted on drop (also when a test panics).
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (after printing `skipped: …`) when this process may not mount one; a
+    /// failure instead under `AGENT_HARNESS_REQUIRE_ROOT_TESTS=1`.
+    fn mount(size: &str, test: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let why = match Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output()
+        {
+            Ok(o) if o.status.success() => return Some(Tmpfs { path, _dir: dir }),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => format!("cannot run mount: {e}"),
+        };
+        assert_ne!(
+            std::env::var("AGENT_HARNESS_REQUIRE_ROOT_TESTS").as_deref(),
+            Ok("1"),
+            "{test}: cannot mount a tmpfs ({why}), and AGENT_HARNESS_REQUIRE_ROOT_TESTS=1 requires it"
+        );
+        println!("skipped: {test} needs to mount a tmpfs (run it as root): {why}");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let done = Command::new("umount")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !done {
+            // Still in use (a process not yet gone): detach it now, freed when closed.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// Writes zeros to `path` until the filesystem has no space left; returns how many.
+fn fill(path: &Path) -> u64 {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut written = 0;
+    for chunk in [1 << 20, 4096] {
+        let buf = vec![0u8; chunk];
+        loop {
+            match f.write(&buf) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+    }
+    written
+}
+
+#[test]
+fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
+    let _serial = one_at_a_time();
+    // Over 1 GiB: health warns below that much free space, and must be ok at the end.
+    let Some(fs) = Tmpfs::mount(
+        "1100m",
+        "a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing",
+    ) else {
+        return;
+    };
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    workspace(&root, &fs.path.join("store"), 40);
+    let h = Harness::open(&root).unwrap();
+    let ids = rt.block_on(admit(&h, 0, 80));
+    let serve = Serve::start(&root);
+    wait_for_holder(&h, serve.pid());
+    rt.block_on(wait_until_under_way(&h));
+
+    let filler = fs.path.join("filler");
+    // Approvals are decided while the disk fills, so runs are under way when it is full.
+    let filling = std::thread::spawn({
+        let filler = filler.clone();
+        move || fill(&filler)
+    });
+    while !filling.is_finished() {
+        rt.block_on(decide_pending(&h));
+    }
+    let filled = filling.join().unwrap();
+    let full = Instant::now();
+    let admission = cli(
+        &root,
+        &[
+            "request",
+            "--agent",
+            "worker",
+            "admitted while the disk was full",
+        ],
+    );
+    let mut health_seen = Vec::new();
+    while full.elapsed() < Duration::from_secs(4) {
+        health_seen.push((full.elapsed(), health(&root)));
+        rt.block_on(decide_pending(&h));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log_while_full = serve.log();
+    std::fs::remove_file(&filler).unwrap();
+    let full_for = full.elapsed();
+
+    let took = rt.block_on(settle(&h, Duration::from_secs(90)));
+    assert_healthy(&root);
+    let out = rt.block_on(check_invariants(&h, &root, &ids, 0));
+    serve.stop();
+
+    // Visible while it lasted: health failed on the disk, the worker logged why its
+    // writes failed, an admission was refused saying so and kept nothing.
+    assert!(
+        health_seen
+            .iter()
+            .any(|(_, (code, problems))| *code == 2 && problems.contains("\"disk\"")),
+        "runtime health did not fail on the full disk: {health_seen:#?}"
+    );
+    assert!(
+        log_while_full.contains("the disk holding the store is full"),
+        "serve logged nothing about the full disk:\n{log_while_full}"
+    );
+    assert!(
+        admission.code != 0 && admission.stderr.contains("full"),
+        "admission on a full disk: exit {}\n{}{}",
+        admission.code,
+        admission.stdout,
+        admission.stderr
+    );
+    let kept = rt
+        .block_on(workload_requests(&h))
+        .into_iter()
+        .filter(|r| r.input.contains("while the disk was full"))
+        .count();
+    assert_eq!(kept, 0, "a failed admission left a request behind");
+    // Runs whose commits failed ended visibly: re-queued by themselves, or repaired
+    // by the safety net once their own re-queue had failed too.
+    let put_back = put_back_after_store_failure(&out.events);
+    assert!(
+        put_back > 0,
+        "no run ended on the full disk; serve's log meanwhile:\n{log_while_full}"
+    );
+    eprintln!(
+        "disk full for {full_for:?} ({} MiB of filler): {} requests, {} events, {put_back} put back \
+         or repaired, {} calls interrupted, settled {took:?} after space returned; health while \
+         full: {:?}",
+        filled >> 20,
+        out.requests,
+        out.events.len(),
+        out.interrupted,
+        health_seen
+            .iter()
+            .map(|(t, (c, _))| format!("{:.1}s:{c}", t.as_secs_f64()))
             .collect::<Vec<_>>()
     );
 }
