@@ -6,8 +6,8 @@
 //! lasted.
 //!
 //! `BUSY_STORE_MB` sets the size of the generated store of the maintenance test
-//! (default 100, about 15 s here; 400 takes about 40 s). The disk-full test mounts a tmpfs: without
-//! the right to, it prints `skipped: …` and passes, unless
+//! (default 100: about 15 s here; 400 takes about 40 s). The disk-full test mounts
+//! a tmpfs: without the right to, it prints `skipped: …` and passes, unless
 //! `AGENT_HARNESS_REQUIRE_ROOT_TESTS=1` (CI) makes that a failure.
 
 use harness_core::*;
@@ -526,8 +526,10 @@ fn a_write_lock_held_past_the_retry_budget_strands_nothing_and_repeats_nothing()
         "serve logged nothing about the held lock:\n{log_while_held}"
     );
     assert!(
-        health_seen.iter().any(|(_, code, _)| *code != 0),
-        "runtime health said ok throughout a {hold:?} write lock: {health_seen:#?}"
+        health_seen.iter().any(|(_, code, problems)| *code == 1
+            && problems.contains("\"worker\"")
+            && problems.contains("write lock")),
+        "runtime health did not warn during a {hold:?} write lock: {health_seen:#?}"
     );
     // The admission failed with a message saying why and what to do, and kept nothing.
     let err = String::from_utf8_lossy(&admission.stderr);
