@@ -10,7 +10,7 @@
 use crate::{IntegrityCheck, StoreError};
 use harness_core::{Clock, SystemClock, Timestamp};
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The sidecar file, beside the database.
@@ -124,6 +124,34 @@ pub(crate) enum Look {
     Damaged(String),
 }
 
+/// The first 100 bytes of the database file, read through a descriptor this process
+/// never closes. Closing any descriptor of a file releases every POSIX lock the
+/// process holds on it, SQLite's included: a header read that closed its file while
+/// a connection of this process was open let other processes checkpoint and delete
+/// the WAL under that connection, which could then damage the file (seen as reads
+/// past its end, SQLITE_IOERR_SHORT_READ, in the next worker).
+fn read_header(db: &Path) -> std::io::Result<[u8; 100]> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    static OPEN: std::sync::Mutex<Vec<((u64, u64), std::fs::File)>> =
+        std::sync::Mutex::new(Vec::new());
+    let meta = std::fs::metadata(db)?;
+    let key = (meta.dev(), meta.ino());
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    let i = match open.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            let f = std::fs::File::open(db)?;
+            // Another file now at that path (replaced): key it by what was opened.
+            let m = f.metadata()?;
+            open.push(((m.dev(), m.ino()), f));
+            open.len() - 1
+        }
+    };
+    let mut header = [0u8; 100];
+    open[i].1.read_exact_at(&mut header, 0)?;
+    Ok(header)
+}
+
 /// Checks the database file's header against its size (and its WAL's), and its
 /// size against the sidecar's floor. Reads 100 bytes.
 pub(crate) fn look(db: &Path, len: u64, sidecar: Option<&Sidecar>) -> Look {
@@ -132,10 +160,10 @@ pub(crate) fn look(db: &Path, len: u64, sidecar: Option<&Sidecar>) -> Look {
             "the file is {len} bytes, shorter than an SQLite header"
         ));
     }
-    let mut header = [0u8; 100];
-    if let Err(e) = std::fs::File::open(db).and_then(|mut f| f.read_exact(&mut header)) {
-        return Look::Damaged(format!("its header cannot be read: {e}"));
-    }
+    let header = match read_header(db) {
+        Ok(h) => h,
+        Err(e) => return Look::Damaged(format!("its header cannot be read: {e}")),
+    };
     if &header[..16] != b"SQLite format 3\0" {
         return Look::Damaged("its first bytes are not an SQLite header (overwritten?)".into());
     }
