@@ -23,9 +23,17 @@ pub const EXIT_REFUSED: u8 = 3;
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour only on a terminal: serve's log is often a file.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // A log line that cannot be written (stderr a file on a full disk) is dropped:
+    // by default tracing-subscriber then reports it with `eprintln!`, which panics
+    // when stderr fails too, and so kills whatever task was logging.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -6,8 +6,9 @@ use harness_core::{
 };
 use std::time::Duration;
 
-/// A worker whose heartbeat is older than this is considered dead.
-pub const HEARTBEAT_STALE: Duration = Duration::from_secs(15);
+/// `serve` beats every 2 s: a heartbeat older than this, from a worker that holds the
+/// workspace, means its writes are not getting through (or it is hung).
+pub const HEARTBEAT_LATE: Duration = Duration::from_secs(6);
 /// How often a worker runs the full integrity check.
 pub const INTEGRITY_EVERY: Duration = Duration::from_secs(600);
 /// On a large store, a recorded integrity result younger than this is reused as is.
@@ -154,7 +155,7 @@ impl Harness {
         let start = "start one with `agent-harness serve` (it recovers what was left running)";
         Ok(match (self.worker_holder(), last) {
             (Some(holder), Some(w)) if w.id.as_str() == holder.worker_id => {
-                if w.heartbeat_at.age(now) < HEARTBEAT_STALE {
+                if w.heartbeat_at.age(now) < HEARTBEAT_LATE {
                     check(
                         "worker",
                         HealthStatus::Ok,
@@ -170,7 +171,9 @@ impl Harness {
                         "worker",
                         HealthStatus::Warn,
                         format!(
-                            "worker {} (pid {}) holds the workspace but its last heartbeat was {} ago: overloaded or hung?",
+                            "worker {} (pid {}) holds the workspace but its last heartbeat was {} ago: \
+                             its writes are not reaching the store (another process holding the store's \
+                             write lock? the disk full?), or it is overloaded or hung; its log says which",
                             w.id,
                             w.pid,
                             beat(&w)
