@@ -101,7 +101,7 @@ impl Harness {
         for id in &recovery.failed {
             tracing::error!(request = %id, max_attempts, "request failed: its worker died on every attempt");
         }
-        let task = tokio::spawn(dispatch(self.clone(), id.clone(), opts));
+        let task = tokio::spawn(supervise(self.clone(), id.clone(), opts));
         let integrity = tokio::spawn(integrity_loop(self.clone()));
         let parts = WorkerParts {
             id: id.clone(),
@@ -183,6 +183,30 @@ impl WorkerHandle {
     }
 }
 
+/// Runs the dispatcher; a panic in it (a bug) must not leave a worker that holds
+/// the workspace and does nothing: it stops the worker as a fault, and `serve` exits.
+async fn supervise(h: Harness, worker: WorkerId, opts: WorkerOptions) {
+    if let Err(e) = tokio::spawn(dispatch(h.clone(), worker, opts)).await
+        && e.is_panic()
+    {
+        h.fault(format!(
+            "the worker's dispatcher crashed ({}): the worker stopped; start it again",
+            panic_text(e)
+        ));
+    }
+}
+
+/// Pauses claiming after a store failure: doubling per fault (failures that come
+/// while claims are already paused belong to the same fault), up to a limit.
+fn back_off(backoff: &mut Duration, resume_claims: &mut tokio::time::Instant) {
+    let now = tokio::time::Instant::now();
+    if now < *resume_claims {
+        return;
+    }
+    *backoff = (*backoff * 2).clamp(Duration::from_millis(200), MAX_CLAIM_BACKOFF);
+    *resume_claims = now + *backoff;
+}
+
 async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     let inner = &h.inner;
     let limits = &inner.workspace.settings.runtime;
@@ -218,8 +242,7 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "claiming requests failed");
-                    backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_CLAIM_BACKOFF);
-                    resume_claims = tokio::time::Instant::now() + backoff;
+                    back_off(&mut backoff, &mut resume_claims);
                 }
             }
         }
@@ -227,8 +250,7 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
             _ = inner.wake.notified() => look = true,
             Some(done) = runs.join_next(), if !runs.is_empty() => {
                 if finished(&h, done) {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(200), MAX_CLAIM_BACKOFF);
-                    resume_claims = tokio::time::Instant::now() + backoff;
+                    back_off(&mut backoff, &mut resume_claims);
                 } else {
                     backoff = Duration::ZERO;
                 }
