@@ -230,7 +230,7 @@ fn unknown_key_in_an_agent_file() {
             "name: writer\nmodel: scripted\n\ntoolz: [read_file]\n"
         ),
         "config/agents/writer.yaml:4:1: unknown field `toolz`, expected one of `name`, \
-         `description`, `model`, `system_prompt`, `tools`, `delegates`, `max_steps` \
+         `description`, `model`, `system_prompt`, `tools`, `delegates`, `max_steps`, `context` \
          (did you mean `tools`?)"
     );
 }

@@ -17,7 +17,9 @@
 
 use harness_config::Workspace;
 use harness_core::*;
-use harness_providers::{BoxFuture, Model, ModelError, ModelRequest, ToolContext, ToolOutput};
+use harness_providers::{
+    BoxFuture, Model, ModelError, ModelReply, ModelRequest, ToolContext, ToolOutput,
+};
 use harness_store::{RequestPatch, StepCommit, StepWrite};
 use std::sync::Arc;
 
@@ -101,7 +103,10 @@ impl Secrets {
 
 fn redact_body(r: &Redactor, body: &mut StepBody) {
     match body {
-        StepBody::ModelTurn { turn } => redact_turn(r, turn),
+        StepBody::ModelTurn { turn, info } => {
+            redact_turn(r, turn);
+            redact_info(r, info);
+        }
         StepBody::ToolCall {
             call,
             approval_id: _,
@@ -127,6 +132,14 @@ fn redact_turn(r: &Redactor, turn: &mut ModelTurn) {
                 r.redact_json(&mut call.arguments);
             }
         }
+    }
+}
+
+/// Thinking text is redacted like any text (a block whose text changed no longer
+/// matches its signature, so the provider may refuse it back: a secret never stays).
+fn redact_info(r: &Redactor, info: &mut TurnInfo) {
+    for t in &mut info.thinking {
+        r.redact_string(&mut t.text);
     }
 }
 
@@ -176,21 +189,53 @@ impl harness_providers::ToolRunner for RedactingTools {
     }
 }
 
-/// A model whose turns come back redacted.
+/// A model whose turns (text, thinking, raw response) and errors come back redacted:
+/// a provider's error may quote what it was sent, or the key it refused.
 pub(crate) struct RedactingModel {
     pub(crate) inner: Arc<dyn Model>,
     pub(crate) redactor: Redactor,
+}
+
+impl RedactingModel {
+    fn redact_error(&self, e: ModelError) -> ModelError {
+        let r = &self.redactor;
+        match e {
+            ModelError::Config(m) => ModelError::Config(r.redact_str(&m).into_owned()),
+            ModelError::Call(m) => ModelError::Call(r.redact_str(&m).into_owned()),
+            ModelError::Refused { status, message } => ModelError::Refused {
+                status,
+                message: r.redact_str(&message).into_owned(),
+            },
+            ModelError::Transient {
+                message,
+                retry_after,
+            } => ModelError::Transient {
+                message: r.redact_str(&message).into_owned(),
+                retry_after,
+            },
+        }
+    }
 }
 
 impl Model for RedactingModel {
     fn complete<'a>(
         &'a self,
         req: ModelRequest<'a>,
-    ) -> BoxFuture<'a, Result<ModelTurn, ModelError>> {
+    ) -> BoxFuture<'a, Result<ModelReply, ModelError>> {
         Box::pin(async move {
-            let mut turn = self.inner.complete(req).await?;
-            redact_turn(&self.redactor, &mut turn);
-            Ok(turn)
+            let mut reply = self
+                .inner
+                .complete(req)
+                .await
+                .map_err(|e| self.redact_error(e))?;
+            redact_turn(&self.redactor, &mut reply.turn);
+            redact_info(&self.redactor, &mut reply.info);
+            if let Some(raw) = &mut reply.raw
+                && let std::borrow::Cow::Owned(b) = self.redactor.redact_bytes(&raw.bytes)
+            {
+                raw.bytes = b;
+            }
+            Ok(reply)
         })
     }
 }
@@ -242,6 +287,14 @@ mod tests {
                             text: said.clone(),
                             calls: vec![call()],
                         },
+                        info: TurnInfo {
+                            thinking: vec![Thinking {
+                                text: said.clone(),
+                                signature: Some("sig".into()),
+                                redacted: None,
+                            }],
+                            ..Default::default()
+                        },
                     },
                 )),
                 StepWrite::Update(step(
@@ -259,9 +312,7 @@ mod tests {
                 )),
                 StepWrite::Insert(step(
                     2,
-                    StepBody::ModelTurn {
-                        turn: ModelTurn::Text { text: said.clone() },
-                    },
+                    StepBody::model_turn(ModelTurn::Text { text: said.clone() }),
                 )),
             ],
             patch: RequestPatch {

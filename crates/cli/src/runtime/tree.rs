@@ -232,7 +232,7 @@ fn steps(t: &RequestTree, indent: &str, now: Timestamp, out: &mut Vec<String>) {
 fn step_line(n: &StepNode, indent: &str) -> String {
     let s = &n.step;
     let (name, summary) = match &s.body {
-        StepBody::ModelTurn { turn } => ("model".to_string(), turn_summary(turn)),
+        StepBody::ModelTurn { turn, .. } => ("model".to_string(), turn_summary(turn)),
         StepBody::ToolCall {
             call,
             outcome,
