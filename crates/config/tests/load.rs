@@ -504,6 +504,86 @@ models:
 }
 
 #[test]
+fn http_model_settings() {
+    let text = "\
+models:
+  scripted:
+    provider: scripted
+    script: resources/scripts/demo.yaml
+  local:
+    provider: openai
+    model: llama3.2
+    base_url: http://localhost:11434/v1
+  claude:
+    provider: anthropic
+    model: claude-sonnet-4
+    api_key_env: ANTHROPIC_API_KEY
+    max_tokens: 2000
+    thinking_budget: 4000
+  gpt:
+    provider: openai
+    model: gpt-4o
+    api_key_env: OPENAI_API_KEY
+    base_url: localhost:8080
+  slow:
+    provider: openai
+    model: gpt-4o
+    api_key_env: OPENAI_API_KEY
+    read_timeout: 0s
+    retry: {max_retries: 5, max_backof: 1s}
+";
+    assert_eq!(
+        errors_with(MODELS, text),
+        "config/models.yaml:25:29: models.slow.retry: unknown field `max_backof`, expected one of \
+         `max_retries`, `initial_backoff`, `max_backoff` (did you mean `max_backoff`?)"
+    );
+    assert_eq!(
+        errors_with(MODELS, &text.replace(", max_backof: 1s", "")),
+        "config/models.yaml:14:22: `thinking_budget` must be at least 1024 and less than `max_tokens` (2000)\n\
+         config/models.yaml:19:15: `base_url` must start with http:// or https:// (got `localhost:8080`)\n\
+         config/models.yaml:24:19: `read_timeout` must be greater than 0"
+    );
+    let fixed = text
+        .replace(", max_backof: 1s", "")
+        .replace("max_tokens: 2000", "max_tokens: 8000")
+        .replace("localhost:8080", "http://localhost:8080/v1")
+        .replace("read_timeout: 0s", "read_timeout: 30s");
+    let dir = demo();
+    write(&dir, MODELS, &fixed);
+    let ws = load(dir.path()).unwrap();
+    let local = &ws.models["local"];
+    assert_eq!(local.api_key_env, None, "a local server needs no key");
+    assert_eq!(local.connect_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(local.retry.max_retries, 3);
+    assert!(local.keep_raw_responses);
+    assert_eq!(ws.models["slow"].retry.max_retries, 5);
+}
+
+#[test]
+fn the_context_budget_is_one_of_tokens_or_bytes() {
+    assert_eq!(
+        errors_with(
+            WRITER,
+            "name: writer\nmodel: scripted\ncontext:\n  max_tokens: 1000\n  max_bytes: 4000\n"
+        ),
+        "config/agents/writer.yaml:3:1: set one of `context.max_tokens` and `context.max_bytes`, not both"
+    );
+    let dir = demo();
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ncontext: {max_tokens: 1000}\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(ws.agents["writer"].context.limit_bytes(), 4000);
+    assert_eq!(
+        ws.agents["assistant"].context.limit_bytes(),
+        400_000,
+        "the default"
+    );
+}
+
+#[test]
 fn unknown_provider_suggests() {
     assert_eq!(
         errors_with(MODELS, "models:\n  scripted:\n    provider: scriptd\n"),

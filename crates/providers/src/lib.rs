@@ -4,11 +4,17 @@
 //! [`ToolRunner`]; it never knows which provider runs. This crate knows nothing of
 //! the store: tools return bytes for artifacts and the engine persists them.
 
+pub mod anthropic;
+mod http;
 pub mod models;
+pub mod openai;
 pub mod scripted;
+pub mod stream;
 pub mod tools;
 
+pub use anthropic::AnthropicModel;
 pub use models::build_model;
+pub use openai::OpenAiModel;
 pub use scripted::ScriptedModel;
 pub use tools::{WorkspaceTools, validate_arguments};
 
@@ -197,4 +203,26 @@ pub trait ToolRunner: Send + Sync + 'static {
         arguments: &'a serde_json::Value,
         ctx: &'a ToolContext,
     ) -> BoxFuture<'a, ToolOutput>;
+}
+
+/// A tool call's streamed argument text as JSON. Text that is not JSON is kept as a
+/// string, which the call's argument check refuses so the model is told and may try
+/// again; unless the model was cut at its output limit mid-arguments, which fails
+/// the turn with what to change.
+pub(crate) fn parse_arguments(
+    tool: &str,
+    text: &str,
+    stop: harness_core::StopReason,
+) -> Result<serde_json::Value, ModelError> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(_) if stop == harness_core::StopReason::MaxTokens => Err(ModelError::Call(format!(
+            "the model reached its output limit in the middle of the arguments of `{tool}`; \
+             raise `max_tokens` for this model in config/models.yaml"
+        ))),
+        Err(_) => Ok(serde_json::Value::String(text.to_string())),
+    }
 }
