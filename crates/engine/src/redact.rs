@@ -196,27 +196,6 @@ pub(crate) struct RedactingModel {
     pub(crate) redactor: Redactor,
 }
 
-impl RedactingModel {
-    fn redact_error(&self, e: ModelError) -> ModelError {
-        let r = &self.redactor;
-        match e {
-            ModelError::Config(m) => ModelError::Config(r.redact_str(&m).into_owned()),
-            ModelError::Call(m) => ModelError::Call(r.redact_str(&m).into_owned()),
-            ModelError::Refused { status, message } => ModelError::Refused {
-                status,
-                message: r.redact_str(&message).into_owned(),
-            },
-            ModelError::Transient {
-                message,
-                retry_after,
-            } => ModelError::Transient {
-                message: r.redact_str(&message).into_owned(),
-                retry_after,
-            },
-        }
-    }
-}
-
 impl Model for RedactingModel {
     fn complete<'a>(
         &'a self,
@@ -227,7 +206,7 @@ impl Model for RedactingModel {
                 .inner
                 .complete(req)
                 .await
-                .map_err(|e| self.redact_error(e))?;
+                .map_err(|e| e.redacted(&self.redactor))?;
             redact_turn(&self.redactor, &mut reply.turn);
             redact_info(&self.redactor, &mut reply.info);
             if let Some(raw) = &mut reply.raw

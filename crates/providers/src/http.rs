@@ -52,6 +52,10 @@ pub(crate) struct HttpModel<P: Protocol> {
     client: reqwest::Client,
     url: String,
     key: Option<String>,
+    /// Hides the key from every error and log line of this model, whatever the
+    /// provider's message quotes (the engine redacts again with all the workspace's
+    /// secrets, but a retry's log line is written here, before that).
+    redactor: harness_core::Redactor,
     /// The model's name in `models.yaml`, for error messages.
     name: String,
     request_timeout: Duration,
@@ -78,6 +82,7 @@ impl<P: Protocol> HttpModel<P> {
         Ok(Self {
             client: client(config)?,
             url,
+            redactor: harness_core::Redactor::new(key.iter()),
             key,
             name: name.to_string(),
             request_timeout: config.request_timeout,
@@ -99,7 +104,7 @@ impl<P: Protocol> HttpModel<P> {
                     info.attempts = Some(attempt);
                     return Ok(ModelReply { turn, info, raw });
                 }
-                Err(e) => e,
+                Err(e) => e.redacted(&self.redactor),
             };
             let wait = match self.retry_wait(&e, attempt) {
                 Some(wait) => wait,
@@ -173,7 +178,11 @@ impl<P: Protocol> HttpModel<P> {
             request = request.header(name, value);
         }
         let sent = Instant::now();
-        let response = request.send().await.map_err(transport)?;
+        let late = |sent: Instant| sent.elapsed() >= self.request_timeout;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport(e, late(sent)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(refusal(response).await);
@@ -201,7 +210,7 @@ impl<P: Protocol> HttpModel<P> {
             let event = match next {
                 None => break,
                 Some(Ok(e)) => e,
-                Some(Err(e)) => return Err(broken_stream(e)),
+                Some(Err(e)) => return Err(broken_stream(e, late(sent))),
             };
             let Some(data) = event.data.as_deref() else {
                 continue;
@@ -249,13 +258,21 @@ fn client(config: &ModelConfig) -> Result<reqwest::Client, ModelError> {
         .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))
 }
 
+/// What `request_timeout` cutting a call short is called in its error.
+const OVER_REQUEST_TIMEOUT: &str = "timed out: the call took longer than request_timeout";
+
 /// A request that got no (complete) answer. Every transport failure may pass: a
-/// refused or reset connection, a timeout, a body cut short.
-fn transport(e: reqwest::Error) -> ModelError {
-    let what = if e.is_connect() {
+/// refused or reset connection, a timeout, a body cut short. `late`: the call ran
+/// past its `request_timeout`.
+fn transport(e: reqwest::Error, late: bool) -> ModelError {
+    let what = if e.is_timeout() && late {
+        OVER_REQUEST_TIMEOUT
+    } else if e.is_connect() && e.is_timeout() {
+        "could not connect within connect_timeout"
+    } else if e.is_connect() {
         "could not connect"
     } else if e.is_timeout() {
-        "timed out"
+        "timed out waiting for the response (read_timeout)"
     } else {
         "the connection failed"
     };
@@ -265,12 +282,12 @@ fn transport(e: reqwest::Error) -> ModelError {
     }
 }
 
-fn broken_stream(e: sse_stream::Error) -> ModelError {
-    let timed_out = std::error::Error::source(&e)
-        .and_then(|s| s.downcast_ref::<reqwest::Error>())
-        .is_some_and(reqwest::Error::is_timeout);
-    let what = if timed_out {
-        "the stream went silent past read_timeout"
+fn broken_stream(e: sse_stream::Error, late: bool) -> ModelError {
+    let timed_out = timed_out(&e);
+    let what = if timed_out && late {
+        OVER_REQUEST_TIMEOUT
+    } else if timed_out {
+        "timed out: the stream went silent past read_timeout"
     } else {
         "the stream broke before the model finished"
     };
@@ -278,6 +295,23 @@ fn broken_stream(e: sse_stream::Error) -> ModelError {
         message: format!("{what}: {}", chain(&e)),
         retry_after: None,
     }
+}
+
+/// Whether a timeout is among `e`'s causes (reqwest's, or an I/O one).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let timeout = c
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if timeout {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An error and its causes on one line (reqwest's own message is often just "error

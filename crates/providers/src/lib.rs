@@ -128,6 +128,27 @@ impl ModelError {
             _ => None,
         }
     }
+
+    /// The same error with `redactor` applied to its message (a provider's error may
+    /// quote the key it refused, or what it was sent).
+    pub fn redacted(self, redactor: &harness_core::Redactor) -> ModelError {
+        let r = |m: String| redactor.redact_str(&m).into_owned();
+        match self {
+            ModelError::Config(m) => ModelError::Config(r(m)),
+            ModelError::Call(m) => ModelError::Call(r(m)),
+            ModelError::Refused { status, message } => ModelError::Refused {
+                status,
+                message: r(message),
+            },
+            ModelError::Transient {
+                message,
+                retry_after,
+            } => ModelError::Transient {
+                message: r(message),
+                retry_after,
+            },
+        }
+    }
 }
 
 /// One language model. Implementations: [`scripted::ScriptedModel`],

@@ -758,3 +758,104 @@ async fn a_missing_key_names_its_variable_and_a_bad_url_is_refused() {
     assert!(err.to_string().contains("could not connect"), "{err}");
     assert!(err.to_string().contains("after 2 attempts"), "{err}");
 }
+
+#[tokio::test]
+async fn the_key_never_appears_in_an_error_even_when_the_provider_quotes_it() {
+    let server = FakeProvider::spawn();
+    let quoting = |status| {
+        Reply::error(
+            status,
+            openai::error_body(
+                &format!("Incorrect API key provided: {KEY}. Find yours at example.com"),
+                "invalid_request_error",
+            ),
+        )
+    };
+    server.push(quoting(401));
+    let err = ask(&openai_model(&server, ""), &start(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ModelError::Refused { status: 401, .. }));
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(KEY), "{text}");
+    assert!(text.contains("Incorrect API key provided: [REDACTED]"), "{text}");
+    // It was sent, as the provider expects it.
+    assert_eq!(
+        server.received()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    // A retryable one too (its message is logged before the retry).
+    server.push(quoting(500));
+    let err = ask(
+        &openai_model(&server, "    retry: {max_retries: 0}\n"),
+        &start(),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_retryable());
+    assert!(!format!("{err} {err:?}").contains(KEY), "{err}");
+}
+
+#[tokio::test]
+async fn a_call_longer_than_request_timeout_is_cut_and_says_so() {
+    let server = FakeProvider::spawn();
+    let mut turn = openai::Turn::new("gpt-test");
+    for i in 0..40 {
+        turn = turn.text(&format!("{i} "));
+    }
+    // Never silent for long (read_timeout is not what ends it), but slow overall.
+    server.push(turn.finish("stop").reply().paced(Duration::from_millis(50)));
+    let model = openai_model(
+        &server,
+        "    read_timeout: 1s\n    request_timeout: 400ms\n    retry: {max_retries: 0}\n",
+    );
+    let started = Instant::now();
+    let err = ask(&model, &start(), None).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the call took longer than request_timeout"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_cannot_be_made_in_connect_timeout_is_given_up() {
+    use std::os::fd::AsRawFd;
+    // A listener that accepts nothing with a backlog of 0: once one connection waits
+    // in its queue, the kernel ignores further connection attempts, which hang.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        queued.push(c);
+        assert!(queued.len() < 64, "the listen queue never filled");
+    }
+    let c = config(
+        "openai",
+        &format!("http://{addr}/v1"),
+        "    connect_timeout: 300ms\n    retry: {max_retries: 0}\n",
+    );
+    let model = OpenAiModel::new("m", &c, None).unwrap();
+    let started = Instant::now();
+    let err = ask(&model, &start(), None).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("could not connect within connect_timeout"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
