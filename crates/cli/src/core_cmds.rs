@@ -152,14 +152,17 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     };
     let settled = match holder {
         Some(_) => follow(&h, &req, from, print).await?,
-        None => match crate::runtime::drive::run_in_process(&h, &req, from, print).await? {
-            Ok(settled) => settled,
-            // Another worker took the workspace first: it runs the request; follow it.
-            Err(harness_engine::HarnessError::Locked(_)) => {
-                follow(&h, &req, seen.get(), print).await?
+        None => {
+            let live = crate::live::Live::on_terminal(&h, &req.session_id, json);
+            match crate::runtime::drive::run_in_process(&h, &req, from, live, print).await? {
+                Ok(settled) => settled,
+                // Another worker took the workspace first: it runs the request; follow it.
+                Err(harness_engine::HarnessError::Locked(_)) => {
+                    follow(&h, &req, seen.get(), print).await?
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
     };
     report_settled(&h, &settled, ctx.json).await
 }

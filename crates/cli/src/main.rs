@@ -4,6 +4,7 @@
 mod context;
 mod core_cmds;
 mod export;
+mod live;
 mod output;
 mod runtime;
 

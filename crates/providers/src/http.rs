@@ -179,10 +179,7 @@ impl<P: Protocol> HttpModel<P> {
         }
         let sent = Instant::now();
         let late = |sent: Instant| sent.elapsed() >= self.request_timeout;
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport(e, late(sent)))?;
+        let response = request.send().await.map_err(|e| transport(e, late(sent)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(refusal(response).await);

@@ -778,7 +778,10 @@ async fn the_key_never_appears_in_an_error_even_when_the_provider_quotes_it() {
     assert!(matches!(err, ModelError::Refused { status: 401, .. }));
     let text = format!("{err} {err:?}");
     assert!(!text.contains(KEY), "{text}");
-    assert!(text.contains("Incorrect API key provided: [REDACTED]"), "{text}");
+    assert!(
+        text.contains("Incorrect API key provided: [REDACTED]"),
+        "{text}"
+    );
     // It was sent, as the provider expects it.
     assert_eq!(
         server.received()[0].header("authorization"),
