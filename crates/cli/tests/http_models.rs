@@ -527,3 +527,116 @@ fn serve_killed_mid_stream_asks_again_and_records_one_whole_turn() {
     assert_eq!(turns, 1, "{events}");
     assert!(!events.contains("first-try"), "{events}");
 }
+
+#[test]
+fn init_templates_write_workspaces_that_run_on_their_provider() {
+    use harness_fake_provider::anthropic;
+    for (template, default_url, key_env) in [
+        (
+            "openai",
+            "https://api.openai.com/v1",
+            Some("OPENAI_API_KEY"),
+        ),
+        (
+            "anthropic",
+            "https://api.anthropic.com",
+            Some("ANTHROPIC_API_KEY"),
+        ),
+        ("ollama", "http://localhost:11434/v1", None),
+    ] {
+        let server = FakeProvider::spawn();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join(template);
+        let out = Command::new(BIN)
+            .args(["init", "--template", template])
+            .arg(&root)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{template}: {out:?}");
+        assert!(
+            stdout.contains(&format!("created {template} workspace")),
+            "{stdout}"
+        );
+        if let Some(var) = key_env {
+            assert!(stdout.contains(&format!("export {var}=")), "{stdout}");
+        }
+        // Point the template's model at the local server, as a user points it at a proxy.
+        let models = root.join("config/models.yaml");
+        let text = std::fs::read_to_string(&models).unwrap();
+        assert!(
+            text.contains(&format!("base_url: {default_url}\n")),
+            "{text}"
+        );
+        let url = match template {
+            "anthropic" => server.base_url(),
+            _ => server.openai_base_url(),
+        };
+        std::fs::write(&models, text.replace(default_url, &url)).unwrap();
+        server.push(match template {
+            "anthropic" => anthropic::Turn::new("claude-test", 25)
+                .text(&["Notes ", "shipped."])
+                .stop("end_turn", 4)
+                .reply(),
+            _ => openai::Turn::new("gpt-test")
+                .text("Notes shipped.")
+                .finish("stop")
+                .usage(25, 4)
+                .reply(),
+        });
+        let mut c = Command::new(BIN);
+        c.args([
+            "run",
+            "--agent",
+            "assistant",
+            "ship the notes",
+            "--workspace",
+        ])
+        .arg(&root)
+        .env("NO_COLOR", "1")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY");
+        if let Some(var) = key_env {
+            c.env(var, KEY);
+        }
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{template}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("completed: Notes shipped."),
+            "{template}: {stdout}"
+        );
+        let sent = &server.received()[0];
+        match (template, key_env) {
+            ("anthropic", _) => assert_eq!(sent.header("x-api-key"), Some(KEY)),
+            (_, Some(_)) => assert_eq!(
+                sent.header("authorization"),
+                Some(format!("Bearer {KEY}").as_str())
+            ),
+            (_, None) => assert_eq!(sent.header("authorization"), None),
+        }
+        // The demo's agents, tools and system prompt, on the template's model.
+        let body = sent.json();
+        let tools: Vec<&str> = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["name"]
+                    .as_str()
+                    .or(t["function"]["name"].as_str())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            tools,
+            ["send_mail", "write_artifact", "delegate"],
+            "{template}"
+        );
+    }
+}

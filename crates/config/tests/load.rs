@@ -1008,3 +1008,29 @@ fn errors_display_without_unknown_parts() {
     let both = ConfigErrors(vec![e.clone(), e]);
     assert_eq!(both.to_string().lines().count(), 2);
 }
+
+#[test]
+fn every_init_template_loads_with_its_agents_on_its_model() {
+    for t in harness_config::Template::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        harness_config::init_template(dir.path(), t, false).unwrap();
+        let ws = load(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", t.name()));
+        for agent in ws.agents.values() {
+            assert_eq!(agent.model, t.model(), "{}: {}", t.name(), agent.name);
+        }
+        let names: Vec<String> = ws.secret_env_names().into_iter().collect();
+        assert_eq!(
+            names,
+            t.key_env()
+                .map(String::from)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{}: the key's variable is a secret the worker redacts",
+            t.name()
+        );
+    }
+    assert_eq!(
+        "gpt".parse::<harness_config::Template>().unwrap_err(),
+        "unknown template `gpt`; one of: demo, openai, anthropic, ollama"
+    );
+}
