@@ -862,3 +862,32 @@ async fn a_connection_that_cannot_be_made_in_connect_timeout_is_given_up() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn openai_finish_reasons_are_kept_and_normalised() {
+    let server = FakeProvider::spawn();
+    for (finish, stop) in [
+        ("stop", StopReason::EndTurn),
+        ("length", StopReason::MaxTokens),
+        ("content_filter", StopReason::Refused),
+        ("something_new", StopReason::Other),
+    ] {
+        server.push(
+            openai::Turn::new("gpt-test")
+                .text("partial answ")
+                .finish(finish)
+                .reply(),
+        );
+        let reply = ask(&openai_model(&server, ""), &start(), None)
+            .await
+            .unwrap();
+        assert_eq!(reply.info.stop_reason, Some(stop), "{finish}");
+        assert_eq!(reply.info.provider_stop_reason.as_deref(), Some(finish));
+        assert_eq!(
+            reply.turn,
+            ModelTurn::Text {
+                text: "partial answ".into()
+            }
+        );
+    }
+}
