@@ -21,6 +21,8 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// When its body had been read (the bench measures time to first delta from here).
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -181,6 +183,7 @@ async fn handle(
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: std::time::Instant::now(),
     });
     let reply = state.replies.lock().unwrap().pop_front();
     let reply = reply.unwrap_or_else(|| {
