@@ -80,9 +80,9 @@ impl Live {
         print(&text);
     }
 
-    /// Before an event line: shows the pieces already here (they precede the event
-    /// that records their turn), then ends the open line.
-    pub fn before_event(&mut self) {
+    /// Before an event line (or the final report): shows the pieces already here
+    /// (they precede the event that records their turn), then ends the open line.
+    pub fn close_line(&mut self) {
         while let Some(item) = self.stream.try_next() {
             self.show(item);
         }

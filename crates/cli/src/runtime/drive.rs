@@ -112,7 +112,7 @@ pub async fn run_in_process(
     );
     let mut event = |e: &Event, live: &mut Option<Live>| {
         if let Some(l) = live {
-            l.before_event();
+            l.close_line();
         }
         on_event(e)
     };
@@ -126,6 +126,10 @@ pub async fn run_in_process(
     };
     while let Some(e) = events.try_next().await? {
         event(&e, &mut live);
+    }
+    // A turn cut short (Ctrl-C) leaves its line open: end it before the report.
+    if let Some(l) = &mut live {
+        l.close_line();
     }
     Ok(outcome)
 }
