@@ -152,10 +152,18 @@ impl<P: Protocol> HttpModel<P> {
             ModelError::Transient {
                 message,
                 retry_after,
-            } => ModelError::Transient {
-                message: format!("{at}: {message}{tries}"),
-                retry_after,
-            },
+            } => {
+                // What to do next: a server that is not there, or more patience.
+                let next = if message.starts_with("could not connect") {
+                    "; check that the server at `base_url` is running and reachable"
+                } else {
+                    "; `retry` in config/models.yaml sets how many attempts a call gets"
+                };
+                ModelError::Transient {
+                    message: format!("{at}: {message}{tries}{next}"),
+                    retry_after,
+                }
+            }
             ModelError::Call(m) => ModelError::Call(format!("{at}: {m}")),
             ModelError::Config(m) => ModelError::Config(m),
         }

@@ -513,7 +513,12 @@ async fn server_errors_are_retried_with_backoff_up_to_max_retries() {
         text.contains("HTTP 529: Overloaded (overloaded_error)"),
         "{text}"
     );
-    assert!(text.contains("after 3 attempts"), "{text}");
+    assert!(
+        text.contains(
+            "after 3 attempts); `retry` in config/models.yaml sets how many attempts a call gets"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(&server.base_url()),
         "names the endpoint: {text}"
@@ -757,6 +762,11 @@ async fn a_missing_key_names_its_variable_and_a_bad_url_is_refused() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains("could not connect"), "{err}");
     assert!(err.to_string().contains("after 2 attempts"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("; check that the server at `base_url` is running and reachable"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
