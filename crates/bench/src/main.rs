@@ -13,6 +13,7 @@
 mod approval;
 mod breakdown;
 mod concurrent;
+mod models;
 mod paused;
 mod recovery;
 mod single;
@@ -54,6 +55,10 @@ const BENCHES: &[(&str, &str)] = &[
     (
         "views",
         "operator CLI views on 100,000 requests / 1,000,000 events [--workspace DIR to keep/reuse]",
+    ),
+    (
+        "models",
+        "µs added per streamed model turn and to time to first delta, vs the HTTP client alone",
     ),
 ];
 
@@ -152,6 +157,7 @@ fn run_bench(name: &str, rest: &[String]) -> Result<()> {
             "paused" => paused::run().await,
             "breakdown" => breakdown::run().await,
             "views" => views::run(flag(rest, "--workspace").map(PathBuf::from)).await,
+            "models" => models::run().await,
             _ => unreachable!(),
         }
     })

@@ -15,6 +15,11 @@ pub struct InitArgs {
     /// Overwrite an existing configuration.
     #[arg(long)]
     pub force: bool,
+    /// What the agents run on: `demo` (the embedded scripted model, offline), `openai`
+    /// (OPENAI_API_KEY), `anthropic` (ANTHROPIC_API_KEY) or `ollama` (a local
+    /// OpenAI-compatible server, no key).
+    #[arg(long, default_value = "demo", value_name = "NAME")]
+    pub template: harness_config::Template,
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,7 +53,8 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode> {
         .dir
         .or_else(|| ctx.workspace.clone())
         .unwrap_or_else(|| PathBuf::from("."));
-    let files = harness_config::init(&dir, a.force).map_err(|e| match e {
+    let t = a.template;
+    let files = harness_config::init_template(&dir, t, a.force).map_err(|e| match e {
         harness_config::InitError::AlreadyExists(p) => output::bad_input(format!(
             "{} already holds a workspace configuration; pass --force to overwrite it",
             p.display()
@@ -56,21 +62,41 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> Result<ExitCode> {
         other => anyhow::Error::new(other),
     })?;
     if ctx.json {
-        output::print_json(&serde_json::json!({"workspace": dir, "files": files}))?;
+        output::print_json(&serde_json::json!({
+            "workspace": dir,
+            "template": t.name(),
+            "model": t.model(),
+            "api_key_env": t.key_env(),
+            "files": files,
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     line(format!(
-        "{} demo workspace in {}",
+        "{} {} workspace in {}",
         paint(GREEN, "created"),
+        t.name(),
         dir.display()
     ));
     for f in &files {
         line(format!("  {}", f.strip_prefix(&dir).unwrap_or(f).display()));
     }
-    line(format!(
-        "\nnext: agent-harness run --workspace {} --agent assistant \"ship the release notes\"",
+    let run = format!(
+        "agent-harness run --workspace {} --agent assistant \"ship the release notes\"",
         dir.display()
-    ));
+    );
+    match (t, t.key_env()) {
+        (_, Some(var)) => line(format!(
+            "\nthe agents use model `{}` (config/models.yaml); its key is read from {var}:\n  \
+             export {var}=…\n  {run}",
+            t.model()
+        )),
+        (harness_config::Template::Ollama, None) => line(format!(
+            "\nthe agents use model `{}` on http://localhost:11434/v1 (config/models.yaml):\n  \
+             ollama pull llama3.2\n  {run}",
+            t.model()
+        )),
+        _ => line(format!("\nnext: {run}")),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,14 +178,17 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     };
     let settled = match holder {
         Some(_) => follow(&h, &req, from, print).await?,
-        None => match crate::runtime::drive::run_in_process(&h, &req, from, print).await? {
-            Ok(settled) => settled,
-            // Another worker took the workspace first: it runs the request; follow it.
-            Err(harness_engine::HarnessError::Locked(_)) => {
-                follow(&h, &req, seen.get(), print).await?
+        None => {
+            let live = crate::live::Live::on_terminal(&h, &req.session_id, json);
+            match crate::runtime::drive::run_in_process(&h, &req, from, live, print).await? {
+                Ok(settled) => settled,
+                // Another worker took the workspace first: it runs the request; follow it.
+                Err(harness_engine::HarnessError::Locked(_)) => {
+                    follow(&h, &req, seen.get(), print).await?
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
     };
     report_settled(&h, &settled, ctx.json).await
 }

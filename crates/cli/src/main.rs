@@ -4,6 +4,7 @@
 mod context;
 mod core_cmds;
 mod export;
+mod live;
 mod output;
 mod runtime;
 
@@ -32,9 +33,9 @@ const EXIT_CODES: &str = "Exit codes: 0 success; 1 runtime error; 2 bad input or
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write a working demo workspace.
+    /// Write a working demo workspace (offline), or the same on a real model.
     #[command(
-        after_help = "Example:\n  agent-harness init my-agents && cd my-agents && agent-harness run --agent assistant \"ship the notes\""
+        after_help = "Examples:\n  agent-harness init my-agents && cd my-agents && agent-harness run --agent assistant \"ship the notes\"\n  agent-harness init --template openai my-agents && export OPENAI_API_KEY=sk-…"
     )]
     Init(core_cmds::InitArgs),
     /// Check every configuration file; errors name file, line, column and field.

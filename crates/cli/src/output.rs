@@ -3,7 +3,7 @@
 //! (anstream strips styles otherwise).
 
 use anstyle::{AnsiColor, Style};
-use harness_core::{Event, EventKind, HealthStatus, RequestStatus};
+use harness_core::{Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals};
 use harness_engine::{HarnessError, StoreError};
 use std::io::Write;
 use std::process::ExitCode;
@@ -222,10 +222,17 @@ pub fn event_summary(e: &Event) -> String {
                         .collect()
                 })
                 .unwrap_or_default();
-            if calls.is_empty() {
+            let said = if calls.is_empty() {
                 format!("{short_req} answer: {}", clip(&s("text"), 80))
             } else {
                 format!("{short_req} calls {}", calls.join(", "))
+            };
+            match p
+                .get("usage")
+                .and_then(|u| serde_json::from_value(u.clone()).ok())
+            {
+                Some(u) => format!("{said} · {}", turn_tokens(&u)),
+                None => said,
             }
         }
         EventKind::ToolStarted => format!(
@@ -271,6 +278,37 @@ pub fn event_summary(e: &Event) -> String {
         EventKind::RequestFailed => format!("{short_req} {}", s("error")),
         _ => short_req,
     }
+}
+
+/// `tokens 1,234 in / 56 out`.
+pub fn tokens(u: &UsageTotals) -> String {
+    format!(
+        "tokens {} in / {} out",
+        thousands(u.input_tokens),
+        thousands(u.output_tokens)
+    )
+}
+
+/// One turn's `tokens 1,234 in / 56 out`.
+pub fn turn_tokens(u: &Usage) -> String {
+    tokens(&UsageTotals {
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        turns: 1,
+    })
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// At most `max` characters of `s` on one line.

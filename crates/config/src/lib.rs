@@ -19,7 +19,7 @@ mod yaml;
 
 pub use builtins::{builtin_named, builtin_tool};
 pub use error::{ConfigError, ConfigErrors, InitError, did_you_mean};
-pub use init::init;
+pub use init::{Template, init, init_template};
 pub use load::{
     AGENTS_DIR, MCP_FILE, MODELS_FILE, SKILLS_DIR, STORES_FILE, TOOLS_FILE, WORKSPACE_FILE, load,
 };

@@ -143,6 +143,74 @@ pub struct ModelConfig {
     /// `scripted` only: the script file, relative to the workspace root.
     #[serde(default)]
     pub script: Option<PathBuf>,
+    /// Longest answer, in tokens. Anthropic requires one (4096 if unset); OpenAI-compatible
+    /// servers use theirs when unset.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// `anthropic` only: extended thinking with this many tokens of budget (at least
+    /// 1024, and less than `max_tokens`). Thinking blocks are kept with their signatures.
+    #[serde(default)]
+    pub thinking_budget: Option<u32>,
+    /// How long connecting to the provider may take.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// How long one call may take, from sending it to the end of its stream.
+    #[serde(default = "default_request_timeout", with = "humantime_serde_compat")]
+    pub request_timeout: Duration,
+    /// How long the provider may stay silent: before the first byte of its answer, and
+    /// between two pieces of its stream.
+    #[serde(default = "default_read_timeout", with = "humantime_serde_compat")]
+    pub read_timeout: Duration,
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub retry: RetryConfig,
+    /// Keep each raw response (the stream as received, redacted) as an artifact of
+    /// the request, referenced from its model turn. It is several times the size of
+    /// the text; turn it off to save space.
+    #[serde(default = "yes")]
+    pub keep_raw_responses: bool,
+}
+
+/// Retries of a model call that failed in a way that may pass: HTTP 408, 429, 5xx, a
+/// connection refused or lost, a timeout. The wait doubles from `initial_backoff` up
+/// to `max_backoff`, with jitter; a `Retry-After` from the provider is honoured (a
+/// longer one than `max_backoff` ends the retries).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (0: never retry).
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -172,10 +240,42 @@ pub struct AgentConfig {
     pub delegates: Vec<String>,
     #[serde(default = "default_max_steps")]
     pub max_steps: u32,
+    /// How much conversation the model is sent.
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub context: ContextBudget,
 }
 
 fn default_max_steps() -> u32 {
     50
+}
+
+/// The most conversation one model call is sent, as estimated tokens (`max_tokens`,
+/// counted as 4 bytes each) or bytes (`max_bytes`); set at most one. Past it the oldest
+/// turns are left out — earlier requests of the session first, then the request's own
+/// oldest steps — and the model is told how many were.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextBudget {
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+impl ContextBudget {
+    /// Bytes per estimated token.
+    pub const BYTES_PER_TOKEN: u64 = 4;
+    /// The budget when none is set: 100,000 estimated tokens.
+    pub const DEFAULT_TOKENS: u64 = 100_000;
+
+    /// The budget in bytes.
+    pub fn limit_bytes(&self) -> u64 {
+        match (self.max_bytes, self.max_tokens) {
+            (Some(b), _) => b,
+            (None, Some(t)) => t.saturating_mul(Self::BYTES_PER_TOKEN),
+            (None, None) => Self::DEFAULT_TOKENS * Self::BYTES_PER_TOKEN,
+        }
+    }
 }
 
 /// `config/tools.yaml`: `tools: { NAME: ToolConfig }`

@@ -134,6 +134,10 @@ fn check_model(
             format!("script file `{}` not found", script.display()),
         ),
         (Provider::Scripted, Some(_)) => return None,
+        // An OpenAI-compatible server of one's own (Ollama, vLLM, llama.cpp) may take no key.
+        (Provider::Openai, _) if m.base_url.is_some() && m.api_key_env.is_none() => {
+            return check_http_model(models, name, m);
+        }
         _ if m.api_key_env.as_deref().is_none_or(str::is_empty) => (
             loc.key(&["models", name]),
             format!(
@@ -144,9 +148,67 @@ fn check_model(
             loc.key(&["models", name]),
             format!("{provider} model `{name}` needs `model` (the provider's model name)"),
         ),
-        _ => return None,
+        _ => return check_http_model(models, name, m),
     };
     Some(src.error(pos, message))
+}
+
+/// The settings of an HTTP provider's model that must make sense together.
+fn check_http_model(
+    models: &Parsed<ModelsFile>,
+    name: &str,
+    m: &ModelConfig,
+) -> Option<ConfigError> {
+    let src = &models.src;
+    let loc = src.locator();
+    let at = |key: &str| loc.scalar(&["models", name, key]);
+    if m.model.trim().is_empty() {
+        return Some(src.error(
+            loc.key(&["models", name]),
+            format!("model `{name}` needs `model` (the provider's model name)"),
+        ));
+    }
+    if let Some(url) = &m.base_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Some(src.error(
+            at("base_url"),
+            format!("`base_url` must start with http:// or https:// (got `{url}`)"),
+        ));
+    }
+    if m.script.is_some() {
+        return Some(src.error(at("script"), "`script` is only for provider `scripted`"));
+    }
+    if let Some(budget) = m.thinking_budget {
+        if m.provider != Provider::Anthropic {
+            return Some(src.error(
+                at("thinking_budget"),
+                "`thinking_budget` is only for provider `anthropic`",
+            ));
+        }
+        let max = m.max_tokens.unwrap_or(4096);
+        if budget < 1024 || budget >= max {
+            return Some(src.error(
+                at("thinking_budget"),
+                format!(
+                    "`thinking_budget` must be at least 1024 and less than `max_tokens` ({max})"
+                ),
+            ));
+        }
+    }
+    if m.max_tokens == Some(0) {
+        return Some(src.error(at("max_tokens"), "`max_tokens` must be at least 1"));
+    }
+    for (key, d) in [
+        ("connect_timeout", m.connect_timeout),
+        ("request_timeout", m.request_timeout),
+        ("read_timeout", m.read_timeout),
+    ] {
+        if d.is_zero() {
+            return Some(src.error(at(key), format!("`{key}` must be greater than 0")));
+        }
+    }
+    None
 }
 
 fn check_mcp(mcp: &Parsed<McpFile>, errors: &mut Errors) {
@@ -194,6 +256,16 @@ fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) 
     }
     if a.max_steps == 0 {
         errors.push(src.error(loc.scalar(&["max_steps"]), "`max_steps` must be at least 1"));
+    }
+    let c = &a.context;
+    if c.max_tokens.is_some() && c.max_bytes.is_some() {
+        let msg = "set one of `context.max_tokens` and `context.max_bytes`, not both";
+        errors.push(src.error(loc.key(&["context"]), msg));
+    } else if c.max_tokens == Some(0) || c.max_bytes == Some(0) {
+        errors.push(src.error(
+            loc.key(&["context"]),
+            "the context budget must be greater than 0",
+        ));
     }
     if let Some(tools) = known.tools {
         check_agent_tools(agent, tools, errors);

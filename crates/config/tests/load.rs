@@ -230,7 +230,7 @@ fn unknown_key_in_an_agent_file() {
             "name: writer\nmodel: scripted\n\ntoolz: [read_file]\n"
         ),
         "config/agents/writer.yaml:4:1: unknown field `toolz`, expected one of `name`, \
-         `description`, `model`, `system_prompt`, `tools`, `delegates`, `max_steps` \
+         `description`, `model`, `system_prompt`, `tools`, `delegates`, `max_steps`, `context` \
          (did you mean `tools`?)"
     );
 }
@@ -500,6 +500,86 @@ models:
          config/models.yaml:9:13: script file `resources/scripts/lost.yaml` not found\n\
          config/models.yaml:10:3: openai model `gpt` needs `api_key_env` (the name of the environment variable holding the API key)\n\
          config/models.yaml:13:3: anthropic model `claude` needs `model` (the provider's model name)"
+    );
+}
+
+#[test]
+fn http_model_settings() {
+    let text = "\
+models:
+  scripted:
+    provider: scripted
+    script: resources/scripts/demo.yaml
+  local:
+    provider: openai
+    model: llama3.2
+    base_url: http://localhost:11434/v1
+  claude:
+    provider: anthropic
+    model: claude-sonnet-4
+    api_key_env: ANTHROPIC_API_KEY
+    max_tokens: 2000
+    thinking_budget: 4000
+  gpt:
+    provider: openai
+    model: gpt-4o
+    api_key_env: OPENAI_API_KEY
+    base_url: localhost:8080
+  slow:
+    provider: openai
+    model: gpt-4o
+    api_key_env: OPENAI_API_KEY
+    read_timeout: 0s
+    retry: {max_retries: 5, max_backof: 1s}
+";
+    assert_eq!(
+        errors_with(MODELS, text),
+        "config/models.yaml:25:29: models.slow.retry: unknown field `max_backof`, expected one of \
+         `max_retries`, `initial_backoff`, `max_backoff` (did you mean `max_backoff`?)"
+    );
+    assert_eq!(
+        errors_with(MODELS, &text.replace(", max_backof: 1s", "")),
+        "config/models.yaml:14:22: `thinking_budget` must be at least 1024 and less than `max_tokens` (2000)\n\
+         config/models.yaml:19:15: `base_url` must start with http:// or https:// (got `localhost:8080`)\n\
+         config/models.yaml:24:19: `read_timeout` must be greater than 0"
+    );
+    let fixed = text
+        .replace(", max_backof: 1s", "")
+        .replace("max_tokens: 2000", "max_tokens: 8000")
+        .replace("localhost:8080", "http://localhost:8080/v1")
+        .replace("read_timeout: 0s", "read_timeout: 30s");
+    let dir = demo();
+    write(&dir, MODELS, &fixed);
+    let ws = load(dir.path()).unwrap();
+    let local = &ws.models["local"];
+    assert_eq!(local.api_key_env, None, "a local server needs no key");
+    assert_eq!(local.connect_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(local.retry.max_retries, 3);
+    assert!(local.keep_raw_responses);
+    assert_eq!(ws.models["slow"].retry.max_retries, 5);
+}
+
+#[test]
+fn the_context_budget_is_one_of_tokens_or_bytes() {
+    assert_eq!(
+        errors_with(
+            WRITER,
+            "name: writer\nmodel: scripted\ncontext:\n  max_tokens: 1000\n  max_bytes: 4000\n"
+        ),
+        "config/agents/writer.yaml:3:1: set one of `context.max_tokens` and `context.max_bytes`, not both"
+    );
+    let dir = demo();
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ncontext: {max_tokens: 1000}\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(ws.agents["writer"].context.limit_bytes(), 4000);
+    assert_eq!(
+        ws.agents["assistant"].context.limit_bytes(),
+        400_000,
+        "the default"
     );
 }
 
@@ -927,4 +1007,30 @@ fn errors_display_without_unknown_parts() {
     assert_eq!(e.to_string(), "config/agents/writer.yaml:7:3: bad");
     let both = ConfigErrors(vec![e.clone(), e]);
     assert_eq!(both.to_string().lines().count(), 2);
+}
+
+#[test]
+fn every_init_template_loads_with_its_agents_on_its_model() {
+    for t in harness_config::Template::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        harness_config::init_template(dir.path(), t, false).unwrap();
+        let ws = load(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", t.name()));
+        for agent in ws.agents.values() {
+            assert_eq!(agent.model, t.model(), "{}: {}", t.name(), agent.name);
+        }
+        let names: Vec<String> = ws.secret_env_names().into_iter().collect();
+        assert_eq!(
+            names,
+            t.key_env()
+                .map(String::from)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{}: the key's variable is a secret the worker redacts",
+            t.name()
+        );
+    }
+    assert_eq!(
+        "gpt".parse::<harness_config::Template>().unwrap_err(),
+        "unknown template `gpt`; one of: demo, openai, anthropic, ollama"
+    );
 }

@@ -3,7 +3,7 @@
 //! Kinds are a closed set; each kind's payload is a JSON object whose fields are
 //! documented in `docs/events.md`. Payload format version: [`EVENT_SCHEMA_VERSION`].
 
-use crate::conversation::{ModelTurn, ToolCall};
+use crate::conversation::{ModelTurn, ToolCall, TurnInfo};
 use crate::ids::{ApprovalId, CallId, RequestId, SessionId, WorkerId};
 use crate::records::{Approval, Artifact};
 use crate::status::RequestStatus;
@@ -146,6 +146,8 @@ pub enum EventBody {
     ModelTurn {
         step: u32,
         turn: ModelTurn,
+        /// Its provider, model, usage and stop reason go in the payload (when known).
+        info: Option<Box<TurnInfo>>,
     },
     ToolStarted {
         call: ToolCall,
@@ -294,16 +296,36 @@ impl EventBody {
                 }
                 p
             }
-            B::ModelTurn { step, turn } => match turn {
-                ModelTurn::Text { text } => {
-                    json!({"step": step, "text": preview(text, TURN_TEXT_PREVIEW), "final": true})
+            B::ModelTurn { step, turn, info } => {
+                let mut p = match turn {
+                    ModelTurn::Text { text } => {
+                        json!({"step": step, "text": preview(text, TURN_TEXT_PREVIEW), "final": true})
+                    }
+                    ModelTurn::ToolCalls { text, calls } => json!({
+                        "step": step,
+                        "text": preview(text, TURN_TEXT_PREVIEW),
+                        "calls": calls.iter().map(|c| json!({"tool": c.tool, "call_id": c.call_id})).collect::<Vec<_>>(),
+                    }),
+                };
+                if let Some(info) = info.as_deref() {
+                    if !info.provider.is_empty() {
+                        p["provider"] = json!(info.provider);
+                    }
+                    if !info.model.is_empty() {
+                        p["model"] = json!(info.model);
+                    }
+                    if let Some(u) = &info.usage {
+                        p["usage"] = json!(u);
+                    }
+                    if let Some(r) = info.stop_reason {
+                        p["stop_reason"] = json!(r);
+                    }
+                    if let Some(a) = &info.raw_artifact {
+                        p["raw_artifact"] = json!(a);
+                    }
                 }
-                ModelTurn::ToolCalls { text, calls } => json!({
-                    "step": step,
-                    "text": preview(text, TURN_TEXT_PREVIEW),
-                    "calls": calls.iter().map(|c| json!({"tool": c.tool, "call_id": c.call_id})).collect::<Vec<_>>(),
-                }),
-            },
+                p
+            }
             B::ToolStarted { call, note } => {
                 let mut p = json!({"tool": call.tool, "call_id": call.call_id, "arguments": call.arguments});
                 if let Some(n) = note {

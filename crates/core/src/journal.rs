@@ -42,7 +42,7 @@ pub fn next_action(steps: &[Step], approvals: &[Approval]) -> NextAction {
     else {
         return NextAction::CallModel;
     };
-    let StepBody::ModelTurn { turn } = &steps[model_pos].body else {
+    let StepBody::ModelTurn { turn, .. } = &steps[model_pos].body else {
         unreachable!()
     };
     let calls = match turn {
@@ -146,14 +146,16 @@ pub fn fold_messages(messages: &mut Vec<Message>, steps: &[Step]) {
 /// Appends one step's message (if it has one yet) — the incremental form of [`fold_messages`].
 pub fn push_step(messages: &mut Vec<Message>, step: &Step) {
     match &step.body {
-        StepBody::ModelTurn { turn } => messages.push(Message::assistant(turn)),
+        StepBody::ModelTurn { turn, info } => messages.push(Message::assistant_turn(turn, info)),
         StepBody::ToolCall {
             call,
             outcome: Some(outcome),
             ..
-        } if step.status == StepStatus::Completed => {
-            messages.push(Message::tool(call.call_id.clone(), outcome.content.clone()))
-        }
+        } if step.status == StepStatus::Completed => messages.push(Message::tool_result(
+            call.call_id.clone(),
+            outcome.content.clone(),
+            outcome.ok,
+        )),
         StepBody::ToolCall { .. } => {}
     }
 }
@@ -185,7 +187,7 @@ mod tests {
         }
     }
     fn model(idx: u32, turn: ModelTurn) -> Step {
-        step(idx, StepStatus::Completed, StepBody::ModelTurn { turn })
+        step(idx, StepStatus::Completed, StepBody::model_turn(turn))
     }
     fn tool(idx: u32, status: StepStatus, call: &ToolCall, approval: Option<&Approval>) -> Step {
         let outcome = (status == StepStatus::Completed).then(|| ToolOutcome {

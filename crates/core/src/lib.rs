@@ -14,7 +14,10 @@ pub mod redact;
 pub mod status;
 pub mod time;
 
-pub use conversation::{Message, ModelTurn, Role, ToolCall};
+pub use conversation::{
+    Message, ModelDelta, ModelTurn, Role, StopReason, Thinking, ToolCall, TurnInfo, Usage,
+    UsageTotals,
+};
 pub use event::{EVENT_SCHEMA_VERSION, Event, EventBody, EventKind, NewEvent, preview};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
 pub use records::*;

@@ -1,6 +1,6 @@
 //! The durable records every view is a query over.
 
-use crate::conversation::{ModelTurn, ToolCall};
+use crate::conversation::{ModelTurn, ToolCall, TurnInfo};
 use crate::ids::{ApprovalId, ArtifactId, RequestId, SessionId, WorkerId};
 use crate::status::{ApprovalStatus, RequestStatus, StepStatus};
 use crate::time::Timestamp;
@@ -184,6 +184,10 @@ pub struct Step {
 pub enum StepBody {
     ModelTurn {
         turn: ModelTurn,
+        /// Provider, model, usage, stop reason, thinking, the raw response's artifact.
+        /// Empty for scripted turns and for turns recorded before providers existed.
+        #[serde(default, skip_serializing_if = "TurnInfo::is_empty")]
+        info: TurnInfo,
     },
     ToolCall {
         call: ToolCall,
@@ -195,6 +199,16 @@ pub enum StepBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         child_request_id: Option<RequestId>,
     },
+}
+
+impl StepBody {
+    /// A model turn's body with nothing known of how it was produced (scripted turns).
+    pub fn model_turn(turn: ModelTurn) -> StepBody {
+        StepBody::ModelTurn {
+            turn,
+            info: TurnInfo::default(),
+        }
+    }
 }
 
 /// A worker process, as its heartbeat rows show it.
@@ -279,5 +293,60 @@ impl HealthReport {
             .max()
             .unwrap_or(HealthStatus::Ok);
         Self { status, at, checks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{StopReason, Usage};
+
+    /// Steps written before turns carried their provider's details still read, and
+    /// are written back byte for byte.
+    #[test]
+    fn model_turns_recorded_before_providers_still_read() {
+        for old in [
+            r#"{"kind":"model_turn","turn":{"type":"text","text":"hi"}}"#,
+            r#"{"kind":"model_turn","turn":{"type":"tool_calls","calls":[{"call_id":"call_1","tool":"t","arguments":{}}]}}"#,
+        ] {
+            let body: StepBody = serde_json::from_str(old).unwrap();
+            let StepBody::ModelTurn { info, .. } = &body else {
+                panic!("{body:?}")
+            };
+            assert!(info.is_empty());
+            assert_eq!(serde_json::to_string(&body).unwrap(), old);
+        }
+    }
+
+    #[test]
+    fn a_turn_with_its_details_round_trips_and_unknown_reasons_read_as_other() {
+        let mut info = TurnInfo {
+            provider: "anthropic".into(),
+            model: "claude-x".into(),
+            stop_reason: Some(StopReason::ToolUse),
+            provider_stop_reason: Some("tool_use".into()),
+            usage: Some(Usage {
+                input_tokens: 10,
+                output_tokens: 2,
+                cache_read_tokens: 4,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        info.provider_call_ids.insert(
+            crate::CallId::from_trusted("call_1".into()),
+            "toolu_01".into(),
+        );
+        let body = StepBody::ModelTurn {
+            turn: ModelTurn::Text { text: "x".into() },
+            info,
+        };
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(serde_json::from_str::<StepBody>(&text).unwrap(), body);
+        let later = text.replace("\"tool_use\",\"provider_stop", "\"paused\",\"provider_stop");
+        let StepBody::ModelTurn { info, .. } = serde_json::from_str(&later).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(info.stop_reason, Some(StopReason::Other));
     }
 }

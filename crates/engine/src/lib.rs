@@ -5,6 +5,8 @@
 //! a request's progress is the fold of its journal ([`harness_core::journal`]).
 //! The engine never formats for humans and never knows which model provider runs.
 
+mod context;
+mod deltas;
 mod error;
 mod health;
 mod lock;
@@ -14,6 +16,7 @@ mod runs;
 mod subscribe;
 mod worker;
 
+pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
 pub use error::HarnessError;
 pub use harness_config::Workspace;
 pub use harness_store::{PruneReport, Store, StoreError, StoreStats, StuckRequest};
@@ -68,6 +71,8 @@ pub(crate) struct Inner {
     /// Applied to everything a run commits (see `redact.rs`).
     pub(crate) redactor: redact::Secrets,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
+    /// Model turns' pieces as they stream, for in-process watchers (never stored).
+    pub(crate) deltas: deltas::Deltas,
     /// Wakes the dispatcher: new work may be runnable.
     pub(crate) wake: Notify,
     /// The runs this process executes (roots and children) and their cancel tokens.
@@ -131,6 +136,7 @@ impl Harness {
                 tools,
                 redactor,
                 models: Mutex::new(HashMap::new()),
+                deltas: deltas::Deltas::default(),
                 wake: Notify::new(),
                 runs: runs::Runs::default(),
                 stopping: tokio::sync::watch::channel(false).0,
@@ -233,6 +239,14 @@ impl Harness {
     /// Events after `from_seq`, then every new one as it commits; resumable from any cursor.
     pub fn subscribe(&self, from_seq: i64, filter: EventFilter) -> EventStream {
         EventStream::new(self.inner.store.clone(), from_seq, filter)
+    }
+
+    /// The pieces of model turns as they stream (text, thinking, tool call arguments),
+    /// from now on, for runs in this process. Ephemeral and lossy by design: a watcher
+    /// that falls behind is told how many pieces it missed, and the run never waits
+    /// for it. What a turn finally said is its `model.turn` event and step.
+    pub fn subscribe_deltas(&self, filter: EventFilter) -> DeltaStream {
+        self.inner.deltas.subscribe(filter)
     }
 
     pub async fn get_request(&self, id: &RequestId) -> Result<Request, HarnessError> {

@@ -363,7 +363,7 @@ async fn crash_mid_call(h: &Harness, tool: &str) -> Request {
         calls: vec![call.clone()],
     };
     let steps = [
-        (StepStatus::Completed, StepBody::ModelTurn { turn }),
+        (StepStatus::Completed, StepBody::model_turn(turn)),
         (
             StepStatus::Started,
             StepBody::ToolCall {

@@ -591,7 +591,7 @@ async fn the_safety_net_repairs_a_stranded_request_visibly() {
         reason: None,
     };
     let commit = harness_store::StepCommit::new(&r.id, &r.session_id, h.now())
-        .insert(step(0, StepStatus::Completed, StepBody::ModelTurn { turn }))
+        .insert(step(0, StepStatus::Completed, StepBody::model_turn(turn)))
         .insert(step(
             1,
             StepStatus::AwaitingApproval,

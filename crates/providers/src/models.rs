@@ -1,14 +1,12 @@
 //! Builds the [`Model`] a workspace's `models.yaml` entry names.
 
 use crate::scripted::ScriptedModel;
-use crate::{Model, ModelError};
-use harness_config::{Provider, Workspace};
+use crate::{AnthropicModel, Model, ModelError, OpenAiModel};
+use harness_config::{ModelConfig, Provider, Workspace};
 use std::sync::Arc;
 
-/// The model called `model_name` in `workspace`.
-///
-/// Only `scripted` exists so far; HTTP providers are refused with a
-/// [`ModelError::Config`] rather than faked.
+/// The model called `model_name` in `workspace`. HTTP providers read their key from
+/// the environment variable `api_key_env` names, now.
 pub fn build_model(workspace: &Workspace, model_name: &str) -> Result<Arc<dyn Model>, ModelError> {
     let config = workspace.models.get(model_name).ok_or_else(|| {
         ModelError::Config(format!(
@@ -26,13 +24,32 @@ pub fn build_model(workspace: &Workspace, model_name: &str) -> Result<Arc<dyn Mo
             let model = ScriptedModel::from_file_labeled(&path, &script.display().to_string())?;
             Ok(Arc::new(model))
         }
-        Provider::Openai => Err(not_built("openai")),
-        Provider::Anthropic => Err(not_built("anthropic")),
+        Provider::Openai => {
+            let key = api_key(model_name, config, |n| std::env::var(n).ok())?;
+            Ok(Arc::new(OpenAiModel::new(model_name, config, key)?))
+        }
+        Provider::Anthropic => {
+            let key = api_key(model_name, config, |n| std::env::var(n).ok())?;
+            Ok(Arc::new(AnthropicModel::new(model_name, config, key)?))
+        }
     }
 }
 
-fn not_built(provider: &str) -> ModelError {
-    ModelError::Config(format!(
-        "provider `{provider}` is not built yet (HTTP providers come with a later issue); use `scripted`"
-    ))
+/// The key `api_key_env` names, read with `env`; an error names the variable (never
+/// a value) when it is unset or empty.
+pub fn api_key(
+    model_name: &str,
+    config: &ModelConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ModelError> {
+    let Some(var) = config.api_key_env.as_deref() else {
+        return Ok(None);
+    };
+    match env(var) {
+        Some(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+        _ => Err(ModelError::Config(format!(
+            "model `{model_name}`: the environment variable {var} (its `api_key_env`) is not set; \
+             export it in the environment of the process that runs the agents"
+        ))),
+    }
 }

@@ -18,7 +18,7 @@
 //!         repeat: 500            # played 500 times in a row
 //! ```
 
-use crate::{BoxFuture, Model, ModelError, ModelRequest};
+use crate::{BoxFuture, Model, ModelError, ModelReply, ModelRequest};
 use harness_core::{CallId, Message, ModelTurn, Role, ToolCall};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -160,14 +160,14 @@ impl Model for ScriptedModel {
     fn complete<'a>(
         &'a self,
         req: ModelRequest<'a>,
-    ) -> BoxFuture<'a, Result<ModelTurn, ModelError>> {
+    ) -> BoxFuture<'a, Result<ModelReply, ModelError>> {
         let next = self.next_turn(req.agent, req.messages);
         Box::pin(async move {
             let (turn, latency) = next?;
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            Ok(turn)
+            Ok(ModelReply::bare(turn))
         })
     }
 }

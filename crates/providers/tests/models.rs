@@ -1,4 +1,4 @@
-//! `build_model`: scripted models load their script; HTTP providers are refused honestly.
+//! `build_model`: scripted models load their script; HTTP providers need their key.
 
 use harness_config::{ModelsFile, Workspace, WorkspaceFile, from_yaml};
 use harness_providers::{ModelError, ScriptedModel, build_model};
@@ -7,7 +7,7 @@ use std::path::Path;
 fn workspace(root: &Path) -> Workspace {
     let models: ModelsFile = from_yaml(
         "models:\n  demo: {provider: scripted, script: resources/scripts/demo.yaml}\n  \
-         gpt: {provider: openai, model: gpt-4o, api_key_env: OPENAI_API_KEY}\n  \
+         gpt: {provider: openai, model: gpt-4o, api_key_env: HARNESS_TEST_UNSET_KEY}\n  \
          claude: {provider: anthropic, model: claude}\n  \
          lost: {provider: scripted, script: resources/scripts/missing.yaml}\n",
         Path::new("models.yaml"),
@@ -35,7 +35,7 @@ fn config_error(result: Result<impl Sized, ModelError>) -> String {
 }
 
 #[test]
-fn builds_scripted_models_and_refuses_http_providers() {
+fn builds_scripted_and_http_models() {
     let dir = tempfile::tempdir().unwrap();
     let scripts = dir.path().join("resources/scripts");
     std::fs::create_dir_all(&scripts).unwrap();
@@ -47,11 +47,17 @@ fn builds_scripted_models_and_refuses_http_providers() {
     let ws = workspace(dir.path());
 
     assert!(build_model(&ws, "demo").is_ok());
+    // The test process does not have the key `gpt` names.
+    assert!(std::env::var_os("HARNESS_TEST_UNSET_KEY").is_none());
     assert_eq!(
         config_error(build_model(&ws, "gpt")),
-        "provider `openai` is not built yet (HTTP providers come with a later issue); use `scripted`"
+        "model `gpt`: the environment variable HARNESS_TEST_UNSET_KEY (its `api_key_env`) is not \
+         set; export it in the environment of the process that runs the agents"
     );
-    assert!(config_error(build_model(&ws, "claude")).contains("`anthropic` is not built yet"));
+    assert!(
+        build_model(&ws, "claude").is_ok(),
+        "no key asked for, none needed"
+    );
     assert!(config_error(build_model(&ws, "lost")).contains("resources/scripts/missing.yaml"));
     assert!(config_error(build_model(&ws, "nope")).contains("`nope`"));
 }

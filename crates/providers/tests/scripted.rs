@@ -41,8 +41,9 @@ async fn play(
         request_id: &request_id,
         messages,
         tools: &[],
+        deltas: None,
     };
-    model.complete(req).await
+    model.complete(req).await.map(|r| r.turn)
 }
 
 /// Appends the turn and a tool result per call, as the engine would.

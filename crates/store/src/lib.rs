@@ -22,6 +22,7 @@ mod steps;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 mod tree;
+mod usage;
 mod views;
 mod workers;
 mod writer;

@@ -819,6 +819,7 @@ fn model_turn(
     let body = EventBody::ModelTurn {
         step: idx,
         turn: turn.clone(),
+        info: None,
     };
     e.event(at, id.as_str(), ses, body)?;
     e.step(&Step {
@@ -828,7 +829,7 @@ fn model_turn(
         status: StepStatus::Completed,
         started_at: Timestamp(at - 400),
         finished_at: Some(Timestamp(at)),
-        body: StepBody::ModelTurn { turn },
+        body: StepBody::model_turn(turn),
     })
 }
 

@@ -22,10 +22,14 @@ fn step(r: &Request, idx: u32, at: Timestamp) -> StepCommit {
             status: StepStatus::Completed,
             started_at: at,
             finished_at: Some(at),
-            body: StepBody::ModelTurn { turn: turn.clone() },
+            body: StepBody::model_turn(turn.clone()),
         })
         .count_step()
-        .event(EventBody::ModelTurn { step: idx, turn })
+        .event(EventBody::ModelTurn {
+            step: idx,
+            turn,
+            info: None,
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! this process when no worker holds the workspace, printing its events as they
 //! commit; otherwise the worker continues it and we say so.
 
+use crate::live::Live;
 use crate::output::{self, BOLD, DIM, GREEN, YELLOW, line, paint, status_style};
 use anyhow::{Context, Result};
 use harness_core::*;
@@ -60,7 +61,8 @@ pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) ->
             print_event(e)
         }
     };
-    match run_in_process(h, root, from, print).await? {
+    let live = crate::live::Live::on_terminal(h, &root.session_id, json);
+    match run_in_process(h, root, from, live, print).await? {
         // A worker started meanwhile and took the workspace: it continues the run.
         Err(HarnessError::Locked(_)) => Ok(Continued {
             handled_by: h.worker_holder().map(worker).unwrap_or(HandledBy::Worker {
@@ -85,11 +87,13 @@ pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) ->
 /// not kill it mid-step, so SIGPIPE is ignored from here on (output to a closed
 /// pipe is dropped). Ctrl-C (or SIGTERM) stops the run hard: running tools are
 /// terminated, their calls recorded as interrupted, and the request goes back on
-/// the queue, which [`report`]/[`interrupted`] then say.
+/// the queue, which [`report`]/[`interrupted`] then say. With `live`, the model
+/// turns' pieces are printed as they stream, between the event lines.
 pub async fn run_in_process(
     h: &Harness,
     root: &Request,
     from: i64,
+    mut live: Option<Live>,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Result<Request, HarnessError>> {
     // SAFETY: setting a signal disposition has no memory effects.
@@ -106,15 +110,26 @@ pub async fn run_in_process(
             ..Default::default()
         },
     );
+    let mut event = |e: &Event, live: &mut Option<Live>| {
+        if let Some(l) = live {
+            l.close_line();
+        }
+        on_event(e)
+    };
     let outcome = loop {
         tokio::select! {
             done = &mut runner => break done.context("the in-process worker failed")?,
-            e = events.next() => on_event(&e?),
+            e = events.next() => event(&e?, &mut live),
+            d = Live::next(&mut live) => live.as_mut().expect("a piece comes from a watcher").show(d),
             () = signals.next() => h.abort(),
         }
     };
     while let Some(e) = events.try_next().await? {
-        on_event(&e);
+        event(&e, &mut live);
+    }
+    // A turn cut short (Ctrl-C) leaves its line open: end it before the report.
+    if let Some(l) = &mut live {
+        l.close_line();
     }
     Ok(outcome)
 }

@@ -95,6 +95,10 @@ struct Shown {
     session: Session,
     /// Newest first, delegated children included (they carry `parent_id`).
     requests: Vec<Request>,
+    /// Tokens of every model turn of the session (all its requests, not only those shown).
+    usage: UsageTotals,
+    /// Tokens of each request shown that used any (its own turns).
+    request_usage: std::collections::BTreeMap<RequestId, UsageTotals>,
 }
 
 async fn show(ctx: &Ctx, id: &str, limit: usize) -> Result<ExitCode> {
@@ -108,10 +112,15 @@ async fn show(ctx: &Ctx, id: &str, limit: usize) -> Result<ExitCode> {
             ..Default::default()
         })
         .await?;
+    let usage = h.store().session_usage(&session.id).await?;
+    let ids = requests.iter().map(|r| r.id.clone()).collect();
+    let request_usage = h.store().request_usage(ids).await?.into_iter().collect();
     let s = Shown {
         now: h.now(),
         session,
         requests,
+        usage,
+        request_usage,
     };
     if ctx.json {
         output::print_json(&s)?;
@@ -130,17 +139,28 @@ fn show_lines(s: &Shown) -> Vec<String> {
             paint(
                 DIM,
                 format!(
-                    "· {} requests · {} active · created {} · last activity {}",
+                    "· {} requests · {} active · created {} · last activity {}{}",
                     x.requests,
                     x.active_requests,
                     ago(s.now, x.created_at),
-                    ago(s.now, x.last_activity_at)
+                    ago(s.now, x.last_activity_at),
+                    if s.usage.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" · {}", output::tokens(&s.usage))
+                    }
                 )
             )
         ),
         String::new(),
     ];
-    let mut t = Table::new(&["REQUEST", "AGENT", "STATUS", "STEPS", "CREATED", "DETAIL"]);
+    // A tokens column only for sessions whose models report usage (not scripted ones).
+    let mut headers = vec!["REQUEST", "AGENT", "STATUS", "STEPS"];
+    if !s.request_usage.is_empty() {
+        headers.push("TOKENS IN/OUT");
+    }
+    headers.extend(["CREATED", "DETAIL"]);
+    let mut t = Table::new(&headers);
     for r in s.requests.iter().filter(|r| r.parent_id.is_none()) {
         add_row(&mut t, s, r, 0);
     }
@@ -163,14 +183,24 @@ fn add_row(t: &mut Table, s: &Shown, r: &Request, depth: usize) {
         0 => String::new(),
         d => format!("{}↳ ", "  ".repeat(d - 1)),
     };
-    t.row(vec![
+    let mut row = vec![
         cell(format!("{indent}{}", r.id)),
         cell(&r.agent),
         styled(status_style(r.status), r.status.as_str()),
         cell(r.steps.to_string()),
-        dim(ago(s.now, r.created_at)),
-        cell(detail(r)),
-    ]);
+    ];
+    if !s.request_usage.is_empty() {
+        row.push(match s.request_usage.get(&r.id) {
+            Some(u) => cell(format!(
+                "{}/{}",
+                output::thousands(u.input_tokens),
+                output::thousands(u.output_tokens)
+            )),
+            None => dim("-"),
+        });
+    }
+    row.extend([dim(ago(s.now, r.created_at)), cell(detail(r))]);
+    t.row(row);
     let mut children: Vec<&Request> = s
         .requests
         .iter()

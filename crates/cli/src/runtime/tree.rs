@@ -26,6 +26,8 @@ pub struct RequestTree {
     pub approvals: Vec<Approval>,
     /// Every artifact of this request (those a step produced also appear under it).
     pub artifacts: Vec<Artifact>,
+    /// Tokens of this request's own model turns (a delegated child's are in its tree).
+    pub usage: UsageTotals,
 }
 
 #[derive(Serialize)]
@@ -65,6 +67,11 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             })
             .await?;
         let artifacts = store.artifacts(&id).await?;
+        let usage = store
+            .request_usage(vec![id.clone()])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         let made = made_by_steps(&steps, &artifacts);
         let mut nodes = Vec::with_capacity(steps.len());
         for (step, made) in steps.into_iter().zip(made) {
@@ -79,18 +86,27 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             steps: nodes,
             approvals,
             artifacts,
+            usage,
         })
     })
 }
 
 /// The artifact each step stored, by position: versions of a name are numbered in
 /// the order they were written, so the k-th call that stored `name` made its k-th
-/// committed version.
+/// committed version. A model turn's is its raw response, by id.
 fn made_by_steps(steps: &[Step], artifacts: &[Artifact]) -> Vec<Vec<Artifact>> {
     let mut seen: std::collections::HashMap<&str, usize> = Default::default();
     steps
         .iter()
         .map(|step| {
+            if let StepBody::ModelTurn { info, .. } = &step.body {
+                let raw = info.raw_artifact.as_ref();
+                return artifacts
+                    .iter()
+                    .filter(|a| Some(&a.id) == raw)
+                    .cloned()
+                    .collect();
+            }
             let StepBody::ToolCall {
                 outcome:
                     Some(ToolOutcome {
@@ -196,9 +212,40 @@ fn header(t: &RequestTree, indent: &str) -> String {
         paint(status_style(r.status), r.status.as_str()),
         paint(
             DIM,
-            format!(" · {} steps · attempt {}{took}", r.steps, r.attempt)
+            format!(
+                " · {} steps · attempt {}{took}{}",
+                r.steps,
+                r.attempt,
+                tree_tokens(t)
+            )
         )
     )
+}
+
+/// ` · tokens …` for a request that used any (its own, and with what it delegated
+/// when that used some too); nothing otherwise.
+fn tree_tokens(t: &RequestTree) -> String {
+    let total = total_usage(t);
+    if total.is_empty() {
+        return String::new();
+    }
+    let own = output::tokens(&t.usage);
+    if total == t.usage {
+        format!(" · {own}")
+    } else {
+        format!(" · {} with delegated", output::tokens(&total))
+    }
+}
+
+fn total_usage(t: &RequestTree) -> UsageTotals {
+    let mut sum = t.usage;
+    for child in t.steps.iter().filter_map(|n| n.child.as_deref()) {
+        let c = total_usage(child);
+        sum.input_tokens += c.input_tokens;
+        sum.output_tokens += c.output_tokens;
+        sum.turns += c.turns;
+    }
+    sum
 }
 
 fn steps(t: &RequestTree, indent: &str, now: Timestamp, out: &mut Vec<String>) {
@@ -232,7 +279,7 @@ fn steps(t: &RequestTree, indent: &str, now: Timestamp, out: &mut Vec<String>) {
 fn step_line(n: &StepNode, indent: &str) -> String {
     let s = &n.step;
     let (name, summary) = match &s.body {
-        StepBody::ModelTurn { turn } => ("model".to_string(), turn_summary(turn)),
+        StepBody::ModelTurn { turn, info } => ("model".to_string(), turn_summary(turn, info)),
         StepBody::ToolCall {
             call,
             outcome,
@@ -265,14 +312,28 @@ fn step_style(s: StepStatus) -> anstyle::Style {
     }
 }
 
-fn turn_summary(turn: &ModelTurn) -> String {
-    match turn {
+fn turn_summary(turn: &ModelTurn, info: &TurnInfo) -> String {
+    let said = match turn {
         ModelTurn::Text { text } => format!("answer: {}", output::clip(text, 80)),
         ModelTurn::ToolCalls { calls, .. } => {
             let names: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
             format!("calls {}", names.join(", "))
         }
+    };
+    let mut how = Vec::new();
+    if let Some(u) = &info.usage {
+        how.push(output::turn_tokens(u));
     }
+    if info.stop_reason == Some(StopReason::MaxTokens) {
+        how.push("cut at max_tokens".to_string());
+    }
+    if let Some(n) = info.attempts.filter(|n| *n > 1) {
+        how.push(format!("{n} attempts"));
+    }
+    if how.is_empty() {
+        return said;
+    }
+    format!("{said} {}", paint(DIM, format!("· {}", how.join(" · "))))
 }
 
 fn call_summary(

@@ -289,6 +289,7 @@ impl Run {
         let turn = self.steps.iter().rev().find_map(|s| match &s.body {
             StepBody::ModelTurn {
                 turn: ModelTurn::ToolCalls { calls, .. },
+                ..
             } => Some(calls),
             _ => None,
         })?;

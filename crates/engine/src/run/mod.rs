@@ -353,5 +353,6 @@ fn placeholder_agent() -> AgentConfig {
         tools: vec![],
         delegates: vec![],
         max_steps: 0,
+        context: Default::default(),
     }
 }

@@ -4,7 +4,7 @@
 use super::{Flow, Outcome, Run, calls::tool_body};
 use harness_config::{ApprovalPolicy, Builtin};
 use harness_core::*;
-use harness_providers::{ModelRequest, ToolSpec};
+use harness_providers::{DeltaSink, ModelReply, ModelRequest, ToolSpec};
 use harness_store::StepCommit;
 
 impl Run {
@@ -15,34 +15,76 @@ impl Run {
             Err(e) => return Err(self.fail(e.to_string()).await),
         };
         let specs = self.tool_specs();
+        let idx = self.next_idx();
+        let sink = self.h.inner.deltas.sink(
+            &self.req.id,
+            &self.req.session_id,
+            &self.agent.name,
+            idx,
+            self.h.redactor(),
+        );
+        let messages = crate::context::fit(&self.messages, &self.agent.context);
+        let started_at = self.h.now();
         let asked = model.complete(ModelRequest {
             agent: &self.agent.name,
             request_id: &self.req.id,
-            messages: &self.messages,
+            messages: &messages,
             tools: &specs,
+            deltas: Some(&sink as &dyn DeltaSink),
         });
-        // Cancel or abort drops the call in flight: nothing is recorded, and a
-        // later run asks the model again.
-        let turn = tokio::select! {
-            turn = asked => turn,
+        // Cancel or abort drops the call in flight (an HTTP call's connection is
+        // closed): nothing is recorded, and a later run asks the model again.
+        let reply = tokio::select! {
+            reply = asked => reply,
             () = self.cancel.cancelled() => return Err(self.interruption()),
         };
-        let turn = match turn {
-            Ok(t) => t,
+        let ModelReply {
+            turn,
+            mut info,
+            raw,
+        } = match reply {
+            Ok(r) => r,
             Err(e) => return Err(self.fail(e.to_string()).await),
         };
-        let step = self.new_step(
+        let mut artifacts = vec![];
+        if let Some(raw) = raw {
+            // Evidence, not a result: a failure to keep it costs the turn nothing.
+            let name = format!("model-turn-{idx}.{}", raw.extension);
+            match self.h.inner.store.write_artifact_file(
+                &self.req.id,
+                &self.req.session_id,
+                &name,
+                &raw.media_type,
+                &raw.bytes,
+                self.h.now(),
+            ) {
+                Ok(a) => {
+                    info.raw_artifact = Some(a.id.clone());
+                    artifacts.push(a);
+                }
+                Err(e) => {
+                    tracing::warn!(request = %self.req.id, error = %e, "could not keep a raw model response")
+                }
+            }
+        }
+        let mut step = self.new_step(
             StepStatus::Completed,
-            StepBody::ModelTurn { turn: turn.clone() },
+            StepBody::ModelTurn {
+                turn: turn.clone(),
+                info: info.clone(),
+            },
         );
+        step.started_at = started_at;
         let next_idx = step.idx + 1;
         let mut c = self
             .commit_for()
             .event(EventBody::ModelTurn {
                 step: step.idx,
                 turn: turn.clone(),
+                info: (!info.is_empty()).then(|| Box::new(info)),
             })
-            .count_step();
+            .count_step()
+            .artifacts(artifacts);
         if let ModelTurn::Text { text } = &turn {
             // The final answer and the request's completion are one commit.
             c = c.output(text).event(EventBody::RequestCompleted {
@@ -62,7 +104,6 @@ impl Run {
         }
         Ok(())
     }
-
     /// Adds `call`'s `started` row (and event) to commit `c` when the call can run
     /// right away — a known tool of this agent, valid arguments, no approval, not a
     /// delegation, the worker not stopping — so each step costs one commit. The row

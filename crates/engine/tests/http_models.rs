@@ -1,0 +1,260 @@
+//! Agents on an HTTP model (a local server speaking the OpenAI wire format) through
+//! the library API: streamed turns become durable steps with what the model
+//! returned, watchers see the pieces as they come, a cancel drops the call in
+//! flight, a refusal fails the request, the context budget bounds what is sent.
+
+use harness_core::*;
+use harness_engine::{DeltaItem, Harness, WorkerOptions, run_until_settled};
+use harness_fake_provider::{FakeProvider, Reply, openai};
+use std::time::{Duration, Instant};
+
+fn fast() -> WorkerOptions {
+    WorkerOptions {
+        poll: Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+/// The demo workspace plus a model `local` on `server` and an agent `helper` using it.
+fn workspace(server: &FakeProvider, agent_extra: &str) -> (tempfile::TempDir, Harness) {
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    let models = dir.path().join("config/models.yaml");
+    let text = std::fs::read_to_string(&models).unwrap().replace(
+        "models:\n",
+        &format!(
+            "models:\n  local:\n    provider: openai\n    model: test-model\n    base_url: {}\n    \
+             retry: {{initial_backoff: 5ms}}\n",
+            server.openai_base_url()
+        ),
+    );
+    std::fs::write(models, text).unwrap();
+    std::fs::write(
+        dir.path().join("config/agents/helper.yaml"),
+        format!(
+            "name: helper\nmodel: local\nsystem_prompt: Be brief.\n\
+             tools: [write_file, list_files]\n{agent_extra}"
+        ),
+    )
+    .unwrap();
+    let h = Harness::open(dir.path()).unwrap();
+    (dir, h)
+}
+
+fn session() -> SessionId {
+    SessionId::parse("s1").unwrap()
+}
+
+#[tokio::test]
+async fn a_streamed_turn_runs_its_calls_and_records_what_the_model_returned() {
+    let server = FakeProvider::spawn();
+    let first = openai::Turn::new("test-model-v1")
+        .text("Writing ")
+        .text("it.")
+        .call(
+            0,
+            "call_a",
+            "write_file",
+            &["{\"path\": \"n.md\", ", "\"content\": \"hi\"}"],
+        )
+        .call(1, "call_b", "list_files", &["{}"])
+        .finish("tool_calls")
+        .usage(100, 20);
+    let raw_first: String = first.events().concat() + "data: [DONE]\n\n";
+    server.push(Reply::raw_sse(raw_first.as_bytes(), 64));
+    server.push(
+        openai::Turn::new("test-model-v1")
+            .text("Done.")
+            .finish("stop")
+            .usage(150, 3)
+            .reply(),
+    );
+    let (dir, h) = workspace(&server, "");
+    let mut deltas = h.subscribe_deltas(EventFilter {
+        session_id: Some(session()),
+        ..Default::default()
+    });
+    let req = h
+        .request(Some(session()), "helper", "write a note")
+        .await
+        .unwrap();
+    let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed, "{r:?}");
+    assert_eq!(r.output.as_deref(), Some("Done."));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("work/n.md")).unwrap(),
+        "hi"
+    );
+
+    let steps = h.store().steps(&req.id).await.unwrap();
+    assert_eq!(steps.len(), 4, "{steps:#?}");
+    let StepBody::ModelTurn { turn, info } = &steps[0].body else {
+        panic!("{:?}", steps[0].body)
+    };
+    let ModelTurn::ToolCalls { text, calls } = turn else {
+        panic!("{turn:?}")
+    };
+    assert_eq!(text, "Writing it.");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(info.provider, "openai");
+    assert_eq!(info.model, "test-model-v1");
+    assert_eq!(info.stop_reason, Some(StopReason::ToolUse));
+    assert_eq!(info.usage.unwrap().input_tokens, 100);
+    assert_eq!(info.provider_call_ids[&calls[0].call_id], "call_a");
+    // The raw response is an artifact the turn refers to, byte for byte.
+    let artifacts = h.store().artifacts(&req.id).await.unwrap();
+    let raw = artifacts
+        .iter()
+        .find(|a| Some(&a.id) == info.raw_artifact.as_ref())
+        .expect("the raw response is kept");
+    assert_eq!(raw.name, "model-turn-0.sse");
+    assert_eq!(raw.media_type, "text/event-stream");
+    assert_eq!(
+        std::fs::read_to_string(h.store().artifact_path(raw)).unwrap(),
+        raw_first
+    );
+    for (i, tool) in [(1, "write_file"), (2, "list_files")] {
+        assert!(
+            matches!(&steps[i].body, StepBody::ToolCall { call, outcome: Some(o), .. } if call.tool == tool && o.ok),
+            "{:?}",
+            steps[i]
+        );
+    }
+    assert!(
+        matches!(&steps[3].body, StepBody::ModelTurn { info, .. } if info.usage.unwrap().output_tokens == 3)
+    );
+
+    // The second call carried the provider's own ids for the calls and their results.
+    let sent = server.received()[1].json();
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["content"], "Be brief.");
+    assert_eq!(messages[2]["tool_calls"][0]["id"], "call_a");
+    assert_eq!(messages[3]["tool_call_id"], "call_a");
+    assert_eq!(messages[4]["tool_call_id"], "call_b");
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 2);
+
+    // The model.turn event says what it cost and why it stopped.
+    let events = h
+        .store()
+        .events_after(0, EventFilter::default(), 100)
+        .await
+        .unwrap();
+    let turn_event = events
+        .iter()
+        .find(|e| e.kind == EventKind::ModelTurn)
+        .unwrap();
+    assert_eq!(turn_event.payload["usage"]["input_tokens"], 100);
+    assert_eq!(turn_event.payload["stop_reason"], "tool_use");
+    assert_eq!(turn_event.payload["raw_artifact"], raw.id.as_str());
+
+    // Watchers saw both turns as they streamed, each piece tagged with its step.
+    let mut seen = Vec::new();
+    while let Some(DeltaItem::Delta(d)) = deltas.try_next() {
+        assert_eq!(d.request_id, req.id);
+        seen.push((d.step, d.delta.clone()));
+    }
+    let text_of = |step: u32| -> String {
+        seen.iter()
+            .filter(|(s, _)| *s == step)
+            .filter_map(|(_, d)| match d {
+                ModelDelta::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(text_of(0), "Writing it.");
+    assert_eq!(text_of(3), "Done.");
+    assert!(seen.iter().any(|(s, d)| *s == 0
+        && matches!(d, ModelDelta::ToolCall { name: Some(n), .. } if n == "list_files")));
+    let last_of_first = seen.iter().rposition(|(s, _)| *s == 0).unwrap();
+    assert!(seen[last_of_first..].iter().skip(1).all(|(s, _)| *s == 3));
+}
+
+#[tokio::test]
+async fn cancelling_mid_stream_drops_the_call_and_records_nothing() {
+    let server = FakeProvider::spawn();
+    let mut turn = openai::Turn::new("m");
+    for i in 0..200 {
+        turn = turn.text(&format!("{i} "));
+    }
+    server.push(turn.finish("stop").reply().paced(Duration::from_millis(25)));
+    let (_dir, h) = workspace(&server, "");
+    let mut deltas = h.subscribe_deltas(EventFilter::default());
+    let req = h.request(Some(session()), "helper", "count").await.unwrap();
+    let (h2, id) = (h.clone(), req.id.clone());
+    let run = tokio::spawn(async move { run_until_settled(&h2, &id, fast()).await });
+    // Once the stream is flowing, cancel the request.
+    let first = tokio::time::timeout(Duration::from_secs(5), deltas.next())
+        .await
+        .expect("a delta")
+        .unwrap();
+    assert!(matches!(first, DeltaItem::Delta(_)));
+    h.cancel(&req.id, "alice", Some("enough")).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the run ends promptly")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Cancelled);
+    assert!(
+        h.store().steps(&req.id).await.unwrap().is_empty(),
+        "no half turn"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.abandoned() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.abandoned(), 1, "the HTTP call was aborted");
+    assert_eq!(server.finished(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_call_fails_the_request_with_the_providers_message() {
+    let server = FakeProvider::spawn();
+    server.push(Reply::error(
+        404,
+        openai::error_body(
+            "The model `test-model` does not exist",
+            "invalid_request_error",
+        ),
+    ));
+    let (_dir, h) = workspace(&server, "");
+    let req = h.request(Some(session()), "helper", "hi").await.unwrap();
+    let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Failed);
+    let error = r.error.unwrap();
+    assert!(error.contains("model `local`"), "{error}");
+    assert!(error.contains("HTTP 404"), "{error}");
+    assert!(
+        error.contains("The model `test-model` does not exist"),
+        "{error}"
+    );
+    assert_eq!(server.received().len(), 1, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn the_context_budget_bounds_what_the_model_is_sent() {
+    let server = FakeProvider::spawn();
+    let long = "x".repeat(3000);
+    server.push(openai::Turn::new("m").text(&long).finish("stop").reply());
+    server.push(openai::Turn::new("m").text("short").finish("stop").reply());
+    let (_dir, h) = workspace(&server, "context: {max_bytes: 2000}\n");
+    for input in ["first question", "second question"] {
+        let req = h.request(Some(session()), "helper", input).await.unwrap();
+        let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
+        assert_eq!(r.status, RequestStatus::Completed);
+    }
+    let sent = server.received()[1].json();
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    let input = messages[1]["content"].as_str().unwrap();
+    assert!(
+        input.starts_with("[agent-harness: 2 earlier messages"),
+        "{input}"
+    );
+    assert!(input.ends_with("second question"), "{input}");
+    assert!(
+        !sent.to_string().contains(&long),
+        "the old answer was left out"
+    );
+}
