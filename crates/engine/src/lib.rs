@@ -7,7 +7,6 @@
 
 mod error;
 mod health;
-mod lock;
 mod redact;
 mod run;
 mod runs;
@@ -16,8 +15,7 @@ mod worker;
 
 pub use error::HarnessError;
 pub use harness_config::Workspace;
-pub use harness_store::{PruneReport, Store, StoreError, StoreStats, StuckRequest};
-pub use lock::LockHolder;
+pub use harness_store::{LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest};
 pub use redact::SecretEnv;
 pub use subscribe::EventStream;
 pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
@@ -111,11 +109,8 @@ impl Harness {
             durability,
             new_store: opts.new_store,
         };
-        let store = if create {
-            Store::open(&dir, store_opts)?
-        } else {
-            Store::open_existing(&dir, store_opts)?
-        };
+        let config = harness_store::StoreConfig::Sqlite { dir };
+        let store = Store::open_config(&config, store_opts, create)?;
         let redactor = redact::Secrets::for_workspace(&workspace, opts.secret_env.as_ref());
         let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
             inner: Arc::new(harness_providers::tools::WorkspaceTools::new(
@@ -305,7 +300,7 @@ impl Harness {
         let store = &self.inner.store;
         if vacuum
             && !dry_run
-            && let Some(w) = self.worker_holder()
+            && let Some(w) = self.worker_holder().await?
         {
             return Err(HarnessError::Locked(format!(
                 "--vacuum rewrites the whole store and blocks every commit until it is done, \

@@ -3,11 +3,11 @@
 
 use crate::query::Query;
 use crate::rows::{self, APPROVAL_COLS};
-use crate::{Store, StoreError, events, tree};
+use crate::{SqliteStore, StoreError, events, tree};
 use harness_core::*;
 use rusqlite::{Connection, OptionalExtension, params};
 
-impl Store {
+impl SqliteStore {
     /// Resolves a pending approval and makes its request runnable again, atomically.
     /// Refused (nothing changed) if the approval is not pending, expired, or does not
     /// belong to the given request and session.

@@ -107,6 +107,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Artifact(String),
+    /// Another worker holds the store ([`crate::Store::lock_worker`]).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl StoreError {

@@ -8,7 +8,7 @@
 //! consistent; health reports what this finds as failing until it is repaired.
 
 use crate::tree::{self, Settle};
-use crate::{Store, StoreError, events};
+use crate::{SqliteStore, StoreError, events};
 use harness_core::*;
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -85,7 +85,7 @@ pub struct Recovery {
     pub failed: Vec<RequestId>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Puts every request left `running` by a dead worker back on the queue (its
     /// `attempt` goes up by one), or fails it once it has been started
     /// `max_attempts` times. Only sound while this process holds the workspace lock.
@@ -309,7 +309,7 @@ fn requeue_or_fail(
     Ok(true)
 }
 
-impl Store {
+impl SqliteStore {
     /// Fails every active request of `id`'s tree (from its root), e.g. after its
     /// run panicked; returns the requests it moved.
     pub async fn fail_tree(

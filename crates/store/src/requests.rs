@@ -2,7 +2,7 @@
 
 use crate::query::Query;
 use crate::rows::{self, REQUEST_COLS};
-use crate::{Store, StoreError, events, tree};
+use crate::{SqliteStore, StoreError, events, tree};
 use harness_core::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::time::Duration;
@@ -33,7 +33,7 @@ const ACTIVE: &str = "('queued','running','waiting_approval')";
 pub(crate) const WAITING_FIRST_START: &str =
     "status = 'queued' AND parent_id IS NULL AND started_at IS NULL";
 
-impl Store {
+impl SqliteStore {
     /// Admits a request (status `queued`), or refuses it at once: queue full, session busy.
     pub async fn admit(
         &self,

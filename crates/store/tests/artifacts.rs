@@ -32,7 +32,7 @@ async fn running() -> (tempfile::TempDir, Store, Request) {
 /// Writes `name` with `bytes` and commits its row, as a run does.
 async fn write(store: &Store, req: &Request, name: &str, bytes: &[u8]) -> Artifact {
     let a = store
-        .write_artifact_file(
+        .put_artifact(
             &req.id,
             &req.session_id,
             name,
@@ -40,6 +40,7 @@ async fn write(store: &Store, req: &Request, name: &str, bytes: &[u8]) -> Artifa
             bytes,
             Timestamp(3),
         )
+        .await
         .unwrap();
     let commit = StepCommit::new(&req.id, &req.session_id, Timestamp(3)).artifacts(vec![a.clone()]);
     store.commit_step(commit).await.unwrap();
@@ -65,7 +66,6 @@ async fn writing_a_name_twice_keeps_both_versions() {
     );
     assert_eq!((first.version, second.version, other.version), (1, 2, 1));
     assert_ne!(first.id, second.id);
-    assert_ne!(store.artifact_path(&first), store.artifact_path(&second));
     for (a, bytes) in [
         (&first, &b"first draft"[..]),
         (&second, b"final"),
@@ -73,7 +73,11 @@ async fn writing_a_name_twice_keeps_both_versions() {
     ] {
         let row = listed.iter().find(|r| r.id == a.id).expect("row kept");
         assert_eq!(row, a);
-        let stored = std::fs::read(store.artifact_path(row)).unwrap();
+        let stored = store
+            .read_artifact(row)
+            .await
+            .unwrap()
+            .expect("contents kept");
         assert_eq!(stored, bytes, "{} v{}", row.name, row.version);
         assert_eq!(row.sha256, hex::encode(Sha256::digest(&stored)));
     }
@@ -93,7 +97,7 @@ async fn names_cannot_escape_the_request_folder() {
         "../../harness.db",
     ] {
         let err = store
-            .write_artifact_file(
+            .put_artifact(
                 &req.id,
                 &req.session_id,
                 bad,
@@ -101,16 +105,25 @@ async fn names_cannot_escape_the_request_folder() {
                 b"x",
                 Timestamp(3),
             )
+            .await
             .unwrap_err();
         assert!(err.to_string().contains("artifact name"), "{bad:?}: {err}");
     }
-    // Twice the same name twice more: still inside the store's artifact folders.
+    // The same name twice more: every file stays inside the store's artifact folders.
     for _ in 0..2 {
-        let a = write(&store, &req, "report.txt", b"y").await;
-        let path = store.artifact_path(&a);
-        assert!(path.starts_with(dir.path()), "{}", path.display());
-        assert!(path.ends_with("report.txt"), "{}", path.display());
+        write(&store, &req, "report.txt", b"y").await;
     }
+    let mut files = Vec::new();
+    for folder in ["artifacts", "artifact-versions"] {
+        walk(&dir.path().join(folder), &mut files);
+    }
+    assert_eq!(files.len(), 2, "{files:?}");
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains('x') && !n.starts_with("harness.db") && n != "store.json")
+        .collect();
+    assert!(outside.is_empty(), "{outside:?}");
 }
 
 #[tokio::test]
@@ -123,8 +136,9 @@ async fn pruning_a_request_removes_every_version() {
     let report = store.prune(Timestamp(100), false, false).await.unwrap();
     assert_eq!((report.artifacts, report.artifact_bytes), (2, 2));
     for a in [&first, &second] {
-        assert!(
-            !store.artifact_path(a).exists(),
+        assert_eq!(
+            store.read_artifact(a).await.unwrap(),
+            None,
             "v{} left behind",
             a.version
         );
@@ -134,5 +148,16 @@ async fn pruning_a_request_removes_every_version() {
             .unwrap()
             .collect();
         assert!(left.is_empty(), "{folder}: {left:?}");
+    }
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
     }
 }

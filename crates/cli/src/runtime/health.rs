@@ -36,10 +36,9 @@ pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
             match checked {
                 Ok(r) => r,
                 Err(e) => match unusable_store(&e) {
-                    Some(s) => store_failed(
-                        h.now(),
-                        format!("{} is damaged: {s}", h.store().db_path().display()),
-                    ),
+                    Some(s) => {
+                        store_failed(h.now(), format!("{} is damaged: {s}", h.store().location()))
+                    }
                     None => return Err(e.into()),
                 },
             }
