@@ -32,14 +32,20 @@ impl Harness {
         let soon = (limits.approval_ttl / 10).max(Duration::from_secs(60));
         let stats = store.stats(now, now.plus(soon)).await?;
         let store_check = store.health_check(now, deep).await?;
-        let mut checks = vec![check("store", store_check.status, store_check.detail)];
+        let mut checks = vec![check(
+            "store",
+            store_check.status,
+            store_check.detail.clone(),
+        )];
         checks.push(queue_check(&stats, limits));
         checks.push(self.worker_check(now, &stats).await?);
         checks.push(self.stranded_check(now).await?);
         checks.push(self.stuck_check(now, limits.stuck_after).await?);
         checks.push(approvals_check(&stats, now));
         checks.push(disk_check(&self.inner.workspace.store_dir()));
-        Ok(HealthReport::new(now, checks))
+        let mut report = HealthReport::new(now, checks);
+        report.database = store_check.database;
+        Ok(report)
     }
 
     /// Whether a worker runs is read from the workspace lock (the kernel drops it

@@ -100,7 +100,6 @@ impl Harness {
     ) -> Result<Harness, HarnessError> {
         let workspace = harness_config::load(root)?;
         let sqlite = &workspace.stores.sqlite;
-        let dir = workspace.root.join(&sqlite.path);
         let durability = opts.durability.unwrap_or(match sqlite.synchronous {
             harness_config::Durability::Normal => harness_store::Durability::Normal,
             harness_config::Durability::Full => harness_store::Durability::Full,
@@ -109,7 +108,7 @@ impl Harness {
             durability,
             new_store: opts.new_store,
         };
-        let config = harness_store::StoreConfig::Sqlite { dir };
+        let config = store_config(&workspace, opts.secret_env.as_ref(), create)?;
         let store = Store::open_config(&config, store_opts, create)?;
         let redactor = redact::Secrets::for_workspace(&workspace, opts.secret_env.as_ref());
         let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
@@ -310,6 +309,49 @@ impl Harness {
             )));
         }
         Ok(store.prune(cutoff, dry_run, vacuum).await?)
+    }
+}
+
+/// Where `stores.yaml` says the records are. PostgreSQL's URL is read from the
+/// variable it names (with `env`, or this process's environment); it is never
+/// printed.
+fn store_config(
+    ws: &Workspace,
+    env: Option<&SecretEnv>,
+    create: bool,
+) -> Result<harness_store::StoreConfig, HarnessError> {
+    let local = ws.store_dir();
+    match (&ws.stores.backend, &ws.stores.postgres) {
+        (harness_config::StoreBackend::Postgres, Some(pg)) => {
+            let url = match env {
+                Some(f) => f(&pg.url_env),
+                None => std::env::var(&pg.url_env).ok(),
+            }
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| {
+                HarnessError::InvalidInput(format!(
+                    "{}: `backend: postgres` reads the database URL from the environment \
+                     variable {}, which is not set: set it (postgres://USER:PASSWORD@HOST:PORT/DB), \
+                     or set `backend: sqlite`",
+                    harness_config::STORES_FILE,
+                    pg.url_env
+                ))
+            })?;
+            if create {
+                // This host's local runtime files (running commands) still live here.
+                std::fs::create_dir_all(&local).map_err(|e| {
+                    HarnessError::Io(format!("cannot create {}: {e}", local.display()))
+                })?;
+            }
+            Ok(harness_store::StoreConfig::Postgres(
+                harness_store::PgConfig {
+                    url,
+                    pool_size: pg.pool_size,
+                    schema: pg.schema.clone(),
+                },
+            ))
+        }
+        _ => Ok(harness_store::StoreConfig::Sqlite { dir: local }),
     }
 }
 

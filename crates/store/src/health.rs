@@ -27,11 +27,17 @@ pub struct StoreCheck {
     pub status: HealthStatus,
     /// What an operator reads: where the store is, what was found, what to do.
     pub detail: String,
+    /// The database server's facts (PostgreSQL).
+    pub database: Option<harness_core::DatabaseInfo>,
 }
 
 impl StoreCheck {
-    fn new(status: HealthStatus, detail: String) -> StoreCheck {
-        StoreCheck { status, detail }
+    pub(crate) fn new(status: HealthStatus, detail: String) -> StoreCheck {
+        StoreCheck {
+            status,
+            detail,
+            database: None,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod health;
 mod maintenance;
+mod pg;
 mod query;
 mod repair;
 mod requests;
@@ -27,6 +28,7 @@ mod stats;
 mod steps;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
+pub mod testing;
 mod tree;
 mod views;
 mod wakeups;
@@ -38,6 +40,7 @@ pub use artifacts::{MAX_ARTIFACT_BYTES, validate_artifact_name};
 pub use error::StoreError;
 pub use health::{INTEGRITY_EVERY, StoreCheck};
 pub use maintenance::PruneReport;
+pub use pg::PgConfig;
 pub use repair::{Liveness, Problem, Recovery, Repaired, Stranded};
 pub use requests::{Admission, NewRequest};
 pub use sidecar::SIDECAR_FILE;
@@ -48,6 +51,7 @@ pub use wakeups::Wakeups;
 pub use worker_lock::{LockHolder, WorkerLock};
 
 use harness_core::*;
+use pg::PgStore;
 use sqlite::SqliteStore;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +78,8 @@ pub struct StoreOptions {
 pub enum StoreConfig {
     /// A SQLite database in this folder (`harness.db`, its sidecar, artifact files).
     Sqlite { dir: PathBuf },
+    /// A PostgreSQL database (one schema of it).
+    Postgres(PgConfig),
 }
 
 /// A store that [`StoreOptions::new_store`] replaced with a new, empty one.
@@ -94,6 +100,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Calls the same method on whichever backend runs.
@@ -101,6 +108,7 @@ macro_rules! on_backend {
     ($self:expr, $b:ident => $call:expr) => {
         match &$self.backend {
             Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
         }
     };
 }
@@ -133,13 +141,24 @@ impl Store {
         let backend = match config {
             StoreConfig::Sqlite { dir } if create => Backend::Sqlite(SqliteStore::open(dir, opts)?),
             StoreConfig::Sqlite { dir } => Backend::Sqlite(SqliteStore::open_existing(dir, opts)?),
+            StoreConfig::Postgres(_) if opts.new_store => {
+                return Err(StoreError::Io(
+                    "--new-store replaces a damaged SQLite file; a PostgreSQL store is \
+                     restored with the server's own tools"
+                        .into(),
+                ));
+            }
+            StoreConfig::Postgres(pg) => Backend::Postgres(PgStore::open(pg, create)?),
         };
         Ok(Store { backend })
     }
 
     /// What [`StoreOptions::new_store`] replaced, if it did.
     pub fn replaced(&self) -> Option<&Replaced> {
-        on_backend!(self, b => b.replaced())
+        match &self.backend {
+            Backend::Sqlite(b) => b.replaced(),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Where the records are, for messages: the store folder, or a database's host,

@@ -46,7 +46,7 @@ pub struct PruneReport {
 }
 
 impl PruneReport {
-    fn add(&mut self, o: &PruneReport) {
+    pub(crate) fn add(&mut self, o: &PruneReport) {
         self.requests += o.requests;
         self.steps += o.steps;
         self.events += o.events;

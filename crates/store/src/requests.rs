@@ -25,7 +25,7 @@ pub struct Admission {
     pub reject_if_session_busy: bool,
 }
 
-const ACTIVE: &str = "('queued','running','waiting_approval')";
+pub(crate) const ACTIVE: &str = "('queued','running','waiting_approval')";
 
 /// The queue that capacity bounds: admitted root requests not yet started. A
 /// request woken by an approval (or re-queued by recovery) was admitted already

@@ -3,7 +3,8 @@
 //! This process's own commits are published on a `watch` channel right after they
 //! commit. Other processes' commits reach it the way the backend allows: SQLite has
 //! no notifications, so it polls `PRAGMA data_version` (cheap, and it changes only
-//! when another connection commits).
+//! when another connection commits). PostgreSQL is told with LISTEN/NOTIFY
+//! (`pg/wakeups.rs`), and polls only while its listener is down.
 
 use crate::sqlite::SqliteStore;
 use std::time::Duration;
@@ -26,6 +27,9 @@ enum Other {
         store: SqliteStore,
         version: Option<i64>,
     },
+    /// Other processes' commits arrive on `local` through LISTEN; while the
+    /// listener is down, every check says "maybe".
+    Postgres(crate::pg::Listening),
 }
 
 impl Wakeups {
@@ -39,6 +43,16 @@ impl Wakeups {
                 store: store.clone(),
                 version,
             },
+        }
+    }
+
+    pub(crate) fn postgres(
+        local: watch::Receiver<i64>,
+        listening: crate::pg::Listening,
+    ) -> Wakeups {
+        Wakeups {
+            local,
+            other: Other::Postgres(listening),
         }
     }
 
@@ -56,6 +70,7 @@ impl Wakeups {
     /// commits wake it at once, another process's within the backend's polling
     /// interval (SQLite: 100 ms).
     pub async fn changed(&mut self) {
+        let poll = self.poll();
         loop {
             tokio::select! {
                 r = self.local.changed() => {
@@ -66,7 +81,7 @@ impl Wakeups {
                     self.local.borrow_and_update();
                     return;
                 }
-                _ = tokio::time::sleep(SQLITE_POLL) => {
+                _ = tokio::time::sleep(poll) => {
                     if self.check_other().await {
                         return;
                     }
@@ -75,8 +90,18 @@ impl Wakeups {
         }
     }
 
+    /// How often other processes' commits are looked for while waiting.
+    fn poll(&self) -> Duration {
+        match &self.other {
+            Other::Sqlite { .. } => SQLITE_POLL,
+            // Notified: the timer only notices a listener that went down.
+            Other::Postgres(_) => crate::pg::FALLBACK_POLL,
+        }
+    }
+
     async fn check_other(&mut self) -> bool {
         match &mut self.other {
+            Other::Postgres(listening) => !listening.is_up(),
             Other::Sqlite { store, version } => {
                 let Ok(now) = store.data_version().await else {
                     // Unreadable now: say "maybe", so the caller looks for itself.

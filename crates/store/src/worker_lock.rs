@@ -26,6 +26,15 @@ pub struct WorkerLock {
 
 enum Held {
     File(#[allow(dead_code)] File),
+    Postgres(#[allow(dead_code)] crate::pg::PgLock),
+}
+
+impl WorkerLock {
+    pub(crate) fn postgres(lock: crate::pg::PgLock) -> WorkerLock {
+        WorkerLock {
+            _held: Held::Postgres(lock),
+        }
+    }
 }
 
 impl SqliteStore {
