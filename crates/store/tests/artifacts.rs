@@ -1,14 +1,18 @@
 //! Artifacts are immutable: writing a name again makes a new version beside the
-//! first, and every version stays readable with the bytes its row describes.
+//! first, and every version stays readable with the bytes its row describes. On
+//! every backend (SQLite keeps files, PostgreSQL keeps contents in the database).
 
+mod common;
+
+use common::{Backend, Fresh};
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store};
 use sha2::{Digest, Sha256};
 
 /// A store with one running request.
-async fn running() -> (tempfile::TempDir, Store, Request) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+async fn running(b: Backend) -> Option<(Fresh, Store, Request)> {
+    let fresh = b.fresh()?;
+    let store = fresh.store.clone();
     let new = NewRequest {
         id: RequestId::generate(),
         session_id: SessionId::parse("s1").unwrap(),
@@ -26,7 +30,7 @@ async fn running() -> (tempfile::TempDir, Store, Request) {
         .await
         .unwrap()
         .remove(0);
-    (dir, store, req)
+    Some((fresh, store, req))
 }
 
 /// Writes `name` with `bytes` and commits its row, as a run does.
@@ -47,9 +51,16 @@ async fn write(store: &Store, req: &Request, name: &str, bytes: &[u8]) -> Artifa
     a
 }
 
-#[tokio::test]
-async fn writing_a_name_twice_keeps_both_versions() {
-    let (_dir, store, req) = running().await;
+on_both!(
+    writing_a_name_twice_keeps_both_versions,
+    writing_a_name_twice_keeps_both_versions_on_postgres,
+    versions
+);
+
+async fn versions(b: Backend) {
+    let Some((_fresh, store, req)) = running(b).await else {
+        return;
+    };
     let first = write(&store, &req, "report.txt", b"first draft").await;
     let second = write(&store, &req, "report.txt", b"final").await;
     let other = write(&store, &req, "other.txt", b"x").await;
@@ -83,9 +94,16 @@ async fn writing_a_name_twice_keeps_both_versions() {
     }
 }
 
-#[tokio::test]
-async fn names_cannot_escape_the_request_folder() {
-    let (dir, store, req) = running().await;
+on_both!(
+    names_cannot_escape_the_request_folder,
+    names_are_refused_on_postgres,
+    names
+);
+
+async fn names(b: Backend) {
+    let Some((fresh, store, req)) = running(b).await else {
+        return;
+    };
     for bad in [
         "../x",
         "a/b",
@@ -113,6 +131,7 @@ async fn names_cannot_escape_the_request_folder() {
     for _ in 0..2 {
         write(&store, &req, "report.txt", b"y").await;
     }
+    let Some(dir) = &fresh.dir else { return };
     let mut files = Vec::new();
     for folder in ["artifacts", "artifact-versions"] {
         walk(&dir.path().join(folder), &mut files);
@@ -126,9 +145,16 @@ async fn names_cannot_escape_the_request_folder() {
     assert!(outside.is_empty(), "{outside:?}");
 }
 
-#[tokio::test]
-async fn pruning_a_request_removes_every_version() {
-    let (dir, store, req) = running().await;
+on_both!(
+    pruning_a_request_removes_every_version,
+    pruning_a_request_removes_every_version_on_postgres,
+    pruning
+);
+
+async fn pruning(b: Backend) {
+    let Some((fresh, store, req)) = running(b).await else {
+        return;
+    };
     let first = write(&store, &req, "report.txt", b"1").await;
     let second = write(&store, &req, "report.txt", b"2").await;
     let done = StepCommit::new(&req.id, &req.session_id, Timestamp(4)).output("ok");
@@ -143,6 +169,7 @@ async fn pruning_a_request_removes_every_version() {
             a.version
         );
     }
+    let Some(dir) = &fresh.dir else { return };
     for folder in ["artifacts", "artifact-versions"] {
         let left: Vec<_> = std::fs::read_dir(dir.path().join(folder))
             .unwrap()
