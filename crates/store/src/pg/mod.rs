@@ -236,12 +236,11 @@ fn connect_problem(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_string(),
         None => {
-            // The driver's connection errors name the host, never the password.
-            let s = e.to_string();
-            if s.is_empty() {
-                "connection failed".into()
-            } else {
-                s
+            // The driver's connection errors (and their I/O causes) name the host,
+            // never the password.
+            match std::error::Error::source(e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
             }
         }
     }
