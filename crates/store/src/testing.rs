@@ -60,6 +60,10 @@ impl TestSchema {
         admin(&url, &format!("CREATE SCHEMA {schema}")).unwrap_or_else(|e| {
             panic!("cannot create a test schema on {TEST_DATABASE_URL}'s server: {e}")
         });
+        // The schema's name as the connections' application name: a test can find
+        // its own sessions in `pg_stat_activity`.
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}application_name={schema}");
         Some(TestSchema {
             config: PgConfig {
                 url,

@@ -185,3 +185,81 @@ async fn health_reports_the_server() {
     };
     assert!(open(&gone, true).is_err());
 }
+
+/// A caller that gives up on a commit halfway (its future dropped: a timeout, an
+/// aborted task) must not hand its open transaction to the next caller of the
+/// pooled connection: that would commit half of its step with someone else's, or
+/// leave a session idle in a transaction, holding locks and every reader's cursor
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_abandoned_halfway_leaves_no_transaction_open() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let store = fresh.store.clone();
+    let worker = WorkerId::generate();
+    let mut abandoned = 0;
+    for i in 0..60u64 {
+        let r = admitted(&store, &format!("s{i}")).await;
+        store.claim(&worker, 1, Timestamp(2)).await.unwrap();
+        let step = StepCommit::new(&r.id, &r.session_id, Timestamp(3))
+            .event(EventBody::RequestRepaired {
+                problem: "p".into(),
+                action: "a".into(),
+            })
+            .output("ok");
+        let cut = std::time::Duration::from_micros(50 + (i * 37) % 900);
+        if tokio::time::timeout(cut, store.commit_step(step))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+    }
+    assert!(
+        abandoned > 0,
+        "no commit was cut short: the test tested nothing"
+    );
+    let app = common::schema_of(&fresh);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let open_tx = common::admin_count(
+            &fresh,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' \
+                 AND state LIKE 'idle in transaction%'"
+            ),
+        );
+        if open_tx == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open_tx} pooled sessions left idle in a transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And every request is whole: finished with its event, or untouched and running.
+    for r in store.list_requests(RequestFilter::default()).await.unwrap() {
+        let events = store
+            .events_after(
+                0,
+                EventFilter {
+                    request_id: Some(r.id.clone()),
+                    ..Default::default()
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        let repaired = events.iter().any(|e| e.kind == EventKind::RequestRepaired);
+        assert_eq!(
+            r.status == RequestStatus::Completed,
+            repaired,
+            "{} is {} but its step's event {}",
+            r.id,
+            r.status,
+            if repaired { "is there" } else { "is not" }
+        );
+    }
+}

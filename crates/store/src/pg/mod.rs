@@ -34,7 +34,7 @@ use crate::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use harness_core::RequestId;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -402,9 +402,15 @@ impl<'a> Tx<'a> {
     }
 
     /// Commits if `out` is `Ok` (else rolls back) and returns `out`, or why the
-    /// commit failed.
-    async fn finish<T>(self, out: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// commit failed. `clean`: the connection ended the transaction and may serve
+    /// another caller.
+    async fn finish<T>(
+        self,
+        out: Result<T, StoreError>,
+        clean: &AtomicBool,
+    ) -> Result<T, StoreError> {
         if !self.begun {
+            clean.store(true, Ordering::Release);
             return out;
         }
         match out {
@@ -423,15 +429,16 @@ impl<'a> Tx<'a> {
                     commit.await
                 };
                 match committed {
-                    Ok(()) => Ok(v),
+                    Ok(()) => {
+                        clean.store(true, Ordering::Release);
+                        Ok(v)
+                    }
                     Err(e) => Err(StoreError::Commit(Box::new(e.into()))),
                 }
             }
             Err(e) => {
-                if self.c.batch_execute("ROLLBACK").await.is_err() {
-                    // The connection is unusable: the pool will not hand it out again.
-                    tracing::warn!("rollback failed; dropping the connection");
-                }
+                let rolled_back = self.c.batch_execute("ROLLBACK").await.is_ok();
+                clean.store(rolled_back, Ordering::Release);
                 Err(e)
             }
         }
@@ -445,8 +452,8 @@ macro_rules! in_tx {
         let store: &$crate::pg::PgStore = $store;
         let mut attempt = 0u32;
         loop {
-            let client = store.client().await?;
-            let mut tx = $crate::pg::Tx::new(&client, store.channel());
+            let conn = $crate::pg::Guarded(Some(store.client().await?), Default::default());
+            let mut tx = $crate::pg::Tx::new(conn.object(), store.channel());
             // `?` inside the body ends the body, not the caller: the transaction is
             // always finished (committed or rolled back) before the connection returns.
             let out: Result<_, $crate::StoreError> = {
@@ -454,7 +461,9 @@ macro_rules! in_tx {
                 async { $body }.await
             };
             let wrote = tx.begun_writes();
-            match tx.finish_tx(out).await {
+            let finished = tx.finish(out, &conn.1).await;
+            drop(conn);
+            match finished {
                 Err(e) if e.is_retryable_conflict() && attempt < $crate::pg::conflict_retries() => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
@@ -481,9 +490,27 @@ impl Tx<'_> {
     pub(crate) fn begun_writes(&self) -> bool {
         self.begun
     }
+}
 
-    pub(crate) async fn finish_tx<T>(self, out: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.finish(out).await
+/// A pooled connection that goes back to the pool only once its transaction ended
+/// (the flag). Dropped before that — the caller's future cancelled mid-transaction,
+/// a failed `COMMIT` or `ROLLBACK` — it is closed instead, and the server rolls the
+/// transaction back: the next caller never finds half of someone else's step.
+pub(crate) struct Guarded(pub Option<deadpool_postgres::Object>, pub AtomicBool);
+
+impl Guarded {
+    pub(crate) fn object(&self) -> &deadpool_postgres::Object {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if !self.1.load(Ordering::Acquire)
+            && let Some(o) = self.0.take()
+        {
+            drop(deadpool_postgres::Object::take(o));
+        }
     }
 }
 

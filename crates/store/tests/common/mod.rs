@@ -63,6 +63,47 @@ impl Backend {
     }
 }
 
+/// The PostgreSQL schema of a fresh store.
+pub fn schema_of(fresh: &Fresh) -> String {
+    fresh
+        ._schema
+        .as_ref()
+        .expect("a PostgreSQL store")
+        .config
+        .schema
+        .clone()
+}
+
+/// Runs a `count(*)` query on a connection of its own (outside the store).
+pub fn admin_count(fresh: &Fresh, sql: &str) -> i64 {
+    let url = fresh
+        ._schema
+        .as_ref()
+        .expect("a PostgreSQL store")
+        .config
+        .url
+        .clone();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(conn);
+            let n: i64 = client.query_one(&sql, &[]).await.unwrap().get(0);
+            drop(client);
+            let _ = task.await;
+            n
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// Defines `$name` as two tests, one per backend, each running `$body(backend)`.
 #[macro_export]
 macro_rules! on_both {
