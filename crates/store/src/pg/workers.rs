@@ -82,17 +82,24 @@ impl PgStore {
     }
 
     pub(crate) async fn worker_holder(&self) -> Result<Option<LockHolder>, StoreError> {
-        let c = self.client().await?;
+        // Taking the lock to test it: the connection goes back to the pool only once
+        // it let go again (dropped halfway, it is closed, and the lock with it).
+        let c = super::Guarded(Some(self.client().await?), Default::default());
         let free: bool = c
+            .object()
             .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[])
             .await?
             .try_get(0)?;
         if free {
-            c.query_one(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"), &[])
+            c.object()
+                .query_one(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"), &[])
                 .await?;
+        }
+        c.1.store(true, std::sync::atomic::Ordering::Release);
+        drop(c);
+        if free {
             return Ok(None);
         }
-        drop(c);
         self.holder_row().await
     }
 
