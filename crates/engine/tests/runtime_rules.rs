@@ -349,17 +349,17 @@ async fn cancel_stops_a_running_command_tool_with(b: Backend) {
     let worker = h.start_worker(fast()).await.unwrap();
     let pid_file = dir.path().join("work/slow.pid");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
+    // The shell creates the file before it writes its pid into it.
+    let pid: i32 = loop {
+        let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse() {
+            break pid;
+        }
         assert!(Instant::now() < deadline, "slow tool never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
     let started = Instant::now();
     h.cancel(&r.id, "test", None).await.unwrap();
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     while unsafe { libc::kill(pid, 0) } == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
