@@ -34,7 +34,21 @@ pub fn serve_log(root: &Path) -> String {
 /// Waits until `pid` holds the workspace (its signal handlers are installed by then).
 pub fn wait_for_holder(h: &Harness, pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while h.worker_holder().map(|w| w.pid) != Some(pid) {
+    let holder = || {
+        // Callable from inside a test's runtime: asks on a thread of its own.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(h.worker_holder()).unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    while holder().map(|w| w.pid) != Some(pid) {
         assert!(Instant::now() < deadline, "serve never took the workspace");
         std::thread::sleep(Duration::from_millis(10));
     }
