@@ -44,7 +44,7 @@ impl Ctx {
             // On stderr: stdout stays the command's own output (JSON with --json).
             eprintln!(
                 "started a new, empty store at {} ({}{moved})",
-                h.store().db_path().display(),
+                h.store().location(),
                 r.problem
             );
         }

@@ -157,7 +157,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let req = h
         .request(session_arg(&a.session)?, &a.agent, &a.input)
         .await?;
-    let holder = h.worker_holder();
+    let holder = h.worker_holder().await?;
     if !ctx.json {
         let how = match &holder {
             Some(w) => format!("handed to worker {} (pid {})", w.worker_id, w.pid),
@@ -301,7 +301,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     // Installed before the workspace is taken, so a SIGTERM never finds it missing.
     let mut signals = Signals::install()?;
     let h = ctx.open_or_replace(a.new_store)?;
-    if h.worker_holder().is_none() {
+    if h.worker_holder().await?.is_none() {
         verify_store(&h).await?;
     }
     let worker = h.start_worker(WorkerOptions::default()).await?;
@@ -378,13 +378,5 @@ impl Signals {
 /// one is refused with what to do. (Skipped when another worker holds the workspace:
 /// taking it is refused anyway.)
 async fn verify_store(h: &Harness) -> Result<()> {
-    let check = h.store().check_integrity(h.now()).await?;
-    if check.ok {
-        return Ok(());
-    }
-    Err(harness_engine::StoreError::Damaged {
-        path: h.store().db_path().to_path_buf(),
-        problem: format!("its integrity check fails: {}", check.detail),
-    }
-    .into())
+    Ok(h.store().verify(h.now()).await?)
 }

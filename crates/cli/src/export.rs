@@ -153,7 +153,7 @@ pub async fn export(h: &Harness, opts: &ExportOptions) -> anyhow::Result<ExportS
     if let Some(health) = &health {
         pkg.write_json("health.json", health)?;
     }
-    write_artifacts(&mut pkg, h, &records, opts.artifact_contents)?;
+    write_artifacts(&mut pkg, h, &records, opts.artifact_contents).await?;
     write_workspace(&mut pkg, h)?;
     let manifest = manifest(h, opts, &records, now);
     let (files, bytes) = pkg.finish(manifest)?;
@@ -198,8 +198,8 @@ pub(crate) fn package_path(request_id: &str, name: &str, version: u32) -> String
     }
 }
 
-fn write_artifacts(
-    pkg: &mut Package,
+async fn write_artifacts(
+    pkg: &mut Package<'_>,
     h: &Harness,
     r: &Records,
     contents: bool,
@@ -214,22 +214,26 @@ fn write_artifacts(
             contents_altered: false,
         };
         if contents {
-            copy_artifact(pkg, h, &mut entry)?;
+            copy_artifact(pkg, h, &mut entry).await?;
         }
         entries.push(entry);
     }
     pkg.write_json("artifacts.json", &entries)
 }
 
-fn copy_artifact(pkg: &mut Package, h: &Harness, entry: &mut ArtifactEntry) -> anyhow::Result<()> {
+async fn copy_artifact(
+    pkg: &mut Package<'_>,
+    h: &Harness,
+    entry: &mut ArtifactEntry<'_>,
+) -> anyhow::Result<()> {
     let a = entry.artifact;
     // Names come from our own store, but a tampered row must not write outside the
     // package: the name and the request id are each one plain path component.
     harness_store::validate_artifact_name(&a.name)?;
     harness_store::validate_artifact_name(a.request_id.as_str())?;
-    let bytes = match std::fs::read(h.store().artifact_path(a)) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let bytes = match h.store().read_artifact(a).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
             entry.contents_missing = true;
             return Ok(());
         }

@@ -725,11 +725,7 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
 /// Waits (longer than [`wait_for_holder`]: `serve` checks a large store whole
 /// before it starts) until `pid` holds the workspace.
 fn wait_for_serve(h: &Harness, pid: u32, within: Duration) {
-    let deadline = Instant::now() + within;
-    while h.worker_holder().map(|w| w.pid) != Some(pid) {
-        assert!(Instant::now() < deadline, "serve never took the workspace");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    worker::wait_for_holder_within(h, pid, within);
 }
 
 fn maintenance(root: &Path, extra: &[&str]) -> Cli {

@@ -2,13 +2,13 @@
 //! and which were written into the configuration literally. The engine reads the
 //! variables' values from its own environment and redacts them from every record.
 
-use crate::types::{SqliteStoreConfig, StoresFile, Workspace};
+use crate::types::{PostgresStoreConfig, SqliteStoreConfig, StoresFile, Workspace};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Workspace {
     /// Names of the environment variables whose values are secrets of this workspace:
-    /// every model's `api_key_env`, and every `${VAR}` in the `env:` values of command
-    /// tools and MCP servers (a variable passed through to a program is treated as a
+    /// every model's `api_key_env`, PostgreSQL's `url_env`, and every `${VAR}` in the
+    /// `env:` values of command tools and MCP servers (a variable passed through to a program is treated as a
     /// secret whatever its name: `DATABASE_URL`, `DSN` and the like hold credentials).
     pub fn secret_env_names(&self) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
@@ -43,16 +43,27 @@ impl Workspace {
     }
 }
 
-/// Variables holding store credentials. No store reads one yet (SQLite is a local
-/// file); the destructuring makes a new store setting fail to compile here until it
-/// is decided whether it names such a variable (e.g. a PostgreSQL `url_env`).
+/// Variables holding store credentials: PostgreSQL's URL (with its password). The
+/// destructuring makes a new store setting fail to compile here until it is decided
+/// whether it names such a variable.
 fn store_secret_env_names(stores: &StoresFile) -> Vec<String> {
-    let StoresFile { sqlite } = stores;
+    let StoresFile {
+        backend: _,
+        sqlite,
+        postgres,
+    } = stores;
     let SqliteStoreConfig {
         path: _,
         synchronous: _,
     } = sqlite;
-    Vec::new()
+    match postgres {
+        Some(PostgresStoreConfig {
+            url_env,
+            pool_size: _,
+            schema: _,
+        }) => vec![url_env.clone()],
+        None => Vec::new(),
+    }
 }
 
 /// The `NAME`s of `${NAME}` in `value`, as command tools expand them (letters,

@@ -395,8 +395,49 @@ pub struct McpServer {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoresFile {
+    /// Which database keeps the records.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// The SQLite store; with `backend: postgres`, its folder still holds this
+    /// host's local runtime files (the running commands' records).
     #[serde(default, deserialize_with = "empty_as_default")]
     pub sqlite: SqliteStoreConfig,
+    /// Required with `backend: postgres`.
+    #[serde(default)]
+    pub postgres: Option<PostgresStoreConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// One file in the workspace, one worker at a time (the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, named by a URL held in an environment variable.
+    Postgres,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStoreConfig {
+    /// The environment variable holding the connection URL
+    /// (`postgres://user:password@host:5432/db`). The URL is a secret: it is never
+    /// written to the configuration, logs, events, errors or exports.
+    pub url_env: String,
+    /// Connections this process keeps to the database at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// The schema holding the store's tables (created at first start).
+    #[serde(default = "default_schema")]
+    pub schema: String,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_schema() -> String {
+    "agent_harness".to_string()
 }
 
 #[derive(Clone, Debug, Deserialize)]

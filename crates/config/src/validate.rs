@@ -6,8 +6,8 @@ use crate::load::Files;
 use crate::parse::Parsed;
 use crate::tools::build_tools;
 use crate::types::{
-    AgentConfig, Builtin, McpFile, ModelConfig, ModelsFile, Provider, ToolConfig, Workspace,
-    WorkspaceFile,
+    AgentConfig, Builtin, McpFile, ModelConfig, ModelsFile, Provider, StoreBackend, StoresFile,
+    ToolConfig, Workspace, WorkspaceFile,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,9 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
     let tools = build_tools(files.tools.as_ref(), errors);
     if let Some(mcp) = &files.mcp {
         check_mcp(mcp, errors);
+    }
+    if let Some(stores) = &files.stores {
+        check_stores(stores, errors);
     }
     let known = Known {
         models: files
@@ -219,6 +222,62 @@ fn check_mcp(mcp: &Parsed<McpFile>, errors: &mut Errors) {
             errors.push(mcp.src.error(pos, msg));
         }
     }
+}
+
+fn check_stores(stores: &Parsed<StoresFile>, errors: &mut Errors) {
+    let (src, v) = (&stores.src, &stores.value);
+    let loc = src.locator();
+    let Some(pg) = &v.postgres else {
+        if v.backend == StoreBackend::Postgres {
+            let msg = "`backend: postgres` needs a `postgres:` section with `url_env` (the \
+                       environment variable holding the database URL)";
+            errors.push(src.error(loc.scalar(&["backend"]), msg));
+        }
+        return;
+    };
+    let name_ok = !pg.url_env.is_empty()
+        && !pg.url_env.starts_with(|c: char| c.is_ascii_digit())
+        && pg
+            .url_env
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !name_ok {
+        let msg = format!(
+            "`postgres.url_env` must name an environment variable (letters, digits, `_`), \
+             not `{}`: the URL itself is a secret and never goes in the configuration",
+            if pg.url_env.contains("://") {
+                "a URL"
+            } else {
+                &pg.url_env
+            }
+        );
+        errors.push(src.error(loc.scalar(&["postgres", "url_env"]), msg));
+    }
+    if !(1..=1000).contains(&pg.pool_size) {
+        let msg = format!(
+            "`postgres.pool_size` must be between 1 and 1000, not {}",
+            pg.pool_size
+        );
+        errors.push(src.error(loc.scalar(&["postgres", "pool_size"]), msg));
+    }
+    if !is_schema_name(&pg.schema) {
+        let msg = format!(
+            "`postgres.schema` must be a plain lower-case name (a-z, 0-9, `_`, at most 63 \
+             bytes, not starting with a digit or `pg_`), not `{}`",
+            pg.schema
+        );
+        errors.push(src.error(loc.scalar(&["postgres", "schema"]), msg));
+    }
+}
+
+/// A schema name that needs no quoting and is not reserved by PostgreSQL.
+pub(crate) fn is_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && !s.starts_with("pg_")
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Names other files define (`None`: that file did not parse, so skip the check).

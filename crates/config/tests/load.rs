@@ -837,15 +837,52 @@ fn agents_may_use_aliases_and_lose_removed_tools() {
 }
 
 #[test]
-fn stores_only_know_sqlite() {
+fn stores_yaml_is_checked() {
     assert_eq!(
-        errors_with("config/stores.yaml", "postgres:\n  url: x\n"),
-        "config/stores.yaml:1:1: unknown field `postgres`, expected `sqlite`"
+        errors_with("config/stores.yaml", "mysql:\n  url: x\n"),
+        "config/stores.yaml:1:1: unknown field `mysql`, expected one of `backend`, `sqlite`, `postgres`"
     );
     assert_eq!(
         errors_with("config/stores.yaml", "sqlite:\n  synchronous: extra\n"),
         "config/stores.yaml:2:16: sqlite.synchronous: unknown variant `extra`, expected `normal` or `full`"
     );
+    assert_eq!(
+        errors_with("config/stores.yaml", "backend: postgres\n"),
+        "config/stores.yaml:1:10: `backend: postgres` needs a `postgres:` section with `url_env` \
+         (the environment variable holding the database URL)"
+    );
+    let err = errors_with(
+        "config/stores.yaml",
+        "backend: postgres\npostgres:\n  url_env: postgres://u:hunter2@db/x\n  pool_size: 0\n  schema: Bad-Name\n",
+    );
+    assert!(
+        err.contains(
+            "config/stores.yaml:3:12: `postgres.url_env` must name an environment variable"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "the URL is echoed: {err}");
+    assert!(
+        err.contains(
+            "config/stores.yaml:4:14: `postgres.pool_size` must be between 1 and 1000, not 0"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("config/stores.yaml:5:11: `postgres.schema` must be a plain lower-case name"),
+        "{err}"
+    );
+    let dir = demo();
+    write(
+        &dir,
+        "config/stores.yaml",
+        "backend: postgres\npostgres:\n  url_env: HARNESS_DB_URL\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    let pg = ws.stores.postgres.as_ref().unwrap();
+    assert_eq!(ws.stores.backend, harness_config::StoreBackend::Postgres);
+    assert_eq!((pg.pool_size, pg.schema.as_str()), (16, "agent_harness"));
+    assert!(ws.secret_env_names().contains("HARNESS_DB_URL"));
 }
 
 #[test]

@@ -283,6 +283,32 @@ pub struct HealthReport {
     pub status: HealthStatus,
     pub at: Timestamp,
     pub checks: Vec<HealthCheck>,
+    /// The database server's facts, when the store is a database server's
+    /// (PostgreSQL); absent for SQLite's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseInfo>,
+}
+
+/// What `runtime health` reports about a database server. Never its credentials.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// `postgres`.
+    pub backend: String,
+    /// Host, port, database and schema.
+    pub location: String,
+    pub reachable: bool,
+    /// The server's version (`SHOW server_version`), when reachable.
+    pub server_version: Option<String>,
+    /// One trivial query's round trip, in milliseconds, when reachable.
+    pub round_trip_ms: Option<f64>,
+    /// Connections this process may open.
+    pub pool_size: usize,
+    /// Connections in use by this process now.
+    pub pool_in_use: usize,
+    /// Callers waiting for a connection now.
+    pub pool_waiting: usize,
+    /// The store's tables and indexes, in bytes, when reachable.
+    pub bytes: Option<u64>,
 }
 
 impl HealthReport {
@@ -292,7 +318,12 @@ impl HealthReport {
             .map(|c| c.status)
             .max()
             .unwrap_or(HealthStatus::Ok);
-        Self { status, at, checks }
+        Self {
+            status,
+            at,
+            checks,
+            database: None,
+        }
     }
 }
 

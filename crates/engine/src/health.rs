@@ -9,15 +9,6 @@ use std::time::Duration;
 /// `serve` beats every 2 s: a heartbeat older than this, from a worker that holds the
 /// workspace, means its writes are not getting through (or it is hung).
 pub const HEARTBEAT_LATE: Duration = Duration::from_secs(6);
-/// How often a worker runs the full integrity check.
-pub const INTEGRITY_EVERY: Duration = Duration::from_secs(600);
-/// On a large store, a recorded integrity result younger than this is reused as is.
-const INTEGRITY_FRESH: Duration = Duration::from_secs(900);
-/// Older than this, a recorded result is reported as a warning.
-const INTEGRITY_STALE: Duration = Duration::from_secs(24 * 3600);
-/// Stores up to this size are checked live every time (a recorded result may predate
-/// the damage); larger ones use the worker's recorded result.
-const LIVE_CHECK_MAX_BYTES: u64 = 64 << 20;
 const DISK_WARN: u64 = 1 << 30;
 const DISK_FAIL: u64 = 100 << 20;
 
@@ -41,105 +32,21 @@ impl Harness {
         // "Near expiry": within a tenth of the TTL, at least a minute.
         let soon = (limits.approval_ttl / 10).max(Duration::from_secs(60));
         let stats = store.stats(now, now.plus(soon)).await?;
-        let mut checks = vec![self.store_check(now, stats.db_bytes, deep).await?];
+        let store_check = store.health_check(now, deep).await?;
+        let mut checks = vec![check(
+            "store",
+            store_check.status,
+            store_check.detail.clone(),
+        )];
         checks.push(queue_check(&stats, limits));
         checks.push(self.worker_check(now, &stats).await?);
         checks.push(self.stranded_check(now).await?);
         checks.push(self.stuck_check(now, limits.stuck_after).await?);
         checks.push(approvals_check(&stats, now));
-        checks.push(disk_check(store.dir()));
-        Ok(HealthReport::new(now, checks))
-    }
-
-    async fn store_check(
-        &self,
-        now: Timestamp,
-        bytes: u64,
-        deep: bool,
-    ) -> Result<HealthCheck, HarnessError> {
-        let store = &self.inner.store;
-        // The file against its header and its recorded size: catches truncation at any
-        // size, whatever a recorded check said.
-        if let Err(e) = store.check_file().await {
-            return Ok(check("store", HealthStatus::Fail, e.to_string()));
-        }
-        let (result, live) = if deep || bytes <= LIVE_CHECK_MAX_BYTES {
-            (store.check_integrity(now).await?, true)
-        } else {
-            let cached = store.last_integrity().await?;
-            match cached
-                .as_ref()
-                .filter(|c| c.checked_at.age(now) < INTEGRITY_FRESH)
-            {
-                Some(c) => (c.clone(), false),
-                None => return Ok(self.large_store_check(now, bytes, cached.as_ref())),
-            }
-        };
-        if !result.ok {
-            return Ok(self.integrity_failed(&result));
-        }
-        let when = if live {
-            String::new()
-        } else {
-            format!(" (checked {} ago)", relative(result.checked_at.age(now)))
-        };
-        Ok(check(
-            "store",
-            HealthStatus::Ok,
-            format!(
-                "{} reachable, integrity ok{when}, {} on disk",
-                self.inner.store.dir().display(),
-                human_bytes(bytes)
-            ),
-        ))
-    }
-
-    fn integrity_failed(&self, c: &harness_store::IntegrityCheck) -> HealthCheck {
-        check(
-            "store",
-            HealthStatus::Fail,
-            format!(
-                "{} failed its integrity check at {}: {}. Stop every process using it, then \
-                 restore it from a backup, or start a new store with `agent-harness serve --new-store`",
-                self.inner.store.db_path().display(),
-                c.checked_at,
-                c.detail
-            ),
-        )
-    }
-
-    /// A large store without a fresh recorded check: report the last one, do not run it here.
-    fn large_store_check(
-        &self,
-        now: Timestamp,
-        bytes: u64,
-        last: Option<&harness_store::IntegrityCheck>,
-    ) -> HealthCheck {
-        let (status, when) = match last {
-            Some(c) if !c.ok => return self.integrity_failed(c),
-            Some(c) if c.checked_at.age(now) < INTEGRITY_STALE => (
-                HealthStatus::Ok,
-                format!("integrity ok {} ago", relative(c.checked_at.age(now))),
-            ),
-            Some(c) => (
-                HealthStatus::Warn,
-                format!(
-                    "last integrity check {} ago",
-                    relative(c.checked_at.age(now))
-                ),
-            ),
-            None => (HealthStatus::Warn, "integrity not checked yet".to_string()),
-        };
-        check(
-            "store",
-            status,
-            format!(
-                "{} reachable, {when} ({} on disk: the worker checks it every {}; `runtime health --deep` checks now)",
-                self.inner.store.dir().display(),
-                human_bytes(bytes),
-                relative(INTEGRITY_EVERY)
-            ),
-        )
+        checks.push(disk_check(&self.inner.workspace.store_dir()));
+        let mut report = HealthReport::new(now, checks);
+        report.database = store_check.database;
+        Ok(report)
     }
 
     /// Whether a worker runs is read from the workspace lock (the kernel drops it
@@ -153,7 +60,7 @@ impl Harness {
         let beat = |w: &Worker| relative(w.heartbeat_at.age(now));
         let waiting = stats.queued + stats.resuming;
         let start = "start one with `agent-harness serve` (it recovers what was left running)";
-        Ok(match (self.worker_holder(), last) {
+        Ok(match (self.worker_holder().await?, last) {
             (Some(holder), Some(w)) if w.id.as_str() == holder.worker_id => {
                 if w.heartbeat_at.age(now) < HEARTBEAT_LATE {
                     check(
@@ -220,10 +127,11 @@ impl Harness {
     /// Requests that cannot progress as they stand (the worker's safety net
     /// repairs them; until then each is a failing check).
     async fn stranded_check(&self, now: Timestamp) -> Result<HealthCheck, HarnessError> {
+        let holder = self.worker_holder().await?;
         let live = harness_store::Liveness {
-            owner: self
-                .worker_holder()
-                .map(|h| WorkerId::from_trusted(h.worker_id)),
+            owner: holder
+                .as_ref()
+                .map(|h| WorkerId::from_trusted(h.worker_id.clone())),
             running: None,
         };
         let stranded = self
@@ -243,7 +151,7 @@ impl Harness {
             .take(5)
             .map(|s| format!("{} ({}): {}", s.id, s.agent, s.problem.describe()))
             .collect();
-        let action = if self.worker_holder().is_some() {
+        let action = if holder.is_some() {
             "the worker repairs them within seconds; if they stay, see `agent-harness runtime requests show ID`"
         } else {
             "start `agent-harness serve` (it recovers and repairs them), or `agent-harness runtime requests resume ID`"

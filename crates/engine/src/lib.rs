@@ -9,7 +9,6 @@ mod context;
 mod deltas;
 mod error;
 mod health;
-mod lock;
 mod redact;
 mod run;
 mod runs;
@@ -19,8 +18,7 @@ mod worker;
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
 pub use error::HarnessError;
 pub use harness_config::Workspace;
-pub use harness_store::{PruneReport, Store, StoreError, StoreStats, StuckRequest};
-pub use lock::LockHolder;
+pub use harness_store::{LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest};
 pub use redact::SecretEnv;
 pub use subscribe::EventStream;
 pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
@@ -107,7 +105,6 @@ impl Harness {
     ) -> Result<Harness, HarnessError> {
         let workspace = harness_config::load(root)?;
         let sqlite = &workspace.stores.sqlite;
-        let dir = workspace.root.join(&sqlite.path);
         let durability = opts.durability.unwrap_or(match sqlite.synchronous {
             harness_config::Durability::Normal => harness_store::Durability::Normal,
             harness_config::Durability::Full => harness_store::Durability::Full,
@@ -116,11 +113,8 @@ impl Harness {
             durability,
             new_store: opts.new_store,
         };
-        let store = if create {
-            Store::open(&dir, store_opts)?
-        } else {
-            Store::open_existing(&dir, store_opts)?
-        };
+        let config = store_config(&workspace, opts.secret_env.as_ref(), create)?;
+        let store = Store::open_config(&config, store_opts, create)?;
         let redactor = redact::Secrets::for_workspace(&workspace, opts.secret_env.as_ref());
         let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
             inner: Arc::new(harness_providers::tools::WorkspaceTools::new(
@@ -319,7 +313,7 @@ impl Harness {
         let store = &self.inner.store;
         if vacuum
             && !dry_run
-            && let Some(w) = self.worker_holder()
+            && let Some(w) = self.worker_holder().await?
         {
             return Err(HarnessError::Locked(format!(
                 "--vacuum rewrites the whole store and blocks every commit until it is done, \
@@ -329,6 +323,49 @@ impl Harness {
             )));
         }
         Ok(store.prune(cutoff, dry_run, vacuum).await?)
+    }
+}
+
+/// Where `stores.yaml` says the records are. PostgreSQL's URL is read from the
+/// variable it names (with `env`, or this process's environment); it is never
+/// printed.
+fn store_config(
+    ws: &Workspace,
+    env: Option<&SecretEnv>,
+    create: bool,
+) -> Result<harness_store::StoreConfig, HarnessError> {
+    let local = ws.store_dir();
+    match (&ws.stores.backend, &ws.stores.postgres) {
+        (harness_config::StoreBackend::Postgres, Some(pg)) => {
+            let url = match env {
+                Some(f) => f(&pg.url_env),
+                None => std::env::var(&pg.url_env).ok(),
+            }
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| {
+                HarnessError::InvalidInput(format!(
+                    "{}: `backend: postgres` reads the database URL from the environment \
+                     variable {}, which is not set: set it (postgres://USER:PASSWORD@HOST:PORT/DB), \
+                     or set `backend: sqlite`",
+                    harness_config::STORES_FILE,
+                    pg.url_env
+                ))
+            })?;
+            if create {
+                // This host's local runtime files (running commands) still live here.
+                std::fs::create_dir_all(&local).map_err(|e| {
+                    HarnessError::Io(format!("cannot create {}: {e}", local.display()))
+                })?;
+            }
+            Ok(harness_store::StoreConfig::Postgres(
+                harness_store::PgConfig {
+                    url,
+                    pool_size: pg.pool_size,
+                    schema: pg.schema.clone(),
+                },
+            ))
+        }
+        _ => Ok(harness_store::StoreConfig::Sqlite { dir: local }),
     }
 }
 

@@ -52,6 +52,14 @@ impl Secrets {
             }
             values.push(value);
         }
+        // The database URL is a secret (it is among the names above); its password
+        // is one on its own too.
+        if let Some(pg) = &ws.stores.postgres
+            && let Some(password) =
+                read(&pg.url_env).and_then(|u| harness_store::PgConfig::password_of(&u))
+        {
+            values.push(password);
+        }
         Secrets(Redactor::new(values))
     }
 

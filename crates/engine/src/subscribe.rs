@@ -1,10 +1,9 @@
 //! Lossless subscriptions: events are always read from the store by cursor; the
-//! in-process commit broadcast (and a short poll, for other processes' commits)
-//! is only a wake-up hint. Identical in-process, over the wire and after restart.
+//! store's wake-ups (and a short poll) are only hints to read again. Identical in-process, over the wire and after restart.
 
 use crate::HarnessError;
 use harness_core::{Event, EventFilter};
-use harness_store::Store;
+use harness_store::{Store, Wakeups};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -17,18 +16,18 @@ pub struct EventStream {
     filter: EventFilter,
     cursor: i64,
     buf: VecDeque<Event>,
-    seq_rx: tokio::sync::watch::Receiver<i64>,
+    /// Made before the first read, so no commit falls between a read and the wait.
+    wake: Option<Wakeups>,
 }
 
 impl EventStream {
     pub(crate) fn new(store: Store, from_seq: i64, filter: EventFilter) -> Self {
-        let seq_rx = store.committed_seq();
         Self {
             store,
             filter,
             cursor: from_seq,
             buf: VecDeque::new(),
-            seq_rx,
+            wake: None,
         }
     }
 
@@ -40,11 +39,15 @@ impl EventStream {
     /// The next committed event, waiting for one if needed.
     pub async fn next(&mut self) -> Result<Event, HarnessError> {
         loop {
+            if self.wake.is_none() {
+                self.wake = Some(self.store.wakeups().await);
+            }
             if let Some(e) = self.try_next().await? {
                 return Ok(e);
             }
+            let wake = self.wake.as_mut().expect("made above");
             tokio::select! {
-                _ = self.seq_rx.changed() => {}
+                _ = wake.changed() => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
         }

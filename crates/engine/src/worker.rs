@@ -3,9 +3,8 @@
 //!
 //! Every trigger arrives in one `select!` — a wake from this process (new
 //! request, resolved approval, freed slot), a tick that notices other processes'
-//! commits (`data_version`), a timer, or stop — so all scheduling is in one place.
+//! commits (the store's wake-ups), a timer, or stop — so all scheduling is in one place.
 
-use crate::lock::WorkspaceLock;
 use crate::run::{Outcome, run_root};
 use crate::{Harness, HarnessError};
 use harness_core::*;
@@ -55,7 +54,7 @@ pub(crate) struct WorkerParts {
     id: WorkerId,
     task: tokio::task::JoinHandle<()>,
     integrity: tokio::task::JoinHandle<()>,
-    _lock: WorkspaceLock,
+    _lock: harness_store::WorkerLock,
 }
 
 impl Harness {
@@ -69,11 +68,14 @@ impl Harness {
         }
         let id = WorkerId::generate();
         let now = self.now();
-        let lock = WorkspaceLock::acquire(self.inner.store.dir(), id.as_str(), &now.to_rfc3339())?;
+        let lock = match self.inner.store.lock_worker(&id, now).await {
+            Err(harness_store::StoreError::Locked(why)) => return Err(HarnessError::Locked(why)),
+            other => other?,
+        };
         let _ = self.inner.stopping.send_replace(false);
         *self.inner.abort.lock().expect("abort") = tokio_util::sync::CancellationToken::new();
         // Before anything is re-run: kill the commands a dead worker left running.
-        let runs = harness_providers::tools::running_dir(self.inner.store.dir());
+        let runs = harness_providers::tools::running_dir(&self.inner.workspace.store_dir());
         for reaped in harness_providers::tools::reap_leftovers(&runs).await {
             tracing::warn!("{reaped}");
         }
@@ -171,8 +173,8 @@ impl Harness {
     }
 
     /// Who holds this workspace's worker lock, if anyone.
-    pub fn worker_holder(&self) -> Option<crate::LockHolder> {
-        crate::lock::holder(self.inner.store.dir())
+    pub async fn worker_holder(&self) -> Result<Option<crate::LockHolder>, HarnessError> {
+        Ok(self.inner.store.worker_holder().await?)
     }
 }
 
@@ -216,7 +218,7 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     let mut poll = tokio::time::interval(opts.poll);
     let mut beat = tokio::time::interval(opts.heartbeat);
     let mut repair = tokio::time::interval(opts.repair);
-    let mut last_version = inner.store.data_version().await.unwrap_or(0);
+    let mut commits = inner.store.wakeups().await;
     let mut look = true;
     // Store failures pause claiming (doubling up to a limit), so a full disk or
     // a held lock is not met by a storm of failing runs.
@@ -257,9 +259,7 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
                 look = true;
             }
             _ = poll.tick() => {
-                let v = inner.store.data_version().await.unwrap_or(last_version);
-                if v != last_version {
-                    last_version = v;
+                if commits.check().await {
                     look = true;
                     notice_cancels(&h).await;
                 }
@@ -333,13 +333,13 @@ async fn repair_stranded(h: &Harness, worker: &WorkerId) -> bool {
 /// A worker that finds its store damaged stops: what it would commit next could
 /// not be trusted. (`serve` checks the whole file before it starts; this repeats it.)
 async fn integrity_loop(h: Harness) {
-    let every = crate::health::INTEGRITY_EVERY;
+    let every = harness_store::INTEGRITY_EVERY;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         ticks.tick().await;
         match h.inner.store.check_integrity(h.now()).await {
             Ok(c) if !c.ok => {
-                let path = h.inner.store.db_path().display().to_string();
+                let path = h.inner.store.location();
                 h.fault(format!(
                     "the store {path} failed its integrity check ({}): the worker stopped; \
                      restore it from a backup, or start over with `agent-harness serve --new-store`",
@@ -449,7 +449,7 @@ pub async fn run_until_settled(
     opts: WorkerOptions,
 ) -> Result<Request, HarnessError> {
     let worker = h.start_worker(opts).await?;
-    let mut seq = h.inner.store.committed_seq();
+    let mut commits = h.inner.store.wakeups().await;
     let mut stopping = h.inner.stopping.subscribe();
     let settled =
         |r: &Request| r.status.is_terminal() || r.status == RequestStatus::WaitingApproval;
@@ -463,7 +463,7 @@ pub async fn run_until_settled(
             break Ok(r);
         }
         tokio::select! {
-            _ = seq.changed() => {}
+            _ = commits.changed() => {}
             _ = stopping.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }

@@ -110,7 +110,7 @@ async fn a_streamed_turn_runs_its_calls_and_records_what_the_model_returned() {
     assert_eq!(raw.name, "model-turn-0.sse");
     assert_eq!(raw.media_type, "text/event-stream");
     assert_eq!(
-        std::fs::read_to_string(h.store().artifact_path(raw)).unwrap(),
+        String::from_utf8(h.store().read_artifact(raw).await.unwrap().unwrap()).unwrap(),
         raw_first
     );
     for (i, tool) in [(1, "write_file"), (2, "list_files")] {

@@ -1,5 +1,8 @@
 //! Admission, approvals, limits and cancellation, through the library API.
 
+mod common;
+
+use common::Backend;
 use harness_core::*;
 use harness_engine::{
     Harness, HarnessError, HarnessOptions, StoreError, WorkerOptions, run_until_settled,
@@ -58,10 +61,16 @@ fn fast() -> WorkerOptions {
     }
 }
 
-#[tokio::test]
-async fn queue_full_is_refused_at_once_with_a_retry_hint() {
+on_both!(
+    #[tokio::test]
+    queue_full_is_refused_at_once_with_a_retry_hint,
+    queue_full_is_refused_at_once_with_a_retry_hint_on_postgres,
+    queue_full_is_refused_at_once_with_a_retry_hint_with
+);
+
+async fn queue_full_is_refused_at_once_with_a_retry_hint_with(b: Backend) {
     let dir = workspace("  queue_capacity: 2\n", GATED_THEN_DONE);
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     h.request(None, "a", "1").await.unwrap();
     h.request(None, "a", "2").await.unwrap();
     let err = h.request(None, "a", "3").await.unwrap_err();
@@ -83,10 +92,16 @@ async fn queue_full_is_refused_at_once_with_a_retry_hint() {
     );
 }
 
-#[tokio::test]
-async fn session_strategy_reject_refuses_a_second_active_request() {
+on_both!(
+    #[tokio::test]
+    session_strategy_reject_refuses_a_second_active_request,
+    session_strategy_reject_refuses_a_second_active_request_on_postgres,
+    session_strategy_reject_refuses_a_second_active_request_with
+);
+
+async fn session_strategy_reject_refuses_a_second_active_request_with(b: Backend) {
     let dir = workspace("  session_strategy: reject\n", GATED_THEN_DONE);
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let s = SessionId::parse("s").unwrap();
     let first = h.request(Some(s.clone()), "a", "1").await.unwrap();
     let err = h.request(Some(s.clone()), "a", "2").await.unwrap_err();
@@ -97,10 +112,16 @@ async fn session_strategy_reject_refuses_a_second_active_request() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn enqueue_strategy_runs_a_session_in_order() {
+on_both!(
+    #[tokio::test]
+    enqueue_strategy_runs_a_session_in_order,
+    enqueue_strategy_runs_a_session_in_order_on_postgres,
+    enqueue_strategy_runs_a_session_in_order_with
+);
+
+async fn enqueue_strategy_runs_a_session_in_order_with(b: Backend) {
     let dir = workspace("", "      - text: done\n");
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let s = SessionId::parse("s").unwrap();
     let a = h.request(Some(s.clone()), "a", "first").await.unwrap();
     let b = h.request(Some(s.clone()), "a", "second").await.unwrap();
@@ -119,10 +140,16 @@ async fn enqueue_strategy_runs_a_session_in_order() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_approvers_cannot_both_win() {
+on_both!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_approvers_cannot_both_win,
+    concurrent_approvers_cannot_both_win_on_postgres,
+    concurrent_approvers_cannot_both_win_with
+);
+
+async fn concurrent_approvers_cannot_both_win_with(b: Backend) {
     let dir = workspace("", GATED_THEN_DONE);
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = h.request(None, "a", "go").await.unwrap();
     run_until_settled(&h, &r.id, fast()).await.unwrap();
     let a = h
@@ -164,10 +191,16 @@ async fn futures_join<T: Send + 'static>(
     out
 }
 
-#[tokio::test]
-async fn resolving_with_the_wrong_request_or_session_is_refused() {
+on_both!(
+    #[tokio::test]
+    resolving_with_the_wrong_request_or_session_is_refused,
+    resolving_with_the_wrong_request_or_session_is_refused_on_postgres,
+    resolving_with_the_wrong_request_or_session_is_refused_with
+);
+
+async fn resolving_with_the_wrong_request_or_session_is_refused_with(b: Backend) {
     let dir = workspace("", GATED_THEN_DONE);
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = h.request(None, "a", "go").await.unwrap();
     run_until_settled(&h, &r.id, fast()).await.unwrap();
     let a = h
@@ -192,7 +225,7 @@ async fn resolving_with_the_wrong_request_or_session_is_refused() {
     assert_eq!(still.status, ApprovalStatus::Pending);
 }
 
-async fn expire_with(outcome: &str) -> Request {
+async fn expire_with(b: Backend, outcome: &str) -> Option<Request> {
     let runtime = format!("  approval_ttl: 1h\n  approval_expiry: {outcome}\n");
     let dir = workspace(&runtime, GATED_THEN_DONE);
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
@@ -200,7 +233,7 @@ async fn expire_with(outcome: &str) -> Request {
         clock: clock.clone(),
         ..Default::default()
     };
-    let h = Harness::open_with(dir.path(), opts, true).unwrap();
+    let (h, _keep) = common::open_with(dir.path(), b, opts)?;
     let r = h.request(None, "a", "go").await.unwrap();
     assert_eq!(
         run_until_settled(&h, &r.id, fast()).await.unwrap().status,
@@ -225,12 +258,20 @@ async fn expire_with(outcome: &str) -> Request {
         .unwrap()
         .remove(0);
     assert_eq!(a.status, ApprovalStatus::Expired);
-    r
+    Some(r)
 }
 
-#[tokio::test]
-async fn expired_approval_rejects_by_default() {
-    let r = expire_with("reject").await;
+on_both!(
+    #[tokio::test]
+    expired_approval_rejects_by_default,
+    expired_approval_rejects_by_default_on_postgres,
+    expired_approval_rejects_by_default_with
+);
+
+async fn expired_approval_rejects_by_default_with(b: Backend) {
+    let Some(r) = expire_with(b, "reject").await else {
+        return;
+    };
     assert_eq!(
         r.status,
         RequestStatus::Completed,
@@ -238,61 +279,87 @@ async fn expired_approval_rejects_by_default() {
     );
 }
 
-#[tokio::test]
-async fn expired_approval_can_fail_the_request() {
-    let r = expire_with("fail").await;
+on_both!(
+    #[tokio::test]
+    expired_approval_can_fail_the_request,
+    expired_approval_can_fail_the_request_on_postgres,
+    expired_approval_can_fail_the_request_with
+);
+
+async fn expired_approval_can_fail_the_request_with(b: Backend) {
+    let Some(r) = expire_with(b, "fail").await else {
+        return;
+    };
     assert_eq!(r.status, RequestStatus::Failed);
     assert!(r.error.unwrap().contains("expired"));
 }
 
-#[tokio::test]
-async fn exceeding_max_steps_fails_with_that_reason() {
+on_both!(
+    #[tokio::test]
+    exceeding_max_steps_fails_with_that_reason,
+    exceeding_max_steps_fails_with_that_reason_on_postgres,
+    exceeding_max_steps_fails_with_that_reason_with
+);
+
+async fn exceeding_max_steps_fails_with_that_reason_with(b: Backend) {
     let dir = workspace(
         "",
         "      - tool_calls: [{tool: list_files, arguments: {}}]\n        repeat: 100\n",
     );
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = h.request(None, "a", "loop").await.unwrap();
     let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::Failed);
     assert!(r.error.unwrap().contains("max_steps (6)"));
 }
 
-#[tokio::test]
-async fn a_tool_the_agent_lacks_is_reported_to_the_model_not_run() {
+on_both!(
+    #[tokio::test]
+    a_tool_the_agent_lacks_is_reported_to_the_model_not_run,
+    a_tool_the_agent_lacks_is_reported_to_the_model_not_run_on_postgres,
+    a_tool_the_agent_lacks_is_reported_to_the_model_not_run_with
+);
+
+async fn a_tool_the_agent_lacks_is_reported_to_the_model_not_run_with(b: Backend) {
     let dir = workspace(
         "",
         "      - tool_calls: [{tool: write_file, arguments: {path: x, content: y}}]\n      - text: ok\n",
     );
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = h.request(None, "a", "try").await.unwrap();
     let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::Completed);
     assert!(!dir.path().join("work/x").exists());
 }
 
-#[tokio::test]
-async fn cancel_stops_a_running_command_tool() {
+on_both!(
+    #[tokio::test]
+    cancel_stops_a_running_command_tool,
+    cancel_stops_a_running_command_tool_on_postgres,
+    cancel_stops_a_running_command_tool_with
+);
+
+async fn cancel_stops_a_running_command_tool_with(b: Backend) {
     let dir = workspace(
         "",
         "      - tool_calls: [{tool: slow, arguments: {}}]\n      - text: never\n",
     );
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = h.request(None, "a", "slow").await.unwrap();
     let worker = h.start_worker(fast()).await.unwrap();
     let pid_file = dir.path().join("work/slow.pid");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() {
+    // The shell creates the file before it writes its pid into it.
+    let pid: i32 = loop {
+        let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse() {
+            break pid;
+        }
         assert!(Instant::now() < deadline, "slow tool never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    };
     let started = Instant::now();
     h.cancel(&r.id, "test", None).await.unwrap();
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     while unsafe { libc::kill(pid, 0) } == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -312,11 +379,17 @@ async fn cancel_stops_a_running_command_tool() {
     );
 }
 
-#[tokio::test]
-async fn artifact_names_cannot_escape_their_folder() {
+on_both!(
+    #[tokio::test]
+    artifact_names_cannot_escape_their_folder,
+    artifact_names_cannot_escape_their_folder_on_postgres,
+    artifact_names_cannot_escape_their_folder_with
+);
+
+async fn artifact_names_cannot_escape_their_folder_with(b: Backend) {
     let turns = "      - tool_calls: [{tool: write_artifact, arguments: {name: ../../escape.txt, content: x}}]\n      - text: ok\n";
     let dir = workspace("", turns);
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = h.request(None, "a", "try").await.unwrap();
     let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
     assert_eq!(
@@ -405,10 +478,16 @@ fn once_workspace(runtime: &str) -> tempfile::TempDir {
     dir
 }
 
-#[tokio::test]
-async fn an_interrupted_call_can_wait_for_an_operator_decision() {
+on_both!(
+    #[tokio::test]
+    an_interrupted_call_can_wait_for_an_operator_decision,
+    an_interrupted_call_can_wait_for_an_operator_decision_on_postgres,
+    an_interrupted_call_can_wait_for_an_operator_decision_with
+);
+
+async fn an_interrupted_call_can_wait_for_an_operator_decision_with(b: Backend) {
     let dir = once_workspace("  on_interrupted: ask\n");
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = crash_mid_call(&h, "once").await;
     let settled = run_until_settled(&h, &r.id, fast()).await.unwrap();
     assert_eq!(
@@ -446,10 +525,16 @@ async fn an_interrupted_call_can_wait_for_an_operator_decision() {
     );
 }
 
-#[tokio::test]
-async fn an_interrupted_call_fails_the_request_by_default() {
+on_both!(
+    #[tokio::test]
+    an_interrupted_call_fails_the_request_by_default,
+    an_interrupted_call_fails_the_request_by_default_on_postgres,
+    an_interrupted_call_fails_the_request_by_default_with
+);
+
+async fn an_interrupted_call_fails_the_request_by_default_with(b: Backend) {
     let dir = once_workspace("");
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let r = crash_mid_call(&h, "once").await;
     let done = run_until_settled(&h, &r.id, fast()).await.unwrap();
     assert_eq!(done.status, RequestStatus::Failed);

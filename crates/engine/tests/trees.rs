@@ -1,6 +1,9 @@
 //! Request trees (delegation) under concurrency: approvers, expiries and cancels
 //! racing pausing children on a multi-thread runtime. No tree may be stranded.
 
+mod common;
+
+use common::Backend;
 use harness_core::*;
 use harness_engine::{Harness, WorkerOptions};
 use std::path::Path;
@@ -169,18 +172,25 @@ async fn wait_settled(h: &Harness, roots: &[RequestId], within: Duration) {
     }
 }
 
-/// Eager approvers and a short approval TTL (so the worker's expiry races too)
-/// against trees whose leaves pause: every root settles.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn approvers_and_expiries_racing_pausing_children_strand_no_tree() {
+// Eager approvers and a short approval TTL (so the worker's expiry races too)
+// against trees whose leaves pause: every root settles.
+on_both!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    approvers_and_expiries_racing_pausing_children_strand_no_tree,
+    approvers_and_expiries_racing_pausing_children_strand_no_tree_on_postgres,
+    approvers_and_expiries_racing_pausing_children_strand_no_tree_with
+);
+
+async fn approvers_and_expiries_racing_pausing_children_strand_no_tree_with(b: Backend) {
     let roots_n: usize = std::env::var("TREE_RACE_ROOTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        // Every commit costs a server round trip and flush on PostgreSQL.
+        .unwrap_or(if b == Backend::Postgres { 100 } else { 200 });
     let dir = tree_workspace(
         "  max_concurrent_requests: 16\n  queue_capacity: 5000\n  approval_ttl: 40ms\n",
     );
-    let h = Harness::open(dir.path()).unwrap();
+    let (h, _keep) = open!(dir.path(), b);
     let mut roots = Vec::new();
     for i in 0..roots_n {
         let r = h.request(None, "boss", &format!("tree {i}")).await.unwrap();

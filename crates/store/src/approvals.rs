@@ -3,11 +3,11 @@
 
 use crate::query::Query;
 use crate::rows::{self, APPROVAL_COLS};
-use crate::{Store, StoreError, events, tree};
+use crate::{SqliteStore, StoreError, events, tree};
 use harness_core::*;
 use rusqlite::{Connection, OptionalExtension, params};
 
-impl Store {
+impl SqliteStore {
     /// Resolves a pending approval and makes its request runnable again, atomically.
     /// Refused (nothing changed) if the approval is not pending, expired, or does not
     /// belong to the given request and session.
@@ -125,10 +125,7 @@ fn resolve(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<Approv
     }
     let a = get(c, &r.approval_id)?;
     // The tree paused with its approval in one commit, so it wakes as one.
-    let reason = format!(
-        "approval {} of request {} was {}",
-        a.id, a.request_id, a.status
-    );
+    let reason = resolved_reason(&a);
     tree::wake_chain(c, &a.request_id, now, &reason, true)?;
     let body = EventBody::ApprovalResolved {
         approval: Box::new(a.clone()),
@@ -139,8 +136,12 @@ fn resolve(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<Approv
 
 /// Why a resolution changed nothing, as precisely as the row allows.
 fn refusal(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<StoreError, StoreError> {
-    let a = get(c, &r.approval_id)?;
-    Ok(if a.request_id != r.request_id {
+    Ok(refusal_of(&get(c, &r.approval_id)?, r, now))
+}
+
+/// Why resolving `a` as `r` asks is refused.
+pub(crate) fn refusal_of(a: &Approval, r: &ResolveApproval, now: Timestamp) -> StoreError {
+    if a.request_id != r.request_id {
         StoreError::ApprovalMismatch {
             id: a.id.to_string(),
             field: "request",
@@ -163,10 +164,31 @@ fn refusal(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<StoreE
         StoreError::ApprovalNotPending {
             id: a.id.to_string(),
             status: a.status,
-            decided_by: a.decided_by,
+            decided_by: a.decided_by.clone(),
             decided_at: a.decided_at,
         }
-    })
+    }
+}
+
+/// The reason given to the requests an approval's resolution wakes.
+pub(crate) fn resolved_reason(a: &Approval) -> String {
+    format!(
+        "approval {} of request {} was {}",
+        a.id, a.request_id, a.status
+    )
+}
+
+/// The reason given to the requests an approval's expiry wakes.
+pub(crate) fn expired_reason(a: &Approval) -> String {
+    format!("approval {} of request {} expired", a.id, a.request_id)
+}
+
+/// The failure of a tree whose approval expired under policy `fail`.
+pub(crate) fn expired_failure(a: &Approval) -> String {
+    format!(
+        "approval {} for `{}` expired at {}",
+        a.id, a.tool, a.expires_at
+    )
 }
 
 fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Approval>, StoreError> {
@@ -194,7 +216,7 @@ fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Appr
         if fail_request {
             fail_tree(c, &a, now)?;
         } else {
-            let reason = format!("approval {} of request {} expired", a.id, a.request_id);
+            let reason = expired_reason(&a);
             tree::wake_chain(c, &a.request_id, now, &reason, true)?;
         }
         out.push(get(c, &a.id)?);
@@ -204,10 +226,7 @@ fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Appr
 
 /// Policy `fail`: the approval's whole tree fails.
 fn fail_tree(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreError> {
-    let reason = format!(
-        "approval {} for `{}` expired at {}",
-        a.id, a.tool, a.expires_at
-    );
+    let reason = expired_failure(a);
     let root = tree::root_of(c, &a.request_id)?;
     tree::settle_subtree(
         c,

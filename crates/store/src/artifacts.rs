@@ -5,7 +5,7 @@
 //! are flat: they can never escape their request's folder.
 
 use crate::rows::{self, ARTIFACT_COLS};
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 use harness_core::*;
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
@@ -41,12 +41,12 @@ pub fn validate_artifact_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Writes a new version of artifact `name` of `request` and returns its row, to be
     /// committed with the step that produced it. Never replaces a file: the first
     /// write of a name is version 1, each later one the next version. (A version
     /// whose step never committed, after a crash, leaves its number unused.)
-    pub fn write_artifact_file(
+    pub(crate) async fn put_artifact(
         &self,
         request: &RequestId,
         session: &SessionId,
@@ -85,13 +85,22 @@ impl Store {
         })
     }
 
-    /// Where an artifact version's contents are stored.
-    pub fn artifact_path(&self, a: &Artifact) -> PathBuf {
-        artifact_file(self.dir(), &a.request_id, &a.name, a.version)
+    /// An artifact version's contents, from its file; `None` if the file is gone.
+    pub(crate) async fn read_artifact(&self, a: &Artifact) -> Result<Option<Vec<u8>>, StoreError> {
+        // Names come from the store, but a tampered row must not read outside it: the
+        // name and the request id are each one plain path component.
+        validate_artifact_name(&a.name)?;
+        validate_artifact_name(a.request_id.as_str())?;
+        let path = artifact_file(self.dir(), &a.request_id, &a.name, a.version);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::file(format!("reading {}", path.display()), e)),
+        }
     }
 
     /// Every version of every artifact of `request`, by name then version.
-    pub async fn artifacts(&self, request: &RequestId) -> Result<Vec<Artifact>, StoreError> {
+    pub(crate) async fn artifacts(&self, request: &RequestId) -> Result<Vec<Artifact>, StoreError> {
         let request = request.clone();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -196,7 +205,7 @@ mod tests {
         std::fs::write(&path, b"old").unwrap();
         {
             let mut c = Connection::open(dir.path().join(crate::DB_FILE)).unwrap();
-            crate::embedded::migrations::runner()
+            crate::sqlite::embedded::migrations::runner()
                 .set_target(refinery::Target::Version(3))
                 .run(&mut c)
                 .unwrap();
@@ -207,17 +216,18 @@ mod tests {
             )
             .unwrap();
         }
-        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let store = crate::Store::open(dir.path(), Default::default()).unwrap();
         let old = store.artifacts(&req).await.unwrap().remove(0);
         assert_eq!((old.name.as_str(), old.version), ("r.txt", 1));
-        assert_eq!(store.artifact_path(&old), path);
+        assert_eq!(store.read_artifact(&old).await.unwrap().unwrap(), b"old");
         let session = SessionId::parse("s").unwrap();
         let new = store
-            .write_artifact_file(&req, &session, "r.txt", "text/plain", b"new", Timestamp(8))
+            .put_artifact(&req, &session, "r.txt", "text/plain", b"new", Timestamp(8))
+            .await
             .unwrap();
         assert_eq!(new.version, 2);
         assert_eq!(std::fs::read(&path).unwrap(), b"old", "version 1 untouched");
-        assert_eq!(std::fs::read(store.artifact_path(&new)).unwrap(), b"new");
+        assert_eq!(store.read_artifact(&new).await.unwrap().unwrap(), b"new");
     }
 
     #[test]

@@ -174,7 +174,8 @@ fn wal_path(db: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Store, StoreOptions};
+    use crate::StoreOptions;
+    use crate::sqlite::SqliteStore as Store;
     use rusqlite::Connection;
     use std::time::{Duration, Instant};
 

@@ -16,6 +16,19 @@ pub enum StoreError {
     /// A SQLite error, kept whole (`Arc`: the error is cloned to every caller of a batch).
     #[error("database error: {0}{hint}", hint = sqlite_hint(.0))]
     Sqlite(#[source] Arc<rusqlite::Error>),
+    /// A PostgreSQL error, kept whole. Its text never holds the connection URL.
+    #[error("database error: {0}{hint}", hint = pg_hint(.0))]
+    Postgres(#[source] Arc<tokio_postgres::Error>),
+    /// The database cannot be reached (no connection could be had from the pool).
+    #[error("cannot reach the database {location}: {problem}")]
+    Unavailable { location: String, problem: String },
+    /// A commit of a tree whose lease this worker no longer holds (another worker
+    /// claimed it since): nothing of it was kept.
+    #[error(
+        "request {id} is no longer leased to this worker (another worker claimed it); \
+         nothing of this commit was kept"
+    )]
+    LeaseLost { id: String },
     /// The write ran but its transaction did not commit: nothing it did was kept.
     #[error("commit failed, nothing was written: {0}")]
     Commit(#[source] Box<StoreError>),
@@ -107,6 +120,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Artifact(String),
+    /// Another worker holds the store ([`crate::Store::lock_worker`]).
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl StoreError {
@@ -114,10 +130,40 @@ impl StoreError {
     /// succeed if tried again. The writer has already retried for a while before
     /// returning one of these.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.sqlite_code(),
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-        )
+        use tokio_postgres::error::SqlState;
+        match self.root() {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || matches!(
+                        e.code(),
+                        Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+                            | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+                            | Some(&SqlState::LOCK_NOT_AVAILABLE)
+                    )
+            }
+            _ => matches!(
+                self.sqlite_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            ),
+        }
+    }
+
+    /// A deadlock or serialization failure: the transaction was rolled back whole,
+    /// so running it again is safe.
+    pub(crate) fn is_retryable_conflict(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        matches!(self.root(), StoreError::Postgres(e) if matches!(
+            e.code(),
+            Some(&SqlState::T_R_SERIALIZATION_FAILURE) | Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        ))
+    }
+
+    fn pg_code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self.root() {
+            StoreError::Postgres(e) => e.code(),
+            _ => None,
+        }
     }
 
     /// The disk (or the database's size limit) is full: nothing was written; the same
@@ -126,17 +172,22 @@ impl StoreError {
         match self.root() {
             StoreError::Sqlite(e) => e.sqlite_error_code() == Some(ErrorCode::DiskFull),
             StoreError::File { source, .. } => is_enospc(source),
-            _ => false,
+            _ => self.pg_code() == Some(&tokio_postgres::error::SqlState::DISK_FULL),
         }
     }
 
     /// The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB, or a failed sanity
     /// check at open): retrying will not help; the file must be restored or replaced.
     pub fn is_corrupt(&self) -> bool {
+        use tokio_postgres::error::SqlState;
         matches!(self.root(), StoreError::Damaged { .. })
             || matches!(
                 self.sqlite_code(),
                 Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            )
+            || matches!(
+                self.pg_code(),
+                Some(&SqlState::DATA_CORRUPTED) | Some(&SqlState::INDEX_CORRUPTED)
             )
     }
 
@@ -144,6 +195,7 @@ impl StoreError {
     pub fn is_io(&self) -> bool {
         matches!(self.root(), StoreError::File { .. })
             || matches!(self.sqlite_code(), Some(ErrorCode::SystemIoFailure))
+            || self.pg_code() == Some(&tokio_postgres::error::SqlState::IO_ERROR)
     }
 
     /// The error under any `Commit` wrappers.
@@ -193,6 +245,23 @@ fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
     }
 }
 
+fn pg_hint(e: &tokio_postgres::Error) -> &'static str {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(&SqlState::DISK_FULL) => {
+            " (the database server's disk is full: free space, then retry)"
+        }
+        Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
+            " (a conflict with another transaction; retry)"
+        }
+        Some(&SqlState::DATA_CORRUPTED) | Some(&SqlState::INDEX_CORRUPTED) => {
+            " (the database reports damaged data: see the server's log)"
+        }
+        _ if e.is_closed() => " (the connection to the database was lost; retry)",
+        _ => "",
+    }
+}
+
 fn io_hint(e: &std::io::Error) -> &'static str {
     if is_enospc(e) {
         " (the disk is full: free space, then retry)"
@@ -212,6 +281,12 @@ fn decided_suffix(by: &Option<String>, at: &Option<Timestamp>) -> String {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Sqlite(Arc::new(e))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(Arc::new(e))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The event log: appended inside the transaction of the change it reports.
 
 use crate::rows::{self, EVENT_COLS};
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 use harness_core::{Event, EventFilter, NewEvent, Timestamp};
 use rusqlite::{Connection, params};
 
@@ -35,7 +35,7 @@ pub(crate) fn last_seq(conn: &Connection) -> Result<i64, StoreError> {
         .query_row([], |r| r.get(0))?)
 }
 
-impl Store {
+impl SqliteStore {
     /// Events with `seq > after`, oldest first, at most `limit`.
     ///
     /// The cursor contract: a subscriber that passes the last seq it saw misses

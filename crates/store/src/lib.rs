@@ -1,55 +1,60 @@
 //! The store: the only place SQL lives.
 //!
-//! [`Store`] is the one API the engine and every view use. This backend is
-//! SQLite (WAL): one writer thread with group commit ([`writer`]) and a small pool
-//! of read connections. Nothing SQLite-specific crosses this API: a PostgreSQL
-//! backend (later) implements the same methods with row leases and
-//! commit-ordered event sequences (see ARCHITECTURE.md, "Event cursor").
+//! [`Store`] is the one API the engine and every view use, in domain terms only:
+//! admit, claim, commit a step, resolve, expire, cancel, recover and repair, events
+//! after a cursor, wake-ups, artifacts as bytes, health facts, maintenance. Which
+//! database runs behind it is chosen at open ([`StoreConfig`]) and visible nowhere
+//! else: each method dispatches to the backend with one `match`.
+//!
+//! The SQLite backend ([`sqlite`]): one file in WAL mode, one writer thread with
+//! group commit ([`writer`]), a small pool of read connections; the domain modules
+//! (`requests`, `steps`, `approvals`, `tree`, `repair`, …) implement its operations.
 
 mod approvals;
 mod artifacts;
 mod checkpoint;
 mod error;
 mod events;
+mod health;
 mod maintenance;
+mod pg;
 mod query;
 mod repair;
 mod requests;
 mod rows;
 mod sidecar;
+mod sqlite;
 mod stats;
 mod steps;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
+pub mod testing;
 mod tree;
 mod usage;
 mod views;
+mod wakeups;
+mod worker_lock;
 mod workers;
 mod writer;
 
-pub use artifacts::validate_artifact_name;
+pub use artifacts::{MAX_ARTIFACT_BYTES, validate_artifact_name};
 pub use error::StoreError;
+pub use health::{INTEGRITY_EVERY, StoreCheck};
 pub use maintenance::PruneReport;
+pub use pg::PgConfig;
 pub use repair::{Liveness, Problem, Recovery, Repaired, Stranded};
 pub use requests::{Admission, NewRequest};
 pub use sidecar::SIDECAR_FILE;
+pub use sqlite::DB_FILE;
 pub use stats::{IntegrityCheck, StoreStats, StuckRequest};
 pub use steps::{RequestPatch, StepCommit, StepWrite};
+pub use wakeups::Wakeups;
+pub use worker_lock::{LockHolder, WorkerLock};
 
-use harness_core::{Clock, SystemClock};
-use rusqlite::{Connection, OpenFlags};
+use harness_core::*;
+use pg::PgStore;
+use sqlite::SqliteStore;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
-use writer::WriterHandle;
-
-mod embedded {
-    refinery::embed_migrations!("migrations/sqlite");
-}
-
-/// The database file inside the store folder.
-pub const DB_FILE: &str = "harness.db";
-const READ_POOL_MAX: usize = 4;
 
 /// How a committed write must survive failures (SQLite `synchronous` in WAL mode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,24 +74,13 @@ pub struct StoreOptions {
     pub new_store: bool,
 }
 
-/// A handle to the durable records. Cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    dir: PathBuf,
-    db_path: PathBuf,
-    writer: WriterHandle,
-    readers: Mutex<Vec<Connection>>,
-    /// At most `READ_POOL_MAX` reads at once: a burst of a thousand runs waits for a
-    /// pooled connection instead of opening (and keeping threads for) hundreds.
-    read_slots: tokio::sync::Semaphore,
-    seq_rx: watch::Receiver<i64>,
-    /// The one connection [`Store::data_version`] polls (opened on first use).
-    version_conn: Mutex<Option<Connection>>,
-    replaced: Option<Replaced>,
+/// Where the records are kept.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// A SQLite database in this folder (`harness.db`, its sidecar, artifact files).
+    Sqlite { dir: PathBuf },
+    /// A PostgreSQL database (one schema of it).
+    Postgres(PgConfig),
 }
 
 /// A store that [`StoreOptions::new_store`] replaced with a new, empty one.
@@ -98,314 +92,411 @@ pub struct Replaced {
     pub problem: String,
 }
 
+/// A handle to the durable records. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Calls the same method on whichever backend runs.
+macro_rules! on_backend {
+    ($self:expr, $b:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
+}
+
 impl Store {
-    /// Opens (creating if needed) the store in `dir` and applies pending migrations.
-    ///
-    /// The database file is checked first (cheaply, see [`sidecar`]): a damaged file
-    /// is refused ([`StoreError::Damaged`]), and so is a missing or empty one where the
-    /// sidecar says a store existed ([`StoreError::Missing`]), unless
-    /// [`StoreOptions::new_store`] asks to start over.
+    /// Opens (creating if needed) the SQLite store in `dir` and applies pending
+    /// migrations. See [`Store::open_config`].
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir.join("artifacts")).map_err(|e| {
-            StoreError::Io(format!("cannot create store folder {}: {e}", dir.display()))
-        })?;
-        Self::open_checked(dir, opts, true)
+        Self::open_config(&StoreConfig::Sqlite { dir: dir.into() }, opts, true)
     }
 
-    /// Opens a store that must already exist (for views: never create one by reading).
+    /// Opens the SQLite store in `dir`, which must already exist.
     pub fn open_existing(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        Self::open_checked(dir, opts, false)
+        Self::open_config(&StoreConfig::Sqlite { dir: dir.into() }, opts, false)
     }
 
-    fn open_checked(dir: &Path, opts: StoreOptions, create: bool) -> Result<Store, StoreError> {
-        let db = dir.join(DB_FILE);
-        let known = sidecar::read(dir);
-        let len = std::fs::metadata(&db).ok().map(|m| m.len());
-        let Some(len) = len.filter(|&n| n > 0) else {
-            // No database (or an empty file SQLite would take for a new one).
-            let problem = if len.is_none() {
-                "is missing"
-            } else {
-                "is empty (0 bytes)"
-            };
-            return match known {
-                Some(k) if !opts.new_store => Err(StoreError::Missing {
-                    path: db,
-                    sidecar: sidecar::path(dir),
-                    problem,
-                    created_at: k.created_at,
-                    store_id: k.store_id,
-                }),
-                Some(_) => {
-                    let moved_to = len.map(|_| sidecar::move_aside(&db)).transpose()?;
-                    Self::fresh(
-                        dir,
-                        opts,
-                        Some(Replaced {
-                            moved_to,
-                            problem: format!("it {problem}"),
-                        }),
-                    )
-                }
-                None if !create => Err(StoreError::NoStore {
-                    path: dir.to_path_buf(),
-                }),
-                None => Self::fresh(dir, opts, None),
-            };
-        };
-        let damage = match sidecar::look(&db, len, known.as_ref()) {
-            sidecar::Look::Fine => None,
-            sidecar::Look::Damaged(problem) => Some(problem),
-            sidecar::Look::Shrunk(problem) => full_check(&db)
-                .err()
-                .map(|found| format!("{problem}; the full check found: {found}")),
-        }
-        .or_else(|| {
-            // The last full check failed: before writing into it again, check again
-            // (the file may have been restored since).
-            match known.as_ref().and_then(|k| k.last_integrity.as_ref()) {
-                Some(c) if !c.ok && create => full_check(&db)
-                    .err()
-                    .map(|found| format!("its integrity check fails: {found}")),
-                _ => None,
-            }
-        });
-        if opts.new_store {
-            // Only a full check tells an intact store from one damaged inside.
-            let problem = match damage {
-                Some(p) => p,
-                None => match full_check(&db) {
-                    Ok(()) => {
-                        return Err(StoreError::NotReplaced {
-                            path: db,
-                            problem: "it passes SQLite's integrity check".into(),
-                        });
-                    }
-                    Err(found) => format!("its integrity check fails: {found}"),
-                },
-            };
-            let moved_to = Some(sidecar::move_aside(&db)?);
-            return Self::fresh(dir, opts, Some(Replaced { moved_to, problem }));
-        }
-        if let Some(problem) = damage {
-            return Err(StoreError::Damaged { path: db, problem });
-        }
-        let store = Self::open_inner(dir, opts, None).map_err(|e| damaged_if_corrupt(e, &db))?;
-        // Record the file as seen: a new floor, or the identity of a store that had no
-        // sidecar yet. Views only write to correct a floor a compaction made wrong.
-        let now = file_len(&db);
-        let stale = known.as_ref().is_none_or(|k| now != k.min_db_bytes);
-        if stale && (create || known.as_ref().is_some_and(|k| now < k.min_db_bytes)) {
-            sidecar::update(dir, now, |k| {
-                k.min_db_bytes = now;
-                k.seen_at = SystemClock.now();
-            })?;
-        }
-        Ok(store)
-    }
-
-    /// A new, empty store; its sidecar is written once its database exists.
-    fn fresh(
-        dir: &Path,
+    /// Opens the store `config` names and applies pending migrations. With `create`
+    /// false (views), a store that does not exist yet is an error
+    /// ([`StoreError::NoStore`]): reading never creates one.
+    ///
+    /// SQLite: the database file is checked first (cheaply, see `sidecar`): a damaged
+    /// file is refused ([`StoreError::Damaged`]), and so is a missing or empty one
+    /// where the sidecar says a store existed ([`StoreError::Missing`]), unless
+    /// [`StoreOptions::new_store`] asks to start over.
+    pub fn open_config(
+        config: &StoreConfig,
         opts: StoreOptions,
-        replaced: Option<Replaced>,
+        create: bool,
     ) -> Result<Store, StoreError> {
-        if replaced.is_some() {
-            // The old store's record goes with it (its file was moved aside).
-            let _ = std::fs::remove_file(sidecar::path(dir));
-        }
-        let store = Self::open_inner(dir, opts, replaced)?;
-        sidecar::write(dir, &sidecar::Sidecar::new(file_len(&store.inner.db_path)))?;
-        Ok(store)
+        let backend = match config {
+            StoreConfig::Sqlite { dir } if create => Backend::Sqlite(SqliteStore::open(dir, opts)?),
+            StoreConfig::Sqlite { dir } => Backend::Sqlite(SqliteStore::open_existing(dir, opts)?),
+            StoreConfig::Postgres(_) if opts.new_store => {
+                return Err(StoreError::Io(
+                    "--new-store replaces a damaged SQLite file; a PostgreSQL store is \
+                     restored with the server's own tools"
+                        .into(),
+                ));
+            }
+            StoreConfig::Postgres(pg) => Backend::Postgres(PgStore::open(pg, create)?),
+        };
+        Ok(Store { backend })
     }
 
     /// What [`StoreOptions::new_store`] replaced, if it did.
     pub fn replaced(&self) -> Option<&Replaced> {
-        self.inner.replaced.as_ref()
+        match &self.backend {
+            Backend::Sqlite(b) => b.replaced(),
+            Backend::Postgres(_) => None,
+        }
     }
 
-    fn open_inner(
-        dir: &Path,
-        opts: StoreOptions,
-        replaced: Option<Replaced>,
-    ) -> Result<Store, StoreError> {
-        let db_path = dir.join(DB_FILE);
-        let mut conn = Connection::open(&db_path)?;
-        configure(&conn, opts.durability)?;
-        // Reading the schema touches the first pages: a damaged file fails here with a
-        // classified error rather than inside the migration runner.
-        conn.query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| {
-            r.get::<_, i64>(0)
-        })?;
-        embedded::migrations::runner()
-            .run(&mut conn)
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
-        let max_seq: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
-        let (seq_tx, seq_rx) = watch::channel(max_seq);
-        checkpoint::watch_wal(&conn);
-        let checkpointer = checkpoint::spawn(&db_path)?;
-        let writer = WriterHandle::spawn(conn, seq_tx, checkpointer, writer::LOCK_WAIT)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                db_path,
-                writer,
-                readers: Mutex::new(Vec::new()),
-                read_slots: tokio::sync::Semaphore::new(READ_POOL_MAX),
-                seq_rx,
-                version_conn: Mutex::new(None),
-                replaced,
-            }),
-        })
+    /// Where the records are, for messages: the store folder, or a database's host,
+    /// name and schema (never its credentials).
+    pub fn location(&self) -> String {
+        on_backend!(self, b => b.location())
     }
 
-    /// The store folder.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
+    // --- wake-ups ---------------------------------------------------------------
+
+    /// A handle that tells when something may have been committed: by this process
+    /// at once, by another process as soon as this backend learns of it. Always a
+    /// hint: readers re-read the records (events by cursor) when woken.
+    pub async fn wakeups(&self) -> Wakeups {
+        on_backend!(self, b => b.wakeups().await)
     }
 
-    /// The database file.
-    pub fn db_path(&self) -> &Path {
-        &self.inner.db_path
-    }
+    // --- the single worker --------------------------------------------------------
 
-    /// Highest event sequence committed by this process; changes wake subscribers.
-    /// Writes by other processes are seen by polling [`Store::data_version`].
-    pub fn committed_seq(&self) -> watch::Receiver<i64> {
-        self.inner.seq_rx.clone()
-    }
-
-    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.inner.writer.write(f).await
-    }
-
-    pub(crate) async fn write_raw<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.inner.writer.raw(f).await
-    }
-
-    /// Runs `f` on a pooled read connection (WAL: never blocks the writer).
-    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let _slot = self
-            .inner
-            .read_slots
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.read_blocking(f))
-            .await
-            .map_err(|e| StoreError::Io(format!("read task failed: {e}")))?
-    }
-
-    fn read_blocking<T>(
+    /// Takes the store for one worker (`worker` since `since`): refused, naming the
+    /// holder, while another live worker holds it. Released when the returned lock
+    /// is dropped, and when the process dies, however it dies.
+    pub async fn lock_worker(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let conn = self.inner.readers.lock().expect("reader pool").pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => open_reader(&self.inner.db_path)?,
-        };
-        let out = f(&conn);
-        let mut pool = self.inner.readers.lock().expect("reader pool");
-        if pool.len() < READ_POOL_MAX {
-            pool.push(conn);
-        }
-        out
+        worker: &WorkerId,
+        since: Timestamp,
+    ) -> Result<WorkerLock, StoreError> {
+        on_backend!(self, b => b.lock_worker(worker, since).await)
     }
 
-    /// SQLite's `data_version`: changes whenever another connection (another process,
-    /// or this process's writer) commits, and only then. Cheap to poll. The value is
-    /// per connection, so it is always read from the same one (not the read pool).
-    pub async fn data_version(&self) -> Result<i64, StoreError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut slot = this.inner.version_conn.lock().expect("version connection");
-            let conn = match slot.take() {
-                Some(c) => c,
-                None => open_reader(&this.inner.db_path)?,
-            };
-            let v = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-            *slot = Some(conn);
-            Ok(v)
-        })
-        .await
-        .map_err(|e| StoreError::Io(format!("data_version task failed: {e}")))?
+    /// The worker holding the store, if a live one does.
+    pub async fn worker_holder(&self) -> Result<Option<LockHolder>, StoreError> {
+        on_backend!(self, b => b.worker_holder().await)
     }
-}
 
-fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    let sync = match durability {
-        Durability::Normal => "NORMAL",
-        Durability::Full => "FULL",
-    };
-    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; \
-         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {};",
-        checkpoint::WAL_SIZE_LIMIT
-    ))?;
-    Ok(())
-}
+    // --- requests and the queue -------------------------------------------------
 
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// SQLite's `quick_check` on the file, from a connection of its own: `Err` holds
-/// what it found (or why it could not run). Reads the whole file.
-fn full_check(db: &Path) -> Result<(), String> {
-    let run = || -> Result<Vec<String>, rusqlite::Error> {
-        let c = Connection::open_with_flags(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        c.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mut stmt = c.prepare("PRAGMA quick_check")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect()
-    };
-    match run() {
-        Ok(rows) if rows == ["ok"] => Ok(()),
-        Ok(rows) => Err(rows.join("; ")),
-        Err(e) => Err(e.to_string()),
+    /// Admits a request (status `queued`), or refuses it at once: queue full, session busy.
+    pub async fn admit(
+        &self,
+        new: NewRequest,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        on_backend!(self, b => b.admit(new, adm, now).await)
     }
-}
 
-/// A SQLite error at open that says the file is damaged becomes [`StoreError::Damaged`],
-/// naming the file.
-fn damaged_if_corrupt(e: StoreError, db: &Path) -> StoreError {
-    if e.is_corrupt() && !matches!(e, StoreError::Damaged { .. }) {
-        StoreError::Damaged {
-            path: db.to_path_buf(),
-            problem: e.to_string(),
-        }
-    } else {
-        e
+    /// Claims up to `limit` runnable root requests, FIFO, at most one per session,
+    /// marking them `running` for `worker`.
+    pub async fn claim(
+        &self,
+        worker: &WorkerId,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Request>, StoreError> {
+        on_backend!(self, b => b.claim(worker, limit, now).await)
     }
-}
 
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+    /// Puts this worker's own running requests back on the queue (graceful stop),
+    /// each with a `request.requeued` event saying why.
+    pub async fn release(
+        &self,
+        ids: Vec<RequestId>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.release(ids, reason, now).await)
+    }
+
+    /// Cancels a request that has not finished, with everything delegated under
+    /// it. A cancelled child becomes an error its parent's model sees: if the tree
+    /// above was paused on it, the tree is runnable again. Returns the request and
+    /// every request the cancel settled (to stop their runs).
+    pub async fn cancel(
+        &self,
+        id: &RequestId,
+        by: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Request, Vec<RequestId>), StoreError> {
+        on_backend!(self, b => b.cancel(id, by, reason, now).await)
+    }
+
+    pub async fn get_request(&self, id: &RequestId) -> Result<Request, StoreError> {
+        on_backend!(self, b => b.get_request(id).await)
+    }
+
+    pub async fn list_requests(&self, filter: RequestFilter) -> Result<Vec<Request>, StoreError> {
+        on_backend!(self, b => b.list_requests(filter).await)
+    }
+
+    pub async fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
+        on_backend!(self, b => b.list_sessions(limit).await)
+    }
+
+    pub async fn get_session(&self, id: &SessionId) -> Result<Session, StoreError> {
+        on_backend!(self, b => b.get_session(id).await)
+    }
+
+    /// Inputs and answers of the session's earlier completed root requests, oldest first.
+    pub async fn session_history(
+        &self,
+        session: &SessionId,
+        before: &RequestId,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        on_backend!(self, b => b.session_history(session, before, limit).await)
+    }
+
+    // --- the journal ------------------------------------------------------------
+
+    /// Commits one step; returns the sequence numbers of its events.
+    pub async fn commit_step(&self, commit: StepCommit) -> Result<Vec<i64>, StoreError> {
+        on_backend!(self, b => b.commit_step(commit).await)
+    }
+
+    /// The request's journal, in order.
+    pub async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
+        on_backend!(self, b => b.steps(request).await)
+    }
+
+    // --- approvals --------------------------------------------------------------
+
+    /// Resolves a pending approval and makes its request runnable again, atomically.
+    /// Refused (nothing changed) if the approval is not pending, expired, or does not
+    /// belong to the given request and session.
+    pub async fn resolve_approval(
+        &self,
+        r: ResolveApproval,
+        now: Timestamp,
+    ) -> Result<Approval, StoreError> {
+        on_backend!(self, b => b.resolve_approval(r, now).await)
+    }
+
+    /// Marks pending approvals past their expiry as expired. With `fail_request`, their
+    /// requests fail; otherwise they become runnable and the model sees the expiry.
+    pub async fn expire_approvals(
+        &self,
+        now: Timestamp,
+        fail_request: bool,
+    ) -> Result<Vec<Approval>, StoreError> {
+        on_backend!(self, b => b.expire_approvals(now, fail_request).await)
+    }
+
+    pub async fn get_approval(&self, id: &ApprovalId) -> Result<Approval, StoreError> {
+        on_backend!(self, b => b.get_approval(id).await)
+    }
+
+    pub async fn list_approvals(&self, f: ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        on_backend!(self, b => b.list_approvals(f).await)
+    }
+
+    /// Marks a delegated child request `running` again when its root resumes it
+    /// (with a `request.started` event naming the root's worker).
+    pub async fn resume_child(&self, id: &RequestId, now: Timestamp) -> Result<(), StoreError> {
+        on_backend!(self, b => b.resume_child(id, now).await)
+    }
+
+    // --- recovery and the safety net --------------------------------------------
+
+    /// Puts every request left `running` by a dead worker back on the queue (its
+    /// `attempt` goes up by one), or fails it once it has been started
+    /// `max_attempts` times. Only sound while this process holds the worker lock
+    /// ([`Store::lock_worker`]).
+    pub async fn recover(&self, now: Timestamp, max_attempts: u32) -> Result<Recovery, StoreError> {
+        on_backend!(self, b => b.recover(now, max_attempts).await)
+    }
+
+    /// Requests that cannot progress as they stand. `quiet_since`: only requests
+    /// with no activity since then count for the problems that a commit in flight
+    /// could still resolve (a grace period).
+    pub async fn stranded(
+        &self,
+        live: Liveness,
+        quiet_since: Timestamp,
+    ) -> Result<Vec<Stranded>, StoreError> {
+        on_backend!(self, b => b.stranded(live, quiet_since).await)
+    }
+
+    /// Finds stranded requests and moves each so it can progress (see
+    /// [`Stranded`]); each move commits with a `request.repaired` event.
+    pub async fn repair(
+        &self,
+        live: Liveness,
+        quiet_since: Timestamp,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Vec<Repaired>, StoreError> {
+        on_backend!(self, b => b.repair(live, quiet_since, now, max_attempts).await)
+    }
+
+    /// Fails every active request of `id`'s tree (from its root), e.g. after its
+    /// run panicked; returns the requests it moved.
+    pub async fn fail_tree(
+        &self,
+        id: &RequestId,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Vec<RequestId>, StoreError> {
+        on_backend!(self, b => b.fail_tree(id, error, now).await)
+    }
+
+    // --- events -----------------------------------------------------------------
+
+    /// Events with `seq > after`, in seq order, at most `limit` (0: no limit).
+    ///
+    /// The cursor contract, on every backend: a reader that passes the seq of the
+    /// last event it saw misses nothing and sees nothing twice. Seqs increase but
+    /// need not be consecutive.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        filter: EventFilter,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        on_backend!(self, b => b.events_after(after, filter, limit).await)
+    }
+
+    /// The cursor of the newest event a reader can see now (0 when none): events
+    /// after it are the ones still to come.
+    pub async fn last_seq(&self) -> Result<i64, StoreError> {
+        on_backend!(self, b => b.last_seq().await)
+    }
+
+    /// The last `limit` events of any of `requests`, oldest first.
+    pub async fn recent_events(
+        &self,
+        requests: Vec<RequestId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        on_backend!(self, b => b.recent_events(requests, limit).await)
+    }
+
+    // --- artifacts --------------------------------------------------------------
+
+    /// Stores a new version of artifact `name` of `request` and returns its row, to
+    /// be committed with the step that produced it ([`StepCommit::artifacts`]). Never
+    /// replaces stored contents: the first write of a name is version 1, each later
+    /// one the next version. (A version whose step never committed, after a crash,
+    /// leaves its number unused.)
+    pub async fn put_artifact(
+        &self,
+        request: &RequestId,
+        session: &SessionId,
+        name: &str,
+        media_type: &str,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<Artifact, StoreError> {
+        on_backend!(self, b => b.put_artifact(request, session, name, media_type, bytes, now).await)
+    }
+
+    /// The stored contents of an artifact version; `None` if they are gone.
+    pub async fn read_artifact(&self, a: &Artifact) -> Result<Option<Vec<u8>>, StoreError> {
+        on_backend!(self, b => b.read_artifact(a).await)
+    }
+
+    /// Every version of every artifact of `request`, by name then version.
+    pub async fn artifacts(&self, request: &RequestId) -> Result<Vec<Artifact>, StoreError> {
+        on_backend!(self, b => b.artifacts(request).await)
+    }
+
+    // --- workers ----------------------------------------------------------------
+
+    pub async fn register_worker(&self, w: Worker, recovered: usize) -> Result<(), StoreError> {
+        on_backend!(self, b => b.register_worker(w, recovered).await)
+    }
+
+    pub async fn heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<(), StoreError> {
+        on_backend!(self, b => b.heartbeat(id, now).await)
+    }
+
+    pub async fn worker_stopped(&self, id: &WorkerId, now: Timestamp) -> Result<(), StoreError> {
+        on_backend!(self, b => b.worker_stopped(id, now).await)
+    }
+
+    /// The most recently started workers, newest first.
+    pub async fn workers(&self, limit: usize) -> Result<Vec<Worker>, StoreError> {
+        on_backend!(self, b => b.workers(limit).await)
+    }
+
+    // --- health -----------------------------------------------------------------
+
+    /// Counts by status and approval expiry relative to `now` and `horizon`.
+    pub async fn stats(
+        &self,
+        now: Timestamp,
+        horizon: Timestamp,
+    ) -> Result<StoreStats, StoreError> {
+        on_backend!(self, b => b.stats(now, horizon).await)
+    }
+
+    /// Running requests whose last activity is older than `before`.
+    pub async fn stuck_requests(&self, before: Timestamp) -> Result<Vec<StuckRequest>, StoreError> {
+        on_backend!(self, b => b.stuck_requests(before).await)
+    }
+
+    /// The store's own health check: reachable, intact, how large. `deep`: run the
+    /// full integrity check now, whatever it costs.
+    pub async fn health_check(&self, now: Timestamp, deep: bool) -> Result<StoreCheck, StoreError> {
+        on_backend!(self, b => b.health_check(now, deep).await)
+    }
+
+    /// Runs the full integrity check now and records its result (for views to
+    /// reuse: see [`Store::last_integrity`]). Reads the whole store.
+    pub async fn check_integrity(&self, now: Timestamp) -> Result<IntegrityCheck, StoreError> {
+        on_backend!(self, b => b.check_integrity(now).await)
+    }
+
+    /// Runs the full integrity check now (recording it) and turns a failed one into
+    /// [`StoreError::Damaged`], naming what is damaged.
+    pub async fn verify(&self, now: Timestamp) -> Result<(), StoreError> {
+        on_backend!(self, b => b.verify(now).await)
+    }
+
+    /// The last recorded integrity check, if any.
+    pub async fn last_integrity(&self) -> Result<Option<IntegrityCheck>, StoreError> {
+        on_backend!(self, b => b.last_integrity().await)
+    }
+
+    /// The full integrity check: `Ok(())` or the problems it found, not recorded.
+    pub async fn integrity_check(&self) -> Result<Result<(), String>, StoreError> {
+        on_backend!(self, b => b.integrity_check().await)
+    }
+
+    // --- maintenance ------------------------------------------------------------
+
+    /// Deletes every record of root requests that finished before `cutoff` (with their
+    /// delegated children and their artifacts), and sessions left empty, in short
+    /// transactions (safe beside a running worker). With `vacuum`, then compacts the
+    /// store, which may block commits while it runs. With `dry_run`, only counts.
+    pub async fn prune(
+        &self,
+        cutoff: Timestamp,
+        dry_run: bool,
+        vacuum: bool,
+    ) -> Result<PruneReport, StoreError> {
+        on_backend!(self, b => b.prune(cutoff, dry_run, vacuum).await)
+    }
 }

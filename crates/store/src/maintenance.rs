@@ -7,7 +7,7 @@
 //! transactions. VACUUM rewrites the whole file under the lock, so it runs only on
 //! request (the engine refuses it while a worker holds the workspace).
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 use harness_core::Timestamp;
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -46,7 +46,7 @@ pub struct PruneReport {
 }
 
 impl PruneReport {
-    fn add(&mut self, o: &PruneReport) {
+    pub(crate) fn add(&mut self, o: &PruneReport) {
         self.requests += o.requests;
         self.steps += o.steps;
         self.events += o.events;
@@ -57,7 +57,7 @@ impl PruneReport {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Deletes every record of root requests that finished before `cutoff` (with their
     /// delegated children), their artifact files, and sessions left empty, in short
     /// transactions that leave the lock free between them (safe beside a running
@@ -95,7 +95,10 @@ impl Store {
                 })
                 .await?;
                 // The file is smaller now, legitimately: lower its recorded floor.
-                let (dir, len) = (self.dir().to_path_buf(), crate::file_len(self.db_path()));
+                let (dir, len) = (
+                    self.dir().to_path_buf(),
+                    crate::sqlite::file_len(self.db_path()),
+                );
                 tokio::task::spawn_blocking(move || {
                     crate::sidecar::update(&dir, len, |k| {
                         k.min_db_bytes = len;
@@ -141,7 +144,8 @@ impl Store {
         }
     }
 
-    fn disk_bytes(&self) -> u64 {
+    /// The database and its WAL, in bytes.
+    pub(crate) fn disk_bytes(&self) -> u64 {
         let files = [
             crate::DB_FILE.to_string(),
             format!("{}-wal", crate::DB_FILE),

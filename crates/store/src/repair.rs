@@ -8,7 +8,7 @@
 //! consistent; health reports what this finds as failing until it is repaired.
 
 use crate::tree::{self, Settle};
-use crate::{Store, StoreError, events};
+use crate::{SqliteStore, StoreError, events};
 use harness_core::*;
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -85,7 +85,10 @@ pub struct Recovery {
     pub failed: Vec<RequestId>,
 }
 
-impl Store {
+/// The reason recovery gives each request it re-queues.
+pub(crate) const RECOVERED: &str = "the worker running it stopped without finishing it";
+
+impl SqliteStore {
     /// Puts every request left `running` by a dead worker back on the queue (its
     /// `attempt` goes up by one), or fails it once it has been started
     /// `max_attempts` times. Only sound while this process holds the workspace lock.
@@ -98,7 +101,7 @@ impl Store {
                 [],
             )?;
             for r in orphans {
-                let reason = "the worker running it stopped without finishing it";
+                let reason = RECOVERED;
                 if requeue_or_fail(c, &r, now, max_attempts, reason)? {
                     out.requeued.push(r.id);
                 } else {
@@ -266,6 +269,16 @@ fn repair_one(
     }
 }
 
+/// Why a request started `max_attempts` times is failed instead of re-queued.
+pub(crate) fn gave_up(r: &Request, max_attempts: u32) -> String {
+    format!(
+        "started {} times and its worker stopped each time without finishing it \
+         (runtime.max_attempts is {max_attempts}); a step of this request may crash the \
+         worker: inspect it with `agent-harness runtime requests show {}`, then retry it",
+        r.attempt, r.id
+    )
+}
+
 /// A running root whose worker is gone: back on the queue with one more attempt,
 /// or failed (with its tree) once `max_attempts` starts have not finished it.
 /// Returns whether it was re-queued.
@@ -277,12 +290,7 @@ fn requeue_or_fail(
     reason: &str,
 ) -> Result<bool, StoreError> {
     if r.attempt >= max_attempts.max(1) {
-        let error = format!(
-            "started {} times and its worker stopped each time without finishing it \
-             (runtime.max_attempts is {max_attempts}); a step of this request may crash the \
-             worker: inspect it with `agent-harness runtime requests show {}`, then retry it",
-            r.attempt, r.id
-        );
+        let error = gave_up(r, max_attempts);
         tree::settle_subtree(
             c,
             &Settle {
@@ -309,7 +317,7 @@ fn requeue_or_fail(
     Ok(true)
 }
 
-impl Store {
+impl SqliteStore {
     /// Fails every active request of `id`'s tree (from its root), e.g. after its
     /// run panicked; returns the requests it moved.
     pub async fn fail_tree(

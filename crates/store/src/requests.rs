@@ -2,7 +2,7 @@
 
 use crate::query::Query;
 use crate::rows::{self, REQUEST_COLS};
-use crate::{Store, StoreError, events, tree};
+use crate::{SqliteStore, StoreError, events, tree};
 use harness_core::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub struct Admission {
     pub reject_if_session_busy: bool,
 }
 
-const ACTIVE: &str = "('queued','running','waiting_approval')";
+pub(crate) const ACTIVE: &str = "('queued','running','waiting_approval')";
 
 /// The queue that capacity bounds: admitted root requests not yet started. A
 /// request woken by an approval (or re-queued by recovery) was admitted already
@@ -33,7 +33,7 @@ const ACTIVE: &str = "('queued','running','waiting_approval')";
 pub(crate) const WAITING_FIRST_START: &str =
     "status = 'queued' AND parent_id IS NULL AND started_at IS NULL";
 
-impl Store {
+impl SqliteStore {
     /// Admits a request (status `queued`), or refuses it at once: queue full, session busy.
     pub async fn admit(
         &self,

@@ -1,6 +1,6 @@
 //! Aggregates for health and overview: counts come from indexed queries only.
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 use harness_core::*;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -49,20 +49,14 @@ pub struct StuckRequest {
     pub last_activity_at: Timestamp,
 }
 
-impl Store {
+impl SqliteStore {
     /// Counts by status and approval expiry relative to `now` and `horizon`.
     pub async fn stats(
         &self,
         now: Timestamp,
         horizon: Timestamp,
     ) -> Result<StoreStats, StoreError> {
-        let db = self.dir().join(crate::DB_FILE);
-        let wal = self.dir().join(format!("{}-wal", crate::DB_FILE));
-        let bytes = [db, wal]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
+        let bytes = self.disk_bytes();
         let mut s = self.read(move |c| stats(c, now, horizon)).await?;
         s.db_bytes = bytes;
         Ok(s)
@@ -105,7 +99,7 @@ impl Store {
         let db = self.db_path().to_path_buf();
         let row = check.clone();
         let recorded = tokio::task::spawn_blocking(move || {
-            let len = crate::file_len(&db);
+            let len = crate::sqlite::file_len(&db);
             crate::sidecar::update(&dir, len, |k| {
                 if row.ok && len > k.min_db_bytes {
                     k.min_db_bytes = len;
@@ -156,7 +150,7 @@ impl Store {
     /// header and against the sidecar's record of its size. A file smaller than
     /// recorded gets a full check (it may have been compacted by another program).
     /// Reads 100 bytes, except in that case.
-    pub async fn check_file(&self) -> Result<(), StoreError> {
+    pub(crate) async fn check_file(&self) -> Result<(), StoreError> {
         let dir = self.dir().to_path_buf();
         let db = self.db_path().to_path_buf();
         tokio::task::spawn_blocking(move || {
@@ -170,7 +164,7 @@ impl Store {
             let problem = match crate::sidecar::look(&db, len, known.as_ref()) {
                 crate::sidecar::Look::Fine => return Ok(()),
                 crate::sidecar::Look::Damaged(p) => p,
-                crate::sidecar::Look::Shrunk(p) => match crate::full_check(&db) {
+                crate::sidecar::Look::Shrunk(p) => match crate::sqlite::full_check(&db) {
                     Ok(()) => {
                         crate::sidecar::update(&dir, len, |k| {
                             k.min_db_bytes = len;

@@ -2,7 +2,7 @@
 //! new state, any approval or child request it raises, and its events.
 
 use crate::rows::{self, STEP_COLS};
-use crate::{Store, StoreError, approvals, events, requests, tree};
+use crate::{SqliteStore, StoreError, approvals, events, requests, tree};
 use harness_core::*;
 use rusqlite::{Connection, params};
 
@@ -24,7 +24,7 @@ pub struct StepCommit {
     pub pause_on: Option<ApprovalId>,
     /// A delegated child request started by this step (inserted as `running`).
     pub child: Option<requests::NewRequest>,
-    /// Artifact rows whose files were already written with [`Store::write_artifact_file`].
+    /// Artifact rows whose files were already stored with [`crate::Store::put_artifact`].
     pub artifacts: Vec<Artifact>,
     /// Requests above this one (parent first): their last activity and current
     /// agent follow this step, and they pause with it.
@@ -156,7 +156,7 @@ pub struct RequestPatch {
     pub settled_ok: bool,
 }
 
-impl Store {
+impl SqliteStore {
     /// Commits one step; returns the sequence numbers of its events.
     pub async fn commit_step(&self, commit: StepCommit) -> Result<Vec<i64>, StoreError> {
         self.write(move |c| commit_step(c, &commit)).await

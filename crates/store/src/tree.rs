@@ -89,6 +89,40 @@ pub(crate) struct Settle<'a> {
     pub top: &'a RequestId,
 }
 
+impl Settle<'_> {
+    /// The `error` recorded on each settled request.
+    pub(crate) fn error(&self) -> String {
+        match self.to {
+            RequestStatus::Cancelled => match self.reason {
+                Some(r) => format!("cancelled by {}: {r}", self.by),
+                None => format!("cancelled by {}", self.by),
+            },
+            _ => self.reason.unwrap_or("failed").to_string(),
+        }
+    }
+
+    /// The message on each approval the settle rejects.
+    pub(crate) fn message(&self) -> &'static str {
+        match self.to {
+            RequestStatus::Cancelled => "request cancelled",
+            _ => "request failed",
+        }
+    }
+
+    /// The event about settled request `id`.
+    pub(crate) fn event(&self, id: &RequestId, error: String) -> EventBody {
+        let with = (id != self.top).then(|| self.top.clone());
+        match self.to {
+            RequestStatus::Cancelled => EventBody::RequestCancelled {
+                by: self.by.to_string(),
+                reason: self.reason.map(str::to_string),
+                with,
+            },
+            _ => EventBody::RequestFailed { error },
+        }
+    }
+}
+
 /// Settles every active request of `top`'s subtree, rejecting their pending
 /// approvals; returns the requests it moved. Each change gets its event.
 pub(crate) fn settle_subtree(
@@ -98,31 +132,13 @@ pub(crate) fn settle_subtree(
 ) -> Result<Vec<RequestId>, StoreError> {
     let mut moved = Vec::new();
     for id in subtree(c, s.top)? {
-        let error = match s.to {
-            RequestStatus::Cancelled => match s.reason {
-                Some(r) => format!("cancelled by {}: {r}", s.by),
-                None => format!("cancelled by {}", s.by),
-            },
-            _ => s.reason.unwrap_or("failed").to_string(),
-        };
+        let error = s.error();
         if !move_to(c, &id, s.to, &[], now, Some(&error))? {
             continue;
         }
         let req = requests::get_request(c, &id)?;
-        let message = match s.to {
-            RequestStatus::Cancelled => "request cancelled",
-            _ => "request failed",
-        };
-        reject_pending(c, &id, s.by, message, now)?;
-        let with = (&id != s.top).then(|| s.top.clone());
-        let body = match s.to {
-            RequestStatus::Cancelled => EventBody::RequestCancelled {
-                by: s.by.to_string(),
-                reason: s.reason.map(str::to_string),
-                with,
-            },
-            _ => EventBody::RequestFailed { error },
-        };
+        reject_pending(c, &id, s.by, s.message(), now)?;
+        let body = s.event(&id, error);
         events::append(c, now, &[body.about(&id, &req.session_id)])?;
         moved.push(id);
     }

@@ -6,7 +6,8 @@
 //! usage simply have none). A request's steps are read by primary key and a
 //! session's requests by index, so the sums cost what reading those steps costs.
 
-use crate::{Store, StoreError};
+use crate::pg::PgStore;
+use crate::{Backend, Store, StoreError};
 use harness_core::{RequestId, SessionId, UsageTotals};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -28,14 +29,69 @@ impl Store {
         if requests.is_empty() {
             return Ok(HashMap::new());
         }
-        self.read(move |c| request_usage(c, &requests)).await
+        match &self.backend {
+            Backend::Sqlite(b) => b.read(move |c| request_usage(c, &requests)).await,
+            Backend::Postgres(b) => b.request_usage(&requests).await,
+        }
     }
 
     /// Token totals of every model turn of every request of `session` (delegated
     /// children included).
     pub async fn session_usage(&self, session: &SessionId) -> Result<UsageTotals, StoreError> {
-        let session = session.clone();
-        self.read(move |c| session_usage(c, &session)).await
+        match &self.backend {
+            Backend::Sqlite(b) => {
+                let session = session.clone();
+                b.read(move |c| session_usage(c, &session)).await
+            }
+            Backend::Postgres(b) => b.session_usage(session).await,
+        }
+    }
+}
+
+/// PostgreSQL keeps step bodies as text too: the same sums over `body::jsonb`.
+const PG_INPUT: &str = "(s.body::jsonb #>> '{info,usage,input_tokens}')::bigint";
+const PG_OUTPUT: &str = "(s.body::jsonb #>> '{info,usage,output_tokens}')::bigint";
+
+impl PgStore {
+    async fn request_usage(
+        &self,
+        requests: &[RequestId],
+    ) -> Result<HashMap<RequestId, UsageTotals>, StoreError> {
+        let ids: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT s.request_id, SUM({PG_INPUT})::bigint, SUM({PG_OUTPUT})::bigint, \
+                     COUNT({PG_INPUT}) FROM steps s WHERE s.request_id = ANY($1) \
+                     GROUP BY s.request_id HAVING COUNT({PG_INPUT}) > 0"
+                ),
+                &[&ids],
+            )
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            out.insert(
+                RequestId::from_trusted(r.try_get(0)?),
+                totals(r.try_get(1)?, r.try_get(2)?, r.try_get(3)?),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn session_usage(&self, session: &SessionId) -> Result<UsageTotals, StoreError> {
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT SUM({PG_INPUT})::bigint, SUM({PG_OUTPUT})::bigint, COUNT({PG_INPUT}) \
+                     FROM requests r JOIN steps s ON s.request_id = r.id WHERE r.session_id = $1"
+                ),
+                &[&session.as_str()],
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| StoreError::Io("no row from a sum".into()))?;
+        Ok(totals(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
     }
 }
 

@@ -2,10 +2,10 @@
 //! Each is one indexed query: views must stay fast on large stores.
 
 use crate::rows::{self, EVENT_COLS};
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 use harness_core::{Event, RequestId};
 
-impl Store {
+impl SqliteStore {
     /// The last `limit` events of any of `requests`, oldest first.
     pub async fn recent_events(
         &self,

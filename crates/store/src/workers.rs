@@ -1,11 +1,11 @@
 //! Worker heartbeats are rows, so any view can tell whether a worker is alive.
 
 use crate::rows::{self, WORKER_COLS};
-use crate::{Store, StoreError, events};
+use crate::{SqliteStore, StoreError, events};
 use harness_core::*;
 use rusqlite::params;
 
-impl Store {
+impl SqliteStore {
     pub async fn register_worker(&self, w: Worker, recovered: usize) -> Result<(), StoreError> {
         self.write(move |c| {
             c.execute(

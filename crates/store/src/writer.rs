@@ -421,7 +421,7 @@ mod tests {
     fn open_with(dir: &Path, lock_wait: Duration) -> (WriterHandle, PathBuf) {
         let path = dir.join("w.db");
         let conn = Connection::open(&path).unwrap();
-        crate::configure(&conn, crate::Durability::Normal).unwrap();
+        crate::sqlite::configure(&conn, crate::Durability::Normal).unwrap();
         conn.execute_batch(
             "PRAGMA foreign_keys = ON; \
              CREATE TABLE t (x INTEGER NOT NULL); \

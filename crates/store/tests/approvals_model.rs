@@ -1,10 +1,13 @@
 //! Model-based property test of the approval contract: whatever sequence of
 //! resolutions, expiries and cancellations operators and the runtime attempt,
 //! each approval is decided at most once, a refused action changes nothing, and
-//! the request's state always follows its approval's.
+//! the request's state always follows its approval's. On every backend.
 
+mod common;
+
+use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -95,9 +98,11 @@ async fn paused_request(store: &Store, i: usize, now: Timestamp) -> (Request, Ap
     (r, a)
 }
 
-async fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let Some(fresh) = b.fresh() else {
+        return Ok(());
+    };
+    let store = fresh.store.clone();
     let mut now = Timestamp(1_000_000);
     let mut pairs = Vec::new();
     for i in 0..N {
@@ -203,6 +208,15 @@ proptest! {
     #[test]
     fn approvals_are_decided_at_most_once_and_requests_follow(ops in proptest::collection::vec(op(), 1..25)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(check(ops))?;
+        rt.block_on(check(Backend::Sqlite, ops))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn approvals_are_decided_at_most_once_and_requests_follow_on_postgres(ops in proptest::collection::vec(op(), 1..25)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(check(Backend::Postgres, ops))?;
     }
 }

@@ -1,14 +1,18 @@
 //! Artifacts are immutable: writing a name again makes a new version beside the
-//! first, and every version stays readable with the bytes its row describes.
+//! first, and every version stays readable with the bytes its row describes. On
+//! every backend (SQLite keeps files, PostgreSQL keeps contents in the database).
 
+mod common;
+
+use common::{Backend, Fresh};
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store};
 use sha2::{Digest, Sha256};
 
 /// A store with one running request.
-async fn running() -> (tempfile::TempDir, Store, Request) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+async fn running(b: Backend) -> Option<(Fresh, Store, Request)> {
+    let fresh = b.fresh()?;
+    let store = fresh.store.clone();
     let new = NewRequest {
         id: RequestId::generate(),
         session_id: SessionId::parse("s1").unwrap(),
@@ -26,13 +30,13 @@ async fn running() -> (tempfile::TempDir, Store, Request) {
         .await
         .unwrap()
         .remove(0);
-    (dir, store, req)
+    Some((fresh, store, req))
 }
 
 /// Writes `name` with `bytes` and commits its row, as a run does.
 async fn write(store: &Store, req: &Request, name: &str, bytes: &[u8]) -> Artifact {
     let a = store
-        .write_artifact_file(
+        .put_artifact(
             &req.id,
             &req.session_id,
             name,
@@ -40,15 +44,23 @@ async fn write(store: &Store, req: &Request, name: &str, bytes: &[u8]) -> Artifa
             bytes,
             Timestamp(3),
         )
+        .await
         .unwrap();
     let commit = StepCommit::new(&req.id, &req.session_id, Timestamp(3)).artifacts(vec![a.clone()]);
     store.commit_step(commit).await.unwrap();
     a
 }
 
-#[tokio::test]
-async fn writing_a_name_twice_keeps_both_versions() {
-    let (_dir, store, req) = running().await;
+on_both!(
+    writing_a_name_twice_keeps_both_versions,
+    writing_a_name_twice_keeps_both_versions_on_postgres,
+    versions
+);
+
+async fn versions(b: Backend) {
+    let Some((_fresh, store, req)) = running(b).await else {
+        return;
+    };
     let first = write(&store, &req, "report.txt", b"first draft").await;
     let second = write(&store, &req, "report.txt", b"final").await;
     let other = write(&store, &req, "other.txt", b"x").await;
@@ -65,7 +77,6 @@ async fn writing_a_name_twice_keeps_both_versions() {
     );
     assert_eq!((first.version, second.version, other.version), (1, 2, 1));
     assert_ne!(first.id, second.id);
-    assert_ne!(store.artifact_path(&first), store.artifact_path(&second));
     for (a, bytes) in [
         (&first, &b"first draft"[..]),
         (&second, b"final"),
@@ -73,15 +84,26 @@ async fn writing_a_name_twice_keeps_both_versions() {
     ] {
         let row = listed.iter().find(|r| r.id == a.id).expect("row kept");
         assert_eq!(row, a);
-        let stored = std::fs::read(store.artifact_path(row)).unwrap();
+        let stored = store
+            .read_artifact(row)
+            .await
+            .unwrap()
+            .expect("contents kept");
         assert_eq!(stored, bytes, "{} v{}", row.name, row.version);
         assert_eq!(row.sha256, hex::encode(Sha256::digest(&stored)));
     }
 }
 
-#[tokio::test]
-async fn names_cannot_escape_the_request_folder() {
-    let (dir, store, req) = running().await;
+on_both!(
+    names_cannot_escape_the_request_folder,
+    names_are_refused_on_postgres,
+    names
+);
+
+async fn names(b: Backend) {
+    let Some((fresh, store, req)) = running(b).await else {
+        return;
+    };
     for bad in [
         "../x",
         "a/b",
@@ -93,7 +115,7 @@ async fn names_cannot_escape_the_request_folder() {
         "../../harness.db",
     ] {
         let err = store
-            .write_artifact_file(
+            .put_artifact(
                 &req.id,
                 &req.session_id,
                 bad,
@@ -101,21 +123,38 @@ async fn names_cannot_escape_the_request_folder() {
                 b"x",
                 Timestamp(3),
             )
+            .await
             .unwrap_err();
         assert!(err.to_string().contains("artifact name"), "{bad:?}: {err}");
     }
-    // Twice the same name twice more: still inside the store's artifact folders.
+    // The same name twice more: every file stays inside the store's artifact folders.
     for _ in 0..2 {
-        let a = write(&store, &req, "report.txt", b"y").await;
-        let path = store.artifact_path(&a);
-        assert!(path.starts_with(dir.path()), "{}", path.display());
-        assert!(path.ends_with("report.txt"), "{}", path.display());
+        write(&store, &req, "report.txt", b"y").await;
     }
+    let Some(dir) = &fresh.dir else { return };
+    let mut files = Vec::new();
+    for folder in ["artifacts", "artifact-versions"] {
+        walk(&dir.path().join(folder), &mut files);
+    }
+    assert_eq!(files.len(), 2, "{files:?}");
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains('x') && !n.starts_with("harness.db") && n != "store.json")
+        .collect();
+    assert!(outside.is_empty(), "{outside:?}");
 }
 
-#[tokio::test]
-async fn pruning_a_request_removes_every_version() {
-    let (dir, store, req) = running().await;
+on_both!(
+    pruning_a_request_removes_every_version,
+    pruning_a_request_removes_every_version_on_postgres,
+    pruning
+);
+
+async fn pruning(b: Backend) {
+    let Some((fresh, store, req)) = running(b).await else {
+        return;
+    };
     let first = write(&store, &req, "report.txt", b"1").await;
     let second = write(&store, &req, "report.txt", b"2").await;
     let done = StepCommit::new(&req.id, &req.session_id, Timestamp(4)).output("ok");
@@ -123,16 +162,29 @@ async fn pruning_a_request_removes_every_version() {
     let report = store.prune(Timestamp(100), false, false).await.unwrap();
     assert_eq!((report.artifacts, report.artifact_bytes), (2, 2));
     for a in [&first, &second] {
-        assert!(
-            !store.artifact_path(a).exists(),
+        assert_eq!(
+            store.read_artifact(a).await.unwrap(),
+            None,
             "v{} left behind",
             a.version
         );
     }
+    let Some(dir) = &fresh.dir else { return };
     for folder in ["artifacts", "artifact-versions"] {
         let left: Vec<_> = std::fs::read_dir(dir.path().join(folder))
             .unwrap()
             .collect();
         assert!(left.is_empty(), "{folder}: {left:?}");
+    }
+}
+
+fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! Model-based property test of the queue: whatever the admissions and claim sizes,
 //! a session never runs two requests at once, runs them in admission order, and
-//! everything admitted eventually runs exactly once.
+//! everything admitted eventually runs exactly once. On every backend.
 
+mod common;
+
+use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -21,9 +24,11 @@ fn finish(r: &Request, now: Timestamp) -> StepCommit {
     StepCommit::new(&r.id, &r.session_id, now).output("ok")
 }
 
-async fn check(sessions: Vec<u8>, claims: Vec<usize>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+async fn check(b: Backend, sessions: Vec<u8>, claims: Vec<usize>) -> Result<(), TestCaseError> {
+    let Some(fresh) = b.fresh() else {
+        return Ok(());
+    };
+    let store = &fresh.store;
     let adm = Admission {
         queue_capacity: 10_000,
         reject_if_session_busy: false,
@@ -92,14 +97,31 @@ proptest! {
         claims in proptest::collection::vec(1usize..6, 1..5),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(check(sessions, claims))?;
+        rt.block_on(check(Backend::Sqlite, sessions, claims))?;
     }
 }
 
-#[tokio::test]
-async fn prune_removes_only_finished_requests_past_the_cutoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn sessions_run_one_at_a_time_in_admission_order_on_postgres(
+        sessions in proptest::collection::vec(0u8..5, 1..40),
+        claims in proptest::collection::vec(1usize..6, 1..5),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(check(Backend::Postgres, sessions, claims))?;
+    }
+}
+
+on_both!(
+    prune_removes_only_finished_requests_past_the_cutoff,
+    prune_removes_only_finished_requests_past_the_cutoff_on_postgres,
+    prune_scenario
+);
+
+async fn prune_scenario(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
     let adm = Admission {
         queue_capacity: 100,
         reject_if_session_busy: false,

@@ -9,8 +9,11 @@
 //! 4. a settled request never changes again, and an approval is decided once;
 //! 5. every request whose status changed got an event about it in the same operation.
 
+mod common;
+
+use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store};
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
@@ -372,9 +375,11 @@ async fn check_invariants(
     Ok(())
 }
 
-async fn check(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let Some(fresh) = b.fresh() else {
+        return Ok(());
+    };
+    let store = fresh.store.clone();
     let adm = Admission {
         queue_capacity: 100,
         reject_if_session_busy: false,
@@ -411,6 +416,15 @@ proptest! {
     #[test]
     fn trees_keep_their_invariants_under_any_operations(ops in proptest::collection::vec(op(), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(check(ops))?;
+        rt.block_on(check(Backend::Sqlite, ops))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn trees_keep_their_invariants_under_any_operations_on_postgres(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(check(Backend::Postgres, ops))?;
     }
 }

@@ -2,8 +2,11 @@
 //! bodies: tool calls, turns without usage and turns recorded before turns carried
 //! it count nothing.
 
+mod common;
+
+use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store};
 
 fn turn_with(usage: Option<Usage>) -> StepBody {
     StepBody::ModelTurn {
@@ -70,8 +73,16 @@ fn usage(input: u64, output: u64) -> Option<Usage> {
 
 #[tokio::test]
 async fn usage_is_summed_per_request_and_per_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(fresh) = backend.fresh() else {
+            continue;
+        };
+        sums(&fresh.store).await;
+    }
+}
+
+async fn sums(store: &Store) {
+    let store = store.clone();
     let root = request(&store, "s1", None).await;
     let child = request(&store, "s1", Some(&root)).await;
     let call = ToolCall {

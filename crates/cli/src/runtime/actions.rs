@@ -28,7 +28,7 @@ pub async fn cancel(
             paint(status_style(r.status).bold(), "cancelled"),
             r.id,
             before.status,
-            match h.worker_holder() {
+            match h.worker_holder().await? {
                 Some(w) if before.status == RequestStatus::Running =>
                     format!("; worker {} stops it at its next step", w.worker_id),
                 _ => String::new(),
@@ -82,7 +82,7 @@ pub async fn retry(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             )
         )
     ));
-    if h.worker_holder().is_none() {
+    if h.worker_holder().await?.is_none() {
         line(paint(
             DIM,
             format!(

@@ -44,7 +44,7 @@ fn worker(w: LockHolder) -> HandledBy {
 
 /// Continues `root` (a root request) from event cursor `from`.
 pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) -> Result<Continued> {
-    if let Some(w) = h.worker_holder() {
+    if let Some(w) = h.worker_holder().await? {
         return Ok(Continued {
             handled_by: worker(w),
             request: h.get_request(&root.id).await?,
@@ -65,10 +65,14 @@ pub async fn continue_run(h: &Harness, root: &Request, from: i64, json: bool) ->
     match run_in_process(h, root, from, live, print).await? {
         // A worker started meanwhile and took the workspace: it continues the run.
         Err(HarnessError::Locked(_)) => Ok(Continued {
-            handled_by: h.worker_holder().map(worker).unwrap_or(HandledBy::Worker {
-                worker_id: String::new(),
-                pid: 0,
-            }),
+            handled_by: h
+                .worker_holder()
+                .await?
+                .map(worker)
+                .unwrap_or(HandledBy::Worker {
+                    worker_id: String::new(),
+                    pid: 0,
+                }),
             request: h.get_request(&root.id).await?,
         }),
         Err(e) => Err(e.into()),

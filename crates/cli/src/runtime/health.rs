@@ -37,10 +37,9 @@ pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
             match checked {
                 Ok(r) => r,
                 Err(e) => match unusable_store(&e) {
-                    Some(s) => store_failed(
-                        h.now(),
-                        format!("{} is damaged: {s}", h.store().db_path().display()),
-                    ),
+                    Some(s) => {
+                        store_failed(h.now(), format!("{} is damaged: {s}", h.store().location()))
+                    }
                     None => return Err(e.into()),
                 },
             }
@@ -60,10 +59,16 @@ pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
     Ok(exit_code(report.status))
 }
 
-/// The store error behind `e`, if it says the store is damaged or missing.
+/// The store error behind `e`, if it says the store is damaged, missing or out of reach.
 fn unusable_store(e: &HarnessError) -> Option<&StoreError> {
     match e {
-        HarnessError::Store(s) if s.is_corrupt() || matches!(s, StoreError::Missing { .. }) => {
+        HarnessError::Store(s)
+            if s.is_corrupt()
+                || matches!(
+                    s,
+                    StoreError::Missing { .. } | StoreError::Unavailable { .. }
+                ) =>
+        {
             Some(s)
         }
         _ => None,

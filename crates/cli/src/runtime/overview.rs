@@ -133,7 +133,7 @@ pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
         workspace: WorkspaceInfo {
             name: h.workspace().settings.name.clone(),
             root: h.workspace().root.clone(),
-            store: store.dir().to_path_buf(),
+            store: store.location().into(),
         },
         now,
         worker: worker_info(h, now).await?,
@@ -169,7 +169,7 @@ fn age_ms(now: Timestamp, t: Timestamp) -> i64 {
 }
 
 async fn worker_info(h: &Harness, now: Timestamp) -> Result<WorkerInfo> {
-    let holder: Option<LockHolder> = h.worker_holder();
+    let holder: Option<LockHolder> = h.worker_holder().await?;
     let last = h.store().workers(1).await?.into_iter().next();
     Ok(WorkerInfo {
         alive: holder.is_some(),

@@ -33,11 +33,32 @@ pub fn serve_log(root: &Path) -> String {
 
 /// Waits until `pid` holds the workspace (its signal handlers are installed by then).
 pub fn wait_for_holder(h: &Harness, pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.worker_holder().map(|w| w.pid) != Some(pid) {
+    wait_for_holder_within(h, pid, Duration::from_secs(10));
+}
+
+/// [`wait_for_holder`] with its own deadline.
+pub fn wait_for_holder_within(h: &Harness, pid: u32, within: Duration) {
+    let deadline = Instant::now() + within;
+    while holder_pid(h) != Some(pid) {
         assert!(Instant::now() < deadline, "serve never took the workspace");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The pid of the worker holding the workspace, if any. Callable from inside a
+/// test's runtime: it asks on a thread of its own.
+pub fn holder_pid(h: &Harness) -> Option<u32> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(h.worker_holder()).unwrap().map(|w| w.pid)
+        })
+        .join()
+        .unwrap()
+    })
 }
 
 /// SIGKILL: the crash under test.

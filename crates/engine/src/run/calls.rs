@@ -131,7 +131,7 @@ impl Run {
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),
             cancel: self.cancel.clone(),
-            runs_dir: harness_providers::tools::running_dir(self.h.inner.store.dir()),
+            runs_dir: harness_providers::tools::running_dir(&self.h.inner.workspace.store_dir()),
         };
         let tools = self.h.inner.tools.clone();
         let (name, args) = (call.tool.clone(), call.arguments.clone());
@@ -162,7 +162,7 @@ impl Run {
             .runtime
             .max_inline_output_bytes;
         let (mut outcome, files) = bound_output(output, limit, &call);
-        let (artifacts, created) = match self.store_artifacts(files, &call) {
+        let (artifacts, created) = match self.store_artifacts(files, &call).await {
             Ok(stored) => stored,
             Err(refused) => {
                 // A refused artifact (bad name, too large) fails the call, not the request.
@@ -223,7 +223,7 @@ impl Run {
         }
     }
 
-    fn store_artifacts(
+    async fn store_artifacts(
         &self,
         files: Vec<NewArtifact>,
         call: &ToolCall,
@@ -235,7 +235,7 @@ impl Run {
                 .h
                 .inner
                 .store
-                .write_artifact_file(
+                .put_artifact(
                     &self.req.id,
                     &self.req.session_id,
                     &f.name,
@@ -243,6 +243,7 @@ impl Run {
                     &f.bytes,
                     self.h.now(),
                 )
+                .await
                 .map_err(|e| e.to_string())?;
             events.push(EventBody::ArtifactCreated {
                 artifact: Box::new(a.clone()),

@@ -50,14 +50,20 @@ impl Run {
         if let Some(raw) = raw {
             // Evidence, not a result: a failure to keep it costs the turn nothing.
             let name = format!("model-turn-{idx}.{}", raw.extension);
-            match self.h.inner.store.write_artifact_file(
-                &self.req.id,
-                &self.req.session_id,
-                &name,
-                &raw.media_type,
-                &raw.bytes,
-                self.h.now(),
-            ) {
+            let kept = self
+                .h
+                .inner
+                .store
+                .put_artifact(
+                    &self.req.id,
+                    &self.req.session_id,
+                    &name,
+                    &raw.media_type,
+                    &raw.bytes,
+                    self.h.now(),
+                )
+                .await;
+            match kept {
                 Ok(a) => {
                     info.raw_artifact = Some(a.id.clone());
                     artifacts.push(a);

@@ -1,0 +1,171 @@
+//! The event log on PostgreSQL, and why its cursor never skips.
+//!
+//! A sequence value taken by a transaction that commits later becomes visible
+//! after a higher one, so "events after seq N" over a plain sequence can skip. Here
+//! an event's seq is `(its top-level transaction id << 16) + its index in that
+//! transaction`, and a reader returns only events of transactions older than its
+//! snapshot's xmin (every one of them has finished, so the set below that mark never
+//! grows). An event committed later belongs to a transaction at or above the mark,
+//! so its seq is above every seq already returned. Writers take no lock for this
+//! (a lock serialising them through their commit flush caps a server at about
+//! 1,200 steps/s); readers see an event once every transaction older than its own
+//! has finished (a transaction left open holds back every reader).
+//!
+//! `xmin` covers every database of the server: a long transaction in another
+//! database delays (never breaks) delivery here, so readers also poll.
+
+use super::rows::{self, EVENT_COLS};
+use super::{PgStore, Stmt, Tx};
+use crate::StoreError;
+use harness_core::{Event, EventFilter, NewEvent, RequestId, Timestamp};
+
+/// Events one transaction may append (the low bits of a seq).
+const PER_TX: i64 = 1 << 16;
+
+/// The insert of one event; `$1` is its index in the transaction.
+pub(super) const INSERT: &str = "INSERT INTO events (seq, at, kind, request_id, session_id, payload) \
+     VALUES ((pg_current_xact_id()::text::bigint << 16) + $1, $2, $3, $4, $5, $6)";
+
+/// The current transaction's id, to compute the seqs of its events.
+pub(super) const XID: &str = "SELECT pg_current_xact_id()::text::bigint";
+
+/// Reads see only events of transactions older than the oldest one still running.
+const VISIBLE: &str = "seq < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
+
+/// The owned parameters of one event insert.
+pub(super) struct EventRow {
+    pub(super) idx: i64,
+    at: i64,
+    kind: &'static str,
+    request_id: Option<String>,
+    session_id: Option<String>,
+    payload: String,
+}
+
+impl EventRow {
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        [
+            &self.idx,
+            &self.at,
+            &self.kind,
+            &self.request_id,
+            &self.session_id,
+            &self.payload,
+        ]
+    }
+}
+
+/// The rows for `events`, numbered after those `tx` appended already.
+pub(super) fn rows_for(
+    tx: &mut Tx<'_>,
+    at: Timestamp,
+    events: &[NewEvent],
+) -> Result<Vec<EventRow>, StoreError> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        if tx.events >= PER_TX {
+            return Err(StoreError::Io(format!(
+                "one transaction may append at most {PER_TX} events"
+            )));
+        }
+        out.push(EventRow {
+            idx: tx.events,
+            at: at.0,
+            kind: e.kind.as_str(),
+            request_id: e.request_id.as_ref().map(|r| r.to_string()),
+            session_id: e.session_id.as_ref().map(|s| s.to_string()),
+            payload: e.payload.to_string(),
+        });
+        tx.events += 1;
+    }
+    Ok(out)
+}
+
+/// The seq of the event at `idx` in the transaction whose id is `xid`.
+pub(super) fn seq_of(xid: i64, idx: i64) -> i64 {
+    (xid << 16) + idx
+}
+
+/// Appends events inside `tx`; returns their seqs.
+pub(super) async fn append(
+    tx: &mut Tx<'_>,
+    at: Timestamp,
+    events: &[NewEvent],
+) -> Result<Vec<i64>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = rows_for(tx, at, events)?;
+    let params: Vec<_> = rows.iter().map(|r| r.params()).collect();
+    let mut stmts = vec![Stmt::query(XID, &[])];
+    stmts.extend(params.iter().map(|p| Stmt::exec(INSERT, p)));
+    let mut out = tx.pipeline(&stmts).await?;
+    let xid: i64 = out.swap_remove(0).rows()[0].try_get(0)?;
+    Ok(rows.iter().map(|r| seq_of(xid, r.idx)).collect())
+}
+
+impl PgStore {
+    pub(crate) async fn events_after(
+        &self,
+        after: i64,
+        f: EventFilter,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+        let key: Option<String> = f
+            .request_id
+            .as_ref()
+            .map(|r| r.to_string())
+            .or_else(|| f.session_id.as_ref().map(|s| s.to_string()));
+        let sql = match (&f.request_id, &f.session_id) {
+            (Some(_), _) => format!(
+                "SELECT {EVENT_COLS} FROM events WHERE request_id = $2 AND seq > $1 AND {VISIBLE} \
+                 ORDER BY seq LIMIT $3"
+            ),
+            (None, Some(_)) => format!(
+                "SELECT {EVENT_COLS} FROM events WHERE session_id = $2 AND seq > $1 AND {VISIBLE} \
+                 ORDER BY seq LIMIT $3"
+            ),
+            (None, None) => format!(
+                "SELECT {EVENT_COLS} FROM events WHERE seq > $1 AND $2::text IS NULL AND {VISIBLE} \
+                 ORDER BY seq LIMIT $3"
+            ),
+        };
+        let rows = self.read_rows(&sql, &[&after, &key, &limit]).await?;
+        rows::all(rows, rows::event)
+    }
+
+    pub(crate) async fn last_seq(&self) -> Result<i64, StoreError> {
+        let row = self
+            .read_one(
+                &format!("SELECT COALESCE(MAX(seq), 0)::bigint FROM events WHERE {VISIBLE}"),
+                &[],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub(crate) async fn recent_events(
+        &self,
+        requests: Vec<RequestId>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if requests.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = requests.iter().map(|r| r.to_string()).collect();
+        let limit = limit as i64;
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE request_id = ANY($1) \
+                     ORDER BY seq DESC LIMIT $2"
+                ),
+                &[&ids, &limit],
+            )
+            .await?;
+        let mut out = rows::all(rows, rows::event)?;
+        out.reverse();
+        Ok(out)
+    }
+}

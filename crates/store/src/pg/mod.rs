@@ -1,0 +1,548 @@
+//! The PostgreSQL backend: the same operations as SQLite's, on a pool of
+//! connections (tokio-postgres + deadpool-postgres), for workers on one host or many.
+//!
+//! - Every write is one transaction on a pooled connection; `BEGIN` rides with its
+//!   first statement and the hot path (a step commit) sends its statements as one
+//!   pipeline, so a step costs two round trips: the statements, then `COMMIT`.
+//!   There is no group commit in this process: the server flushes concurrent
+//!   commits' WAL together.
+//! - A transaction that changes a tree locks the tree's root row first, so two
+//!   transactions on one tree queue instead of deadlocking. A deadlock or
+//!   serialization failure (possible across trees) is retried whole.
+//! - Claims carry a lease (token, expiry); a tree's step commits are conditional on
+//!   the token this process's claim issued ([`PgStore::leases`]): a worker whose
+//!   tree was claimed by another commits nothing (`StoreError::LeaseLost`).
+//! - Event seqs follow transaction ids, and readers see only events of finished
+//!   transactions (see `events.rs`): a cursor never skips.
+//! - Wake-ups: LISTEN/NOTIFY, the NOTIFY sent after the commit (see `wakeups.rs`).
+
+mod approvals;
+mod artifacts;
+mod events;
+mod health;
+mod maintenance;
+mod migrate;
+mod repair;
+mod requests;
+mod rows;
+mod steps;
+mod tree;
+mod wakeups;
+mod workers;
+
+use crate::StoreError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use harness_core::RequestId;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub(crate) use wakeups::{FALLBACK_POLL, Listening};
+pub(crate) use workers::PgLock;
+
+/// How long a claim holds without renewal (the worker's heartbeat renews it).
+pub(crate) const LEASE: Duration = Duration::from_secs(15);
+/// How long a caller waits for a pooled connection before the store reports the
+/// database unavailable.
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// Conflicts (deadlock, serialization) retried this many times.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// Where a PostgreSQL store is and how to reach it.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// The connection URL (a secret: never printed; see [`PgConfig::location`]).
+    pub url: String,
+    pub pool_size: usize,
+    pub schema: String,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &"(secret)")
+            .field("pool_size", &self.pool_size)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl PgConfig {
+    /// The password in a connection URL, if it has one (to redact it wherever it
+    /// might be written).
+    pub fn password_of(url: &str) -> Option<String> {
+        let cfg: tokio_postgres::Config = url.parse().ok()?;
+        let p = cfg.get_password()?;
+        Some(String::from_utf8_lossy(p).into_owned()).filter(|p| !p.is_empty())
+    }
+
+    /// The driver's configuration, with the schema as every connection's search path.
+    fn driver(&self) -> Result<tokio_postgres::Config, StoreError> {
+        if !is_schema_name(&self.schema) {
+            return Err(StoreError::Io(format!(
+                "`{}` is not a usable schema name (a-z, 0-9, `_`, at most 63 bytes)",
+                self.schema
+            )));
+        }
+        let mut cfg: tokio_postgres::Config = self.url.parse().map_err(|_| {
+            // The parser's message may quote the URL: say only what is wrong.
+            StoreError::Io(
+                "the PostgreSQL URL is not valid: expected \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                    .to_string(),
+            )
+        })?;
+        cfg.options(format!("-c search_path={}", self.schema));
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("agent-harness");
+        }
+        cfg.connect_timeout(Duration::from_secs(10));
+        Ok(cfg)
+    }
+}
+
+/// Host, port, database and schema: what messages name (never user or password).
+fn location_of(cfg: &tokio_postgres::Config, schema: &str) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let db = cfg.get_dbname().or(cfg.get_user()).unwrap_or("postgres");
+    format!("postgres://{host}:{port}/{db} (schema {schema})")
+}
+
+pub(crate) fn is_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && !s.starts_with("pg_")
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    driver: tokio_postgres::Config,
+    schema: String,
+    /// The NOTIFY channel of this schema.
+    channel: String,
+    location: String,
+    pool_size: usize,
+    /// This process's commits (the value only changes; wakes [`crate::Wakeups`]).
+    local: watch::Sender<i64>,
+    /// The LISTEN connection and the NOTIFY sender, started by the first wake-up
+    /// handle (they need a runtime).
+    listening: Listening,
+    started: AtomicBool,
+    /// The lease token of each root this process claimed and still runs: every
+    /// commit of the root's tree is conditional on it.
+    leases: Mutex<HashMap<RequestId, String>>,
+}
+
+impl PgStore {
+    /// Connects, creates the schema and applies pending migrations (under an
+    /// advisory lock: workers starting together do not race). With `create` false
+    /// (views), a schema without the store's tables is [`StoreError::NoStore`].
+    pub(crate) fn open(config: &PgConfig, create: bool) -> Result<PgStore, StoreError> {
+        let driver = config.driver()?;
+        let location = location_of(&driver, &config.schema);
+        migrate::run(&driver, &config.schema, &location, create)?;
+        let mgr = Manager::from_config(
+            driver.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Io(format!("cannot set up the connection pool: {e}")))?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                driver,
+                schema: config.schema.clone(),
+                channel: wakeups::channel(&config.schema),
+                location,
+                pool_size: config.pool_size.max(1),
+                local: watch::channel(0).0,
+                listening: Listening::default(),
+                started: AtomicBool::new(false),
+                leases: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub(crate) fn location(&self) -> String {
+        self.inner.location.clone()
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(|e| {
+            let problem = match e {
+                deadpool_postgres::PoolError::Backend(e) => connect_problem(&e),
+                deadpool_postgres::PoolError::Timeout(_) => format!(
+                    "no connection became free within {} s (pool of {})",
+                    POOL_WAIT.as_secs(),
+                    self.inner.pool_size
+                ),
+                other => other.to_string(),
+            };
+            StoreError::Unavailable {
+                location: self.inner.location.clone(),
+                problem,
+            }
+        })
+    }
+
+    /// The token this process's claim of `root` issued, if it claimed it.
+    pub(crate) fn lease_of(&self, root: &RequestId) -> Option<String> {
+        self.inner.leases.lock().expect("leases").get(root).cloned()
+    }
+
+    pub(crate) fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, String>> {
+        self.inner.leases.lock().expect("leases")
+    }
+
+    /// After a commit: wakes this process's waiters at once, other processes'
+    /// through NOTIFY.
+    fn committed(&self) {
+        self.inner.local.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// Why a connection could not be made, without the URL.
+fn connect_problem(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            // The driver's connection errors (and their I/O causes) name the host,
+            // never the password.
+            match std::error::Error::source(e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            }
+        }
+    }
+}
+
+/// A statement's parameters.
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A statement of a [`Tx::pipeline`]: `rows` when its rows are wanted (else its count).
+pub(crate) struct Stmt<'a> {
+    pub sql: &'a str,
+    pub params: Params<'a>,
+    pub rows: bool,
+}
+
+impl<'a> Stmt<'a> {
+    pub(crate) fn exec(sql: &'a str, params: Params<'a>) -> Self {
+        Stmt {
+            sql,
+            params,
+            rows: false,
+        }
+    }
+    pub(crate) fn query(sql: &'a str, params: Params<'a>) -> Self {
+        Stmt {
+            sql,
+            params,
+            rows: true,
+        }
+    }
+}
+
+/// What one pipelined statement returned.
+pub(crate) enum Out {
+    Count(u64),
+    Rows(Vec<Row>),
+}
+
+impl Out {
+    pub(crate) fn count(&self) -> u64 {
+        match self {
+            Out::Count(n) => *n,
+            Out::Rows(r) => r.len() as u64,
+        }
+    }
+    pub(crate) fn rows_ref(&self) -> &[Row] {
+        match self {
+            Out::Rows(r) => r,
+            Out::Count(_) => &[],
+        }
+    }
+    pub(crate) fn rows(self) -> Vec<Row> {
+        match self {
+            Out::Rows(r) => r,
+            Out::Count(_) => Vec::new(),
+        }
+    }
+}
+
+/// One transaction on a pooled connection. `BEGIN` is sent with the first
+/// statement; [`Tx::finish`] commits (or rolls back) and wakes readers.
+pub(crate) struct Tx<'a> {
+    c: &'a deadpool_postgres::Object,
+    /// The NOTIFY channel, told after a commit that appended events.
+    channel: &'a str,
+    begun: bool,
+    /// Events appended in this transaction (their seqs' low bits).
+    pub(crate) events: i64,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(c: &'a deadpool_postgres::Object, channel: &'a str) -> Tx<'a> {
+        Tx {
+            c,
+            channel,
+            begun: false,
+            events: 0,
+        }
+    }
+
+    async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, StoreError> {
+        Ok(self.c.prepare_cached(sql).await?)
+    }
+
+    /// Sends `BEGIN` along with `f`'s first request if the transaction has not begun.
+    async fn run<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        if self.begun {
+            return Ok(f.await?);
+        }
+        self.begun = true;
+        let (_, out) = futures_util::future::try_join(self.c.batch_execute("BEGIN"), f).await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, p: Params<'_>) -> Result<u64, StoreError> {
+        let st = self.prepare(sql).await?;
+        let c = self.c;
+        self.run(c.execute(&st, p)).await
+    }
+
+    pub(crate) async fn query(&mut self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let st = self.prepare(sql).await?;
+        let c = self.c;
+        self.run(c.query(&st, p)).await
+    }
+
+    pub(crate) async fn query_opt(
+        &mut self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let st = self.prepare(sql).await?;
+        let c = self.c;
+        self.run(c.query_opt(&st, p)).await
+    }
+
+    pub(crate) async fn query_one(&mut self, sql: &str, p: Params<'_>) -> Result<Row, StoreError> {
+        let st = self.prepare(sql).await?;
+        let c = self.c;
+        self.run(c.query_one(&st, p)).await
+    }
+
+    /// Runs `statements` as one pipeline (sent together, answered together) and
+    /// returns each one's outcome, in order. Every statement runs, even after one
+    /// fails; the first failure is returned.
+    pub(crate) async fn pipeline(
+        &mut self,
+        statements: &[Stmt<'_>],
+    ) -> Result<Vec<Out>, StoreError> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for s in statements {
+            prepared.push(self.prepare(s.sql).await?);
+        }
+        let c = self.c;
+        let all = futures_util::future::join_all(prepared.iter().zip(statements).map(
+            |(st, s)| async move {
+                if s.rows {
+                    c.query(st, s.params).await.map(Out::Rows)
+                } else {
+                    c.execute(st, s.params).await.map(Out::Count)
+                }
+            },
+        ));
+        let results = if self.begun {
+            all.await
+        } else {
+            self.begun = true;
+            let (begin, results) = futures_util::future::join(c.batch_execute("BEGIN"), all).await;
+            begin?;
+            results
+        };
+        results
+            .into_iter()
+            .map(|r| r.map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Commits if `out` is `Ok` (else rolls back) and returns `out`, or why the
+    /// commit failed. `clean`: the connection ended the transaction and may serve
+    /// another caller.
+    async fn finish<T>(
+        self,
+        out: Result<T, StoreError>,
+        clean: &AtomicBool,
+    ) -> Result<T, StoreError> {
+        if !self.begun {
+            clean.store(true, Ordering::Release);
+            return out;
+        }
+        match out {
+            Ok(v) => {
+                let commit = self.c.batch_execute("COMMIT");
+                let committed = if self.events > 0 {
+                    // After the commit, as a transaction of its own (see `wakeups`).
+                    let channel: [&(dyn ToSql + Sync); 1] = [&self.channel];
+                    let notify = self.c.execute("SELECT pg_notify($1, '')", &channel);
+                    let (committed, notified) = futures_util::future::join(commit, notify).await;
+                    if let Err(e) = notified {
+                        tracing::debug!(error = %e, "NOTIFY after a commit failed");
+                    }
+                    committed
+                } else {
+                    commit.await
+                };
+                match committed {
+                    Ok(()) => {
+                        clean.store(true, Ordering::Release);
+                        Ok(v)
+                    }
+                    Err(e) => Err(StoreError::Commit(Box::new(e.into()))),
+                }
+            }
+            Err(e) => {
+                let rolled_back = self.c.batch_execute("ROLLBACK").await.is_ok();
+                clean.store(rolled_back, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs `$body` (an expression using `$tx: &mut Tx`) in one transaction, committed
+/// if it returns `Ok`; retried whole on a deadlock or serialization failure.
+macro_rules! in_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let store: &$crate::pg::PgStore = $store;
+        let mut attempt = 0u32;
+        loop {
+            let conn = $crate::pg::Guarded(Some(store.client().await?), Default::default());
+            let mut tx = $crate::pg::Tx::new(conn.object(), store.channel());
+            // `?` inside the body ends the body, not the caller: the transaction is
+            // always finished (committed or rolled back) before the connection returns.
+            let out: Result<_, $crate::StoreError> = {
+                let $tx = &mut tx;
+                async { $body }.await
+            };
+            let wrote = tx.begun_writes();
+            let finished = tx.finish(out, &conn.1).await;
+            drop(conn);
+            match finished {
+                Err(e) if e.is_retryable_conflict() && attempt < $crate::pg::conflict_retries() => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                }
+                Ok(v) => {
+                    if wrote {
+                        store.committed_now();
+                    }
+                    break Ok(v);
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+pub(crate) use in_tx;
+
+pub(crate) fn conflict_retries() -> u32 {
+    CONFLICT_RETRIES
+}
+
+impl Tx<'_> {
+    /// Whether a transaction was begun (anything was sent).
+    pub(crate) fn begun_writes(&self) -> bool {
+        self.begun
+    }
+}
+
+/// A pooled connection that goes back to the pool only once its transaction ended
+/// (the flag). Dropped before that — the caller's future cancelled mid-transaction,
+/// a failed `COMMIT` or `ROLLBACK` — it is closed instead, and the server rolls the
+/// transaction back: the next caller never finds half of someone else's step.
+pub(crate) struct Guarded(pub Option<deadpool_postgres::Object>, pub AtomicBool);
+
+impl Guarded {
+    pub(crate) fn object(&self) -> &deadpool_postgres::Object {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if !self.1.load(Ordering::Acquire)
+            && let Some(o) = self.0.take()
+        {
+            drop(deadpool_postgres::Object::take(o));
+        }
+    }
+}
+
+impl PgStore {
+    pub(crate) fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    pub(crate) fn committed_now(&self) {
+        self.committed();
+    }
+
+    /// Runs a read on a pooled connection (autocommit: its own snapshot).
+    pub(crate) async fn read_rows(&self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await?;
+        Ok(c.query(&st, p).await?)
+    }
+
+    pub(crate) async fn read_opt(
+        &self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await?;
+        Ok(c.query_opt(&st, p).await?)
+    }
+
+    pub(crate) async fn read_one(&self, sql: &str, p: Params<'_>) -> Result<Row, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(sql).await?;
+        Ok(c.query_one(&st, p).await?)
+    }
+}

@@ -1,0 +1,254 @@
+//! Recovery and the safety net on PostgreSQL: the rules of `crate::repair`.
+
+use super::{PgStore, Tx, events, in_tx, tree};
+use crate::StoreError;
+use crate::repair::{Liveness, Problem, RECOVERED, Recovery, Repaired, Stranded, gave_up};
+use crate::tree::{Settle, status_in};
+use harness_core::*;
+
+impl PgStore {
+    pub(crate) async fn recover(
+        &self,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Recovery, StoreError> {
+        let recovery = in_tx!(self, |tx| {
+            let mut out = Recovery::default();
+            let orphans = tree::requests_where(
+                tx,
+                "status = 'running' AND parent_id IS NULL ORDER BY queue_seq FOR UPDATE",
+                &[],
+            )
+            .await?;
+            for r in orphans {
+                if requeue_or_fail(tx, &r, now, max_attempts, RECOVERED).await? {
+                    out.requeued.push(r.id);
+                } else {
+                    out.failed.push(r.id);
+                }
+            }
+            Ok(out)
+        })?;
+        self.leases().clear();
+        Ok(recovery)
+    }
+
+    pub(crate) async fn stranded(
+        &self,
+        live: Liveness,
+        quiet_since: Timestamp,
+    ) -> Result<Vec<Stranded>, StoreError> {
+        in_tx!(self, |tx| stranded(tx, &live, quiet_since).await)
+    }
+
+    pub(crate) async fn repair(
+        &self,
+        live: Liveness,
+        quiet_since: Timestamp,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Vec<Repaired>, StoreError> {
+        let found = self.stranded(live, quiet_since).await?;
+        let mut out = Vec::new();
+        // One transaction per request, each locking its own tree's root, and
+        // re-checking the problem there (a commit may have solved it meanwhile).
+        for s in found {
+            let action = in_tx!(self, |tx| repair_one(tx, &s, now, max_attempts).await)?;
+            if let Some(action) = action {
+                out.push(Repaired {
+                    id: s.id,
+                    problem: s.problem,
+                    action,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn fail_tree(
+        &self,
+        id: &RequestId,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<Vec<RequestId>, StoreError> {
+        in_tx!(self, |tx| {
+            let root = tree::root_id(tx, id).await?;
+            tree::lock_root(tx, &root).await?;
+            tree::settle_subtree(
+                tx,
+                &Settle {
+                    to: RequestStatus::Failed,
+                    by: "runtime",
+                    reason: Some(error),
+                    top: &root,
+                },
+                now,
+            )
+            .await
+        })
+    }
+}
+
+async fn stranded(
+    tx: &mut Tx<'_>,
+    live: &Liveness,
+    quiet_since: Timestamp,
+) -> Result<Vec<Stranded>, StoreError> {
+    let mut out = Vec::new();
+    let found = |r: &Request, problem| Stranded {
+        id: r.id.clone(),
+        session_id: r.session_id.clone(),
+        agent: r.agent.clone(),
+        status: r.status,
+        last_activity_at: r.last_activity_at,
+        problem,
+    };
+    let waiting = tree::requests_where(
+        tx,
+        "status = 'waiting_approval' AND last_activity_at < $1 ORDER BY queue_seq LIMIT 1000",
+        &[&quiet_since.0],
+    )
+    .await?;
+    for r in &waiting {
+        if !tree::has_pending_approval(tx, &r.id).await? {
+            out.push(found(r, Problem::WaitingOnNothing));
+        }
+    }
+    let running = tree::requests_where(
+        tx,
+        "status = 'running' AND parent_id IS NULL ORDER BY queue_seq LIMIT 1000",
+        &[],
+    )
+    .await?;
+    for r in &running {
+        let owned = live.owner.is_some() && r.worker_id == live.owner;
+        let live_here = live.running.as_ref().is_none_or(|ids| ids.contains(&r.id));
+        if !(owned && live_here) {
+            let worker_id = r.worker_id.clone();
+            out.push(found(r, Problem::NoLiveRun { worker_id }));
+        }
+    }
+    let orphans = tree::requests_where(
+        tx,
+        "status IN ('queued','running','waiting_approval') AND parent_id IS NOT NULL \
+         AND last_activity_at < $1 \
+         AND parent_id IN (SELECT id FROM requests WHERE status IN ('completed','failed','cancelled')) \
+         LIMIT 1000",
+        &[&quiet_since.0],
+    )
+    .await?;
+    for r in &orphans {
+        let parent_id = r.parent_id.clone().expect("selected with a parent");
+        let parent_status = tree::get_request(tx, &parent_id).await?.status;
+        out.push(found(
+            r,
+            Problem::OrphanedChild {
+                parent_id,
+                parent_status,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+async fn repair_one(
+    tx: &mut Tx<'_>,
+    s: &Stranded,
+    now: Timestamp,
+    max_attempts: u32,
+) -> Result<Option<String>, StoreError> {
+    let root = tree::root_id(tx, &s.id).await?;
+    tree::lock_root(tx, &root).await?;
+    let event = |id: &RequestId, session: &SessionId, action: &str| {
+        EventBody::RequestRepaired {
+            problem: s.problem.describe(),
+            action: action.to_string(),
+        }
+        .about(id, session)
+    };
+    match &s.problem {
+        Problem::WaitingOnNothing => {
+            // Still waiting on nothing, now that the tree is locked?
+            if tree::has_pending_approval(tx, &s.id).await? {
+                return Ok(None);
+            }
+            let moved = tree::wake_chain(tx, &s.id, now, &s.problem.describe(), true).await?;
+            if moved.contains(&s.id) {
+                events::append(tx, now, &[event(&s.id, &s.session_id, "requeued")]).await?;
+            }
+            Ok((!moved.is_empty()).then(|| "requeued".to_string()))
+        }
+        Problem::NoLiveRun { worker_id } => {
+            let r = tree::get_request(tx, &s.id).await?;
+            if r.status != RequestStatus::Running || &r.worker_id != worker_id {
+                return Ok(None);
+            }
+            events::append(tx, now, &[event(&s.id, &s.session_id, "requeued")]).await?;
+            let requeued =
+                requeue_or_fail(tx, &r, now, max_attempts, &s.problem.describe()).await?;
+            Ok(Some(
+                if requeued { "requeued" } else { "failed" }.to_string(),
+            ))
+        }
+        Problem::OrphanedChild { parent_status, .. } => {
+            let to = if *parent_status == RequestStatus::Cancelled {
+                RequestStatus::Cancelled
+            } else {
+                RequestStatus::Failed
+            };
+            let reason = s.problem.describe();
+            let moved = tree::settle_subtree(
+                tx,
+                &Settle {
+                    to,
+                    by: "runtime",
+                    reason: Some(&reason),
+                    top: &s.id,
+                },
+                now,
+            )
+            .await?;
+            for id in &moved {
+                events::append(tx, now, &[event(id, &s.session_id, to.as_str())]).await?;
+            }
+            Ok((!moved.is_empty()).then(|| to.to_string()))
+        }
+    }
+}
+
+/// A running root whose worker is gone: back on the queue with one more attempt,
+/// or failed (with its tree) once `max_attempts` starts have not finished it.
+async fn requeue_or_fail(
+    tx: &mut Tx<'_>,
+    r: &Request,
+    now: Timestamp,
+    max_attempts: u32,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    if r.attempt >= max_attempts.max(1) {
+        let error = gave_up(r, max_attempts);
+        tree::settle_subtree(
+            tx,
+            &Settle {
+                to: RequestStatus::Failed,
+                by: "runtime",
+                reason: Some(&error),
+                top: &r.id,
+            },
+            now,
+        )
+        .await?;
+        return Ok(false);
+    }
+    let sql = format!(
+        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + 1, \
+         lease_token = NULL, lease_expires_at = NULL, last_activity_at = $2 WHERE id = $1 AND {}",
+        status_in(RequestStatus::Queued, &[RequestStatus::Running])
+    );
+    tx.execute(&sql, &[&r.id.as_str(), &now.0]).await?;
+    let body = EventBody::RequestRequeued {
+        reason: reason.to_string(),
+    };
+    events::append(tx, now, &[body.about(&r.id, &r.session_id)]).await?;
+    Ok(true)
+}

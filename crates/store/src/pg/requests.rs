@@ -1,0 +1,421 @@
+//! Requests and sessions on PostgreSQL: admission, claiming with a lease, release,
+//! cancel, and the reads.
+
+use super::rows::{self, REQUEST_COLS};
+use super::{LEASE, PgStore, Stmt, Tx, events, in_tx, tree};
+use crate::StoreError;
+use crate::requests::{ACTIVE, Admission, NewRequest, WAITING_FIRST_START};
+use crate::tree::{Settle, status_in};
+use harness_core::*;
+use std::time::Duration;
+
+/// Admissions take this transaction lock: the capacity and session checks and the
+/// insert must see every other admission (writers of steps never take it).
+const ADMIT_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('agent-harness admit ' || current_schema()))";
+
+impl PgStore {
+    pub(crate) async fn admit(
+        &self,
+        new: NewRequest,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        in_tx!(self, |tx| admit(tx, &new, adm, now).await)
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        worker: &WorkerId,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<Request>, StoreError> {
+        let token = format!(
+            "lease_{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
+        let claimed = in_tx!(self, |tx| claim(tx, worker, limit, now, &token).await)?;
+        let mut leases = self.leases();
+        for r in &claimed {
+            leases.insert(r.id.clone(), token.clone());
+        }
+        Ok(claimed)
+    }
+
+    pub(crate) async fn release(
+        &self,
+        ids: Vec<RequestId>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let tokens: Vec<Option<String>> = ids.iter().map(|id| self.lease_of(id)).collect();
+        in_tx!(self, |tx| {
+            for (id, token) in ids.iter().zip(&tokens) {
+                release_one(tx, id, token.as_deref(), reason, now).await?;
+            }
+            Ok(())
+        })?;
+        let mut leases = self.leases();
+        for id in &ids {
+            leases.remove(id);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        id: &RequestId,
+        by: &str,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(Request, Vec<RequestId>), StoreError> {
+        in_tx!(self, |tx| cancel(tx, id, by, reason, now).await)
+    }
+
+    pub(crate) async fn get_request(&self, id: &RequestId) -> Result<Request, StoreError> {
+        let row = self
+            .read_opt(
+                &format!("SELECT {REQUEST_COLS} FROM requests WHERE id = $1"),
+                &[&id.as_str()],
+            )
+            .await?;
+        match row {
+            Some(r) => rows::request(&r),
+            None => Err(StoreError::NotFound {
+                kind: "request",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) async fn list_requests(&self, f: RequestFilter) -> Result<Vec<Request>, StoreError> {
+        let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        let session = f.session_id.as_ref().map(|s| s.to_string());
+        let parent = f.parent_id.as_ref().map(|p| p.to_string());
+        let limit = if f.limit == 0 {
+            i64::MAX
+        } else {
+            f.limit as i64
+        };
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT {REQUEST_COLS} FROM requests \
+                     WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) \
+                       AND ($2::text IS NULL OR session_id = $2) \
+                       AND ($3::text IS NULL OR agent = $3) \
+                       AND ($4::text IS NULL OR parent_id = $4) \
+                       AND (NOT $5 OR parent_id IS NULL) \
+                     ORDER BY queue_seq DESC LIMIT $6"
+                ),
+                &[
+                    &statuses,
+                    &session,
+                    &f.agent,
+                    &parent,
+                    &f.roots_only,
+                    &limit,
+                ],
+            )
+            .await?;
+        rows::all(rows, rows::request)
+    }
+
+    pub(crate) async fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
+        self.sessions(None, limit).await
+    }
+
+    pub(crate) async fn get_session(&self, id: &SessionId) -> Result<Session, StoreError> {
+        self.sessions(Some(id), 1)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "session",
+                id: id.to_string(),
+            })
+    }
+
+    async fn sessions(
+        &self,
+        only: Option<&SessionId>,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        let limit = if limit == 0 { i64::MAX } else { limit as i64 };
+        let only = only.map(|s| s.to_string());
+        let rows = self
+            .read_rows(
+                &format!(
+                    "SELECT s.id, s.created_at, s.last_activity_at, \
+                       (SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL), \
+                       (SELECT COUNT(*) FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL AND r.status IN {ACTIVE}), \
+                       (SELECT r.id FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL ORDER BY r.queue_seq DESC LIMIT 1), \
+                       (SELECT r.agent FROM requests r WHERE r.session_id = s.id AND r.parent_id IS NULL ORDER BY r.queue_seq DESC LIMIT 1) \
+                     FROM sessions s WHERE ($1::text IS NULL OR s.id = $1) \
+                     ORDER BY s.last_activity_at DESC LIMIT $2"
+                ),
+                &[&only, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Session {
+                    id: SessionId::from_trusted(r.try_get(0)?),
+                    created_at: Timestamp(r.try_get(1)?),
+                    last_activity_at: Timestamp(r.try_get(2)?),
+                    requests: r.try_get::<_, i64>(3)? as u32,
+                    active_requests: r.try_get::<_, i64>(4)? as u32,
+                    last_request_id: r
+                        .try_get::<_, Option<String>>(5)?
+                        .map(RequestId::from_trusted),
+                    last_agent: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn session_history(
+        &self,
+        session: &SessionId,
+        before: &RequestId,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let limit = limit as i64;
+        let rows = self
+            .read_rows(
+                "SELECT input, output FROM requests WHERE session_id = $1 AND parent_id IS NULL \
+                 AND status = 'completed' AND queue_seq < (SELECT queue_seq FROM requests WHERE id = $2) \
+                 ORDER BY queue_seq DESC LIMIT $3",
+                &[&session.as_str(), &before.as_str(), &limit],
+            )
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<_, String>(0)?,
+                    r.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.reverse();
+        Ok(out)
+    }
+}
+
+async fn admit(
+    tx: &mut Tx<'_>,
+    new: &NewRequest,
+    adm: Admission,
+    now: Timestamp,
+) -> Result<Request, StoreError> {
+    tx.query(ADMIT_LOCK, &[]).await?;
+    let queued: i64 = tx
+        .query_one(
+            &format!("SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}"),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if queued as usize >= adm.queue_capacity {
+        return Err(StoreError::QueueFull {
+            queued: queued as usize,
+            capacity: adm.queue_capacity,
+            retry_after: Duration::from_secs(1 + (queued as u64 / 100)),
+        });
+    }
+    if adm.reject_if_session_busy {
+        let active = tx
+            .query_opt(
+                &format!(
+                    "SELECT id FROM requests WHERE session_id = $1 AND status IN {ACTIVE} LIMIT 1"
+                ),
+                &[&new.session_id.as_str()],
+            )
+            .await?;
+        if let Some(active) = active {
+            return Err(StoreError::SessionBusy {
+                session: new.session_id.to_string(),
+                active: active.try_get(0)?,
+            });
+        }
+    }
+    insert_request(tx, new, None, RequestStatus::Queued, now).await?;
+    let body = EventBody::RequestQueued {
+        agent: new.agent.clone(),
+        input_bytes: new.input.len(),
+        trace_id: new.trace_id.clone(),
+    };
+    events::append(tx, now, &[body.about(&new.id, &new.session_id)]).await?;
+    tree::get_request(tx, &new.id).await
+}
+
+pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2) \
+     ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at";
+/// A request row (a child when `parent_id` is set); `$10` is also its last activity.
+pub(super) const INSERT_CHILD: &str = "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, \
+     input, trace_id, created_at, started_at, last_activity_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10)";
+
+/// Inserts a request row (and its session if new), in one round trip.
+pub(super) async fn insert_request(
+    tx: &mut Tx<'_>,
+    new: &NewRequest,
+    parent: Option<&RequestId>,
+    status: RequestStatus,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let running = status == RequestStatus::Running;
+    let attempt: i64 = if running { 1 } else { 0 };
+    let current_agent = running.then_some(new.agent.as_str());
+    let started = running.then_some(now.0);
+    let parent = parent.map(|p| p.as_str());
+    tx.pipeline(&[
+        Stmt::exec(UPSERT_SESSION, &[&new.session_id.as_str(), &now.0]),
+        Stmt::exec(
+            INSERT_CHILD,
+            &[
+                &new.id.as_str(),
+                &new.session_id.as_str(),
+                &new.agent,
+                &parent,
+                &status.as_str(),
+                &attempt,
+                &current_agent,
+                &new.input,
+                &new.trace_id,
+                &now.0,
+                &started,
+            ],
+        ),
+    ])
+    .await?;
+    Ok(())
+}
+
+async fn claim(
+    tx: &mut Tx<'_>,
+    worker: &WorkerId,
+    limit: usize,
+    now: Timestamp,
+    token: &str,
+) -> Result<Vec<Request>, StoreError> {
+    let limit = limit as i64;
+    // SKIP LOCKED: workers claiming at once take different requests; a session's
+    // older request still queued (or locked by another claim) keeps its later ones back.
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT r.id FROM requests r WHERE r.status = 'queued' AND r.parent_id IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM requests o WHERE o.session_id = r.session_id \
+                 AND o.parent_id IS NULL AND o.id <> r.id \
+                 AND (o.status IN ('running','waiting_approval') \
+                      OR (o.status = 'queued' AND o.queue_seq < r.queue_seq))) \
+             ORDER BY r.queue_seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expires = now.0 + LEASE.as_millis() as i64;
+    let worker_id = worker.as_str();
+    let sql = format!(
+        "UPDATE requests SET status = 'running', attempt = GREATEST(attempt, 1), worker_id = $2, \
+             started_at = COALESCE(started_at, $3), last_activity_at = $3, \
+             current_agent = COALESCE(current_agent, agent), lease_token = $4, lease_expires_at = $5 \
+         WHERE id = $1 AND {} RETURNING {REQUEST_COLS}",
+        status_in(RequestStatus::Running, &[RequestStatus::Queued])
+    );
+    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 5]> = ids
+        .iter()
+        .map(|id| {
+            [
+                id as &(dyn tokio_postgres::types::ToSql + Sync),
+                &worker_id,
+                &now.0,
+                &token,
+                &expires,
+            ]
+        })
+        .collect();
+    let stmts: Vec<Stmt> = params.iter().map(|p| Stmt::query(&sql, p)).collect();
+    let mut claimed = Vec::with_capacity(ids.len());
+    for out in tx.pipeline(&stmts).await? {
+        for row in out.rows() {
+            claimed.push(rows::request(&row)?);
+        }
+    }
+    let started: Vec<NewEvent> = claimed
+        .iter()
+        .map(|r| {
+            EventBody::RequestStarted {
+                attempt: r.attempt,
+                worker_id: worker.clone(),
+            }
+            .about(&r.id, &r.session_id)
+        })
+        .collect();
+    events::append(tx, now, &started).await?;
+    Ok(claimed)
+}
+
+async fn release_one(
+    tx: &mut Tx<'_>,
+    id: &RequestId,
+    token: Option<&str>,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE requests SET status = 'queued', worker_id = NULL, lease_token = NULL, \
+         lease_expires_at = NULL, last_activity_at = $2 \
+         WHERE id = $1 AND {} AND ($3::text IS NULL OR lease_token = $3) RETURNING session_id",
+        status_in(RequestStatus::Queued, &[RequestStatus::Running])
+    );
+    let row = tx.query_opt(&sql, &[&id.as_str(), &now.0, &token]).await?;
+    if let Some(row) = row {
+        let session = SessionId::from_trusted(row.try_get(0)?);
+        let body = EventBody::RequestRequeued {
+            reason: reason.to_string(),
+        };
+        events::append(tx, now, &[body.about(id, &session)]).await?;
+    }
+    Ok(())
+}
+
+async fn cancel(
+    tx: &mut Tx<'_>,
+    id: &RequestId,
+    by: &str,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<(Request, Vec<RequestId>), StoreError> {
+    let root = tree::root_id(tx, id).await?;
+    tree::lock_root(tx, &root).await?;
+    let req = tree::get_request(tx, id).await?;
+    if req.status.is_terminal() {
+        return Err(StoreError::WrongState {
+            id: id.to_string(),
+            status: req.status,
+            action: "cancel it",
+        });
+    }
+    let settled = tree::settle_subtree(
+        tx,
+        &Settle {
+            to: RequestStatus::Cancelled,
+            by,
+            reason,
+            top: id,
+        },
+        now,
+    )
+    .await?;
+    if let Some(parent) = &req.parent_id {
+        let reason = format!("delegated request {id} was cancelled");
+        tree::wake_chain(tx, parent, now, &reason, false).await?;
+    }
+    Ok((tree::get_request(tx, id).await?, settled))
+}

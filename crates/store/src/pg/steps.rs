@@ -1,0 +1,321 @@
+//! The journal on PostgreSQL: one step, one transaction, sent as one pipeline.
+//!
+//! Everything a step writes goes in a single round trip (with `BEGIN`); what was
+//! refused (the request no longer running, the lease lost, a step row missing, an
+//! approval decided meanwhile) is read from the answers, and the transaction then
+//! commits or rolls back: two round trips per step. A pause also moves the
+//! ancestors, one statement at a time (it needs what each one returns).
+
+use super::rows::{self, STEP_COLS};
+use super::{PgStore, Stmt, Tx, events, in_tx, tree};
+use crate::StoreError;
+use crate::steps::{StepCommit, StepWrite};
+use harness_core::*;
+use tokio_postgres::types::ToSql;
+
+type P<'a> = &'a (dyn ToSql + Sync);
+
+impl PgStore {
+    pub(crate) async fn commit_step(&self, commit: StepCommit) -> Result<Vec<i64>, StoreError> {
+        let root = commit
+            .ancestors
+            .last()
+            .unwrap_or(&commit.request_id)
+            .clone();
+        let token = self.lease_of(&root);
+        let seqs = in_tx!(self, |tx| commit_step(tx, &commit, &root, token.as_deref())
+            .await)?;
+        let done = commit.ancestors.is_empty()
+            && commit
+                .patch
+                .status
+                .is_some_and(|s| s != RequestStatus::Running);
+        if done {
+            // The root left `running` (finished or paused): its lease is over.
+            self.leases().remove(&root);
+        }
+        Ok(seqs)
+    }
+
+    pub(crate) async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
+        let rows = self
+            .read_rows(
+                &format!("SELECT {STEP_COLS} FROM steps WHERE request_id = $1 ORDER BY idx"),
+                &[&request.as_str()],
+            )
+            .await?;
+        rows::all(rows, rows::step)
+    }
+}
+
+/// The owned parameters of a step row.
+struct StepRow {
+    request_id: String,
+    idx: i64,
+    agent: String,
+    status: &'static str,
+    body: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl StepRow {
+    fn of(step: &Step) -> Result<StepRow, StoreError> {
+        Ok(StepRow {
+            request_id: step.request_id.to_string(),
+            idx: step.idx as i64,
+            agent: step.agent.clone(),
+            status: step.status.as_str(),
+            body: serde_json::to_string(&step.body)?,
+            started_at: step.started_at.0,
+            finished_at: step.finished_at.map(|t| t.0),
+        })
+    }
+}
+
+const INSERT_STEP: &str = "INSERT INTO steps (request_id, idx, agent, status, body, started_at, finished_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const UPDATE_STEP: &str =
+    "UPDATE steps SET status = $3, body = $4, finished_at = $5 WHERE request_id = $1 AND idx = $2";
+const PATCH: &str = "UPDATE requests SET last_activity_at = $2, status = COALESCE($3, status), \
+     current_agent = COALESCE($4, current_agent), output = COALESCE($5, output), \
+     error = COALESCE($6, error), finished_at = COALESCE($7, finished_at), steps = steps + $8, \
+     lease_token = CASE WHEN COALESCE($3, 'running') = 'running' THEN lease_token ELSE NULL END, \
+     lease_expires_at = CASE WHEN COALESCE($3, 'running') = 'running' THEN lease_expires_at ELSE NULL END \
+     WHERE id = $1 AND status = 'running' AND ($9::text IS NULL OR lease_token = $9)";
+const SESSION: &str = "UPDATE sessions SET last_activity_at = $2 WHERE id = $1";
+const ANCESTOR: &str = "UPDATE requests SET last_activity_at = $2, \
+     current_agent = COALESCE($3, current_agent) WHERE id = $1";
+const ROOT_LEASE: &str = "SELECT lease_token FROM requests WHERE id = $1 FOR UPDATE";
+const APPROVAL_STATUS: &str = "SELECT status FROM approvals WHERE id = $1";
+
+async fn commit_step(
+    tx: &mut Tx<'_>,
+    s: &StepCommit,
+    root: &RequestId,
+    token: Option<&str>,
+) -> Result<Vec<i64>, StoreError> {
+    let p = &s.patch;
+    if let Some(to) = p.status
+        && !RequestStatus::Running.can_move_to(to)
+    {
+        return Err(StoreError::WrongState {
+            id: s.request_id.to_string(),
+            status: RequestStatus::Running,
+            action: "move a running request there",
+        });
+    }
+    let is_child = root != &s.request_id;
+    let status = p.status.map(|st| st.as_str());
+    let finished = p.status.filter(|st| st.is_terminal()).map(|_| s.at.0);
+    let count = p.count_step as i64;
+    // A child's commit is fenced on its root's lease (checked from the answer); a
+    // root's, in its own update.
+    let own_token = if is_child { None } else { token };
+    let steps: Vec<StepRow> = s
+        .steps
+        .iter()
+        .map(|w| match w {
+            StepWrite::Insert(st) | StepWrite::Update(st) => StepRow::of(st),
+        })
+        .collect::<Result<_, _>>()?;
+    let child = s.child.as_ref();
+    let child_running = RequestStatus::Running.as_str();
+    let child_attempt: i64 = 1;
+    let parent = s.request_id.as_str();
+    let agent = p.current_agent.as_deref();
+    let ancestors: Vec<&str> = s.ancestors.iter().map(|a| a.as_str()).collect();
+    let artifacts: Vec<super::artifacts::ArtifactRow> = s
+        .artifacts
+        .iter()
+        .map(super::artifacts::ArtifactRow::of)
+        .collect();
+    let approval = s.approval.as_ref().map(super::approvals::ApprovalRow::of);
+    let pause_on = s.pause_on.as_ref().map(|a| a.as_str());
+    let event_rows = events::rows_for(tx, s.at, &s.events)?;
+
+    let request_id = s.request_id.as_str();
+    let root_id = root.as_str();
+    let session_id = s.session_id.as_str();
+    let patch: [P; 9] = [
+        &request_id,
+        &s.at.0,
+        &status,
+        &p.current_agent,
+        &p.output,
+        &p.error,
+        &finished,
+        &count,
+        &own_token,
+    ];
+    let session: [P; 2] = [&session_id, &s.at.0];
+    let step_params: Vec<Vec<P>> = s
+        .steps
+        .iter()
+        .zip(&steps)
+        .map(|(w, r)| match w {
+            StepWrite::Insert(_) => vec![
+                &r.request_id as P,
+                &r.idx,
+                &r.agent,
+                &r.status,
+                &r.body,
+                &r.started_at,
+                &r.finished_at,
+            ],
+            StepWrite::Update(_) => vec![
+                &r.request_id as P,
+                &r.idx,
+                &r.status,
+                &r.body,
+                &r.finished_at,
+            ],
+        })
+        .collect();
+    let child_id = child.map(|c| c.id.to_string());
+    let child_session = child.map(|c| c.session_id.to_string());
+    let child_params: Option<([P; 2], [P; 11])> = match (child, &child_id, &child_session) {
+        (Some(c), Some(id), Some(ses)) => Some((
+            [ses as P, &s.at.0],
+            [
+                id as P,
+                ses,
+                &c.agent,
+                &parent,
+                &child_running,
+                &child_attempt,
+                &c.agent,
+                &c.input,
+                &c.trace_id,
+                &s.at.0,
+                &s.at.0,
+            ],
+        )),
+        _ => None,
+    };
+    let ancestor_params: Vec<[P; 3]> = ancestors
+        .iter()
+        .map(|a| [a as P, &s.at.0, &agent])
+        .collect();
+    let artifact_params: Vec<Vec<P>> = artifacts.iter().map(|a| a.params()).collect();
+    let approval_params: Option<Vec<P>> = approval.as_ref().map(|a| a.params());
+    let event_params: Vec<[P; 6]> = event_rows.iter().map(|e| e.params()).collect();
+    let root_param: [P; 1] = [&root_id];
+    let pause_param: Option<[P; 1]> = pause_on.as_ref().map(|a| [a as P]);
+
+    // The pipeline: what each answer means is found by position.
+    let mut stmts: Vec<Stmt> = Vec::new();
+    let lease_at = is_child.then(|| {
+        stmts.push(Stmt::query(ROOT_LEASE, &root_param));
+        stmts.len() - 1
+    });
+    let patch_at = stmts.len();
+    stmts.push(Stmt::exec(PATCH, &patch));
+    if p.status.is_some() {
+        stmts.push(Stmt::exec(SESSION, &session));
+    }
+    let mut updates_at = Vec::new();
+    for (w, params) in s.steps.iter().zip(&step_params) {
+        match w {
+            StepWrite::Insert(_) => stmts.push(Stmt::exec(INSERT_STEP, params)),
+            StepWrite::Update(st) => {
+                updates_at.push((stmts.len(), st));
+                stmts.push(Stmt::exec(UPDATE_STEP, params));
+            }
+        }
+    }
+    if let Some(params) = &approval_params {
+        stmts.push(Stmt::exec(super::approvals::INSERT, params));
+    }
+    let pause_at = pause_param.as_ref().map(|params| {
+        stmts.push(Stmt::query(APPROVAL_STATUS, params));
+        stmts.len() - 1
+    });
+    if let Some((ses, req)) = &child_params {
+        stmts.push(Stmt::exec(super::requests::UPSERT_SESSION, ses));
+        stmts.push(Stmt::exec(super::requests::INSERT_CHILD, req));
+    }
+    for params in &artifact_params {
+        stmts.push(Stmt::exec(super::artifacts::INSERT, params));
+    }
+    for params in &ancestor_params {
+        stmts.push(Stmt::exec(ANCESTOR, params));
+    }
+    let xid_at = (!event_params.is_empty()).then(|| {
+        stmts.push(Stmt::query(events::XID, &[]));
+        stmts.len() - 1
+    });
+    for params in &event_params {
+        stmts.push(Stmt::exec(events::INSERT, params));
+    }
+    let mut out = tx.pipeline(&stmts).await?;
+
+    if let Some(i) = lease_at {
+        let held: Option<String> = match out[i].rows_ref().first() {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        };
+        if let Some(t) = token
+            && held.as_deref() != Some(t)
+        {
+            return Err(StoreError::LeaseLost {
+                id: root.to_string(),
+            });
+        }
+    }
+    if out[patch_at].count() == 0 {
+        let req = tree::get_request(tx, &s.request_id).await?;
+        if own_token.is_some() && req.status == RequestStatus::Running {
+            return Err(StoreError::LeaseLost {
+                id: root.to_string(),
+            });
+        }
+        if !(p.settled_ok && req.status.is_terminal()) {
+            return Err(StoreError::WrongState {
+                id: s.request_id.to_string(),
+                status: req.status,
+                action: "commit a step (it is no longer running)",
+            });
+        }
+    }
+    for (i, st) in updates_at {
+        if out[i].count() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "step",
+                id: format!("{}#{}", st.request_id, st.idx),
+            });
+        }
+    }
+    if let (Some(i), Some(id)) = (pause_at, &s.pause_on) {
+        let status: Option<String> = match out[i].rows_ref().first() {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        };
+        if status.as_deref() != Some(ApprovalStatus::Pending.as_str()) {
+            let a = super::approvals::get(tx, id).await?;
+            return Err(StoreError::ApprovalNotPending {
+                id: a.id.to_string(),
+                status: a.status,
+                decided_by: a.decided_by,
+                decided_at: a.decided_at,
+            });
+        }
+    }
+    let mut seqs = match xid_at {
+        Some(i) => {
+            let xid: i64 =
+                std::mem::replace(&mut out[i], super::Out::Count(0)).rows()[0].try_get(0)?;
+            event_rows
+                .iter()
+                .map(|e| events::seq_of(xid, e.idx))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    if p.status == Some(RequestStatus::WaitingApproval) {
+        // A tree pauses as one: the ancestors move with the child, in this commit.
+        let approval = s.approval.as_ref().map(|a| &a.id).or(s.pause_on.as_ref());
+        seqs.extend(tree::pause_ancestors(tx, &s.request_id, &s.ancestors, approval, s.at).await?);
+    }
+    Ok(seqs)
+}

@@ -1,0 +1,208 @@
+//! Workers on PostgreSQL: heartbeat rows (which also renew the worker's leases),
+//! and the worker lock: a session advisory lock held on a connection of its own,
+//! released by the server when that connection ends (the process exiting, however
+//! it exits, closes it).
+
+use super::rows::{self, WORKER_COLS};
+use super::{LEASE, PgStore, connect_problem, events, in_tx};
+use crate::StoreError;
+use crate::worker_lock::{LockHolder, WorkerLock};
+use harness_core::*;
+
+const LOCK_KEY: &str = "hashtext('agent-harness worker ' || current_schema())";
+
+/// A held lock: its connection, and the task driving it.
+pub(crate) struct PgLock {
+    _client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        // Closing the connection releases the lock at once.
+        self.task.abort();
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn lock_worker(
+        &self,
+        worker: &WorkerId,
+        since: Timestamp,
+    ) -> Result<WorkerLock, StoreError> {
+        let (client, conn) = self
+            .inner
+            .driver
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                location: self.location(),
+                problem: connect_problem(&e),
+            })?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let lock = PgLock {
+            _client: client,
+            task,
+        };
+        let got: bool = lock
+            ._client
+            .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[])
+            .await?
+            .try_get(0)?;
+        if !got {
+            let holder = self.holder_row().await?;
+            return Err(StoreError::Locked(match holder {
+                Some(h) => format!(
+                    "the store {} is held by another worker (pid {}, worker {}, since {}); \
+                     stop it first, or use `agent-harness request` to hand it work",
+                    self.location(),
+                    h.pid,
+                    h.worker_id,
+                    h.since
+                ),
+                None => format!("the store {} is held by another worker", self.location()),
+            }));
+        }
+        let pid = std::process::id() as i64;
+        lock._client
+            .execute(
+                "INSERT INTO worker_lock (id, worker_id, pid, host, since) VALUES (1, $1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET worker_id = $1, pid = $2, host = $3, since = $4",
+                &[
+                    &worker.as_str(),
+                    &pid,
+                    &hostname(),
+                    &since.to_rfc3339(),
+                ],
+            )
+            .await?;
+        Ok(WorkerLock::postgres(lock))
+    }
+
+    pub(crate) async fn worker_holder(&self) -> Result<Option<LockHolder>, StoreError> {
+        // Taking the lock to test it: the connection goes back to the pool only once
+        // it let go again (dropped halfway, it is closed, and the lock with it).
+        let c = super::Guarded(Some(self.client().await?), Default::default());
+        let free: bool = c
+            .object()
+            .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[])
+            .await?
+            .try_get(0)?;
+        if free {
+            c.object()
+                .query_one(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"), &[])
+                .await?;
+        }
+        c.1.store(true, std::sync::atomic::Ordering::Release);
+        drop(c);
+        if free {
+            return Ok(None);
+        }
+        self.holder_row().await
+    }
+
+    async fn holder_row(&self) -> Result<Option<LockHolder>, StoreError> {
+        let row = self
+            .read_opt(
+                "SELECT worker_id, pid, since FROM worker_lock WHERE id = 1",
+                &[],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => Some(LockHolder {
+                worker_id: r.try_get(0)?,
+                pid: r.try_get::<_, i64>(1)? as u32,
+                since: r.try_get(2)?,
+            }),
+            None => None,
+        })
+    }
+
+    pub(crate) async fn register_worker(
+        &self,
+        w: Worker,
+        recovered: usize,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            let pid = w.pid as i64;
+            tx.execute(
+                &format!("INSERT INTO workers ({WORKER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL)"),
+                &[
+                    &w.id.as_str(),
+                    &pid,
+                    &w.host,
+                    &w.started_at.0,
+                    &w.heartbeat_at.0,
+                ],
+            )
+            .await?;
+            let body = EventBody::WorkerStarted {
+                worker_id: w.id.clone(),
+                pid: w.pid,
+                host: w.host.clone(),
+                recovered_requests: recovered,
+            };
+            events::append(tx, w.started_at, &[body.runtime()]).await?;
+            Ok(())
+        })
+    }
+
+    /// The heartbeat row, and the lease of every root this worker runs.
+    pub(crate) async fn heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<(), StoreError> {
+        let expires = now.0 + LEASE.as_millis() as i64;
+        in_tx!(self, |tx| {
+            tx.pipeline(&[
+                super::Stmt::exec(
+                    "UPDATE workers SET heartbeat_at = $2 WHERE id = $1",
+                    &[&id.as_str(), &now.0],
+                ),
+                super::Stmt::exec(
+                    "UPDATE requests SET lease_expires_at = $2 \
+                     WHERE worker_id = $1 AND status = 'running' AND parent_id IS NULL",
+                    &[&id.as_str(), &expires],
+                ),
+            ])
+            .await?;
+            Ok(())
+        })
+    }
+
+    pub(crate) async fn worker_stopped(
+        &self,
+        id: &WorkerId,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            tx.execute(
+                "UPDATE workers SET stopped_at = $2, heartbeat_at = $2 WHERE id = $1",
+                &[&id.as_str(), &now.0],
+            )
+            .await?;
+            let body = EventBody::WorkerStopped {
+                worker_id: id.clone(),
+            };
+            events::append(tx, now, &[body.runtime()]).await?;
+            Ok(())
+        })
+    }
+
+    pub(crate) async fn workers(&self, limit: usize) -> Result<Vec<Worker>, StoreError> {
+        let limit = limit as i64;
+        let rows = self
+            .read_rows(
+                &format!("SELECT {WORKER_COLS} FROM workers ORDER BY started_at DESC LIMIT $1"),
+                &[&limit],
+            )
+            .await?;
+        rows::all(rows, rows::worker)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}

@@ -1,0 +1,106 @@
+//! Support for tests that run against every backend (this crate's contract suite,
+//! the engine's end-to-end tests).
+//!
+//! PostgreSQL tests find the server through `AGENT_HARNESS_TEST_DATABASE_URL`
+//! (e.g. `postgres://postgres@127.0.0.1:5432/postgres`) and get a fresh schema
+//! each, dropped when done. Without the variable they are skipped with one
+//! visible `skipped: …` line per test binary; with `AGENT_HARNESS_REQUIRE_POSTGRES=1`
+//! a skip is a failure.
+
+use crate::{PgConfig, StoreError};
+use std::io::Write;
+use std::sync::Once;
+
+/// The variable naming the test server.
+pub const TEST_DATABASE_URL: &str = "AGENT_HARNESS_TEST_DATABASE_URL";
+/// Set to `1` to make a missing test server a failure.
+pub const REQUIRE_POSTGRES: &str = "AGENT_HARNESS_REQUIRE_POSTGRES";
+
+/// A schema of the test server, dropped (with everything in it) on drop.
+pub struct TestSchema {
+    pub config: PgConfig,
+}
+
+impl TestSchema {
+    /// A new, empty schema on the test server; `None` (after saying so once) when
+    /// no server is configured.
+    ///
+    /// # Panics
+    /// When `AGENT_HARNESS_REQUIRE_POSTGRES=1` and no server is configured, or when
+    /// the configured server cannot be reached.
+    pub fn new() -> Option<TestSchema> {
+        let Some(url) = std::env::var(TEST_DATABASE_URL)
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            if std::env::var(REQUIRE_POSTGRES).as_deref() == Ok("1") {
+                panic!(
+                    "{REQUIRE_POSTGRES}=1 but {TEST_DATABASE_URL} is not set: no PostgreSQL to test against"
+                );
+            }
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                let test = std::env::args().next().unwrap_or_default();
+                let name = std::path::Path::new(&test)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or(test);
+                // Straight to stderr: the test harness would capture `eprintln!`.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: the PostgreSQL tests of {name} ({TEST_DATABASE_URL} is not set)"
+                );
+            });
+            return None;
+        };
+        let schema = format!(
+            "ah_test_{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
+        admin(&url, &format!("CREATE SCHEMA {schema}")).unwrap_or_else(|e| {
+            panic!("cannot create a test schema on {TEST_DATABASE_URL}'s server: {e}")
+        });
+        // The schema's name as the connections' application name: a test can find
+        // its own sessions in `pg_stat_activity`.
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}application_name={schema}");
+        Some(TestSchema {
+            config: PgConfig {
+                url,
+                pool_size: 4,
+                schema,
+            },
+        })
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let _ = admin(
+            &self.config.url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.config.schema),
+        );
+    }
+}
+
+/// Runs one statement on a connection of its own (from any thread, in or out of a
+/// runtime).
+fn admin(url: &str, sql: &str) -> Result<(), StoreError> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            let task = tokio::spawn(conn);
+            let out = client.batch_execute(&sql).await;
+            drop(client);
+            let _ = task.await;
+            Ok(out?)
+        })
+    })
+    .join()
+    .map_err(|_| StoreError::Io("the test schema thread panicked".into()))?
+}

@@ -1,0 +1,92 @@
+//! The parts of the contract every backend keeps the same way: one worker holds a
+//! store at a time (refused naming the holder, free again when it lets go), and a
+//! commit through one handle wakes a waiter on another.
+
+mod common;
+
+use common::Backend;
+use harness_core::*;
+use harness_store::StoreError;
+use std::time::{Duration, Instant};
+
+fn worker(n: u32) -> Worker {
+    Worker {
+        id: WorkerId::generate(),
+        pid: n,
+        host: "test".into(),
+        started_at: Timestamp(1_000),
+        heartbeat_at: Timestamp(1_000),
+        stopped_at: None,
+    }
+}
+
+on_both!(
+    one_worker_holds_a_store_at_a_time,
+    one_worker_holds_a_store_at_a_time_on_postgres,
+    worker_lock
+);
+
+async fn worker_lock(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let other = b.reopen(&fresh);
+    assert_eq!(other.worker_holder().await.unwrap(), None);
+    let first = WorkerId::generate();
+    let held = fresh.store.lock_worker(&first, Timestamp(5)).await.unwrap();
+    let holder = other.worker_holder().await.unwrap().expect("a holder");
+    assert_eq!(holder.worker_id, first.as_str());
+    assert_eq!(holder.pid, std::process::id());
+    let e = other
+        .lock_worker(&WorkerId::generate(), Timestamp(6))
+        .await
+        .err()
+        .expect("a second worker took the store");
+    assert!(matches!(e, StoreError::Locked(_)), "{e:?}");
+    assert!(e.to_string().contains(first.as_str()), "{e}");
+    drop(held);
+    // Released (PostgreSQL: once the server has seen the connection close).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match other.lock_worker(&WorkerId::generate(), Timestamp(7)).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e, StoreError::Locked(_)), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("still locked after the holder let go: {e}"),
+        }
+    }
+}
+
+on_both!(
+    a_commit_through_another_handle_wakes_a_waiter,
+    a_commit_through_another_handle_wakes_a_waiter_on_postgres,
+    wakeups
+);
+
+async fn wakeups(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let other = b.reopen(&fresh);
+    let mut wake = fresh.store.wakeups().await;
+    // Let a listener settle (PostgreSQL says "maybe" until it listens).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while wake.check().await {}
+    let waiter = tokio::spawn(async move {
+        wake.changed().await;
+        Instant::now()
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(!waiter.is_finished(), "woken without a commit");
+    let committed = Instant::now();
+    other.register_worker(worker(1), 0).await.unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("not woken within 2 s of another handle's commit")
+        .unwrap();
+    let took = woken.duration_since(committed);
+    // SQLite polls every 100 ms; PostgreSQL is notified.
+    let bound = match b {
+        Backend::Sqlite => Duration::from_millis(400),
+        Backend::Postgres => Duration::from_millis(100),
+    };
+    assert!(took < bound, "woken {took:?} after the commit");
+}

@@ -1,0 +1,122 @@
+//! The backends every contract test runs against: SQLite in a temp folder, and
+//! PostgreSQL in a fresh schema of the test server (skipped, with one line, when
+//! `AGENT_HARNESS_TEST_DATABASE_URL` is not set; see `harness_store::testing`).
+
+#![allow(dead_code)]
+
+use harness_store::testing::TestSchema;
+use harness_store::{Store, StoreConfig, StoreOptions};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A new, empty store, and what keeps it alive (its folder or its schema).
+pub struct Fresh {
+    pub store: Store,
+    pub dir: Option<tempfile::TempDir>,
+    _schema: Option<TestSchema>,
+}
+
+impl Backend {
+    /// A new, empty store of this backend; `None` when PostgreSQL is not configured.
+    pub fn fresh(self) -> Option<Fresh> {
+        match self {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+                Some(Fresh {
+                    store,
+                    dir: Some(dir),
+                    _schema: None,
+                })
+            }
+            Backend::Postgres => {
+                let schema = TestSchema::new()?;
+                let config = StoreConfig::Postgres(schema.config.clone());
+                let store = Store::open_config(&config, StoreOptions::default(), true).unwrap();
+                Some(Fresh {
+                    store,
+                    dir: None,
+                    _schema: Some(schema),
+                })
+            }
+        }
+    }
+
+    /// Another handle on the same store (another process, as far as the store knows).
+    pub fn reopen(self, fresh: &Fresh) -> Store {
+        match (self, &fresh.dir, &fresh._schema) {
+            (Backend::Sqlite, Some(dir), _) => {
+                Store::open(dir.path(), StoreOptions::default()).unwrap()
+            }
+            (Backend::Postgres, _, Some(s)) => Store::open_config(
+                &StoreConfig::Postgres(s.config.clone()),
+                StoreOptions::default(),
+                true,
+            )
+            .unwrap(),
+            _ => unreachable!("a fresh store of this backend"),
+        }
+    }
+}
+
+/// The PostgreSQL schema of a fresh store.
+pub fn schema_of(fresh: &Fresh) -> String {
+    fresh
+        ._schema
+        .as_ref()
+        .expect("a PostgreSQL store")
+        .config
+        .schema
+        .clone()
+}
+
+/// Runs a `count(*)` query on a connection of its own (outside the store).
+pub fn admin_count(fresh: &Fresh, sql: &str) -> i64 {
+    let url = fresh
+        ._schema
+        .as_ref()
+        .expect("a PostgreSQL store")
+        .config
+        .url
+        .clone();
+    let sql = sql.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(conn);
+            let n: i64 = client.query_one(&sql, &[]).await.unwrap().get(0);
+            drop(client);
+            let _ = task.await;
+            n
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Defines `$name` as two tests, one per backend, each running `$body(backend)`.
+#[macro_export]
+macro_rules! on_both {
+    ($(#[$attr:meta])* $sqlite:ident, $postgres:ident, $body:path) => {
+        $(#[$attr])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $body($crate::common::Backend::Sqlite).await
+        }
+        $(#[$attr])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $body($crate::common::Backend::Postgres).await
+        }
+    };
+}

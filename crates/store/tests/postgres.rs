@@ -1,0 +1,265 @@
+//! What only the PostgreSQL backend does: migrations applied once by workers
+//! starting together, views that never create a schema, leases that fence a
+//! worker whose tree another claimed, a URL that never shows in errors, and the
+//! server's facts in the health check.
+
+mod common;
+
+use common::Backend;
+use harness_core::*;
+use harness_store::testing::TestSchema;
+use harness_store::{
+    Admission, NewRequest, PgConfig, StepCommit, Store, StoreConfig, StoreError, StoreOptions,
+};
+
+fn open(config: &PgConfig, create: bool) -> Result<Store, StoreError> {
+    Store::open_config(
+        &StoreConfig::Postgres(config.clone()),
+        StoreOptions::default(),
+        create,
+    )
+}
+
+#[test]
+fn workers_starting_together_migrate_once_and_views_never_create_the_schema() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    // The schema exists (empty): a view must not create the store in it.
+    let e = open(&schema.config, false)
+        .err()
+        .expect("a view opened an empty schema");
+    assert!(matches!(e, StoreError::NoStore { .. }), "{e}");
+    assert!(e.to_string().contains(&schema.config.schema), "{e}");
+    let opened: Vec<_> = (0..6)
+        .map(|_| {
+            let config = schema.config.clone();
+            std::thread::spawn(move || open(&config, true).map(|_| ()))
+        })
+        .collect();
+    for o in opened {
+        o.join().unwrap().unwrap();
+    }
+    open(&schema.config, false).unwrap();
+}
+
+async fn admitted(store: &Store, session: &str) -> Request {
+    let new = NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse(session).unwrap(),
+        agent: "a".into(),
+        input: "go".into(),
+        trace_id: "t".into(),
+    };
+    let adm = Admission {
+        queue_capacity: 10,
+        reject_if_session_busy: false,
+    };
+    store.admit(new, adm, Timestamp(1)).await.unwrap()
+}
+
+/// A worker whose tree another worker claimed since (it was paused past its lease,
+/// say) can commit nothing of that tree; the new holder can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lost_its_lease_commits_nothing() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let first = fresh.store.clone();
+    let second = Backend::Postgres.reopen(&fresh);
+    let r = admitted(&first, "s1").await;
+    let a = first
+        .claim(&WorkerId::generate(), 1, Timestamp(2))
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    // The other worker finds it abandoned and takes it over.
+    second.recover(Timestamp(3), 5).await.unwrap();
+    let b = second
+        .claim(&WorkerId::generate(), 1, Timestamp(4))
+        .await
+        .unwrap();
+    assert_eq!(b[0].id, r.id);
+    let step = |at| {
+        StepCommit::new(&r.id, &r.session_id, Timestamp(at)).event(EventBody::RequestRepaired {
+            problem: "p".into(),
+            action: "a".into(),
+        })
+    };
+    let before = first
+        .events_after(0, EventFilter::default(), 0)
+        .await
+        .unwrap()
+        .len();
+    let e = first.commit_step(step(5)).await.unwrap_err();
+    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e:?}");
+    assert!(e.to_string().contains(r.id.as_str()), "{e}");
+    let after = first
+        .events_after(0, EventFilter::default(), 0)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "the fenced commit wrote nothing");
+    // A delegated child's commit is fenced by its root's lease too.
+    let child = NewRequest {
+        id: RequestId::generate(),
+        session_id: r.session_id.clone(),
+        agent: "c".into(),
+        input: "sub".into(),
+        trace_id: "t".into(),
+    };
+    second
+        .commit_step(step(6).child(child.clone()))
+        .await
+        .unwrap();
+    let child_step = StepCommit::new(&child.id, &r.session_id, Timestamp(7))
+        .ancestors(std::slice::from_ref(&r.id))
+        .output("done");
+    let e = first.commit_step(child_step.clone()).await.unwrap_err();
+    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e:?}");
+    second.commit_step(child_step).await.unwrap();
+    second.commit_step(step(8).output("ok")).await.unwrap();
+    assert_eq!(
+        second.get_request(&r.id).await.unwrap().status,
+        RequestStatus::Completed
+    );
+}
+
+#[test]
+fn the_url_and_its_password_never_show_in_errors() {
+    let password = "s3cret-Pa55word";
+    for url in [
+        // Nothing listens there.
+        format!("postgres://harness:{password}@127.0.0.1:1/harness"),
+        // Not a URL the driver accepts.
+        format!("postgres://harness:{password}@127.0.0.1:notaport/harness"),
+    ] {
+        let config = PgConfig {
+            url: url.clone(),
+            pool_size: 1,
+            schema: "agent_harness".into(),
+        };
+        assert!(!format!("{config:?}").contains(password));
+        let e = open(&config, true)
+            .err()
+            .expect("opened a store that is not there");
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(password), "{text}");
+        assert!(!text.contains(&url), "{text}");
+    }
+    if let Some(schema) = TestSchema::new() {
+        // A wrong password for a real server (trust authentication may accept it: then
+        // there is no error to look at).
+        let mut config = schema.config.clone();
+        config.url = config
+            .url
+            .replacen("://", &format!("://nobody:{password}@"), 1)
+            .replacen("@postgres@", "@", 1);
+        if let Err(e) = open(&config, true) {
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains(password), "{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_the_server() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let check = fresh.store.health_check(Timestamp(10), true).await.unwrap();
+    assert_eq!(check.status, HealthStatus::Ok, "{}", check.detail);
+    let db = check.database.expect("database facts");
+    assert!(db.reachable);
+    assert!(db.server_version.as_deref().is_some_and(|v| !v.is_empty()));
+    assert!(db.round_trip_ms.is_some_and(|ms| ms >= 0.0));
+    assert_eq!(db.pool_size, 4);
+    assert!(db.bytes.is_some_and(|b| b > 0));
+    assert!(check.detail.contains("reachable"), "{}", check.detail);
+    assert!(!check.detail.contains("postgres@"), "{}", check.detail);
+    // Unreachable: a failing check, not an error.
+    let gone = PgConfig {
+        url: "postgres://postgres@127.0.0.1:1/postgres".into(),
+        pool_size: 1,
+        schema: "x".into(),
+    };
+    assert!(open(&gone, true).is_err());
+}
+
+/// A caller that gives up on a commit halfway (its future dropped: a timeout, an
+/// aborted task) must not hand its open transaction to the next caller of the
+/// pooled connection: that would commit half of its step with someone else's, or
+/// leave a session idle in a transaction, holding locks and every reader's cursor
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_abandoned_halfway_leaves_no_transaction_open() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let store = fresh.store.clone();
+    let worker = WorkerId::generate();
+    let mut abandoned = 0;
+    for i in 0..60u64 {
+        let r = admitted(&store, &format!("s{i}")).await;
+        store.claim(&worker, 1, Timestamp(2)).await.unwrap();
+        let step = StepCommit::new(&r.id, &r.session_id, Timestamp(3))
+            .event(EventBody::RequestRepaired {
+                problem: "p".into(),
+                action: "a".into(),
+            })
+            .output("ok");
+        let cut = std::time::Duration::from_micros(50 + (i * 37) % 900);
+        if tokio::time::timeout(cut, store.commit_step(step))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+    }
+    assert!(
+        abandoned > 0,
+        "no commit was cut short: the test tested nothing"
+    );
+    let app = common::schema_of(&fresh);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let open_tx = common::admin_count(
+            &fresh,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' \
+                 AND state LIKE 'idle in transaction%'"
+            ),
+        );
+        if open_tx == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open_tx} pooled sessions left idle in a transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And every request is whole: finished with its event, or untouched and running.
+    for r in store.list_requests(RequestFilter::default()).await.unwrap() {
+        let events = store
+            .events_after(
+                0,
+                EventFilter {
+                    request_id: Some(r.id.clone()),
+                    ..Default::default()
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        let repaired = events.iter().any(|e| e.kind == EventKind::RequestRepaired);
+        assert_eq!(
+            r.status == RequestStatus::Completed,
+            repaired,
+            "{} is {} but its step's event {}",
+            r.id,
+            r.status,
+            if repaired { "is there" } else { "is not" }
+        );
+    }
+}
