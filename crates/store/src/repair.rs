@@ -102,7 +102,7 @@ impl SqliteStore {
             )?;
             for r in orphans {
                 let reason = RECOVERED;
-                if requeue_or_fail(c, &r, now, max_attempts, reason)? {
+                if requeue_or_fail(c, &r, now, max_attempts, reason, true)? {
                     out.requeued.push(r.id);
                 } else {
                     out.failed.push(r.id);
@@ -138,7 +138,7 @@ impl SqliteStore {
         self.write(move |c| {
             let mut out = Vec::new();
             for s in stranded(c, &live, quiet_since)? {
-                if let Some(action) = repair_one(c, &s, now, max_attempts)? {
+                if let Some(action) = repair_one(c, &s, &live, now, max_attempts)? {
                     out.push(Repaired {
                         id: s.id,
                         problem: s.problem,
@@ -214,6 +214,7 @@ fn stranded(
 fn repair_one(
     c: &Connection,
     s: &Stranded,
+    live: &Liveness,
     now: Timestamp,
     max_attempts: u32,
 ) -> Result<Option<String>, StoreError> {
@@ -239,7 +240,11 @@ fn repair_one(
                 return Ok(None);
             }
             event(c, &s.id, &s.session_id, "requeued")?;
-            let requeued = requeue_or_fail(c, &r, now, max_attempts, &s.problem.describe())?;
+            // Claimed by the live worker itself, whose run ended without its commit
+            // (a store failure): not a crash, so not an attempt.
+            let crashed = live.owner.is_none() || r.worker_id != live.owner;
+            let reason = s.problem.describe();
+            let requeued = requeue_or_fail(c, &r, now, max_attempts, &reason, crashed)?;
             Ok(Some(
                 if requeued { "requeued" } else { "failed" }.to_string(),
             ))
@@ -288,8 +293,9 @@ fn requeue_or_fail(
     now: Timestamp,
     max_attempts: u32,
     reason: &str,
+    counts: bool,
 ) -> Result<bool, StoreError> {
-    if r.attempt >= max_attempts.max(1) {
+    if counts && r.attempt >= max_attempts.max(1) {
         let error = gave_up(r, max_attempts);
         tree::settle_subtree(
             c,
@@ -304,12 +310,12 @@ fn requeue_or_fail(
         return Ok(false);
     }
     let sql = format!(
-        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + 1, \
+        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + ?3, \
          last_activity_at = ?2 WHERE id = ?1 AND {}",
         tree::status_in(RequestStatus::Queued, &[RequestStatus::Running])
     );
     c.prepare_cached(&sql)?
-        .execute(params![r.id.as_str(), now.0])?;
+        .execute(params![r.id.as_str(), now.0, counts as i64])?;
     let body = EventBody::RequestRequeued {
         reason: reason.to_string(),
     };

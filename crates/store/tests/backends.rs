@@ -90,3 +90,49 @@ async fn wakeups(b: Backend) {
     };
     assert!(took < bound, "woken {took:?} after the commit");
 }
+
+on_both!(
+    a_crash_counts_an_attempt_a_lost_commit_does_not,
+    a_crash_counts_an_attempt_a_lost_commit_does_not_on_postgres,
+    attempts
+);
+
+/// Recovery after a dead worker counts an attempt; the safety net re-queueing a
+/// request its own live worker lost (a run ended by a store failure) does not.
+async fn attempts(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let adm = harness_store::Admission {
+        queue_capacity: 10,
+        reject_if_session_busy: false,
+    };
+    let new = |s: &str| harness_store::NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse(s).unwrap(),
+        agent: "a".into(),
+        input: "x".into(),
+        trace_id: "t".into(),
+    };
+    let me = WorkerId::generate();
+    let _lock = store.lock_worker(&me, Timestamp(1)).await.unwrap();
+    store.admit(new("s1"), adm, Timestamp(1)).await.unwrap();
+    let r = store.claim(&me, 1, Timestamp(2)).await.unwrap().remove(0);
+    assert_eq!(r.attempt, 1);
+    // This worker is alive but its run of `r` ended without a commit.
+    let live = harness_store::Liveness {
+        owner: Some(me.clone()),
+        running: Some(Default::default()),
+    };
+    let repaired = store
+        .repair(live, Timestamp(3), Timestamp(3), 3)
+        .await
+        .unwrap();
+    assert_eq!(repaired.len(), 1, "{repaired:?}");
+    let again = store.get_request(&r.id).await.unwrap();
+    assert_eq!((again.status, again.attempt), (RequestStatus::Queued, 1));
+    // A dead worker's request: recovery counts the attempt.
+    let r = store.claim(&me, 1, Timestamp(4)).await.unwrap().remove(0);
+    store.recover(Timestamp(5), 3).await.unwrap();
+    let again = store.get_request(&r.id).await.unwrap();
+    assert_eq!((again.status, again.attempt), (RequestStatus::Queued, 2));
+}

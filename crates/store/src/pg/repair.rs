@@ -21,7 +21,7 @@ impl PgStore {
             )
             .await?;
             for r in orphans {
-                if requeue_or_fail(tx, &r, now, max_attempts, RECOVERED).await? {
+                if requeue_or_fail(tx, &r, now, max_attempts, RECOVERED, true).await? {
                     out.requeued.push(r.id);
                 } else {
                     out.failed.push(r.id);
@@ -48,12 +48,13 @@ impl PgStore {
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Vec<Repaired>, StoreError> {
-        let found = self.stranded(live, quiet_since).await?;
+        let found = self.stranded(live.clone(), quiet_since).await?;
         let mut out = Vec::new();
         // One transaction per request, each locking its own tree's root, and
         // re-checking the problem there (a commit may have solved it meanwhile).
         for s in found {
-            let action = in_tx!(self, |tx| repair_one(tx, &s, now, max_attempts).await)?;
+            let action = in_tx!(self, |tx| repair_one(tx, &s, &live, now, max_attempts)
+                .await)?;
             if let Some(action) = action {
                 out.push(Repaired {
                     id: s.id,
@@ -154,6 +155,7 @@ async fn stranded(
 async fn repair_one(
     tx: &mut Tx<'_>,
     s: &Stranded,
+    live: &Liveness,
     now: Timestamp,
     max_attempts: u32,
 ) -> Result<Option<String>, StoreError> {
@@ -184,8 +186,11 @@ async fn repair_one(
                 return Ok(None);
             }
             events::append(tx, now, &[event(&s.id, &s.session_id, "requeued")]).await?;
-            let requeued =
-                requeue_or_fail(tx, &r, now, max_attempts, &s.problem.describe()).await?;
+            // Claimed by the live worker itself, whose run ended without its commit
+            // (a store failure): not a crash, so not an attempt.
+            let crashed = live.owner.is_none() || r.worker_id != live.owner;
+            let reason = s.problem.describe();
+            let requeued = requeue_or_fail(tx, &r, now, max_attempts, &reason, crashed).await?;
             Ok(Some(
                 if requeued { "requeued" } else { "failed" }.to_string(),
             ))
@@ -224,8 +229,9 @@ async fn requeue_or_fail(
     now: Timestamp,
     max_attempts: u32,
     reason: &str,
+    counts: bool,
 ) -> Result<bool, StoreError> {
-    if r.attempt >= max_attempts.max(1) {
+    if counts && r.attempt >= max_attempts.max(1) {
         let error = gave_up(r, max_attempts);
         tree::settle_subtree(
             tx,
@@ -241,11 +247,12 @@ async fn requeue_or_fail(
         return Ok(false);
     }
     let sql = format!(
-        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + 1, \
+        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + $3, \
          lease_token = NULL, lease_expires_at = NULL, last_activity_at = $2 WHERE id = $1 AND {}",
         status_in(RequestStatus::Queued, &[RequestStatus::Running])
     );
-    tx.execute(&sql, &[&r.id.as_str(), &now.0]).await?;
+    tx.execute(&sql, &[&r.id.as_str(), &now.0, &(counts as i64)])
+        .await?;
     let body = EventBody::RequestRequeued {
         reason: reason.to_string(),
     };
