@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command (README.md; `.ci/run` calls it after the format and lint gates).
+# It sets up what the tests need on this machine kind, so that nothing CI must run
+# is skipped: the machine's PostgreSQL (started if it is down) for the store
+# contract suite, and root-only tests (a tmpfs for a really full disk) when root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+export AGENT_HARNESS_TEST_DATABASE_URL="${AGENT_HARNESS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export AGENT_HARNESS_REQUIRE_POSTGRES=1
+if [ "$(id -u)" = 0 ]; then
+  export AGENT_HARNESS_REQUIRE_ROOT_TESTS=1
+fi
+
+cargo test --workspace --locked "$@"
