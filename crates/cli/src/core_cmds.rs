@@ -271,12 +271,12 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
                     output::clip(&a.arguments.to_string(), 100)
                 ));
                 line(format!(
-                    "  approve: agent-harness runtime approvals approve {} --session {} --request {}",
-                    a.id, a.session_id, a.request_id
+                    "  approve: agent-harness runtime approvals approve {}",
+                    a.id
                 ));
                 line(format!(
-                    "  reject:  agent-harness runtime approvals reject {} --session {} --request {} --message \"why\"",
-                    a.id, a.session_id, a.request_id
+                    "  reject:  agent-harness runtime approvals reject {} --message \"why\"",
+                    a.id
                 ));
             }
             Ok(ExitCode::SUCCESS)

@@ -29,7 +29,9 @@ struct Cli {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 runtime error; 2 bad input or unknown id; \
-3 refused (not in the right state, queue full, workspace held by another worker).";
+3 refused (not in the right state, queue full, workspace held by another worker); \
+`requests watch`: 4 paused for approval, 5 cancelled; 130 interrupted (Ctrl-C). \
+The full table: docs/incident-playbook.md.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -66,7 +68,9 @@ new, empty one (a damaged file is moved aside to harness.db.replaced-<time>, nev
         subcommand,
         after_help = "Examples:\n  agent-harness runtime overview --workspace .\n  \
 agent-harness runtime approvals watch --workspace . --status pending --once\n  \
-agent-harness runtime requests tail --workspace . --follow"
+agent-harness runtime requests tail --workspace . --follow\n\n\
+When something goes wrong: `agent-harness runtime doctor`, then the steps of \
+docs/incident-playbook.md (every step is a command)."
     )]
     Runtime(runtime::RuntimeCommand),
 }
@@ -106,5 +110,19 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => output::report_error(&e, json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap's own checks of every command (duplicate names, e.g. an argument
+    /// called `version` beside the global `--version`), which otherwise fire
+    /// only when that command is run.
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -19,6 +19,12 @@ pub const CYAN: Style = AnsiColor::Cyan.on_default();
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code for refusals: wrong state, queue full, workspace held.
 pub const EXIT_REFUSED: u8 = 3;
+/// `requests watch`: the request paused for an operator's approval.
+pub const EXIT_WAITING_APPROVAL: u8 = 4;
+/// `requests watch`: the request was cancelled.
+pub const EXIT_CANCELLED: u8 = 5;
+/// Interrupted by Ctrl-C (or SIGTERM) before the request settled.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -104,7 +104,25 @@ impl Approval {
     pub fn effective_arguments(&self) -> &serde_json::Value {
         self.edited_arguments.as_ref().unwrap_or(&self.arguments)
     }
+
+    /// The reason recorded on an approval asking whether to re-run a call a crash
+    /// interrupted (policy `ask`).
+    pub fn rerun_reason(call_id: &crate::ids::CallId) -> String {
+        format!(
+            "call {call_id} {RERUN_MARK}; it may or may not have taken effect. Approve to run it again."
+        )
+    }
+
+    /// Whether this approval asks to re-run a call a crash interrupted (rather than
+    /// applying the tool's approval policy): approving may repeat a side effect.
+    pub fn is_crash_rerun(&self) -> bool {
+        self.reason
+            .as_deref()
+            .is_some_and(|r| r.contains(RERUN_MARK))
+    }
 }
+
+const RERUN_MARK: &str = "was interrupted before it completed";
 
 /// An operator's decision on an approval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

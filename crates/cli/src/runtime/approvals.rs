@@ -37,7 +37,8 @@ the current approvals are printed once as lines, then one line per new approval 
     },
     /// Approve a pending tool call; the run then continues (in the worker, or in this process).
     #[command(
-        after_help = "Example:\n  agent-harness runtime approvals approve apr_01j… --session support-42 --request req_01j… --message \"ok\"\n\n\
+        after_help = "Example:\n  agent-harness runtime approvals approve apr_01j… --message \"ok\"\n\n\
+--session and --request are optional: when given, they must be the approval's own.\n\n\
 With no `serve` worker holding the workspace, the run continues in this process and its events are \
 printed until it finishes or pauses again. Resolving an approval that is not pending is refused \
 (exit 3) with its current state and who decided it."
@@ -45,7 +46,7 @@ printed until it finishes or pauses again. Resolving an approval that is not pen
     Approve(ApproveArgs),
     /// Reject a pending tool call; the model receives the rejection and your message.
     #[command(
-        after_help = "Example:\n  agent-harness runtime approvals reject apr_01j… --session support-42 --request req_01j… --message \"wrong recipient\""
+        after_help = "Example:\n  agent-harness runtime approvals reject apr_01j… --message \"wrong recipient\""
     )]
     Reject(ResolveArgs),
 }
@@ -82,12 +83,12 @@ pub struct WatchArgs {
 pub struct ResolveArgs {
     /// The approval id (`apr_…`).
     pub id: String,
-    /// The session the approval belongs to.
+    /// The session the approval belongs to (optional; checked when given).
     #[arg(long, value_name = "SESSION")]
-    pub session: String,
-    /// The request the approval belongs to.
+    pub session: Option<String>,
+    /// The request the approval belongs to (optional; checked when given).
     #[arg(long, value_name = "REQUEST")]
-    pub request: String,
+    pub request: Option<String>,
     /// A message recorded with the decision (and given to the model on rejection).
     #[arg(long, short = 'm')]
     pub message: Option<String>,
@@ -260,7 +261,11 @@ pub fn table(approvals: &[Approval], now: Timestamp) -> Vec<String> {
         t.row(vec![
             cell(a.id.to_string()),
             styled(status_style(a.status), a.status.as_str()),
-            cell(&a.tool),
+            if a.is_crash_rerun() {
+                styled(RED, format!("{} (crash re-run)", a.tool))
+            } else {
+                cell(&a.tool)
+            },
             cell(&a.agent),
             cell(a.request_id.to_string()),
             cell(a.session_id.to_string()),
@@ -280,10 +285,7 @@ pub fn table(approvals: &[Approval], now: Timestamp) -> Vec<String> {
 }
 
 pub fn approve_command(a: &Approval) -> String {
-    format!(
-        "agent-harness runtime approvals approve {} --session {} --request {}",
-        a.id, a.session_id, a.request_id
-    )
+    format!("agent-harness runtime approvals approve {}", a.id)
 }
 
 async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
@@ -327,6 +329,15 @@ fn show_lines(a: &Approval, now: Timestamp) -> Vec<String> {
     if let Some(m) = &a.message {
         out.push(field("message", m));
     }
+    if let Some(r) = &a.reason {
+        out.push(field("reason", r));
+    }
+    if a.is_crash_rerun() && a.status == ApprovalStatus::Pending {
+        out.push(paint(
+            RED,
+            "crash re-run: this call may or may not have taken effect; check before approving",
+        ));
+    }
     out.push(paint(BOLD, "arguments"));
     out.extend(pretty(&a.arguments).lines().map(|l| format!("  {l}")));
     if let Some(e) = &a.edited_arguments {
@@ -353,16 +364,28 @@ async fn resolve(
     decision: Decision,
     edited: Option<serde_json::Value>,
 ) -> Result<ExitCode> {
+    let approval_id = approval_id(&a.id)?;
+    let session = a.session.as_deref().map(session_id).transpose()?;
+    let request = a.request.as_deref().map(request_id).transpose()?;
+    let h = ctx.open_existing()?;
+    // Given, they are checked by the store against the approval (a mismatch is
+    // refused); not given, they are the approval's own.
+    let (session_id, request_id) = match (session, request) {
+        (Some(s), Some(r)) => (s, r),
+        (s, r) => {
+            let known = h.store().get_approval(&approval_id).await?;
+            (s.unwrap_or(known.session_id), r.unwrap_or(known.request_id))
+        }
+    };
     let r = ResolveApproval {
-        session_id: session_id(&a.session)?,
-        request_id: request_id(&a.request)?,
-        approval_id: approval_id(&a.id)?,
+        session_id,
+        request_id,
+        approval_id,
         decision,
         message: a.message,
         decided_by: operator(a.decided_by.as_deref()),
         edited_arguments: edited,
     };
-    let h = ctx.open_existing()?;
     let from = h.store().last_seq().await?;
     let approval = h.resolve_approval(r).await?;
     if !ctx.json {

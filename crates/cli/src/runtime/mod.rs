@@ -7,6 +7,8 @@
 
 mod actions;
 mod approvals;
+mod artifacts;
+mod doctor;
 pub(crate) mod drive;
 mod events;
 mod export_cmd;
@@ -18,6 +20,7 @@ mod screen;
 mod sessions;
 mod table;
 mod tree;
+mod watch;
 
 use crate::context::Ctx;
 use anyhow::Result;
@@ -30,6 +33,9 @@ pub enum RuntimeCommand {
     /// One screen: worker, health, queue, approvals, stuck and recent requests.
     #[command(after_help = "Example:\n  agent-harness runtime overview --workspace .")]
     Overview(overview::OverviewArgs),
+    /// What needs a human now; with a request id, where it stopped, why, and the next action.
+    #[command(after_help = doctor::HELP)]
+    Doctor(doctor::DoctorArgs),
     /// Every health check with status and detail; the exit status summarises them.
     #[command(after_help = health::HELP)]
     Health(health::HealthArgs),
@@ -45,6 +51,12 @@ pub enum RuntimeCommand {
         after_help = "Example:\n  agent-harness runtime requests tail --workspace . --once"
     )]
     Requests(requests::RequestsCommand),
+    /// Read a request's artifacts: list them, show one, or print its contents.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  agent-harness runtime artifacts cat req_01j… summary.md"
+    )]
+    Artifacts(artifacts::ArtifactsCommand),
     /// List sessions, or show one with its requests.
     #[command(
         subcommand,
@@ -75,10 +87,12 @@ Exit status: 0 when every file matches the manifest, 1 when any file was changed
 pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
     match c {
         RuntimeCommand::Overview(a) => overview::run(ctx, a).await,
+        RuntimeCommand::Doctor(a) => doctor::run(ctx, a).await,
         RuntimeCommand::Health(a) => health::run(ctx, a).await,
         RuntimeCommand::Approvals(c) => approvals::dispatch(ctx, c).await,
         RuntimeCommand::Requests(c) => requests::dispatch(ctx, c).await,
         RuntimeCommand::Sessions(c) => sessions::dispatch(ctx, c).await,
+        RuntimeCommand::Artifacts(c) => artifacts::dispatch(ctx, c).await,
         RuntimeCommand::Events(a) => events::run(ctx, a).await,
         RuntimeCommand::Export(c) => export_cmd::export(ctx, c).await,
         RuntimeCommand::VerifyExport(a) => export_cmd::verify(ctx, a),

@@ -34,6 +34,9 @@ as lines as their steps commit (like `tail -f`), from the snapshot's cursor: non
         /// The request id (`req_…`).
         id: String,
     },
+    /// Follow one request and its delegated children until it settles; exit with its outcome.
+    #[command(after_help = super::watch::HELP)]
+    Watch(super::watch::WatchArgs),
     /// Cancel a request that has not finished (and its delegated children).
     #[command(
         after_help = "Example:\n  agent-harness runtime requests cancel req_01j… --reason \"wrong customer\"\n\n\
@@ -107,6 +110,7 @@ pub async fn dispatch(ctx: &Ctx, c: RequestsCommand) -> Result<ExitCode> {
         RequestsCommand::List(a) => list(ctx, a).await,
         RequestsCommand::Tail(a) => tail(ctx, a).await,
         RequestsCommand::Show { id } => tree::show(ctx, &id).await,
+        RequestsCommand::Watch(a) => super::watch::run(ctx, a).await,
         RequestsCommand::Cancel { id, by, reason } => {
             actions::cancel(ctx, &id, by.as_deref(), reason.as_deref()).await
         }

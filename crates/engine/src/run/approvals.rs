@@ -21,10 +21,7 @@ impl Run {
     /// Policy `ask`: the interrupted call waits for an operator to approve a re-run
     /// (same call id) or reject it (the model is told it did not run again).
     pub(super) async fn ask_rerun(&mut self, idx: u32, call: ToolCall) -> Flow<()> {
-        let reason = format!(
-            "call {} was interrupted before it completed; it may or may not have taken effect. Approve to run it again.",
-            call.call_id
-        );
+        let reason = Approval::rerun_reason(&call.call_id);
         let approval = self.new_approval(&call, idx, Some(reason));
         let mut step = self.journal_step(idx);
         step.status = StepStatus::AwaitingApproval;

@@ -1,0 +1,326 @@
+//! The incident playbook as commands: a scripted incident (a request paused on an
+//! approval, one whose tool keeps failing, one queued with no worker, one cancelled)
+//! and what `runtime doctor` and `runtime requests watch` say and exit with.
+
+mod common;
+
+use common::{Demo, T0, T3, redact};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The demo workspace plus an agent whose `deploy` tool always fails: its script
+/// calls it twice and then has no turn left, so the request fails.
+fn incident() -> Demo {
+    let demo = Demo::new();
+    let root = &demo.root;
+    let tools = root.join("config/tools.yaml");
+    let mut t = std::fs::read_to_string(&tools).unwrap();
+    t.push_str(
+        r#"
+  deploy:
+    description: Deploy the build.
+    command: ["sh", "-c", "echo 'connection refused: prod-db:5432' >&2; exit 1"]
+    arguments: { type: object, properties: {}, additionalProperties: false }
+    approval: never
+    idempotent: true
+"#,
+    );
+    std::fs::write(&tools, t).unwrap();
+    std::fs::write(
+        root.join("config/agents/deployer.yaml"),
+        "name: deployer\ndescription: Deploys.\nmodel: scripted\nsystem_prompt: Deploy.\ntools: [deploy]\n",
+    )
+    .unwrap();
+    let script = root.join("resources/scripts/demo.yaml");
+    let mut s = std::fs::read_to_string(&script).unwrap();
+    s.push_str(
+        r#"  deployer:
+    turns:
+      - tool_calls: [{ tool: deploy, arguments: {} }]
+      - tool_calls: [{ tool: deploy, arguments: {} }]
+"#,
+    );
+    std::fs::write(&script, s).unwrap();
+    demo.at(T0, &["validate"]).ok();
+    demo
+}
+
+fn admit(demo: &Demo, session: &str, agent: &str) -> String {
+    let out = demo
+        .at(
+            T0,
+            &[
+                "request",
+                "--json",
+                "--agent",
+                agent,
+                "--session",
+                session,
+                "go",
+            ],
+        )
+        .ok()
+        .json();
+    out["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string()
+}
+
+fn failed(demo: &Demo) -> String {
+    demo.at(
+        T0,
+        &["run", "--agent", "deployer", "--session", "s2", "ship it"],
+    )
+    .expect(1);
+    let out = demo
+        .at(
+            T0,
+            &[
+                "runtime", "requests", "list", "--agent", "deployer", "--json",
+            ],
+        )
+        .ok()
+        .json();
+    let r = &out["requests"][0];
+    assert_eq!(r["status"], "failed", "{out}");
+    r["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn doctor_names_the_next_action_for_each_request() {
+    let demo = incident();
+    let paused = demo.paused();
+    let failed = failed(&demo);
+    let queued = admit(&demo, "s3", "assistant");
+    let cancelled = admit(&demo, "s4", "assistant");
+    demo.at(
+        T0,
+        &[
+            "runtime",
+            "requests",
+            "cancel",
+            &cancelled,
+            "--reason",
+            "duplicate",
+        ],
+    )
+    .ok();
+
+    // Without an id: the three that need a human, longest waiting first; exit 1.
+    let triage = demo
+        .at(T3, &["runtime", "doctor", "--json"])
+        .expect(1)
+        .json();
+    let listed: Vec<(&str, &str)> = triage["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["request"]["id"].as_str().unwrap(),
+                r["next"]["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 3, "{triage:#}");
+    assert!(
+        listed.contains(&(paused.request.as_str(), "approve")),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&(failed.as_str(), "code_fix")),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&(queued.as_str(), "start_worker")),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.iter().any(|(id, _)| *id == cancelled),
+        "cancelled is not listed"
+    );
+
+    let human = demo.at(T3, &["runtime", "doctor"]).expect(1);
+    insta::assert_snapshot!("doctor_triage", redact(&human.stdout, &demo.root));
+
+    // With an id: the failed request's cause names the tool, its count and its error.
+    let one = demo
+        .at(T3, &["runtime", "doctor", &failed, "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(one["stop"]["kind"], "failed");
+    assert_eq!(one["stop"]["failing_tools"][0]["tool"], "deploy");
+    assert_eq!(one["stop"]["failing_tools"][0]["count"], 2);
+    let summary = one["next"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("code fix: the tool `deploy` failed 2 times with:")
+            && summary.contains("connection refused: prod-db:5432"),
+        "{summary}"
+    );
+    assert_eq!(
+        one["next"]["commands"][0],
+        format!("agent-harness runtime requests retry {failed}")
+    );
+    let human = demo.at(T3, &["runtime", "doctor", &failed]).expect(1);
+    insta::assert_snapshot!("doctor_failed", redact(&human.stdout, &demo.root));
+
+    // The paused one: the approval, its reason, and the commands to decide it.
+    let human = demo
+        .at(T3, &["runtime", "doctor", &paused.request])
+        .expect(1);
+    insta::assert_snapshot!("doctor_paused", redact(&human.stdout, &demo.root));
+    let one = demo
+        .at(T3, &["runtime", "doctor", &paused.request, "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(
+        one["next"]["commands"][0],
+        format!(
+            "agent-harness runtime approvals approve {}",
+            paused.approval
+        )
+    );
+
+    // The cancelled one needs nothing: exit 0.
+    let one = demo
+        .at(T3, &["runtime", "doctor", &cancelled, "--json"])
+        .ok()
+        .json();
+    assert_eq!(one["stop"]["kind"], "cancelled");
+
+    // Approving with the approval id alone works, and then nothing of it is left.
+    demo.at(T3, &["runtime", "approvals", "approve", &paused.approval])
+        .ok();
+    let triage = demo
+        .at(T3, &["runtime", "doctor", "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(
+        triage["requests"].as_array().unwrap().len(),
+        2,
+        "{triage:#}"
+    );
+}
+
+#[test]
+fn approving_with_a_request_that_is_not_the_approvals_own_is_refused() {
+    let demo = Demo::new();
+    let p = demo.paused();
+    let other = admit(&demo, "s9", "assistant");
+    let out = demo
+        .at(
+            T3,
+            &[
+                "runtime",
+                "approvals",
+                "approve",
+                &p.approval,
+                "--request",
+                &other,
+            ],
+        )
+        .expect(2);
+    assert!(out.stderr.contains(&p.approval), "{}", out.stderr);
+    // Nothing was decided.
+    let a = demo
+        .at(T3, &["runtime", "approvals", "show", &p.approval, "--json"])
+        .ok()
+        .json();
+    assert_eq!(a["status"], "pending");
+}
+
+#[test]
+fn watch_exits_with_the_outcome() {
+    let demo = incident();
+    let failed = failed(&demo);
+    demo.at(T3, &["runtime", "requests", "watch", &failed])
+        .expect(1);
+
+    let cancelled = admit(&demo, "s4", "assistant");
+    demo.at(T0, &["runtime", "requests", "cancel", &cancelled])
+        .ok();
+    demo.at(T3, &["runtime", "requests", "watch", &cancelled])
+        .expect(5);
+
+    let p = demo.paused();
+    let out = demo
+        .at(T3, &["runtime", "requests", "watch", &p.request])
+        .expect(4);
+    assert!(
+        out.stdout.contains(&format!(
+            "agent-harness runtime approvals approve {}",
+            p.approval
+        )),
+        "{}",
+        out.stdout
+    );
+    demo.at(T3, &p.approve_args()).ok();
+    let out = demo
+        .at(T3, &["runtime", "requests", "watch", &p.request])
+        .ok();
+    assert!(out.stdout.contains("completed:"), "{}", out.stdout);
+}
+
+/// A watch started before the request runs follows it, children included, and
+/// every event of the tree is printed exactly once.
+#[test]
+fn watch_follows_a_tree_as_it_runs() {
+    let demo = Demo::new();
+    let id = admit(&demo, "s1", "assistant");
+    let mut watch = Command::new(common::BIN)
+        .args(["runtime", "requests", "watch", &id, "--json", "--workspace"])
+        .arg(&demo.root)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give the watch its cursor before the run starts (it would also catch up if not).
+    std::thread::sleep(Duration::from_millis(300));
+    demo.run(&["runtime", "requests", "resume", &id]).ok();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = watch.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "watch did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(4), "paused for approval");
+    let mut out = String::new();
+    watch
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, events) = lines.split_last().unwrap();
+    assert_eq!(
+        last["status"], "waiting_approval",
+        "the request itself comes last"
+    );
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seqs, sorted, "in order, none twice");
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"delegate.started"), "{kinds:?}");
+    let child_events = events
+        .iter()
+        .filter(|e| e["request_id"].as_str() != Some(id.as_str()))
+        .count();
+    assert!(
+        child_events >= 3,
+        "the delegated child's events are followed: {kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"request.waiting_approval"));
+}
