@@ -234,12 +234,9 @@ fn print_event(e: &Event, json: bool) {
 }
 
 async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode> {
+    let code = output::outcome_exit(r.status, 0);
     if json {
-        return Ok(match r.status {
-            RequestStatus::Failed | RequestStatus::Cancelled => ExitCode::from(1),
-            RequestStatus::Queued | RequestStatus::Running => ExitCode::from(130),
-            _ => ExitCode::SUCCESS,
-        });
+        return Ok(code);
     }
     match r.status {
         RequestStatus::Completed => {
@@ -248,7 +245,7 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
                 paint(GREEN.bold(), "completed:"),
                 r.output.as_deref().unwrap_or("")
             ));
-            Ok(ExitCode::SUCCESS)
+            Ok(code)
         }
         RequestStatus::WaitingApproval => {
             let pending = h
@@ -283,7 +280,7 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
         }
         RequestStatus::Queued | RequestStatus::Running => {
             crate::runtime::drive::interrupted(r);
-            Ok(ExitCode::from(130))
+            Ok(code)
         }
         status => {
             line(format!(
@@ -291,7 +288,7 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
                 paint(output::status_style(status).bold(), format!("{status}:")),
                 r.error.as_deref().unwrap_or("")
             ));
-            Ok(ExitCode::from(1))
+            Ok(code)
         }
     }
 }

@@ -30,7 +30,8 @@ struct Cli {
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 runtime error; 2 bad input or unknown id; \
 3 refused (not in the right state, queue full, workspace held by another worker); \
-`requests watch`: 4 paused for approval, 5 cancelled; 130 interrupted (Ctrl-C). \
+a request that was run or followed (`run`, `requests resume`, `requests watch`): 1 failed, \
+5 cancelled, 4 paused for approval (`watch` only); 130 interrupted (Ctrl-C). \
 The full table: docs/incident-playbook.md.";
 
 #[derive(Subcommand, Debug)]

@@ -79,6 +79,20 @@ pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit status of a command that ran or followed a request until it settled
+/// (`run`, `requests resume`, `requests watch`), from one table: 0 completed,
+/// 1 failed, 5 cancelled, 130 stopped before it settled; a pause for approval
+/// exits `paused` (0 for `run`/`resume`, which handed it to an operator; 4 for `watch`).
+pub fn outcome_exit(s: RequestStatus, paused: u8) -> ExitCode {
+    ExitCode::from(match s {
+        RequestStatus::Completed => 0,
+        RequestStatus::Failed => 1,
+        RequestStatus::Cancelled => EXIT_CANCELLED,
+        RequestStatus::WaitingApproval => paused,
+        RequestStatus::Queued | RequestStatus::Running => EXIT_INTERRUPTED,
+    })
+}
+
 /// Classifies an error for its exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(c) = e.downcast_ref::<CliError>() {

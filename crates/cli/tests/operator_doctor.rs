@@ -244,6 +244,13 @@ fn watch_exits_with_the_outcome() {
     demo.at(T3, &["runtime", "requests", "watch", &cancelled])
         .expect(5);
 
+    // `requests resume` that ends in failure exits as `run` does.
+    let queued = admit(&demo, "s5", "deployer");
+    demo.at(T3, &["runtime", "requests", "resume", &queued])
+        .expect(1);
+    demo.at(T3, &["runtime", "requests", "watch", &queued])
+        .expect(1);
+
     let p = demo.paused();
     let out = demo
         .at(T3, &["runtime", "requests", "watch", &p.request])

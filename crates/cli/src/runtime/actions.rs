@@ -133,7 +133,10 @@ pub async fn resume(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     } else {
         drive::report(&continued);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match continued.handled_by {
+        drive::HandledBy::InProcess => output::outcome_exit(continued.request.status, 0),
+        drive::HandledBy::Worker { .. } => ExitCode::SUCCESS,
+    })
 }
 
 /// A paused request resumes only through its approval: say which one.

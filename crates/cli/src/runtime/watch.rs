@@ -8,8 +8,7 @@ use super::screen::{Quit, Screen};
 use super::{ago, request_id, tree};
 use crate::context::Ctx;
 use crate::output::{
-    self, DIM, EXIT_CANCELLED, EXIT_INTERRUPTED, EXIT_WAITING_APPROVAL, GREEN, RED, YELLOW, line,
-    paint,
+    self, DIM, EXIT_INTERRUPTED, EXIT_WAITING_APPROVAL, GREEN, RED, YELLOW, line, paint,
 };
 use anyhow::Result;
 use harness_core::*;
@@ -22,8 +21,8 @@ pub const HELP: &str = "Example:\n  agent-harness runtime requests watch req_01j
 Follows the request and everything it delegates until it settles: on a terminal the tree and \
 its last events are redrawn in place; otherwise every event is printed once, as it commits \
 (JSON Lines with --json, then the request itself as the last line).\n\n\
-Exit status: 0 completed; 1 failed; 4 paused waiting for an approval; 5 cancelled; \
-130 stopped with Ctrl-C before it settled (the request goes on).";
+Exit status (the table `run` and `requests resume` share): 0 completed; 1 failed; 4 paused \
+waiting for an approval; 5 cancelled; 130 stopped with Ctrl-C before it settled (the request goes on).";
 
 /// Events kept on screen under the tree.
 const SHOWN: usize = 10;
@@ -142,12 +141,7 @@ async fn frame(h: &Harness, r: &Request, shown: &VecDeque<Event>) -> Result<Vec<
 }
 
 async fn finish(h: &Harness, r: &Request, json: bool) -> Result<ExitCode> {
-    let code = match r.status {
-        RequestStatus::Completed => ExitCode::SUCCESS,
-        RequestStatus::WaitingApproval => ExitCode::from(EXIT_WAITING_APPROVAL),
-        RequestStatus::Cancelled => ExitCode::from(EXIT_CANCELLED),
-        _ => ExitCode::from(1),
-    };
+    let code = output::outcome_exit(r.status, EXIT_WAITING_APPROVAL);
     if json {
         println!("{}", serde_json::to_string(r)?);
         return Ok(code);
