@@ -191,10 +191,12 @@ pub fn error_message(e: &anyhow::Error) -> String {
     message
 }
 
-/// One event as a single human line: `#12 17:00:01.234 model.turn  assistant → send_mail`.
+/// One event as a single human line:
+/// `#12 2026-01-05T17:00:01.234Z model.turn  assistant → send_mail`. The full
+/// timestamp with its zone (UTC), so that a line pasted into a ticket or matched
+/// against another system's log is unambiguous.
 pub fn event_line(e: &Event) -> String {
-    let time = e.at.to_rfc3339();
-    let clock = time.get(11..23).unwrap_or(&time);
+    let clock = e.at.to_rfc3339();
     let style = match e.kind {
         EventKind::RequestFailed | EventKind::ToolInterrupted => RED,
         EventKind::RequestCompleted => GREEN,
