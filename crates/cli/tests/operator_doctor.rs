@@ -331,3 +331,31 @@ fn watch_follows_a_tree_as_it_runs() {
     );
     assert_eq!(kinds.last(), Some(&"request.waiting_approval"));
 }
+
+/// A call left awaiting approval by a request that was then cancelled never ran:
+/// `requests show` says so, and ends with the request's last events.
+#[test]
+fn show_marks_calls_of_a_cancelled_request_as_not_run() {
+    let demo = Demo::new();
+    let p = demo.paused();
+    demo.at(T3, &["runtime", "requests", "cancel", &p.request])
+        .ok();
+    let out = demo
+        .at(T3, &["runtime", "requests", "show", &p.request])
+        .ok();
+    let mail = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("send_mail") && !l.contains("calls send_mail"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        mail.contains("not run") && mail.contains("not run: the request cancelled"),
+        "{mail}"
+    );
+    assert!(!mail.contains("awaiting_approval"), "{mail}");
+    let tail: Vec<&str> = out.stdout.lines().rev().take(6).collect();
+    assert!(
+        tail.iter().any(|l| l.contains("request.cancelled")),
+        "{tail:?}"
+    );
+}

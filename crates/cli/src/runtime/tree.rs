@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 /// Delegation deeper than this is cut (a guard against cycles in damaged records).
 const MAX_DEPTH: usize = 16;
+/// Events printed at the end of `requests show`.
+const LAST_EVENTS: usize = 5;
 
 #[derive(Serialize)]
 pub struct RequestTree {
@@ -34,7 +36,11 @@ pub struct RequestTree {
 pub struct StepNode {
     #[serde(flatten)]
     pub step: Step,
+    /// How long the step took, not counting a wait for its approval.
     pub duration_ms: Option<i64>,
+    /// How long its approval took to be decided (a call that needed one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_wait_ms: Option<i64>,
     pub approval: Option<Approval>,
     pub artifacts: Vec<Artifact>,
     /// For a `delegate` call: the child request's own tree.
@@ -49,6 +55,18 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
         output::print_json(&tree)?;
     } else {
         render(&tree, h.now()).into_iter().for_each(line);
+        // Like `kubectl describe`: what happened last, where the eye ends.
+        let events = h
+            .store()
+            .recent_events(super::doctor::tree_ids(&tree), LAST_EVENTS)
+            .await?;
+        if !events.is_empty() {
+            line(String::new());
+            line(paint(BOLD, format!("last {} events", events.len())));
+            events
+                .iter()
+                .for_each(|e| line(format!("  {}", output::event_line(e))));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -153,8 +171,11 @@ async fn node(
         Some(c) if depth < MAX_DEPTH => Some(Box::new(load(h, c, depth + 1).await?)),
         _ => None,
     };
+    // A call that waited for approval ran from the decision on.
+    let decided = approval.as_ref().and_then(|a| a.decided_at);
     Ok(StepNode {
-        duration_ms: millis_between(step.started_at, step.finished_at),
+        duration_ms: millis_between(decided.unwrap_or(step.started_at), step.finished_at),
+        approval_wait_ms: decided.map(|d| (d.0 - step.started_at.0).max(0)),
         step,
         approval,
         artifacts: made,
@@ -250,7 +271,7 @@ fn total_usage(t: &RequestTree) -> UsageTotals {
 
 fn steps(t: &RequestTree, indent: &str, now: Timestamp, out: &mut Vec<String>) {
     for n in &t.steps {
-        out.push(step_line(n, indent));
+        out.push(step_line(n, t.request.status, indent));
         let deeper = format!("{indent}     ");
         if let Some(a) = &n.approval {
             out.push(format!("{deeper}{}", approval_line(a, now)));
@@ -276,8 +297,13 @@ fn steps(t: &RequestTree, indent: &str, now: Timestamp, out: &mut Vec<String>) {
     }
 }
 
-fn step_line(n: &StepNode, indent: &str) -> String {
+fn step_line(n: &StepNode, request: RequestStatus, indent: &str) -> String {
     let s = &n.step;
+    // A call left started or awaiting approval by a request that then finished
+    // (cancelled, failed) never ran: say so rather than `running`.
+    let never_ran = request.is_terminal()
+        && matches!(s.status, StepStatus::Started | StepStatus::AwaitingApproval)
+        && matches!(&s.body, StepBody::ToolCall { outcome: None, .. });
     let (name, summary) = match &s.body {
         StepBody::ModelTurn { turn, info } => ("model".to_string(), turn_summary(turn, info)),
         StepBody::ToolCall {
@@ -290,15 +316,33 @@ fn step_line(n: &StepNode, indent: &str) -> String {
             call_summary(s.status, outcome.as_ref(), child_request_id.as_ref()),
         ),
     };
+    let (status, style, summary) = if never_ran {
+        ("not run", DIM, format!("not run: the request {request}"))
+    } else {
+        (s.status.as_str(), step_style(s.status), summary)
+    };
     let took = n
         .duration_ms
+        .filter(|_| !never_ran)
         .map(|ms| duration(std::time::Duration::from_millis(ms as u64)))
         .unwrap_or_else(|| "-".to_string());
+    let waited = n
+        .approval_wait_ms
+        .map(|ms| {
+            paint(
+                DIM,
+                format!(
+                    " · waited {} for approval",
+                    duration(std::time::Duration::from_millis(ms as u64))
+                ),
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "{indent}{} {} {} {}  {summary}",
+        "{indent}{} {} {} {}  {summary}{waited}",
         paint(DIM, format!("#{:<3}", s.idx)),
         paint(BOLD, format!("{name:<14}")),
-        paint(step_style(s.status), format!("{:<17}", s.status.as_str())),
+        paint(style, format!("{status:<17}")),
         paint(DIM, format!("{took:>7}")),
     )
 }
