@@ -857,6 +857,7 @@ mod tests {
                 },
             },
             duration_ms: None,
+            approval_wait_ms: None,
             approval: None,
             artifacts: Vec::new(),
             child: None,
