@@ -298,6 +298,15 @@ pub fn event_summary(e: &Event) -> String {
             p.get("size").cloned().unwrap_or_default()
         ),
         EventKind::RequestFailed => format!("{short_req} {}", s("error")),
+        EventKind::NoteAdded => format!(
+            "{short_req} note by {}{}: {}",
+            s("by"),
+            p.get("approval_id")
+                .and_then(|a| a.as_str())
+                .map(|a| format!(" on {a}"))
+                .unwrap_or_default(),
+            clip(&s("text"), 100)
+        ),
         _ => short_req,
     }
 }

@@ -359,3 +359,161 @@ fn show_marks_calls_of_a_cancelled_request_as_not_run() {
         "{tail:?}"
     );
 }
+
+/// A note decides nothing: the approval stays pending; the note is in `show`, in
+/// the event log and in the evidence package. Bad notes are refused, nothing written.
+#[test]
+fn notes_are_recorded_without_deciding() {
+    let demo = Demo::new();
+    let p = demo.paused();
+    demo.at(
+        T3,
+        &[
+            "runtime",
+            "approvals",
+            "annotate",
+            &p.approval,
+            "-m",
+            "waiting for the customer",
+        ],
+    )
+    .ok();
+    demo.at(
+        T3,
+        &[
+            "runtime",
+            "requests",
+            "annotate",
+            &p.request,
+            "-m",
+            "ticket OPS-42",
+            "--as",
+            "bob",
+        ],
+    )
+    .ok();
+
+    let a = demo
+        .at(T3, &["runtime", "approvals", "show", &p.approval])
+        .ok();
+    assert!(a.stdout.contains("alice on"), "{}", a.stdout);
+    assert!(
+        a.stdout.contains("waiting for the customer"),
+        "{}",
+        a.stdout
+    );
+    assert!(
+        !a.stdout.contains("ticket OPS-42"),
+        "only the approval's notes: {}",
+        a.stdout
+    );
+    let json = demo
+        .at(T3, &["runtime", "approvals", "show", &p.approval, "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["status"], "pending", "a note decides nothing");
+
+    let show = demo
+        .at(T3, &["runtime", "requests", "show", &p.request])
+        .ok();
+    assert!(
+        show.stdout.contains("bob: ticket OPS-42"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains("waiting for the customer"),
+        "{}",
+        show.stdout
+    );
+
+    let events = demo
+        .at(
+            T3,
+            &["runtime", "events", "--request", &p.request, "--json"],
+        )
+        .ok();
+    let notes: Vec<serde_json::Value> = events
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == "note.added")
+        .collect();
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0]["payload"]["approval_id"], p.approval.as_str());
+    assert_eq!(notes[1]["payload"]["by"], "bob");
+
+    let out = demo.root.join("evidence");
+    demo.at(
+        T3,
+        &[
+            "runtime",
+            "export",
+            "request",
+            "--session",
+            &p.session,
+            "--request",
+            &p.request,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let exported = walk(&out);
+    assert!(
+        exported.contains("ticket OPS-42"),
+        "the note is in the evidence package"
+    );
+
+    // Refused, nothing written: an empty note, an unknown id, an oversized note.
+    demo.at(
+        T3,
+        &["runtime", "requests", "annotate", &p.request, "-m", "  "],
+    )
+    .expect(2);
+    let unknown = demo
+        .at(
+            T3,
+            &[
+                "runtime",
+                "requests",
+                "annotate",
+                "req_01jzzzzzzzzzzzzzzzzzzzzzzz",
+                "-m",
+                "x",
+            ],
+        )
+        .expect(2);
+    assert!(
+        unknown.stderr.contains("req_01jzzzzzzzzzzzzzzzzzzzzzzz"),
+        "{}",
+        unknown.stderr
+    );
+    let big = "x".repeat(9000);
+    demo.at(
+        T3,
+        &["runtime", "requests", "annotate", &p.request, "-m", &big],
+    )
+    .expect(2);
+    let events = demo
+        .at(
+            T3,
+            &["runtime", "events", "--request", &p.request, "--json"],
+        )
+        .ok();
+    assert_eq!(events.stdout.matches("note.added").count(), 2);
+}
+
+/// Every file under `dir`, concatenated (text files of an evidence package).
+fn walk(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.push_str(&walk(&p));
+        } else if let Ok(s) = std::fs::read_to_string(&p) {
+            out.push_str(&s);
+        }
+    }
+    out
+}

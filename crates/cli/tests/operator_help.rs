@@ -21,6 +21,8 @@ fn every_runtime_command_has_an_example() {
         &["requests", "tail"],
         &["requests", "show"],
         &["requests", "watch"],
+        &["requests", "annotate"],
+        &["approvals", "annotate"],
         &["doctor"],
         &["artifacts"],
         &["artifacts", "list"],

@@ -50,6 +50,7 @@ event_kinds! {
     DelegateStarted => "delegate.started",
     DelegateCompleted => "delegate.completed",
     ArtifactCreated => "artifact.created",
+    NoteAdded => "note.added",
     WorkerStarted => "worker.started",
     WorkerStopped => "worker.stopped",
 }
@@ -81,6 +82,18 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// The event as the store committed it, at `seq`.
+    pub fn committed(self, seq: i64, at: Timestamp) -> Event {
+        Event {
+            seq,
+            at,
+            kind: self.kind,
+            request_id: self.request_id,
+            session_id: self.session_id,
+            payload: self.payload,
+        }
+    }
+
     pub fn for_request(
         kind: EventKind,
         request: &RequestId,
@@ -194,6 +207,12 @@ pub enum EventBody {
         artifact: Box<Artifact>,
         call_id: CallId,
     },
+    /// An operator's note on a request or one of its approvals; decides nothing.
+    NoteAdded {
+        by: String,
+        text: String,
+        approval_id: Option<ApprovalId>,
+    },
     WorkerStarted {
         worker_id: WorkerId,
         pid: u32,
@@ -246,6 +265,7 @@ impl EventBody {
             B::DelegateStarted { .. } => EventKind::DelegateStarted,
             B::DelegateCompleted { .. } => EventKind::DelegateCompleted,
             B::ArtifactCreated { .. } => EventKind::ArtifactCreated,
+            B::NoteAdded { .. } => EventKind::NoteAdded,
             B::WorkerStarted { .. } => EventKind::WorkerStarted,
             B::WorkerStopped { .. } => EventKind::WorkerStopped,
         }
@@ -399,6 +419,17 @@ impl EventBody {
                 "recovered_requests": recovered_requests,
             }),
             B::WorkerStopped { worker_id } => json!({"worker_id": worker_id}),
+            B::NoteAdded {
+                by,
+                text,
+                approval_id,
+            } => {
+                let mut p = json!({"by": by, "text": text});
+                if let Some(a) = approval_id {
+                    p["approval_id"] = json!(a);
+                }
+                p
+            }
         }
     }
 

@@ -124,6 +124,28 @@ impl Approval {
 
 const RERUN_MARK: &str = "was interrupted before it completed";
 
+/// An operator's note on a request, or on one of its approvals: recorded as a
+/// `note.added` event; it decides nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub request_id: RequestId,
+    pub approval_id: Option<ApprovalId>,
+    pub by: String,
+    pub text: String,
+}
+
+impl Note {
+    /// Its event, about `request` (the request the note names).
+    pub fn event(&self, request: &Request) -> crate::NewEvent {
+        crate::EventBody::NoteAdded {
+            by: self.by.clone(),
+            text: self.text.clone(),
+            approval_id: self.approval_id.clone(),
+        }
+        .about(&request.id, &request.session_id)
+    }
+}
+
 /// An operator's decision on an approval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

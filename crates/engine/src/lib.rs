@@ -30,6 +30,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+/// The longest operator note, in bytes.
+pub const MAX_NOTE_BYTES: usize = 8 * 1024;
+
 /// Options for opening a harness (tests freeze the clock here).
 #[derive(Clone)]
 pub struct HarnessOptions {
@@ -278,6 +281,23 @@ impl Harness {
         let a = self.inner.store.resolve_approval(r, self.now()).await?;
         self.inner.wake.notify_one();
         Ok(a)
+    }
+
+    /// Adds an operator's note to a request or one of its approvals (a `note.added`
+    /// event; it decides nothing). The text is redacted like every record, must not
+    /// be empty, and is bounded.
+    pub async fn add_note(&self, mut note: Note) -> Result<Event, HarnessError> {
+        if note.text.trim().is_empty() {
+            return Err(HarnessError::InvalidInput("a note needs some text".into()));
+        }
+        if note.text.len() > MAX_NOTE_BYTES {
+            return Err(HarnessError::InputTooLarge {
+                bytes: note.text.len(),
+                limit: MAX_NOTE_BYTES,
+            });
+        }
+        self.redactor().redact_string(&mut note.text);
+        Ok(self.inner.store.add_note(note, self.now()).await?)
     }
 
     /// Cancels a request and everything delegated under it: each stops at its

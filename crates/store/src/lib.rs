@@ -17,6 +17,7 @@ mod error;
 mod events;
 mod health;
 mod maintenance;
+mod notes;
 mod pg;
 mod query;
 mod repair;
@@ -279,6 +280,12 @@ impl Store {
     /// The request's journal, in order.
     pub async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
         on_backend!(self, b => b.steps(request).await)
+    }
+
+    /// Records an operator's note on a request (or one of its approvals, which must
+    /// be the request's own) as a `note.added` event; returns it.
+    pub async fn add_note(&self, note: Note, now: Timestamp) -> Result<Event, StoreError> {
+        on_backend!(self, b => b.add_note(note, now).await)
     }
 
     // --- approvals --------------------------------------------------------------

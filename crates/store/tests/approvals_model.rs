@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::Backend;
+use common::{Backend, paused_request};
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -36,68 +35,6 @@ struct Expect {
     request: RequestStatus,
 }
 
-async fn paused_request(store: &Store, i: usize, now: Timestamp) -> (Request, Approval) {
-    let adm = Admission {
-        queue_capacity: 100,
-        reject_if_session_busy: false,
-    };
-    let new = NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse(&format!("s{i}")).unwrap(),
-        agent: "a".into(),
-        input: "x".into(),
-        trace_id: "t".into(),
-    };
-    store.admit(new, adm, now).await.unwrap();
-    let r = store
-        .claim(&WorkerId::generate(), 1, now)
-        .await
-        .unwrap()
-        .remove(0);
-    let call = ToolCall {
-        call_id: CallId::generate(),
-        tool: "send".into(),
-        arguments: json!({}),
-    };
-    let a = Approval {
-        id: ApprovalId::generate(),
-        request_id: r.id.clone(),
-        session_id: r.session_id.clone(),
-        agent: "a".into(),
-        step_idx: 0,
-        call_id: call.call_id.clone(),
-        tool: "send".into(),
-        arguments: json!({}),
-        status: ApprovalStatus::Pending,
-        decided_by: None,
-        message: None,
-        edited_arguments: None,
-        created_at: now,
-        decided_at: None,
-        expires_at: now.plus(std::time::Duration::from_millis(TTL as u64)),
-        reason: None,
-    };
-    let step = Step {
-        request_id: r.id.clone(),
-        idx: 0,
-        agent: "a".into(),
-        status: StepStatus::AwaitingApproval,
-        started_at: now,
-        finished_at: None,
-        body: StepBody::ToolCall {
-            call,
-            approval_id: Some(a.id.clone()),
-            outcome: None,
-            child_request_id: None,
-        },
-    };
-    let commit = StepCommit::new(&r.id, &r.session_id, now)
-        .insert(step)
-        .raise(a.clone());
-    store.commit_step(commit).await.unwrap();
-    (r, a)
-}
-
 async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let Some(fresh) = b.fresh() else {
         return Ok(());
@@ -106,7 +43,7 @@ async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut now = Timestamp(1_000_000);
     let mut pairs = Vec::new();
     for i in 0..N {
-        pairs.push(paused_request(&store, i, now).await);
+        pairs.push(paused_request(&store, i, now, TTL).await);
     }
     let mut model = [Expect {
         approval: ApprovalStatus::Pending,

@@ -44,6 +44,11 @@ printed until it finishes or pauses again. Resolving an approval that is not pen
 (exit 3) with its current state and who decided it."
     )]
     Approve(ApproveArgs),
+    /// Add a note to an approval without deciding it (shown by `show`, in events and exports).
+    #[command(
+        after_help = "Example:\n  agent-harness runtime approvals annotate apr_01j… -m \"waiting for the customer to confirm\""
+    )]
+    Annotate(super::notes::AnnotateArgs),
     /// Reject a pending tool call; the model receives the rejection and your message.
     #[command(
         after_help = "Example:\n  agent-harness runtime approvals reject apr_01j… --message \"wrong recipient\""
@@ -116,6 +121,7 @@ pub async fn dispatch(ctx: &Ctx, c: ApprovalsCommand) -> Result<ExitCode> {
             resolve(ctx, a.resolve, Decision::Approved, edited).await
         }
         ApprovalsCommand::Reject(a) => resolve(ctx, a, Decision::Rejected, None).await,
+        ApprovalsCommand::Annotate(a) => super::notes::annotate(ctx, a, true).await,
     }
 }
 
@@ -297,6 +303,17 @@ async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     show_lines(&a, h.now()).into_iter().for_each(line);
+    let notes: Vec<Event> = super::notes::of(&h, std::slice::from_ref(&a.request_id))
+        .await?
+        .into_iter()
+        .filter(|e| e.payload["approval_id"].as_str() == Some(a.id.as_str()))
+        .collect();
+    if !notes.is_empty() {
+        line(paint(BOLD, "notes"));
+        notes
+            .iter()
+            .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,7 @@ mod events;
 mod export_cmd;
 mod health;
 mod maintenance;
+mod notes;
 mod overview;
 mod requests;
 mod screen;

@@ -54,6 +54,11 @@ its model sees the delegate call fail as cancelled. Cancel the root to stop a wh
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Add a note to a request without deciding anything (shown by `show`, in events and exports).
+    #[command(
+        after_help = "Example:\n  agent-harness runtime requests annotate req_01j… -m \"customer confirmed by phone\""
+    )]
+    Annotate(super::notes::AnnotateArgs),
     /// Admit a new request with the same session, agent and input as a finished one.
     #[command(after_help = "Example:\n  agent-harness runtime requests retry req_01j…")]
     Retry {
@@ -115,6 +120,7 @@ pub async fn dispatch(ctx: &Ctx, c: RequestsCommand) -> Result<ExitCode> {
             actions::cancel(ctx, &id, by.as_deref(), reason.as_deref()).await
         }
         RequestsCommand::Retry { id } => actions::retry(ctx, &id).await,
+        RequestsCommand::Annotate(a) => super::notes::annotate(ctx, a, false).await,
         RequestsCommand::Resume { id } => actions::resume(ctx, &id).await,
     }
 }

@@ -55,6 +55,14 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
         output::print_json(&tree)?;
     } else {
         render(&tree, h.now()).into_iter().for_each(line);
+        let notes = super::notes::of(&h, &super::doctor::tree_ids(&tree)).await?;
+        if !notes.is_empty() {
+            line(String::new());
+            line(paint(BOLD, "notes"));
+            notes
+                .iter()
+                .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
+        }
         // Like `kubectl describe`: what happened last, where the eye ends.
         let events = h
             .store()

@@ -22,6 +22,7 @@ mod events;
 mod health;
 mod maintenance;
 mod migrate;
+mod notes;
 mod repair;
 mod requests;
 mod rows;

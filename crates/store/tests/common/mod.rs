@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+use harness_core::*;
 use harness_store::testing::TestSchema;
-use harness_store::{Store, StoreConfig, StoreOptions};
+use harness_store::{Admission, NewRequest, StepCommit, Store, StoreConfig, StoreOptions};
+use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -102,6 +104,75 @@ pub fn admin_count(fresh: &Fresh, sql: &str) -> i64 {
     })
     .join()
     .unwrap()
+}
+
+/// A request in session `s{i}`, claimed and paused on a new approval of a `send`
+/// call that expires `ttl_ms` after `now`.
+pub async fn paused_request(
+    store: &Store,
+    i: usize,
+    now: Timestamp,
+    ttl_ms: i64,
+) -> (Request, Approval) {
+    let adm = Admission {
+        queue_capacity: 100,
+        reject_if_session_busy: false,
+    };
+    let new = NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse(&format!("s{i}")).unwrap(),
+        agent: "a".into(),
+        input: "x".into(),
+        trace_id: "t".into(),
+    };
+    store.admit(new, adm, now).await.unwrap();
+    let r = store
+        .claim(&WorkerId::generate(), 1, now)
+        .await
+        .unwrap()
+        .remove(0);
+    let call = ToolCall {
+        call_id: CallId::generate(),
+        tool: "send".into(),
+        arguments: json!({}),
+    };
+    let a = Approval {
+        id: ApprovalId::generate(),
+        request_id: r.id.clone(),
+        session_id: r.session_id.clone(),
+        agent: "a".into(),
+        step_idx: 0,
+        call_id: call.call_id.clone(),
+        tool: "send".into(),
+        arguments: json!({}),
+        status: ApprovalStatus::Pending,
+        decided_by: None,
+        message: None,
+        edited_arguments: None,
+        created_at: now,
+        decided_at: None,
+        expires_at: now.plus(std::time::Duration::from_millis(ttl_ms as u64)),
+        reason: None,
+    };
+    let step = Step {
+        request_id: r.id.clone(),
+        idx: 0,
+        agent: "a".into(),
+        status: StepStatus::AwaitingApproval,
+        started_at: now,
+        finished_at: None,
+        body: StepBody::ToolCall {
+            call,
+            approval_id: Some(a.id.clone()),
+            outcome: None,
+            child_request_id: None,
+        },
+    };
+    let commit = StepCommit::new(&r.id, &r.session_id, now)
+        .insert(step)
+        .raise(a.clone());
+    store.commit_step(commit).await.unwrap();
+    (r, a)
 }
 
 /// Defines `$name` as two tests, one per backend, each running `$body(backend)`.
