@@ -517,3 +517,103 @@ fn walk(dir: &std::path::Path) -> String {
     }
     out
 }
+
+/// A request whose tool hangs: past `stuck_after` the overview lists it with the
+/// call in flight, and doctor says to investigate (follow its events, or cancel).
+#[test]
+fn a_hung_tool_call_is_named_by_overview_and_doctor() {
+    let demo = incident();
+    let root = &demo.root;
+    let tools = root.join("config/tools.yaml");
+    let mut t = std::fs::read_to_string(&tools).unwrap();
+    t.push_str(
+        r#"
+  hang:
+    description: Never returns in time.
+    command: ["sleep", "60"]
+    arguments: { type: object, properties: {}, additionalProperties: false }
+    approval: never
+    idempotent: true
+    timeout: 120s
+"#,
+    );
+    std::fs::write(&tools, t).unwrap();
+    std::fs::write(
+        root.join("config/agents/hanger.yaml"),
+        "name: hanger\ndescription: Hangs.\nmodel: scripted\nsystem_prompt: Hang.\ntools: [hang]\n",
+    )
+    .unwrap();
+    let script = root.join("resources/scripts/demo.yaml");
+    let mut s = std::fs::read_to_string(&script).unwrap();
+    s.push_str("  hanger:\n    turns:\n      - tool_calls: [{ tool: hang, arguments: {} }]\n");
+    std::fs::write(&script, s).unwrap();
+    let id = demo
+        .run(&[
+            "request",
+            "--json",
+            "--agent",
+            "hanger",
+            "--session",
+            "h1",
+            "go",
+        ])
+        .ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut serve = Command::new(common::BIN)
+        .args(["serve", "--workspace"])
+        .arg(root)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let events = demo.run(&["runtime", "events", "--request", &id, "--json"]);
+        if events.stdout.contains("tool.started") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the tool never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An hour later by the operator's clock, nothing has moved.
+    let later = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let o = demo
+        .at(&later, &["runtime", "overview", "--json"])
+        .ok()
+        .json();
+    let stuck = &o["stuck"][0];
+    assert_eq!(stuck["id"], id.as_str(), "{o:#}");
+    assert!(
+        stuck["in_flight"]
+            .as_str()
+            .unwrap()
+            .starts_with("tool hang (call_"),
+        "{stuck}"
+    );
+    let human = demo.at(&later, &["runtime", "overview"]).ok();
+    assert!(
+        human.stdout.contains("tool hang (call_"),
+        "{}",
+        human.stdout
+    );
+    let d = demo
+        .at(&later, &["runtime", "doctor", &id, "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(d["stop"]["kind"], "in_flight");
+    assert_eq!(d["stop"]["stuck"], true);
+    assert_eq!(d["next"]["action"], "investigate");
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}

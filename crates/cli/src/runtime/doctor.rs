@@ -221,6 +221,11 @@ fn deepest(t: &RequestTree, pred: fn(&RequestTree) -> bool) -> &RequestTree {
         .unwrap_or(t)
 }
 
+/// What executes in a tree: the deepest unfinished request's open step.
+pub(crate) fn in_flight_of_tree(t: &RequestTree) -> (String, Timestamp) {
+    in_flight(deepest(t, |x| !x.request.status.is_terminal()))
+}
+
 /// The step executing in `t`: its last tool call not yet finished, else the model.
 fn in_flight(t: &RequestTree) -> (String, Timestamp) {
     let open = t.steps.iter().rev().find(|n| {

@@ -73,7 +73,12 @@ pub struct ApprovalInfo {
     pub pending: u64,
     pub oldest_created_at: Option<Timestamp>,
     pub oldest_age_ms: Option<i64>,
+    /// The oldest pending approvals (at most [`LISTED`]), oldest first.
+    pub oldest: Vec<Approval>,
 }
+
+/// Pending approvals and stuck requests listed by name (the rest are counted).
+const LISTED: usize = 5;
 
 #[derive(Serialize)]
 pub struct StuckInfo {
@@ -83,6 +88,10 @@ pub struct StuckInfo {
     pub current_agent: Option<String>,
     pub last_activity_at: Timestamp,
     pub idle_ms: i64,
+    /// What is executing (`tool deploy (call_…)` or `model turn`), for the listed ones.
+    pub in_flight: Option<String>,
+    /// Since when it has been executing.
+    pub in_flight_since: Option<Timestamp>,
 }
 
 #[derive(Serialize)]
@@ -157,8 +166,9 @@ pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
             pending: stats.pending_approvals,
             oldest_created_at: stats.oldest_pending_approval,
             oldest_age_ms: stats.oldest_pending_approval.map(|t| age_ms(now, t)),
+            oldest: oldest_pending(h).await?,
         },
-        stuck: stuck.into_iter().map(|s| stuck_info(s, now)).collect(),
+        stuck: stuck_infos(h, stuck, now).await?,
         recent: recent_requests(h, recent).await?,
         last_activity: last_activity(h, now).await?,
     })
@@ -186,15 +196,46 @@ async fn worker_info(h: &Harness, now: Timestamp) -> Result<WorkerInfo> {
     })
 }
 
-fn stuck_info(s: StuckRequest, now: Timestamp) -> StuckInfo {
-    StuckInfo {
-        idle_ms: age_ms(now, s.last_activity_at),
-        id: s.id,
-        session_id: s.session_id,
-        agent: s.agent,
-        current_agent: s.current_agent,
-        last_activity_at: s.last_activity_at,
+/// The oldest pending approvals, oldest first.
+async fn oldest_pending(h: &Harness) -> Result<Vec<Approval>> {
+    // Listed newest first: the oldest are at the end of the full pending list.
+    let mut pending = h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            ..Default::default()
+        })
+        .await?;
+    pending.reverse();
+    pending.truncate(LISTED);
+    Ok(pending)
+}
+
+/// Stuck requests; the listed ones with the call in flight (from their tree).
+async fn stuck_infos(
+    h: &Harness,
+    stuck: Vec<StuckRequest>,
+    now: Timestamp,
+) -> Result<Vec<StuckInfo>> {
+    let mut out = Vec::with_capacity(stuck.len());
+    for (i, s) in stuck.into_iter().enumerate() {
+        let flight = if i < LISTED {
+            let t = super::tree::load(h, s.id.clone(), 0).await?;
+            Some(super::doctor::in_flight_of_tree(&t))
+        } else {
+            None
+        };
+        out.push(StuckInfo {
+            idle_ms: age_ms(now, s.last_activity_at),
+            id: s.id,
+            session_id: s.session_id,
+            agent: s.agent,
+            current_agent: s.current_agent,
+            last_activity_at: s.last_activity_at,
+            in_flight_since: flight.as_ref().map(|f| f.1),
+            in_flight: flight.map(|f| f.0),
+        });
     }
+    Ok(out)
 }
 
 /// The newest root requests, each with the agents it delegated to.
@@ -274,6 +315,7 @@ pub fn render(o: &Overview) -> Vec<String> {
     out.extend(health[1..].iter().map(|l| format!("{:11}{l}", "")));
     out.push(label("queue", queue_text(&o.queue)));
     out.push(label("approvals", approvals_text(&o.approvals, now)));
+    out.extend(approval_lines(&o.approvals, now));
     out.extend(stuck_lines(&o.stuck, now));
     out.push(label(
         "activity",
@@ -335,6 +377,53 @@ fn approvals_text(a: &ApprovalInfo, now: Timestamp) -> String {
     }
 }
 
+/// The oldest pending approvals, each with its reason and the command that decides it.
+fn approval_lines(a: &ApprovalInfo, now: Timestamp) -> Vec<String> {
+    if a.oldest.is_empty() {
+        return Vec::new();
+    }
+    let mut t = Table::new(&["APPROVAL", "TOOL", "AGENT", "REQUEST", "AGE", "REASON"]);
+    for p in &a.oldest {
+        let reason = match &p.reason {
+            Some(_) if p.is_crash_rerun() => {
+                "crash re-run: may or may not have taken effect".to_string()
+            }
+            Some(r) => output::clip(r, 60),
+            None => "tool policy".to_string(),
+        };
+        t.row(vec![
+            cell(p.id.to_string()),
+            cell(&p.tool),
+            cell(&p.agent),
+            cell(p.request_id.to_string()),
+            dim(relative(p.created_at.age(now))),
+            cell(reason),
+        ]);
+        t.note(paint(
+            DIM,
+            format!("  → {}", super::approvals::approve_command(p)),
+        ));
+    }
+    let mut out: Vec<String> = t
+        .lines()
+        .into_iter()
+        .map(|l| format!("         {l}"))
+        .collect();
+    if a.pending as usize > a.oldest.len() {
+        out.push(format!(
+            "           {}",
+            paint(
+                DIM,
+                format!(
+                    "… {} more: agent-harness runtime approvals list --status pending",
+                    a.pending as usize - a.oldest.len()
+                )
+            )
+        ));
+    }
+    out
+}
+
 fn stuck_lines(stuck: &[StuckInfo], now: Timestamp) -> Vec<String> {
     if stuck.is_empty() {
         return vec![label("stuck", "none")];
@@ -348,11 +437,21 @@ fn stuck_lines(stuck: &[StuckInfo], now: Timestamp) -> Vec<String> {
         "stuck",
         paint(RED, format!("{count} running request(s) idle")),
     )];
-    let mut t = Table::new(&["REQUEST", "AGENT", "IDLE"]);
-    for s in stuck.iter().take(5) {
+    let mut t = Table::new(&["REQUEST", "SESSION", "AGENT", "IN FLIGHT", "IDLE"]);
+    for s in stuck.iter().take(LISTED) {
+        let agents = match &s.current_agent {
+            Some(c) if c != &s.agent => format!("{} → {c}", s.agent),
+            _ => s.agent.clone(),
+        };
+        let flight = match (&s.in_flight, s.in_flight_since) {
+            (Some(w), Some(t)) => format!("{w} for {}", relative(t.age(now))),
+            _ => "-".to_string(),
+        };
         t.row(vec![
             cell(s.id.to_string()),
-            cell(s.current_agent.clone().unwrap_or_else(|| s.agent.clone())),
+            cell(s.session_id.to_string()),
+            cell(agents),
+            cell(flight),
             cell(relative(s.last_activity_at.age(now))),
         ]);
     }
@@ -380,7 +479,9 @@ fn recent_lines(recent: &[RecentRequest], now: Timestamp) -> Vec<String> {
             )
         )];
     }
-    let mut t = Table::new(&["REQUEST", "AGENT", "STATUS", "CURRENT", "STEPS", "ACTIVITY"]);
+    let mut t = Table::new(&[
+        "REQUEST", "AGENT", "STATUS", "CURRENT", "STEPS", "ACTIVITY", "DETAIL",
+    ]);
     for r in recent {
         let req = &r.request;
         let current = if req.status.is_terminal() {
@@ -395,6 +496,13 @@ fn recent_lines(recent: &[RecentRequest], now: Timestamp) -> Vec<String> {
             cell(current),
             cell(req.steps.to_string()),
             dim(ago(now, req.last_activity_at)),
+            // A failure's error, right where the eye lands.
+            match req.status {
+                RequestStatus::Failed | RequestStatus::Cancelled => {
+                    styled(RED, output::clip(req.error.as_deref().unwrap_or(""), 60))
+                }
+                _ => cell(""),
+            },
         ]);
     }
     t.lines()
