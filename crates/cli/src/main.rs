@@ -24,6 +24,9 @@ struct Cli {
     /// Machine-readable output (documented in docs/cli-json.md).
     #[arg(long, global = true)]
     json: bool,
+    /// `wide`: tables show every column in full instead of fitting the terminal.
+    #[arg(long, short = 'o', global = true, value_name = "FORMAT", value_parser = ["wide"])]
+    output: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +86,10 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     output::init_logging();
+    runtime::set_table_width(match cli.output.as_deref() {
+        Some("wide") => None,
+        _ => output::terminal_width(),
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -93,6 +93,27 @@ pub fn outcome_exit(s: RequestStatus, paused: u8) -> ExitCode {
     })
 }
 
+/// The width output must fit: `COLUMNS` when set, else the terminal's; `None`
+/// when stdout is not a terminal (a pipe or a file gets every character).
+pub fn terminal_width() -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return Some(n);
+    }
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into `ws`; it fails on a non-terminal.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
 /// Classifies an error for its exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(c) = e.downcast_ref::<CliError>() {

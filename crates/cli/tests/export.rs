@@ -152,12 +152,14 @@ async fn default_folder_and_tar_gz_session_export() {
 #[tokio::test]
 async fn bad_input_exits_2_names_the_id_and_writes_nothing() {
     let (dir, req) = waiting().await;
-    let missing = RequestId::parse("req_nope").unwrap();
+    let missing = RequestId::generate();
     let out = export_request(dir.path(), &missing, &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("request `req_nope` not found in session `session-1`"),
+        err.contains(&format!(
+            "request `{missing}` not found in session `session-1`"
+        )),
         "{err}"
     );
 

@@ -617,3 +617,99 @@ fn a_hung_tool_call_is_named_by_overview_and_doctor() {
     serve.kill().unwrap();
     serve.wait().unwrap();
 }
+
+/// The new views at 80 and 200 columns: tables fit, ids are never cut, `-o wide`
+/// shows everything.
+#[test]
+fn views_fit_80_and_200_columns() {
+    let demo = incident();
+    let p = demo.paused();
+    failed(&demo);
+    for cols in [80, 200] {
+        for view in [
+            vec!["runtime", "doctor"],
+            vec!["runtime", "overview"],
+            vec!["runtime", "requests", "list"],
+        ] {
+            let out = demo.at_width(T3, Some(cols), &view).stdout;
+            for l in out.lines() {
+                let w = l.chars().count();
+                // Free lines (hints with a command to paste) are not table rows.
+                if l.trim_start().starts_with("→") || l.contains("agent-harness ") {
+                    continue;
+                }
+                assert!(w <= cols, "{view:?} at {cols}: {w} wide: {l}");
+            }
+            insta::assert_snapshot!(
+                format!("{}_{cols}", view[1..].join("_")),
+                redact(&out, &demo.root)
+            );
+        }
+    }
+    let wide = demo
+        .at_width(T3, Some(80), &["runtime", "doctor", "-o", "wide"])
+        .stdout;
+    assert!(!wide.contains('…'), "{wide}");
+    assert!(wide.contains(&p.request));
+}
+
+/// The short ids a terminal view prints resolve back, like git's: any command
+/// taking an id accepts a unique prefix; an ambiguous or too short one is refused.
+#[test]
+fn short_ids_resolve_like_gits() {
+    let demo = Demo::new();
+    let p = demo.paused();
+    admit(&demo, "s2", "assistant");
+    let list = demo
+        .at_width(T3, Some(100), &["runtime", "approvals", "list"])
+        .ok()
+        .stdout;
+    let short = list
+        .split_whitespace()
+        .find(|w| w.starts_with("apr_"))
+        .unwrap()
+        .to_string();
+    assert!(
+        short.len() < p.approval.len() && p.approval.starts_with(&short),
+        "{list}"
+    );
+    let shown = demo
+        .at(T3, &["runtime", "approvals", "show", &short, "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["id"], p.approval.as_str());
+    let short_req = &p.request[..18];
+    let tree = demo
+        .at(T3, &["runtime", "requests", "show", short_req, "--json"])
+        .ok()
+        .json();
+    assert_eq!(tree["request"]["id"], p.request.as_str());
+
+    // Both requests start with `req_0`…: ambiguous, refused, nothing done.
+    let both = &p.request[..8];
+    let out = demo
+        .at(T3, &["runtime", "requests", "cancel", both])
+        .expect(2);
+    assert!(out.stderr.contains("ambiguous"), "{}", out.stderr);
+    let out = demo
+        .at(T3, &["runtime", "requests", "show", "req_01"])
+        .expect(2);
+    assert!(out.stderr.contains("too short"), "{}", out.stderr);
+    let out = demo
+        .at(T3, &["runtime", "requests", "show", "req_zzzzzzzz"])
+        .expect(2);
+    assert!(
+        out.stderr
+            .contains("no request id starts with `req_zzzzzzzz`"),
+        "{}",
+        out.stderr
+    );
+    // With the short id, approving works as with the full one.
+    demo.at(T3, &["runtime", "approvals", "approve", &short])
+        .ok();
+    let a = demo
+        .at(T3, &["runtime", "approvals", "show", &p.approval, "--json"])
+        .ok()
+        .json();
+    assert_eq!(a["status"], "approved");
+}

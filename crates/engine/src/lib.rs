@@ -18,7 +18,9 @@ mod worker;
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
 pub use error::HarnessError;
 pub use harness_config::Workspace;
-pub use harness_store::{LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest};
+pub use harness_store::{
+    IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
+};
 pub use redact::SecretEnv;
 pub use subscribe::EventStream;
 pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};

@@ -16,6 +16,7 @@ mod checkpoint;
 mod error;
 mod events;
 mod health;
+mod lookup;
 mod maintenance;
 mod notes;
 mod pg;
@@ -41,6 +42,7 @@ mod writer;
 pub use artifacts::{MAX_ARTIFACT_BYTES, validate_artifact_name};
 pub use error::StoreError;
 pub use health::{INTEGRITY_EVERY, StoreCheck};
+pub use lookup::IdKind;
 pub use maintenance::PruneReport;
 pub use pg::PgConfig;
 pub use repair::{Liveness, Problem, Recovery, Repaired, Stranded};
@@ -280,6 +282,17 @@ impl Store {
     /// The request's journal, in order.
     pub async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
         on_backend!(self, b => b.steps(request).await)
+    }
+
+    /// Ids of `kind` starting with `prefix`, in order, at most `limit` (a prefix
+    /// holding anything an id cannot hold matches nothing: NotFound).
+    pub async fn ids_with_prefix(
+        &self,
+        kind: IdKind,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, b => b.ids_with_prefix(kind, prefix, limit).await)
     }
 
     /// Records an operator's note on a request (or one of its approvals, which must

@@ -16,8 +16,8 @@ pub async fn cancel(
     by: Option<&str>,
     reason: Option<&str>,
 ) -> Result<ExitCode> {
-    let id = request_id(id)?;
     let h = ctx.open_existing()?;
+    let id = request_id(&h, id).await?;
     let before = h.get_request(&id).await?;
     let r = h.cancel(&id, &operator(by), reason).await?;
     if ctx.json {
@@ -45,8 +45,8 @@ struct Retried {
 }
 
 pub async fn retry(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let id = request_id(id)?;
     let h = ctx.open_existing()?;
+    let id = request_id(&h, id).await?;
     let old = h.get_request(&id).await?;
     if let Some(parent) = &old.parent_id {
         return Err(refused(format!(
@@ -103,8 +103,8 @@ fn refused(message: String) -> anyhow::Error {
 }
 
 pub async fn resume(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let id = request_id(id)?;
     let h = ctx.open_existing()?;
+    let id = request_id(&h, id).await?;
     let root = drive::root_of(&h, &id).await?;
     match root.status {
         s if s.is_terminal() => {

@@ -2,7 +2,7 @@
 
 use super::drive::{self, Continued};
 use super::screen::{Quit, Screen};
-use super::table::{Table, cell, dim, styled};
+use super::table::{Table, cell, dim, id, styled};
 use super::{ago, approval_id, operator, request_id, session_id};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint};
@@ -134,11 +134,14 @@ fn parse_arguments(s: &str) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-fn filter(a: &ListArgs) -> Result<ApprovalFilter> {
+async fn filter(h: &Harness, a: &ListArgs) -> Result<ApprovalFilter> {
     Ok(ApprovalFilter {
         statuses: a.status.clone(),
         session_id: a.session.as_deref().map(session_id).transpose()?,
-        request_id: a.request.as_deref().map(request_id).transpose()?,
+        request_id: match a.request.as_deref() {
+            Some(r) => Some(request_id(h, r).await?),
+            None => None,
+        },
         limit: a.limit,
     })
 }
@@ -158,7 +161,7 @@ async fn snapshot(h: &Harness, f: &ApprovalFilter) -> Result<Listing> {
 
 async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
     let h = ctx.inspect()?;
-    let s = snapshot(&h, &filter(&a)?).await?;
+    let s = snapshot(&h, &filter(&h, &a).await?).await?;
     if ctx.json {
         output::print_json(&s)?;
     } else {
@@ -171,7 +174,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
 
 async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
     let h = ctx.inspect()?;
-    let f = filter(&a.list)?;
+    let f = filter(&h, &a.list).await?;
     let mut screen = Screen::new();
     let mut quit = Quit::new()?;
     let mut seen: HashSet<(ApprovalId, ApprovalStatus)> = HashSet::new();
@@ -265,7 +268,7 @@ pub fn table(approvals: &[Approval], now: Timestamp) -> Vec<String> {
     ]);
     for a in approvals {
         t.row(vec![
-            cell(a.id.to_string()),
+            id(&a.id),
             styled(status_style(a.status), a.status.as_str()),
             if a.is_crash_rerun() {
                 styled(RED, format!("{} (crash re-run)", a.tool))
@@ -273,7 +276,7 @@ pub fn table(approvals: &[Approval], now: Timestamp) -> Vec<String> {
                 cell(&a.tool)
             },
             cell(&a.agent),
-            cell(a.request_id.to_string()),
+            id(&a.request_id),
             cell(a.session_id.to_string()),
             dim(ago(now, a.created_at)),
             cell(decision_text(a, now)),
@@ -295,8 +298,8 @@ pub fn approve_command(a: &Approval) -> String {
 }
 
 async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let id = approval_id(id)?;
     let h = ctx.inspect()?;
+    let id = approval_id(&h, id).await?;
     let a = h.store().get_approval(&id).await?;
     if ctx.json {
         output::print_json(&a)?;
@@ -381,10 +384,13 @@ async fn resolve(
     decision: Decision,
     edited: Option<serde_json::Value>,
 ) -> Result<ExitCode> {
-    let approval_id = approval_id(&a.id)?;
-    let session = a.session.as_deref().map(session_id).transpose()?;
-    let request = a.request.as_deref().map(request_id).transpose()?;
     let h = ctx.open_existing()?;
+    let approval_id = approval_id(&h, &a.id).await?;
+    let session = a.session.as_deref().map(session_id).transpose()?;
+    let request = match a.request.as_deref() {
+        Some(r) => Some(request_id(&h, r).await?),
+        None => None,
+    };
     // Given, they are checked by the store against the approval (a mismatch is
     // refused); not given, they are the approval's own.
     let (session_id, request_id) = match (session, request) {

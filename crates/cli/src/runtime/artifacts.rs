@@ -62,8 +62,8 @@ struct Listing {
 }
 
 async fn list(ctx: &Ctx, id: &str, tree: bool) -> Result<ExitCode> {
-    let id = request_id(id)?;
     let h = ctx.inspect()?;
+    let id = request_id(&h, id).await?;
     h.get_request(&id).await?;
     let mut ids = vec![id];
     if tree {
@@ -112,7 +112,7 @@ async fn list(ctx: &Ctx, id: &str, tree: bool) -> Result<ExitCode> {
 
 /// The artifact `w` names: its record and its contents.
 async fn find(h: &Harness, w: &Which) -> Result<(Artifact, Vec<u8>)> {
-    let id = request_id(&w.request)?;
+    let id = request_id(h, &w.request).await?;
     h.get_request(&id).await?;
     let all = h.store().artifacts(&id).await?;
     let versions: Vec<&Artifact> = all.iter().filter(|a| a.name == w.name).collect();

@@ -7,7 +7,7 @@
 //! worker state always give the same advice.
 
 use super::overview::{Delegate, agent_chain, delegates_of};
-use super::table::{Table, cell, dim, styled};
+use super::table::{Table, cell, dim, id, styled};
 use super::tree::{self, RequestTree};
 use super::{ago, approvals::approve_command, request_id};
 use crate::context::Ctx;
@@ -417,7 +417,7 @@ pub async fn run(ctx: &Ctx, a: DoctorArgs) -> Result<ExitCode> {
     };
     match a.request {
         Some(id) => {
-            let r = report(&h, request_id(&id)?, worker_alive, a.events).await?;
+            let r = report(&h, request_id(&h, &id).await?, worker_alive, a.events).await?;
             let needs = r.diagnosis.needs_human;
             if ctx.json {
                 output::print_json(&r)?;
@@ -532,7 +532,7 @@ fn render_triage(t: &Triage) -> Vec<String> {
     for a in &t.requests {
         let r = &a.request;
         table.row(vec![
-            cell(r.id.to_string()),
+            id(&r.id),
             cell(r.session_id.to_string()),
             cell(agent_chain(&r.agent, &a.delegates)),
             styled(status_style(r.status), r.status.as_str()),

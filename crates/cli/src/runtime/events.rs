@@ -59,7 +59,7 @@ pub async fn run(ctx: &Ctx, a: EventsArgs) -> Result<ExitCode> {
 async fn filter(h: &Harness, a: &EventsArgs) -> Result<EventFilter> {
     let mut f = EventFilter::default();
     if let Some(r) = &a.request {
-        let id = request_id(r)?;
+        let id = request_id(h, r).await?;
         h.get_request(&id).await?;
         f.request_id = Some(id);
     }

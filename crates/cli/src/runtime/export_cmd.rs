@@ -6,6 +6,7 @@ use crate::context::Ctx;
 use crate::export::{self, ExportOptions};
 use crate::output::{self, BOLD, DIM, GREEN, RED, line, paint};
 use anyhow::Result;
+use harness_engine::Harness;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,10 +71,13 @@ pub struct VerifyArgs {
     pub path: PathBuf,
 }
 
-fn options(c: CommonArgs, request: Option<&str>) -> Result<ExportOptions> {
+async fn options(h: &Harness, c: CommonArgs, request: Option<&str>) -> Result<ExportOptions> {
     Ok(ExportOptions {
         session: session_id(&c.session)?,
-        request: request.map(request_id).transpose()?,
+        request: match request {
+            Some(r) => Some(request_id(h, r).await?),
+            None => None,
+        },
         artifact_contents: c.artifact_contents,
         health: c.health,
         out: c.out,
@@ -81,11 +85,11 @@ fn options(c: CommonArgs, request: Option<&str>) -> Result<ExportOptions> {
 }
 
 pub async fn export(ctx: &Ctx, c: ExportCommand) -> Result<ExitCode> {
-    let opts = match c {
-        ExportCommand::Request(a) => options(a.common, Some(&a.request))?,
-        ExportCommand::Session(a) => options(a, None)?,
-    };
     let h = ctx.inspect()?;
+    let opts = match c {
+        ExportCommand::Request(a) => options(&h, a.common, Some(&a.request)).await?,
+        ExportCommand::Session(a) => options(&h, a, None).await?,
+    };
     let summary = export::export(&h, &opts).await?;
     if ctx.json {
         output::print_json(&summary)?;

@@ -24,8 +24,10 @@ mod tree;
 mod watch;
 
 use crate::context::Ctx;
+use crate::output;
 use anyhow::Result;
 use harness_core::{ApprovalId, RequestId, SessionId, Timestamp, relative};
+use harness_engine::{Harness, IdKind};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -101,12 +103,64 @@ pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
     }
 }
 
-pub(crate) fn request_id(s: &str) -> Result<RequestId> {
-    Ok(RequestId::parse(s)?)
+/// The width operator tables fit (`None`: no limit).
+pub fn set_table_width(w: Option<usize>) {
+    table::set_max_width(w);
 }
 
-pub(crate) fn approval_id(s: &str) -> Result<ApprovalId> {
-    Ok(ApprovalId::parse(s)?)
+/// Characters of a full id after its type prefix (a ULID).
+const FULL_ID: usize = 26;
+/// The fewest characters after the type prefix a short id may have.
+const MIN_SHORT_ID: usize = 4;
+
+/// A request id as given: in full, or a unique prefix of one (the short ids views print).
+pub(crate) async fn request_id(h: &Harness, s: &str) -> Result<RequestId> {
+    let id = RequestId::parse(s)?;
+    let full = resolve(
+        h,
+        IdKind::Request,
+        "request",
+        RequestId::PREFIX,
+        id.as_str(),
+    )
+    .await?;
+    Ok(RequestId::from_trusted(full))
+}
+
+/// An approval id as given: in full, or a unique prefix of one.
+pub(crate) async fn approval_id(h: &Harness, s: &str) -> Result<ApprovalId> {
+    let id = ApprovalId::parse(s)?;
+    let full = resolve(
+        h,
+        IdKind::Approval,
+        "approval",
+        ApprovalId::PREFIX,
+        id.as_str(),
+    )
+    .await?;
+    Ok(ApprovalId::from_trusted(full))
+}
+
+async fn resolve(h: &Harness, kind: IdKind, what: &str, prefix: &str, s: &str) -> Result<String> {
+    let chars = s.len() - prefix.len();
+    if chars >= FULL_ID {
+        return Ok(s.to_string());
+    }
+    if chars < MIN_SHORT_ID {
+        return Err(output::bad_input(format!(
+            "{what} id `{s}` is too short: give at least {MIN_SHORT_ID} characters after `{prefix}`"
+        )));
+    }
+    let found = h.store().ids_with_prefix(kind, s, 4).await?;
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(output::bad_input(format!("no {what} id starts with `{s}`"))),
+        many => Err(output::bad_input(format!(
+            "{what} id `{s}` is ambiguous: it starts {}{}; give more characters",
+            many[..many.len().min(3)].join(", "),
+            if many.len() > 3 { ", …" } else { "" }
+        ))),
+    }
 }
 
 pub(crate) fn session_id(s: &str) -> Result<SessionId> {

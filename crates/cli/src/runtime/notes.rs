@@ -28,7 +28,7 @@ pub struct AnnotateArgs {
 pub async fn annotate(ctx: &Ctx, a: AnnotateArgs, approval: bool) -> Result<ExitCode> {
     let h = ctx.open_existing()?;
     let note = if approval {
-        let id = approval_id(&a.id)?;
+        let id = approval_id(&h, &a.id).await?;
         let found = h.store().get_approval(&id).await?;
         Note {
             request_id: found.request_id,
@@ -38,7 +38,7 @@ pub async fn annotate(ctx: &Ctx, a: AnnotateArgs, approval: bool) -> Result<Exit
         }
     } else {
         Note {
-            request_id: request_id(&a.id)?,
+            request_id: request_id(&h, &a.id).await?,
             approval_id: None,
             by: operator(a.by.as_deref()),
             text: a.message,

@@ -1,6 +1,6 @@
 //! `runtime overview`: the one screen an operator reads in five seconds.
 
-use super::table::{Table, cell, dim, styled};
+use super::table::{Table, cell, dim, id, styled};
 use super::{ago, health};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint, status_style};
@@ -340,7 +340,7 @@ fn worker_text(w: &WorkerInfo, now: Timestamp) -> String {
         .map(|t| format!("last heartbeat {}", ago(now, t)))
         .unwrap_or_else(|| "no worker has ever run".to_string());
     let who = match (&w.worker_id, w.pid) {
-        (Some(id), Some(pid)) => format!(" ({id}, pid {pid})"),
+        (Some(id), Some(pid)) => format!(" ({}, pid {pid})", super::table::short_id(id)),
         _ => String::new(),
     };
     if w.alive {
@@ -382,7 +382,7 @@ fn approval_lines(a: &ApprovalInfo, now: Timestamp) -> Vec<String> {
     if a.oldest.is_empty() {
         return Vec::new();
     }
-    let mut t = Table::new(&["APPROVAL", "TOOL", "AGENT", "REQUEST", "AGE", "REASON"]);
+    let mut t = Table::new(&["APPROVAL", "TOOL", "AGENT", "REQUEST", "AGE", "REASON"]).indent(11);
     for p in &a.oldest {
         let reason = match &p.reason {
             Some(_) if p.is_crash_rerun() => {
@@ -392,10 +392,10 @@ fn approval_lines(a: &ApprovalInfo, now: Timestamp) -> Vec<String> {
             None => "tool policy".to_string(),
         };
         t.row(vec![
-            cell(p.id.to_string()),
+            id(&p.id),
             cell(&p.tool),
             cell(&p.agent),
-            cell(p.request_id.to_string()),
+            id(&p.request_id),
             dim(relative(p.created_at.age(now))),
             cell(reason),
         ]);
@@ -404,11 +404,7 @@ fn approval_lines(a: &ApprovalInfo, now: Timestamp) -> Vec<String> {
             format!("  → {}", super::approvals::approve_command(p)),
         ));
     }
-    let mut out: Vec<String> = t
-        .lines()
-        .into_iter()
-        .map(|l| format!("         {l}"))
-        .collect();
+    let mut out = t.lines();
     if a.pending as usize > a.oldest.len() {
         out.push(format!(
             "           {}",
@@ -437,7 +433,7 @@ fn stuck_lines(stuck: &[StuckInfo], now: Timestamp) -> Vec<String> {
         "stuck",
         paint(RED, format!("{count} running request(s) idle")),
     )];
-    let mut t = Table::new(&["REQUEST", "SESSION", "AGENT", "IN FLIGHT", "IDLE"]);
+    let mut t = Table::new(&["REQUEST", "SESSION", "AGENT", "IN FLIGHT", "IDLE"]).indent(11);
     for s in stuck.iter().take(LISTED) {
         let agents = match &s.current_agent {
             Some(c) if c != &s.agent => format!("{} → {c}", s.agent),
@@ -448,14 +444,14 @@ fn stuck_lines(stuck: &[StuckInfo], now: Timestamp) -> Vec<String> {
             _ => "-".to_string(),
         };
         t.row(vec![
-            cell(s.id.to_string()),
+            id(&s.id),
             cell(s.session_id.to_string()),
             cell(agents),
             cell(flight),
             cell(relative(s.last_activity_at.age(now))),
         ]);
     }
-    out.extend(t.lines().into_iter().map(|l| format!("         {l}")));
+    out.extend(t.lines());
     out
 }
 
@@ -490,7 +486,7 @@ fn recent_lines(recent: &[RecentRequest], now: Timestamp) -> Vec<String> {
             req.current_agent.clone().unwrap_or_else(|| "-".to_string())
         };
         t.row(vec![
-            cell(req.id.to_string()),
+            id(&req.id),
             cell(agent_chain(&req.agent, &r.delegates)),
             styled(status_style(req.status), req.status.as_str()),
             cell(current),

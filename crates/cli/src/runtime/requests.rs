@@ -3,7 +3,7 @@
 use super::drive;
 use super::overview::{Delegate, agent_chain, delegates_of};
 use super::screen::Quit;
-use super::table::{Table, cell, dim, styled};
+use super::table::{Table, cell, dim, id, styled};
 use super::{actions, ago, session_id, tree};
 use crate::context::Ctx;
 use crate::output::{self, DIM, line, paint, status_style};
@@ -160,7 +160,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
     ]);
     for r in &s.requests {
         t.row(vec![
-            cell(r.id.to_string()),
+            id(&r.id),
             cell(r.session_id.to_string()),
             cell(&r.agent),
             styled(status_style(r.status), r.status.as_str()),
@@ -264,7 +264,7 @@ fn tail_lines(s: &TailSnapshot) -> Vec<String> {
     for e in &s.requests {
         let r = &e.request;
         t.row(vec![
-            cell(r.id.to_string()),
+            id(&r.id),
             cell(agent_chain(&r.agent, &e.delegates)),
             styled(status_style(r.status), r.status.as_str()),
             cell(r.steps.to_string()),

@@ -1,8 +1,30 @@
 //! A small column-aligned table: widths from the text, styles applied after padding
 //! (so escape codes never skew the alignment). The last column is never padded.
+//!
+//! Tables fit the width they are given ([`set_max_width`]: the terminal's, or
+//! `COLUMNS`): the widest text columns are cut, the cut marked with `…`. Id columns
+//! are never cut (an id must still resolve when pasted). `-o wide` turns cutting off.
 
 use crate::output::{BOLD, DIM, paint};
 use anstyle::Style;
+use std::sync::OnceLock;
+
+/// The width tables must fit; `None`: no limit (`-o wide`, or output not to a terminal).
+static MAX_WIDTH: OnceLock<Option<usize>> = OnceLock::new();
+
+/// Columns never cut: what they hold is pasted into other commands.
+const UNCUT: &[&str] = &["REQUEST", "APPROVAL", "SESSION", "ID"];
+/// A cut column keeps at least this many characters (or its header's).
+const MIN_CUT: usize = 6;
+
+/// Sets the width every table fits (once, at start).
+pub fn set_max_width(w: Option<usize>) {
+    let _ = MAX_WIDTH.set(w);
+}
+
+fn max_width() -> Option<usize> {
+    MAX_WIDTH.get().copied().flatten()
+}
 
 /// One table cell: text and the style to paint it in.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +46,31 @@ pub fn styled(style: Style, text: impl Into<String>) -> Cell {
     Cell {
         text: text.into(),
         style,
+    }
+}
+
+/// A cell holding a record id: short (the type prefix and the first
+/// [`SHORT_ID`] characters, which resolve back like git's) when tables fit a
+/// width, in full with `-o wide` or when output is not to a terminal.
+pub fn id(id: impl std::fmt::Display) -> Cell {
+    cell(short_id(&id.to_string()))
+}
+
+/// Characters of an id kept after its type prefix in a short id: the creation
+/// millisecond (10) and 4 random characters.
+pub const SHORT_ID: usize = 14;
+
+/// `req_01m8cw42hk4jewt46cgh7vhff2` → `req_01m8cw42hk4jew` when ids are shortened.
+pub fn short_id(s: &str) -> String {
+    if max_width().is_none() {
+        return s.to_string();
+    }
+    match s.split_once('_') {
+        // Only the kinds commands resolve back (and workers, named, never typed).
+        Some((kind @ ("req" | "apr" | "wrk"), rest)) if rest.len() > SHORT_ID => {
+            format!("{kind}_{}", &rest[..SHORT_ID])
+        }
+        _ => s.to_string(),
     }
 }
 
@@ -55,6 +102,12 @@ impl Table {
         }
     }
 
+    /// Indents every line by `n` spaces (default 2), counted in the width it fits.
+    pub fn indent(mut self, n: usize) -> Self {
+        self.indent = n;
+        self
+    }
+
     pub fn row(&mut self, cells: Vec<Cell>) {
         self.rows.push(Row::Cells(cells));
     }
@@ -66,7 +119,16 @@ impl Table {
 
     /// The rendered lines: the header, then one line per row or note.
     pub fn lines(&self) -> Vec<String> {
+        self.lines_within(max_width())
+    }
+
+    /// The rendered lines, cut to fit `max` columns when given.
+    pub fn lines_within(&self, max: Option<usize>) -> Vec<String> {
         let widths = self.widths();
+        let widths = match max {
+            Some(max) => self.fit(widths, max),
+            None => widths,
+        };
         let pad = " ".repeat(self.indent);
         let header: Vec<Cell> = self
             .headers
@@ -76,11 +138,44 @@ impl Table {
         let mut out = vec![format!("{pad}{}", render(&header, &widths))];
         for row in &self.rows {
             match row {
-                Row::Cells(cells) => out.push(format!("{pad}{}", render(cells, &widths))),
+                Row::Cells(cells) => {
+                    let cells: Vec<Cell> = cells
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| cut(c, widths.get(i).copied().unwrap_or(usize::MAX)))
+                        .collect();
+                    out.push(format!("{pad}{}", render(&cells, &widths)))
+                }
                 Row::Note(text) => out.push(format!("{pad}{text}")),
             }
         }
         out
+    }
+
+    /// Narrows the widest cuttable columns, one character at a time, until a row
+    /// fits in `max` (or nothing more can be cut).
+    fn fit(&self, mut widths: Vec<usize>, max: usize) -> Vec<usize> {
+        let total =
+            |w: &[usize]| self.indent + w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+        let floor: Vec<usize> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, w)| match self.headers.get(i) {
+                Some(h) if UNCUT.contains(&h.as_str()) => *w,
+                Some(h) => (*w).min(MIN_CUT.max(width(h))),
+                None => (*w).min(MIN_CUT),
+            })
+            .collect();
+        while total(&widths) > max {
+            let widest = (0..widths.len())
+                .filter(|&i| widths[i] > floor[i])
+                .max_by_key(|&i| (widths[i], i));
+            match widest {
+                Some(i) => widths[i] -= 1,
+                None => break,
+            }
+        }
+        widths
     }
 
     fn widths(&self) -> Vec<usize> {
@@ -130,6 +225,18 @@ fn width(s: &str) -> usize {
     s.chars().count()
 }
 
+/// `c` cut to `w` characters, the cut marked with `…`.
+fn cut(c: &Cell, w: usize) -> Cell {
+    if width(&c.text) <= w {
+        return c.clone();
+    }
+    let kept: String = c.text.chars().take(w.saturating_sub(1)).collect();
+    Cell {
+        text: format!("{kept}…"),
+        style: c.style,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +261,36 @@ mod tests {
                 "    #1 event",
             ]
         );
+    }
+
+    #[test]
+    fn a_table_fits_its_width_cutting_text_not_ids() {
+        let mut t = Table::new(&["REQUEST", "AGENT", "DETAIL"]);
+        t.row(vec![
+            cell("req_01m8cw42hk4jewt46cgh7vhff2"),
+            cell("assistant → researcher → writer"),
+            cell("model call failed: scripted model: agent `broken` has no turn 2"),
+        ]);
+        let lines: Vec<String> = t
+            .lines_within(Some(80))
+            .iter()
+            .map(|l| anstream::adapter::strip_str(l).to_string())
+            .collect();
+        for l in &lines {
+            assert!(
+                l.chars().count() <= 80,
+                "{l:?} is {} wide",
+                l.chars().count()
+            );
+        }
+        assert!(
+            lines[1].starts_with("  req_01m8cw42hk4jewt46cgh7vhff2  "),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with('…'), "the cut is marked: {lines:?}");
+        // Wide enough: nothing is cut.
+        let wide: Vec<String> = t.lines_within(Some(200));
+        assert!(!wide.iter().any(|l| l.contains('…')), "{wide:?}");
+        assert_eq!(wide, t.lines_within(None));
     }
 }

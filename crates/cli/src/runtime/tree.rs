@@ -48,8 +48,8 @@ pub struct StepNode {
 }
 
 pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let id = request_id(id)?;
     let h = ctx.inspect()?;
+    let id = request_id(&h, id).await?;
     let tree = load(&h, id, 0).await?;
     if ctx.json {
         output::print_json(&tree)?;

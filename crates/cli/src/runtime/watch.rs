@@ -39,8 +39,8 @@ pub struct WatchArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
-    let id = request_id(&a.id)?;
     let h = ctx.inspect()?;
+    let id = request_id(&h, &a.id).await?;
     // The cursor is taken before the first look at the request: an event committed
     // in between is delivered, never missed.
     let cursor = h.store().last_seq().await?;

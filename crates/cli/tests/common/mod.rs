@@ -65,10 +65,19 @@ impl Demo {
 
     /// Runs `agent-harness ARGS --workspace ROOT` with colour off and the clock at `now`.
     pub fn at(&self, now: &str, args: &[&str]) -> Run {
+        self.at_width(now, None, args)
+    }
+
+    /// Like [`Demo::at`], with tables fitting `columns` (`COLUMNS`), or unlimited.
+    pub fn at_width(&self, now: &str, columns: Option<usize>, args: &[&str]) -> Run {
         let mut c = Command::new(BIN);
         c.args(args).arg("--workspace").arg(&self.root);
         c.env("NO_COLOR", "1").env("AGENT_HARNESS_NOW", now);
         c.env("USER", "alice");
+        match columns {
+            Some(n) => c.env("COLUMNS", n.to_string()),
+            None => c.env_remove("COLUMNS"),
+        };
         Run::from(c.output().unwrap())
     }
 
@@ -76,7 +85,9 @@ impl Demo {
     pub fn run(&self, args: &[&str]) -> Run {
         let mut c = Command::new(BIN);
         c.args(args).arg("--workspace").arg(&self.root);
-        c.env("NO_COLOR", "1").env_remove("AGENT_HARNESS_NOW");
+        c.env("NO_COLOR", "1")
+            .env_remove("AGENT_HARNESS_NOW")
+            .env_remove("COLUMNS");
         c.env("USER", "alice");
         Run::from(c.output().unwrap())
     }
@@ -155,7 +166,8 @@ pub fn redact(text: &str, root: &Path) -> String {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric())
                     .count();
-                if n >= 20 {
+                // Full ids, and the short ids views print on a terminal.
+                if n >= 14 {
                     // Same width as the id, so that table columns stay aligned.
                     out.push_str(prefix);
                     out.push_str("ID");
