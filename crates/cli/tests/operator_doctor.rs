@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 /// calls it twice and then has no turn left, so the request fails.
 fn incident() -> Demo {
     let demo = Demo::new();
-    let root = &demo.root;
-    let tools = root.join("config/tools.yaml");
-    let mut t = std::fs::read_to_string(&tools).unwrap();
-    t.push_str(
+    add_agent(
+        &demo.root,
+        "deployer",
         r#"
   deploy:
     description: Deploy the build.
@@ -25,25 +24,29 @@ fn incident() -> Demo {
     approval: never
     idempotent: true
 "#,
+        "      - tool_calls: [{ tool: deploy, arguments: {} }]\n      - tool_calls: [{ tool: deploy, arguments: {} }]\n",
     );
+    demo.at(T0, &["validate"]).ok();
+    demo
+}
+
+/// Adds to the demo workspace a tool (`tool_yaml`, entries under `tools:`) and an
+/// agent `name` that may call it, whose scripted turns are `turns_yaml`.
+fn add_agent(root: &std::path::Path, name: &str, tool_yaml: &str, turns_yaml: &str) {
+    let tools = root.join("config/tools.yaml");
+    let mut t = std::fs::read_to_string(&tools).unwrap();
+    t.push_str(tool_yaml);
     std::fs::write(&tools, t).unwrap();
+    let tool = tool_yaml.trim_start().split(':').next().unwrap();
     std::fs::write(
-        root.join("config/agents/deployer.yaml"),
-        "name: deployer\ndescription: Deploys.\nmodel: scripted\nsystem_prompt: Deploy.\ntools: [deploy]\n",
+        root.join(format!("config/agents/{name}.yaml")),
+        format!("name: {name}\ndescription: A test agent.\nmodel: scripted\nsystem_prompt: Work.\ntools: [{tool}]\n"),
     )
     .unwrap();
     let script = root.join("resources/scripts/demo.yaml");
     let mut s = std::fs::read_to_string(&script).unwrap();
-    s.push_str(
-        r#"  deployer:
-    turns:
-      - tool_calls: [{ tool: deploy, arguments: {} }]
-      - tool_calls: [{ tool: deploy, arguments: {} }]
-"#,
-    );
+    s.push_str(&format!("  {name}:\n    turns:\n{turns_yaml}"));
     std::fs::write(&script, s).unwrap();
-    demo.at(T0, &["validate"]).ok();
-    demo
 }
 
 fn admit(demo: &Demo, session: &str, agent: &str) -> String {
@@ -524,9 +527,9 @@ fn walk(dir: &std::path::Path) -> String {
 fn a_hung_tool_call_is_named_by_overview_and_doctor() {
     let demo = incident();
     let root = &demo.root;
-    let tools = root.join("config/tools.yaml");
-    let mut t = std::fs::read_to_string(&tools).unwrap();
-    t.push_str(
+    add_agent(
+        root,
+        "hanger",
         r#"
   hang:
     description: Never returns in time.
@@ -536,17 +539,8 @@ fn a_hung_tool_call_is_named_by_overview_and_doctor() {
     idempotent: true
     timeout: 120s
 "#,
+        "      - tool_calls: [{ tool: hang, arguments: {} }]\n",
     );
-    std::fs::write(&tools, t).unwrap();
-    std::fs::write(
-        root.join("config/agents/hanger.yaml"),
-        "name: hanger\ndescription: Hangs.\nmodel: scripted\nsystem_prompt: Hang.\ntools: [hang]\n",
-    )
-    .unwrap();
-    let script = root.join("resources/scripts/demo.yaml");
-    let mut s = std::fs::read_to_string(&script).unwrap();
-    s.push_str("  hanger:\n    turns:\n      - tool_calls: [{ tool: hang, arguments: {} }]\n");
-    std::fs::write(&script, s).unwrap();
     let id = demo
         .run(&[
             "request",

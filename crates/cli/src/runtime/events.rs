@@ -71,7 +71,8 @@ async fn filter(h: &Harness, a: &EventsArgs) -> Result<EventFilter> {
     Ok(f)
 }
 
-fn print(e: &Event, json: bool) -> Result<()> {
+/// One event: a JSON line, or a human line.
+pub(crate) fn print(e: &Event, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(e)?);
     } else {

@@ -4,6 +4,7 @@
 //! printed once as a line (or a JSON line) as it commits.
 
 use super::doctor::{tree_ids, tree_lines};
+use super::events::print;
 use super::screen::{Quit, Screen};
 use super::{ago, request_id, tree};
 use crate::context::Ctx;
@@ -66,6 +67,13 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
     loop {
         let r = h.get_request(&id).await?;
         if settled(r.status) {
+            // The settling commit's events may have landed after the last batch:
+            // read on until caught up (they are visible, the status was).
+            let mut rest = Vec::new();
+            while let Some(e) = events.try_next().await? {
+                rest.push(e);
+            }
+            show(&h, rest, &mut members, &mut shown, live, ctx.json).await?;
             if live {
                 screen.draw(&frame(&h, &r, &shown).await?);
             }
@@ -94,26 +102,31 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
         while let Some(e) = events.try_next().await? {
             batch.push(e);
         }
-        for e in batch {
-            if !members.contains(&h, &e).await? {
-                continue;
-            }
-            if !live {
-                print(&e, ctx.json)?;
-            }
-            shown.push_back(e);
-            if shown.len() > SHOWN {
-                shown.pop_front();
-            }
-        }
+        show(&h, batch, &mut members, &mut shown, live, ctx.json).await?;
     }
 }
 
-fn print(e: &Event, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(e)?);
-    } else {
-        line(output::event_line(e));
+/// Prints the tree's events of `batch` (as lines when not redrawing) and keeps
+/// the last [`SHOWN`] for the frame.
+async fn show(
+    h: &Harness,
+    batch: Vec<Event>,
+    members: &mut Members,
+    shown: &mut VecDeque<Event>,
+    live: bool,
+    json: bool,
+) -> Result<()> {
+    for e in batch {
+        if !members.contains(h, &e).await? {
+            continue;
+        }
+        if !live {
+            print(&e, json)?;
+        }
+        shown.push_back(e);
+        if shown.len() > SHOWN {
+            shown.pop_front();
+        }
     }
     Ok(())
 }
