@@ -77,7 +77,8 @@ pub fn options() -> Result<HarnessOptions> {
     Ok(opts)
 }
 
-fn parse_now(v: &str) -> Option<Timestamp> {
+/// An instant: RFC 3339, or epoch milliseconds.
+pub(crate) fn parse_now(v: &str) -> Option<Timestamp> {
     if let Ok(ms) = v.trim().parse::<i64>() {
         return Some(Timestamp(ms));
     }

@@ -271,8 +271,74 @@ pub struct RequestFilter {
     pub parent_id: Option<RequestId>,
     /// Only requests admitted directly (not delegated children).
     pub roots_only: bool,
-    /// Newest first, at most this many (0 = no limit).
+    /// Only requests admitted at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only requests of this trace (the id a log line carries).
+    pub trace_id: Option<String>,
+    /// Only requests whose input or error holds this text (case-insensitive for ASCII).
+    pub text: Option<String>,
+    pub order: RequestOrder,
+    /// At most this many, in `order` (0 = no limit).
     pub limit: usize,
+}
+
+/// The order requests are listed in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOrder {
+    /// Most recently admitted first.
+    #[default]
+    Newest,
+    /// Earliest admitted first.
+    Oldest,
+    /// Most recent activity first.
+    Activity,
+}
+
+impl RequestOrder {
+    pub const ALL: [RequestOrder; 3] = [Self::Newest, Self::Oldest, Self::Activity];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Newest => "newest",
+            Self::Oldest => "oldest",
+            Self::Activity => "activity",
+        }
+    }
+
+    /// The SQL `ORDER BY` (the same on both backends; `queue_seq` breaks ties).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Newest => "queue_seq DESC",
+            Self::Oldest => "queue_seq ASC",
+            Self::Activity => "last_activity_at DESC, queue_seq DESC",
+        }
+    }
+}
+
+impl std::str::FromStr for RequestOrder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not one of: newest, oldest, activity"))
+    }
+}
+
+/// `text` as a LIKE pattern matching it anywhere, with `\` escaping LIKE's
+/// wildcards (both backends: `… LIKE ? ESCAPE '\'`).
+pub fn like_anywhere(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Filter for listing approvals; every field narrows.

@@ -39,6 +39,33 @@ impl Query {
         self
     }
 
+    /// `AND col >= ?` when `value` is given.
+    pub(crate) fn at_least(mut self, col: &str, value: Option<i64>) -> Self {
+        if let Some(v) = value {
+            self.args.push(v.to_string());
+            self.sql.push_str(&format!(
+                " AND {col} >= CAST(?{} AS INTEGER)",
+                self.args.len()
+            ));
+        }
+        self
+    }
+
+    /// `AND (a LIKE ? OR b LIKE ? …)` (SQLite's LIKE ignores ASCII case) when
+    /// `pattern` is given (made with [`harness_core::like_anywhere`]).
+    pub(crate) fn like_any(mut self, cols: &[&str], pattern: Option<String>) -> Self {
+        if let Some(p) = pattern {
+            self.args.push(p);
+            let n = self.args.len();
+            let any: Vec<String> = cols
+                .iter()
+                .map(|c| format!("{c} LIKE ?{n} ESCAPE '\\'"))
+                .collect();
+            self.sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        self
+    }
+
     /// A fixed condition, e.g. `parent_id IS NULL`, when `on`.
     pub(crate) fn when(mut self, on: bool, cond: &str) -> Self {
         if on {

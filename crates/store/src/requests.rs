@@ -324,7 +324,10 @@ fn list_requests(c: &Connection, f: &RequestFilter) -> Result<Vec<Request>, Stor
         .eq("agent", f.agent.clone())
         .eq("parent_id", f.parent_id.as_ref().map(|p| p.to_string()))
         .when(f.roots_only, "parent_id IS NULL")
-        .fetch(c, "queue_seq DESC", f.limit, rows::request)
+        .at_least("created_at", f.since.map(|t| t.0))
+        .eq("trace_id", f.trace_id.clone())
+        .like_any(&["input", "error"], f.text.as_deref().map(like_anywhere))
+        .fetch(c, f.order.sql(), f.limit, rows::request)
 }
 
 fn list_sessions(

@@ -90,6 +90,19 @@ pub struct ListArgs {
     /// Include delegated child requests (default: only requests admitted directly).
     #[arg(long)]
     pub all: bool,
+    /// Only requests admitted within this long (`90m`, `2h`, `1d`) or since an instant
+    /// (RFC 3339, e.g. `2026-01-05T17:00:00Z`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only requests of this trace id (the `trace_id` of a log line or an event).
+    #[arg(long, value_name = "TRACE_ID")]
+    pub trace: Option<String>,
+    /// Only requests whose input or error contains this text (ignoring case).
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Order: newest (admitted last first), oldest, or activity (latest activity first).
+    #[arg(long, default_value = "newest", value_name = "ORDER")]
+    pub sort: RequestOrder,
     /// At most this many (newest first).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub limit: usize,
@@ -125,14 +138,30 @@ pub async fn dispatch(ctx: &Ctx, c: RequestsCommand) -> Result<ExitCode> {
     }
 }
 
-fn filter(a: &ListArgs) -> Result<RequestFilter> {
+fn filter(a: &ListArgs, now: Timestamp) -> Result<RequestFilter> {
     Ok(RequestFilter {
         statuses: a.status.clone(),
         session_id: a.session.as_deref().map(session_id).transpose()?,
         agent: a.agent.clone(),
         parent_id: None,
         roots_only: !a.all,
+        since: a.since.as_deref().map(|s| since(s, now)).transpose()?,
+        trace_id: a.trace.clone(),
+        text: a.search.clone().filter(|s| !s.is_empty()),
+        order: a.sort,
         limit: a.limit,
+    })
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 instant.
+fn since(s: &str, now: Timestamp) -> Result<Timestamp> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now.minus(d));
+    }
+    crate::context::parse_now(s).ok_or_else(|| {
+        output::bad_input(format!(
+            "--since `{s}` is neither a duration (90m, 2h, 1d) nor an RFC 3339 instant"
+        ))
     })
 }
 
@@ -146,7 +175,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
     let h = ctx.inspect()?;
     let s = Listing {
         now: h.now(),
-        requests: h.list_requests(filter(&a)?).await?,
+        requests: h.list_requests(filter(&a, h.now())?).await?,
     };
     if ctx.json {
         output::print_json(&s)?;
@@ -208,7 +237,7 @@ struct TailSnapshot {
 
 async fn tail_snapshot(h: &Harness, a: &TailArgs) -> Result<TailSnapshot> {
     let cursor = h.store().last_seq().await?;
-    let requests = h.list_requests(filter(&a.list)?).await?;
+    let requests = h.list_requests(filter(&a.list, h.now())?).await?;
     let mut out = Vec::with_capacity(requests.len());
     for request in requests {
         let delegates = delegates_of(h, &request.id).await?;
@@ -280,7 +309,7 @@ fn tail_lines(s: &TailSnapshot) -> Vec<String> {
 
 /// Prints events after `cursor` as they commit, narrowed like the listing.
 async fn follow(h: &Harness, a: &TailArgs, cursor: i64, json: bool) -> Result<()> {
-    let f = filter(&a.list)?;
+    let f = filter(&a.list, h.now())?;
     let mut events = h.subscribe(
         cursor,
         EventFilter {

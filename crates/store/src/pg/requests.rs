@@ -106,7 +106,11 @@ impl PgStore {
                        AND ($3::text IS NULL OR agent = $3) \
                        AND ($4::text IS NULL OR parent_id = $4) \
                        AND (NOT $5 OR parent_id IS NULL) \
-                     ORDER BY queue_seq DESC LIMIT $6"
+                       AND ($7::bigint IS NULL OR created_at >= $7) \
+                       AND ($8::text IS NULL OR trace_id = $8) \
+                       AND ($9::text IS NULL OR input ILIKE $9 ESCAPE '\\' OR error ILIKE $9 ESCAPE '\\') \
+                     ORDER BY {} LIMIT $6",
+                    f.order.sql()
                 ),
                 &[
                     &statuses,
@@ -115,6 +119,9 @@ impl PgStore {
                     &parent,
                     &f.roots_only,
                     &limit,
+                    &f.since.map(|t| t.0),
+                    &f.trace_id,
+                    &f.text.as_deref().map(like_anywhere),
                 ],
             )
             .await?;
