@@ -10,6 +10,7 @@ mod command;
 mod files;
 pub mod running;
 
+pub use command::{PASSED_THROUGH, die_with_worker, expand_env};
 pub use harness_config::validate_arguments;
 pub use running::{ReapOutcome, Reaped, reap_leftovers, running_dir};
 
