@@ -302,7 +302,8 @@ pub struct ToolConfig {
     /// through). Every `${VAR}` here is a secret: its value is redacted from records.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub env: BTreeMap<String, String>,
-    /// JSON Schema (object, properties, required, property `type`s) of the arguments.
+    /// The JSON Schema of the arguments (`type: object`; any keyword of drafts 4 to
+    /// 2020-12), checked before the tool runs.
     #[serde(default = "empty_object_schema")]
     pub arguments: serde_json::Value,
     #[serde(default = "default_tool_timeout", with = "humantime_serde_compat")]

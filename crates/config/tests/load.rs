@@ -1152,3 +1152,29 @@ fn every_init_template_loads_with_its_agents_on_its_model() {
         "unknown template `gpt`; one of: demo, openai, anthropic, ollama"
     );
 }
+
+#[test]
+fn a_command_tool_schema_must_be_valid_json_schema() {
+    let dir = demo();
+    let tools = fs::read_to_string(dir.path().join(TOOLS)).unwrap();
+    write(
+        &dir,
+        TOOLS,
+        &format!(
+            "{tools}  bad:\n    command: [echo, \"{{n}}\"]\n    arguments:\n      type: object\n      properties: {{ n: {{ type: integer, minimum: nope }} }}\n"
+        ),
+    );
+    let e = load(dir.path()).unwrap_err().to_string();
+    let line = fs::read_to_string(dir.path().join(TOOLS))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("  bad:"))
+        .unwrap()
+        + 3;
+    assert!(
+        e.starts_with(&format!(
+            "config/tools.yaml:{line}:5: the `arguments` schema of `bad`: invalid JSON Schema: "
+        )),
+        "{e}"
+    );
+}
