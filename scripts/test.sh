@@ -2,7 +2,7 @@
 # The test command (README.md; `.ci/run` calls it after the format and lint gates).
 # It sets up what the tests need on this machine kind, so that nothing CI must run
 # is skipped: the machine's PostgreSQL (started if it is down) for the store
-# contract suite, and root-only tests (a tmpfs for a really full disk) when root.
+# contract suite, the npm MCP server the MCP tests run, and root-only tests (a tmpfs for a really full disk) when root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,5 +15,9 @@ export AGENT_HARNESS_REQUIRE_POSTGRES=1
 if [ "$(id -u)" = 0 ]; then
   export AGENT_HARNESS_REQUIRE_ROOT_TESTS=1
 fi
+
+# The real MCP server from npm (crates/cli/tests/mcp_tools.rs requires it here).
+scripts/mcp-servers.sh
+export AGENT_HARNESS_REQUIRE_NPM_MCP=1
 
 cargo test --workspace --locked "$@"

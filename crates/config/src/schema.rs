@@ -1,44 +1,123 @@
-//! A minimal JSON Schema check of tool-call arguments: object type, `required`,
-//! property `type`s and `additionalProperties: false`. Enough to give a model a
-//! precise error before a tool runs; not a full JSON Schema implementation.
+//! Tool-call arguments checked against the tool's JSON Schema with the
+//! `jsonschema` crate (every keyword of drafts 4 to 2020-12; no remote `$ref` is
+//! fetched: the crate is built without its resolvers). The common failures get a
+//! message that names the argument the way a model can act on it; any other is
+//! the validator's own message at the argument's path.
 
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Compiled validators by schema text: a tool's schema is compiled once per process.
+const CACHE_LIMIT: usize = 512;
+
+fn cache() -> &'static Mutex<HashMap<String, Arc<Validator>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Validator>>>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// The schema compiled, or why it is not a valid JSON Schema.
+pub fn compile_schema(schema: &Value) -> Result<Arc<Validator>, String> {
+    let key = schema.to_string();
+    if let Some(v) = cache().lock().expect("schema cache").get(&key) {
+        return Ok(v.clone());
+    }
+    let validator = jsonschema::options()
+        .build(schema)
+        .map_err(|e| format!("invalid JSON Schema: {e}"))?;
+    let validator = Arc::new(validator);
+    let mut cache = cache().lock().expect("schema cache");
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, validator.clone());
+    Ok(validator)
+}
 
 /// Checks `args` against a tool's `arguments` schema; the error names the argument.
 pub fn validate_arguments(schema: &Value, args: &Value) -> Result<(), String> {
-    if schema.get("type").and_then(Value::as_str) != Some("object") {
-        return Ok(());
+    let validator = compile_schema(schema)
+        .map_err(|e| format!("the tool's argument schema is unusable ({e})"))?;
+    match validator.validate(args) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(describe(&e, schema, args)),
     }
-    let Some(object) = args.as_object() else {
-        return Err(format!(
-            "arguments must be a JSON object, got {}",
-            type_name(args)
-        ));
-    };
-    let properties = schema.get("properties").and_then(Value::as_object);
-    for name in required(schema) {
-        if !object.contains_key(name) {
-            return Err(format!("missing required argument `{name}`"));
-        }
-    }
-    let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
-    for (name, value) in object {
-        match properties.and_then(|p| p.get(name)) {
-            Some(prop) => check_type(name, prop, value)?,
-            None if closed => return Err(unknown_argument(name, properties)),
-            None => {}
-        }
-    }
-    Ok(())
 }
 
-fn required(schema: &Value) -> impl Iterator<Item = &str> {
-    schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+fn describe(e: &ValidationError<'_>, schema: &Value, args: &Value) -> String {
+    let path: Vec<String> = e
+        .instance_path()
+        .iter()
+        .map(|seg| match seg {
+            jsonschema::paths::LocationSegment::Property(p) => p.to_string(),
+            jsonschema::paths::LocationSegment::Index(i) => i.to_string(),
+        })
+        .collect();
+    let at = path.join(".");
+    match (e.kind(), path.len()) {
+        (ValidationErrorKind::Type { kind }, 0) if !args.is_object() => {
+            let _ = kind;
+            format!("arguments must be a JSON object, got {}", type_name(args))
+        }
+        (ValidationErrorKind::Required { property }, 0) => {
+            format!("missing required argument `{}`", plain(property))
+        }
+        (ValidationErrorKind::Required { property }, _) => {
+            format!(
+                "missing required field `{}` in argument `{at}`",
+                plain(property)
+            )
+        }
+        (ValidationErrorKind::AdditionalProperties { unexpected }, 0) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            unknown_argument(unexpected.first().map_or("", String::as_str), properties)
+        }
+        (ValidationErrorKind::FalseSchema, 0 | 1)
+            if e.schema_path().as_str().ends_with("/additionalProperties") =>
+        {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let extra = path.first().cloned().or_else(|| {
+                args.as_object()?
+                    .keys()
+                    .find(|k| properties.is_none_or(|p| !p.contains_key(*k)))
+                    .cloned()
+            });
+            unknown_argument(extra.as_deref().unwrap_or_default(), properties)
+        }
+        (ValidationErrorKind::Type { kind }, _) => {
+            // In the order the schema lists them, when it is a top-level argument's.
+            let declared: Option<Vec<String>> = (path.len() == 1)
+                .then(|| schema.pointer(&format!("/properties/{}/type", path[0])))
+                .flatten()
+                .and_then(Value::as_array)
+                .map(|ts| ts.iter().filter_map(Value::as_str).map(article).collect());
+            let expected: Vec<String> = declared.unwrap_or_else(|| match kind {
+                TypeKind::Single(t) => vec![article(&t.to_string())],
+                TypeKind::Multiple(ts) => ts.iter().map(|t| article(&t.to_string())).collect(),
+            });
+            format!(
+                "argument `{at}` must be {}, got {}",
+                expected.join(" or "),
+                type_name(e.instance())
+            )
+        }
+        (_, 0) => format!("arguments: {e}"),
+        _ => format!("argument `{at}`: {e}"),
+    }
+}
+
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+fn article(t: &str) -> String {
+    match t {
+        "integer" | "object" | "array" => format!("an {t}"),
+        "null" => "null".to_string(),
+        _ => format!("a {t}"),
+    }
 }
 
 fn unknown_argument(name: &str, properties: Option<&serde_json::Map<String, Value>>) -> String {
@@ -49,44 +128,6 @@ fn unknown_argument(name: &str, properties: Option<&serde_json::Map<String, Valu
         format!("unknown argument `{name}` (this tool takes no arguments)")
     } else {
         format!("unknown argument `{name}` (expected: {})", known.join(", "))
-    }
-}
-
-/// `type` may be one name or a list of names.
-fn check_type(name: &str, prop: &Value, value: &Value) -> Result<(), String> {
-    let allowed: Vec<&str> = match prop.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => return Ok(()),
-    };
-    if allowed.iter().any(|t| has_type(value, t)) {
-        return Ok(());
-    }
-    let article = |t: &str| match t {
-        "integer" | "object" | "array" => format!("an {t}"),
-        "null" => "null".to_string(),
-        _ => format!("a {t}"),
-    };
-    let expected: Vec<String> = allowed.iter().map(|t| article(t)).collect();
-    Err(format!(
-        "argument `{name}` must be {}, got {}",
-        expected.join(" or "),
-        type_name(value)
-    ))
-}
-
-fn has_type(value: &Value, t: &str) -> bool {
-    match t {
-        "string" => value.is_string(),
-        "integer" => {
-            value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0)
-        }
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "null" => value.is_null(),
-        _ => true,
     }
 }
 
@@ -169,6 +210,64 @@ mod tests {
         assert!(
             check(json!({"to": "x", "cc": "y"})).starts_with("unknown argument `cc` (expected: ")
         );
+    }
+
+    #[test]
+    fn the_whole_of_json_schema_applies() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "mode": {"enum": ["fast", "slow"]},
+                "n": {"type": "integer", "minimum": 1, "maximum": 10},
+                "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5},
+                "to": {"type": "object", "properties": {"addr": {"type": "string"}}, "required": ["addr"]},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+                "pick": {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+            }
+        });
+        let check = |args: Value| validate_arguments(&schema, &args);
+        assert_eq!(
+            check(json!({"mode": "fast", "n": 3, "name": "abc", "tags": ["a"], "pick": 1})),
+            Ok(())
+        );
+        assert_eq!(
+            check(json!({"mode": "medium"})).unwrap_err(),
+            r#"argument `mode`: "medium" is not one of "fast" or "slow""#
+        );
+        assert_eq!(
+            check(json!({"n": 0})).unwrap_err(),
+            "argument `n`: 0 is less than the minimum of 1"
+        );
+        assert_eq!(
+            check(json!({"name": "ABC"})).unwrap_err(),
+            r#"argument `name`: "ABC" does not match "^[a-z]+$""#
+        );
+        assert_eq!(
+            check(json!({"to": {}})).unwrap_err(),
+            "missing required field `addr` in argument `to`"
+        );
+        assert_eq!(
+            check(json!({"tags": ["a", 1]})).unwrap_err(),
+            "argument `tags.1` must be a string, got integer"
+        );
+        assert!(
+            check(json!({"pick": true}))
+                .unwrap_err()
+                .starts_with("argument `pick`: ")
+        );
+    }
+
+    #[test]
+    fn an_unusable_schema_is_an_error_not_a_pass() {
+        let bad = json!({"type": "object", "properties": {"a": {"type": "no-such-type"}}});
+        let e = validate_arguments(&bad, &json!({"a": 1})).unwrap_err();
+        assert!(
+            e.starts_with("the tool's argument schema is unusable (invalid JSON Schema: "),
+            "{e}"
+        );
+        // A remote reference is never fetched.
+        let remote = json!({"$ref": "https://example.com/schema.json"});
+        assert!(validate_arguments(&remote, &json!({})).is_err());
     }
 
     #[test]

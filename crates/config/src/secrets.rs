@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 impl Workspace {
     /// Names of the environment variables whose values are secrets of this workspace:
     /// every model's `api_key_env`, PostgreSQL's `url_env`, and every `${VAR}` in the
-    /// `env:` values of command tools and MCP servers (a variable passed through to a program is treated as a
+    /// `env:` values of command tools and MCP servers and MCP `headers:` (a variable passed through to a program is treated as a
     /// secret whatever its name: `DATABASE_URL`, `DSN` and the like hold credentials).
     pub fn secret_env_names(&self) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
@@ -39,7 +39,10 @@ impl Workspace {
 
     fn env_maps(&self) -> impl Iterator<Item = &BTreeMap<String, String>> {
         let tools = self.tools.values().map(|t| &t.env);
-        tools.chain(self.mcp.servers.values().map(|s| &s.env))
+        let mcp = self.mcp.servers.values();
+        tools
+            .chain(mcp.clone().map(|s| &s.env))
+            .chain(mcp.map(|s| &s.headers))
     }
 }
 

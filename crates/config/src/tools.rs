@@ -145,6 +145,12 @@ fn command_entry(
             format!("the `arguments` schema of `{name}` must have `type: object`{found}"),
         ));
     }
+    if let Err(e) = crate::schema::compile_schema(&cfg.arguments) {
+        errors.push(src.error(
+            loc.key(&["tools", name, "arguments"]),
+            format!("the `arguments` schema of `{name}`: {e}"),
+        ));
+    }
     errors.extend(unknown_placeholders(src, name, cfg, command));
     errors.extend(placeholders_in_code(src, name, cfg, command));
     errors.extend(reserved_argument(src, name, cfg));

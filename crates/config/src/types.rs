@@ -302,7 +302,8 @@ pub struct ToolConfig {
     /// through). Every `${VAR}` here is a secret: its value is redacted from records.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub env: BTreeMap<String, String>,
-    /// JSON Schema (object, properties, required, property `type`s) of the arguments.
+    /// The JSON Schema of the arguments (`type: object`; any keyword of drafts 4 to
+    /// 2020-12), checked before the tool runs.
     #[serde(default = "empty_object_schema")]
     pub arguments: serde_json::Value,
     #[serde(default = "default_tool_timeout", with = "humantime_serde_compat")]
@@ -375,7 +376,8 @@ impl Builtin {
     }
 }
 
-/// `config/mcp.yaml` (parsed and validated now; servers are started by a later issue).
+/// `config/mcp.yaml`: `servers: { NAME: McpServer }`. Each server's tools are listed
+/// when a worker starts and offered as `NAME.TOOL`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpFile {
@@ -383,12 +385,74 @@ pub struct McpFile {
     pub servers: BTreeMap<String, McpServer>,
 }
 
+/// One MCP server: a program spoken to over stdio (`command`, `args`, `env`) or a
+/// streamable HTTP endpoint (`url`, `headers`); exactly one of `command` and `url`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
-    pub command: Vec<String>,
+    /// The program (stdio servers), run in the workspace folder.
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub args: Vec<String>,
+    /// Extra environment for the program (`${VAR}` passes one of ours through; every
+    /// `${VAR}` here is a secret). It otherwise gets only `PATH`, `HOME` and the locale.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub env: BTreeMap<String, String>,
+    /// The endpoint (streamable HTTP servers).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HTTP headers sent with every request; `${VAR}` takes a value from the
+    /// environment (every such value is a secret, redacted everywhere).
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub headers: BTreeMap<String, String>,
+    /// The approval policy of this server's tools (a tool may override it in `tools`).
+    #[serde(default)]
+    pub approval: ApprovalPolicy,
+    /// This server's tools are safe to run again after a crash interrupted them
+    /// (a tool may override it in `tools`).
+    #[serde(default)]
+    pub idempotent: bool,
+    /// How long one tool call may take.
+    #[serde(default = "default_tool_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// How long starting the server (and listing its tools) may take.
+    #[serde(default = "default_startup_timeout", with = "humantime_serde_compat")]
+    pub startup_timeout: Duration,
+    /// Per tool (the server's own tool name, without the `NAME.` prefix).
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub tools: BTreeMap<String, McpToolPolicy>,
+}
+
+impl McpServer {
+    /// The approval policy and idempotency of this server's tool `tool`.
+    pub fn policy(&self, tool: &str) -> (ApprovalPolicy, bool) {
+        let own = self.tools.get(tool);
+        (
+            own.and_then(|t| t.approval).unwrap_or(self.approval),
+            own.and_then(|t| t.idempotent).unwrap_or(self.idempotent),
+        )
+    }
+}
+
+/// A policy for one MCP tool, overriding its server's.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpToolPolicy {
+    #[serde(default)]
+    pub approval: Option<ApprovalPolicy>,
+    #[serde(default)]
+    pub idempotent: Option<bool>,
+}
+
+fn default_startup_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Splits a namespaced MCP tool name `server.tool` (an agent may also list
+/// `server.*`: every tool of the server).
+pub fn split_mcp_name(name: &str) -> Option<(&str, &str)> {
+    name.split_once('.')
 }
 
 /// `config/stores.yaml`

@@ -35,6 +35,10 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
             .as_ref()
             .map(|m| m.value.models.keys().map(String::as_str).collect()),
         tools: files.tools.is_some().then_some(&tools),
+        mcp_servers: files
+            .mcp
+            .as_ref()
+            .map(|m| m.value.servers.keys().map(String::as_str).collect()),
         agents: files.agents.iter().map(|a| a.value.name.as_str()).collect(),
         agents_complete: files.agents_complete,
     };
@@ -215,11 +219,63 @@ fn check_http_model(
 }
 
 fn check_mcp(mcp: &Parsed<McpFile>, errors: &mut Errors) {
+    let (src, loc) = (&mcp.src, mcp.src.locator());
     for (name, server) in &mcp.value.servers {
-        if server.command.first().is_none_or(|p| p.trim().is_empty()) {
-            let pos = mcp.src.locator().key(&["servers", name, "command"]);
-            let msg = format!("MCP server `{name}` has an empty `command`");
-            errors.push(mcp.src.error(pos, msg));
+        let at = |key: &str| loc.key(&["servers", name, key]);
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            let msg = format!(
+                "MCP server name `{name}` must be letters, digits, `_` or `-` (its tools are named `{name}.TOOL`)"
+            );
+            errors.push(src.error(loc.key(&["servers", name]), msg));
+        }
+        match (&server.command, &server.url) {
+            (Some(_), Some(_)) => errors.push(src.error(
+                at("url"),
+                format!("MCP server `{name}` sets both `command` and `url`; set one (stdio or HTTP)"),
+            )),
+            (None, None) => errors.push(src.error(
+                loc.key(&["servers", name]),
+                format!("MCP server `{name}` needs `command` (a stdio server) or `url` (a streamable HTTP server)"),
+            )),
+            (Some(c), None) if c.trim().is_empty() => errors.push(src.error(
+                at("command"),
+                format!("MCP server `{name}` has an empty `command`"),
+            )),
+            (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                errors.push(src.error(
+                    at("url"),
+                    format!("MCP server `{name}`: `url` must start with http:// or https://, not `{u}`"),
+                ))
+            }
+            _ => {}
+        }
+        if server.url.is_some() && (!server.args.is_empty() || !server.env.is_empty()) {
+            let key = if server.args.is_empty() {
+                "env"
+            } else {
+                "args"
+            };
+            let msg =
+                format!("MCP server `{name}`: `{key}` is for stdio servers (`command`), not `url`");
+            errors.push(src.error(at(key), msg));
+        }
+        if server.command.is_some() && !server.headers.is_empty() {
+            let msg = format!(
+                "MCP server `{name}`: `headers` is for HTTP servers (`url`), not `command`"
+            );
+            errors.push(src.error(at("headers"), msg));
+        }
+        for (key, d) in [
+            ("timeout", server.timeout),
+            ("startup_timeout", server.startup_timeout),
+        ] {
+            if d.is_zero() {
+                errors.push(src.error(at(key), format!("`{key}` must be greater than 0")));
+            }
         }
     }
 }
@@ -284,6 +340,8 @@ pub(crate) fn is_schema_name(s: &str) -> bool {
 struct Known<'a> {
     models: Option<Vec<&'a str>>,
     tools: Option<&'a BTreeMap<String, ToolConfig>>,
+    /// `None`: mcp.yaml did not parse.
+    mcp_servers: Option<Vec<&'a str>>,
     agents: Vec<&'a str>,
     agents_complete: bool,
 }
@@ -327,7 +385,7 @@ fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) 
         ));
     }
     if let Some(tools) = known.tools {
-        check_agent_tools(agent, tools, errors);
+        check_agent_tools(agent, tools, known.mcp_servers.as_deref(), errors);
     }
     if known.agents_complete {
         check_delegates(agent, &known.agents, errors);
@@ -337,13 +395,23 @@ fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) 
 fn check_agent_tools(
     agent: &Parsed<AgentConfig>,
     tools: &BTreeMap<String, ToolConfig>,
+    mcp_servers: Option<&[&str]>,
     errors: &mut Errors,
 ) {
     let (src, a) = (&agent.src, &agent.value);
     let loc = src.locator();
     let names = || tools.keys().map(String::as_str);
     for tool in a.tools.iter().filter(|t| !tools.contains_key(*t)) {
-        let msg = format!("unknown tool `{tool}`{}", suggestion(tool, names()));
+        // `server.tool` / `server.*`: the server's tools are known once it runs.
+        let msg = match (crate::split_mcp_name(tool), mcp_servers) {
+            (Some((server, _)), Some(servers)) if servers.contains(&server) => continue,
+            (Some(_), None) => continue, // mcp.yaml did not parse: reported there
+            (Some((server, _)), Some(servers)) => format!(
+                "unknown MCP server `{server}` in tool `{tool}`{} (servers are defined in config/mcp.yaml)",
+                suggestion(server, servers.iter().copied())
+            ),
+            (None, _) => format!("unknown tool `{tool}`{}", suggestion(tool, names())),
+        };
         errors.push(src.error(loc.value(&["tools"], tool), msg));
     }
     let delegate_tool = a.tools.iter().find(|t| {

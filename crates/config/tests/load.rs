@@ -914,29 +914,110 @@ fn secrets_the_workspace_references() {
     write(
         &dir,
         "config/mcp.yaml",
-        "servers:\n  gh:\n    command: [gh-mcp]\n    env: { GITHUB_TOKEN: \"${GH_TOKEN}\", API_KEY: k-literal-1, MODE: ro }\n",
+        "servers:\n  gh:\n    command: gh-mcp\n    env: { GITHUB_TOKEN: \"${GH_TOKEN}\", API_KEY: k-literal-1, MODE: ro }\n  \
+         remote:\n    url: https://mcp.example.com/mcp\n    headers: { Authorization: \"Bearer ${MCP_TOKEN}\", X-Api-Key: h-literal-2 }\n",
     );
     let ws = load(dir.path()).unwrap();
     let names: Vec<String> = ws.secret_env_names().into_iter().collect();
     assert_eq!(
         names,
-        ["DB_URL", "GH_TOKEN", "OPENAI_API_KEY", "SMTP_TOKEN"],
-        "api_key_env and every ${{VAR}} of tool and MCP env, whatever the key"
+        [
+            "DB_URL",
+            "GH_TOKEN",
+            "MCP_TOKEN",
+            "OPENAI_API_KEY",
+            "SMTP_TOKEN"
+        ],
+        "api_key_env and every ${{VAR}} of tool and MCP env and headers, whatever the key"
     );
     let mut literals = ws.literal_secrets();
     literals.sort();
     assert_eq!(
         literals,
-        ["hunter2-literal", "k-literal-1"],
+        ["h-literal-2", "hunter2-literal", "k-literal-1"],
         "literal values under secret keys; `LOG: info` and `MODE: ro` are not secrets"
     );
 }
 
 #[test]
-fn mcp_servers_need_a_command() {
+fn mcp_servers_need_a_command_or_a_url() {
+    let check = |text: &str| errors_with("config/mcp.yaml", text);
     assert_eq!(
-        errors_with("config/mcp.yaml", "servers:\n  files:\n    command: []\n"),
+        check("servers:\n  files:\n    command: \"\"\n"),
         "config/mcp.yaml:3:5: MCP server `files` has an empty `command`"
+    );
+    assert_eq!(
+        check("servers:\n  files:\n    args: [x]\n"),
+        "config/mcp.yaml:2:3: MCP server `files` needs `command` (a stdio server) or `url` (a streamable HTTP server)"
+    );
+    assert_eq!(
+        check("servers:\n  files:\n    command: x\n    url: http://h/mcp\n"),
+        "config/mcp.yaml:4:5: MCP server `files` sets both `command` and `url`; set one (stdio or HTTP)"
+    );
+    assert_eq!(
+        check("servers:\n  web:\n    url: ftp://h/mcp\n"),
+        "config/mcp.yaml:3:5: MCP server `web`: `url` must start with http:// or https://, not `ftp://h/mcp`"
+    );
+    assert_eq!(
+        check("servers:\n  web:\n    url: http://h/mcp\n    args: [x]\n"),
+        "config/mcp.yaml:4:5: MCP server `web`: `args` is for stdio servers (`command`), not `url`"
+    );
+    assert_eq!(
+        check("servers:\n  a.b:\n    command: x\n    timeout: 0s\n"),
+        "config/mcp.yaml:2:3: MCP server name `a.b` must be letters, digits, `_` or `-` (its tools are named `a.b.TOOL`)\n\
+         config/mcp.yaml:4:5: `timeout` must be greater than 0"
+    );
+    assert_eq!(
+        check("servers:\n  files:\n    command: x\n    tools:\n      write: { approval: maybe }\n"),
+        "config/mcp.yaml:5:26: servers.files.tools.write.approval: unknown variant `maybe`, expected `required` or `never`"
+    );
+}
+
+#[test]
+fn mcp_policies_are_per_server_and_per_tool() {
+    let dir = demo();
+    write(
+        &dir,
+        "config/mcp.yaml",
+        "servers:\n  files:\n    command: npx\n    args: [-y, server]\n    idempotent: true\n    timeout: 5s\n    \
+         tools:\n      write_file: { approval: required, idempotent: false }\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    let files = &ws.mcp.servers["files"];
+    assert_eq!(files.command.as_deref(), Some("npx"));
+    assert_eq!(files.args, ["-y", "server"]);
+    assert_eq!(files.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(files.policy("read_file"), (ApprovalPolicy::Never, true));
+    assert_eq!(
+        files.policy("write_file"),
+        (ApprovalPolicy::Required, false)
+    );
+}
+
+#[test]
+fn agents_list_mcp_tools_of_known_servers() {
+    let dir = demo();
+    write(
+        &dir,
+        "config/mcp.yaml",
+        "servers:\n  files:\n    command: npx\n",
+    );
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ntools: [files.read_file, files.*]\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(ws.agents["writer"].tools, ["files.read_file", "files.*"]);
+    write(
+        &dir,
+        WRITER,
+        "name: writer\nmodel: scripted\ntools: [file.read_file]\n",
+    );
+    assert_eq!(
+        load(dir.path()).unwrap_err().to_string(),
+        "config/agents/writer.yaml:3:9: unknown MCP server `file` in tool `file.read_file` (did you mean `files`?) \
+         (servers are defined in config/mcp.yaml)"
     );
 }
 
@@ -1069,5 +1150,31 @@ fn every_init_template_loads_with_its_agents_on_its_model() {
     assert_eq!(
         "gpt".parse::<harness_config::Template>().unwrap_err(),
         "unknown template `gpt`; one of: demo, openai, anthropic, ollama"
+    );
+}
+
+#[test]
+fn a_command_tool_schema_must_be_valid_json_schema() {
+    let dir = demo();
+    let tools = fs::read_to_string(dir.path().join(TOOLS)).unwrap();
+    write(
+        &dir,
+        TOOLS,
+        &format!(
+            "{tools}  bad:\n    command: [echo, \"{{n}}\"]\n    arguments:\n      type: object\n      properties: {{ n: {{ type: integer, minimum: nope }} }}\n"
+        ),
+    );
+    let e = load(dir.path()).unwrap_err().to_string();
+    let line = fs::read_to_string(dir.path().join(TOOLS))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("  bad:"))
+        .unwrap()
+        + 3;
+    assert!(
+        e.starts_with(&format!(
+            "config/tools.yaml:{line}:5: the `arguments` schema of `bad`: invalid JSON Schema: "
+        )),
+        "{e}"
     );
 }

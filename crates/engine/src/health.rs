@@ -44,6 +44,7 @@ impl Harness {
         checks.push(self.stuck_check(now, limits.stuck_after).await?);
         checks.push(approvals_check(&stats, now));
         checks.push(disk_check(&self.inner.workspace.store_dir()));
+        checks.extend(self.mcp_checks().await?);
         let mut report = HealthReport::new(now, checks);
         report.database = store_check.database;
         Ok(report)
@@ -308,4 +309,81 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     // SAFETY: `path` is a valid NUL-terminated string and `st` a valid out-pointer.
     let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+impl Harness {
+    /// One check per MCP server (`mcp.NAME`): this process's servers when it runs
+    /// the worker, else the state the running worker last wrote (none when no
+    /// worker runs: the servers run only with a worker).
+    async fn mcp_checks(&self) -> Result<Vec<HealthCheck>, HarnessError> {
+        if self.inner.mcp.is_empty() {
+            return Ok(vec![]);
+        }
+        let statuses = if self.inner.worker.lock().expect("worker").is_some() {
+            Some(self.inner.mcp.status())
+        } else {
+            match self.worker_holder().await? {
+                Some(holder) => read_mcp_status(&self.inner.workspace, holder.pid),
+                None => None,
+            }
+        };
+        let Some(statuses) = statuses else {
+            let names = self.inner.workspace.mcp.servers.keys();
+            return Ok(names
+                .map(|name| {
+                    check(
+                        &format!("mcp.{name}"),
+                        HealthStatus::Ok,
+                        "not started (MCP servers run with the worker)".to_string(),
+                    )
+                })
+                .collect());
+        };
+        Ok(statuses.iter().map(mcp_check).collect())
+    }
+}
+
+fn read_mcp_status(
+    ws: &harness_config::Workspace,
+    pid: u32,
+) -> Option<Vec<harness_mcp::ServerStatus>> {
+    let bytes = std::fs::read(crate::tools::mcp_status_file(ws)).ok()?;
+    let body: harness_mcp::StatusFileBody = serde_json::from_slice(&bytes).ok()?;
+    (body.pid == pid).then_some(body.servers)
+}
+
+fn mcp_check(s: &harness_mcp::ServerStatus) -> HealthCheck {
+    use harness_mcp::ServerState;
+    let name = format!("mcp.{}", s.name);
+    match s.state {
+        ServerState::Up => check(
+            &name,
+            HealthStatus::Ok,
+            format!(
+                "up, {} tool(s){}",
+                s.tools,
+                if s.restarts > 0 {
+                    format!(", restarted {} time(s)", s.restarts)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        ServerState::Starting => check(&name, HealthStatus::Warn, "starting".to_string()),
+        ServerState::Stopped => check(&name, HealthStatus::Ok, "stopped".to_string()),
+        ServerState::Down => {
+            let mut detail = format!("down: {}", s.error.as_deref().unwrap_or("no reason known"));
+            if let Some(secs) = s.retry_in_secs {
+                detail.push_str(&format!("; restarting in {secs}s"));
+            }
+            if s.restarts > 0 {
+                detail.push_str(&format!(" (restarted {} time(s) so far)", s.restarts));
+            }
+            if !s.stderr_tail.is_empty() {
+                detail.push_str("; its stderr ended with:\n");
+                detail.push_str(&s.stderr_tail.join("\n"));
+            }
+            check(&name, HealthStatus::Fail, detail)
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod redact;
 mod run;
 mod runs;
 mod subscribe;
+mod tools;
 mod worker;
 
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tools: Arc<dyn ToolRunner>,
+    /// The workspace's MCP servers (started by the worker) and their tools.
+    pub(crate) mcp: Arc<harness_mcp::McpTools>,
     /// Applied to everything a run commits (see `redact.rs`).
     pub(crate) redactor: redact::Secrets,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
@@ -121,10 +124,16 @@ impl Harness {
         let config = store_config(&workspace, opts.secret_env.as_ref(), create)?;
         let store = Store::open_config(&config, store_opts, create)?;
         let redactor = redact::Secrets::for_workspace(&workspace, opts.secret_env.as_ref());
+        let mcp = Arc::new(harness_mcp::McpTools::new(
+            &workspace,
+            Some(tools::mcp_status_file(&workspace)),
+            redactor.0.clone(),
+        ));
         let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
-            inner: Arc::new(harness_providers::tools::WorkspaceTools::new(
-                workspace.tools.clone(),
-            )),
+            inner: Arc::new(tools::Tools {
+                workspace: harness_providers::tools::WorkspaceTools::new(workspace.tools.clone()),
+                mcp: mcp.clone(),
+            }),
             redactor: redactor.0.clone(),
         });
         Ok(Harness {
@@ -133,6 +142,7 @@ impl Harness {
                 store,
                 clock: opts.clock,
                 tools,
+                mcp,
                 redactor,
                 models: Mutex::new(HashMap::new()),
                 deltas: deltas::Deltas::default(),
@@ -270,7 +280,7 @@ impl Harness {
         if let (Some(edited), harness_core::Decision::Approved) = (&r.edited_arguments, r.decision)
         {
             let a = self.inner.store.get_approval(&r.approval_id).await?;
-            if let Some(tool) = self.inner.workspace.tools.get(&a.tool) {
+            if let Some(tool) = self.tool(&a.tool) {
                 harness_config::validate_arguments(&tool.arguments, edited).map_err(|e| {
                     HarnessError::InvalidArguments {
                         tool: a.tool.clone(),

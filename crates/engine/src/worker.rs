@@ -103,6 +103,9 @@ impl Harness {
         for id in &recovery.failed {
             tracing::error!(request = %id, max_attempts, "request failed: its worker died on every attempt");
         }
+        // MCP servers list their tools before the first claim (each within its
+        // `startup_timeout`; one that fails is a health check, not an error).
+        self.inner.mcp.start().await;
         let task = tokio::spawn(supervise(self.clone(), id.clone(), opts));
         let integrity = tokio::spawn(integrity_loop(self.clone()));
         let parts = WorkerParts {
@@ -155,6 +158,7 @@ impl Harness {
             }
         }
         parts.integrity.abort();
+        self.inner.mcp.shutdown().await;
         self.inner
             .store
             .worker_stopped(&parts.id, self.now())

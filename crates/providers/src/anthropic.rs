@@ -93,7 +93,7 @@ impl Protocol for Anthropic {
             body["tools"] = req
                 .tools
                 .iter()
-                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.arguments}))
+                .map(|t| json!({"name": crate::wire_tool_name(&t.name), "description": t.description, "input_schema": t.arguments}))
                 .collect();
         }
         if let Some(b) = self.thinking_budget {
@@ -173,7 +173,7 @@ fn messages(messages: &[Message]) -> (String, Vec<Value>) {
                         _ => json!({}),
                     };
                     blocks.push(
-                        json!({"type": "tool_use", "id": id, "name": c.tool, "input": input}),
+                        json!({"type": "tool_use", "id": id, "name": crate::wire_tool_name(&c.tool), "input": input}),
                     );
                 }
                 if blocks.is_empty() {

@@ -249,12 +249,18 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// A client per model: its pool keeps connections to the provider open between calls.
-fn client(config: &ModelConfig) -> Result<reqwest::Client, ModelError> {
+/// Installs rustls' ring provider as the process default (once), before any
+/// reqwest client is built.
+pub fn install_crypto() {
     static CRYPTO: OnceLock<()> = OnceLock::new();
     CRYPTO.get_or_init(|| {
         // Err: a provider was installed already (by the embedding program), which serves.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+fn client(config: &ModelConfig) -> Result<reqwest::Client, ModelError> {
+    install_crypto();
     reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
         .read_timeout(config.read_timeout)

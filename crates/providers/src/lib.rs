@@ -13,6 +13,7 @@ pub mod stream;
 pub mod tools;
 
 pub use anthropic::AnthropicModel;
+pub use http::install_crypto;
 pub use models::build_model;
 pub use openai::OpenAiModel;
 pub use scripted::ScriptedModel;
@@ -246,4 +247,24 @@ pub(crate) fn parse_arguments(
         ))),
         Err(_) => Ok(serde_json::Value::String(text.to_string())),
     }
+}
+
+/// A tool's name as sent to an HTTP provider: they accept letters, digits, `_` and
+/// `-`, so an MCP tool's `server.tool` goes as `server__tool`.
+/// [`runtime_tool_name`] maps a call's name back.
+pub fn wire_tool_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('.') {
+        std::borrow::Cow::Owned(name.replace('.', "__"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// The tool of `tools` a model's call named `called` means (its wire name, or its
+/// own), or `called` itself.
+pub fn runtime_tool_name(called: &str, tools: &[ToolSpec]) -> String {
+    tools
+        .iter()
+        .find(|t| t.name == called || wire_tool_name(&t.name) == called)
+        .map_or_else(|| called.to_string(), |t| t.name.clone())
 }

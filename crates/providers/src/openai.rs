@@ -83,7 +83,7 @@ impl Protocol for OpenAi {
                 .iter()
                 .map(|t| {
                     json!({"type": "function", "function": {
-                        "name": t.name, "description": t.description, "parameters": t.arguments,
+                        "name": crate::wire_tool_name(&t.name), "description": t.description, "parameters": t.arguments,
                     }})
                 })
                 .collect();
@@ -133,7 +133,7 @@ fn messages(messages: &[Message]) -> Vec<Value> {
                                 other => other.to_string(),
                             };
                             json!({"id": id, "type": "function",
-                                   "function": {"name": c.tool, "arguments": arguments}})
+                                   "function": {"name": crate::wire_tool_name(&c.tool), "arguments": arguments}})
                         })
                         .collect();
                 }

@@ -1,7 +1,7 @@
 //! [`WorkspaceTools`]: runs a workspace's tools (built-in file tools and command
 //! tools from `config/tools.yaml`) after checking their arguments.
 //!
-//! Submodules: `schema` checks arguments against a tool's JSON Schema subset,
+//! Arguments are checked against the tool's JSON Schema (`harness_config::validate_arguments`);
 //! `files` holds the built-in tools confined to the work folder, `command` runs
 //! command tools as process groups with a timeout and cancellation, `running`
 //! records running commands so a new worker can kill what a dead one left.
@@ -10,6 +10,7 @@ mod command;
 mod files;
 pub mod running;
 
+pub use command::{PASSED_THROUGH, die_with_worker, expand_env};
 pub use harness_config::validate_arguments;
 pub use running::{ReapOutcome, Reaped, reap_leftovers, running_dir};
 

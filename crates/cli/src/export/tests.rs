@@ -399,7 +399,7 @@ fn secret_workspace(dir: &Path) {
     edit(
         "config/mcp.yaml",
         "servers: {}",
-        "servers:\n  gh:\n    command: [\"gh-mcp\"]\n    env: { GITHUB_TOKEN: ghp_literal, MODE: ro }",
+        "servers:\n  gh:\n    command: gh-mcp\n    env: { GITHUB_TOKEN: ghp_literal, MODE: ro }",
     );
     edit(
         "resources/scripts/demo.yaml",

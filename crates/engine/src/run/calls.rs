@@ -15,12 +15,8 @@ impl Run {
         self.check_max_steps().await?;
         let tool = self
             .h
-            .inner
-            .workspace
-            .tools
-            .get(&call.tool)
-            .filter(|_| self.agent.tools.contains(&call.tool))
-            .cloned();
+            .tool(&call.tool)
+            .filter(|_| crate::tools::offers(&self.agent, &call.tool));
         let refusal = match &tool {
             // Not a tool of this agent: the model is told, nothing runs.
             None => Some(format!(
@@ -370,13 +366,7 @@ impl Run {
         if let Some(child) = child {
             return self.resume_delegate(idx, call, child).await;
         }
-        let idempotent = self
-            .h
-            .inner
-            .workspace
-            .tools
-            .get(&call.tool)
-            .is_some_and(|t| t.idempotent);
+        let idempotent = self.h.tool(&call.tool).is_some_and(|t| t.idempotent);
         if idempotent {
             let rerun = EventBody::interrupted(
                 &call,

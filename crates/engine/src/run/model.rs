@@ -39,13 +39,18 @@ impl Run {
             () = self.cancel.cancelled() => return Err(self.interruption()),
         };
         let ModelReply {
-            turn,
+            mut turn,
             mut info,
             raw,
         } = match reply {
             Ok(r) => r,
             Err(e) => return Err(self.fail(e.to_string()).await),
         };
+        if let ModelTurn::ToolCalls { calls, .. } = &mut turn {
+            for c in calls {
+                c.tool = harness_providers::runtime_tool_name(&c.tool, &specs);
+            }
+        }
         let mut artifacts = vec![];
         if let Some(raw) = raw {
             // Evidence, not a result: a failure to keep it costs the turn nothing.
@@ -115,13 +120,12 @@ impl Run {
     /// delegation, the worker not stopping — so each step costs one commit. The row
     /// is durable before the call runs, as always.
     pub(super) fn prestart(&mut self, c: StepCommit, call: &ToolCall, idx: u32) -> StepCommit {
-        let tools = &self.h.inner.workspace.tools;
-        let runnable = self.agent.tools.contains(&call.tool)
+        let runnable = crate::tools::offers(&self.agent, &call.tool)
             && call.tool != Builtin::Delegate.name()
             && (idx as usize) < self.agent.max_steps as usize
             && !self.h.stopping()
             && !self.cancel.is_cancelled()
-            && tools.get(&call.tool).is_some_and(|t| {
+            && self.h.tool(&call.tool).is_some_and(|t| {
                 t.approval == ApprovalPolicy::Never
                     && harness_config::validate_arguments(&t.arguments, &call.arguments).is_ok()
             });
@@ -149,16 +153,6 @@ impl Run {
     }
 
     fn tool_specs(&self) -> Vec<ToolSpec> {
-        let tools = &self.h.inner.workspace.tools;
-        self.agent
-            .tools
-            .iter()
-            .filter_map(|name| tools.get(name).map(|t| (name, t)))
-            .map(|(name, t)| ToolSpec {
-                name: name.clone(),
-                description: t.description.clone(),
-                arguments: t.arguments.clone(),
-            })
-            .collect()
+        self.h.tool_specs(&self.agent)
     }
 }

@@ -37,7 +37,8 @@ pub const GRACE: Duration = Duration::from_secs(2);
 /// still holds its output open.
 const DRAIN: Duration = Duration::from_secs(2);
 /// Environment variables passed through to every command.
-const PASSED_THROUGH: &[&str] = &[
+/// The variables of ours a program started for a tool (or an MCP server) gets.
+pub const PASSED_THROUGH: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
 ];
 
@@ -109,7 +110,7 @@ pub(super) async fn run_command(
 /// pool, whose idle threads exit after 10 s). So the signal comes only when the
 /// process (or its runtime) goes away.
 #[cfg(target_os = "linux")]
-fn die_with_worker(cmd: &mut Command) {
+pub fn die_with_worker(cmd: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and calls only prctl(2) and
     // getppid(2), which are async-signal-safe; it allocates nothing.
@@ -128,7 +129,7 @@ fn die_with_worker(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_worker(_cmd: &mut Command) {}
+pub fn die_with_worker(_cmd: &mut Command) {}
 
 fn spawn_error(program: &str, ctx: &ToolContext, e: std::io::Error) -> ToolOutput {
     if !ctx.work_dir.is_dir() {
@@ -176,7 +177,7 @@ fn substitute(template: &str, args: &Value, schema: &Value, workspace: &str) -> 
 }
 
 /// Replaces `${VAR}` with our environment's `VAR` (empty if unset).
-fn expand_env(value: &str) -> String {
+pub fn expand_env(value: &str) -> String {
     expand(value, "${", ANYWHERE, |name| {
         Some(std::env::var(name).unwrap_or_default())
     })
