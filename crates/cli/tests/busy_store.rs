@@ -603,6 +603,26 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Writes zeros to `path` until the filesystem has only about `leave` bytes free;
+/// returns how many it wrote.
+fn fill_leaving(path: &Path, leave: u64) -> u64 {
+    let free = {
+        let c =
+            std::ffi::CString::new(path.parent().unwrap().as_os_str().as_encoded_bytes()).unwrap();
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a NUL-terminated path; statvfs writes one struct into `s`.
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+        s.f_bavail as u64 * s.f_frsize as u64
+    };
+    let mut f = std::fs::File::create(path).unwrap();
+    let buf = vec![0u8; 1 << 20];
+    let mut written = 0;
+    while written + leave < free {
+        written += f.write(&buf).unwrap() as u64;
+    }
+    written
+}
+
 /// Writes zeros to `path` until the filesystem has no space left; returns how many.
 fn fill(path: &Path) -> u64 {
     let mut f = std::fs::File::create(path).unwrap();
@@ -636,6 +656,11 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
     workspace(&root, &fs.path.join("store"), 40);
     let h = Harness::open(&root).unwrap();
     let ids = rt.block_on(admit(&h, 0, 80));
+    // Most of the disk is taken before the worker starts, so that filling the rest
+    // under it takes a moment, not seconds: on a slow machine the workload could
+    // otherwise be nearly done by the time the disk is full, and no run meet it.
+    let prefill = fs.path.join("prefill");
+    fill_leaving(&prefill, 96 << 20);
     // Its log on the same disk, as usual: what it logs while the disk is full is lost.
     let serve = Serve::logging_to(&root, fs.path.join("serve.log"));
     wait_for_holder(&h, serve.pid());
@@ -668,6 +693,7 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
         std::thread::sleep(Duration::from_millis(500));
     }
     std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&prefill).unwrap();
     let full_for = full.elapsed();
 
     let took = rt.block_on(settle(&h, Duration::from_secs(90)));
@@ -704,7 +730,13 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
     // Runs whose commits failed ended visibly once space returned: re-queued by
     // themselves, or repaired by the safety net when their re-queue failed too.
     let put_back = put_back_after_store_failure(&out.events);
-    assert!(put_back > 0, "no run ended on the full disk");
+    assert!(
+        put_back > 0,
+        "no run ended on the full disk ({} requests, {} events, filled {} MiB, full for {full_for:?})",
+        out.requests,
+        out.events.len(),
+        filled >> 20
+    );
     eprintln!(
         "disk full for {full_for:?} ({} MiB of filler): {} requests, {} events, {put_back} put back \
          or repaired, {} calls interrupted, calls failed: {:?}; admission exit {}; settled {took:?} \
