@@ -265,7 +265,7 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
             _ = poll.tick() => {
                 if commits.check().await {
                     look = true;
-                    notice_cancels(&h).await;
+                    notice_cancels(&h, &worker).await;
                 }
             }
             _ = beat.tick() => {
@@ -416,12 +416,24 @@ fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinErr
 }
 
 /// Another process may have cancelled a request this worker is running (a root
-/// or a delegated child).
-async fn notice_cancels(h: &Harness) {
+/// or a delegated child), or (PostgreSQL, many workers) re-claimed a root whose
+/// lease this worker let lapse: either way the run stops, and its running command
+/// is killed; a fenced run's last commits are refused (LeaseLost).
+async fn notice_cancels(h: &Harness, me: &WorkerId) {
     for id in h.inner.runs.ids() {
-        if let Ok(r) = h.inner.store.get_request(&id).await
-            && r.status == RequestStatus::Cancelled
-        {
+        let Ok(r) = h.inner.store.get_request(&id).await else {
+            continue;
+        };
+        let reclaimed = r.parent_id.is_none()
+            && matches!(r.status, RequestStatus::Queued | RequestStatus::Running)
+            && r.worker_id.as_ref() != Some(me);
+        if reclaimed {
+            tracing::warn!(
+                request = %id, now_with = ?r.worker_id,
+                "lease lost: the request was re-claimed; stopping this worker's run of it"
+            );
+        }
+        if r.status == RequestStatus::Cancelled || reclaimed {
             h.inner.runs.cancel(&id);
         }
     }

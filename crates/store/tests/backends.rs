@@ -1,6 +1,7 @@
-//! The parts of the contract every backend keeps the same way: one worker holds a
-//! store at a time (refused naming the holder, free again when it lets go), and a
-//! commit through one handle wakes a waiter on another.
+//! The parts of the contract the backends keep: on SQLite one worker holds a store
+//! at a time (refused naming the holder, free again when it lets go); on PostgreSQL
+//! many workers share it, each seen alive while it lives; a commit through one
+//! handle wakes a waiter on another; recovery counts attempts the same way.
 
 mod common;
 
@@ -35,13 +36,26 @@ async fn worker_lock(b: Backend) {
     let holder = other.worker_holder().await.unwrap().expect("a holder");
     assert_eq!(holder.worker_id, first.as_str());
     assert_eq!(holder.pid, std::process::id());
-    let e = other
-        .lock_worker(&WorkerId::generate(), Timestamp(6))
-        .await
-        .err()
-        .expect("a second worker took the store");
-    assert!(matches!(e, StoreError::Locked(_)), "{e:?}");
-    assert!(e.to_string().contains(first.as_str()), "{e}");
+    let second = other.lock_worker(&WorkerId::generate(), Timestamp(6)).await;
+    match b {
+        Backend::Sqlite => {
+            let e = second.err().expect("a second worker took the store");
+            assert!(matches!(e, StoreError::Locked(_)), "{e:?}");
+            assert!(e.to_string().contains(first.as_str()), "{e}");
+        }
+        Backend::Postgres => {
+            // Many workers share one database; a view still sees one alive.
+            let second = second.expect("workers share a PostgreSQL store");
+            drop(held);
+            wait_free_of(&other, &first).await;
+            assert!(
+                other.worker_holder().await.unwrap().is_some(),
+                "the second lives"
+            );
+            drop(second);
+            return wait_free(&other).await;
+        }
+    }
     drop(held);
     // Released (PostgreSQL: once the server has seen the connection close).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -62,6 +76,33 @@ on_both!(
     a_commit_through_another_handle_wakes_a_waiter_on_postgres,
     wakeups
 );
+
+/// Until no worker holds `store` (PostgreSQL: once the server saw the connection close).
+async fn wait_free(store: &harness_store::Store) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.worker_holder().await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "still held after the holder let go"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Until `worker` is no longer the one `store` names as holding it.
+async fn wait_free_of(store: &harness_store::Store, worker: &WorkerId) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some(h) = store.worker_holder().await.unwrap() {
+        if h.worker_id != worker.as_str() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{worker} still named after it let go"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 async fn wakeups(b: Backend) {
     let Some(fresh) = b.fresh() else { return };
@@ -114,7 +155,7 @@ async fn attempts(b: Backend) {
         trace_id: "t".into(),
     };
     let me = WorkerId::generate();
-    let _lock = store.lock_worker(&me, Timestamp(1)).await.unwrap();
+    let lock = store.lock_worker(&me, Timestamp(1)).await.unwrap();
     store.admit(new("s1"), adm, Timestamp(1)).await.unwrap();
     let r = store.claim(&me, 1, Timestamp(2)).await.unwrap().remove(0);
     assert_eq!(r.attempt, 1);
@@ -132,6 +173,8 @@ async fn attempts(b: Backend) {
     assert_eq!((again.status, again.attempt), (RequestStatus::Queued, 1));
     // A dead worker's request: recovery counts the attempt.
     let r = store.claim(&me, 1, Timestamp(4)).await.unwrap().remove(0);
+    drop(lock);
+    wait_free(store).await;
     store.recover(Timestamp(5), 3).await.unwrap();
     let again = store.get_request(&r.id).await.unwrap();
     assert_eq!((again.status, again.attempt), (RequestStatus::Queued, 2));

@@ -41,6 +41,10 @@ pub(crate) enum Outcome {
     Stopped,
     /// A commit failed (nothing of it was applied); the root goes back on the queue.
     StoreFailed(String),
+    /// Fenced: another worker re-claimed the tree after this worker's lease lapsed
+    /// (it was paused, partitioned or too slow to renew). Nothing more is committed
+    /// and nothing is put back: the tree is the other worker's now.
+    LeaseLost(String),
     Panicked(String),
 }
 
@@ -290,6 +294,13 @@ impl Run {
                 ..
             } => Outcome::Cancelled,
             StoreError::WrongState { status, .. } => Outcome::Displaced(status),
+            StoreError::LeaseLost { id } => {
+                tracing::warn!(
+                    request = %id,
+                    "lease lost: another worker re-claimed this request; this run stops and commits nothing"
+                );
+                Outcome::LeaseLost(id)
+            }
             e if e.is_corrupt() => {
                 self.h.fault(format!("the store is damaged: {e}"));
                 store_failure(e)

@@ -1,5 +1,6 @@
 //! Recovery and the safety net on PostgreSQL: the rules of `crate::repair`.
 
+use super::workers::DEAD_OWNER;
 use super::{PgStore, Tx, events, in_tx, tree};
 use crate::StoreError;
 use crate::repair::{Liveness, Problem, RECOVERED, Recovery, Repaired, Stranded, gave_up};
@@ -14,10 +15,16 @@ impl PgStore {
     ) -> Result<Recovery, StoreError> {
         let recovery = in_tx!(self, |tx| {
             let mut out = Recovery::default();
+            // Other workers may be running: only what a dead worker left (its
+            // liveness lock is free) or a silent one let expire is recovered.
             let orphans = tree::requests_where(
                 tx,
-                "status = 'running' AND parent_id IS NULL ORDER BY queue_seq FOR UPDATE",
-                &[],
+                &format!(
+                    "status = 'running' AND parent_id IS NULL \
+                     AND (lease_expires_at IS NULL OR lease_expires_at < $1 OR {DEAD_OWNER}) \
+                     ORDER BY queue_seq FOR UPDATE"
+                ),
+                &[&now.0],
             )
             .await?;
             for r in orphans {
@@ -115,10 +122,15 @@ async fn stranded(
             out.push(found(r, Problem::WaitingOnNothing));
         }
     }
+    // Another worker's run is live while that worker is alive and its lease holds.
     let running = tree::requests_where(
         tx,
-        "status = 'running' AND parent_id IS NULL ORDER BY queue_seq LIMIT 1000",
-        &[],
+        &format!(
+            "status = 'running' AND parent_id IS NULL \
+             AND (worker_id = $1 OR lease_expires_at IS NULL OR lease_expires_at < $2 OR {DEAD_OWNER}) \
+             ORDER BY queue_seq LIMIT 1000"
+        ),
+        &[&live.owner.as_ref().map(|w| w.as_str()).unwrap_or(""), &quiet_since.0],
     )
     .await?;
     for r in &running {

@@ -1,7 +1,13 @@
 //! Workers on PostgreSQL: heartbeat rows (which also renew the worker's leases),
-//! and the worker lock: a session advisory lock held on a connection of its own,
-//! released by the server when that connection ends (the process exiting, however
-//! it exits, closes it).
+//! and the worker locks. Many workers share one database, so a worker holds, on a
+//! connection of its own:
+//! - the workspace lock *shared* (any number of workers; [`PgStore::worker_holder`]
+//!   probes it exclusively to learn whether any worker runs), and
+//! - its own liveness lock, exclusive, keyed by its worker id: while it is held
+//!   the worker's process is alive (SIGSTOP included). The server releases both
+//!   when the connection ends (the process exiting, however it exits, closes it),
+//!   so a dead worker's running requests are recovered at once ([`DEAD_OWNER`]);
+//!   a live but silent one's only once their lease expired (and then fenced).
 
 use super::rows::{self, WORKER_COLS};
 use super::{LEASE, PgStore, connect_problem, events, in_tx};
@@ -10,6 +16,14 @@ use crate::worker_lock::{LockHolder, WorkerLock};
 use harness_core::*;
 
 const LOCK_KEY: &str = "hashtext('agent-harness worker ' || current_schema())";
+
+/// A worker's liveness lock: the two-key advisory lock (namespace, worker).
+const LIVE_KEYS: &str = "hashtext('agent-harness live ' || current_schema()), hashtext($1)";
+
+/// SQL condition on a `requests` row: its `worker_id`'s liveness lock is held by no
+/// session (the worker's connection is gone: it is dead). Two-key advisory locks
+/// show in `pg_locks` as (classid, objid) with objsubid 2.
+pub(crate) const DEAD_OWNER: &str = "NOT EXISTS (SELECT 1 FROM pg_locks l     WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())       AND l.classid = hashtext('agent-harness live ' || current_schema())::oid       AND l.objid = hashtext(requests.worker_id)::oid)";
 
 /// A held lock: its connection, and the task driving it.
 pub(crate) struct PgLock {
@@ -46,11 +60,24 @@ impl PgStore {
             _client: client,
             task,
         };
-        let got: bool = lock
+        // Shared: every worker holds it. A probe by `worker_holder` holds it
+        // exclusively for a moment, so wait for that rather than fail.
+        lock._client
+            .batch_execute("SET lock_timeout = '5s'")
+            .await?;
+        let got = lock
             ._client
-            .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[])
-            .await?
-            .try_get(0)?;
+            .execute(&format!("SELECT pg_advisory_lock_shared({LOCK_KEY})"), &[])
+            .await
+            .is_ok();
+        if got {
+            lock._client
+                .execute(
+                    &format!("SELECT pg_advisory_lock({LIVE_KEYS})"),
+                    &[&worker.as_str()],
+                )
+                .await?;
+        }
         if !got {
             let holder = self.holder_row().await?;
             return Err(StoreError::Locked(match holder {
@@ -66,6 +93,7 @@ impl PgStore {
             }));
         }
         let pid = std::process::id() as i64;
+        // The last worker to start, for messages until it has its `workers` row.
         lock._client
             .execute(
                 "INSERT INTO worker_lock (id, worker_id, pid, host, since) VALUES (1, $1, $2, $3, $4) \
@@ -103,7 +131,26 @@ impl PgStore {
         self.holder_row().await
     }
 
+    /// The most recently started worker whose liveness lock is held (else the last
+    /// to take the lock, while it has no `workers` row yet).
     async fn holder_row(&self) -> Result<Option<LockHolder>, StoreError> {
+        let live = self
+            .read_opt(
+                &format!(
+                    "SELECT id, pid, started_at FROM workers \
+                     WHERE stopped_at IS NULL AND NOT {} ORDER BY started_at DESC LIMIT 1",
+                    DEAD_OWNER.replace("requests.worker_id", "workers.id")
+                ),
+                &[],
+            )
+            .await?;
+        if let Some(r) = live {
+            return Ok(Some(LockHolder {
+                worker_id: r.try_get(0)?,
+                pid: r.try_get::<_, i64>(1)? as u32,
+                since: Timestamp(r.try_get(2)?).to_rfc3339(),
+            }));
+        }
         let row = self
             .read_opt(
                 "SELECT worker_id, pid, since FROM worker_lock WHERE id = 1",

@@ -1,0 +1,135 @@
+//! Many workers on one PostgreSQL store: a worker's running requests are left
+//! alone while it lives and its lease holds; they are recovered at once when it
+//! dies, and after the lease when it is alive but silent (paused, partitioned),
+//! in which case its later commits are refused (fenced).
+
+mod common;
+
+use common::Backend;
+use harness_core::*;
+use harness_store::{Admission, Liveness, NewRequest, StepCommit, StoreError};
+use std::time::{Duration, Instant};
+
+const LEASE_MS: i64 = 15_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_a_store_and_take_over_only_what_is_lost() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let a = fresh.store.clone();
+    let b = Backend::Postgres.reopen(&fresh);
+    let adm = Admission {
+        queue_capacity: 10,
+        reject_if_session_busy: false,
+    };
+    for s in ["s1", "s2"] {
+        let new = NewRequest {
+            id: RequestId::generate(),
+            session_id: SessionId::parse(s).unwrap(),
+            agent: "a".into(),
+            input: "x".into(),
+            trace_id: "t".into(),
+        };
+        a.admit(new, adm, Timestamp(1_000)).await.unwrap();
+    }
+    let (wa, wb) = (WorkerId::generate(), WorkerId::generate());
+    let lock_a = a.lock_worker(&wa, Timestamp(1_000)).await.unwrap();
+    let _lock_b = b.lock_worker(&wb, Timestamp(1_000)).await.unwrap();
+    let mine = a.claim(&wa, 1, Timestamp(2_000)).await.unwrap().remove(0);
+    let theirs = b.claim(&wb, 1, Timestamp(2_000)).await.unwrap().remove(0);
+    assert_ne!(
+        mine.session_id, theirs.session_id,
+        "one request per session"
+    );
+
+    // B starting, or B's safety net: A is alive and its lease holds.
+    let now = Timestamp(3_000);
+    assert!(b.recover(now, 3).await.unwrap().requeued.is_empty());
+    let live_b = Liveness {
+        owner: Some(wb.clone()),
+        running: Some([theirs.id.clone()].into_iter().collect()),
+    };
+    let repaired = b.repair(live_b.clone(), now, now, 3).await.unwrap();
+    assert!(
+        repaired.is_empty(),
+        "A's live request was taken: {repaired:?}"
+    );
+
+    // A goes silent past its lease (SIGSTOP, say): B's safety net takes it over…
+    let later = Timestamp(2_000 + LEASE_MS + 3_000);
+    let repaired = b.repair(live_b, later, later, 3).await.unwrap();
+    assert_eq!(
+        repaired.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        vec![&mine.id],
+        "only A's lapsed request"
+    );
+    let again = b.claim(&wb, 1, later).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, mine.id);
+    assert_eq!(again[0].attempt, 2, "a lapsed lease counts an attempt");
+    // …and A, resumed, can commit nothing.
+    let step = Step {
+        request_id: mine.id.clone(),
+        idx: 0,
+        agent: "a".into(),
+        status: StepStatus::Completed,
+        started_at: later,
+        finished_at: Some(later),
+        body: StepBody::model_turn(ModelTurn::Text {
+            text: "late".into(),
+        }),
+    };
+    let e = a
+        .commit_step(StepCommit::new(&mine.id, &mine.session_id, later).insert(step))
+        .await
+        .expect_err("a fenced worker committed");
+    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e:?}");
+    assert!(b.steps(&mine.id).await.unwrap().is_empty());
+
+    // B renews its leases by its heartbeat.
+    b.register_worker(
+        Worker {
+            id: wb.clone(),
+            pid: 2,
+            host: "b".into(),
+            started_at: later,
+            heartbeat_at: later,
+            stopped_at: None,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    b.heartbeat(&wb, later).await.unwrap();
+
+    // A dies: what it still held is recovered at once, lease or not.
+    let c = Backend::Postgres.reopen(&fresh);
+    let wc = WorkerId::generate();
+    let _lock_c = c.lock_worker(&wc, later).await.unwrap();
+    let third = NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse("s3").unwrap(),
+        agent: "a".into(),
+        input: "x".into(),
+        trace_id: "t".into(),
+    };
+    a.admit(third, adm, later).await.unwrap();
+    let held = a.claim(&wa, 1, later).await.unwrap().remove(0);
+    drop(lock_a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = c.recover(later, 3).await.unwrap();
+        if r.requeued.contains(&held.id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a dead worker's request was not recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // B's own running request was never touched.
+    let t = b.get_request(&theirs.id).await.unwrap();
+    assert_eq!((t.status, t.worker_id), (RequestStatus::Running, Some(wb)));
+}
