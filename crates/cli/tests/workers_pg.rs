@@ -209,7 +209,10 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
             all.iter().map(|r| (r.id.clone(), r.attempt)).collect();
         let recovered = all.iter().filter(|r| r.attempt > 1).count();
         // The kills met running work (each kill lands while requests run).
-        assert!(recovered > 0, "no request was ever recovered: the kills missed");
+        assert!(
+            recovered > 0,
+            "no request was ever recovered: the kills missed"
+        );
         eprintln!("{recovered} requests recovered after a kill");
         let mut calls = 0;
         for r in &all {
