@@ -111,7 +111,7 @@ pub fn validate(ctx: &Ctx) -> Result<ExitCode> {
             "agents": ws.agents.keys().collect::<Vec<_>>(),
             "models": ws.models.keys().collect::<Vec<_>>(),
             "tools": ws.tools.keys().collect::<Vec<_>>(),
-            "skills": ws.skills,
+            "skills": ws.skills.keys().collect::<Vec<_>>(),
         }))?;
     } else {
         line(format!(

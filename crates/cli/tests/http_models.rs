@@ -635,8 +635,8 @@ fn init_templates_write_workspaces_that_run_on_their_provider() {
             .collect();
         assert_eq!(
             tools,
-            ["send_mail", "write_artifact", "delegate"],
-            "{template}"
+            ["send_mail", "write_artifact", "delegate", "load_skill"],
+            "{template}: the agent's tools, then `load_skill` for its skill"
         );
     }
 }

@@ -16,7 +16,10 @@ pub fn builtin_tool(b: Builtin) -> ToolConfig {
         arguments: arguments(b),
         timeout: Duration::from_secs(60),
         approval: ApprovalPolicy::Never,
-        idempotent: matches!(b, Builtin::ReadFile | Builtin::ListFiles),
+        idempotent: matches!(
+            b,
+            Builtin::ReadFile | Builtin::ListFiles | Builtin::LoadSkill
+        ),
         allow_shell_placeholders: false,
     }
 }
@@ -33,6 +36,7 @@ fn description(b: Builtin) -> &'static str {
         Builtin::ListFiles => "List the files in the work folder, or in one of its subfolders.",
         Builtin::WriteArtifact => "Store a named artifact (a result file) of this request.",
         Builtin::Delegate => "Hand a task to another agent and get its final answer.",
+        Builtin::LoadSkill => "Load the full instructions of one of your skills, by name.",
     }
 }
 
@@ -62,6 +66,10 @@ fn arguments(b: Builtin) -> Value {
         Builtin::Delegate => (
             json!({"agent": s("The agent to delegate to."), "input": s("The task for that agent.")}),
             json!(["agent", "input"]),
+        ),
+        Builtin::LoadSkill => (
+            json!({"name": s("The skill's name, as listed in your instructions.")}),
+            json!(["name"]),
         ),
     };
     json!({

@@ -12,6 +12,7 @@ mod load;
 mod parse;
 mod schema;
 mod secrets;
+mod skills;
 mod tools;
 mod types;
 mod validate;
@@ -23,7 +24,8 @@ pub use init::{Template, init, init_template};
 pub use load::{
     AGENTS_DIR, MCP_FILE, MODELS_FILE, SKILLS_DIR, STORES_FILE, TOOLS_FILE, WORKSPACE_FILE, load,
 };
-pub use schema::validate_arguments;
+pub use schema::{compile_schema, validate_arguments};
+pub use skills::Skill;
 pub use types::*;
 pub use yaml::from_yaml;
 

@@ -28,7 +28,9 @@ pub(crate) struct Files {
     pub agents: Vec<Parsed<AgentConfig>>,
     /// Whether every agent file parsed (otherwise delegates may look unknown).
     pub agents_complete: bool,
-    pub skills: Vec<String>,
+    pub skills: std::collections::BTreeMap<String, crate::Skill>,
+    /// Every skill folder's name (also those whose SKILL.md has errors).
+    pub skill_names: Vec<String>,
 }
 
 /// Loads and validates the workspace in folder `root`.
@@ -91,6 +93,7 @@ fn read_files(root: &Path, errors: &mut Vec<ConfigError>) -> Files {
     let mcp = optional(root, MCP_FILE, errors);
     let stores = optional(root, STORES_FILE, errors);
     let (agents, agents_complete) = read_agents(root, errors);
+    let (skills, skill_names) = crate::skills::read_skills(root, errors);
     Files {
         workspace,
         models,
@@ -99,7 +102,8 @@ fn read_files(root: &Path, errors: &mut Vec<ConfigError>) -> Files {
         stores,
         agents,
         agents_complete,
-        skills: list_skills(root),
+        skills,
+        skill_names,
     }
 }
 
@@ -183,18 +187,4 @@ fn agent_files(root: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// Names of the folders under `resources/skills/` that hold a `SKILL.md`, sorted.
-fn list_skills(root: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root.join(SKILLS_DIR)) else {
-        return Vec::new();
-    };
-    let mut skills: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("SKILL.md").is_file())
-        .filter_map(|e| e.file_name().to_str().map(String::from))
-        .collect();
-    skills.sort();
-    skills
 }

@@ -21,8 +21,8 @@ pub struct Workspace {
     pub tools: BTreeMap<String, ToolConfig>,
     pub mcp: McpFile,
     pub stores: StoresFile,
-    /// Skill names found under `resources/skills/` (a folder with `SKILL.md`).
-    pub skills: Vec<String>,
+    /// By name: `resources/skills/NAME/SKILL.md`.
+    pub skills: BTreeMap<String, crate::Skill>,
 }
 
 /// `config/workspace.yaml`
@@ -235,6 +235,10 @@ pub struct AgentConfig {
     /// Tool names (built-in or from `tools.yaml`).
     #[serde(default, deserialize_with = "empty_as_default")]
     pub tools: Vec<String>,
+    /// Skills (`resources/skills/NAME/SKILL.md`) this agent is told about; it loads
+    /// one with the built-in `load_skill` tool, offered to it when this is not empty.
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub skills: Vec<String>,
     /// Agents this one may delegate to (through the built-in `delegate` tool).
     #[serde(default, deserialize_with = "empty_as_default")]
     pub delegates: Vec<String>,
@@ -355,6 +359,8 @@ pub enum Builtin {
     WriteArtifact,
     /// `{agent, input}` → runs a delegate agent as a child request and returns its answer.
     Delegate,
+    /// `{name}` → the full text of one of the agent's skills.
+    LoadSkill,
 }
 
 impl Builtin {
@@ -364,6 +370,7 @@ impl Builtin {
         Builtin::ListFiles,
         Builtin::WriteArtifact,
         Builtin::Delegate,
+        Builtin::LoadSkill,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -372,6 +379,7 @@ impl Builtin {
             Builtin::ListFiles => "list_files",
             Builtin::WriteArtifact => "write_artifact",
             Builtin::Delegate => "delegate",
+            Builtin::LoadSkill => "load_skill",
         }
     }
 }

@@ -41,6 +41,7 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
             .map(|m| m.value.servers.keys().map(String::as_str).collect()),
         agents: files.agents.iter().map(|a| a.value.name.as_str()).collect(),
         agents_complete: files.agents_complete,
+        skills: files.skill_names.iter().map(String::as_str).collect(),
     };
     for agent in &files.agents {
         check_agent(agent, &known, errors);
@@ -344,6 +345,7 @@ struct Known<'a> {
     mcp_servers: Option<Vec<&'a str>>,
     agents: Vec<&'a str>,
     agents_complete: bool,
+    skills: Vec<&'a str>,
 }
 
 fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) {
@@ -389,6 +391,17 @@ fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) 
     }
     if known.agents_complete {
         check_delegates(agent, &known.agents, errors);
+    }
+    for skill in a
+        .skills
+        .iter()
+        .filter(|s| !known.skills.contains(&s.as_str()))
+    {
+        let msg = format!(
+            "unknown skill `{skill}`{} (skills are `resources/skills/NAME/SKILL.md`)",
+            suggestion(skill, known.skills.iter().copied())
+        );
+        errors.push(src.error(loc.value(&["skills"], skill), msg));
     }
 }
 

@@ -93,7 +93,7 @@ fn the_demo_workspace_loads() {
     assert!(!send_mail.idempotent);
     assert_eq!(send_mail.timeout, Duration::from_secs(10));
     assert!(ws.tools["word_count"].idempotent);
-    assert_eq!(ws.skills, ["release-notes"]);
+    assert_eq!(ws.skills.keys().collect::<Vec<_>>(), ["release-notes"]);
     assert_eq!(ws.stores.sqlite.synchronous, Durability::Normal);
     assert_eq!(ws.store_dir(), ws.root.join(".agent-harness"));
     assert!(ws.mcp.servers.is_empty());
@@ -230,7 +230,7 @@ fn unknown_key_in_an_agent_file() {
             "name: writer\nmodel: scripted\n\ntoolz: [read_file]\n"
         ),
         "config/agents/writer.yaml:4:1: unknown field `toolz`, expected one of `name`, \
-         `description`, `model`, `system_prompt`, `tools`, `delegates`, `max_steps`, `context` \
+         `description`, `model`, `system_prompt`, `tools`, `skills`, `delegates`, `max_steps`, `context` \
          (did you mean `tools`?)"
     );
 }
@@ -1048,6 +1048,9 @@ fn optional_files_may_be_missing_or_only_comments() {
     fs::remove_file(dir.path().join("config/stores.yaml")).unwrap();
     write(&dir, "config/mcp.yaml", "# nothing yet\n");
     fs::remove_dir_all(dir.path().join("resources/skills")).unwrap();
+    let assistant = dir.path().join("config/agents/assistant.yaml");
+    let text = fs::read_to_string(&assistant).unwrap();
+    fs::write(&assistant, text.replace("skills: [release-notes]\n", "")).unwrap();
     let ws = load(dir.path()).unwrap();
     assert_eq!(ws.stores.sqlite.path, Path::new(".agent-harness"));
     assert!(ws.skills.is_empty());
@@ -1176,5 +1179,43 @@ fn a_command_tool_schema_must_be_valid_json_schema() {
             "config/tools.yaml:{line}:5: the `arguments` schema of `bad`: invalid JSON Schema: "
         )),
         "{e}"
+    );
+}
+
+#[test]
+fn skills_are_read_with_their_front_matter() {
+    let dir = demo();
+    let ws = load(dir.path()).unwrap();
+    let skill = &ws.skills["release-notes"];
+    assert_eq!(
+        skill.description,
+        "Collect release notes and summarise them for operators."
+    );
+    assert_eq!(ws.agents["assistant"].skills, ["release-notes"]);
+    const SKILL: &str = "resources/skills/release-notes/SKILL.md";
+    assert_eq!(
+        errors_with(SKILL, "# no front matter\n"),
+        format!(
+            "{SKILL}:1:1: a skill starts with front matter between `---` lines, with `name` and `description`"
+        )
+    );
+    assert_eq!(
+        errors_with(SKILL, "---\nname: notes\ndescription: \"\"\n---\nbody\n"),
+        format!(
+            "{SKILL}:2:7: skill name `notes` does not match its folder (expected `release-notes`)\n\
+             {SKILL}:3:14: `description` must not be empty: it is what agents are told about the skill"
+        )
+    );
+    assert_eq!(
+        errors_with(SKILL, "---\nname: release-notes\n---\n"),
+        format!("{SKILL}:2:1: missing field `description`")
+    );
+    assert_eq!(
+        errors_with(
+            WRITER,
+            "name: writer\nmodel: scripted\nskills: [release-note]\n"
+        ),
+        "config/agents/writer.yaml:3:10: unknown skill `release-note` (did you mean `release-notes`?) \
+         (skills are `resources/skills/NAME/SKILL.md`)"
     );
 }

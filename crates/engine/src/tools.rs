@@ -3,7 +3,7 @@
 //! call to the one that owns it.
 
 use crate::Harness;
-use harness_config::{AgentConfig, ToolConfig, Workspace, split_mcp_name};
+use harness_config::{AgentConfig, Builtin, ToolConfig, Workspace, split_mcp_name};
 use harness_mcp::McpTools;
 use harness_providers::tools::WorkspaceTools;
 use harness_providers::{BoxFuture, ToolContext, ToolOutput, ToolRunner, ToolSpec};
@@ -15,9 +15,55 @@ pub(crate) fn mcp_status_file(ws: &Workspace) -> PathBuf {
     ws.store_dir().join("mcp-servers.json")
 }
 
-/// Whether `agent` lists `tool`: by name, or as one of `server.*`.
+/// The agent's system prompt, followed by its skills' descriptions.
+pub(crate) fn system_prompt(agent: &AgentConfig, ws: &Workspace) -> String {
+    let mut text = agent.system_prompt.clone();
+    let skills: Vec<_> = agent
+        .skills
+        .iter()
+        .filter_map(|s| ws.skills.get(s))
+        .collect();
+    if skills.is_empty() {
+        return text;
+    }
+    if !text.is_empty() {
+        text.push_str("\n\n");
+    }
+    text.push_str(&format!(
+        "Skills you have (before following one, load its full instructions with the `{}` tool):",
+        Builtin::LoadSkill.name()
+    ));
+    for s in skills {
+        text.push_str(&format!("\n- {}: {}", s.name, s.description));
+    }
+    text
+}
+
+/// Why `agent` may not make `call` although it may use its tool: a skill it does
+/// not have.
+pub(crate) fn refusal(agent: &AgentConfig, call: &harness_core::ToolCall) -> Option<String> {
+    if call.tool != Builtin::LoadSkill.name() {
+        return None;
+    }
+    let name = call.arguments.get("name").and_then(|n| n.as_str())?;
+    (!agent.skills.iter().any(|s| s == name)).then(|| {
+        format!(
+            "`{name}` is not a skill of agent `{}` (its skills: {})",
+            agent.name,
+            if agent.skills.is_empty() {
+                "none".to_string()
+            } else {
+                agent.skills.join(", ")
+            }
+        )
+    })
+}
+
+/// Whether `agent` lists `tool`: by name, or as one of `server.*`; `load_skill`
+/// when it has skills.
 pub(crate) fn offers(agent: &AgentConfig, tool: &str) -> bool {
-    agent.tools.iter().any(|t| t == tool)
+    (tool == Builtin::LoadSkill.name() && !agent.skills.is_empty())
+        || agent.tools.iter().any(|t| t == tool)
         || split_mcp_name(tool)
             .is_some_and(|(server, _)| agent.tools.iter().any(|t| t == &format!("{server}.*")))
 }
@@ -38,7 +84,10 @@ impl Harness {
     pub fn tool_specs(&self, agent: &AgentConfig) -> Vec<ToolSpec> {
         let ws = &self.inner.workspace;
         let mut specs = Vec::new();
-        for name in &agent.tools {
+        let load_skill = Builtin::LoadSkill.name().to_string();
+        let skills =
+            (!agent.skills.is_empty() && !agent.tools.contains(&load_skill)).then_some(&load_skill);
+        for name in agent.tools.iter().chain(skills) {
             if let Some(t) = ws.tools.get(name) {
                 specs.push(ToolSpec {
                     name: name.clone(),

@@ -22,7 +22,7 @@ fn workspace(root: &Path) -> Workspace {
         tools: Default::default(),
         mcp: Default::default(),
         stores: Default::default(),
-        skills: vec![],
+        skills: Default::default(),
     }
 }
 

@@ -99,6 +99,42 @@ struct Shown {
     usage: UsageTotals,
     /// Tokens of each request shown that used any (its own turns).
     request_usage: std::collections::BTreeMap<RequestId, UsageTotals>,
+    /// The session's memory: each completed root request shown, oldest first, as
+    /// the next request's model is sent it (within its agent's context budget).
+    conversation: Vec<Exchange>,
+}
+
+/// One request and its answer in a session's conversation.
+#[derive(Serialize)]
+struct Exchange {
+    request_id: RequestId,
+    input: String,
+    output: String,
+}
+
+/// The completed root requests of `requests` (newest first), oldest first.
+fn conversation(requests: &[Request]) -> Vec<Exchange> {
+    requests
+        .iter()
+        .rev()
+        .filter(|r| r.parent_id.is_none() && r.status == RequestStatus::Completed)
+        .filter_map(|r| {
+            Some(Exchange {
+                request_id: r.id.clone(),
+                input: r.input.clone(),
+                output: r.output.clone()?,
+            })
+        })
+        .collect()
+}
+
+/// `text` on one line, cut to `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
 }
 
 async fn show(ctx: &Ctx, id: &str, limit: usize) -> Result<ExitCode> {
@@ -118,6 +154,7 @@ async fn show(ctx: &Ctx, id: &str, limit: usize) -> Result<ExitCode> {
     let s = Shown {
         now: h.now(),
         session,
+        conversation: conversation(&requests),
         requests,
         usage,
         request_usage,
@@ -174,6 +211,17 @@ fn show_lines(s: &Shown) -> Vec<String> {
         add_row(&mut t, s, r, 1);
     }
     out.extend(t.lines());
+    if !s.conversation.is_empty() {
+        out.push(String::new());
+        out.push(paint(
+            BOLD,
+            "conversation (what the session's next request is sent, within its agent's context budget)",
+        ));
+        for x in &s.conversation {
+            out.push(format!("  > {}", one_line(&x.input, 100)));
+            out.push(format!("  < {}", one_line(&x.output, 100)));
+        }
+    }
     out
 }
 

@@ -25,7 +25,8 @@ impl Run {
             )),
             Some(t) => harness_config::validate_arguments(&t.arguments, &call.arguments)
                 .err()
-                .map(|reason| format!("invalid arguments for `{}`: {reason}", call.tool)),
+                .map(|reason| format!("invalid arguments for `{}`: {reason}", call.tool))
+                .or_else(|| crate::tools::refusal(&self.agent, &call)),
         };
         if let Some(msg) = refusal {
             let idx = self.commit_started(None, &call, None, vec![]).await?;

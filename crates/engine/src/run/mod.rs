@@ -158,8 +158,9 @@ impl Run {
         run.steps = store.steps(&run.req.id).await.map_err(store_failure)?;
         run.reload_approvals().await?;
         let mut messages = Vec::with_capacity(run.steps.len() + 8);
-        if !run.agent.system_prompt.is_empty() {
-            messages.push(Message::system(run.agent.system_prompt.clone()));
+        let system = crate::tools::system_prompt(&run.agent, &run.h.inner.workspace);
+        if !system.is_empty() {
+            messages.push(Message::system(system));
         }
         if run.req.parent_id.is_none() {
             let history = store
@@ -361,6 +362,7 @@ fn placeholder_agent() -> AgentConfig {
         description: String::new(),
         model: String::new(),
         system_prompt: String::new(),
+        skills: vec![],
         tools: vec![],
         delegates: vec![],
         max_steps: 0,

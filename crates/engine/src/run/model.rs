@@ -125,6 +125,7 @@ impl Run {
             && (idx as usize) < self.agent.max_steps as usize
             && !self.h.stopping()
             && !self.cancel.is_cancelled()
+            && crate::tools::refusal(&self.agent, call).is_none()
             && self.h.tool(&call.tool).is_some_and(|t| {
                 t.approval == ApprovalPolicy::Never
                     && harness_config::validate_arguments(&t.arguments, &call.arguments).is_ok()

@@ -30,7 +30,10 @@ pub(super) async fn run_builtin(builtin: Builtin, args: &Value, ctx: &ToolContex
     // These are a few bounded syscalls (reads capped at 1 MiB, listings at 1,000
     // entries): inline they cost less than a hop to the blocking pool. A panic
     // still fails only this call.
-    let run = std::panic::AssertUnwindSafe(|| run_blocking(builtin, args, &ctx.work_dir));
+    let run = std::panic::AssertUnwindSafe(|| match builtin {
+        Builtin::LoadSkill => load_skill(args, &ctx.workspace_root),
+        _ => run_blocking(builtin, args, &ctx.work_dir),
+    });
     match std::panic::catch_unwind(run) {
         Ok(Ok(output)) => output,
         Ok(Err(message)) => ToolOutput::error(message),
@@ -45,7 +48,29 @@ fn run_blocking(builtin: Builtin, args: &Value, work_dir: &Path) -> Result<ToolO
         Builtin::ListFiles => list_files(args, &work_root(work_dir)?),
         Builtin::WriteArtifact => write_artifact(args),
         Builtin::Delegate => Err("delegate is run by the engine".to_string()),
+        Builtin::LoadSkill => Err("load_skill reads the workspace's skills".to_string()),
     }
+}
+
+/// `{name}` → `resources/skills/NAME/SKILL.md`, whole. (The engine refuses a skill
+/// the calling agent does not list before this runs.)
+fn load_skill(args: &Value, workspace_root: &Path) -> Result<ToolOutput, String> {
+    let name = args.get("name").and_then(Value::as_str).unwrap_or_default();
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !plain {
+        return Err(format!("`{name}` is not a skill name"));
+    }
+    let path = workspace_root
+        .join(harness_config::SKILLS_DIR)
+        .join(name)
+        .join("SKILL.md");
+    let text = fs::read_to_string(&path).map_err(|e| format!("cannot load skill `{name}`: {e}"))?;
+    Ok(ToolOutput::ok(text))
 }
 
 /// The canonical work folder, created if missing.
