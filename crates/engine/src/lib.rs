@@ -16,7 +16,7 @@ mod subscribe;
 mod worker;
 
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
-pub use error::HarnessError;
+pub use error::{HarnessError, error_code};
 pub use harness_config::Workspace;
 pub use harness_store::{LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest};
 pub use redact::SecretEnv;
