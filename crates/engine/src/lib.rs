@@ -9,6 +9,7 @@ mod context;
 mod deltas;
 mod error;
 mod health;
+pub mod overview;
 mod redact;
 mod run;
 mod runs;
