@@ -3,7 +3,6 @@
 
 mod context;
 mod core_cmds;
-mod export;
 mod live;
 mod output;
 mod runtime;

@@ -3,8 +3,7 @@
 //! (anstream strips styles otherwise).
 
 use anstyle::{AnsiColor, Style};
-use harness_core::{Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals};
-use harness_engine::{HarnessError, StoreError};
+use harness_core::{ErrorCode, Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -114,47 +113,23 @@ pub fn terminal_width() -> Option<usize> {
     (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
-/// Classifies an error for its exit code.
+/// Classifies an error for its exit code: an explicit [`CliError`] code, else the
+/// exit code of the error's stable code ([`harness_engine::error_code`]).
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(c) = e.downcast_ref::<CliError>() {
         return c.code;
     }
-    let store = e
-        .downcast_ref::<HarnessError>()
-        .and_then(|h| match h {
-            HarnessError::Store(s) => Some(s),
-            _ => None,
-        })
-        .or_else(|| e.downcast_ref::<StoreError>());
-    if let Some(s) = store {
-        return match s {
-            // A --session/--request pair that does not match the approval is bad
-            // input, like an unknown id (docs/cli-json.md).
-            StoreError::NotFound { .. }
-            | StoreError::NoStore { .. }
-            | StoreError::Artifact(_)
-            | StoreError::ApprovalMismatch { .. } => EXIT_BAD_INPUT,
-            StoreError::ApprovalNotPending { .. }
-            | StoreError::ApprovalExpired { .. }
-            | StoreError::WrongState { .. }
-            | StoreError::QueueFull { .. }
-            | StoreError::SessionBusy { .. }
-            | StoreError::Missing { .. }
-            | StoreError::NotReplaced { .. } => EXIT_REFUSED,
-            _ => 1,
-        };
-    }
-    match e.downcast_ref::<HarnessError>() {
-        Some(
-            HarnessError::Config(_)
-            | HarnessError::UnknownAgent { .. }
-            | HarnessError::InputTooLarge { .. }
-            | HarnessError::InvalidInput(_)
-            | HarnessError::InvalidArguments { .. },
-        ) => EXIT_BAD_INPUT,
-        Some(HarnessError::Locked(_)) => EXIT_REFUSED,
-        _ if e.downcast_ref::<harness_core::IdError>().is_some() => EXIT_BAD_INPUT,
-        _ => 1,
+    harness_engine::error_code(e.as_ref()).exit_code()
+}
+
+/// The stable code name shown with an error (`--json`): an explicit CLI error
+/// is named by its exit code.
+pub fn code_name(e: &anyhow::Error) -> &'static str {
+    match e.downcast_ref::<CliError>() {
+        Some(c) if c.code == EXIT_BAD_INPUT => ErrorCode::InvalidInput.as_str(),
+        Some(c) if c.code == EXIT_REFUSED => ErrorCode::Conflict.as_str(),
+        Some(_) => ErrorCode::Internal.as_str(),
+        None => harness_engine::error_code(e.as_ref()).as_str(),
     }
 }
 
@@ -186,7 +161,7 @@ pub fn report_error(e: &anyhow::Error, json: bool) -> ExitCode {
     let code = exit_code(e);
     let message = error_message(e);
     if json {
-        let v = serde_json::json!({"error": {"message": message, "exit_code": code}});
+        let v = serde_json::json!({"error": {"code": code_name(e), "message": message, "exit_code": code}});
         eprintln!("{v}");
     } else {
         let mut err = anstream::stderr();

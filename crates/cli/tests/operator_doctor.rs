@@ -693,8 +693,7 @@ fn short_ids_resolve_like_gits() {
         .at(T3, &["runtime", "requests", "show", "req_zzzzzzzz"])
         .expect(2);
     assert!(
-        out.stderr
-            .contains("no request id starts with `req_zzzzzzzz`"),
+        out.stderr.contains("request `req_zzzzzzzz` not found"),
         "{}",
         out.stderr
     );

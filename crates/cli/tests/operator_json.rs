@@ -295,6 +295,7 @@ fn errors_are_json_on_stderr() {
         .at(T3, &["runtime", "requests", "show", "req_nope", "--json"])
         .expect(2);
     let v: Value = serde_json::from_str(r.stderr.trim()).unwrap();
-    has(&v["error"], &["message", "exit_code"]);
+    has(&v["error"], &["code", "message", "exit_code"]);
+    assert_eq!(v["error"]["code"], "not_found");
     assert_eq!(v["error"]["exit_code"], 2);
 }

@@ -6,6 +6,7 @@
 //! (rows, event payloads, exports), so changing a field is a compatibility decision.
 
 pub mod conversation;
+pub mod error_code;
 pub mod event;
 pub mod ids;
 pub mod journal;
@@ -18,6 +19,7 @@ pub use conversation::{
     Message, ModelDelta, ModelTurn, Role, StopReason, Thinking, ToolCall, TurnInfo, Usage,
     UsageTotals,
 };
+pub use error_code::ErrorCode;
 pub use event::{EVENT_SCHEMA_VERSION, Event, EventBody, EventKind, NewEvent, preview};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
 pub use records::*;

@@ -126,6 +126,36 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The stable error code of this error (the CLI's exit code and the HTTP
+    /// status both follow from it).
+    pub fn code(&self) -> harness_core::ErrorCode {
+        use harness_core::ErrorCode as C;
+        match self.root() {
+            StoreError::NotFound { .. } | StoreError::NoStore { .. } => C::NotFound,
+            // A --session/--request pair that does not match the approval is bad
+            // input, like a malformed artifact reference.
+            StoreError::Artifact(_) | StoreError::ApprovalMismatch { .. } => C::InvalidInput,
+            StoreError::QueueFull { .. } => C::QueueFull,
+            StoreError::ApprovalNotPending { .. }
+            | StoreError::ApprovalExpired { .. }
+            | StoreError::WrongState { .. }
+            | StoreError::SessionBusy { .. }
+            | StoreError::Missing { .. }
+            | StoreError::NotReplaced { .. }
+            | StoreError::Locked(_) => C::Conflict,
+            _ if self.is_transient() => C::Unavailable,
+            _ => C::Internal,
+        }
+    }
+
+    /// How long to wait before retrying, for a full queue.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.root() {
+            StoreError::QueueFull { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// Another connection held a lock (SQLITE_BUSY, SQLITE_LOCKED): the same write may
     /// succeed if tried again. The writer has already retried for a while before
     /// returning one of these.

@@ -3,10 +3,10 @@
 
 use super::{request_id, session_id};
 use crate::context::Ctx;
-use crate::export::{self, ExportOptions};
 use crate::output::{self, BOLD, DIM, GREEN, RED, line, paint};
 use anyhow::Result;
 use harness_engine::Harness;
+use harness_export::{self as export, ExportOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

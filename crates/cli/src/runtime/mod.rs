@@ -141,6 +141,13 @@ pub(crate) async fn approval_id(h: &Harness, s: &str) -> Result<ApprovalId> {
     Ok(ApprovalId::from_trusted(full))
 }
 
+fn kind_name(k: IdKind) -> &'static str {
+    match k {
+        IdKind::Request => "request",
+        IdKind::Approval => "approval",
+    }
+}
+
 async fn resolve(h: &Harness, kind: IdKind, what: &str, prefix: &str, s: &str) -> Result<String> {
     let chars = s.len() - prefix.len();
     if chars >= FULL_ID {
@@ -154,7 +161,12 @@ async fn resolve(h: &Harness, kind: IdKind, what: &str, prefix: &str, s: &str) -
     let found = h.store().ids_with_prefix(kind, s, 4).await?;
     match found.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(output::bad_input(format!("no {what} id starts with `{s}`"))),
+        // As for a full id: an unknown id is not found (not bad input).
+        [] => Err(harness_engine::StoreError::NotFound {
+            kind: kind_name(kind),
+            id: s.to_string(),
+        }
+        .into()),
         many => Err(output::bad_input(format!(
             "{what} id `{s}` is ambiguous: it starts {}{}; give more characters",
             many[..many.len().min(3)].join(", "),

@@ -4,7 +4,7 @@
 
 use super::package::{FileEntry, MANIFEST};
 use super::{FORMAT_VERSION, VerifyProblem, VerifyReport};
-use crate::output::bad_input;
+use crate::bad_input;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashSet};

@@ -5,7 +5,7 @@
 //! a request that is still running is a consistent-enough snapshot, not a
 //! transactional one: events committed while exporting may or may not appear.
 
-use crate::output::bad_input;
+use crate::bad_input;
 use harness_core::*;
 use harness_engine::{Harness, StoreError};
 use serde::Serialize;

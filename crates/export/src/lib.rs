@@ -1,4 +1,5 @@
-//! Evidence export: `runtime export request|session` and `runtime verify-export`.
+//! Evidence export and verification (the library behind `runtime export request|session`
+//! and `runtime verify-export`, and any other surface that hands out a package).
 //!
 //! An export is a self-checking package of everything the store knows about one
 //! request (or every request of a session): an operator can hand it to someone
@@ -92,6 +93,12 @@ use package::{Package, Target};
 use serde::Serialize;
 use sha2::Digest as _;
 use std::path::PathBuf;
+
+/// Bad input to an export or a verification: classified `invalid_input`
+/// ([`harness_engine::error_code`]).
+pub(crate) fn bad_input(message: impl Into<String>) -> anyhow::Error {
+    harness_engine::HarnessError::InvalidInput(message.into()).into()
+}
 
 /// The package format this build writes and verifies.
 pub const FORMAT_VERSION: u32 = 1;

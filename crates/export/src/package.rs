@@ -4,7 +4,7 @@
 
 use super::ExportOptions;
 use super::redact;
-use crate::output::bad_input;
+use crate::bad_input;
 use harness_core::{Redactor, Timestamp};
 use harness_engine::Harness;
 use serde::{Deserialize, Serialize};
