@@ -64,6 +64,7 @@ fn store_secret_env_names(stores: &StoresFile) -> Vec<String> {
             url_env,
             pool_size: _,
             schema: _,
+            lease_secs: _,
         }) => vec![url_env.clone()],
         None => Vec::new(),
     }

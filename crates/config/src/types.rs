@@ -502,6 +502,15 @@ pub struct PostgresStoreConfig {
     /// The schema holding the store's tables (created at first start).
     #[serde(default = "default_schema")]
     pub schema: String,
+    /// Seconds a worker's claim on a request holds without renewal (its heartbeat
+    /// renews the claims it still holds, every few seconds). A request whose
+    /// claim expired may be claimed again.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    15
 }
 
 fn default_pool_size() -> usize {

@@ -317,6 +317,14 @@ fn check_stores(stores: &Parsed<StoresFile>, errors: &mut Errors) {
         );
         errors.push(src.error(loc.scalar(&["postgres", "pool_size"]), msg));
     }
+    if !(5..=3600).contains(&pg.lease_secs) {
+        let msg = format!(
+            "`postgres.lease_secs` must be between 5 and 3600 seconds (the worker renews \
+             its leases every few seconds), not {}",
+            pg.lease_secs
+        );
+        errors.push(src.error(loc.scalar(&["postgres", "lease_secs"]), msg));
+    }
     if !is_schema_name(&pg.schema) {
         let msg = format!(
             "`postgres.schema` must be a plain lower-case name (a-z, 0-9, `_`, at most 63 \

@@ -853,7 +853,7 @@ fn stores_yaml_is_checked() {
     );
     let err = errors_with(
         "config/stores.yaml",
-        "backend: postgres\npostgres:\n  url_env: postgres://u:hunter2@db/x\n  pool_size: 0\n  schema: Bad-Name\n",
+        "backend: postgres\npostgres:\n  url_env: postgres://u:hunter2@db/x\n  pool_size: 0\n  schema: Bad-Name\n  lease_secs: 2\n",
     );
     assert!(
         err.contains(
@@ -872,6 +872,10 @@ fn stores_yaml_is_checked() {
         err.contains("config/stores.yaml:5:11: `postgres.schema` must be a plain lower-case name"),
         "{err}"
     );
+    assert!(
+        err.contains("config/stores.yaml:6:15: `postgres.lease_secs` must be between 5 and 3600"),
+        "{err}"
+    );
     let dir = demo();
     write(
         &dir,
@@ -881,7 +885,10 @@ fn stores_yaml_is_checked() {
     let ws = load(dir.path()).unwrap();
     let pg = ws.stores.postgres.as_ref().unwrap();
     assert_eq!(ws.stores.backend, harness_config::StoreBackend::Postgres);
-    assert_eq!((pg.pool_size, pg.schema.as_str()), (16, "agent_harness"));
+    assert_eq!(
+        (pg.pool_size, pg.schema.as_str(), pg.lease_secs),
+        (16, "agent_harness", 15)
+    );
     assert!(ws.secret_env_names().contains("HARNESS_DB_URL"));
 }
 

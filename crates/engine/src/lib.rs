@@ -394,6 +394,7 @@ fn store_config(
                     url,
                     pool_size: pg.pool_size,
                     schema: pg.schema.clone(),
+                    lease: std::time::Duration::from_secs(pg.lease_secs),
                 },
             ))
         }

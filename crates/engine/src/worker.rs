@@ -270,8 +270,21 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
             }
             _ = beat.tick() => {
                 let now = h.now();
-                if let Err(e) = inner.store.heartbeat(&worker, now).await {
-                    tracing::warn!(error = %e, "heartbeat failed");
+                match inner.store.heartbeat(&worker, now).await {
+                    Ok(lost) => {
+                        for id in &lost {
+                            // Another worker claimed it after the lease expired (or
+                            // another process settled it): this run must stop, and
+                            // its running command with it (its commits are refused).
+                            if inner.runs.cancel(id) {
+                                tracing::warn!(
+                                    request_id = %id,
+                                    "this worker no longer holds the request's lease: its run stops here"
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
                 let fail = limits.approval_expiry == harness_config::ExpiryOutcome::Fail;
                 match inner.store.expire_approvals(now, fail).await {

@@ -448,7 +448,14 @@ impl Store {
         on_backend!(self, b => b.register_worker(w, recovered).await)
     }
 
-    pub async fn heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<(), StoreError> {
+    /// Marks the worker alive and renews the leases of the roots this process
+    /// runs (PostgreSQL). Returns the roots whose lease this process no longer
+    /// holds: their runs must stop (nothing they commit is accepted).
+    pub async fn heartbeat(
+        &self,
+        id: &WorkerId,
+        now: Timestamp,
+    ) -> Result<Vec<RequestId>, StoreError> {
         on_backend!(self, b => b.heartbeat(id, now).await)
     }
 

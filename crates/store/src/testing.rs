@@ -69,6 +69,7 @@ impl TestSchema {
                 url,
                 pool_size: 4,
                 schema,
+                lease: std::time::Duration::from_secs(15),
             },
         })
     }

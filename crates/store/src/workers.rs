@@ -30,12 +30,18 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<(), StoreError> {
+    /// The heartbeat row. SQLite has one worker at a time (the flock) and no
+    /// leases: no claim is ever lost, so the list is empty.
+    pub async fn heartbeat(
+        &self,
+        id: &WorkerId,
+        now: Timestamp,
+    ) -> Result<Vec<RequestId>, StoreError> {
         let id = id.clone();
         self.write(move |c| {
             c.prepare_cached("UPDATE workers SET heartbeat_at = ?2 WHERE id = ?1")?
                 .execute(params![id.as_str(), now.0])?;
-            Ok(())
+            Ok(Vec::new())
         })
         .await
     }

@@ -125,6 +125,66 @@ async fn a_worker_that_lost_its_lease_commits_nothing() {
     );
 }
 
+/// The heartbeat renews only the leases this process still holds (by the lease
+/// length configured), and names the roots it lost: the one another worker took
+/// over after it expired. The loser's commits stay refused after the heartbeat
+/// noticed (its token is not forgotten, which would make them unconditional).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_renews_held_leases_and_names_the_lost_ones() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let first = fresh.store.clone();
+    let second = Backend::Postgres.reopen(&fresh);
+    let me = WorkerId::generate();
+    let lost = admitted(&first, "s2").await;
+    assert_eq!(first.claim(&me, 1, Timestamp(2)).await.unwrap().len(), 1);
+    assert_eq!(
+        first.heartbeat(&me, Timestamp(1_000)).await.unwrap(),
+        vec![]
+    );
+    // Another worker takes it over (as after this one paused past its lease).
+    second.recover(Timestamp(3), 5).await.unwrap();
+    let other = second
+        .claim(&WorkerId::generate(), 1, Timestamp(4))
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    let taken = &other[0].id;
+    assert_eq!(taken, &lost.id);
+    // This worker claims another meanwhile: that lease it holds.
+    let kept = admitted(&first, "s1").await;
+    let mine = first.claim(&me, 1, Timestamp(5)).await.unwrap();
+    assert_eq!(mine[0].id, kept.id);
+    assert_eq!(
+        first.heartbeat(&me, Timestamp(2_000)).await.unwrap(),
+        vec![taken.clone()]
+    );
+    let step = |id: &RequestId, session: &SessionId, at| {
+        StepCommit::new(id, session, Timestamp(at)).event(EventBody::RequestRepaired {
+            problem: "p".into(),
+            action: "a".into(),
+        })
+    };
+    let t = other[0].session_id.clone();
+    let e = first.commit_step(step(taken, &t, 5)).await.unwrap_err();
+    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e:?}");
+    second.commit_step(step(taken, &t, 6)).await.unwrap();
+    // Still reported while this process keeps the stale token (its run may not
+    // have stopped yet), and still fenced.
+    assert_eq!(
+        first.heartbeat(&me, Timestamp(3_000)).await.unwrap(),
+        vec![taken.clone()]
+    );
+    let e = first.commit_step(step(taken, &t, 7)).await.unwrap_err();
+    assert!(matches!(e, StoreError::LeaseLost { .. }), "{e:?}");
+    // The lease it holds still commits.
+    first
+        .commit_step(step(&kept.id, &kept.session_id, 8).output("ok"))
+        .await
+        .unwrap();
+}
+
 #[test]
 fn the_url_and_its_password_never_show_in_errors() {
     let password = "s3cret-Pa55word";
@@ -138,6 +198,7 @@ fn the_url_and_its_password_never_show_in_errors() {
             url: url.clone(),
             pool_size: 1,
             schema: "agent_harness".into(),
+            lease: std::time::Duration::from_secs(15),
         };
         assert!(!format!("{config:?}").contains(password));
         let e = open(&config, true)
@@ -182,6 +243,7 @@ async fn health_reports_the_server() {
         url: "postgres://postgres@127.0.0.1:1/postgres".into(),
         pool_size: 1,
         schema: "x".into(),
+        lease: std::time::Duration::from_secs(15),
     };
     assert!(open(&gone, true).is_err());
 }

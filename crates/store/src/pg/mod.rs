@@ -46,8 +46,6 @@ use tokio_postgres::{NoTls, Row};
 pub(crate) use wakeups::{FALLBACK_POLL, Listening};
 pub(crate) use workers::PgLock;
 
-/// How long a claim holds without renewal (the worker's heartbeat renews it).
-pub(crate) const LEASE: Duration = Duration::from_secs(15);
 /// How long a caller waits for a pooled connection before the store reports the
 /// database unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(10);
@@ -61,6 +59,9 @@ pub struct PgConfig {
     pub url: String,
     pub pool_size: usize,
     pub schema: String,
+    /// How long a claim holds without renewal (the worker's heartbeat renews the
+    /// claims it holds; `postgres.lease_secs` in `config/stores.yaml`).
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -69,6 +70,7 @@ impl std::fmt::Debug for PgConfig {
             .field("url", &"(secret)")
             .field("pool_size", &self.pool_size)
             .field("schema", &self.schema)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -145,6 +147,8 @@ struct Inner {
     channel: String,
     location: String,
     pool_size: usize,
+    /// How long a claim holds without renewal.
+    lease: Duration,
     /// This process's commits (the value only changes; wakes [`crate::Wakeups`]).
     local: watch::Sender<i64>,
     /// The LISTEN connection and the NOTIFY sender, started by the first wake-up
@@ -186,6 +190,7 @@ impl PgStore {
                 channel: wakeups::channel(&config.schema),
                 location,
                 pool_size: config.pool_size.max(1),
+                lease: config.lease,
                 local: watch::channel(0).0,
                 listening: Listening::default(),
                 started: AtomicBool::new(false),
@@ -218,6 +223,11 @@ impl PgStore {
     }
 
     /// The token this process's claim of `root` issued, if it claimed it.
+    /// When a claim or renewal made at `now` expires.
+    pub(crate) fn lease_expiry(&self, now: harness_core::Timestamp) -> i64 {
+        now.0 + self.inner.lease.as_millis() as i64
+    }
+
     pub(crate) fn lease_of(&self, root: &RequestId) -> Option<String> {
         self.inner.leases.lock().expect("leases").get(root).cloned()
     }

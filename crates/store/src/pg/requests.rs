@@ -2,7 +2,7 @@
 //! cancel, and the reads.
 
 use super::rows::{self, REQUEST_COLS};
-use super::{LEASE, PgStore, Stmt, Tx, events, in_tx, tree};
+use super::{PgStore, Stmt, Tx, events, in_tx, tree};
 use crate::StoreError;
 use crate::requests::{ACTIVE, Admission, NewRequest, WAITING_FIRST_START};
 use crate::tree::{Settle, status_in};
@@ -34,7 +34,9 @@ impl PgStore {
             "lease_{}",
             ulid::Ulid::new().to_string().to_ascii_lowercase()
         );
-        let claimed = in_tx!(self, |tx| claim(tx, worker, limit, now, &token).await)?;
+        let expires = self.lease_expiry(now);
+        let claimed = in_tx!(self, |tx| claim(tx, worker, limit, now, &token, expires)
+            .await)?;
         let mut leases = self.leases();
         for r in &claimed {
             leases.insert(r.id.clone(), token.clone());
@@ -305,6 +307,7 @@ async fn claim(
     limit: usize,
     now: Timestamp,
     token: &str,
+    expires: i64,
 ) -> Result<Vec<Request>, StoreError> {
     let limit = limit as i64;
     // SKIP LOCKED: workers claiming at once take different requests; a session's
@@ -326,7 +329,6 @@ async fn claim(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let expires = now.0 + LEASE.as_millis() as i64;
     let worker_id = worker.as_str();
     let sql = format!(
         "UPDATE requests SET status = 'running', attempt = GREATEST(attempt, 1), worker_id = $2, \

@@ -10,7 +10,7 @@
 //!   a live but silent one's only once their lease expired (and then fenced).
 
 use super::rows::{self, WORKER_COLS};
-use super::{LEASE, PgStore, connect_problem, events, in_tx};
+use super::{PgStore, connect_problem, events, in_tx};
 use crate::StoreError;
 use crate::worker_lock::{LockHolder, WorkerLock};
 use harness_core::*;
@@ -196,24 +196,59 @@ impl PgStore {
         })
     }
 
-    /// The heartbeat row, and the lease of every root this worker runs.
-    pub(crate) async fn heartbeat(&self, id: &WorkerId, now: Timestamp) -> Result<(), StoreError> {
-        let expires = now.0 + LEASE.as_millis() as i64;
-        in_tx!(self, |tx| {
-            tx.pipeline(&[
-                super::Stmt::exec(
-                    "UPDATE workers SET heartbeat_at = $2 WHERE id = $1",
-                    &[&id.as_str(), &now.0],
-                ),
-                super::Stmt::exec(
-                    "UPDATE requests SET lease_expires_at = $2 \
-                     WHERE worker_id = $1 AND status = 'running' AND parent_id IS NULL",
-                    &[&id.as_str(), &expires],
-                ),
-            ])
-            .await?;
-            Ok(())
-        })
+    /// The heartbeat row, and the lease of every root this process claimed and
+    /// still runs, each renewal conditional on the lease token its claim issued.
+    /// Returns the roots whose lease this process no longer holds (claimed again
+    /// elsewhere after it expired, or settled by another process). Their stale
+    /// token stays here, so every later commit of theirs from this process is
+    /// refused (`StoreError::LeaseLost`) rather than made unconditional.
+    pub(crate) async fn heartbeat(
+        &self,
+        id: &WorkerId,
+        now: Timestamp,
+    ) -> Result<Vec<RequestId>, StoreError> {
+        let expires = self.lease_expiry(now);
+        let held: Vec<(RequestId, String)> = self
+            .leases()
+            .iter()
+            .map(|(r, t)| (r.clone(), t.clone()))
+            .collect();
+        let ids: Vec<&str> = held.iter().map(|(r, _)| r.as_str()).collect();
+        let tokens: Vec<&str> = held.iter().map(|(_, t)| t.as_str()).collect();
+        let renewed: Vec<String> = in_tx!(self, |tx| {
+            let out = tx
+                .pipeline(&[
+                    super::Stmt::exec(
+                        "UPDATE workers SET heartbeat_at = $2 WHERE id = $1",
+                        &[&id.as_str(), &now.0],
+                    ),
+                    super::Stmt::query(
+                        "UPDATE requests r SET lease_expires_at = $3 \
+                         FROM unnest($1::text[], $2::text[]) AS h(id, token) \
+                         WHERE r.id = h.id AND r.lease_token = h.token RETURNING r.id",
+                        &[&ids, &tokens, &expires],
+                    ),
+                ])
+                .await?;
+            let mut renewed = Vec::new();
+            for o in out {
+                for row in o.rows() {
+                    renewed.push(row.try_get::<_, String>(0)?);
+                }
+            }
+            Ok(renewed)
+        })?;
+        let lost: Vec<(RequestId, String)> = held
+            .into_iter()
+            .filter(|(r, _)| !renewed.iter().any(|x| x == r.as_str()))
+            .collect();
+        let leases = self.leases();
+        Ok(lost
+            .into_iter()
+            // Finished meanwhile (its entry gone, or a newer claim's): not a loss.
+            .filter(|(root, token)| leases.get(root) == Some(token))
+            .map(|(root, _)| root)
+            .collect())
     }
 
     pub(crate) async fn worker_stopped(
