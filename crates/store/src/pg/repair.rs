@@ -36,7 +36,13 @@ impl PgStore {
             }
             Ok(out)
         })?;
-        self.leases().clear();
+        // Only what was taken back: this process may run other roots (many workers
+        // per database; an in-process run beside a worker) whose leases still hold.
+        let mut leases = self.leases();
+        for id in recovery.requeued.iter().chain(&recovery.failed) {
+            leases.remove(id);
+        }
+        drop(leases);
         Ok(recovery)
     }
 
