@@ -4,7 +4,7 @@
 
 use anstyle::{AnsiColor, Style};
 use harness_core::{Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals};
-use harness_engine::{HarnessError, StoreError};
+use harness_engine::{ErrorCode, HarnessError, StoreError};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -119,42 +119,23 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(c) = e.downcast_ref::<CliError>() {
         return c.code;
     }
-    let store = e
-        .downcast_ref::<HarnessError>()
-        .and_then(|h| match h {
-            HarnessError::Store(s) => Some(s),
-            _ => None,
-        })
-        .or_else(|| e.downcast_ref::<StoreError>());
-    if let Some(s) = store {
-        return match s {
-            // A --session/--request pair that does not match the approval is bad
-            // input, like an unknown id (docs/cli-json.md).
-            StoreError::NotFound { .. }
-            | StoreError::NoStore { .. }
-            | StoreError::Artifact(_)
-            | StoreError::ApprovalMismatch { .. } => EXIT_BAD_INPUT,
-            StoreError::ApprovalNotPending { .. }
-            | StoreError::ApprovalExpired { .. }
-            | StoreError::WrongState { .. }
-            | StoreError::QueueFull { .. }
-            | StoreError::SessionBusy { .. }
-            | StoreError::Missing { .. }
-            | StoreError::NotReplaced { .. } => EXIT_REFUSED,
-            _ => 1,
-        };
-    }
-    match e.downcast_ref::<HarnessError>() {
+    let class = if let Some(h) = e.downcast_ref::<HarnessError>() {
+        Some(h.class())
+    } else {
+        e.downcast_ref::<StoreError>()
+            .map(harness_engine::classify_store)
+    };
+    match class.map(|c| c.code) {
+        Some(ErrorCode::NotFound | ErrorCode::InvalidInput) => EXIT_BAD_INPUT,
         Some(
-            HarnessError::Config(_)
-            | HarnessError::UnknownAgent { .. }
-            | HarnessError::InputTooLarge { .. }
-            | HarnessError::InvalidInput(_)
-            | HarnessError::InvalidArguments { .. },
-        ) => EXIT_BAD_INPUT,
-        Some(HarnessError::Locked(_)) => EXIT_REFUSED,
-        _ if e.downcast_ref::<harness_core::IdError>().is_some() => EXIT_BAD_INPUT,
-        _ => 1,
+            ErrorCode::Conflict
+            | ErrorCode::QueueFull
+            | ErrorCode::Unauthorized
+            | ErrorCode::Forbidden,
+        ) => EXIT_REFUSED,
+        Some(ErrorCode::Unavailable | ErrorCode::Internal) => 1,
+        None if e.downcast_ref::<harness_core::IdError>().is_some() => EXIT_BAD_INPUT,
+        None => 1,
     }
 }
 

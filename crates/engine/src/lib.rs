@@ -17,7 +17,7 @@ mod tools;
 mod worker;
 
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
-pub use error::HarnessError;
+pub use error::{ErrorClass, ErrorCode, HarnessError, classify_store};
 pub use harness_config::Workspace;
 pub use harness_store::{
     IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
