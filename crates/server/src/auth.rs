@@ -178,3 +178,61 @@ impl Tokens {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Tokens, AuthConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join(SERVER_FILE), yaml).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Tokens::load(dir.path(), |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn tokens_load_from_hashes_and_variables() {
+        // sha256("hello")
+        let t = load(
+            "tokens:\n  - name: a\n    role: viewer\n    sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n  - name: b\n    role: admin\n    env: TOK\n",
+            &[("TOK", "from-env")],
+        )
+        .unwrap();
+        assert_eq!(t.check("hello").unwrap().name, "a");
+        assert_eq!(t.check("from-env").unwrap().role, Role::Admin);
+        assert!(t.check("other").is_none());
+        assert!(!t.is_open());
+    }
+
+    #[test]
+    fn a_missing_file_is_open_and_bad_entries_are_refused_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Tokens::load(dir.path(), |_| None).unwrap().is_open());
+        for (yaml, says) in [
+            ("tokens:\n  - name: a\n    role: viewer\n", "exactly one of"),
+            (
+                "tokens:\n  - name: a\n    role: viewer\n    sha256: zz\n",
+                "64 hex",
+            ),
+            (
+                "tokens:\n  - name: a\n    role: viewer\n    env: NOPE\n",
+                "NOPE",
+            ),
+            ("tokens:\n  - name: a\n    role: king\n    env: T\n", "king"),
+            (
+                "tokens:\n  - {name: a, role: viewer, env: T}\n  - {name: a, role: admin, env: T}\n",
+                "two tokens",
+            ),
+        ] {
+            let e = load(yaml, &[("T", "x")]).unwrap_err().to_string();
+            assert!(e.contains(says), "{e:?} should say {says:?}");
+            assert!(e.starts_with(SERVER_FILE), "{e}");
+        }
+    }
+}
