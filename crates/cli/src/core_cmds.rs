@@ -42,6 +42,14 @@ pub type RequestArgs = RunArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// Also serve the HTTP API on this address (e.g. 127.0.0.1:8080). Tokens come
+    /// from config/server.yaml; without any, only a loopback address is allowed and
+    /// the API is open.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve the HTTP API only, beside a worker running elsewhere (needs --listen).
+    #[arg(long, requires = "listen")]
+    pub no_worker: bool,
     /// Start a new, empty store if the workspace's is missing, empty or damaged (a
     /// damaged file is moved aside, never deleted). Refused if the store is intact.
     #[arg(long)]
@@ -297,33 +305,62 @@ async fn report_settled(h: &Harness, r: &Request, json: bool) -> Result<ExitCode
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     // Installed before the workspace is taken, so a SIGTERM never finds it missing.
     let mut signals = Signals::install()?;
-    let h = ctx.open_or_replace(a.new_store)?;
-    if h.worker_holder().await?.is_none() {
-        verify_store(&h).await?;
-    }
-    let worker = h.start_worker(WorkerOptions::default()).await?;
-    let msg = format!(
-        "worker {} serving {} (pid {}); recovered {} request(s)",
-        worker.id,
-        h.workspace().root.display(),
-        std::process::id(),
-        worker.recovered.len()
-    );
-    if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({"worker_id": worker.id, "pid": std::process::id(), "recovered": worker.recovered})
-        );
+    let h = if a.no_worker {
+        ctx.open_existing()?
     } else {
-        line(msg);
-    }
+        ctx.open_or_replace(a.new_store)?
+    };
+    // The listener is bound before the worker starts: a taken port fails at once.
+    let api = match a.listen {
+        Some(addr) => Some(Api::bind(&h, addr, ctx.json).await?),
+        None => None,
+    };
+    let worker = if a.no_worker {
+        None
+    } else {
+        if h.worker_holder().await?.is_none() {
+            verify_store(&h).await?;
+        }
+        let worker = h.start_worker(WorkerOptions::default()).await?;
+        let msg = format!(
+            "worker {} serving {} (pid {}); recovered {} request(s)",
+            worker.id,
+            h.workspace().root.display(),
+            std::process::id(),
+            worker.recovered.len()
+        );
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({"worker_id": worker.id, "pid": std::process::id(), "recovered": worker.recovered})
+            );
+        } else {
+            line(msg);
+        }
+        Some(worker)
+    };
+    let api = api.map(Api::start);
+    let fault = async {
+        match &worker {
+            Some(_) => h.worker_fault().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = signals.next() => {}
-        why = h.worker_fault() => {
-            worker.stop().await?;
+        why = fault => {
+            if let Some(api) = api { api.stop().await; }
+            if let Some(worker) = worker { worker.stop().await?; }
             anyhow::bail!(why);
         }
     }
+    // Stop taking calls first (open event streams end), then the worker.
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    let Some(worker) = worker else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let deadline = h.workspace().settings.runtime.stop_timeout;
     if !ctx.json {
         line(format!(
@@ -344,6 +381,84 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP API of `serve --listen`.
+struct Api {
+    listener: tokio::net::TcpListener,
+    router: harness_server::axum::Router,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+struct RunningApi {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Api {
+    async fn bind(h: &Harness, addr: std::net::SocketAddr, json: bool) -> Result<Api> {
+        let tokens = harness_server::Tokens::load(&h.workspace().root, |v| std::env::var(v).ok())?;
+        if tokens.is_open() && !addr.ip().is_loopback() {
+            return Err(output::bad_input(format!(
+                "refusing to serve the API on {addr} without tokens: anyone who can reach it could \
+                 admit work and resolve approvals. Add tokens to {} or listen on a loopback \
+                 address (127.0.0.1)",
+                harness_server::SERVER_FILE
+            )));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let open = tokens.is_open();
+        let router = harness_server::router(h.clone(), tokens, rx);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"listening": format!("http://{bound}"), "open": open})
+            );
+        } else if open {
+            line(format!(
+                "API on http://{bound} — {} no tokens in {}, so every caller may do anything (loopback only)",
+                paint(YELLOW, "open:"),
+                harness_server::SERVER_FILE
+            ));
+        } else {
+            line(format!("API on http://{bound}"));
+        }
+        Ok(Api {
+            listener,
+            router,
+            stop,
+        })
+    }
+
+    fn start(self) -> RunningApi {
+        let mut rx = self.stop.subscribe();
+        let task = tokio::spawn(async move {
+            harness_server::axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await
+        });
+        RunningApi {
+            stop: self.stop,
+            task,
+        }
+    }
+}
+
+impl RunningApi {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(Err(e)) => tracing::warn!("the API server failed: {e}"),
+            Err(e) => tracing::warn!("the API server task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), as one stream of stop requests.

@@ -19,6 +19,7 @@ mod worker;
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
 pub use error::{HarnessError, error_code};
 pub use harness_config::Workspace;
+pub use harness_core::ErrorCode;
 pub use harness_store::{
     IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
 };

@@ -1,0 +1,211 @@
+//! `agent-harness serve --listen` as a real process: admit over HTTP, follow the
+//! session's events over SSE, approve, see the request complete; then restart the
+//! server and resume the stream with `Last-Event-ID`, with no gap or duplicate.
+
+mod worker;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use worker::BIN;
+
+const TOKEN: &str = "s3cret-operator-token";
+
+/// Starts `serve --listen 127.0.0.1:0 --json` and returns it with its base URL.
+fn serve_api(root: &Path) -> (Child, String) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("serve.log"))
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--json", "--listen", "127.0.0.1:0", "--workspace"])
+        .arg(root)
+        .env("API_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve ended: {}", worker::serve_log(root)))
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if let Some(url) = v["listening"].as_str() {
+            assert_eq!(v["open"], false);
+            break url.to_string();
+        }
+    };
+    // Keep reading stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited {status:?}");
+}
+
+/// An SSE reader: (id, event, data) of each event.
+struct Sse {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    text: String,
+}
+
+impl Sse {
+    async fn open(client: &reqwest::Client, url: &str, last: Option<i64>) -> Sse {
+        let mut b = client.get(url).bearer_auth(TOKEN);
+        if let Some(l) = last {
+            b = b.header("Last-Event-ID", l.to_string());
+        }
+        let res = b.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        Sse {
+            body: res.bytes_stream().boxed(),
+            text: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> (i64, String, Value) {
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let (mut id, mut ev, mut data) = (None, String::new(), Value::Null);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.parse().unwrap());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if let Some(id) = id {
+                    return (id, ev, data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.body.next())
+                .await
+                .expect("an event within 20 s")
+                .expect("the stream goes on")
+                .unwrap();
+            self.text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Events until one of `kind` about `request` (inclusive).
+    async fn until(&mut self, kind: &str, request: &str) -> Vec<(i64, String, Value)> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.next().await;
+            let done = e.1 == kind && e.2["request_id"] == request;
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_listen_admits_streams_approves_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    harness_config::init(root, false).unwrap();
+    std::fs::write(
+        root.join("config/server.yaml"),
+        "tokens:\n  - name: ci-bot\n    role: operator\n    env: API_TOKEN\n",
+    )
+    .unwrap();
+    let (child, base) = serve_api(root);
+    // reqwest is built without a default TLS provider (only plain HTTP is used here).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+
+    // No token: refused with the stable code.
+    let res = client
+        .get(format!("{base}/v1/requests"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "unauthorized");
+
+    let mut sse = Sse::open(&client, &format!("{base}/v1/events?session=e2e"), None).await;
+    let res = client
+        .post(format!("{base}/v1/sessions/e2e/requests"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"agent": "assistant", "input": "ship the release notes"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let req: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    let id = req["id"].as_str().unwrap().to_string();
+
+    let mut seen = sse.until("approval.requested", &id).await;
+    let approval = seen.last().unwrap().2["payload"]["approval_id"]
+        .as_str()
+        .map(str::to_string);
+    let approval = match approval {
+        Some(a) => a,
+        None => {
+            let res = client
+                .get(format!("{base}/v1/approvals?status=pending&request={id}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let list: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+            list[0]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let res = client
+        .post(format!("{base}/v1/approvals/{approval}/resolve"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"decision": "approve", "message": "ship it"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let a: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(a["decided_by"], "ci-bot");
+
+    seen.extend(sse.until("request.completed", &id).await);
+    let ids: Vec<i64> = seen.iter().map(|e| e.0).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    drop(sse);
+    stop(child);
+
+    // A new server process: resuming after an event continues right after it.
+    let (child, base) = serve_api(root);
+    let mid = seen[seen.len() / 2].0;
+    let mut sse = Sse::open(&client, &format!("{base}/v1/events?session=e2e"), Some(mid)).await;
+    let rest: Vec<i64> = seen.iter().map(|e| e.0).filter(|s| *s > mid).collect();
+    let mut again = Vec::new();
+    while again.len() < rest.len() {
+        again.push(sse.next().await.0);
+    }
+    assert_eq!(again, rest);
+    let res = client
+        .get(format!("{base}/v1/requests/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let r: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(r["status"], "completed");
+    drop(sse);
+    stop(child);
+}

@@ -1,0 +1,94 @@
+//! `GET /v1/events`: committed events as Server-Sent Events.
+//!
+//! Each event's `id` is its seq. The stream starts after `Last-Event-ID` (a
+//! reconnecting client's) or else after `?from=SEQ` (default 0: every event), and
+//! reads the store by cursor, so a reconnect — to this server or to one started
+//! since — continues with no gap and no duplicate. A comment line every 15 s keeps
+//! proxies from closing an idle stream. The stream is pulled: events are read from
+//! the store only as fast as the client takes them (at most one batch is held per
+//! subscriber), so a slow client costs no memory and never holds back a run.
+
+use crate::{ApiError, AppState, Principal, Role};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use harness_core::{EventFilter, RequestId, SessionId};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// How often an idle stream sends a comment.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    from: Option<i64>,
+    request: Option<String>,
+    session: Option<String>,
+}
+
+pub(crate) async fn events(
+    p: Principal,
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    p.require(Role::Viewer)?;
+    let Query(q) = q?;
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    ApiError::invalid("Last-Event-ID must be an event seq (a number)")
+                })?,
+        ),
+    };
+    let from = match (last, q.from) {
+        (Some(l), _) => l,
+        (None, Some(f)) if f < 0 => return Err(ApiError::invalid("from must be 0 or more")),
+        (None, f) => f.unwrap_or(0),
+    };
+    let filter = EventFilter {
+        request_id: q.request.as_deref().map(RequestId::parse).transpose()?,
+        session_id: q.session.as_deref().map(SessionId::parse).transpose()?,
+    };
+    let sub = s.harness.subscribe(from, filter);
+    let shutdown = s.shutdown.clone();
+    let stream = futures_util::stream::unfold((sub, false), move |(mut sub, done)| {
+        let mut shutdown = shutdown.clone();
+        async move {
+            if done || *shutdown.borrow() {
+                return None;
+            }
+            tokio::select! {
+                next = sub.next() => Some(match next {
+                    Ok(e) => {
+                        let data = serde_json::to_string(&e).unwrap_or_default();
+                        (Ok(SseEvent::default()
+                            .id(e.seq.to_string())
+                            .event(e.kind.as_str())
+                            .data(data)), (sub, false))
+                    }
+                    Err(err) => {
+                        // The store failed: say where to resume, then end.
+                        let cursor = sub.cursor();
+                        let body = serde_json::json!({
+                            "code": "unavailable",
+                            "message": err.to_string(),
+                            "resume_from": cursor,
+                        });
+                        (Ok(SseEvent::default().event("error").data(body.to_string())), (sub, true))
+                    }
+                }),
+                _ = shutdown.wait_for(|v| *v) => None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
+}

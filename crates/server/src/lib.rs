@@ -1,0 +1,349 @@
+//! The HTTP API: a thin view over [`harness_engine::Harness`], like the CLI.
+//!
+//! Routes (JSON unless said otherwise; every error is `{"code", "message"}` with the
+//! engine's stable [`harness_engine::ErrorCode`]):
+//! - `GET  /v1/health`                               viewer
+//! - `POST /v1/sessions/{session}/requests`          operator: admit `{agent, input}`
+//! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
+//! - `GET  /v1/requests/{id}`                        viewer
+//! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
+//! - `GET  /v1/sessions?limit=`                      viewer
+//! - `GET  /v1/approvals?status=&session=&request=&limit=`  viewer
+//! - `POST /v1/approvals/{id}/resolve`               operator: `{decision, message?, arguments?}`
+//! - `GET  /v1/events?from=SEQ&request=&session=`    viewer: Server-Sent Events
+//!
+//! Auth: `Authorization: Bearer TOKEN` against [`Tokens`]; none configured: open.
+
+mod auth;
+mod error;
+mod events;
+
+pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
+pub use axum;
+pub use error::{ApiError, status_of};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use harness_core::*;
+use harness_engine::{ErrorCode, Harness};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The largest request body the API reads, in bytes (admission inputs are further
+/// bounded by `runtime.max_input_bytes`).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub harness: Harness,
+    pub tokens: Arc<Tokens>,
+    /// Ends every event stream when the server stops (an SSE response never ends
+    /// by itself, and a graceful shutdown waits for every response).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The API's routes over `harness`. `shutdown` turning true ends the event streams.
+pub fn router(
+    harness: Harness,
+    tokens: Tokens,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = AppState {
+        harness,
+        tokens: Arc::new(tokens),
+        shutdown,
+    };
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/sessions/{session}/requests", post(admit))
+        .route("/v1/requests", get(list_requests))
+        .route("/v1/requests/{id}", get(get_request))
+        .route("/v1/requests/{id}/cancel", post(cancel))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}/resolve", post(resolve))
+        .route("/v1/events", get(events::events))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        if s.tokens.is_open() {
+            return Ok(Principal {
+                name: "anonymous".into(),
+                role: Role::Admin,
+            });
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "this server needs a token: send `Authorization: Bearer TOKEN`",
+                )
+            })?;
+        s.tokens.check(token.trim()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "the token is not one this server knows",
+            )
+        })
+    }
+}
+
+impl Principal {
+    /// Refuses (403) a caller whose role is below `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "token `{}` has role {}; this needs {}",
+                    self.name,
+                    self.role.as_str(),
+                    role.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthReport> {
+    p.require(Role::Viewer)?;
+    Ok(Json(s.harness.health().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdmitBody {
+    agent: String,
+    input: String,
+}
+
+async fn admit(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(session): Path<String>,
+    body: Result<Json<AdmitBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Request>), ApiError> {
+    p.require(Role::Operator)?;
+    let session = SessionId::parse(&session)?;
+    let Json(b) = body?;
+    let req = s.harness.request(Some(session), &b.agent, &b.input).await?;
+    Ok((StatusCode::CREATED, Json(req)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RequestQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    agent: Option<String>,
+    session: Option<String>,
+    parent: Option<String>,
+    roots_only: Option<bool>,
+    /// RFC 3339 instant, or milliseconds since the epoch.
+    since: Option<String>,
+    trace_id: Option<String>,
+    text: Option<String>,
+    order: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The default and largest page of a list.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+fn limit(l: Option<usize>) -> Result<usize, ApiError> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(ApiError::invalid("limit must be at least 1")),
+        Some(n) if n > MAX_LIMIT => Err(ApiError::invalid(format!(
+            "limit {n} is over the largest page, {MAX_LIMIT}"
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+fn statuses<T>(s: &Option<String>, parse: fn(&str) -> Option<T>) -> Result<Vec<T>, ApiError> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    s.split(',')
+        .map(|x| parse(x.trim()).ok_or_else(|| ApiError::invalid(format!("unknown status `{x}`"))))
+        .collect()
+}
+
+fn instant(s: &str) -> Result<Timestamp, ApiError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(Timestamp(ms));
+    }
+    ::time::OffsetDateTime::parse(s, &::time::format_description::well_known::Rfc3339)
+        .map(|t| Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "since `{s}` is neither an RFC 3339 instant nor milliseconds since the epoch"
+            ))
+        })
+}
+
+async fn list_requests(
+    p: Principal,
+    State(s): State<AppState>,
+    q: Result<Query<RequestQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Vec<Request>> {
+    p.require(Role::Viewer)?;
+    let Query(q) = q?;
+    let f = RequestFilter {
+        statuses: statuses(&q.status, RequestStatus::parse)?,
+        session_id: q.session.as_deref().map(SessionId::parse).transpose()?,
+        agent: q.agent,
+        parent_id: q.parent.as_deref().map(RequestId::parse).transpose()?,
+        roots_only: q.roots_only.unwrap_or(false),
+        since: q.since.as_deref().map(instant).transpose()?,
+        trace_id: q.trace_id,
+        text: q.text,
+        order: match q.order.as_deref() {
+            None => RequestOrder::default(),
+            Some(o) => o.parse().map_err(|e: String| ApiError::invalid(e))?,
+        },
+        limit: limit(q.limit)?,
+    };
+    Ok(Json(s.harness.list_requests(f).await?))
+}
+
+async fn get_request(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Request> {
+    p.require(Role::Viewer)?;
+    let id = RequestId::parse(&id)?;
+    Ok(Json(s.harness.get_request(&id).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+async fn cancel(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<CancelBody>>,
+) -> ApiResult<Request> {
+    p.require(Role::Operator)?;
+    let id = RequestId::parse(&id)?;
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    Ok(Json(
+        s.harness.cancel(&id, &p.name, b.reason.as_deref()).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+async fn list_sessions(
+    p: Principal,
+    State(s): State<AppState>,
+    q: Result<Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Vec<Session>> {
+    p.require(Role::Viewer)?;
+    let Query(q) = q?;
+    Ok(Json(s.harness.list_sessions(limit(q.limit)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalQuery {
+    status: Option<String>,
+    session: Option<String>,
+    request: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_approvals(
+    p: Principal,
+    State(s): State<AppState>,
+    q: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Vec<Approval>> {
+    p.require(Role::Viewer)?;
+    let Query(q) = q?;
+    let f = ApprovalFilter {
+        statuses: statuses(&q.status, ApprovalStatus::parse)?,
+        session_id: q.session.as_deref().map(SessionId::parse).transpose()?,
+        request_id: q.request.as_deref().map(RequestId::parse).transpose()?,
+        limit: limit(q.limit)?,
+    };
+    Ok(Json(s.harness.list_approvals(f).await?))
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum DecisionBody {
+    Approve,
+    Reject,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    decision: DecisionBody,
+    message: Option<String>,
+    /// Approve with these arguments instead of the model's (checked against the
+    /// tool's schema).
+    arguments: Option<serde_json::Value>,
+}
+
+async fn resolve(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ResolveBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Approval> {
+    p.require(Role::Operator)?;
+    let id = ApprovalId::parse(&id)?;
+    let Json(b) = body?;
+    if b.arguments.is_some() && matches!(b.decision, DecisionBody::Reject) {
+        return Err(ApiError::invalid(
+            "`arguments` edits what an approval runs: give them only with `\"decision\": \"approve\"`",
+        ));
+    }
+    let a = s
+        .harness
+        .store()
+        .get_approval(&id)
+        .await
+        .map_err(harness_engine::HarnessError::from)?;
+    let r = ResolveApproval {
+        session_id: a.session_id,
+        request_id: a.request_id,
+        approval_id: id,
+        decision: match b.decision {
+            DecisionBody::Approve => Decision::Approved,
+            DecisionBody::Reject => Decision::Rejected,
+        },
+        message: b.message,
+        decided_by: p.name,
+        edited_arguments: b.arguments,
+    };
+    Ok(Json(s.harness.resolve_approval(r).await?))
+}

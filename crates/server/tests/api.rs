@@ -1,0 +1,605 @@
+//! The HTTP API in process (tower's `oneshot` against the router): every route ×
+//! role, the error bodies and statuses, admission, approvals and the event stream.
+
+use axum::body::Body;
+use axum::http::{Request as HttpRequest, StatusCode, header};
+use harness_core::*;
+use harness_engine::{Harness, WorkerOptions, run_until_settled};
+use harness_server::{Role, Tokens, router};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tower::ServiceExt;
+
+const VIEWER: &str = "tok-viewer";
+const OPERATOR: &str = "tok-operator";
+const ADMIN: &str = "tok-admin";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    h: Harness,
+    app: axum::Router,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+fn api_with(queue_capacity: Option<usize>, tokens: Tokens) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    if let Some(c) = queue_capacity {
+        let p = dir.path().join("config/workspace.yaml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text.replace("queue_capacity: 1000", &format!("queue_capacity: {c}"));
+        std::fs::write(&p, text).unwrap();
+    }
+    let h = Harness::open(dir.path()).unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let app = router(h.clone(), tokens, rx);
+    Api {
+        _dir: dir,
+        h,
+        app,
+        _stop: stop,
+    }
+}
+
+fn tokens() -> Tokens {
+    Tokens::open()
+        .with_token("vera", Role::Viewer, VIEWER)
+        .with_token("otto", Role::Operator, OPERATOR)
+        .with_token("ada", Role::Admin, ADMIN)
+}
+
+fn api() -> Api {
+    api_with(None, tokens())
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let body = body.map(|b| b.to_string());
+        self.raw(method, uri, token, body.map(String::into_bytes))
+            .await
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut b = HttpRequest::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(bytes) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(bytes))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn admit(&self, session: &str, input: &str) -> Request {
+        let a = self
+            .call(
+                "POST",
+                &format!("/v1/sessions/{session}/requests"),
+                Some(OPERATOR),
+                Some(json!({"agent": "assistant", "input": input})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        serde_json::from_value(a.body).unwrap()
+    }
+}
+
+fn fast() -> WorkerOptions {
+    WorkerOptions {
+        poll: Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+/// An error answer: its status, stable code, and a message holding `mentions`.
+fn assert_error(a: &Answer, status: StatusCode, code: &str, mentions: &str) {
+    assert_eq!(a.status, status, "{}", a.body);
+    assert_eq!(a.body["code"], code, "{}", a.body);
+    let msg = a.body["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(mentions),
+        "{msg:?} should mention {mentions:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_checks_the_token_and_the_role() {
+    let api = api();
+    let req = api.admit("s-1", "ship the notes").await;
+    let routes: Vec<(&str, String, Role, Option<Value>)> = vec![
+        ("GET", "/v1/health".into(), Role::Viewer, None),
+        ("GET", "/v1/sessions".into(), Role::Viewer, None),
+        ("GET", "/v1/requests".into(), Role::Viewer, None),
+        (
+            "GET",
+            format!("/v1/requests/{}", req.id),
+            Role::Viewer,
+            None,
+        ),
+        ("GET", "/v1/approvals".into(), Role::Viewer, None),
+        (
+            "POST",
+            "/v1/sessions/s-2/requests".into(),
+            Role::Operator,
+            Some(json!({"agent": "assistant", "input": "x"})),
+        ),
+        (
+            "POST",
+            "/v1/approvals/apr_01jz0000000000000000000000/resolve".into(),
+            Role::Operator,
+            Some(json!({"decision": "approve"})),
+        ),
+        (
+            "POST",
+            "/v1/requests/req_01jz0000000000000000000000/cancel".into(),
+            Role::Operator,
+            None,
+        ),
+    ];
+    for (method, uri, needs, body) in routes {
+        let a = api.call(method, &uri, None, body.clone()).await;
+        assert_error(&a, StatusCode::UNAUTHORIZED, "unauthorized", "Bearer");
+        let a = api.call(method, &uri, Some("nope"), body.clone()).await;
+        assert_error(
+            &a,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "not one this server knows",
+        );
+        for (token, role) in [
+            (VIEWER, Role::Viewer),
+            (OPERATOR, Role::Operator),
+            (ADMIN, Role::Admin),
+        ] {
+            let a = api.call(method, &uri, Some(token), body.clone()).await;
+            if role < needs {
+                assert_error(&a, StatusCode::FORBIDDEN, "forbidden", needs.as_str());
+            } else {
+                assert!(
+                    a.status != StatusCode::UNAUTHORIZED && a.status != StatusCode::FORBIDDEN,
+                    "{method} {uri} as {role:?}: {} {}",
+                    a.status,
+                    a.body
+                );
+            }
+        }
+    }
+    // The event stream is a viewer's too (its body never ends: only the status is read).
+    let res = api
+        .app
+        .clone()
+        .oneshot(HttpRequest::get("/v1/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = api
+        .app
+        .clone()
+        .oneshot(
+            HttpRequest::get("/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+}
+
+#[tokio::test]
+async fn without_tokens_the_api_is_open() {
+    let api = api_with(None, Tokens::open());
+    let a = api.call("GET", "/v1/requests", None, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = api
+        .call(
+            "POST",
+            "/v1/sessions/s-1/requests",
+            None,
+            Some(json!({"agent": "assistant", "input": "hi"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+}
+
+#[tokio::test]
+async fn admission_and_reads_answer_records_and_clear_errors() {
+    let api = api();
+    let req = api.admit("support-42", "ship the notes").await;
+    assert_eq!(req.status, RequestStatus::Queued);
+    assert_eq!(req.session_id.as_str(), "support-42");
+
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{}", req.id),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["id"], req.id.as_str());
+
+    // Filters narrow the list.
+    let a = api
+        .call(
+            "GET",
+            "/v1/requests?status=queued&agent=assistant&session=support-42",
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 1, "{}", a.body);
+    let a = api
+        .call("GET", "/v1/requests?status=completed", Some(VIEWER), None)
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 0, "{}", a.body);
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests?trace_id={}", req.trace_id),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 1, "{}", a.body);
+    let a = api
+        .call(
+            "GET",
+            "/v1/requests?since=2999-01-01T00:00:00Z",
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 0, "{}", a.body);
+    let a = api.call("GET", "/v1/sessions", Some(VIEWER), None).await;
+    assert_eq!(a.body[0]["id"], "support-42", "{}", a.body);
+
+    // Errors: stable code, a message that names what is wrong.
+    let unknown = "req_01jz0000000000000000000000";
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{unknown}"),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
+    let a = api
+        .call("GET", "/v1/requests/not-an-id", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "not-an-id");
+    let a = api
+        .call("GET", "/v1/requests?status=sleeping", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "sleeping");
+    let a = api
+        .call("GET", "/v1/requests?since=yesterday", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "yesterday");
+    let a = api
+        .call("GET", "/v1/requests?colour=red", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "colour");
+    let a = api
+        .call(
+            "POST",
+            "/v1/sessions/s-1/requests",
+            Some(OPERATOR),
+            Some(json!({"agent": "nobody", "input": "x"})),
+        )
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "nobody");
+    let a = api
+        .call(
+            "POST",
+            "/v1/sessions/bad session/requests"
+                .replace(' ', "%20")
+                .as_str(),
+            Some(OPERATOR),
+            Some(json!({"agent": "assistant", "input": "x"})),
+        )
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "bad session");
+    let a = api
+        .raw(
+            "POST",
+            "/v1/sessions/s-1/requests",
+            Some(OPERATOR),
+            Some(b"{not json".to_vec()),
+        )
+        .await;
+    assert_eq!(a.body["code"], "invalid_input", "{}", a.body);
+    assert!(a.status.is_client_error());
+    // Over the body limit: 413, and nothing admitted.
+    let big = json!({"agent": "assistant", "input": "x".repeat(2 * 1024 * 1024)});
+    let a = api
+        .call(
+            "POST",
+            "/v1/sessions/s-big/requests",
+            Some(OPERATOR),
+            Some(big),
+        )
+        .await;
+    assert_error(&a, StatusCode::PAYLOAD_TOO_LARGE, "invalid_input", "");
+    let a = api
+        .call("GET", "/v1/requests?session=s-big", Some(VIEWER), None)
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 0);
+    let a = api
+        .call("GET", "/v1/nothing-here", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", "route");
+
+    // Cancel: the request, then a second cancel is a conflict.
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{}/cancel", req.id),
+            Some(OPERATOR),
+            Some(json!({"reason": "not needed"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["status"], "cancelled");
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{}/cancel", req.id),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::CONFLICT, "conflict", "cancelled");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let api = api_with(Some(1), tokens());
+    api.admit("s-1", "first").await;
+    let a = api
+        .call(
+            "POST",
+            "/v1/sessions/s-2/requests",
+            Some(OPERATOR),
+            Some(json!({"agent": "assistant", "input": "second"})),
+        )
+        .await;
+    assert_error(
+        &a,
+        StatusCode::TOO_MANY_REQUESTS,
+        "queue_full",
+        "queue full",
+    );
+    let after: u64 = a.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after >= 1);
+}
+
+#[tokio::test]
+async fn an_operator_resolves_an_approval_and_is_recorded_as_who_decided() {
+    let api = api();
+    let req = api.admit("s-1", "ship the release notes").await;
+    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval);
+
+    let a = api
+        .call("GET", "/v1/approvals?status=pending", Some(VIEWER), None)
+        .await;
+    let pending = a.body.as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{}", a.body);
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    let uri = format!("/v1/approvals/{id}/resolve");
+
+    let a = api
+        .call(
+            "POST",
+            &uri,
+            Some(OPERATOR),
+            Some(json!({"decision": "reject", "arguments": {}})),
+        )
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "arguments");
+    let a = api
+        .call(
+            "POST",
+            &uri,
+            Some(OPERATOR),
+            Some(json!({"decision": "maybe"})),
+        )
+        .await;
+    assert_eq!(a.body["code"], "invalid_input", "{}", a.body);
+    // Edited arguments are checked against the tool's schema.
+    let a = api
+        .call(
+            "POST",
+            &uri,
+            Some(OPERATOR),
+            Some(json!({"decision": "approve", "arguments": {"to": 5}})),
+        )
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "send_mail");
+
+    let a = api
+        .call(
+            "POST",
+            &uri,
+            Some(OPERATOR),
+            Some(json!({"decision": "approve", "message": "go"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["status"], "approved");
+    assert_eq!(a.body["decided_by"], "otto");
+
+    let a = api
+        .call(
+            "POST",
+            &uri,
+            Some(ADMIN),
+            Some(json!({"decision": "reject"})),
+        )
+        .await;
+    assert_error(&a, StatusCode::CONFLICT, "conflict", "otto");
+    let unknown = "apr_01jz0000000000000000000000";
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/approvals/{unknown}/resolve"),
+            Some(OPERATOR),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
+
+    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed);
+}
+
+/// Reads SSE frames until `n` events arrived; returns their (id, event, data).
+async fn sse_events(
+    api: &Api,
+    uri: &str,
+    last_event_id: Option<i64>,
+    n: usize,
+) -> Vec<(i64, String, Value)> {
+    let mut b = HttpRequest::get(uri).header(header::AUTHORIZATION, format!("Bearer {VIEWER}"));
+    if let Some(l) = last_event_id {
+        b = b.header("last-event-id", l.to_string());
+    }
+    let res = api
+        .app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let (mut id, mut ev, mut data) = (None, String::new(), Value::Null);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.parse().unwrap());
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    ev = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(v).unwrap();
+                }
+            }
+            if let Some(id) = id {
+                out.push((id, ev, data));
+            }
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+#[tokio::test]
+async fn events_stream_with_seq_ids_and_resume_after_last_event_id() {
+    let api = api();
+    let req = api.admit("s-1", "ship the release notes").await;
+    run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    let all = api
+        .h
+        .store()
+        .events_after(0, EventFilter::default(), 10_000)
+        .await
+        .unwrap();
+    assert!(all.len() >= 4, "{}", all.len());
+
+    let got = sse_events(&api, "/v1/events?from=0", None, all.len()).await;
+    let ids: Vec<i64> = got.iter().map(|g| g.0).collect();
+    let want: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(ids, want);
+    assert_eq!(got[0].1, all[0].kind.as_str());
+    assert_eq!(got[0].2["seq"], all[0].seq);
+
+    // Resuming: Last-Event-ID wins over ?from, and continues right after it.
+    let mid = all[1].seq;
+    let got = sse_events(&api, "/v1/events?from=0", Some(mid), all.len() - 2).await;
+    let ids: Vec<i64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(ids, want[2..].to_vec());
+
+    // A new commit reaches a follower already at the end.
+    let follow = {
+        let last = *want.last().unwrap();
+        let api_app = api.app.clone();
+        let h = api.h.clone();
+        tokio::spawn(async move {
+            let api = Api {
+                _dir: tempfile::tempdir().unwrap(),
+                h,
+                app: api_app,
+                _stop: tokio::sync::watch::channel(false).0,
+            };
+            sse_events(
+                &api,
+                &format!("/v1/events?session=s-2&from={last}"),
+                None,
+                1,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r2 = api.admit("s-2", "again").await;
+    let got = follow.await.unwrap();
+    assert_eq!(got[0].1, "request.queued");
+    assert_eq!(got[0].2["request_id"], r2.id.as_str());
+
+    let a = api
+        .call("GET", "/v1/events?from=-1", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "from");
+}
