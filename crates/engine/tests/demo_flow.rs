@@ -92,13 +92,23 @@ async fn demo_pauses_for_approval_then_completes_with(b: Backend) {
     assert_eq!(artifacts[0].name, "summary.md");
 
     // The event log tells the story in order.
+    // Read up to the request's last event. On PostgreSQL the newest events show
+    // only once every older transaction has ended (the xmin watermark), so the tail
+    // may arrive a moment after the commit: wait for it rather than stop early.
     let mut sub = h.subscribe(0, EventFilter::default());
     let mut seqs = vec![];
     let mut kinds = vec![];
-    while let Some(e) = sub.try_next().await.unwrap() {
+    loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
+            .await
+            .expect("request.completed never reached the subscriber")
+            .unwrap();
         seqs.push(e.seq);
         if e.request_id.as_ref() == Some(&req.id) {
             kinds.push(e.kind.as_str());
+            if e.kind == EventKind::RequestCompleted {
+                break;
+            }
         }
     }
     match b {
