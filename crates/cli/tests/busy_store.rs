@@ -149,39 +149,6 @@ async fn admit(h: &Harness, from: usize, n: usize) -> Vec<RequestId> {
     ids
 }
 
-/// Approves every pending tool approval and rejects every re-run decision (a call
-/// interrupted by a failed commit may have taken effect: it must not run again).
-/// Errors are ignored: the store may be refusing writes.
-async fn decide_pending(h: &Harness) {
-    let Ok(pending) = h
-        .list_approvals(ApprovalFilter {
-            statuses: vec![ApprovalStatus::Pending],
-            ..Default::default()
-        })
-        .await
-    else {
-        return;
-    };
-    for a in pending {
-        let decision = if a.reason.is_none() {
-            Decision::Approved
-        } else {
-            Decision::Rejected
-        };
-        let _ = h
-            .resolve_approval(ResolveApproval {
-                session_id: a.session_id.clone(),
-                request_id: a.request_id.clone(),
-                approval_id: a.id.clone(),
-                decision,
-                message: None,
-                decided_by: "busy-test".into(),
-                edited_arguments: None,
-            })
-            .await;
-    }
-}
-
 /// The workload's requests (roots and delegated children), not the generated ones.
 async fn workload_requests(h: &Harness) -> Vec<Request> {
     let mut all = Vec::new();
@@ -199,7 +166,7 @@ async fn workload_requests(h: &Harness) -> Vec<Request> {
 async fn settle(h: &Harness, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        decide_pending(h).await;
+        worker::decide_pending(h).await;
         let open: Vec<Request> = workload_requests(h)
             .await
             .into_iter()
@@ -446,7 +413,7 @@ fn assert_healthy(root: &Path) {
 async fn wait_until_under_way(h: &Harness) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        decide_pending(h).await;
+        worker::decide_pending(h).await;
         if count_status(h, RequestStatus::Completed).await >= 4
             && count_status(h, RequestStatus::Running).await > 0
         {
@@ -673,7 +640,7 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
         move || fill(&filler)
     });
     while !filling.is_finished() {
-        rt.block_on(decide_pending(&h));
+        rt.block_on(worker::decide_pending(&h));
     }
     let filled = filling.join().unwrap();
     let full = Instant::now();
@@ -689,7 +656,7 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
     let mut health_seen = Vec::new();
     while full.elapsed() < Duration::from_secs(5) {
         health_seen.push((full.elapsed(), health(&root)));
-        rt.block_on(decide_pending(&h));
+        rt.block_on(worker::decide_pending(&h));
         std::thread::sleep(Duration::from_millis(500));
     }
     std::fs::remove_file(&filler).unwrap();
@@ -878,7 +845,7 @@ fn maintenance_beside_serve_on_a_large_store_fails_nothing_and_strands_nothing()
         latencies.push(started.elapsed());
         ids.extend(admitted);
         next += 1;
-        rt.block_on(decide_pending(&h));
+        rt.block_on(worker::decide_pending(&h));
         if health_during.len() < latencies.len() / 5 {
             health_during.push(health(&root));
         }

@@ -92,33 +92,6 @@ fn serve(root: &Path) -> Child {
     worker::serve(root)
 }
 
-async fn decide_pending(h: &Harness) -> usize {
-    let Ok(pending) = h
-        .list_approvals(ApprovalFilter {
-            statuses: vec![ApprovalStatus::Pending],
-            ..Default::default()
-        })
-        .await
-    else {
-        return 0;
-    };
-    let n = pending.len();
-    for a in pending {
-        let _ = h
-            .resolve_approval(ResolveApproval {
-                session_id: a.session_id.clone(),
-                request_id: a.request_id.clone(),
-                approval_id: a.id.clone(),
-                decision: Decision::Approved,
-                message: None,
-                decided_by: "test".into(),
-                edited_arguments: None,
-            })
-            .await;
-    }
-    n
-}
-
 #[test]
 fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
     let Some(schema) = TestSchema::new() else {
@@ -150,7 +123,7 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
     let mut kills = 0;
     let mut seed = 7u64;
     loop {
-        rt.block_on(decide_pending(&h));
+        rt.block_on(worker::decide_pending(&h));
         let settled = rt.block_on(async {
             let mut n = 0;
             for id in &ids {

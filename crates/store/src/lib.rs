@@ -180,11 +180,13 @@ impl Store {
         on_backend!(self, b => b.wakeups().await)
     }
 
-    // --- the single worker --------------------------------------------------------
+    // --- workers --------------------------------------------------------------------
 
-    /// Takes the store for one worker (`worker` since `since`): refused, naming the
-    /// holder, while another live worker holds it. Released when the returned lock
-    /// is dropped, and when the process dies, however it dies.
+    /// Registers `worker` (since `since`) as holding the store. SQLite: exclusive,
+    /// refused naming the holder while another live worker holds it. PostgreSQL:
+    /// shared by any number of workers, each also holding its own liveness lock.
+    /// Released when the returned lock is dropped, and when the process dies,
+    /// however it dies.
     pub async fn lock_worker(
         &self,
         worker: &WorkerId,
@@ -193,7 +195,7 @@ impl Store {
         on_backend!(self, b => b.lock_worker(worker, since).await)
     }
 
-    /// The worker holding the store, if a live one does.
+    /// A live worker holding the store, if any (PostgreSQL: the latest started).
     pub async fn worker_holder(&self) -> Result<Option<LockHolder>, StoreError> {
         on_backend!(self, b => b.worker_holder().await)
     }
@@ -342,8 +344,9 @@ impl Store {
 
     /// Puts every request left `running` by a dead worker back on the queue (its
     /// `attempt` goes up by one), or fails it once it has been started
-    /// `max_attempts` times. Only sound while this process holds the worker lock
-    /// ([`Store::lock_worker`]).
+    /// `max_attempts` times. Called by a worker holding [`Store::lock_worker`].
+    /// SQLite: every `running` root (the lock is exclusive). PostgreSQL: only roots
+    /// whose worker is dead (liveness lock free) or whose lease lapsed.
     pub async fn recover(&self, now: Timestamp, max_attempts: u32) -> Result<Recovery, StoreError> {
         on_backend!(self, b => b.recover(now, max_attempts).await)
     }

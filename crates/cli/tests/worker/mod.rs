@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use harness_core::{ApprovalFilter, ApprovalStatus, Decision, ResolveApproval};
 use harness_engine::Harness;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -72,4 +73,37 @@ pub fn terminate(mut child: Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().expect("wait for serve");
     assert!(status.success(), "graceful stop after SIGTERM: {status:?}");
+}
+
+/// Approves every pending tool approval and rejects every re-run decision (a call
+/// interrupted by a failed commit may have taken effect: it must not run again).
+/// Errors are ignored: the store may be refusing writes.
+pub async fn decide_pending(h: &Harness) {
+    let Ok(pending) = h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            ..Default::default()
+        })
+        .await
+    else {
+        return;
+    };
+    for a in pending {
+        let decision = if a.reason.is_none() {
+            Decision::Approved
+        } else {
+            Decision::Rejected
+        };
+        let _ = h
+            .resolve_approval(ResolveApproval {
+                session_id: a.session_id.clone(),
+                request_id: a.request_id.clone(),
+                approval_id: a.id.clone(),
+                decision,
+                message: None,
+                decided_by: "busy-test".into(),
+                edited_arguments: None,
+            })
+            .await;
+    }
 }
