@@ -229,6 +229,31 @@ fn lists_events_sessions_and_actions() {
     has(&retry, &["retried_from", "request"]);
     let new_id = retry["request"]["id"].as_str().unwrap().to_string();
     assert_eq!(retry["request"]["status"], "queued");
+    assert_eq!(retry["request"]["retry_of"], p.request.as_str());
+    // Linked both ways: the original lists its retry.
+    let original = j(T3, &["runtime", "requests", "show", &p.request])
+        .ok()
+        .json();
+    assert_eq!(original["retries"][0]["id"], new_id.as_str());
+    assert_eq!(original["retries"][0]["status"], "queued");
+    let shown = demo
+        .at(T3, &["runtime", "requests", "show", &p.request])
+        .ok();
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("retried as: {new_id} (queued)")),
+        "{}",
+        shown.stdout
+    );
+    let shown = demo.at(T3, &["runtime", "requests", "show", &new_id]).ok();
+    assert!(
+        shown.stdout.contains(&format!("retry of: {}", p.request)),
+        "{}",
+        shown.stdout
+    );
+    // A request still queued is not retried (and nothing is admitted).
+    j(T3, &["runtime", "requests", "retry", &new_id]).expect(3);
 
     let c = j(T3, &["runtime", "requests", "cancel", &new_id])
         .ok()

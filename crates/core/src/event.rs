@@ -125,6 +125,8 @@ pub enum EventBody {
         agent: String,
         input_bytes: usize,
         trace_id: String,
+        /// Set when the request was admitted by `retry`: the request it runs again.
+        retry_of: Option<RequestId>,
     },
     RequestStarted {
         attempt: u32,
@@ -280,7 +282,15 @@ impl EventBody {
                 agent,
                 input_bytes,
                 trace_id,
+                retry_of: None,
             } => json!({"agent": agent, "input_bytes": input_bytes, "trace_id": trace_id}),
+            B::RequestQueued {
+                agent,
+                input_bytes,
+                trace_id,
+                retry_of: Some(original),
+            } => json!({"agent": agent, "input_bytes": input_bytes, "trace_id": trace_id,
+                        "retry_of": original}),
             B::RequestStarted { attempt, worker_id } => {
                 json!({"attempt": attempt, "worker_id": worker_id})
             }

@@ -31,6 +31,9 @@ pub struct Request {
     /// Committed steps so far.
     pub steps: u32,
     pub worker_id: Option<WorkerId>,
+    /// Set on a request admitted by `retry`: the request it runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<RequestId>,
 }
 
 /// A conversation thread: requests in one session see each other's history.
@@ -277,6 +280,8 @@ pub struct RequestFilter {
     pub trace_id: Option<String>,
     /// Only requests whose input or error holds this text (case-insensitive for ASCII).
     pub text: Option<String>,
+    /// Only the retries of this request.
+    pub retry_of: Option<RequestId>,
     pub order: RequestOrder,
     /// At most this many, in `order` (0 = no limit).
     pub limit: usize,

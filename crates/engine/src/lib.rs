@@ -236,14 +236,51 @@ impl Harness {
             agent: agent.to_string(),
             input: input.to_string(),
         };
-        let adm = harness_store::Admission {
+        let req = self
+            .inner
+            .store
+            .admit(new, self.admission(), self.now())
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(req)
+    }
+
+    /// Admits a new request that runs the finished root request `original` again:
+    /// same session, agent and input, linked by `retry_of` (listed both ways by
+    /// [`RequestFilter::retry_of`]). Refused while `original` is still active, and
+    /// for a delegated child (retry its root instead). The agent must still exist.
+    pub async fn retry(&self, original: &RequestId) -> Result<Request, HarnessError> {
+        let old = self.inner.store.get_request(original).await?;
+        let ws = &self.inner.workspace;
+        if !ws.agents.contains_key(&old.agent) {
+            return Err(HarnessError::UnknownAgent {
+                name: old.agent,
+                known: ws.agents.keys().cloned().collect(),
+            });
+        }
+        let id = RequestId::generate();
+        let req = self
+            .inner
+            .store
+            .admit_retry(
+                original,
+                id.clone(),
+                trace_id_for(&id),
+                self.admission(),
+                self.now(),
+            )
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(req)
+    }
+
+    fn admission(&self) -> harness_store::Admission {
+        let limits = &self.inner.workspace.settings.runtime;
+        harness_store::Admission {
             queue_capacity: limits.queue_capacity,
             reject_if_session_busy: limits.session_strategy
                 == harness_config::SessionStrategy::Reject,
-        };
-        let req = self.inner.store.admit(new, adm, self.now()).await?;
-        self.inner.wake.notify_one();
-        Ok(req)
+        }
     }
 
     /// Events after `from_seq`, then every new one as it commits; resumable from any cursor.

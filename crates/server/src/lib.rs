@@ -64,6 +64,7 @@ pub fn router(
         .route("/v1/requests", get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
         .route("/v1/requests/{id}/cancel", post(cancel))
+        .route("/v1/requests/{id}/retry", post(retry))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}/resolve", post(resolve))
         .route("/v1/events", get(events::events))
@@ -161,6 +162,8 @@ struct RequestQuery {
     since: Option<String>,
     trace_id: Option<String>,
     text: Option<String>,
+    /// Only the retries of this request.
+    retry_of: Option<String>,
     order: Option<String>,
     limit: Option<usize>,
 }
@@ -216,6 +219,7 @@ async fn list_requests(
         since: q.since.as_deref().map(instant).transpose()?,
         trace_id: q.trace_id,
         text: q.text,
+        retry_of: q.retry_of.as_deref().map(RequestId::parse).transpose()?,
         order: match q.order.as_deref() {
             None => RequestOrder::default(),
             Some(o) => o.parse().map_err(|e: String| ApiError::invalid(e))?,
@@ -253,6 +257,17 @@ async fn cancel(
     Ok(Json(
         s.harness.cancel(&id, &p.name, b.reason.as_deref()).await?,
     ))
+}
+
+/// Admits a new request running a finished one again (`retry_of` links them).
+async fn retry(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Request>), ApiError> {
+    p.require(Role::Operator)?;
+    let id = RequestId::parse(&id)?;
+    Ok((StatusCode::CREATED, Json(s.harness.retry(&id).await?)))
 }
 
 #[derive(Deserialize)]

@@ -168,6 +168,12 @@ async fn every_route_checks_the_token_and_the_role() {
             Role::Operator,
             None,
         ),
+        (
+            "POST",
+            "/v1/requests/req_01jz0000000000000000000000/retry".into(),
+            Role::Operator,
+            None,
+        ),
     ];
     for (method, uri, needs, body) in routes {
         let a = api.call(method, &uri, None, body.clone()).await;
@@ -386,6 +392,45 @@ async fn admission_and_reads_answer_records_and_clear_errors() {
         )
         .await;
     assert_error(&a, StatusCode::CONFLICT, "conflict", "cancelled");
+
+    // Retry: a new request linked to the cancelled one, listed by `retry_of`.
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{}/retry", req.id),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["retry_of"], req.id.as_str());
+    let retry = a.body["id"].as_str().unwrap().to_string();
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests?retry_of={}", req.id),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = a
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![retry.as_str()]);
+    // The retry is queued, not finished: retrying it is a conflict.
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{retry}/retry"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::CONFLICT, "conflict", "queued");
 }
 
 #[tokio::test]

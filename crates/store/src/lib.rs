@@ -212,6 +212,20 @@ impl Store {
         on_backend!(self, b => b.admit(new, adm, now).await)
     }
 
+    /// Admits a request that runs `original` again (same session, agent and input),
+    /// linked to it by `retry_of`. Refused unless `original` is a finished root
+    /// request, checked in the admitting transaction.
+    pub async fn admit_retry(
+        &self,
+        original: &RequestId,
+        id: RequestId,
+        trace_id: String,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        on_backend!(self, b => b.admit_retry(original, id, trace_id, adm, now).await)
+    }
+
     /// Claims up to `limit` runnable root requests, FIFO, at most one per session,
     /// marking them `running` for `worker`.
     pub async fn claim(

@@ -17,6 +17,37 @@ pub struct NewRequest {
     pub trace_id: String,
 }
 
+/// The request that runs `old` again, or why it cannot: only a finished request
+/// admitted directly (not a delegated child) is retried. Checked in the admitting
+/// transaction, so a request cannot be retried while it still runs.
+pub(crate) fn retry_of(
+    old: &Request,
+    id: RequestId,
+    trace_id: String,
+) -> Result<NewRequest, StoreError> {
+    if old.parent_id.is_some() {
+        return Err(StoreError::WrongState {
+            id: old.id.to_string(),
+            status: old.status,
+            action: "retry a delegated request (retry the request that delegated it)",
+        });
+    }
+    if !old.status.is_terminal() {
+        return Err(StoreError::WrongState {
+            id: old.id.to_string(),
+            status: old.status,
+            action: "retry it before it finishes (cancel it first, or resume it)",
+        });
+    }
+    Ok(NewRequest {
+        id,
+        session_id: old.session_id.clone(),
+        agent: old.agent.clone(),
+        input: old.input.clone(),
+        trace_id,
+    })
+}
+
 /// The admission limits checked in the same transaction as the insert.
 #[derive(Clone, Copy, Debug)]
 pub struct Admission {
@@ -41,7 +72,24 @@ impl SqliteStore {
         adm: Admission,
         now: Timestamp,
     ) -> Result<Request, StoreError> {
-        self.write(move |c| admit(c, &new, adm, now)).await
+        self.write(move |c| admit(c, &new, None, adm, now)).await
+    }
+
+    pub async fn admit_retry(
+        &self,
+        original: &RequestId,
+        id: RequestId,
+        trace_id: String,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        let original = original.clone();
+        self.write(move |c| {
+            let old = get_request(c, &original)?;
+            let new = retry_of(&old, id, trace_id)?;
+            admit(c, &new, Some(&old.id), adm, now)
+        })
+        .await
     }
 
     /// Claims up to `limit` runnable root requests, FIFO, at most one per session,
@@ -170,6 +218,7 @@ pub(crate) fn get_request(c: &Connection, id: &RequestId) -> Result<Request, Sto
 fn admit(
     c: &Connection,
     new: &NewRequest,
+    retry_of: Option<&RequestId>,
     adm: Admission,
     now: Timestamp,
 ) -> Result<Request, StoreError> {
@@ -200,10 +249,15 @@ fn admit(
         }
     }
     insert_request(c, new, None, RequestStatus::Queued, now)?;
+    if let Some(original) = retry_of {
+        c.prepare_cached("UPDATE requests SET retry_of = ?1 WHERE id = ?2")?
+            .execute(params![original.as_str(), new.id.as_str()])?;
+    }
     let body = EventBody::RequestQueued {
         agent: new.agent.clone(),
         input_bytes: new.input.len(),
         trace_id: new.trace_id.clone(),
+        retry_of: retry_of.cloned(),
     };
     events::append(c, now, &[body.about(&new.id, &new.session_id)])?;
     get_request(c, &new.id)
@@ -327,6 +381,7 @@ fn list_requests(c: &Connection, f: &RequestFilter) -> Result<Vec<Request>, Stor
         .at_least("created_at", f.since.map(|t| t.0))
         .eq("trace_id", f.trace_id.clone())
         .like_any(&["input", "error"], f.text.as_deref().map(like_anywhere))
+        .eq("retry_of", f.retry_of.as_ref().map(|r| r.to_string()))
         .fetch(c, f.order.sql(), f.limit, rows::request)
 }
 

@@ -465,6 +465,7 @@ fn one_request(
         rid,
         ses,
         EventBody::RequestQueued {
+            retry_of: None,
             agent: agent.to_string(),
             input_bytes: input.len(),
             trace_id: trace.to_string(),

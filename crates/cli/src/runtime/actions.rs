@@ -53,17 +53,7 @@ pub async fn retry(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             "request {id} was delegated by {parent}; retry the request that delegated it"
         )));
     }
-    if !old.status.is_terminal() {
-        return Err(StoreError::WrongState {
-            id: id.to_string(),
-            status: old.status,
-            action: "retry it before it finishes (cancel it first, or resume it)",
-        }
-        .into());
-    }
-    let new = h
-        .request(Some(old.session_id.clone()), &old.agent, &old.input)
-        .await?;
+    let new = h.retry(&old.id).await?;
     if ctx.json {
         output::print_json(&Retried {
             retried_from: old.id,

@@ -127,14 +127,26 @@ pub fn diagnose(
     stuck_after: Duration,
 ) -> Diagnosis {
     let stop = stop_of(t, worker_alive, now, stuck_after);
-    let next = next_of(&t.request, &stop);
+    let next = match (t.retries.last(), &stop) {
+        // Retried already: the next question is about the retry, not this one.
+        (Some(retry), Stop::Failed { .. } | Stop::Cancelled { .. }) => Next {
+            action: "none",
+            summary: format!(
+                "already retried as {} ({}); follow that request",
+                retry.id, retry.status
+            ),
+            commands: vec![format!("agent-harness runtime doctor {}", retry.id)],
+        },
+        _ => next_of(&t.request, &stop),
+    };
     let needs_human = match &stop {
         Stop::Completed | Stop::Cancelled { .. } => false,
         Stop::InFlight {
             stuck, orphaned, ..
         } => *stuck || *orphaned,
         Stop::Queued { no_worker, .. } => *no_worker,
-        Stop::Approval { .. } | Stop::Failed { .. } => true,
+        Stop::Failed { .. } => t.retries.is_empty(),
+        Stop::Approval { .. } => true,
     };
     Diagnosis {
         stop,
@@ -821,6 +833,7 @@ mod tests {
             finished_at: None,
             steps: 0,
             worker_id: None,
+            retry_of: None,
         }
     }
 
@@ -832,6 +845,7 @@ mod tests {
             approvals,
             artifacts: Vec::new(),
             usage: UsageTotals::default(),
+            retries: Vec::new(),
         }
     }
 
@@ -983,6 +997,32 @@ mod tests {
         assert_eq!(
             d.next.commands,
             vec![format!("agent-harness runtime requests retry {}", root.id)]
+        );
+    }
+
+    #[test]
+    fn a_failure_already_retried_points_at_its_retry() {
+        let mut root = request("assistant", RequestStatus::Failed, None);
+        root.error = Some("provider timed out".into());
+        let mut t = tree(root.clone(), vec![], vec![]);
+        assert!(diagnose(&t, true, T, STUCK).needs_human);
+        let retry = RequestId::generate();
+        t.retries.push(crate::runtime::tree::Retry {
+            id: retry.clone(),
+            status: RequestStatus::Running,
+            created_at: T,
+        });
+        let d = diagnose(&t, true, T, STUCK);
+        assert!(!d.needs_human, "the retry is where the work is now");
+        assert_eq!(d.next.action, "none");
+        assert!(
+            d.next.summary.contains(retry.as_str()),
+            "{}",
+            d.next.summary
+        );
+        assert_eq!(
+            d.next.commands,
+            vec![format!("agent-harness runtime doctor {retry}")]
         );
     }
 

@@ -148,6 +148,7 @@ fn filter(a: &ListArgs, now: Timestamp) -> Result<RequestFilter> {
         since: a.since.as_deref().map(|s| since(s, now)).transpose()?,
         trace_id: a.trace.clone(),
         text: a.search.clone().filter(|s| !s.is_empty()),
+        retry_of: None,
         order: a.sort,
         limit: a.limit,
     })

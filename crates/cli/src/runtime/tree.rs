@@ -30,6 +30,16 @@ pub struct RequestTree {
     pub artifacts: Vec<Artifact>,
     /// Tokens of this request's own model turns (a delegated child's are in its tree).
     pub usage: UsageTotals,
+    /// The requests admitted by `requests retry` of this one, oldest first (its
+    /// own `retry_of` says what it retries).
+    pub retries: Vec<Retry>,
+}
+
+#[derive(Serialize)]
+pub struct Retry {
+    pub id: RequestId,
+    pub status: RequestStatus,
+    pub created_at: Timestamp,
 }
 
 #[derive(Serialize)]
@@ -98,6 +108,23 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             .await?
             .remove(&id)
             .unwrap_or_default();
+        let retries = if request.parent_id.is_none() {
+            h.list_requests(RequestFilter {
+                retry_of: Some(id.clone()),
+                order: RequestOrder::Oldest,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .map(|r| Retry {
+                id: r.id,
+                status: r.status,
+                created_at: r.created_at,
+            })
+            .collect()
+        } else {
+            Vec::new()
+        };
         let made = made_by_steps(&steps, &artifacts);
         let mut nodes = Vec::with_capacity(steps.len());
         for (step, made) in steps.into_iter().zip(made) {
@@ -113,6 +140,7 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             approvals,
             artifacts,
             usage,
+            retries,
         })
     })
 }
@@ -204,6 +232,27 @@ pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
         meta.push_str(&format!(" · finished {}", ago(now, f)));
     }
     out.push(format!("  {}", paint(DIM, meta)));
+    if let Some(original) = &r.retry_of {
+        out.push(format!("  {} {original}", paint(BOLD, "retry of:")));
+    }
+    if !t.retries.is_empty() {
+        let retries: Vec<String> = t
+            .retries
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} ({})",
+                    x.id,
+                    paint(status_style(x.status), x.status.as_str())
+                )
+            })
+            .collect();
+        out.push(format!(
+            "  {} {}",
+            paint(BOLD, "retried as:"),
+            retries.join(", ")
+        ));
+    }
     out.push(format!(
         "  {} {}",
         paint(BOLD, "input:"),

@@ -21,7 +21,22 @@ impl PgStore {
         adm: Admission,
         now: Timestamp,
     ) -> Result<Request, StoreError> {
-        in_tx!(self, |tx| admit(tx, &new, adm, now).await)
+        in_tx!(self, |tx| admit(tx, &new, None, adm, now).await)
+    }
+
+    pub(crate) async fn admit_retry(
+        &self,
+        original: &RequestId,
+        id: RequestId,
+        trace_id: String,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Request, StoreError> {
+        in_tx!(self, |tx| {
+            let old = tree::get_request(tx, original).await?;
+            let new = crate::requests::retry_of(&old, id.clone(), trace_id.clone())?;
+            admit(tx, &new, Some(&old.id), adm, now).await
+        })
     }
 
     pub(crate) async fn claim(
@@ -111,6 +126,7 @@ impl PgStore {
                        AND ($7::bigint IS NULL OR created_at >= $7) \
                        AND ($8::text IS NULL OR trace_id = $8) \
                        AND ($9::text IS NULL OR input ILIKE $9 ESCAPE '\\' OR error ILIKE $9 ESCAPE '\\') \
+                       AND ($10::text IS NULL OR retry_of = $10) \
                      ORDER BY {} LIMIT $6",
                     f.order.sql()
                 ),
@@ -124,6 +140,7 @@ impl PgStore {
                     &f.since.map(|t| t.0),
                     &f.trace_id,
                     &f.text.as_deref().map(like_anywhere),
+                    &f.retry_of.as_ref().map(|r| r.to_string()),
                 ],
             )
             .await?;
@@ -214,6 +231,7 @@ impl PgStore {
 async fn admit(
     tx: &mut Tx<'_>,
     new: &NewRequest,
+    retry_of: Option<&RequestId>,
     adm: Admission,
     now: Timestamp,
 ) -> Result<Request, StoreError> {
@@ -249,10 +267,18 @@ async fn admit(
         }
     }
     insert_request(tx, new, None, RequestStatus::Queued, now).await?;
+    if let Some(original) = retry_of {
+        tx.execute(
+            "UPDATE requests SET retry_of = $1 WHERE id = $2",
+            &[&original.as_str(), &new.id.as_str()],
+        )
+        .await?;
+    }
     let body = EventBody::RequestQueued {
         agent: new.agent.clone(),
         input_bytes: new.input.len(),
         trace_id: new.trace_id.clone(),
+        retry_of: retry_of.cloned(),
     };
     events::append(tx, now, &[body.about(&new.id, &new.session_id)]).await?;
     tree::get_request(tx, &new.id).await

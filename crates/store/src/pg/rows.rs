@@ -47,6 +47,9 @@ pub(crate) fn request(r: &Row) -> Result<Request, StoreError> {
         worker_id: r
             .try_get::<_, Option<String>>(16)?
             .map(WorkerId::from_trusted),
+        retry_of: r
+            .try_get::<_, Option<String>>(17)?
+            .map(RequestId::from_trusted),
     })
 }
 
