@@ -612,20 +612,48 @@ fn a_hung_tool_call_is_named_by_overview_and_doctor() {
     serve.wait().unwrap();
 }
 
-/// The new views at 80 and 200 columns: tables fit, ids are never cut, `-o wide`
-/// shows everything.
+/// `text` without its ANSI colour sequences (what the terminal shows).
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters… final byte (a letter).
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The new views at 80 and 200 columns, plain and in colour: tables fit (colour
+/// codes take no columns), ids are never cut, `-o wide` shows everything.
 #[test]
 fn views_fit_80_and_200_columns() {
     let demo = incident();
     let p = demo.paused();
     failed(&demo);
-    for cols in [80, 200] {
+    for (cols, colour) in [(80, false), (200, false), (80, true), (200, true)] {
         for view in [
             vec!["runtime", "doctor"],
             vec!["runtime", "overview"],
             vec!["runtime", "requests", "list"],
         ] {
-            let out = demo.at_width(T3, Some(cols), &view).stdout;
+            let raw = demo.at_style(T3, Some(cols), colour, &view).stdout;
+            assert_eq!(raw.contains('\x1b'), colour, "{view:?}: {raw}");
+            let out = visible(&raw);
+            if colour {
+                assert_eq!(
+                    out,
+                    visible(&demo.at_width(T3, Some(cols), &view).stdout),
+                    "colour changes nothing but colour"
+                );
+            }
             for l in out.lines() {
                 let w = l.chars().count();
                 // Free lines (hints with a command to paste) are not table rows.
@@ -634,10 +662,34 @@ fn views_fit_80_and_200_columns() {
                 }
                 assert!(w <= cols, "{view:?} at {cols}: {w} wide: {l}");
             }
-            insta::assert_snapshot!(
-                format!("{}_{cols}", view[1..].join("_")),
-                redact(&out, &demo.root)
-            );
+            let name = view[1..].join("_");
+            let name = if colour {
+                format!("{name}_{cols}_colour")
+            } else {
+                format!("{name}_{cols}")
+            };
+            // Escapes shown as `␛`, so a colour snapshot reads as text.
+            insta::assert_snapshot!(name, redact(&raw.replace('\x1b', "␛"), &demo.root));
+        }
+    }
+    // One request's screens (not tables: long lines are the terminal's to wrap),
+    // plain and in colour.
+    for colour in [false, true] {
+        for (name, view) in [
+            (
+                "requests_show",
+                vec!["runtime", "requests", "show", &p.request],
+            ),
+            ("doctor_request", vec!["runtime", "doctor", &p.request]),
+        ] {
+            let raw = demo.at_style(T3, Some(80), colour, &view).stdout;
+            assert_eq!(raw.contains('\x1b'), colour, "{view:?}: {raw}");
+            let name = if colour {
+                format!("{name}_colour")
+            } else {
+                name.to_string()
+            };
+            insta::assert_snapshot!(name, redact(&raw.replace('\x1b', "␛"), &demo.root));
         }
     }
     let wide = demo

@@ -70,9 +70,20 @@ impl Demo {
 
     /// Like [`Demo::at`], with tables fitting `columns` (`COLUMNS`), or unlimited.
     pub fn at_width(&self, now: &str, columns: Option<usize>, args: &[&str]) -> Run {
+        self.at_style(now, columns, false, args)
+    }
+
+    /// Like [`Demo::at_width`], in colour when `colour` (as on a terminal:
+    /// `CLICOLOR_FORCE`), else plain (`NO_COLOR`).
+    pub fn at_style(&self, now: &str, columns: Option<usize>, colour: bool, args: &[&str]) -> Run {
         let mut c = Command::new(BIN);
         c.args(args).arg("--workspace").arg(&self.root);
-        c.env("NO_COLOR", "1").env("AGENT_HARNESS_NOW", now);
+        if colour {
+            c.env_remove("NO_COLOR").env("CLICOLOR_FORCE", "1");
+        } else {
+            c.env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+        }
+        c.env("AGENT_HARNESS_NOW", now);
         c.env("USER", "alice");
         match columns {
             Some(n) => c.env("COLUMNS", n.to_string()),
@@ -214,8 +225,9 @@ fn redact_words(text: &str) -> String {
                 let unit = ["B", "KiB", "MiB", "GiB", "TiB"].contains(&next);
                 let number =
                     |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.');
-                let digits = w.trim_end_matches([',', ')']);
-                let tail = &w[digits.len()..];
+                // `pid 123`, `pid 123)`, `pid 123)␛[0m`: the number, then what follows.
+                let (digits, tail) =
+                    w.split_at(w.find(|c: char| !c.is_ascii_digit()).unwrap_or(w.len()));
                 out.push(if prev == "pid" && number(digits) {
                     format!("[PID]{tail}")
                 } else if unit && number(w) {
