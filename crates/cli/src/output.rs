@@ -22,6 +22,10 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_WAITING_APPROVAL: u8 = 4;
 /// `requests watch`: the request was cancelled.
 pub const EXIT_CANCELLED: u8 = 5;
+/// `runtime health`: a check warns (none fails).
+pub const EXIT_HEALTH_WARN: u8 = 6;
+/// `runtime health`: a check fails.
+pub const EXIT_HEALTH_FAIL: u8 = 7;
 /// Interrupted by Ctrl-C (or SIGTERM) before the request settled.
 pub const EXIT_INTERRUPTED: u8 = 130;
 

@@ -493,7 +493,7 @@ fn a_write_lock_held_past_the_retry_budget_strands_nothing_and_repeats_nothing()
         "serve logged nothing about the held lock:\n{log_while_held}"
     );
     assert!(
-        health_seen.iter().any(|(_, code, problems)| *code == 1
+        health_seen.iter().any(|(_, code, problems)| *code == 6
             && problems.contains("\"worker\"")
             && problems.contains("write lock")),
         "runtime health did not warn during a {hold:?} write lock: {health_seen:#?}"
@@ -673,7 +673,7 @@ fn a_full_disk_under_serve_ends_runs_visibly_then_loses_and_repeats_nothing() {
     assert!(
         health_seen
             .iter()
-            .all(|(_, (code, problems))| *code == 2 && problems.contains("\"disk\"")),
+            .all(|(_, (code, problems))| *code == 7 && problems.contains("\"disk\"")),
         "runtime health did not fail on the full disk: {health_seen:#?}"
     );
     // An admission that no longer fits failed saying so and kept nothing (one that

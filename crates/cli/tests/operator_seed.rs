@@ -238,7 +238,7 @@ fn health_exit_status_follows_the_worst_check() {
     let demo = Demo::new();
     // A queued request and no worker: the worker check warns.
     demo.run(&["request", "--agent", "assistant", "hello"]).ok();
-    let h = demo.at(T0, &["runtime", "health"]).expect(1);
+    let h = demo.at(T0, &["runtime", "health"]).expect(6);
     assert!(h.stdout.contains("warn    worker"), "{}", h.stdout);
     // Queue at capacity: the queue check fails.
     let cfg = demo.root.join("config/workspace.yaml");
@@ -248,6 +248,6 @@ fn health_exit_status_follows_the_worst_check() {
         text.replace("queue_capacity: 1000", "queue_capacity: 1"),
     )
     .unwrap();
-    let h = demo.at(T0, &["runtime", "health", "--json"]).expect(2);
+    let h = demo.at(T0, &["runtime", "health", "--json"]).expect(7);
     assert_eq!(h.json()["status"], "fail");
 }

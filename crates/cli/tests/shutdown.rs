@@ -344,7 +344,7 @@ async fn health_sees_a_killed_worker_and_its_orphaned_request_at_once() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(out.status.code(), Some(7), "health fails: {text}");
     assert!(text.contains("died without stopping"), "{text}");
     assert!(
         text.contains(id.as_str()) && text.contains("no live worker runs it"),

@@ -111,14 +111,14 @@ fn used_demo() -> Demo {
 
 fn expect_named_failure(demo: &Demo, what: &str) {
     let path = db(demo).display().to_string();
-    let health = demo.run(&["runtime", "health"]).expect(2);
+    let health = demo.run(&["runtime", "health"]).expect(7);
     assert!(
         health.stdout.contains("fail") && health.stdout.contains(&path),
         "{what}: runtime health:\n{}{}",
         health.stdout,
         health.stderr
     );
-    let json = demo.run(&["runtime", "health", "--json"]).expect(2).json();
+    let json = demo.run(&["runtime", "health", "--json"]).expect(7).json();
     assert_eq!(json["status"], "fail", "{what}: {json}");
     let (code, stderr) = serve_refused(&demo.root, &[]);
     assert_ne!(code, 0, "{what}: serve started");

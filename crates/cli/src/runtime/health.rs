@@ -13,8 +13,9 @@ Checks: store (reachable, integrity: the worker's last periodic check on large s
 its writes are not reaching the store), stranded_requests (active requests that nothing can wake; \
 the worker repairs them within seconds), stuck_requests (running with no activity past runtime.stuck_after), approvals (near or past expiry), \
 disk (free space in the store folder).\n\n\
-Exit status: 0 when every check is ok, 1 when any warns (and none fails), 2 when any fails. \
-(2 is also the status for bad input such as a missing workspace; the message says which.)";
+Exit status: 0 when every check is ok, 6 when any warns (and none fails), 7 when any fails: \
+distinct from 1 (the check itself could not run), 2 (bad input, such as a missing workspace) \
+and the other codes every command shares.";
 
 #[derive(clap::Args, Debug)]
 pub struct HealthArgs {
@@ -87,12 +88,12 @@ fn store_failed(now: harness_core::Timestamp, detail: String) -> HealthReport {
     )
 }
 
-/// 0 ok, 1 warn, 2 fail.
+/// 0 ok, 6 warn, 7 fail (codes no other outcome uses).
 pub fn exit_code(s: HealthStatus) -> ExitCode {
     ExitCode::from(match s {
         HealthStatus::Ok => 0,
-        HealthStatus::Warn => 1,
-        HealthStatus::Fail => 2,
+        HealthStatus::Warn => crate::output::EXIT_HEALTH_WARN,
+        HealthStatus::Fail => crate::output::EXIT_HEALTH_FAIL,
     })
 }
 
