@@ -61,7 +61,9 @@ fn every_runtime_command_has_an_example() {
         .unwrap();
     let text = String::from_utf8_lossy(&health.stdout);
     assert!(
-        text.contains("0 when every check is ok, 1 when any warns"),
+        text.contains(
+            "0 when every check is ok, 6 when any warns (and none fails), 7 when any fails"
+        ),
         "{text}"
     );
 }
