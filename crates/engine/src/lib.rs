@@ -10,6 +10,7 @@ mod deltas;
 mod error;
 mod health;
 mod redact;
+pub mod replay;
 mod run;
 mod runs;
 mod subscribe;
@@ -49,6 +50,10 @@ pub struct HarnessOptions {
     /// Start a new, empty store if the workspace's is missing, empty or damaged
     /// (see [`harness_store::StoreOptions::new_store`]).
     pub new_store: bool,
+    /// Open for a replay: a new SQLite store in its folder whatever `stores.yaml`
+    /// says, its model answering every model name, its tools every call, and no MCP
+    /// server started (see [`replay`]).
+    pub replay: Option<replay::ReplayParts>,
 }
 
 impl Default for HarnessOptions {
@@ -58,6 +63,7 @@ impl Default for HarnessOptions {
             durability: None,
             secret_env: None,
             new_store: false,
+            replay: None,
         }
     }
 }
@@ -78,6 +84,8 @@ pub(crate) struct Inner {
     /// Applied to everything a run commits (see `redact.rs`).
     pub(crate) redactor: redact::Secrets,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
+    /// Answers every model name when replaying.
+    replay_model: Option<Arc<dyn Model>>,
     /// Model turns' pieces as they stream, for in-process watchers (never stored).
     pub(crate) deltas: deltas::Deltas,
     /// Wakes the dispatcher: new work may be runnable.
@@ -112,7 +120,12 @@ impl Harness {
         opts: HarnessOptions,
         create: bool,
     ) -> Result<Harness, HarnessError> {
-        let workspace = harness_config::load(root)?;
+        let mut workspace = harness_config::load(root)?;
+        if let Some(r) = &opts.replay {
+            workspace.stores.backend = harness_config::StoreBackend::Sqlite;
+            workspace.stores.sqlite.path = r.store_dir.clone();
+            workspace.mcp = Default::default();
+        }
         let sqlite = &workspace.stores.sqlite;
         let durability = opts.durability.unwrap_or(match sqlite.synchronous {
             harness_config::Durability::Normal => harness_store::Durability::Normal,
@@ -131,12 +144,18 @@ impl Harness {
             redactor.0.clone(),
         ));
         let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
-            inner: Arc::new(tools::Tools {
-                workspace: harness_providers::tools::WorkspaceTools::new(workspace.tools.clone()),
-                mcp: mcp.clone(),
-            }),
+            inner: match &opts.replay {
+                Some(r) => r.tools.clone(),
+                None => Arc::new(tools::Tools {
+                    workspace: harness_providers::tools::WorkspaceTools::new(
+                        workspace.tools.clone(),
+                    ),
+                    mcp: mcp.clone(),
+                }),
+            },
             redactor: redactor.0.clone(),
         });
+        let replay_model = opts.replay.as_ref().map(|r| r.model.clone());
         Ok(Harness {
             inner: Arc::new(Inner {
                 workspace,
@@ -146,6 +165,7 @@ impl Harness {
                 mcp,
                 redactor,
                 models: Mutex::new(HashMap::new()),
+                replay_model,
                 deltas: deltas::Deltas::default(),
                 wake: Notify::new(),
                 runs: runs::Runs::default(),
@@ -187,6 +207,9 @@ impl Harness {
     }
 
     pub(crate) fn model(&self, name: &str) -> Result<Arc<dyn Model>, HarnessError> {
+        if let Some(m) = &self.inner.replay_model {
+            return Ok(m.clone());
+        }
         let mut models = self.inner.models.lock().expect("models");
         if let Some(m) = models.get(name) {
             return Ok(m.clone());

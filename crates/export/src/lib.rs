@@ -79,11 +79,13 @@
 mod collect;
 mod package;
 mod redact;
+mod replay;
 mod verify;
 
 #[cfg(test)]
 mod tests;
 
+pub use replay::recording;
 pub use verify::verify_export;
 
 use collect::Records;

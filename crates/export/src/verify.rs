@@ -28,6 +28,8 @@ struct ManifestOptions {
 
 const EVENTS: &str = "events.jsonl";
 const ARTIFACTS: &str = "artifacts.json";
+pub(crate) const REQUESTS: &str = "requests.json";
+pub(crate) const APPROVALS: &str = "approvals.json";
 
 /// What a package holds, read from a folder or an archive.
 #[derive(Default)]
@@ -43,12 +45,20 @@ struct Contents {
 
 /// Files whose bytes verification reads, not only hashes.
 fn kept(path: &str) -> bool {
-    [MANIFEST, EVENTS, ARTIFACTS].contains(&path)
+    [MANIFEST, EVENTS, ARTIFACTS, REQUESTS, APPROVALS].contains(&path)
 }
 
 /// Checks the package at `path` (a folder, or a file ending in `.tar.gz`).
 /// An unreadable path is an error; anything wrong inside the package is a problem.
 pub fn verify_export(path: &Path) -> anyhow::Result<VerifyReport> {
+    Ok(read_verified(path)?.0)
+}
+
+/// Verifies the package at `path` and returns, beside the report, the bytes of the
+/// record files it read (`manifest.json`, `requests.json`, `approvals.json`, …).
+pub(crate) fn read_verified(
+    path: &Path,
+) -> anyhow::Result<(VerifyReport, BTreeMap<String, Vec<u8>>)> {
     let contents = if path.to_string_lossy().ends_with(".tar.gz") && path.is_file() {
         read_archive(path)?
     } else if path.is_dir() {
@@ -62,14 +72,19 @@ pub fn verify_export(path: &Path) -> anyhow::Result<VerifyReport> {
     } else {
         return Err(bad_input(format!("`{}` does not exist", path.display())));
     };
+    let mut kept = contents.kept.clone();
+    if let Some(m) = &contents.manifest {
+        kept.insert(MANIFEST.to_string(), m.clone());
+    }
     let (checked, mut problems) = check(contents);
     problems.sort_by(|a, b| a.file.cmp(&b.file));
-    Ok(VerifyReport {
+    let report = VerifyReport {
         path: path.to_path_buf(),
         ok: problems.is_empty(),
         checked,
         problems,
-    })
+    };
+    Ok((report, kept))
 }
 
 fn problem(file: &str, problem: impl Into<String>) -> VerifyProblem {

@@ -16,6 +16,7 @@ mod health;
 mod maintenance;
 mod notes;
 mod overview;
+mod replay_cmd;
 mod requests;
 mod screen;
 mod sessions;
@@ -82,6 +83,9 @@ pub enum RuntimeCommand {
 Exit status: 0 when every file matches the manifest, 1 when any file was changed, added or removed."
     )]
     VerifyExport(export_cmd::VerifyArgs),
+    /// Run a finished request again from its recording and report the first divergence.
+    #[command(subcommand, after_help = replay_cmd::HELP)]
+    Replay(replay_cmd::ReplayCommand),
     /// Prune finished requests' records past retention, then compact the store.
     #[command(after_help = maintenance::HELP)]
     Maintenance(maintenance::MaintenanceArgs),
@@ -100,6 +104,7 @@ pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
         RuntimeCommand::Export(c) => export_cmd::export(ctx, c).await,
         RuntimeCommand::VerifyExport(a) => export_cmd::verify(ctx, a),
         RuntimeCommand::Maintenance(a) => maintenance::run(ctx, a).await,
+        RuntimeCommand::Replay(c) => replay_cmd::run(ctx, c).await,
     }
 }
 
