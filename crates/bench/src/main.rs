@@ -13,6 +13,7 @@
 mod approval;
 mod breakdown;
 mod concurrent;
+mod mcp;
 mod models;
 mod paused;
 mod recovery;
@@ -59,6 +60,10 @@ const BENCHES: &[(&str, &str)] = &[
     (
         "models",
         "µs added per streamed model turn and to time to first delta, vs the HTTP client alone",
+    ),
+    (
+        "mcp",
+        "µs per MCP tool call over stdio: rmcp alone, the runtime's client, a durable step",
     ),
 ];
 
@@ -158,6 +163,7 @@ fn run_bench(name: &str, rest: &[String]) -> Result<()> {
             "breakdown" => breakdown::run().await,
             "views" => views::run(flag(rest, "--workspace").map(PathBuf::from)).await,
             "models" => models::run().await,
+            "mcp" => mcp::run().await,
             _ => unreachable!(),
         }
     })
