@@ -67,6 +67,20 @@ fn an_agent_calls_the_npm_server_over_stdio() {
     assert!(r.stdout.contains("Echo: hello mcp"), "{}", r.stdout);
     assert!(r.stdout.contains("42"), "{}", r.stdout);
     assert!(r.stdout.contains("done"), "{}", r.stdout);
+
+    // It replays from its recording: the server is started to list its tools (their
+    // schemas and policies), and the calls are answered from the recorded results.
+    let listed = demo
+        .run(&["runtime", "requests", "list", "--json"])
+        .ok()
+        .json();
+    let id = listed["requests"][0]["id"].as_str().unwrap().to_string();
+    let replayed = demo
+        .run(&["runtime", "replay", "request", &id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(replayed["identical"], true, "{replayed:#}");
+    assert_eq!(replayed["steps_compared"], 5, "{replayed:#}");
 }
 
 #[test]

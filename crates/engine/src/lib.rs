@@ -51,8 +51,9 @@ pub struct HarnessOptions {
     /// (see [`harness_store::StoreOptions::new_store`]).
     pub new_store: bool,
     /// Open for a replay: a new SQLite store in its folder whatever `stores.yaml`
-    /// says, its model answering every model name, its tools every call, and no MCP
-    /// server started (see [`replay`]).
+    /// says, its model answering every model name, its tools every call (MCP servers
+    /// still start, to list their tools' schemas and policies; they are never called).
+    /// See [`replay`].
     pub replay: Option<replay::ReplayParts>,
 }
 
@@ -124,7 +125,6 @@ impl Harness {
         if let Some(r) = &opts.replay {
             workspace.stores.backend = harness_config::StoreBackend::Sqlite;
             workspace.stores.sqlite.path = r.store_dir.clone();
-            workspace.mcp = Default::default();
         }
         let sqlite = &workspace.stores.sqlite;
         let durability = opts.durability.unwrap_or(match sqlite.synchronous {

@@ -9,9 +9,10 @@
 //! approval decisions are applied again (same decision, message, edited arguments).
 //! Compared, request by request in delegation order: each step's kind, a call's
 //! tool, arguments, status and outcome (`ok` and content), whether it waited for an
-//! approval; then the request's status, output and error. Not replayed: artifact
-//! contents a tool wrote (only its reply text is), expired approvals, and calls to
-//! MCP servers' tools (their servers are not started).
+//! approval; then the request's status, output and error. The workspace's MCP
+//! servers are started, as by any worker, to list their tools (schemas and
+//! policies), and are never called. Not replayed: artifact contents a tool wrote
+//! (only its reply text is) and expired approvals.
 
 use crate::{Harness, HarnessError, HarnessOptions, WorkerOptions, run_until_settled};
 use harness_core::*;

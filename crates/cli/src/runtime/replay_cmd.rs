@@ -18,8 +18,8 @@ and tools that answer from the recorded results (no model is called, no tool run
 recorded approval decisions, in a temporary store that is then discarded. It compares, request by \
 request in delegation order, each step (a call's tool, arguments, status, outcome, whether it \
 waited for an approval) and the outcome, and reports the first difference: what changing the \
-workspace's agents, tools or policies does to a run that happened. Artifact contents, expired \
-approvals and MCP tool calls are not replayed.\n\n\
+workspace's agents, tools or policies does to a run that happened. MCP servers are started to \
+list their tools, never called. Artifact contents and expired approvals are not replayed.\n\n\
 Exit status: 0 when the replay matches the recording, 1 when it diverged.";
 
 #[derive(clap::Subcommand, Debug)]
