@@ -60,7 +60,8 @@ fn an_agent_calls_the_npm_server_over_stdio() {
         &demo,
         "[everything.*]",
         "      - tool_calls: [{tool: everything.echo, arguments: {message: hello mcp}}]\n      \
-         - tool_calls: [{tool: everything.get-sum, arguments: {a: 2, b: 40}}]\n      - text: done\n",
+         - tool_calls: [{tool: everything.get-sum, arguments: {a: 2, b: 40}}]\n      \
+         - tool_calls: [{tool: everything.get-tiny-image, arguments: {}}]\n      - text: done\n",
     );
     demo.run(&["validate"]).ok();
     let r = demo.run(&["run", "--agent", "mcp", "call it"]).ok();
@@ -75,12 +76,42 @@ fn an_agent_calls_the_npm_server_over_stdio() {
         .ok()
         .json();
     let id = listed["requests"][0]["id"].as_str().unwrap().to_string();
+    // The image came back as an artifact of the request, not as base64 for the model.
+    let arts = demo
+        .run(&["runtime", "artifacts", "list", &id, "--json"])
+        .ok()
+        .json();
+    let png = arts["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "get-tiny-image-image-1.png")
+        .unwrap_or_else(|| panic!("no image artifact: {arts:#}"));
+    assert_eq!(png["media_type"], "image/png");
+    let bytes = std::process::Command::new(env!("CARGO_BIN_EXE_agent-harness"))
+        .args([
+            "runtime",
+            "artifacts",
+            "cat",
+            &id,
+            "get-tiny-image-image-1.png",
+            "--workspace",
+        ])
+        .arg(&demo.root)
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(
+        bytes.starts_with(b"\x89PNG"),
+        "{:?}",
+        &bytes[..bytes.len().min(8)]
+    );
     let replayed = demo
         .run(&["runtime", "replay", "request", &id, "--json"])
         .ok()
         .json();
     assert_eq!(replayed["identical"], true, "{replayed:#}");
-    assert_eq!(replayed["steps_compared"], 5, "{replayed:#}");
+    assert_eq!(replayed["steps_compared"], 7, "{replayed:#}");
 }
 
 #[test]

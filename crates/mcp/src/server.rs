@@ -228,7 +228,7 @@ impl Server {
             }
         };
         match result {
-            Ok(Ok(r)) => to_output(r),
+            Ok(Ok(r)) => to_output(tool, r),
             Ok(Err(e)) => ToolOutput::error(self.redact(&format!(
                 "MCP server `{}` failed the call to `{tool}`: {e}",
                 self.name
