@@ -37,6 +37,7 @@ event_kinds! {
     RequestWaitingApproval => "request.waiting_approval",
     RequestRequeued => "request.requeued",
     RequestRepaired => "request.repaired",
+    RequestReclaimed => "request.reclaimed",
     RequestCompleted => "request.completed",
     RequestFailed => "request.failed",
     RequestCancelled => "request.cancelled",
@@ -144,6 +145,13 @@ pub enum EventBody {
     RequestRepaired {
         problem: String,
         action: String,
+    },
+    /// A worker took a running root back from another worker that died or let
+    /// its lease lapse; the old worker's later commits for it are refused.
+    RequestReclaimed {
+        from_worker: WorkerId,
+        by_worker: WorkerId,
+        reason: String,
     },
     RequestCompleted {
         output_bytes: usize,
@@ -254,6 +262,7 @@ impl EventBody {
             B::RequestWaitingApproval { .. } => EventKind::RequestWaitingApproval,
             B::RequestRequeued { .. } => EventKind::RequestRequeued,
             B::RequestRepaired { .. } => EventKind::RequestRepaired,
+            B::RequestReclaimed { .. } => EventKind::RequestReclaimed,
             B::RequestCompleted { .. } => EventKind::RequestCompleted,
             B::RequestFailed { .. } => EventKind::RequestFailed,
             B::RequestCancelled { .. } => EventKind::RequestCancelled,
@@ -311,6 +320,11 @@ impl EventBody {
             B::RequestRepaired { problem, action } => {
                 json!({"problem": problem, "action": action})
             }
+            B::RequestReclaimed {
+                from_worker,
+                by_worker,
+                reason,
+            } => json!({"from_worker": from_worker, "by_worker": by_worker, "reason": reason}),
             B::RequestCompleted {
                 output_bytes,
                 steps,

@@ -80,7 +80,7 @@ impl Harness {
             tracing::warn!("{reaped}");
         }
         let max_attempts = self.inner.workspace.settings.runtime.max_attempts;
-        let recovery = self.inner.store.recover(now, max_attempts).await?;
+        let recovery = self.inner.store.recover(&id, now, max_attempts).await?;
         let recovered = recovery.requeued;
         let worker = Worker {
             id: id.clone(),

@@ -360,9 +360,15 @@ impl Store {
     /// `attempt` goes up by one), or fails it once it has been started
     /// `max_attempts` times. Called by a worker holding [`Store::lock_worker`].
     /// SQLite: every `running` root (the lock is exclusive). PostgreSQL: only roots
-    /// whose worker is dead (liveness lock free) or whose lease lapsed.
-    pub async fn recover(&self, now: Timestamp, max_attempts: u32) -> Result<Recovery, StoreError> {
-        on_backend!(self, b => b.recover(now, max_attempts).await)
+    /// whose worker is dead (liveness lock free) or whose lease lapsed. A root
+    /// taken from another worker gets `request.reclaimed` (from it, by `by`).
+    pub async fn recover(
+        &self,
+        by: &WorkerId,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Recovery, StoreError> {
+        on_backend!(self, b => b.recover(by, now, max_attempts).await)
     }
 
     /// Requests that cannot progress as they stand. `quiet_since`: only requests

@@ -86,13 +86,39 @@ pub struct Recovery {
 }
 
 /// The reason recovery gives each request it re-queues.
+/// `request.reclaimed` when worker `by` takes the running root `r` back from the
+/// worker that claimed it (dead, or its lease lapsed); `None` if either is unknown
+/// or they are the same.
+pub(crate) fn reclaimed(r: &Request, by: Option<&WorkerId>, reason: &str) -> Option<NewEvent> {
+    let from = r.worker_id.as_ref()?;
+    let by = by?;
+    (from != by).then(|| {
+        EventBody::RequestReclaimed {
+            from_worker: from.clone(),
+            by_worker: by.clone(),
+            reason: reason.to_string(),
+        }
+        .about(&r.id, &r.session_id)
+    })
+}
+
+/// Why a dead worker's request is taken back (SQLite: the lock is exclusive, so
+/// only a dead worker can have left one running).
+pub(crate) const WORKER_GONE: &str = "its worker is gone";
+
 pub(crate) const RECOVERED: &str = "the worker running it stopped without finishing it";
 
 impl SqliteStore {
     /// Puts every request left `running` by a dead worker back on the queue (its
     /// `attempt` goes up by one), or fails it once it has been started
     /// `max_attempts` times. Only sound while this process holds the workspace lock.
-    pub async fn recover(&self, now: Timestamp, max_attempts: u32) -> Result<Recovery, StoreError> {
+    pub async fn recover(
+        &self,
+        by: &WorkerId,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Recovery, StoreError> {
+        let by = by.clone();
         self.write(move |c| {
             let mut out = Recovery::default();
             let orphans = tree::requests_where(
@@ -102,6 +128,9 @@ impl SqliteStore {
             )?;
             for r in orphans {
                 let reason = RECOVERED;
+                if let Some(e) = reclaimed(&r, Some(&by), WORKER_GONE) {
+                    events::append(c, now, &[e])?;
+                }
                 if requeue_or_fail(c, &r, now, max_attempts, reason, true)? {
                     out.requeued.push(r.id);
                 } else {
@@ -240,6 +269,9 @@ fn repair_one(
                 return Ok(None);
             }
             event(c, &s.id, &s.session_id, "requeued")?;
+            if let Some(e) = reclaimed(&r, live.owner.as_ref(), WORKER_GONE) {
+                events::append(c, now, &[e])?;
+            }
             // Claimed by the live worker itself, whose run ended without its commit
             // (a store failure): not a crash, so not an attempt.
             let crashed = live.owner.is_none() || r.worker_id != live.owner;

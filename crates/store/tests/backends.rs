@@ -175,7 +175,27 @@ async fn attempts(b: Backend) {
     let r = store.claim(&me, 1, Timestamp(4)).await.unwrap().remove(0);
     drop(lock);
     wait_free(store).await;
-    store.recover(Timestamp(5), 3).await.unwrap();
+    let next = WorkerId::generate();
+    store.recover(&next, Timestamp(5), 3).await.unwrap();
     let again = store.get_request(&r.id).await.unwrap();
     assert_eq!((again.status, again.attempt), (RequestStatus::Queued, 2));
+    // The take-over is on record, naming both workers.
+    let reclaimed = reclaims(store, &r.id).await;
+    assert_eq!(reclaimed.len(), 1, "{reclaimed:?}");
+    assert_eq!(reclaimed[0].payload["from_worker"], me.as_str());
+    assert_eq!(reclaimed[0].payload["by_worker"], next.as_str());
+    assert_eq!(reclaimed[0].payload["reason"], "its worker is gone");
+}
+
+/// The `request.reclaimed` events of `id` (read until the cursor shows them all).
+async fn reclaims(store: &harness_store::Store, id: &RequestId) -> Vec<Event> {
+    let filter = EventFilter {
+        request_id: Some(id.clone()),
+        session_id: None,
+    };
+    let events = store.events_after(0, filter, 1000).await.unwrap();
+    events
+        .into_iter()
+        .filter(|e| e.kind == EventKind::RequestReclaimed)
+        .collect()
 }

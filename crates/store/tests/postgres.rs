@@ -74,7 +74,10 @@ async fn a_worker_that_lost_its_lease_commits_nothing() {
         .unwrap();
     assert_eq!(a.len(), 1);
     // The other worker finds it abandoned and takes it over.
-    second.recover(Timestamp(3), 5).await.unwrap();
+    second
+        .recover(&WorkerId::generate(), Timestamp(3), 5)
+        .await
+        .unwrap();
     let b = second
         .claim(&WorkerId::generate(), 1, Timestamp(4))
         .await
@@ -144,7 +147,10 @@ async fn the_heartbeat_renews_held_leases_and_names_the_lost_ones() {
         vec![]
     );
     // Another worker takes it over (as after this one paused past its lease).
-    second.recover(Timestamp(3), 5).await.unwrap();
+    second
+        .recover(&WorkerId::generate(), Timestamp(3), 5)
+        .await
+        .unwrap();
     let other = second
         .claim(&WorkerId::generate(), 1, Timestamp(4))
         .await

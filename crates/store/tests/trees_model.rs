@@ -244,7 +244,7 @@ impl World {
                 }
             }
             Op::Recover => {
-                let _ = self.store.recover(now, 100).await;
+                let _ = self.store.recover(&WorkerId::generate(), now, 100).await;
             }
             Op::FailTree { t, level } => {
                 if let Some(id) = self.trees[*t].get(*level) {

@@ -45,7 +45,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
 
     // B starting, or B's safety net: A is alive and its lease holds.
     let now = Timestamp(3_000);
-    assert!(b.recover(now, 3).await.unwrap().requeued.is_empty());
+    assert!(b.recover(&wb, now, 3).await.unwrap().requeued.is_empty());
     let live_b = Liveness {
         owner: Some(wb.clone()),
         running: Some([theirs.id.clone()].into_iter().collect()),
@@ -68,6 +68,24 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, mine.id);
     assert_eq!(again[0].attempt, 2, "a lapsed lease counts an attempt");
+    let reclaimed: Vec<Event> = b
+        .events_after(0, EventFilter::default(), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::RequestReclaimed)
+        .collect();
+    assert_eq!(reclaimed.len(), 1, "{reclaimed:?}");
+    assert_eq!(reclaimed[0].request_id.as_ref(), Some(&mine.id));
+    assert_eq!(reclaimed[0].payload["from_worker"], wa.as_str());
+    assert_eq!(reclaimed[0].payload["by_worker"], wb.as_str());
+    assert!(
+        reclaimed[0].payload["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("its lease expired at"),
+        "{reclaimed:?}"
+    );
     // …and A, resumed, can commit nothing.
     let step = Step {
         request_id: mine.id.clone(),
@@ -119,7 +137,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     drop(lock_a);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = c.recover(later, 3).await.unwrap();
+        let r = c.recover(&wc, later, 3).await.unwrap();
         if r.requeued.contains(&held.id) {
             break;
         }

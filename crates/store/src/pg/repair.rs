@@ -3,13 +3,16 @@
 use super::workers::DEAD_OWNER;
 use super::{PgStore, Tx, events, in_tx, tree};
 use crate::StoreError;
-use crate::repair::{Liveness, Problem, RECOVERED, Recovery, Repaired, Stranded, gave_up};
+use crate::repair::{
+    Liveness, Problem, RECOVERED, Recovery, Repaired, Stranded, gave_up, reclaimed,
+};
 use crate::tree::{Settle, status_in};
 use harness_core::*;
 
 impl PgStore {
     pub(crate) async fn recover(
         &self,
+        by: &WorkerId,
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Recovery, StoreError> {
@@ -28,6 +31,7 @@ impl PgStore {
             )
             .await?;
             for r in orphans {
+                record_reclaim(tx, &r, Some(by), now).await?;
                 if requeue_or_fail(tx, &r, now, max_attempts, RECOVERED, true).await? {
                     out.requeued.push(r.id);
                 } else {
@@ -204,6 +208,7 @@ async fn repair_one(
                 return Ok(None);
             }
             events::append(tx, now, &[event(&s.id, &s.session_id, "requeued")]).await?;
+            record_reclaim(tx, &r, live.owner.as_ref(), now).await?;
             // Claimed by the live worker itself, whose run ended without its commit
             // (a store failure): not a crash, so not an attempt.
             let crashed = live.owner.is_none() || r.worker_id != live.owner;
@@ -237,6 +242,37 @@ async fn repair_one(
             Ok((!moved.is_empty()).then(|| to.to_string()))
         }
     }
+}
+
+/// `request.reclaimed` when `by` takes `r` from another worker, saying whether
+/// that worker's lease lapsed or the worker is gone.
+async fn record_reclaim(
+    tx: &mut Tx<'_>,
+    r: &Request,
+    by: Option<&WorkerId>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if r.worker_id.is_none() || by.is_none() || r.worker_id.as_ref() == by {
+        return Ok(());
+    }
+    let expires: Option<i64> = tx
+        .query_one(
+            "SELECT lease_expires_at FROM requests WHERE id = $1",
+            &[&r.id.as_str()],
+        )
+        .await?
+        .try_get(0)?;
+    let reason = match expires {
+        Some(t) if t < now.0 => format!(
+            "its lease expired at {} without renewal",
+            Timestamp(t).to_rfc3339()
+        ),
+        _ => crate::repair::WORKER_GONE.to_string(),
+    };
+    if let Some(e) = reclaimed(r, by, &reason) {
+        events::append(tx, now, &[e]).await?;
+    }
+    Ok(())
 }
 
 /// A running root whose worker is gone: back on the queue with one more attempt,

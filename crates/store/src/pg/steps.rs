@@ -80,12 +80,13 @@ const UPDATE_STEP: &str =
 const PATCH: &str = "UPDATE requests SET last_activity_at = $2, status = COALESCE($3, status), \
      current_agent = COALESCE($4, current_agent), output = COALESCE($5, output), \
      error = COALESCE($6, error), finished_at = COALESCE($7, finished_at), steps = steps + $8, \
-     lease_token = CASE WHEN COALESCE($3, 'running') = 'running' THEN lease_token ELSE NULL END, \
+     lease_token = CASE WHEN COALESCE($3, 'running') = 'queued' THEN NULL ELSE lease_token END, \
      lease_expires_at = CASE WHEN COALESCE($3, 'running') = 'running' THEN lease_expires_at ELSE NULL END \
      WHERE id = $1 AND status = 'running' AND ($9::text IS NULL OR lease_token = $9)";
 const SESSION: &str = "UPDATE sessions SET last_activity_at = $2 WHERE id = $1";
 const ANCESTOR: &str = "UPDATE requests SET last_activity_at = $2, \
      current_agent = COALESCE($3, current_agent) WHERE id = $1";
+const ROOT_TOKEN: &str = "SELECT lease_token FROM requests WHERE id = $1";
 const ROOT_LEASE: &str = "SELECT lease_token FROM requests WHERE id = $1 FOR UPDATE";
 const APPROVAL_STATUS: &str = "SELECT status FROM approvals WHERE id = $1";
 
@@ -265,7 +266,19 @@ async fn commit_step(
     }
     if out[patch_at].count() == 0 {
         let req = tree::get_request(tx, &s.request_id).await?;
-        if own_token.is_some() && req.status == RequestStatus::Running {
+        // A settled root keeps the token of the claim that ran it last: a cancel
+        // of this worker's run leaves ours (recording the interrupted call is
+        // allowed), another worker's run after a take-over leaves theirs.
+        let last_token = match own_token {
+            Some(_) => tx
+                .query_one(ROOT_TOKEN, &[&s.request_id.as_str()])
+                .await?
+                .try_get::<_, Option<String>>(0)?,
+            None => None,
+        };
+        if own_token.is_some()
+            && (req.status == RequestStatus::Running || last_token.as_deref() != own_token)
+        {
             return Err(StoreError::LeaseLost {
                 id: root.to_string(),
             });

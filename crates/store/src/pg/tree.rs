@@ -50,7 +50,7 @@ pub(super) async fn move_to(
         "UPDATE requests SET status = $2, last_activity_at = $3, \
          finished_at = CASE WHEN $4 THEN $3 ELSE finished_at END, error = COALESCE($5, error), \
          worker_id = CASE WHEN $2 = 'queued' THEN NULL ELSE worker_id END, \
-         lease_token = CASE WHEN $2 = 'running' THEN lease_token ELSE NULL END, \
+         lease_token = CASE WHEN $2 = 'queued' THEN NULL ELSE lease_token END, \
          lease_expires_at = CASE WHEN $2 = 'running' THEN lease_expires_at ELSE NULL END \
          WHERE id = $1 AND {}",
         status_in(to, from)

@@ -225,7 +225,7 @@ impl PgStore {
                     super::Stmt::query(
                         "UPDATE requests r SET lease_expires_at = $3 \
                          FROM unnest($1::text[], $2::text[]) AS h(id, token) \
-                         WHERE r.id = h.id AND r.lease_token = h.token RETURNING r.id",
+                         WHERE r.id = h.id AND r.lease_token = h.token AND r.status = 'running' RETURNING r.id",
                         &[&ids, &tokens, &expires],
                     ),
                 ])
