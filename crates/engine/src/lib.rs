@@ -22,7 +22,7 @@ pub use error::{HarnessError, error_code};
 pub use harness_config::Workspace;
 pub use harness_core::ErrorCode;
 pub use harness_store::{
-    IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
+    Admitted, IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
 };
 pub use redact::SecretEnv;
 pub use subscribe::EventStream;
@@ -232,7 +232,31 @@ impl Harness {
         agent: &str,
         input: &str,
     ) -> Result<Request, HarnessError> {
+        let a = Admit {
+            session,
+            agent: agent.to_string(),
+            input: input.to_string(),
+            idempotency_key: None,
+        };
+        Ok(self.admit(a).await?.request)
+    }
+
+    /// Admits a request as [`Harness::request`] does, honouring an idempotency key:
+    /// the request the key admitted before in the session when it asked for the same
+    /// agent and input (`existing`: nothing new is queued), a `conflict` when it
+    /// asked for something else. The key needs a session (it is unique per session).
+    pub async fn admit(&self, a: Admit) -> Result<Admitted, HarnessError> {
         let ws = &self.inner.workspace;
+        if let Some(key) = &a.idempotency_key {
+            check_idempotency_key(key)?;
+            if a.session.is_none() {
+                return Err(HarnessError::InvalidInput(
+                    "an idempotency key is unique per session: give the request a session"
+                        .to_string(),
+                ));
+            }
+        }
+        let (agent, input) = (a.agent.as_str(), a.input.as_str());
         if !ws.agents.contains_key(agent) {
             return Err(HarnessError::UnknownAgent {
                 name: agent.to_string(),
@@ -255,17 +279,19 @@ impl Harness {
         let new = harness_store::NewRequest {
             trace_id: trace_id_for(&id),
             id,
-            session_id: session.unwrap_or_else(SessionId::generate),
-            agent: agent.to_string(),
-            input: input.to_string(),
+            session_id: a.session.unwrap_or_else(SessionId::generate),
+            agent: a.agent,
+            input: a.input,
         };
-        let req = self
+        let admitted = self
             .inner
             .store
-            .admit(new, self.admission(), self.now())
+            .admit_keyed(new, a.idempotency_key, self.admission(), self.now())
             .await?;
-        self.inner.wake.notify_one();
-        Ok(req)
+        if !admitted.existing {
+            self.inner.wake.notify_one();
+        }
+        Ok(admitted)
     }
 
     /// Admits a new request that runs the finished root request `original` again:
@@ -471,4 +497,35 @@ fn trace_id_for(id: &RequestId) -> String {
     let mut b = std::collections::hash_map::DefaultHasher::new();
     (id, 1u8).hash(&mut b);
     format!("{:016x}{:016x}", a.finish(), b.finish())
+}
+
+/// What [`Harness::admit`] admits.
+#[derive(Clone, Debug, Default)]
+pub struct Admit {
+    /// The session; a new one when `None`.
+    pub session: Option<SessionId>,
+    pub agent: String,
+    pub input: String,
+    /// A client's key for this admission (HTTP `Idempotency-Key`): retrying with it
+    /// returns the request it admitted instead of queueing another.
+    pub idempotency_key: Option<String>,
+}
+
+/// The longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+
+/// An idempotency key is 1 to 255 printable ASCII characters.
+fn check_idempotency_key(key: &str) -> Result<(), HarnessError> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(HarnessError::InvalidInput(format!(
+            "the idempotency key is {} bytes; it must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    if let Some(c) = key.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(HarnessError::InvalidInput(format!(
+            "the idempotency key holds {c:?}; it must be printable ASCII"
+        )));
+    }
+    Ok(())
 }

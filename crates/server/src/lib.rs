@@ -3,7 +3,9 @@
 //! Routes (JSON unless said otherwise; every error is `{"code", "message"}` with the
 //! engine's stable [`harness_engine::ErrorCode`]):
 //! - `GET  /v1/health`                               viewer
-//! - `POST /v1/sessions/{session}/requests`          operator: admit `{agent, input}`
+//! - `POST /v1/sessions/{session}/requests`          operator: admit `{agent, input}`;
+//!   201, or 200 (`Idempotent-Replayed: true`) with the request an `Idempotency-Key`
+//!   header admitted before in the session; 409 when that key asked for other work
 //! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
 //! - `GET  /v1/requests/{id}`                        viewer
 //! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
@@ -24,11 +26,12 @@ pub use error::{ApiError, status_of};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use harness_core::*;
-use harness_engine::{ErrorCode, Harness};
+use harness_engine::{Admit, ErrorCode, Harness};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -136,17 +139,52 @@ struct AdmitBody {
     input: String,
 }
 
+/// The header a client retries an admission with: the same key (per session)
+/// returns the request it admitted.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set (`true`) on an admission answered with the request an idempotency key
+/// admitted before.
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
 async fn admit(
     p: Principal,
     State(s): State<AppState>,
     Path(session): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<AdmitBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Request>), ApiError> {
+) -> Result<Response, ApiError> {
     p.require(Role::Operator)?;
     let session = SessionId::parse(&session)?;
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::invalid("the Idempotency-Key header must be printable ASCII")
+                })?
+                .to_string(),
+        ),
+    };
     let Json(b) = body?;
-    let req = s.harness.request(Some(session), &b.agent, &b.input).await?;
-    Ok((StatusCode::CREATED, Json(req)))
+    let a = s
+        .harness
+        .admit(Admit {
+            session: Some(session),
+            agent: b.agent,
+            input: b.input,
+            idempotency_key: key,
+        })
+        .await?;
+    Ok(if a.existing {
+        (
+            StatusCode::OK,
+            [(IDEMPOTENT_REPLAYED, "true")],
+            Json(a.request),
+        )
+            .into_response()
+    } else {
+        (StatusCode::CREATED, Json(a.request)).into_response()
+    })
 }
 
 #[derive(Deserialize, Default)]

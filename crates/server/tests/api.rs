@@ -103,6 +103,29 @@ impl Api {
         }
     }
 
+    /// Admits under an `Idempotency-Key` header.
+    async fn admit_keyed(&self, session: &str, key: &str, input: &str) -> Answer {
+        let req = HttpRequest::builder()
+            .method("POST")
+            .uri(format!("/v1/sessions/{session}/requests"))
+            .header(header::AUTHORIZATION, format!("Bearer {OPERATOR}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", key)
+            .body(Body::from(
+                json!({"agent": "assistant", "input": input}).to_string(),
+            ))
+            .unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap(),
+        }
+    }
+
     async fn admit(&self, session: &str, input: &str) -> Request {
         let a = self
             .call(
@@ -647,4 +670,64 @@ async fn events_stream_with_seq_ids_and_resume_after_last_event_id() {
         .call("GET", "/v1/events?from=-1", Some(VIEWER), None)
         .await;
     assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "from");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_admits_once_per_session() {
+    let api = api();
+    let first = api.admit_keyed("s-1", "order-17", "ship the notes").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let again = api.admit_keyed("s-1", "order-17", "ship the notes").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body["id"], first.body["id"]);
+
+    let other = api.admit_keyed("s-1", "order-17", "ship other notes").await;
+    assert_error(&other, StatusCode::CONFLICT, "conflict", "order-17");
+    let id = first.body["id"].as_str().unwrap();
+    assert!(other.body["message"].as_str().unwrap().contains(id));
+
+    let elsewhere = api.admit_keyed("s-2", "order-17", "ship the notes").await;
+    assert_eq!(elsewhere.status, StatusCode::CREATED);
+    assert_ne!(elsewhere.body["id"], first.body["id"]);
+
+    let empty = api.admit_keyed("s-1", "", "ship the notes").await;
+    assert_error(
+        &empty,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+        "idempotency key",
+    );
+    let long = api
+        .admit_keyed("s-1", &"k".repeat(256), "ship the notes")
+        .await;
+    assert_error(&long, StatusCode::BAD_REQUEST, "invalid_input", "1 to 255");
+
+    // Concurrent retries of one admission: one request, every answer names it.
+    let mut tasks = Vec::new();
+    let api = std::sync::Arc::new(api);
+    for _ in 0..16 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            api.admit_keyed("s-3", "pay-9", "pay invoice 9").await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert!(
+            matches!(a.status, StatusCode::OK | StatusCode::CREATED),
+            "{}",
+            a.body
+        );
+        created += usize::from(a.status == StatusCode::CREATED);
+        ids.insert(a.body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!((ids.len(), created), (1, 1));
+    let listed = api
+        .call("GET", "/v1/requests?session=s-3", Some(VIEWER), None)
+        .await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1, "{}", listed.body);
 }

@@ -96,6 +96,17 @@ pub enum StoreError {
         "session `{session}` already has an active request {active} and its strategy is `reject`"
     )]
     SessionBusy { session: String, active: String },
+    /// An idempotency key already admitted a request of this session that asked for
+    /// a different agent or input.
+    #[error(
+        "idempotency key `{key}` already admitted request {existing} in session `{session}` \
+         with a different agent or input; send a new key for a new request"
+    )]
+    IdempotencyKeyReused {
+        key: String,
+        session: String,
+        existing: String,
+    },
     #[error("approval {id} is already {status}{}", decided_suffix(.decided_by, .decided_at))]
     ApprovalNotPending {
         id: String,
@@ -140,6 +151,7 @@ impl StoreError {
             | StoreError::ApprovalExpired { .. }
             | StoreError::WrongState { .. }
             | StoreError::SessionBusy { .. }
+            | StoreError::IdempotencyKeyReused { .. }
             | StoreError::Missing { .. }
             | StoreError::NotReplaced { .. }
             | StoreError::Locked(_) => C::Conflict,

@@ -46,7 +46,7 @@ pub use lookup::IdKind;
 pub use maintenance::PruneReport;
 pub use pg::PgConfig;
 pub use repair::{Liveness, Problem, Recovery, Repaired, Stranded};
-pub use requests::{Admission, NewRequest};
+pub use requests::{Admission, Admitted, NewRequest};
 pub use sidecar::SIDECAR_FILE;
 pub use sqlite::DB_FILE;
 pub use stats::{IntegrityCheck, StoreStats, StuckRequest};
@@ -224,6 +224,22 @@ impl Store {
         now: Timestamp,
     ) -> Result<Request, StoreError> {
         on_backend!(self, b => b.admit_retry(original, id, trace_id, adm, now).await)
+    }
+
+    /// Admits a request under a client's idempotency key (unique per session): the
+    /// request the key admitted before when it asked for the same agent and input
+    /// (`existing`, nothing written), [`StoreError::IdempotencyKeyReused`] when it
+    /// asked for something else, else a new request as [`Store::admit`]. The lookup
+    /// and the insert are one transaction, so concurrent admissions under one key
+    /// admit one request. `key: None` is [`Store::admit`].
+    pub async fn admit_keyed(
+        &self,
+        new: NewRequest,
+        key: Option<String>,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Admitted, StoreError> {
+        on_backend!(self, b => b.admit_keyed(new, key, adm, now).await)
     }
 
     /// Claims up to `limit` runnable root requests, FIFO, at most one per session,

@@ -56,6 +56,35 @@ pub struct Admission {
     pub reject_if_session_busy: bool,
 }
 
+/// What an admission did: admitted `request` now, or found it admitted before under
+/// the same idempotency key (`existing`: nothing was written).
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    pub request: Request,
+    pub existing: bool,
+}
+
+/// The request an idempotency key admitted before, if it asked for the same work
+/// (agent and input); a different ask under a used key is refused.
+pub(crate) fn same_ask(
+    existing: Request,
+    new: &NewRequest,
+    key: &str,
+) -> Result<Admitted, StoreError> {
+    if existing.agent == new.agent && existing.input == new.input {
+        Ok(Admitted {
+            request: existing,
+            existing: true,
+        })
+    } else {
+        Err(StoreError::IdempotencyKeyReused {
+            key: key.to_string(),
+            session: new.session_id.to_string(),
+            existing: existing.id.to_string(),
+        })
+    }
+}
+
 pub(crate) const ACTIVE: &str = "('queued','running','waiting_approval')";
 
 /// The queue that capacity bounds: admitted root requests not yet started. A
@@ -72,7 +101,9 @@ impl SqliteStore {
         adm: Admission,
         now: Timestamp,
     ) -> Result<Request, StoreError> {
-        self.write(move |c| admit(c, &new, None, adm, now)).await
+        self.write(move |c| admit(c, &new, None, None, adm, now))
+            .await
+            .map(|a| a.request)
     }
 
     pub async fn admit_retry(
@@ -87,9 +118,24 @@ impl SqliteStore {
         self.write(move |c| {
             let old = get_request(c, &original)?;
             let new = retry_of(&old, id, trace_id)?;
-            admit(c, &new, Some(&old.id), adm, now)
+            admit(c, &new, Some(&old.id), None, adm, now)
         })
         .await
+        .map(|a| a.request)
+    }
+
+    /// Admits a request under an idempotency key (unique per session): the request
+    /// the key admitted before if it asked for the same agent and input, else a new
+    /// one, looked up and inserted in one transaction.
+    pub async fn admit_keyed(
+        &self,
+        new: NewRequest,
+        key: Option<String>,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Admitted, StoreError> {
+        self.write(move |c| admit(c, &new, None, key.as_deref(), adm, now))
+            .await
     }
 
     /// Claims up to `limit` runnable root requests, FIFO, at most one per session,
@@ -219,9 +265,22 @@ fn admit(
     c: &Connection,
     new: &NewRequest,
     retry_of: Option<&RequestId>,
+    key: Option<&str>,
     adm: Admission,
     now: Timestamp,
-) -> Result<Request, StoreError> {
+) -> Result<Admitted, StoreError> {
+    if let Some(key) = key {
+        let existing: Option<String> = c
+            .prepare_cached(
+                "SELECT id FROM requests WHERE session_id = ?1 AND idempotency_key = ?2",
+            )?
+            .query_row(params![new.session_id.as_str(), key], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = existing {
+            let existing = get_request(c, &RequestId::from_trusted(id))?;
+            return same_ask(existing, new, key);
+        }
+    }
     let queued: i64 = c
         .prepare_cached(&format!(
             "SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}"
@@ -253,6 +312,10 @@ fn admit(
         c.prepare_cached("UPDATE requests SET retry_of = ?1 WHERE id = ?2")?
             .execute(params![original.as_str(), new.id.as_str()])?;
     }
+    if let Some(key) = key {
+        c.prepare_cached("UPDATE requests SET idempotency_key = ?2 WHERE id = ?1")?
+            .execute(params![new.id.as_str(), key])?;
+    }
     let body = EventBody::RequestQueued {
         agent: new.agent.clone(),
         input_bytes: new.input.len(),
@@ -260,7 +323,10 @@ fn admit(
         retry_of: retry_of.cloned(),
     };
     events::append(c, now, &[body.about(&new.id, &new.session_id)])?;
-    get_request(c, &new.id)
+    Ok(Admitted {
+        request: get_request(c, &new.id)?,
+        existing: false,
+    })
 }
 
 /// Inserts a request row (and its session if new).

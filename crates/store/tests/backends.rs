@@ -187,15 +187,26 @@ async fn attempts(b: Backend) {
     assert_eq!(reclaimed[0].payload["reason"], "its worker is gone");
 }
 
-/// The `request.reclaimed` events of `id` (read until the cursor shows them all).
+/// The `request.reclaimed` events of `id`. On PostgreSQL the newest events show
+/// once every older transaction (of any test sharing the database) has ended, so
+/// read until one shows, for up to 10 s.
 async fn reclaims(store: &harness_store::Store, id: &RequestId) -> Vec<Event> {
     let filter = EventFilter {
         request_id: Some(id.clone()),
         session_id: None,
     };
-    let events = store.events_after(0, filter, 1000).await.unwrap();
-    events
-        .into_iter()
-        .filter(|e| e.kind == EventKind::RequestReclaimed)
-        .collect()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events: Vec<Event> = store
+            .events_after(0, filter.clone(), 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::RequestReclaimed)
+            .collect();
+        if !events.is_empty() || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

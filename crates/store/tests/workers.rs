@@ -68,13 +68,22 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, mine.id);
     assert_eq!(again[0].attempt, 2, "a lapsed lease counts an attempt");
-    let reclaimed: Vec<Event> = b
-        .events_after(0, EventFilter::default(), 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == EventKind::RequestReclaimed)
-        .collect();
+    // The newest events show once every older transaction in the database has
+    // ended (other tests share it): read until the take-over shows, for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reclaimed: Vec<Event> = loop {
+        let seen: Vec<Event> = b
+            .events_after(0, EventFilter::default(), 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::RequestReclaimed)
+            .collect();
+        if !seen.is_empty() || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(reclaimed.len(), 1, "{reclaimed:?}");
     assert_eq!(reclaimed[0].request_id.as_ref(), Some(&mine.id));
     assert_eq!(reclaimed[0].payload["from_worker"], wa.as_str());

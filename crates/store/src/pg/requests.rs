@@ -4,7 +4,7 @@
 use super::rows::{self, REQUEST_COLS};
 use super::{PgStore, Stmt, Tx, events, in_tx, tree};
 use crate::StoreError;
-use crate::requests::{ACTIVE, Admission, NewRequest, WAITING_FIRST_START};
+use crate::requests::{ACTIVE, Admission, Admitted, NewRequest, WAITING_FIRST_START, same_ask};
 use crate::tree::{Settle, status_in};
 use harness_core::*;
 use std::time::Duration;
@@ -21,7 +21,7 @@ impl PgStore {
         adm: Admission,
         now: Timestamp,
     ) -> Result<Request, StoreError> {
-        in_tx!(self, |tx| admit(tx, &new, None, adm, now).await)
+        in_tx!(self, |tx| admit(tx, &new, None, None, adm, now).await).map(|a| a.request)
     }
 
     pub(crate) async fn admit_retry(
@@ -35,8 +35,20 @@ impl PgStore {
         in_tx!(self, |tx| {
             let old = tree::get_request(tx, original).await?;
             let new = crate::requests::retry_of(&old, id.clone(), trace_id.clone())?;
-            admit(tx, &new, Some(&old.id), adm, now).await
+            admit(tx, &new, Some(&old.id), None, adm, now).await
         })
+        .map(|a| a.request)
+    }
+
+    pub(crate) async fn admit_keyed(
+        &self,
+        new: NewRequest,
+        key: Option<String>,
+        adm: Admission,
+        now: Timestamp,
+    ) -> Result<Admitted, StoreError> {
+        in_tx!(self, |tx| admit(tx, &new, None, key.as_deref(), adm, now)
+            .await)
     }
 
     pub(crate) async fn claim(
@@ -232,10 +244,26 @@ async fn admit(
     tx: &mut Tx<'_>,
     new: &NewRequest,
     retry_of: Option<&RequestId>,
+    key: Option<&str>,
     adm: Admission,
     now: Timestamp,
-) -> Result<Request, StoreError> {
+) -> Result<Admitted, StoreError> {
+    // The lock also orders admissions under one idempotency key: the second sees
+    // the first's row (the unique index refuses a second row regardless).
     tx.query(ADMIT_LOCK, &[]).await?;
+    if let Some(key) = key {
+        let existing = tx
+            .query_opt(
+                "SELECT id FROM requests WHERE session_id = $1 AND idempotency_key = $2",
+                &[&new.session_id.as_str(), &key],
+            )
+            .await?;
+        if let Some(row) = existing {
+            let id = RequestId::from_trusted(row.try_get::<_, String>(0)?);
+            let existing = tree::get_request(tx, &id).await?;
+            return same_ask(existing, new, key);
+        }
+    }
     let queued: i64 = tx
         .query_one(
             &format!("SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}"),
@@ -274,6 +302,13 @@ async fn admit(
         )
         .await?;
     }
+    if let Some(key) = key {
+        tx.execute(
+            "UPDATE requests SET idempotency_key = $2 WHERE id = $1",
+            &[&new.id.as_str(), &key],
+        )
+        .await?;
+    }
     let body = EventBody::RequestQueued {
         agent: new.agent.clone(),
         input_bytes: new.input.len(),
@@ -281,7 +316,10 @@ async fn admit(
         retry_of: retry_of.cloned(),
     };
     events::append(tx, now, &[body.about(&new.id, &new.session_id)]).await?;
-    tree::get_request(tx, &new.id).await
+    Ok(Admitted {
+        request: tree::get_request(tx, &new.id).await?,
+        existing: false,
+    })
 }
 
 pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2) \
