@@ -231,6 +231,7 @@ impl Harness {
         let id = RequestId::generate();
         let new = harness_store::NewRequest {
             trace_id: trace_id_for(&id),
+            priority: 0,
             id,
             session_id: session.unwrap_or_else(SessionId::generate),
             agent: agent.to_string(),

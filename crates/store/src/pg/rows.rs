@@ -47,6 +47,7 @@ pub(crate) fn request(r: &Row) -> Result<Request, StoreError> {
         worker_id: r
             .try_get::<_, Option<String>>(16)?
             .map(WorkerId::from_trusted),
+        priority: r.try_get(17)?,
     })
 }
 
