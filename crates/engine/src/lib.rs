@@ -201,14 +201,29 @@ impl Harness {
         Ok(m)
     }
 
-    /// Admits a request: `queued` at once, or refused (unknown agent, input too
-    /// large, queue full with a retry hint, session busy under strategy `reject`).
+    /// Admits a request at the default priority (0); see [`Harness::request_with_priority`].
     pub async fn request(
         &self,
         session: Option<SessionId>,
         agent: &str,
         input: &str,
     ) -> Result<Request, HarnessError> {
+        self.request_with_priority(session, agent, input, 0).await
+    }
+
+    /// Admits a request: `queued` at once, or refused (unknown agent, input too
+    /// large, queue full with a retry hint, session busy under strategy `reject`).
+    /// Admits a request with a claim priority (`PRIORITY_MIN..=PRIORITY_MAX`: higher
+    /// is claimed first across sessions, aging one level per `PRIORITY_AGING_MS`).
+    pub async fn request_with_priority(
+        &self,
+        session: Option<SessionId>,
+        agent: &str,
+        input: &str,
+        priority: i64,
+    ) -> Result<Request, HarnessError> {
+        let priority =
+            harness_core::check_priority(priority).map_err(HarnessError::InvalidInput)?;
         let ws = &self.inner.workspace;
         if !ws.agents.contains_key(agent) {
             return Err(HarnessError::UnknownAgent {
@@ -231,7 +246,7 @@ impl Harness {
         let id = RequestId::generate();
         let new = harness_store::NewRequest {
             trace_id: trace_id_for(&id),
-            priority: 0,
+            priority,
             id,
             session_id: session.unwrap_or_else(SessionId::generate),
             agent: agent.to_string(),

@@ -133,6 +133,9 @@ async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthRepo
 struct AdmitBody {
     agent: String,
     input: String,
+    /// Claim priority, -100..=100 (default 0).
+    #[serde(default)]
+    priority: i64,
 }
 
 async fn admit(
@@ -144,7 +147,10 @@ async fn admit(
     p.require(Role::Operator)?;
     let session = SessionId::parse(&session)?;
     let Json(b) = body?;
-    let req = s.harness.request(Some(session), &b.agent, &b.input).await?;
+    let req = s
+        .harness
+        .request_with_priority(Some(session), &b.agent, &b.input, b.priority)
+        .await?;
     Ok((StatusCode::CREATED, Json(req)))
 }
 

@@ -821,6 +821,7 @@ mod tests {
             finished_at: None,
             steps: 0,
             worker_id: None,
+            priority: 0,
         }
     }
 
