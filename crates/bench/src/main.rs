@@ -12,6 +12,7 @@
 
 mod approval;
 mod breakdown;
+mod claims;
 mod concurrent;
 mod mcp;
 mod models;
@@ -35,6 +36,10 @@ const BENCHES: &[(&str, &str)] = &[
     (
         "concurrent",
         "aggregate steps/s, 1,000 concurrent sessions × 10 steps, and peak RSS [--only normal|full]",
+    ),
+    (
+        "claims",
+        "claim latency p50/p99 and steps/s with 10,000 requests queued across 100 sessions",
     ),
     (
         "storage",
@@ -150,6 +155,7 @@ fn run_bench(name: &str, rest: &[String]) -> Result<()> {
         match name {
             "single" => single::run(flag(rest, "--only")).await,
             "concurrent" => concurrent::run(flag(rest, "--only")).await,
+            "claims" => claims::run().await,
             "storage" => storage::run().await,
             "recovery" => {
                 let latency = flag(rest, "--latency-ms")

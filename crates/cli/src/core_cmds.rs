@@ -32,6 +32,10 @@ pub struct RunArgs {
     pub session: Option<String>,
     /// The input text.
     pub input: String,
+    /// Claim priority, -100 to 100 (default 0): higher is claimed first across
+    /// sessions; a waiting request gains one level every 30 s, so low priority still runs.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
     /// Start a new, empty store if the workspace's is missing, empty or damaged (a
     /// damaged file is moved aside, never deleted). Refused if the store is intact.
     #[arg(long)]
@@ -145,7 +149,7 @@ fn session_arg(s: &Option<String>) -> Result<Option<SessionId>> {
 pub async fn request(ctx: &Ctx, a: RequestArgs) -> Result<ExitCode> {
     let h = ctx.open_or_replace(a.new_store)?;
     let req = h
-        .request(session_arg(&a.session)?, &a.agent, &a.input)
+        .request_with_priority(session_arg(&a.session)?, &a.agent, &a.input, a.priority)
         .await?;
     if ctx.json {
         output::print_json(&req)?;
@@ -163,7 +167,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let h = ctx.open_or_replace(a.new_store)?;
     let from = h.store().last_seq().await?;
     let req = h
-        .request(session_arg(&a.session)?, &a.agent, &a.input)
+        .request_with_priority(session_arg(&a.session)?, &a.agent, &a.input, a.priority)
         .await?;
     let holder = h.worker_holder().await?;
     if !ctx.json {

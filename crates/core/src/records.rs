@@ -34,6 +34,29 @@ pub struct Request {
     /// Set on a request admitted by `retry`: the request it runs again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<RequestId>,
+    /// Claim priority (`PRIORITY_MIN..=PRIORITY_MAX`, default 0): higher first across
+    /// sessions, aging one level per [`PRIORITY_AGING_MS`] waited.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// The lowest request priority admission accepts.
+pub const PRIORITY_MIN: i32 = -100;
+/// The highest request priority admission accepts.
+pub const PRIORITY_MAX: i32 = 100;
+/// Aging: a queued request's priority counts one level higher for every this many
+/// milliseconds it has waited to be claimed (30 s), so low priority is never starved.
+pub const PRIORITY_AGING_MS: i64 = 30_000;
+
+/// Checks a requested priority against `PRIORITY_MIN..=PRIORITY_MAX`.
+pub fn check_priority(p: i64) -> Result<i32, String> {
+    if (PRIORITY_MIN as i64..=PRIORITY_MAX as i64).contains(&p) {
+        Ok(p as i32)
+    } else {
+        Err(format!(
+            "priority {p} is out of range: use an integer from {PRIORITY_MIN} to {PRIORITY_MAX} (higher is claimed first; default 0)"
+        ))
+    }
 }
 
 /// A conversation thread: requests in one session see each other's history.

@@ -224,21 +224,42 @@ impl Harness {
         Ok(m)
     }
 
-    /// Admits a request: `queued` at once, or refused (unknown agent, input too
-    /// large, queue full with a retry hint, session busy under strategy `reject`).
+    /// Admits a request at the default priority (0); see [`Harness::request_with_priority`].
     pub async fn request(
         &self,
         session: Option<SessionId>,
         agent: &str,
         input: &str,
     ) -> Result<Request, HarnessError> {
-        let a = Admit {
+        self.admit(Admit {
             session,
             agent: agent.to_string(),
             input: input.to_string(),
             idempotency_key: None,
-        };
-        Ok(self.admit(a).await?.request)
+            priority: 0,
+        })
+        .await
+        .map(|a| a.request)
+    }
+
+    /// Admits a request with a claim priority (`PRIORITY_MIN..=PRIORITY_MAX`: higher
+    /// is claimed first across sessions, aging one level per `PRIORITY_AGING_MS`).
+    pub async fn request_with_priority(
+        &self,
+        session: Option<SessionId>,
+        agent: &str,
+        input: &str,
+        priority: i64,
+    ) -> Result<Request, HarnessError> {
+        self.admit(Admit {
+            session,
+            agent: agent.to_string(),
+            input: input.to_string(),
+            idempotency_key: None,
+            priority,
+        })
+        .await
+        .map(|a| a.request)
     }
 
     /// Admits a request as [`Harness::request`] does, honouring an idempotency key:
@@ -246,6 +267,8 @@ impl Harness {
     /// agent and input (`existing`: nothing new is queued), a `conflict` when it
     /// asked for something else. The key needs a session (it is unique per session).
     pub async fn admit(&self, a: Admit) -> Result<Admitted, HarnessError> {
+        let priority =
+            harness_core::check_priority(a.priority).map_err(HarnessError::InvalidInput)?;
         let ws = &self.inner.workspace;
         if let Some(key) = &a.idempotency_key {
             check_idempotency_key(key)?;
@@ -278,6 +301,7 @@ impl Harness {
         let id = RequestId::generate();
         let new = harness_store::NewRequest {
             trace_id: trace_id_for(&id),
+            priority,
             id,
             session_id: a.session.unwrap_or_else(SessionId::generate),
             agent: a.agent,
@@ -509,6 +533,8 @@ pub struct Admit {
     /// A client's key for this admission (HTTP `Idempotency-Key`): retrying with it
     /// returns the request it admitted instead of queueing another.
     pub idempotency_key: Option<String>,
+    /// Claim priority, `PRIORITY_MIN..=PRIORITY_MAX` (0 by default).
+    pub priority: i64,
 }
 
 /// The longest idempotency key, in bytes.

@@ -366,6 +366,7 @@ mod tests {
                 agent: "b".into(),
                 input: said.clone(),
                 trace_id: "t".into(),
+                priority: 0,
             }),
             artifacts: vec![],
             ancestors: vec![],

@@ -137,6 +137,9 @@ async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthRepo
 struct AdmitBody {
     agent: String,
     input: String,
+    /// Claim priority, -100..=100 (default 0).
+    #[serde(default)]
+    priority: i64,
 }
 
 /// The header a client retries an admission with: the same key (per session)
@@ -173,6 +176,7 @@ async fn admit(
             agent: b.agent,
             input: b.input,
             idempotency_key: key,
+            priority: b.priority,
         })
         .await?;
     Ok(if a.existing {

@@ -15,6 +15,8 @@ pub struct NewRequest {
     pub agent: String,
     pub input: String,
     pub trace_id: String,
+    /// Claim priority; admission refuses values outside `PRIORITY_MIN..=PRIORITY_MAX`.
+    pub priority: i32,
 }
 
 /// The request that runs `old` again, or why it cannot: only a finished request
@@ -45,6 +47,7 @@ pub(crate) fn retry_of(
         agent: old.agent.clone(),
         input: old.input.clone(),
         trace_id,
+        priority: old.priority,
     })
 }
 
@@ -83,6 +86,29 @@ pub(crate) fn same_ask(
             existing: existing.id.to_string(),
         })
     }
+}
+
+/// The claim's candidates: for each session with a queued root request and no
+/// running or paused one, its oldest queued root (FIFO within a session). Found by
+/// walking the distinct sessions of the `requests_queued_roots` index (one seek per
+/// session, not a scan of the queue). Columns: id, effective priority, the
+/// session's claim counter, queue_seq. `now` and `aging` are the placeholders for
+/// now (ms) and the aging step (`PRIORITY_AGING_MS`).
+///
+/// The effective priority is `priority + waited / PRIORITY_AGING_MS`, where waited
+/// counts from the later of its admission and its session's last claim (when the
+/// request could first be next). Written for both backends (`MAX` vs `GREATEST`).
+pub(crate) fn candidates_sql(greatest: &str, now: &str, aging: &str) -> String {
+    format!(
+        "WITH RECURSIVE qs(sid) AS (            SELECT MIN(session_id) FROM requests WHERE status = 'queued' AND parent_id IS NULL            UNION ALL            SELECT (SELECT MIN(q.session_id) FROM requests q                    WHERE q.status = 'queued' AND q.parent_id IS NULL AND q.session_id > qs.sid)            FROM qs WHERE qs.sid IS NOT NULL),          heads(id) AS (            SELECT (SELECT h.id FROM requests h WHERE h.status = 'queued' AND h.parent_id IS NULL                    AND h.session_id = qs.sid ORDER BY h.queue_seq LIMIT 1)            FROM qs WHERE qs.sid IS NOT NULL AND NOT EXISTS (              SELECT 1 FROM requests o WHERE o.session_id = qs.sid AND o.parent_id IS NULL              AND o.status IN ('running', 'waiting_approval')))          SELECT r.id,            r.priority + {greatest}(0, {now} - {greatest}(r.created_at, COALESCE(s.last_claimed_at, 0))) / {aging} AS eff,            s.claim_seq, r.queue_seq          FROM heads JOIN requests r ON r.id = heads.id JOIN sessions s ON s.id = r.session_id"
+    )
+}
+
+/// The claim's order over [`candidates_sql`]: highest effective priority first,
+/// then (round robin) the session claimed least recently, then admission order.
+/// `c` names the candidates' relation.
+pub(crate) fn claim_order(c: &str) -> String {
+    format!("{c}.eff DESC, {c}.claim_seq, {c}.queue_seq")
 }
 
 pub(crate) const ACTIVE: &str = "('queued','running','waiting_approval')";
@@ -138,8 +164,9 @@ impl SqliteStore {
             .await
     }
 
-    /// Claims up to `limit` runnable root requests, FIFO, at most one per session,
-    /// marking them `running` for `worker`.
+    /// Claims up to `limit` runnable root requests, at most one per session (its
+    /// oldest queued root, once nothing of the session is active), marking them
+    /// `running` for `worker`. See [`claim_order`] for which sessions go first.
     pub async fn claim(
         &self,
         worker: &WorkerId,
@@ -345,9 +372,9 @@ pub(crate) fn insert_request(
     let running = status == RequestStatus::Running;
     c.prepare_cached(
         "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, input, \
-         trace_id, created_at, started_at, last_activity_at, queue_seq) \
+         trace_id, created_at, started_at, last_activity_at, queue_seq, priority) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, \
-                 (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM requests))",
+                 (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM requests), ?12)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -361,6 +388,7 @@ pub(crate) fn insert_request(
         new.trace_id,
         now.0,
         running.then_some(now.0),
+        new.priority,
     ])?;
     Ok(())
 }
@@ -372,15 +400,14 @@ fn claim(
     now: Timestamp,
 ) -> Result<Vec<Request>, StoreError> {
     let ids: Vec<String> = {
-        let mut stmt = c.prepare_cached(
-            "SELECT r.id FROM requests r WHERE r.status = 'queued' AND r.parent_id IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM requests o WHERE o.session_id = r.session_id \
-                 AND o.parent_id IS NULL AND o.id != r.id \
-                 AND (o.status IN ('running','waiting_approval') \
-                      OR (o.status = 'queued' AND o.queue_seq < r.queue_seq))) \
-             ORDER BY r.queue_seq LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT c.id FROM ({}) c ORDER BY {} LIMIT ?3",
+            candidates_sql("MAX", "?1", "?2"),
+            claim_order("c")
+        ))?;
+        let rows = stmt.query_map(params![now.0, PRIORITY_AGING_MS, limit as i64], |r| {
+            r.get(0)
+        })?;
         rows.collect::<Result<_, _>>()?
     };
     let mut claimed = Vec::with_capacity(ids.len());
@@ -393,6 +420,11 @@ fn claim(
         ))?
         .execute(params![id, worker.as_str(), now.0])?;
         let req = get_request(c, &RequestId::from_trusted(id))?;
+        c.prepare_cached(
+            "UPDATE sessions SET last_claimed_at = ?2, \
+             claim_seq = (SELECT COALESCE(MAX(claim_seq), 0) + 1 FROM sessions) WHERE id = ?1",
+        )?
+        .execute(params![req.session_id.as_str(), now.0])?;
         let body = EventBody::RequestStarted {
             attempt: req.attempt,
             worker_id: worker.clone(),

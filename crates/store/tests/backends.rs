@@ -153,6 +153,7 @@ async fn attempts(b: Backend) {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        priority: 0,
     };
     let me = WorkerId::generate();
     let lock = store.lock_worker(&me, Timestamp(1)).await.unwrap();

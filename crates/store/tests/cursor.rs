@@ -50,6 +50,7 @@ async fn write(store: Store, w: usize, rounds: usize) {
             agent: "a".into(),
             input: format!("round {round}"),
             trace_id: "t".into(),
+            priority: 0,
         };
         let now = Timestamp(1_000 + round as i64);
         let r = store.admit(new, adm, now).await.unwrap();

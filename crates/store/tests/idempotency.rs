@@ -32,6 +32,7 @@ fn ask(session: &str, input: &str) -> NewRequest {
         session_id: SessionId::parse(session).unwrap(),
         agent: "assistant".into(),
         input: input.into(),
+        priority: 0,
     }
 }
 

@@ -36,6 +36,7 @@ async fn filters(b: Backend) {
             agent: "a".into(),
             input: input.into(),
             trace_id: trace.into(),
+            priority: 0,
         };
         store
             .admit(new, adm, Timestamp(1_000 * (i as i64 + 1)))

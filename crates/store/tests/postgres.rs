@@ -50,6 +50,7 @@ async fn admitted(store: &Store, session: &str) -> Request {
         agent: "a".into(),
         input: "go".into(),
         trace_id: "t".into(),
+        priority: 0,
     };
     let adm = Admission {
         queue_capacity: 10,
@@ -110,6 +111,7 @@ async fn a_worker_that_lost_its_lease_commits_nothing() {
         agent: "c".into(),
         input: "sub".into(),
         trace_id: "t".into(),
+        priority: 0,
     };
     second
         .commit_step(step(6).child(child.clone()))

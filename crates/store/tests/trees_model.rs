@@ -133,6 +133,7 @@ impl World {
                     agent: format!("level{}", path.len()),
                     input: "go".into(),
                     trace_id: "t".into(),
+                    priority: 0,
                 };
                 let id = child.id.clone();
                 let c = self.commit_on(&path).child(child);
@@ -392,6 +393,7 @@ async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             agent: "root".into(),
             input: "x".into(),
             trace_id: "t".into(),
+            priority: 0,
         };
         trees.push(vec![new.id.clone()]);
         store.admit(new, adm, Timestamp(1)).await.unwrap();

@@ -834,6 +834,7 @@ mod tests {
             steps: 0,
             worker_id: None,
             retry_of: None,
+            priority: 0,
         }
     }
 

@@ -228,6 +228,9 @@ pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
         r.trace_id,
         ago(now, r.created_at)
     );
+    if r.priority != 0 {
+        meta.push_str(&format!(" · priority {}", r.priority));
+    }
     if let Some(f) = r.finished_at {
         meta.push_str(&format!(" · finished {}", ago(now, f)));
     }

@@ -34,6 +34,7 @@ impl Run {
             agent: target.clone(),
             input,
             trace_id: self.req.trace_id.clone(),
+            priority: self.req.priority,
         };
         let events = vec![
             EventBody::ToolStarted {

@@ -4,7 +4,10 @@
 use super::rows::{self, REQUEST_COLS};
 use super::{PgStore, Stmt, Tx, events, in_tx, tree};
 use crate::StoreError;
-use crate::requests::{ACTIVE, Admission, Admitted, NewRequest, WAITING_FIRST_START, same_ask};
+use crate::requests::{
+    ACTIVE, Admission, Admitted, NewRequest, WAITING_FIRST_START, candidates_sql, claim_order,
+    same_ask,
+};
 use crate::tree::{Settle, status_in};
 use harness_core::*;
 use std::time::Duration;
@@ -326,8 +329,8 @@ pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, created_at, l
      ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at";
 /// A request row (a child when `parent_id` is set); `$10` is also its last activity.
 pub(super) const INSERT_CHILD: &str = "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, \
-     input, trace_id, created_at, started_at, last_activity_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10)";
+     input, trace_id, created_at, started_at, last_activity_at, priority) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12)";
 
 /// Inserts a request row (and its session if new), in one round trip.
 pub(super) async fn insert_request(
@@ -358,6 +361,7 @@ pub(super) async fn insert_request(
                 &new.trace_id,
                 &now.0,
                 &started,
+                &new.priority,
             ],
         ),
     ])
@@ -374,17 +378,23 @@ async fn claim(
     expires: i64,
 ) -> Result<Vec<Request>, StoreError> {
     let limit = limit as i64;
-    // SKIP LOCKED: workers claiming at once take different requests; a session's
-    // older request still queued (or locked by another claim) keeps its later ones back.
+    // The candidates are each idle session's oldest queued root, in the claim
+    // order (`requests::candidates_sql`). SKIP LOCKED: workers claiming at once take
+    // different requests; a session's head locked by another claim is skipped, and
+    // its later requests are no candidates (the head is still the oldest queued),
+    // so a session never gets two. A head claimed and committed meanwhile fails the
+    // re-check of `status = 'queued'` under the row lock.
+    let aging = PRIORITY_AGING_MS;
     let ids: Vec<String> = tx
         .query(
-            "SELECT r.id FROM requests r WHERE r.status = 'queued' AND r.parent_id IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM requests o WHERE o.session_id = r.session_id \
-                 AND o.parent_id IS NULL AND o.id <> r.id \
-                 AND (o.status IN ('running','waiting_approval') \
-                      OR (o.status = 'queued' AND o.queue_seq < r.queue_seq))) \
-             ORDER BY r.queue_seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-            &[&limit],
+            &format!(
+                "SELECT r.id FROM ({}) c JOIN requests r ON r.id = c.id \
+                 WHERE r.status = 'queued' \
+                 ORDER BY {} LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
+                candidates_sql("GREATEST", "$1::bigint", "$2::bigint"),
+                claim_order("c")
+            ),
+            &[&now.0, &aging, &limit],
         )
         .await?
         .iter()
@@ -413,7 +423,15 @@ async fn claim(
             ]
         })
         .collect();
-    let stmts: Vec<Stmt> = params.iter().map(|p| Stmt::query(&sql, p)).collect();
+    let mut stmts: Vec<Stmt> = params.iter().map(|p| Stmt::query(&sql, p)).collect();
+    // The sessions served now go to the back of the round robin.
+    let served = "UPDATE sessions SET last_claimed_at = $2, claim_seq = nextval('session_claim_seq') \
+         WHERE id = (SELECT session_id FROM requests WHERE id = $1)";
+    let served_params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 2]> = ids
+        .iter()
+        .map(|id| [id as &(dyn tokio_postgres::types::ToSql + Sync), &now.0])
+        .collect();
+    stmts.extend(served_params.iter().map(|p| Stmt::exec(served, p)));
     let mut claimed = Vec::with_capacity(ids.len());
     for out in tx.pipeline(&stmts).await? {
         for row in out.rows() {

@@ -50,6 +50,7 @@ pub(crate) fn request(r: &Row) -> Result<Request, StoreError> {
         retry_of: r
             .try_get::<_, Option<String>>(17)?
             .map(RequestId::from_trusted),
+        priority: r.try_get(18)?,
     })
 }
 

@@ -175,7 +175,7 @@ async fn commit_step(
         .collect();
     let child_id = child.map(|c| c.id.to_string());
     let child_session = child.map(|c| c.session_id.to_string());
-    let child_params: Option<([P; 2], [P; 11])> = match (child, &child_id, &child_session) {
+    let child_params: Option<([P; 2], [P; 12])> = match (child, &child_id, &child_session) {
         (Some(c), Some(id), Some(ses)) => Some((
             [ses as P, &s.at.0],
             [
@@ -190,6 +190,7 @@ async fn commit_step(
                 &c.trace_id,
                 &s.at.0,
                 &s.at.0,
+                &c.priority,
             ],
         )),
         _ => None,

@@ -1,0 +1,115 @@
+//! Fair claiming across sessions and priority with aging, on both backends.
+
+mod common;
+
+use common::Backend;
+use harness_core::*;
+use harness_store::{Admission, NewRequest, StepCommit, Store};
+
+const ADM: Admission = Admission {
+    queue_capacity: 100_000,
+    reject_if_session_busy: false,
+};
+
+async fn admit(store: &Store, session: &str, priority: i32, at: i64) -> Request {
+    store
+        .admit(
+            NewRequest {
+                id: RequestId::generate(),
+                session_id: SessionId::parse(session).unwrap(),
+                agent: "a".into(),
+                input: "x".into(),
+                trace_id: "t".into(),
+                priority,
+            },
+            ADM,
+            Timestamp(at),
+        )
+        .await
+        .unwrap()
+}
+
+async fn finish(store: &Store, r: &Request, at: i64) {
+    store
+        .commit_step(StepCommit::new(&r.id, &r.session_id, Timestamp(at)).output("ok"))
+        .await
+        .unwrap();
+}
+
+on_both!(
+    busy_session_does_not_starve_another,
+    busy_session_does_not_starve_another_on_postgres,
+    busy_session_scenario
+);
+
+/// One worker slot: session `busy` has 200 queued before `quiet` admits one; the
+/// quiet one is claimed right after the busy session's current request, not after
+/// its backlog. Then the two alternate while both have work.
+async fn busy_session_scenario(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let w = WorkerId::generate();
+    let mut busy = Vec::new();
+    for _ in 0..200 {
+        busy.push(admit(store, "busy", 0, 10).await.id);
+    }
+    let first = store.claim(&w, 1, Timestamp(20)).await.unwrap();
+    assert_eq!(first[0].id, busy[0]);
+    let quiet = admit(store, "quiet", 0, 30).await;
+    let quiet2 = admit(store, "quiet", 0, 31).await;
+    finish(store, &first[0], 40).await;
+    let next = store.claim(&w, 1, Timestamp(50)).await.unwrap();
+    assert_eq!(
+        next[0].id, quiet.id,
+        "the quiet session waited behind the busy one's backlog"
+    );
+    finish(store, &next[0], 60).await;
+    let next = store.claim(&w, 1, Timestamp(70)).await.unwrap();
+    assert_eq!(
+        next[0].id, busy[1],
+        "round robin: back to the busy session, FIFO within it"
+    );
+    finish(store, &next[0], 80).await;
+    let next = store.claim(&w, 1, Timestamp(90)).await.unwrap();
+    assert_eq!(next[0].id, quiet2.id);
+    assert_eq!(store.get_request(&quiet2.id).await.unwrap().priority, 0);
+}
+
+on_both!(
+    higher_priority_first_and_aging_lifts_the_low,
+    higher_priority_first_and_aging_lifts_the_low_on_postgres,
+    priority_scenario
+);
+
+async fn priority_scenario(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let w = WorkerId::generate();
+    let low = admit(store, "low", -5, 0).await;
+    let normal = admit(store, "normal", 0, 0).await;
+    let high = admit(store, "high", 7, 0).await;
+    assert_eq!(store.get_request(&high.id).await.unwrap().priority, 7);
+    let got = store.claim(&w, 3, Timestamp(1)).await.unwrap();
+    let ids: Vec<_> = got.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, vec![high.id, normal.id, low.id.clone()]);
+    for r in &got {
+        finish(store, r, 2).await;
+    }
+    // Aging: a low-priority request that has waited 6 aging steps beats a fresh
+    // normal one (-5 + 6 > 0); one that waited 4 does not.
+    let old_low = admit(store, "low", -5, 10).await;
+    let at = 10 + 4 * PRIORITY_AGING_MS;
+    let fresh_normal = admit(store, "normal", 0, at).await;
+    let got = store.claim(&w, 1, Timestamp(at)).await.unwrap();
+    assert_eq!(got[0].id, fresh_normal.id);
+    finish(store, &got[0], at).await;
+    let at = 10 + 6 * PRIORITY_AGING_MS;
+    let fresh_normal2 = admit(store, "normal", 0, at).await;
+    let got = store.claim(&w, 1, Timestamp(at)).await.unwrap();
+    assert_eq!(
+        got[0].id, old_low.id,
+        "aging never lifted the low-priority request"
+    );
+    let got = store.claim(&w, 1, Timestamp(at)).await.unwrap();
+    assert_eq!(got[0].id, fresh_normal2.id);
+}
