@@ -55,7 +55,7 @@ fn workspace(root: &Path, store: &Path, turn_ms: u64) {
     write(
         root,
         "config/workspace.yaml",
-        "name: busy\nruntime:\n  max_concurrent_requests: 6\n  queue_capacity: 1000\n  on_interrupted: ask\n",
+        "name: busy\nwork_folder: workspace\nruntime:\n  max_concurrent_requests: 6\n  queue_capacity: 1000\n  on_interrupted: ask\n",
     );
     write(
         root,

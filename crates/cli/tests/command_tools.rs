@@ -64,13 +64,15 @@ fn the_safe_form_runs_a_hostile_value_as_text() {
     );
 
     demo.run(&["validate"]).ok();
-    let r = demo.run(&["run", "--agent", "scribe", "save this"]).ok();
+    let r = demo
+        .run(&["run", "--agent", "scribe", "--session", "s1", "save this"])
+        .ok();
     assert!(r.stdout.contains("saved"), "{}", r.stdout);
     assert_eq!(
-        std::fs::read_to_string(root.join("work/saved.txt")).unwrap(),
+        std::fs::read_to_string(root.join("work/s1/saved.txt")).unwrap(),
         hostile
     );
-    for dir in [root.clone(), root.join("work")] {
+    for dir in [root.clone(), root.join("work"), root.join("work/s1")] {
         for name in ["injected", "pwned", "pwned2", "id.txt"] {
             assert!(!dir.join(name).exists(), "{} ran", dir.join(name).display());
         }

@@ -22,14 +22,14 @@ fn write(root: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-/// A workspace whose tools append their call id to a log in `work/` (where command
-/// tools run): one line per execution.
+/// A workspace whose tools append their call id to a log in `work/` (its shared
+/// work folder, where command tools run): one line per execution.
 fn workspace(root: &Path) {
     write(
         root,
         "config/workspace.yaml",
         // Kills come far more often than any real crash loop: no attempt cap here.
-        "name: crash\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n  max_attempts: 1000\n  on_interrupted: ask\n",
+        "name: crash\nwork_folder: workspace\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n  max_attempts: 1000\n  on_interrupted: ask\n",
     );
     write(
         root,

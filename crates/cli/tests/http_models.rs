@@ -163,12 +163,12 @@ fn an_agent_on_a_local_server_calls_tools_waits_for_approval_and_answers() {
     );
     assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
     assert_eq!(
-        std::fs::read_to_string(d.root.join("work/notes.md")).unwrap(),
+        std::fs::read_to_string(d.root.join("work/s1/notes.md")).unwrap(),
         "v1 ships",
         "the call that needs no approval ran"
     );
     assert!(
-        !d.root.join("work/outbox.log").exists(),
+        !d.root.join("work/s1/outbox.log").exists(),
         "no mail before approval"
     );
 
@@ -191,7 +191,7 @@ fn an_agent_on_a_local_server_calls_tools_waits_for_approval_and_answers() {
         ],
     );
     assert!(out.contains("Done: notes written and mailed."), "{out}");
-    let outbox = std::fs::read_to_string(d.root.join("work/outbox.log")).unwrap();
+    let outbox = std::fs::read_to_string(d.root.join("work/s1/outbox.log")).unwrap();
     assert_eq!(outbox.lines().count(), 1, "{outbox}");
 
     // What the provider was sent: the key, and the last call the whole exchange

@@ -30,7 +30,10 @@ fn workspace(root: &Path) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     };
-    w("config/workspace.yaml", "name: orphans\n");
+    w(
+        "config/workspace.yaml",
+        "name: orphans\nwork_folder: workspace\n",
+    );
     w(
         "config/models.yaml",
         "models:\n  m:\n    provider: scripted\n    script: resources/script.yaml\n",

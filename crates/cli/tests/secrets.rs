@@ -139,7 +139,7 @@ fn the_worker_redacts_secrets_before_anything_is_stored() {
     assert!(stdout.contains("completed"), "{stdout}");
     assert_clean("run's output", &format!("{stdout}{stderr}"));
     // The tool got the real secret: redaction is of the records, not of the tool's input.
-    let seen = std::fs::read_to_string(d.root.join("work/seen-token.txt")).unwrap();
+    let seen = std::fs::read_to_string(d.root.join("work/s1/seen-token.txt")).unwrap();
     assert_eq!(seen, ENV_SECRET);
 
     // The raw store (database, WAL if any, artifact files), read while no process runs.

@@ -140,7 +140,10 @@ fn cancel_from_another_process_stops_the_worker_s_running_command() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     };
-    w("config/workspace.yaml", "name: cancel\n");
+    w(
+        "config/workspace.yaml",
+        "name: cancel\nwork_folder: workspace\n",
+    );
     w(
         "config/models.yaml",
         "models:\n  m:\n    provider: scripted\n    script: script.yaml\n",

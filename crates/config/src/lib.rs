@@ -22,7 +22,8 @@ pub use builtins::{builtin_named, builtin_tool};
 pub use error::{ConfigError, ConfigErrors, InitError, did_you_mean};
 pub use init::{Template, init, init_template};
 pub use load::{
-    AGENTS_DIR, MCP_FILE, MODELS_FILE, SKILLS_DIR, STORES_FILE, TOOLS_FILE, WORKSPACE_FILE, load,
+    AGENTS_DIR, MCP_FILE, MODELS_FILE, SKILLS_DIR, STORES_FILE, TOOLS_FILE, WORK_DIR,
+    WORKSPACE_FILE, load,
 };
 pub use schema::{compile_schema, validate_arguments};
 pub use skills::Skill;
@@ -37,8 +38,35 @@ impl Workspace {
         self.root.join(&self.stores.sqlite.path)
     }
 
-    /// The folder file tools work in (`work/`).
-    pub fn work_dir(&self) -> PathBuf {
-        self.root.join("work")
+    /// `work/`: the folder every request's work folder is in.
+    pub fn work_root(&self) -> PathBuf {
+        self.root.join(WORK_DIR)
+    }
+
+    /// The folder a request of `session` run by `agent` gives its file tools
+    /// (confined to it) and command tools (started in it), per `work_folder`.
+    /// Refuses a name that is not one plain path component (`.`, `..`, a `/`).
+    pub fn work_dir(&self, session: &str, agent: &str) -> Result<PathBuf, String> {
+        let plain = |kind: &str, name: &str| {
+            let mut parts = std::path::Path::new(name).components();
+            match (parts.next(), parts.next()) {
+                (Some(std::path::Component::Normal(_)), None) => Ok(()),
+                _ => Err(format!(
+                    "{kind} `{name}` cannot name a work folder (work_folder: {} in {WORKSPACE_FILE})",
+                    self.settings.work_folder.name()
+                )),
+            }
+        };
+        Ok(match self.settings.work_folder {
+            WorkFolder::Session => {
+                plain("session", session)?;
+                self.work_root().join(session)
+            }
+            WorkFolder::Agent => {
+                plain("agent", agent)?;
+                self.work_root().join("agents").join(agent)
+            }
+            WorkFolder::Workspace => self.work_root(),
+        })
     }
 }

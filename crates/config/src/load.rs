@@ -17,6 +17,8 @@ pub const TOOLS_FILE: &str = "config/tools.yaml";
 pub const MCP_FILE: &str = "config/mcp.yaml";
 pub const STORES_FILE: &str = "config/stores.yaml";
 pub const SKILLS_DIR: &str = "resources/skills";
+/// The folder the requests' work folders are in.
+pub const WORK_DIR: &str = "work";
 
 /// Every file of a workspace, parsed (`None`: missing or unparsable, already reported).
 pub(crate) struct Files {

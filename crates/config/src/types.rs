@@ -30,6 +30,9 @@ pub struct Workspace {
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceFile {
     pub name: String,
+    /// Which folder under `work/` a request's file and command tools use.
+    #[serde(default)]
+    pub work_folder: WorkFolder,
     #[serde(default, deserialize_with = "empty_as_default")]
     pub runtime: RuntimeLimits,
 }
@@ -72,6 +75,31 @@ pub struct RuntimeLimits {
     /// (`0s`: cancel at once).
     #[serde(with = "humantime_serde_compat")]
     pub stop_timeout: Duration,
+}
+
+/// `work_folder:` in `config/workspace.yaml`: which folder a request's built-in file
+/// tools are confined to and its command tools start in. Delegated requests are in
+/// their root's session, so with `session` a whole tree shares one folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkFolder {
+    /// `work/<session-id>/`: one folder per session (the default).
+    #[default]
+    Session,
+    /// `work/agents/<agent>/`: one folder per agent, shared by its sessions.
+    Agent,
+    /// `work/` itself, shared by every request.
+    Workspace,
+}
+
+impl WorkFolder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Agent => "agent",
+            Self::Workspace => "workspace",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -299,7 +327,8 @@ pub struct ToolConfig {
     #[serde(default)]
     pub builtin: Option<Builtin>,
     /// argv; `{name}` in an element is replaced by argument `name` (no shell), and
-    /// `{workspace}` by the workspace folder (commands run in `work/`).
+    /// `{workspace}` by the workspace folder (commands start in the request's work
+    /// folder, `work/<session-id>/` by default: see [`WorkFolder`]).
     #[serde(default)]
     pub command: Option<Vec<String>>,
     /// Extra environment for command tools (values are literal; use `${VAR}` to pass one
@@ -325,7 +354,8 @@ pub struct ToolConfig {
 }
 
 /// The placeholder a command's argv may use for the absolute workspace folder
-/// (commands run in `work/`, so scripts are reached as `{workspace}/resources/…`).
+/// (commands start in the request's work folder under `work/`, so scripts are reached
+/// as `{workspace}/resources/…`).
 /// No tool argument may take this name.
 pub const WORKSPACE_PLACEHOLDER: &str = "workspace";
 
@@ -349,11 +379,12 @@ pub enum ApprovalPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Builtin {
-    /// `{path}` → file contents, confined to the workspace's `work/` folder.
+    /// `{path}` → file contents, confined to the request's work folder
+    /// (`work/<session-id>/` by default: see [`WorkFolder`]).
     ReadFile,
-    /// `{path, content}` → writes a file under `work/`.
+    /// `{path, content}` → writes a file in the request's work folder.
     WriteFile,
-    /// `{path?}` → lists files under `work/`.
+    /// `{path?}` → lists files in the request's work folder.
     ListFiles,
     /// `{name, content, media_type?}` → stores an artifact of the request.
     WriteArtifact,

@@ -61,7 +61,9 @@ async fn demo_pauses_for_approval_then_completes_with(b: Backend) {
         .unwrap();
     assert_eq!(children.len(), 1);
     assert_eq!(children[0].status, RequestStatus::Completed);
-    assert!(dir.path().join("work/notes.md").exists());
+    // In the root's session folder: a delegated request is in its root's session.
+    let work = dir.path().join("work").join(session.as_str());
+    assert!(work.join("notes.md").exists());
 
     let resolve = ResolveApproval {
         session_id: session.clone(),
@@ -84,7 +86,7 @@ async fn demo_pauses_for_approval_then_completes_with(b: Backend) {
     let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::Completed, "{r:?}");
     assert!(r.output.unwrap().starts_with("Done"));
-    let outbox = std::fs::read_to_string(dir.path().join("work/outbox.log")).unwrap();
+    let outbox = std::fs::read_to_string(work.join("outbox.log")).unwrap();
     assert_eq!(outbox.lines().count(), 1, "send_mail ran exactly once");
 
     let artifacts = h.store().artifacts(&req.id).await.unwrap();
@@ -162,7 +164,8 @@ async fn rejection_reaches_the_model_and_the_tool_never_runs_with(b: Backend) {
     .unwrap();
     let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::Completed);
-    assert!(!dir.path().join("work/outbox.log").exists());
+    let work = dir.path().join("work").join(req.session_id.as_str());
+    assert!(!work.join("outbox.log").exists());
     let steps = h.store().steps(&req.id).await.unwrap();
     let rejected = steps.iter().find_map(|s| match &s.body {
         StepBody::ToolCall {

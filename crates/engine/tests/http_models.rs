@@ -82,7 +82,13 @@ async fn a_streamed_turn_runs_its_calls_and_records_what_the_model_returned() {
     assert_eq!(r.status, RequestStatus::Completed, "{r:?}");
     assert_eq!(r.output.as_deref(), Some("Done."));
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("work/n.md")).unwrap(),
+        std::fs::read_to_string(
+            dir.path()
+                .join("work")
+                .join(session().as_str())
+                .join("n.md")
+        )
+        .unwrap(),
         "hi"
     );
 

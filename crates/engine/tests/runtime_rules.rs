@@ -24,7 +24,7 @@ fn workspace(runtime: &str, turns: &str) -> tempfile::TempDir {
     write(
         root,
         "config/workspace.yaml",
-        &format!("name: rules\nruntime:\n{runtime}"),
+        &format!("name: rules\nwork_folder: workspace\nruntime:\n{runtime}"),
     );
     write(
         root,

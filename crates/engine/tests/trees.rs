@@ -37,7 +37,7 @@ fn tree_workspace_with(runtime: &str, leaf_turns: &str) -> tempfile::TempDir {
     write(
         root,
         "config/workspace.yaml",
-        &format!("name: trees\nruntime:\n{runtime}"),
+        &format!("name: trees\nwork_folder: workspace\nruntime:\n{runtime}"),
     );
     write(
         root,

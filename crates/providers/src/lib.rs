@@ -201,7 +201,8 @@ impl ToolOutput {
 #[derive(Clone, Debug)]
 pub struct ToolContext {
     pub workspace_root: std::path::PathBuf,
-    /// Files tools read and write are confined here (`<workspace>/work`).
+    /// The request's work folder (`Workspace::work_dir`: `<workspace>/work/<session>`
+    /// by default): built-in file tools are confined to it, command tools start in it.
     pub work_dir: std::path::PathBuf,
     pub request_id: RequestId,
     pub session_id: SessionId,

@@ -121,9 +121,13 @@ impl Run {
 
     async fn execute_tool(&self, call: &ToolCall) -> ToolOutput {
         let ws = &self.h.inner.workspace;
+        let work_dir = match ws.work_dir(self.req.session_id.as_str(), &self.req.agent) {
+            Ok(dir) => dir,
+            Err(e) => return ToolOutput::error(e),
+        };
         let ctx = ToolContext {
             workspace_root: ws.root.clone(),
-            work_dir: ws.root.join("work"),
+            work_dir,
             request_id: self.req.id.clone(),
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),

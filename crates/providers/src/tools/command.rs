@@ -2,8 +2,8 @@
 //! the call's arguments (and `{workspace}` with the absolute workspace folder, to
 //! reach scripts under `resources/`), run without a shell as its own process group.
 //!
-//! The process runs in the work folder ([`ToolContext::work_dir`], created if
-//! missing), so a relative path a model passes lands there and not in `config/` or
+//! The process starts in the request's work folder ([`ToolContext::work_dir`],
+//! `work/<session-id>/` by default, created if missing), so a relative path a model passes lands there and not in `config/` or
 //! the store (this is not a sandbox: `..` and absolute paths reach whatever the
 //! process may). Stdin is closed and the environment reduced: a few basics passed
 //! through (`PATH`, `HOME`, locale…), the tool's `env` map (`${VAR}` expanded from

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Demo command tool: "sends" a mail by appending a line to outbox.log in the
-# folder it runs in (the runtime runs command tools in work/).
+# folder it runs in (the runtime starts command tools in the session's work/<session-id>/).
 # $1 = to, $2 = subject. The runtime sets AGENT_HARNESS_CALL_ID.
 set -eu
 printf '%s call=%s to=%s subject=%s\n' \
