@@ -231,15 +231,7 @@ impl Harness {
         agent: &str,
         input: &str,
     ) -> Result<Request, HarnessError> {
-        self.admit(Admit {
-            session,
-            agent: agent.to_string(),
-            input: input.to_string(),
-            idempotency_key: None,
-            priority: 0,
-        })
-        .await
-        .map(|a| a.request)
+        self.request_with_priority(session, agent, input, 0).await
     }
 
     /// Admits a request with a claim priority (`PRIORITY_MIN..=PRIORITY_MAX`: higher
