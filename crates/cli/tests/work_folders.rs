@@ -130,7 +130,7 @@ fn work_folder_workspace_shares_one_folder() {
     let ws = std::fs::read_to_string(root.join("config/workspace.yaml")).unwrap();
     std::fs::write(
         root.join("config/workspace.yaml"),
-        ws.replacen("name: demo\n", "name: demo\nwork_folder: workspace\n", 1),
+        ws.replacen("work_folder: session\n", "work_folder: workspace\n", 1),
     )
     .unwrap();
     demo.run(&["run", "--agent", "alpha", "--session", "a", "go"])
@@ -152,7 +152,7 @@ fn work_folder_agent_shares_per_agent() {
     let ws = std::fs::read_to_string(root.join("config/workspace.yaml")).unwrap();
     std::fs::write(
         root.join("config/workspace.yaml"),
-        ws.replacen("name: demo\n", "name: demo\nwork_folder: agent\n", 1),
+        ws.replacen("work_folder: session\n", "work_folder: agent\n", 1),
     )
     .unwrap();
     demo.run(&["run", "--agent", "alpha", "--session", "a", "go"])
@@ -168,10 +168,14 @@ fn a_bad_work_folder_is_refused_with_its_place() {
     let demo = Demo::new();
     let root = &demo.root;
     let ws = std::fs::read_to_string(root.join("config/workspace.yaml")).unwrap();
-    let line = ws.lines().position(|l| l == "name: demo").unwrap() + 2;
+    let line = ws
+        .lines()
+        .position(|l| l == "work_folder: session")
+        .unwrap()
+        + 1;
     std::fs::write(
         root.join("config/workspace.yaml"),
-        ws.replacen("name: demo\n", "name: demo\nwork_folder: everyone\n", 1),
+        ws.replacen("work_folder: session\n", "work_folder: everyone\n", 1),
     )
     .unwrap();
     let r = demo.run(&["validate"]).expect(2);
