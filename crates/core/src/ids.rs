@@ -13,7 +13,9 @@ pub enum IdError {
         value: String,
         prefix: &'static str,
     },
-    #[error("session id `{0}` must be 1-128 characters of letters, digits, `.`, `_`, `-`")]
+    #[error(
+        "session id `{0}` must be 1-128 characters of letters, digits, `.`, `_`, `-`, and not `.` or `..`"
+    )]
     Session(String),
 }
 
@@ -92,8 +94,11 @@ impl SessionId {
         ))
     }
     pub fn parse(s: &str) -> Result<Self, IdError> {
+        // A session id names its work folder (`work/<session>/`): never `.` or `..`.
         let ok = !s.is_empty()
             && s.len() <= 128
+            && s != "."
+            && s != ".."
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if ok {
@@ -143,6 +148,10 @@ mod tests {
     fn session_ids_are_restricted() {
         assert!(SessionId::parse("session-123").is_ok());
         assert!(SessionId::parse("../etc").is_err());
+        // They name work folders: the folder itself or its parent are refused.
+        assert!(SessionId::parse(".").is_err());
+        assert!(SessionId::parse("..").is_err());
+        assert!(SessionId::parse("...").is_ok());
         assert!(SessionId::parse("").is_err());
     }
 }
