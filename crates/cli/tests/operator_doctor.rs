@@ -462,7 +462,7 @@ fn notes_are_recorded_without_deciding() {
         ],
     )
     .ok();
-    let exported = walk(&out);
+    let exported = common::files_text(&out, None);
     assert!(
         exported.contains("ticket OPS-42"),
         "the note is in the evidence package"
@@ -505,20 +505,6 @@ fn notes_are_recorded_without_deciding() {
         )
         .ok();
     assert_eq!(events.stdout.matches("note.added").count(), 2);
-}
-
-/// Every file under `dir`, concatenated (text files of an evidence package).
-fn walk(dir: &std::path::Path) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.push_str(&walk(&p));
-        } else if let Ok(s) = std::fs::read_to_string(&p) {
-            out.push_str(&s);
-        }
-    }
-    out
 }
 
 /// A request whose tool hangs: past `stuck_after` the overview lists it with the

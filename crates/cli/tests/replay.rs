@@ -10,16 +10,7 @@ use std::path::Path;
 
 /// Every `outbox.log` under `dir` (the demo's `send_mail` appends to one), concatenated.
 fn mails(dir: &Path) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.push_str(&mails(&p));
-        } else if p.file_name().is_some_and(|n| n == "outbox.log") {
-            out.push_str(&std::fs::read_to_string(&p).unwrap());
-        }
-    }
-    out
+    common::files_text(dir, Some("outbox.log"))
 }
 
 #[test]

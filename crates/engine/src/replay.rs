@@ -237,9 +237,9 @@ async fn decide_as_recorded(
             .iter()
             .rev()
             .find(|r| r.call_id == a.call_id && r.decided_at.is_some());
-        let decision = match decided.map(|r| r.status) {
-            Some(ApprovalStatus::Approved) => Decision::Approved,
-            Some(ApprovalStatus::Rejected) => Decision::Rejected,
+        let (d, decision) = match decided.map(|r| (r, r.status)) {
+            Some((d, ApprovalStatus::Approved)) => (d, Decision::Approved),
+            Some((d, ApprovalStatus::Rejected)) => (d, Decision::Rejected),
             other => {
                 let (request_id, agent) = recorded_req
                     .map(|i| {
@@ -254,7 +254,7 @@ async fn decide_as_recorded(
                     agent,
                     step_idx: Some(a.step_idx),
                     recorded: match other {
-                        Some(s) => format!(
+                        Some((_, s)) => format!(
                             "the approval of `{}` {s}: a decision replay cannot repeat",
                             a.tool
                         ),
@@ -269,7 +269,6 @@ async fn decide_as_recorded(
                 return Ok(false);
             }
         };
-        let d = decided.expect("decided");
         h.resolve_approval(ResolveApproval {
             session_id: a.session_id.clone(),
             request_id: a.request_id.clone(),
@@ -398,7 +397,7 @@ fn describe(s: &Step) -> String {
             call.tool,
             call.arguments,
             if approval_id.is_some() {
-                " (approved)"
+                " (after an approval)"
             } else {
                 ""
             },

@@ -12,6 +12,23 @@ pub const T0: &str = "2026-01-05T17:00:00Z";
 /// Three minutes later: when the operator looks and decides.
 pub const T3: &str = "2026-01-05T17:03:00Z";
 
+/// The text of every file under `dir` (only those named `name`, when given),
+/// concatenated; a missing folder is empty.
+pub fn files_text(dir: &Path, name: Option<&str>) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push_str(&files_text(&p, name));
+        } else if name.is_none_or(|n| p.file_name().is_some_and(|f| f == n))
+            && let Ok(s) = std::fs::read_to_string(&p)
+        {
+            out.push_str(&s);
+        }
+    }
+    out
+}
+
 /// A demo workspace (`agent-harness init`) in a temporary folder.
 pub struct Demo {
     _tmp: tempfile::TempDir,
