@@ -21,6 +21,9 @@ pub struct Spec {
     /// `normal` or `full` (the default in `stores.yaml`; benches may override).
     pub synchronous: &'static str,
     pub agents: Vec<Agent>,
+    /// Declares `resources: {db: N, gpu: N}` and the tool `limited_list` (an alias
+    /// of `list_files` that uses both and has `max_concurrent: N`), where N is this.
+    pub limits: Option<u32>,
 }
 
 impl Default for Spec {
@@ -30,6 +33,7 @@ impl Default for Spec {
             queue_capacity: 1000,
             synchronous: "normal",
             agents: vec![],
+            limits: None,
         }
     }
 }
@@ -56,6 +60,11 @@ pub fn text_turn(text: &str) -> String {
 /// tool call are one step each): single-call tool turns, one two-call turn to make
 /// the count even, then the final answer. `steps` must be even and at least 4.
 pub fn turns_for_steps(steps: u64) -> Vec<String> {
+    turns_for_steps_with("list_files", steps)
+}
+
+/// [`turns_for_steps`] calling `tool`.
+pub fn turns_for_steps_with(tool: &str, steps: u64) -> Vec<String> {
     assert!(
         steps >= 4 && steps.is_multiple_of(2),
         "steps must be even and >= 4"
@@ -63,9 +72,9 @@ pub fn turns_for_steps(steps: u64) -> Vec<String> {
     let single = (steps - 4) / 2;
     let mut turns = Vec::new();
     if single > 0 {
-        turns.push(tool_turn("list_files", 1, single, 0));
+        turns.push(tool_turn(tool, 1, single, 0));
     }
-    turns.push(tool_turn("list_files", 2, 1, 0));
+    turns.push(tool_turn(tool, 2, 1, 0));
     turns.push(text_turn("done"));
     turns
 }
@@ -84,8 +93,12 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
         &format!(
             "name: bench\nruntime:\n  max_concurrent_requests: {}\n  queue_capacity: {}\n  \
              session_strategy: enqueue\n  approval_ttl: 24h\n  approval_expiry: reject\n  \
-             stuck_after: 10m\n  retention: 30d\n",
-            spec.max_concurrent_requests, spec.queue_capacity
+             stuck_after: 10m\n  retention: 30d\n{}",
+            spec.max_concurrent_requests,
+            spec.queue_capacity,
+            spec.limits
+                .map(|n| format!("resources:\n  db: {n}\n  gpu: {n}\n"))
+                .unwrap_or_default()
         ),
     )?;
     w(
@@ -99,10 +112,20 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
             spec.synchronous
         ),
     )?;
+    let limited = spec
+        .limits
+        .map(|n| {
+            format!(
+                "  limited_list:\n    builtin: list_files\n    uses: [db, gpu]\n    max_concurrent: {n}\n"
+            )
+        })
+        .unwrap_or_default();
     w(
         "config/tools.yaml",
-        "tools:\n  approved_list:\n    builtin: list_files\n    \
-         description: List files, after an operator approved it.\n    approval: required\n",
+        &format!(
+            "tools:\n  approved_list:\n    builtin: list_files\n    \
+             description: List files, after an operator approved it.\n    approval: required\n{limited}"
+        ),
     )?;
     w("config/mcp.yaml", "servers: {}\n")?;
     let mut script = String::from("agents:\n");
@@ -111,8 +134,14 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
             &format!("config/agents/{}.yaml", a.name),
             &format!(
                 "name: {}\nmodel: scripted\nsystem_prompt: You are a benchmark agent.\n\
-                 tools: [list_files, approved_list]\nmax_steps: {}\n",
-                a.name, a.max_steps
+                 tools: [list_files, approved_list{}]\nmax_steps: {}\n",
+                a.name,
+                if spec.limits.is_some() {
+                    ", limited_list"
+                } else {
+                    ""
+                },
+                a.max_steps
             ),
         )?;
         let _ = writeln!(script, "  {}:\n    turns:", a.name);

@@ -3,7 +3,9 @@
 //! (anstream strips styles otherwise).
 
 use anstyle::{AnsiColor, Style};
-use harness_core::{ErrorCode, Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals};
+use harness_core::{
+    ErrorCode, Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals, describe_key,
+};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -202,6 +204,7 @@ pub fn event_line(e: &Event) -> String {
         EventKind::RequestCompleted => GREEN,
         EventKind::ApprovalRequested
         | EventKind::RequestWaitingApproval
+        | EventKind::RequestWaiting
         | EventKind::ApprovalExpired => YELLOW,
         _ => Style::new(),
     };
@@ -298,6 +301,29 @@ pub fn event_summary(e: &Event) -> String {
             p.get("size").cloned().unwrap_or_default()
         ),
         EventKind::RequestFailed => format!("{short_req} {}", s("error")),
+        EventKind::RequestWaiting => {
+            let list = |k: &str| -> Vec<String> {
+                p.get(k)
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let limits: Vec<String> = list("limits").iter().map(|k| describe_key(k)).collect();
+            let what = match s("tool").as_str() {
+                "" => "its run".to_string(),
+                t => format!("its call of {t}"),
+            };
+            format!(
+                "{short_req} {what} waits for {} (held by {})",
+                limits.join(", "),
+                list("held_by").join(", ")
+            )
+        }
         EventKind::NoteAdded => format!(
             "{short_req} note by {}{}: {}",
             s("by"),

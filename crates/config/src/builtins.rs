@@ -21,6 +21,8 @@ pub fn builtin_tool(b: Builtin) -> ToolConfig {
             Builtin::ReadFile | Builtin::ListFiles | Builtin::LoadSkill
         ),
         allow_shell_placeholders: false,
+        max_concurrent: None,
+        uses: vec![],
     }
 }
 

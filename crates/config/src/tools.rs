@@ -73,7 +73,7 @@ fn entry(
     }
 }
 
-fn valid_tool_name(name: &str) -> bool {
+pub(crate) fn valid_tool_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .chars()
@@ -102,6 +102,7 @@ fn builtin_entry(
         })
         .collect();
     errors.extend(zero_timeout(src, name, cfg));
+    errors.extend(zero_max_concurrent(src, name, cfg));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -118,6 +119,8 @@ fn builtin_entry(
     if keys.contains("timeout") {
         tool.timeout = cfg.timeout;
     }
+    tool.max_concurrent = cfg.max_concurrent;
+    tool.uses.clone_from(&cfg.uses);
     Ok(tool)
 }
 
@@ -155,6 +158,7 @@ fn command_entry(
     errors.extend(placeholders_in_code(src, name, cfg, command));
     errors.extend(reserved_argument(src, name, cfg));
     errors.extend(zero_timeout(src, name, cfg));
+    errors.extend(zero_max_concurrent(src, name, cfg));
     if errors.is_empty() {
         Ok(cfg.clone())
     } else {
@@ -169,6 +173,44 @@ fn zero_timeout(src: &Source, name: &str, cfg: &ToolConfig) -> Option<ConfigErro
             format!("the `timeout` of `{name}` must be greater than 0"),
         )
     })
+}
+
+fn zero_max_concurrent(src: &Source, name: &str, cfg: &ToolConfig) -> Option<ConfigError> {
+    (cfg.max_concurrent == Some(0)).then(|| {
+        src.error(
+            src.locator().scalar(&["tools", name, "max_concurrent"]),
+            format!(
+                "the `max_concurrent` of `{name}` must be greater than 0 (remove it for no limit)"
+            ),
+        )
+    })
+}
+
+/// Every resource a tool `uses` is declared under `resources:` in
+/// `config/workspace.yaml`.
+pub(crate) fn check_uses(
+    file: &Parsed<ToolsFile>,
+    resources: &BTreeMap<String, u32>,
+    errors: &mut Errors,
+) {
+    for (name, cfg) in &file.value.tools {
+        for (i, r) in cfg.uses.iter().enumerate() {
+            if resources.contains_key(r) {
+                continue;
+            }
+            let declared: Vec<&str> = resources.keys().map(String::as_str).collect();
+            let hint = match declared.is_empty() {
+                true => " (none are declared)".to_string(),
+                false => format!(" (declared: {})", declared.join(", ")),
+            };
+            errors.push(file.src.error(
+                file.src.locator().item(&["tools", name, "uses"], i, r),
+                format!(
+                    "tool `{name}` uses resource `{r}`, which `resources:` in config/workspace.yaml does not declare{hint}"
+                ),
+            ));
+        }
+    }
 }
 
 /// An argument named like the `{workspace}` placeholder would be ambiguous in the argv.

@@ -35,6 +35,10 @@ pub struct WorkspaceFile {
     pub work_folder: WorkFolder,
     #[serde(default, deserialize_with = "empty_as_default")]
     pub runtime: RuntimeLimits,
+    /// Named resources and how many tool calls may hold each at once
+    /// (`resources: {prod-db: 1, gpu: 2}`); tools list the ones they `use`.
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub resources: BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -275,6 +279,36 @@ pub struct AgentConfig {
     /// How much conversation the model is sent.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub context: ContextBudget,
+    /// How many request trees may run this agent at once (a tree that runs it at
+    /// several depths counts once). A run past it waits on the queue, without a slot.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Resources (`resources:` in `config/workspace.yaml`) a request of this agent
+    /// holds while it runs (not while it waits for an approval or a limit).
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub uses: Vec<String>,
+}
+
+impl AgentConfig {
+    /// The limits a run of this agent holds, sorted by key (see [`ToolConfig::limits`]).
+    pub fn limits(&self, resources: &BTreeMap<String, u32>) -> Vec<harness_core::Limit> {
+        let mut limits: Vec<harness_core::Limit> = self
+            .uses
+            .iter()
+            .filter_map(|r| {
+                resources
+                    .get(r)
+                    .map(|cap| harness_core::Limit::resource(r, *cap))
+            })
+            .chain(
+                self.max_concurrent
+                    .map(|n| harness_core::Limit::agent(&self.name, n)),
+            )
+            .collect();
+        limits.sort();
+        limits.dedup_by(|a, b| a.key == b.key);
+        limits
+    }
 }
 
 fn default_max_steps() -> u32 {
@@ -351,6 +385,40 @@ pub struct ToolConfig {
     /// argument's value runs as code. Without it, `validate` refuses such a command.
     #[serde(default)]
     pub allow_shell_placeholders: bool,
+    /// How many calls of this tool may run at once, across the workspace (and, on
+    /// PostgreSQL, across workers). A call past it waits without a worker slot.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Resources (`resources:` in `config/workspace.yaml`) a call holds while it runs.
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub uses: Vec<String>,
+}
+
+impl ToolConfig {
+    /// The limits a call of tool `name` holds while it runs, in the one fixed
+    /// order every acquisition uses (sorted by key). Empty: the call runs at once.
+    pub fn limits(
+        &self,
+        name: &str,
+        resources: &BTreeMap<String, u32>,
+    ) -> Vec<harness_core::Limit> {
+        let mut limits: Vec<harness_core::Limit> = self
+            .uses
+            .iter()
+            .filter_map(|r| {
+                resources
+                    .get(r)
+                    .map(|cap| harness_core::Limit::resource(r, *cap))
+            })
+            .chain(
+                self.max_concurrent
+                    .map(|n| harness_core::Limit::tool(name, n)),
+            )
+            .collect();
+        limits.sort();
+        limits.dedup_by(|a, b| a.key == b.key);
+        limits
+    }
 }
 
 /// The placeholder a command's argv may use for the absolute workspace folder

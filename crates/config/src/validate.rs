@@ -23,6 +23,9 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
         check_models(&root, models, errors);
     }
     let tools = build_tools(files.tools.as_ref(), errors);
+    if let (Some(t), Some(ws)) = (&files.tools, &files.workspace) {
+        crate::tools::check_uses(t, &ws.value.resources, errors);
+    }
     if let Some(mcp) = &files.mcp {
         check_mcp(mcp, errors);
     }
@@ -42,6 +45,10 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
         agents: files.agents.iter().map(|a| a.value.name.as_str()).collect(),
         agents_complete: files.agents_complete,
         skills: files.skill_names.iter().map(String::as_str).collect(),
+        resources: files
+            .workspace
+            .as_ref()
+            .map(|w| w.value.resources.keys().map(String::as_str).collect()),
     };
     for agent in &files.agents {
         check_agent(agent, &known, errors);
@@ -108,6 +115,20 @@ fn check_workspace(ws: &Parsed<WorkspaceFile>, errors: &mut Errors) {
     for (key, _, hint) in zero.iter().filter(|(_, is_zero, _)| *is_zero) {
         let pos = src.locator().scalar(&["runtime", key]);
         errors.push(src.error(pos, format!("`runtime.{key}` must be greater than 0{hint}")));
+    }
+    for (name, capacity) in &value.resources {
+        if !crate::tools::valid_tool_name(name) {
+            let pos = src.locator().key(&["resources", name]);
+            let msg = format!("resource name `{name}` must be 1-64 letters, digits, `_` or `-`");
+            errors.push(src.error(pos, msg));
+        }
+        if *capacity == 0 {
+            let pos = src.locator().scalar(&["resources", name]);
+            errors.push(src.error(
+                pos,
+                format!("resource `{name}` must allow at least 1 holder (its capacity is 0)"),
+            ));
+        }
     }
 }
 
@@ -354,6 +375,8 @@ struct Known<'a> {
     agents: Vec<&'a str>,
     agents_complete: bool,
     skills: Vec<&'a str>,
+    /// `None`: workspace.yaml did not parse.
+    resources: Option<Vec<&'a str>>,
 }
 
 fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) {
@@ -383,6 +406,24 @@ fn check_agent(agent: &Parsed<AgentConfig>, known: &Known, errors: &mut Errors) 
     }
     if a.max_steps == 0 {
         errors.push(src.error(loc.scalar(&["max_steps"]), "`max_steps` must be at least 1"));
+    }
+    if a.max_concurrent == Some(0) {
+        errors.push(src.error(
+            loc.scalar(&["max_concurrent"]),
+            "`max_concurrent` must be at least 1 (remove it for no limit)",
+        ));
+    }
+    if let Some(resources) = &known.resources {
+        for (i, r) in a.uses.iter().enumerate() {
+            if !resources.contains(&r.as_str()) {
+                let msg = format!(
+                    "agent `{}` uses resource `{r}`, which `resources:` in config/workspace.yaml does not declare{}",
+                    a.name,
+                    suggestion(r, resources.iter().copied())
+                );
+                errors.push(src.error(loc.item(&["uses"], i, r), msg));
+            }
+        }
     }
     let c = &a.context;
     if c.max_tokens.is_some() && c.max_bytes.is_some() {

@@ -230,8 +230,8 @@ fn unknown_key_in_an_agent_file() {
             "name: writer\nmodel: scripted\n\ntoolz: [read_file]\n"
         ),
         "config/agents/writer.yaml:4:1: unknown field `toolz`, expected one of `name`, \
-         `description`, `model`, `system_prompt`, `tools`, `skills`, `delegates`, `max_steps`, `context` \
-         (did you mean `tools`?)"
+         `description`, `model`, `system_prompt`, `tools`, `skills`, `delegates`, `max_steps`, `context`, \
+         `max_concurrent`, `uses` (did you mean `tools`?)"
     );
 }
 
@@ -1224,5 +1224,102 @@ fn skills_are_read_with_their_front_matter() {
         ),
         "config/agents/writer.yaml:3:10: unknown skill `release-note` (did you mean `release-notes`?) \
          (skills are `resources/skills/NAME/SKILL.md`)"
+    );
+}
+
+#[test]
+fn limits_name_declared_resources_with_room() {
+    let dir = demo();
+    let ws_text = fs::read_to_string(dir.path().join("config/workspace.yaml")).unwrap();
+    let tools_text = fs::read_to_string(dir.path().join("config/tools.yaml")).unwrap();
+    let (ws_lines, tool_lines) = (ws_text.lines().count(), tools_text.lines().count());
+    let with_tool = |tool: &str| format!("{tools_text}{tool}");
+    write(
+        &dir,
+        "config/workspace.yaml",
+        &format!("{ws_text}resources:\n  prod-db: 1\n  gpu: 0\n"),
+    );
+    write(
+        &dir,
+        "config/tools.yaml",
+        &with_tool(
+            "  deploy:\n    command: [\"true\"]\n    uses: [prod-db, prod_db]\n    max_concurrent: 0\n",
+        ),
+    );
+    let err = load(dir.path()).unwrap_err().to_string();
+    for want in [
+        format!(
+            "config/workspace.yaml:{}:8: resource `gpu` must allow at least 1 holder (its capacity is 0)",
+            ws_lines + 3
+        ),
+        format!(
+            "config/tools.yaml:{}:21: tool `deploy` uses resource `prod_db`, which `resources:` in \
+             config/workspace.yaml does not declare (declared: gpu, prod-db)",
+            tool_lines + 3
+        ),
+        format!(
+            "config/tools.yaml:{}:21: the `max_concurrent` of `deploy` must be greater than 0 (remove it for no limit)",
+            tool_lines + 4
+        ),
+    ] {
+        assert!(err.contains(&want), "{want}\nnot in:\n{err}");
+    }
+    write(
+        &dir,
+        "config/workspace.yaml",
+        &format!("{ws_text}resources:\n  prod-db: 1\n"),
+    );
+    write(
+        &dir,
+        "config/tools.yaml",
+        &with_tool(
+            "  deploy:\n    command: [\"true\"]\n    uses: [prod-db]\n    max_concurrent: 2\n",
+        ),
+    );
+    let ws = load(dir.path()).unwrap();
+    let limits = ws.tools["deploy"].limits("deploy", &ws.settings.resources);
+    assert_eq!(
+        limits,
+        vec![
+            harness_core::Limit::resource("prod-db", 1),
+            harness_core::Limit::tool("deploy", 2)
+        ]
+    );
+}
+
+#[test]
+fn an_agent_s_limits_are_checked_and_listed() {
+    let dir = demo();
+    let ws_text = fs::read_to_string(dir.path().join("config/workspace.yaml")).unwrap();
+    write(
+        &dir,
+        "config/workspace.yaml",
+        &format!("{ws_text}resources:\n  gpu: 2\n"),
+    );
+    write(
+        &dir,
+        "config/agents/writer.yaml",
+        "name: writer\nmodel: scripted\nmax_concurrent: 0\nuses: [gpus]\n",
+    );
+    let err = load(dir.path()).unwrap_err().to_string();
+    for want in [
+        "config/agents/writer.yaml:3:17: `max_concurrent` must be at least 1 (remove it for no limit)",
+        "config/agents/writer.yaml:4:8: agent `writer` uses resource `gpus`, which `resources:` in \
+         config/workspace.yaml does not declare (did you mean `gpu`?)",
+    ] {
+        assert!(err.contains(want), "{want}\nnot in:\n{err}");
+    }
+    write(
+        &dir,
+        "config/agents/writer.yaml",
+        "name: writer\nmodel: scripted\nmax_concurrent: 3\nuses: [gpu]\n",
+    );
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(
+        ws.agents["writer"].limits(&ws.settings.resources),
+        vec![
+            harness_core::Limit::agent("writer", 3),
+            harness_core::Limit::resource("gpu", 2)
+        ]
     );
 }

@@ -38,6 +38,7 @@ event_kinds! {
     RequestRequeued => "request.requeued",
     RequestRepaired => "request.repaired",
     RequestReclaimed => "request.reclaimed",
+    RequestWaiting => "request.waiting",
     RequestCompleted => "request.completed",
     RequestFailed => "request.failed",
     RequestCancelled => "request.cancelled",
@@ -153,6 +154,16 @@ pub enum EventBody {
         by_worker: WorkerId,
         reason: String,
     },
+    /// A tool call needs limits others hold: the tree went back on the queue and
+    /// is claimed again once every key has room.
+    RequestWaiting {
+        call_id: CallId,
+        tool: String,
+        /// The keys that had no room (`resource:NAME`, `tool:NAME`).
+        limits: Vec<String>,
+        /// The calls holding them.
+        held_by: Vec<CallId>,
+    },
     RequestCompleted {
         output_bytes: usize,
         steps: u32,
@@ -263,6 +274,7 @@ impl EventBody {
             B::RequestRequeued { .. } => EventKind::RequestRequeued,
             B::RequestRepaired { .. } => EventKind::RequestRepaired,
             B::RequestReclaimed { .. } => EventKind::RequestReclaimed,
+            B::RequestWaiting { .. } => EventKind::RequestWaiting,
             B::RequestCompleted { .. } => EventKind::RequestCompleted,
             B::RequestFailed { .. } => EventKind::RequestFailed,
             B::RequestCancelled { .. } => EventKind::RequestCancelled,
@@ -325,6 +337,12 @@ impl EventBody {
                 by_worker,
                 reason,
             } => json!({"from_worker": from_worker, "by_worker": by_worker, "reason": reason}),
+            B::RequestWaiting {
+                call_id,
+                tool,
+                limits,
+                held_by,
+            } => json!({"call_id": call_id, "tool": tool, "limits": limits, "held_by": held_by}),
             B::RequestCompleted {
                 output_bytes,
                 steps,

@@ -10,6 +10,7 @@ pub mod error_code;
 pub mod event;
 pub mod ids;
 pub mod journal;
+pub mod limits;
 pub mod records;
 pub mod redact;
 pub mod status;
@@ -22,6 +23,7 @@ pub use conversation::{
 pub use error_code::ErrorCode;
 pub use event::{EVENT_SCHEMA_VERSION, Event, EventBody, EventKind, NewEvent, preview};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
+pub use limits::{Hold, Limit, Wait, describe_holder, describe_key};
 pub use records::*;
 pub use redact::{REDACTED, Redactor, is_secret_key};
 pub use status::{ApprovalStatus, RequestStatus, StepStatus};

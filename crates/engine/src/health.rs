@@ -44,6 +44,7 @@ impl Harness {
         checks.push(self.stuck_check(now, limits.stuck_after).await?);
         checks.push(approvals_check(&stats, now));
         checks.push(disk_check(&self.inner.workspace.store_dir()));
+        checks.extend(self.limits_check(now).await?);
         checks.extend(self.mcp_checks().await?);
         let mut report = HealthReport::new(now, checks);
         report.database = store_check.database;
@@ -205,6 +206,52 @@ impl Harness {
                 ),
             )
         })
+    }
+}
+
+impl Harness {
+    /// Concurrency limits (in workspaces that declare any): how many calls hold
+    /// them and how many trees wait; a hold older than its call's timeout fails
+    /// (its call should have ended, or been killed, by then).
+    async fn limits_check(&self, now: Timestamp) -> Result<Option<HealthCheck>, HarnessError> {
+        let ws = &self.inner.workspace;
+        let declared = !ws.settings.resources.is_empty()
+            || ws.tools.values().any(|t| t.max_concurrent.is_some())
+            || ws.agents.values().any(|a| a.max_concurrent.is_some());
+        let holds = self.inner.store.holds().await?;
+        if !declared && holds.is_empty() {
+            return Ok(None);
+        }
+        let waits = self.inner.store.waits().await?;
+        let mut trees: Vec<&harness_core::RequestId> = waits.iter().map(|w| &w.root_id).collect();
+        trees.dedup();
+        let overdue: Vec<String> = holds
+            .iter()
+            .filter(|h| h.until < now)
+            .map(|h| {
+                format!(
+                    "{} held by {} for {}, past its call's timeout",
+                    harness_core::describe_key(&h.key),
+                    harness_core::describe_holder(h),
+                    harness_core::relative(h.acquired_at.age(now))
+                )
+            })
+            .collect();
+        let summary = format!(
+            "{} held, {} request tree{} waiting",
+            holds.len(),
+            trees.len(),
+            if trees.len() == 1 { "" } else { "s" }
+        );
+        Ok(Some(if overdue.is_empty() {
+            check("limits", HealthStatus::Ok, summary)
+        } else {
+            check(
+                "limits",
+                HealthStatus::Fail,
+                format!("{}; {summary}", overdue.join("; ")),
+            )
+        }))
     }
 }
 

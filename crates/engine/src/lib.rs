@@ -373,6 +373,27 @@ impl Harness {
         Ok(self.inner.store.list_sessions(limit).await?)
     }
 
+    /// The limits tool calls hold now (`resource:NAME`, `tool:NAME`), by key.
+    pub async fn holds(&self) -> Result<Vec<Hold>, HarnessError> {
+        Ok(self.inner.store.holds().await?)
+    }
+
+    /// The request trees parked until a limit has room, oldest first.
+    pub async fn waits(&self) -> Result<Vec<Wait>, HarnessError> {
+        Ok(self.inner.store.waits().await?)
+    }
+
+    /// The capacity of limit `key` in this workspace's configuration, if it has one.
+    pub fn limit_capacity(&self, key: &str) -> Option<u32> {
+        let ws = &self.inner.workspace;
+        match key.split_once(':')? {
+            ("resource", name) => ws.settings.resources.get(name).copied(),
+            ("tool", name) => self.tool(name)?.max_concurrent,
+            ("agent", name) => ws.agents.get(name)?.max_concurrent,
+            _ => None,
+        }
+    }
+
     pub async fn list_approvals(&self, f: ApprovalFilter) -> Result<Vec<Approval>, HarnessError> {
         Ok(self.inner.store.list_approvals(f).await?)
     }

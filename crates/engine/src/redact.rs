@@ -81,6 +81,8 @@ impl Secrets {
             artifacts: _,
             ancestors: _,
             events,
+            // Keys, ids and names from the configuration only.
+            acquire: _,
         } = c;
         for write in steps {
             let (StepWrite::Insert(step) | StepWrite::Update(step)) = write;
@@ -298,6 +300,7 @@ mod tests {
         let said = format!("use {SECRET}");
         let mut c = StepCommit {
             pause_on: None,
+            acquire: None,
             request_id: req.clone(),
             session_id: ses.clone(),
             at: Timestamp(0),

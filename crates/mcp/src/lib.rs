@@ -174,6 +174,8 @@ fn tool_entry(server: &str, config: &McpServer, tool: &server::Listed) -> McpToo
             approval,
             idempotent,
             allow_shell_placeholders: false,
+            max_concurrent: None,
+            uses: vec![],
         },
     }
 }

@@ -29,6 +29,13 @@ pub enum StoreError {
          nothing of this commit was kept"
     )]
     LeaseLost { id: String },
+    /// A tool call's limits have no room: nothing of the commit was kept. The run
+    /// parks its tree ([`crate::Store::park`]) and claims it again later.
+    #[error("no room in {}: held by {}", .limits.join(", "), held_by.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))]
+    LimitsBusy {
+        limits: Vec<String>,
+        held_by: Vec<harness_core::CallId>,
+    },
     /// The write ran but its transaction did not commit: nothing it did was kept.
     #[error("commit failed, nothing was written: {0}")]
     Commit(#[source] Box<StoreError>),

@@ -16,6 +16,7 @@ mod checkpoint;
 mod error;
 mod events;
 mod health;
+mod limits;
 mod lookup;
 mod maintenance;
 mod notes;
@@ -42,6 +43,7 @@ mod writer;
 pub use artifacts::{MAX_ARTIFACT_BYTES, validate_artifact_name};
 pub use error::StoreError;
 pub use health::{INTEGRITY_EVERY, StoreCheck};
+pub use limits::{Acquire, Park};
 pub use lookup::IdKind;
 pub use maintenance::PruneReport;
 pub use pg::PgConfig;
@@ -309,6 +311,25 @@ impl Store {
     /// Commits one step; returns the sequence numbers of its events.
     pub async fn commit_step(&self, commit: StepCommit) -> Result<Vec<i64>, StoreError> {
         on_backend!(self, b => b.commit_step(commit).await)
+    }
+
+    /// Parks a tree whose call found its limits full: the request and its
+    /// ancestors go back on the queue (holding no worker slot), with a wait per
+    /// full key and a `request.waiting` event; the claim takes the tree again once
+    /// every key has room. Returns false, writing nothing, if they have room now
+    /// (the caller commits its call again).
+    pub async fn park(&self, p: Park) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.park(p).await)
+    }
+
+    /// The limits held now (by calls of running trees), by key then age.
+    pub async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        on_backend!(self, b => b.holds().await)
+    }
+
+    /// What the parked trees wait for, oldest first.
+    pub async fn waits(&self) -> Result<Vec<Wait>, StoreError> {
+        on_backend!(self, b => b.waits().await)
     }
 
     /// The request's journal, in order.

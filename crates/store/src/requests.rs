@@ -401,8 +401,9 @@ fn claim(
 ) -> Result<Vec<Request>, StoreError> {
     let ids: Vec<String> = {
         let mut stmt = c.prepare_cached(&format!(
-            "SELECT c.id FROM ({}) c ORDER BY {} LIMIT ?3",
+            "SELECT c.id FROM ({}) c WHERE {} ORDER BY {} LIMIT ?3",
             candidates_sql("MAX", "?1", "?2"),
+            crate::limits::has_room("c.id"),
             claim_order("c")
         ))?;
         let rows = stmt.query_map(params![now.0, PRIORITY_AGING_MS, limit as i64], |r| {
@@ -420,6 +421,7 @@ fn claim(
         ))?
         .execute(params![id, worker.as_str(), now.0])?;
         let req = get_request(c, &RequestId::from_trusted(id))?;
+        crate::limits::clear_root(c, &req.id)?;
         c.prepare_cached(
             "UPDATE sessions SET last_claimed_at = ?2, \
              claim_seq = (SELECT COALESCE(MAX(claim_seq), 0) + 1 FROM sessions) WHERE id = ?1",

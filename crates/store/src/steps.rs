@@ -30,6 +30,10 @@ pub struct StepCommit {
     /// agent follow this step, and they pause with it.
     pub ancestors: Vec<RequestId>,
     pub events: Vec<NewEvent>,
+    /// Limits a call started by this commit holds while it runs: all of them, or
+    /// the commit is refused ([`StoreError::LimitsBusy`]) and nothing is kept. A
+    /// call's step updated to `completed` or `interrupted` releases its holds.
+    pub acquire: Option<crate::limits::Acquire>,
 }
 
 impl StepCommit {
@@ -47,7 +51,14 @@ impl StepCommit {
             artifacts: vec![],
             ancestors: vec![],
             events: vec![],
+            acquire: None,
         }
+    }
+
+    /// The call this commit starts holds `a`'s limits (see [`StepCommit::acquire`]).
+    pub fn acquire(mut self, a: crate::limits::Acquire) -> Self {
+        self.acquire = Some(a);
+        self
     }
 
     /// The agent executing (the request's `current_agent`, and its ancestors').
@@ -133,6 +144,21 @@ impl StepCommit {
     }
 }
 
+impl StepCommit {
+    /// The tool calls whose step this commit moves to `completed` or `interrupted`:
+    /// whatever they held is released in the same transaction.
+    pub(crate) fn ended_calls(&self) -> impl Iterator<Item = &CallId> {
+        self.steps.iter().filter_map(|w| match w {
+            StepWrite::Update(Step {
+                status: StepStatus::Completed | StepStatus::Interrupted,
+                body: StepBody::ToolCall { call, .. },
+                ..
+            }) => Some(&call.call_id),
+            _ => None,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum StepWrite {
     Insert(Step),
@@ -178,11 +204,20 @@ impl SqliteStore {
 
 fn commit_step(c: &Connection, s: &StepCommit) -> Result<Vec<i64>, StoreError> {
     patch_request(c, s)?;
+    if let Some(a) = &s.acquire {
+        crate::limits::acquire(c, &s.request_id, a, s.at)?;
+    }
     for write in &s.steps {
         match write {
             StepWrite::Insert(step) => insert_step(c, step)?,
             StepWrite::Update(step) => update_step(c, step)?,
         }
+    }
+    for call in s.ended_calls() {
+        crate::limits::release_call(c, call)?;
+    }
+    if s.patch.status.is_some_and(|st| st.is_terminal()) {
+        crate::limits::release_request(c, &s.request_id)?;
     }
     if let Some(a) = &s.approval {
         approvals::insert(c, a)?;

@@ -88,6 +88,9 @@ pub enum Stop {
         since: Timestamp,
         /// No live worker holds the workspace: it waits until one starts.
         no_worker: bool,
+        /// What it waits for, in words (a limit and who holds it, its session).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        waits_for: Option<String>,
     },
     Completed,
 }
@@ -191,6 +194,11 @@ fn stop_of(t: &RequestTree, worker_alive: bool, now: Timestamp, stuck_after: Dur
             request_id: r.id.clone(),
             since: r.last_activity_at,
             no_worker: !worker_alive,
+            waits_for: t
+                .waits_for
+                .as_ref()
+                .filter(|w| w.reason != "worker_slot")
+                .map(|w| super::waiting::text(w, now)),
         },
         RequestStatus::Running | RequestStatus::WaitingApproval => {
             let active = deepest(t, |x| !x.request.status.is_terminal());
@@ -791,15 +799,18 @@ fn stop_lines(s: &Stop, now: Timestamp) -> Vec<String> {
             v
         }
         Stop::Queued {
-            since, no_worker, ..
+            since,
+            no_worker,
+            waits_for,
+            ..
         } => vec![format!(
             "{} since {}{}",
             paint(YELLOW, "queued"),
             ago(now, *since),
-            if *no_worker {
-                ": no worker is running"
-            } else {
-                ", waiting for a worker slot"
+            match (no_worker, waits_for) {
+                (true, _) => ": no worker is running".to_string(),
+                (false, Some(w)) => format!(", waiting for {w}"),
+                (false, None) => ", waiting for a worker slot".to_string(),
             }
         )],
         Stop::Completed => vec![paint(GREEN, "completed")],
@@ -847,6 +858,7 @@ mod tests {
             artifacts: Vec::new(),
             usage: UsageTotals::default(),
             retries: Vec::new(),
+            waits_for: None,
         }
     }
 

@@ -22,6 +22,7 @@ mod screen;
 mod sessions;
 mod table;
 mod tree;
+mod waiting;
 mod watch;
 
 use crate::context::Ctx;

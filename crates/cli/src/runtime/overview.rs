@@ -27,6 +27,8 @@ pub struct Overview {
     pub queue: QueueInfo,
     pub approvals: ApprovalInfo,
     pub stuck: Vec<StuckInfo>,
+    /// Concurrency limits (declared or held): who holds each, how many trees wait.
+    pub limits: Vec<LimitInfo>,
     pub recent: Vec<RecentRequest>,
     pub last_activity: Option<Activity>,
 }
@@ -92,6 +94,16 @@ pub struct StuckInfo {
     pub in_flight: Option<String>,
     /// Since when it has been executing.
     pub in_flight_since: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+pub struct LimitInfo {
+    /// `resource:NAME` or `tool:NAME`.
+    pub key: String,
+    pub capacity: Option<u32>,
+    pub held_by: Vec<Hold>,
+    /// Request trees parked until this limit has room, oldest first.
+    pub waiting: Vec<Wait>,
 }
 
 #[derive(Serialize)]
@@ -169,6 +181,7 @@ pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
             oldest: oldest_pending(h).await?,
         },
         stuck: stuck_infos(h, stuck, now).await?,
+        limits: limit_infos(h).await?,
         recent: recent_requests(h, recent).await?,
         last_activity: last_activity(h, now).await?,
     })
@@ -194,6 +207,41 @@ async fn worker_info(h: &Harness, now: Timestamp) -> Result<WorkerInfo> {
         last_heartbeat_at: last.as_ref().map(|w| w.heartbeat_at),
         last_heartbeat_age_ms: last.as_ref().map(|w| age_ms(now, w.heartbeat_at)),
     })
+}
+
+/// Every declared limit, and any other key something holds or waits for.
+async fn limit_infos(h: &Harness) -> Result<Vec<LimitInfo>> {
+    let ws = h.workspace();
+    let mut keys: Vec<String> = ws
+        .settings
+        .resources
+        .iter()
+        .map(|(name, cap)| Limit::resource(name, *cap).key)
+        .chain(
+            ws.tools
+                .iter()
+                .filter_map(|(name, t)| t.max_concurrent.map(|n| Limit::tool(name, n).key)),
+        )
+        .chain(
+            ws.agents
+                .iter()
+                .filter_map(|(name, a)| a.max_concurrent.map(|n| Limit::agent(name, n).key)),
+        )
+        .collect();
+    let (holds, waits) = (h.holds().await?, h.waits().await?);
+    keys.extend(holds.iter().map(|x| x.key.clone()));
+    keys.extend(waits.iter().map(|w| w.key.clone()));
+    keys.sort();
+    keys.dedup();
+    Ok(keys
+        .into_iter()
+        .map(|key| LimitInfo {
+            capacity: h.limit_capacity(&key),
+            held_by: holds.iter().filter(|x| x.key == key).cloned().collect(),
+            waiting: waits.iter().filter(|w| w.key == key).cloned().collect(),
+            key,
+        })
+        .collect())
 }
 
 /// The oldest pending approvals, oldest first.
@@ -317,6 +365,7 @@ pub fn render(o: &Overview) -> Vec<String> {
     out.push(label("approvals", approvals_text(&o.approvals, now)));
     out.extend(approval_lines(&o.approvals, now));
     out.extend(stuck_lines(&o.stuck, now));
+    out.extend(limit_lines(&o.limits, now));
     out.push(label(
         "activity",
         match &o.last_activity {
@@ -331,6 +380,76 @@ pub fn render(o: &Overview) -> Vec<String> {
     out.push(String::new());
     out.push(paint(BOLD, "recent requests"));
     out.extend(recent_lines(&o.recent, now));
+    out
+}
+
+/// One line per limit (held / capacity, how many wait), then the holders and the
+/// oldest waiting trees by name.
+fn limit_lines(limits: &[LimitInfo], now: Timestamp) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, l) in limits.iter().enumerate() {
+        let cap = l
+            .capacity
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into());
+        let full = l.capacity.is_some_and(|c| l.held_by.len() as u32 >= c);
+        let held = format!("{}/{cap} held", l.held_by.len());
+        let mut text = format!(
+            "{} {}",
+            describe_key(&l.key),
+            if full { paint(YELLOW, held) } else { held }
+        );
+        if !l.waiting.is_empty() {
+            text.push_str(&format!(
+                " · {}",
+                paint(YELLOW, format!("{} waiting", l.waiting.len()))
+            ));
+        }
+        out.push(match i {
+            0 => label("limits", text),
+            _ => format!("{:11}{text}", ""),
+        });
+        for x in &l.held_by {
+            out.push(format!(
+                "{:13}{}",
+                "",
+                paint(
+                    DIM,
+                    format!(
+                        "held by {} for {}",
+                        describe_holder(x),
+                        relative(x.acquired_at.age(now))
+                    )
+                )
+            ));
+        }
+        for w in l.waiting.iter().take(LISTED) {
+            out.push(format!(
+                "{:13}{}",
+                "",
+                paint(
+                    DIM,
+                    format!(
+                        "{} waits ({} in {}) since {}",
+                        w.root_id,
+                        match w.tool.as_str() {
+                            "" => "to run".to_string(),
+                            t => format!("its call of `{t}`"),
+                        },
+                        w.request_id,
+                        ago(now, w.since)
+                    )
+                )
+            ));
+        }
+        if l.waiting.len() > LISTED {
+            out.push(format!(
+                "{:13}{}",
+                "",
+                paint(DIM, format!("… {} more", l.waiting.len() - LISTED))
+            ));
+        }
+    }
     out
 }
 

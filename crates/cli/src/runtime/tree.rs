@@ -33,6 +33,10 @@ pub struct RequestTree {
     /// The requests admitted by `requests retry` of this one, oldest first (its
     /// own `retry_of` says what it retries).
     pub retries: Vec<Retry>,
+    /// A queued root: what it waits for (a limit and who holds it, its session's
+    /// earlier request, or a worker slot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<super::waiting::WaitsFor>,
 }
 
 #[derive(Serialize)]
@@ -125,6 +129,12 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
         } else {
             Vec::new()
         };
+        let waits_for = if request.status == RequestStatus::Queued && request.parent_id.is_none() {
+            let (waits, holds) = (h.waits().await?, h.holds().await?);
+            super::waiting::of(h, &request, &waits, &holds).await?
+        } else {
+            None
+        };
         let made = made_by_steps(&steps, &artifacts);
         let mut nodes = Vec::with_capacity(steps.len());
         for (step, made) in steps.into_iter().zip(made) {
@@ -141,6 +151,7 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             artifacts,
             usage,
             retries,
+            waits_for,
         })
     })
 }
@@ -254,6 +265,13 @@ pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
             "  {} {}",
             paint(BOLD, "retried as:"),
             retries.join(", ")
+        ));
+    }
+    if let Some(w) = &t.waits_for {
+        out.push(format!(
+            "  {} {}",
+            paint(BOLD, "waits for:"),
+            super::waiting::text(w, now)
         ));
     }
     out.push(format!(

@@ -5,7 +5,7 @@ use super::{Flow, Outcome, Run};
 use harness_config::{ApprovalPolicy, Builtin, InterruptedPolicy};
 use harness_core::*;
 use harness_providers::{NewArtifact, ToolContext, ToolOutput};
-use harness_store::{NewRequest, StoreError};
+use harness_store::{Acquire, NewRequest, Park, StepCommit, StoreError};
 
 /// Longest tool output kept in a `tool.completed` event.
 const EVENT_PREVIEW: usize = 200;
@@ -60,8 +60,113 @@ impl Run {
             call: call.clone(),
             note,
         });
-        let idx = self.commit_started(existing, &call, None, events).await?;
+        let idx = match self.acquire_for(&call) {
+            None => self.commit_started(existing, &call, None, events).await?,
+            Some(a) => self.commit_holding(existing, &call, events, a).await?,
+        };
         self.run_started(idx, call).await
+    }
+
+    /// What a call of a tool with limits (`max_concurrent`, `uses`) acquires with
+    /// its `started` row; None for a tool without.
+    fn acquire_for(&self, call: &ToolCall) -> Option<Acquire> {
+        let tool = self.h.tool(&call.tool)?;
+        let limits = tool.limits(&call.tool, &self.h.inner.workspace.settings.resources);
+        if limits.is_empty() {
+            return None;
+        }
+        let now = self.h.now();
+        Some(Acquire {
+            call_id: call.call_id.clone(),
+            tool: call.tool.clone(),
+            root_id: self.ancestors.last().unwrap_or(&self.req.id).clone(),
+            limits,
+            until: Timestamp(now.0.saturating_add(tool.timeout.as_millis() as i64)),
+        })
+    }
+
+    /// Commits `started` holding `a`'s limits; when one is full, parks the tree
+    /// (it leaves its worker slot) and ends the run with [`Outcome::Waiting`].
+    async fn commit_holding(
+        &mut self,
+        existing: Option<u32>,
+        call: &ToolCall,
+        events: Vec<EventBody>,
+        a: Acquire,
+    ) -> Flow<u32> {
+        // Room may appear between a refused commit and the park (the park then
+        // writes nothing): try again, a few times.
+        let mut busy = None;
+        for _ in 0..3 {
+            let (c, idx) = self.started_commit(existing, call, None, events.clone());
+            match self.store(c.acquire(a.clone())).await {
+                Ok(writes) => {
+                    for w in writes {
+                        self.apply(w);
+                    }
+                    return Ok(idx);
+                }
+                Err(e @ StoreError::LimitsBusy { .. }) => busy = Some(e),
+                Err(e) => return Err(self.refused(e)),
+            }
+            if self.park(&a).await? {
+                return Err(Outcome::Waiting);
+            }
+        }
+        Err(self.refused(busy.expect("a refused commit came before")))
+    }
+
+    /// Parks the tree until `a`'s limits have room; false if they have room now
+    /// (nothing was written).
+    async fn park(&self, a: &Acquire) -> Flow<bool> {
+        let park = Park {
+            request_id: self.req.id.clone(),
+            session_id: self.req.session_id.clone(),
+            ancestors: self.ancestors.clone(),
+            call_id: a.call_id.clone(),
+            tool: a.tool.clone(),
+            limits: a.limits.clone(),
+            at: self.h.now(),
+        };
+        self.h
+            .inner
+            .store
+            .park(park)
+            .await
+            .map_err(|e| self.refused(e))
+    }
+
+    /// A run of an agent with limits (`max_concurrent`, `uses`) holds them from
+    /// its start (every start: after a claim, a pause or a park, nothing is held)
+    /// until the request leaves `running`. The holder is the request itself (no tool).
+    pub(super) async fn hold_agent_limits(&mut self) -> Flow<()> {
+        let limits = self
+            .agent
+            .limits(&self.h.inner.workspace.settings.resources);
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let a = Acquire {
+            call_id: CallId::from_trusted(self.req.id.to_string()),
+            tool: String::new(),
+            root_id: self.ancestors.last().unwrap_or(&self.req.id).clone(),
+            limits,
+            // A run has no timeout: only a call's hold can be overdue.
+            until: Timestamp(i64::MAX),
+        };
+        for _ in 0..3 {
+            match self.store(self.commit_for().acquire(a.clone())).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::LimitsBusy { .. }) => {}
+                Err(e) => return Err(self.refused(e)),
+            }
+            if self.park(&a).await? {
+                return Err(Outcome::Waiting);
+            }
+        }
+        Err(Outcome::StoreFailed(
+            "the agent's limits kept changing between the acquisition and the park".into(),
+        ))
     }
 
     /// Runs a call committed `started`, then commits how it ended.
@@ -84,6 +189,19 @@ impl Run {
         child: Option<NewRequest>,
         events: Vec<EventBody>,
     ) -> Flow<u32> {
+        let (c, idx) = self.started_commit(existing, call, child, events);
+        self.commit(c).await?;
+        Ok(idx)
+    }
+
+    /// The commit of a call's `started` row, and the step's index.
+    fn started_commit(
+        &self,
+        existing: Option<u32>,
+        call: &ToolCall,
+        child: Option<NewRequest>,
+        events: Vec<EventBody>,
+    ) -> (StepCommit, u32) {
         let body = tool_body(
             call,
             self.approval_for(call),
@@ -106,8 +224,7 @@ impl Run {
         if let Some(child) = child {
             c = c.agent(&child.agent).child(child);
         }
-        self.commit(c).await?;
-        Ok(idx)
+        (c, idx)
     }
 
     pub(super) fn approval_for(&self, call: &ToolCall) -> Option<ApprovalId> {

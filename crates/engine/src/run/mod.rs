@@ -32,6 +32,9 @@ pub(crate) enum Outcome {
     Failed(String),
     /// Waiting for an approval (its tree paused with it); holds nothing in memory.
     Paused,
+    /// A tool call's limits were full: the tree is parked on the queue (by the
+    /// store, in one transaction) until they have room; it holds no slot meanwhile.
+    Waiting,
     /// An operator cancelled it (or the tree above it).
     Cancelled,
     /// Something else settled or moved it while it ran (e.g. an expiry with
@@ -193,6 +196,9 @@ impl Run {
     }
 
     async fn execute(&mut self) -> Outcome {
+        if let Err(outcome) = self.hold_agent_limits().await {
+            return outcome;
+        }
         loop {
             if let Err(outcome) = self.step().await {
                 return outcome;
@@ -367,5 +373,7 @@ fn placeholder_agent() -> AgentConfig {
         delegates: vec![],
         max_steps: 0,
         context: Default::default(),
+        max_concurrent: None,
+        uses: vec![],
     }
 }

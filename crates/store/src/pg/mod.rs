@@ -20,6 +20,7 @@ mod approvals;
 mod artifacts;
 mod events;
 mod health;
+mod limits;
 mod lookup;
 mod maintenance;
 mod migrate;

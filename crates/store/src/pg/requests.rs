@@ -389,9 +389,10 @@ async fn claim(
         .query(
             &format!(
                 "SELECT r.id FROM ({}) c JOIN requests r ON r.id = c.id \
-                 WHERE r.status = 'queued' \
+                 WHERE r.status = 'queued' AND {} \
                  ORDER BY {} LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
                 candidates_sql("GREATEST", "$1::bigint", "$2::bigint"),
+                crate::limits::has_room("c.id"),
                 claim_order("c")
             ),
             &[&now.0, &aging, &limit],
@@ -432,6 +433,15 @@ async fn claim(
         .map(|id| [id as &(dyn tokio_postgres::types::ToSql + Sync), &now.0])
         .collect();
     stmts.extend(served_params.iter().map(|p| Stmt::exec(served, p)));
+    // A claimed root starts with nothing held and nothing waited for.
+    let root_params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> = ids
+        .iter()
+        .map(|id| [id as &(dyn tokio_postgres::types::ToSql + Sync)])
+        .collect();
+    for p in &root_params {
+        stmts.push(Stmt::exec(super::limits::CLEAR_HOLDS, p));
+        stmts.push(Stmt::exec(super::limits::CLEAR_WAITS, p));
+    }
     let mut claimed = Vec::with_capacity(ids.len());
     for out in tx.pipeline(&stmts).await? {
         for row in out.rows() {

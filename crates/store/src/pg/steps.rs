@@ -134,6 +134,13 @@ async fn commit_step(
     let approval = s.approval.as_ref().map(super::approvals::ApprovalRow::of);
     let pause_on = s.pause_on.as_ref().map(|a| a.as_str());
     let event_rows = events::rows_for(tx, s.at, &s.events)?;
+    if let Some(a) = &s.acquire {
+        // Before the pipeline: its keys' locks, then the counts (an extra round
+        // trip per key, paid only by calls with limits).
+        super::limits::acquire(tx, &s.request_id, a, s.at).await?;
+    }
+    let ended: Vec<&str> = s.ended_calls().map(|c| c.as_str()).collect();
+    let ended_params: Vec<[P; 1]> = ended.iter().map(|c| [c as P]).collect();
 
     let request_id = s.request_id.as_str();
     let root_id = root.as_str();
@@ -242,6 +249,13 @@ async fn commit_step(
     }
     for params in &ancestor_params {
         stmts.push(Stmt::exec(ANCESTOR, params));
+    }
+    for params in &ended_params {
+        stmts.push(Stmt::exec(super::limits::RELEASE_CALL, params));
+    }
+    let request_param: [P; 1] = [&request_id];
+    if p.status.is_some_and(|st| st.is_terminal()) {
+        stmts.push(Stmt::exec(super::limits::RELEASE_REQUEST, &request_param));
     }
     let xid_at = (!event_params.is_empty()).then(|| {
         stmts.push(Stmt::query(events::XID, &[]));
