@@ -21,6 +21,7 @@ pub fn builtin_tool(b: Builtin) -> ToolConfig {
             Builtin::ReadFile | Builtin::ListFiles | Builtin::LoadSkill
         ),
         allow_shell_placeholders: false,
+        limits: crate::types::CommandLimits::default(),
     }
 }
 

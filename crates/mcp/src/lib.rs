@@ -174,6 +174,7 @@ fn tool_entry(server: &str, config: &McpServer, tool: &server::Listed) -> McpToo
             approval,
             idempotent,
             allow_shell_placeholders: false,
+            limits: Default::default(),
         },
     }
 }
