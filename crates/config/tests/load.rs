@@ -1230,6 +1230,14 @@ fn skills_are_read_with_their_front_matter() {
 #[test]
 fn command_limits_come_from_the_tool_then_the_workspace() {
     let dir = demo();
+    let template = load(dir.path()).unwrap();
+    let written = template.settings.runtime.command_limits;
+    assert_eq!(
+        (written.max_output_bytes, written.cpu_secs),
+        (Some(10 * 1024 * 1024), None),
+        "the template spells out the default output limit and leaves the others unset"
+    );
+    assert_eq!(template.tools["word_count"].limits, written);
     let workspace =
         "name: demo\nruntime:\n  command_limits:\n    cpu_secs: 30\n    memory_mb: 512\n";
     write(&dir, "config/workspace.yaml", workspace);
