@@ -55,15 +55,15 @@ tools:
   burn:
     command: [sh, -c, 'while :; do :; done']
     limits: {cpu_secs: 1}
-    timeout: 20s
+    timeout: 60s
   stubborn_burn:
     command: [sh, -c, 'trap "" XCPU; while :; do :; done']
     limits: {cpu_secs: 1}
-    timeout: 20s
+    timeout: 60s
   shell_burn:
     command: [sh, -c, 'sh -c "while :; do :; done"; exit $?']
     limits: {cpu_secs: 1}
-    timeout: 20s
+    timeout: 60s
   spew:
     command: [sh, -c, 'echo starting >&2; exec yes']
     limits: {max_output_bytes: 100000}
@@ -576,10 +576,17 @@ async fn run_within(f: &Fixture, tool: &str, within: Duration) -> ToolOutput {
     out
 }
 
+/// The CPU tests burn a core each: one at a time, so that on a busy machine a
+/// second of CPU is not many seconds of wall time.
+static BURNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Well under the tools' 60 s timeout: the CPU limit ended the call, not the timeout.
+const BURN_WITHIN: Duration = Duration::from_secs(15);
+
 #[tokio::test]
 async fn a_cpu_limit_stops_a_busy_loop() {
+    let _one_at_a_time = BURNING.lock().await;
     let f = Fixture::new();
-    let out = run_within(&f, "burn", Duration::from_secs(6)).await;
+    let out = run_within(&f, "burn", BURN_WITHIN).await;
     assert_eq!(
         out,
         ToolOutput::error("`burn` exceeded its CPU limit (cpu_secs: 1)")
@@ -588,8 +595,9 @@ async fn a_cpu_limit_stops_a_busy_loop() {
 
 #[tokio::test]
 async fn a_command_that_ignores_sigxcpu_is_killed_at_the_hard_cpu_limit() {
+    let _one_at_a_time = BURNING.lock().await;
     let f = Fixture::new();
-    let out = run_within(&f, "stubborn_burn", Duration::from_secs(8)).await;
+    let out = run_within(&f, "stubborn_burn", BURN_WITHIN).await;
     assert_eq!(
         out,
         ToolOutput::error("`stubborn_burn` exceeded its CPU limit (cpu_secs: 1)")
@@ -598,8 +606,9 @@ async fn a_command_that_ignores_sigxcpu_is_killed_at_the_hard_cpu_limit() {
 
 #[tokio::test]
 async fn a_cpu_limit_hit_by_a_child_of_a_shell_is_named() {
+    let _one_at_a_time = BURNING.lock().await;
     let f = Fixture::new();
-    let out = run_within(&f, "shell_burn", Duration::from_secs(6)).await;
+    let out = run_within(&f, "shell_burn", BURN_WITHIN).await;
     assert_error(&out, "`shell_burn` exceeded its CPU limit (cpu_secs: 1)");
 }
 
