@@ -1,6 +1,7 @@
 //! Command tools and the shell, through the real binary: a placeholder inside a
 //! `sh -c` script is refused by `validate` at its file, line and column; the safe
-//! form (the value as a positional parameter) runs a hostile value as plain text.
+//! form (the value as a positional parameter) runs a hostile value as plain text; a
+//! command over `max_output_bytes` is killed and its request's tool outcome says so.
 
 mod common;
 
@@ -77,4 +78,82 @@ fn the_safe_form_runs_a_hostile_value_as_text() {
             assert!(!dir.join(name).exists(), "{} ran", dir.join(name).display());
         }
     }
+}
+
+#[test]
+fn a_command_over_max_output_bytes_is_killed_and_the_request_says_so() {
+    let demo = Demo::new();
+    let root = &demo.root;
+    // The workspace-wide limit (the template writes the default, 10 MiB).
+    let workspace = std::fs::read_to_string(root.join("config/workspace.yaml")).unwrap();
+    let default = "    max_output_bytes: 10485760\n";
+    assert!(workspace.contains(default), "{workspace}");
+    std::fs::write(
+        root.join("config/workspace.yaml"),
+        workspace.replace(default, "    max_output_bytes: 4096\n"),
+    )
+    .unwrap();
+    append(
+        root,
+        "config/tools.yaml",
+        "  spew:\n    command: [\"sh\", \"-c\", \"echo $$ > spew.pid; exec yes\"]\n    timeout: 60s\n",
+    );
+    std::fs::write(
+        root.join("config/agents/scribe.yaml"),
+        "name: scribe\nmodel: scripted\ntools: [spew]\n",
+    )
+    .unwrap();
+    append(
+        root,
+        "resources/scripts/demo.yaml",
+        "  scribe:\n    turns:\n      - tool_calls: [{tool: spew, arguments: {}}]\n      - text: it was too loud\n",
+    );
+    demo.run(&["validate"]).ok();
+
+    let start = std::time::Instant::now();
+    let r = demo
+        .run(&["run", "--agent", "scribe", "--session", "s1", "go"])
+        .ok();
+    assert!(r.stdout.contains("it was too loud"), "{}", r.stdout);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let list = demo
+        .run(&["runtime", "requests", "list", "--json"])
+        .ok()
+        .json();
+    let id = list["requests"][0]["id"].as_str().unwrap().to_string();
+    let tree = demo
+        .run(&["runtime", "requests", "show", &id, "--json"])
+        .ok()
+        .json();
+    let call = tree["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["body"]["kind"] == "tool_call")
+        .unwrap_or_else(|| panic!("no tool call in {tree:#}"));
+    assert_eq!(call["body"]["call"]["tool"], "spew", "{call:#}");
+    let outcome = &call["body"]["outcome"];
+    assert_eq!(outcome["ok"], false, "{outcome:#}");
+    let content = outcome["content"].as_str().unwrap();
+    assert!(
+        content
+            .starts_with("`spew` wrote more than max_output_bytes (4096); killed\nstdout:\ny\ny\n"),
+        "{content}"
+    );
+    // What was read up to the limit is kept, no more.
+    let kept = content.split_once("stdout:\n").unwrap().1;
+    assert_eq!(kept.len(), 4096, "{content}");
+
+    // The command was killed, not left writing.
+    let pid = std::fs::read_to_string(root.join("work/s1/spew.pid")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+    assert!(
+        stat.is_err() || stat.unwrap().contains(") Z "),
+        "spew {pid} still runs"
+    );
 }

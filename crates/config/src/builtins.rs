@@ -23,6 +23,7 @@ pub fn builtin_tool(b: Builtin) -> ToolConfig {
         allow_shell_placeholders: false,
         max_concurrent: None,
         uses: vec![],
+        limits: crate::types::CommandLimits::default(),
     }
 }
 

@@ -88,7 +88,7 @@ fn builtin_entry(
     b: Builtin,
     keys: &BTreeSet<&str>,
 ) -> Result<ToolConfig, Errors> {
-    let mut errors: Errors = ["arguments", "env", "allow_shell_placeholders"]
+    let mut errors: Errors = ["arguments", "env", "allow_shell_placeholders", "limits"]
         .iter()
         .filter(|k| keys.contains(*k))
         .map(|k| {
@@ -159,6 +159,12 @@ fn command_entry(
     errors.extend(reserved_argument(src, name, cfg));
     errors.extend(zero_timeout(src, name, cfg));
     errors.extend(zero_max_concurrent(src, name, cfg));
+    errors.extend(crate::validate::check_limits(
+        src,
+        &["tools", name, "limits"],
+        &cfg.limits,
+        |key| format!("`limits.{key}` of `{name}`"),
+    ));
     if errors.is_empty() {
         Ok(cfg.clone())
     } else {

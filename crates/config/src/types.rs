@@ -79,6 +79,9 @@ pub struct RuntimeLimits {
     /// (`0s`: cancel at once).
     #[serde(with = "humantime_serde_compat")]
     pub stop_timeout: Duration,
+    /// Resource limits of every command tool; a tool's own `limits` win key by key.
+    #[serde(deserialize_with = "empty_as_default")]
+    pub command_limits: CommandLimits,
 }
 
 /// `work_folder:` in `config/workspace.yaml`: which folder a request's built-in file
@@ -131,6 +134,7 @@ impl Default for RuntimeLimits {
             max_delegation_fanout: 16,
             max_attempts: 3,
             stop_timeout: Duration::from_secs(30),
+            command_limits: CommandLimits::default(),
         }
     }
 }
@@ -290,8 +294,12 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// The limits a run of this agent holds, sorted by key (see [`ToolConfig::limits`]).
-    pub fn limits(&self, resources: &BTreeMap<String, u32>) -> Vec<harness_core::Limit> {
+    /// The concurrency limits a run of this agent holds, sorted by key (see
+    /// [`ToolConfig::concurrency_limits`]).
+    pub fn concurrency_limits(
+        &self,
+        resources: &BTreeMap<String, u32>,
+    ) -> Vec<harness_core::Limit> {
         let mut limits: Vec<harness_core::Limit> = self
             .uses
             .iter()
@@ -392,12 +400,16 @@ pub struct ToolConfig {
     /// Resources (`resources:` in `config/workspace.yaml`) a call holds while it runs.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub uses: Vec<String>,
+    /// Command tools: resource limits of the process. After loading, the tool's
+    /// own keys over `runtime.command_limits` of `workspace.yaml`.
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub limits: CommandLimits,
 }
 
 impl ToolConfig {
-    /// The limits a call of tool `name` holds while it runs, in the one fixed
-    /// order every acquisition uses (sorted by key). Empty: the call runs at once.
-    pub fn limits(
+    /// The concurrency limits a call of tool `name` holds while it runs, in the
+    /// one fixed order every acquisition uses (sorted by key). Empty: it runs at once.
+    pub fn concurrency_limits(
         &self,
         name: &str,
         resources: &BTreeMap<String, u32>,
@@ -418,6 +430,81 @@ impl ToolConfig {
         limits.sort();
         limits.dedup_by(|a, b| a.key == b.key);
         limits
+    }
+}
+
+/// Resource limits of a command tool's process (`limits:` of a tool in
+/// `tools.yaml`, `runtime.command_limits:` in `workspace.yaml`); a key left unset
+/// is no limit, except `max_output_bytes` ([`CommandLimits::DEFAULT_MAX_OUTPUT_BYTES`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandLimits {
+    /// CPU time, in seconds (`RLIMIT_CPU`: SIGXCPU at this, SIGKILL a second later).
+    #[serde(default)]
+    pub cpu_secs: Option<u64>,
+    /// Address space, in MiB (`RLIMIT_AS`): allocations past it fail.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// Stdout and stderr together, in bytes: past it the process group is killed.
+    #[serde(default)]
+    pub max_output_bytes: Option<u64>,
+    /// Open file descriptors (`RLIMIT_NOFILE`).
+    #[serde(default)]
+    pub max_open_files: Option<u64>,
+}
+
+impl CommandLimits {
+    /// The output limit when none is set: 10 MiB.
+    pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// Each key of `self`, or else of `defaults`.
+    pub fn or(self, defaults: CommandLimits) -> CommandLimits {
+        CommandLimits {
+            cpu_secs: self.cpu_secs.or(defaults.cpu_secs),
+            memory_mb: self.memory_mb.or(defaults.memory_mb),
+            max_output_bytes: self.max_output_bytes.or(defaults.max_output_bytes),
+            max_open_files: self.max_open_files.or(defaults.max_open_files),
+        }
+    }
+
+    /// The output limit in force: `max_output_bytes` or the default.
+    pub fn output_limit(&self) -> u64 {
+        self.max_output_bytes
+            .unwrap_or(Self::DEFAULT_MAX_OUTPUT_BYTES)
+    }
+
+    /// Each key with its accepted range and what the range protects, for `validate`.
+    pub const RANGES: &'static [(&'static str, u64, u64, &'static str)] = &[
+        ("cpu_secs", 1, 7 * 24 * 3600, " (at most a week)"),
+        (
+            "memory_mb",
+            16,
+            1024 * 1024,
+            " (below 16 MiB of address space no program starts; at most 1 TiB)",
+        ),
+        (
+            "max_output_bytes",
+            1,
+            1024 * 1024 * 1024,
+            " (the output is kept in memory: at most 1 GiB)",
+        ),
+        (
+            "max_open_files",
+            8,
+            1024 * 1024,
+            " (stdin, stdout and stderr take 3)",
+        ),
+    ];
+
+    /// The value of key `key` of [`Self::RANGES`].
+    pub fn get(&self, key: &str) -> Option<u64> {
+        match key {
+            "cpu_secs" => self.cpu_secs,
+            "memory_mb" => self.memory_mb,
+            "max_output_bytes" => self.max_output_bytes,
+            "max_open_files" => self.max_open_files,
+            _ => None,
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 
 use crate::error::{ConfigError, suggestion};
 use crate::load::Files;
-use crate::parse::Parsed;
+use crate::parse::{Parsed, Source};
 use crate::tools::build_tools;
 use crate::types::{
-    AgentConfig, Builtin, McpFile, ModelConfig, ModelsFile, Provider, StoreBackend, StoresFile,
-    ToolConfig, Workspace, WorkspaceFile,
+    AgentConfig, Builtin, CommandLimits, McpFile, ModelConfig, ModelsFile, Provider, StoreBackend,
+    StoresFile, ToolConfig, Workspace, WorkspaceFile,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,9 +22,15 @@ pub(crate) fn assemble(root: PathBuf, files: Files, errors: &mut Errors) -> Opti
     if let Some(models) = &files.models {
         check_models(&root, models, errors);
     }
-    let tools = build_tools(files.tools.as_ref(), errors);
+    let mut tools = build_tools(files.tools.as_ref(), errors);
     if let (Some(t), Some(ws)) = (&files.tools, &files.workspace) {
         crate::tools::check_uses(t, &ws.value.resources, errors);
+    }
+    if let Some(ws) = &files.workspace {
+        let defaults = ws.value.runtime.command_limits;
+        for tool in tools.values_mut().filter(|t| t.command.is_some()) {
+            tool.limits = tool.limits.or(defaults);
+        }
     }
     if let Some(mcp) = &files.mcp {
         check_mcp(mcp, errors);
@@ -130,6 +136,37 @@ fn check_workspace(ws: &Parsed<WorkspaceFile>, errors: &mut Errors) {
             ));
         }
     }
+    errors.extend(check_limits(
+        &ws.src,
+        &["runtime", "command_limits"],
+        &r.command_limits,
+        |key| format!("`runtime.command_limits.{key}`"),
+    ));
+}
+
+/// Each key of `limits` (written under `path` in `src`) outside its range
+/// ([`CommandLimits::RANGES`]); `named` says which setting a key is.
+pub(crate) fn check_limits(
+    src: &Source,
+    path: &[&str],
+    limits: &CommandLimits,
+    named: impl Fn(&str) -> String,
+) -> Errors {
+    CommandLimits::RANGES
+        .iter()
+        .filter_map(|&(key, min, max, why)| {
+            let value = limits.get(key)?;
+            if (min..=max).contains(&value) {
+                return None;
+            }
+            let at: Vec<&str> = path.iter().copied().chain([key]).collect();
+            let msg = format!(
+                "{} must be between {min} and {max}{why}, not {value}",
+                named(key)
+            );
+            Some(src.error(src.locator().scalar(&at), msg))
+        })
+        .collect()
 }
 
 fn check_models(root: &Path, models: &Parsed<ModelsFile>, errors: &mut Errors) {

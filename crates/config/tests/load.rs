@@ -1277,7 +1277,7 @@ fn limits_name_declared_resources_with_room() {
         ),
     );
     let ws = load(dir.path()).unwrap();
-    let limits = ws.tools["deploy"].limits("deploy", &ws.settings.resources);
+    let limits = ws.tools["deploy"].concurrency_limits("deploy", &ws.settings.resources);
     assert_eq!(
         limits,
         vec![
@@ -1316,10 +1316,102 @@ fn an_agent_s_limits_are_checked_and_listed() {
     );
     let ws = load(dir.path()).unwrap();
     assert_eq!(
-        ws.agents["writer"].limits(&ws.settings.resources),
+        ws.agents["writer"].concurrency_limits(&ws.settings.resources),
         vec![
             harness_core::Limit::agent("writer", 3),
             harness_core::Limit::resource("gpu", 2)
         ]
+    );
+}
+
+#[test]
+fn command_limits_come_from_the_tool_then_the_workspace() {
+    let dir = demo();
+    let template = load(dir.path()).unwrap();
+    let written = template.settings.runtime.command_limits;
+    assert_eq!(
+        (written.max_output_bytes, written.cpu_secs),
+        (Some(10 * 1024 * 1024), None),
+        "the template spells out the default output limit and leaves the others unset"
+    );
+    assert_eq!(template.tools["word_count"].limits, written);
+    let workspace =
+        "name: demo\nruntime:\n  command_limits:\n    cpu_secs: 30\n    memory_mb: 512\n";
+    write(&dir, "config/workspace.yaml", workspace);
+    let tools = r#"tools:
+  own:
+    command: ["true"]
+    limits: { cpu_secs: 2, max_output_bytes: 1048576, max_open_files: 16 }
+  inherits:
+    command: ["true"]
+  send_mail:
+    command: ["true"]
+"#;
+    write(&dir, TOOLS, tools);
+    let ws = load(dir.path()).unwrap();
+    let own = ws.tools["own"].limits;
+    assert_eq!(
+        (
+            own.cpu_secs,
+            own.memory_mb,
+            own.max_output_bytes,
+            own.max_open_files
+        ),
+        (Some(2), Some(512), Some(1_048_576), Some(16))
+    );
+    let inherits = ws.tools["inherits"].limits;
+    assert_eq!(
+        (
+            inherits.cpu_secs,
+            inherits.memory_mb,
+            inherits.max_output_bytes
+        ),
+        (Some(30), Some(512), None)
+    );
+    assert_eq!(inherits.output_limit(), 10 * 1024 * 1024);
+    assert_eq!(ws.tools["own"].limits.output_limit(), 1_048_576);
+    // Built-in tools run no process: no limits are given to them.
+    assert_eq!(ws.tools["read_file"].limits.cpu_secs, None);
+}
+
+#[test]
+fn bad_command_limits_are_refused_at_their_key() {
+    let tools = r#"tools:
+  burn:
+    command: ["true"]
+    limits:
+      cpu_secs: 0
+      memory_mb: 4
+      max_output_bytes: 99999999999
+      max_open_files: 2
+  read_file:
+    limits: { cpu_secs: 1 }
+  send_mail:
+    command: ["true"]
+"#;
+    assert_eq!(
+        errors_with(TOOLS, tools),
+        "config/tools.yaml:5:17: `limits.cpu_secs` of `burn` must be between 1 and 604800 (at most a week), not 0\n\
+         config/tools.yaml:6:18: `limits.memory_mb` of `burn` must be between 16 and 1048576 (below 16 MiB of address space no program starts; at most 1 TiB), not 4\n\
+         config/tools.yaml:7:25: `limits.max_output_bytes` of `burn` must be between 1 and 1073741824 (the output is kept in memory: at most 1 GiB), not 99999999999\n\
+         config/tools.yaml:8:23: `limits.max_open_files` of `burn` must be between 8 and 1048576 (stdin, stdout and stderr take 3), not 2\n\
+         config/tools.yaml:10:5: `limits` cannot be set on `read_file`: it is the built-in tool `read_file`"
+    );
+    let negative = "tools:\n  burn:\n    command: [\"true\"]\n    limits: { cpu_secs: -1 }\n";
+    assert_eq!(
+        errors_with(TOOLS, negative),
+        "config/tools.yaml:4:25: tools.burn.limits.cpu_secs: expected a whole number, 0 or more"
+    );
+    let unknown = "tools:\n  burn:\n    command: [\"true\"]\n    limits: { cpu_seconds: 1 }\n";
+    assert_eq!(
+        errors_with(TOOLS, unknown),
+        "config/tools.yaml:4:15: tools.burn.limits: unknown field `cpu_seconds`, expected one of \
+         `cpu_secs`, `memory_mb`, `max_output_bytes`, `max_open_files` (did you mean `cpu_secs`?)"
+    );
+
+    let workspace = "name: demo\nruntime:\n  command_limits:\n    max_open_files: 0\n";
+    assert_eq!(
+        errors_with("config/workspace.yaml", workspace),
+        "config/workspace.yaml:4:21: `runtime.command_limits.max_open_files` must be between 8 and 1048576 (stdin, stdout and stderr take 3), not 0"
     );
 }

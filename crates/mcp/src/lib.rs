@@ -176,6 +176,7 @@ fn tool_entry(server: &str, config: &McpServer, tool: &server::Listed) -> McpToo
             allow_shell_placeholders: false,
             max_concurrent: None,
             uses: vec![],
+            limits: Default::default(),
         },
     }
 }

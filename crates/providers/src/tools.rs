@@ -45,7 +45,7 @@ impl WorkspaceTools {
         match (config.builtin, &config.command) {
             (Some(Builtin::Delegate), _) => ToolOutput::error("delegate is run by the engine"),
             (Some(builtin), _) => files::run_builtin(builtin, args, ctx).await,
-            (None, Some(argv)) => command::run_command(config, argv, args, ctx).await,
+            (None, Some(argv)) => command::run_command(name, config, argv, args, ctx).await,
             (None, None) => {
                 ToolOutput::error(format!("tool `{name}` has neither `builtin` nor `command`"))
             }

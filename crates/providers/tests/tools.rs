@@ -1,5 +1,6 @@
 //! WorkspaceTools: argument checks, confined file built-ins, artifacts, and command
-//! tools (no shell, exit status, timeout and cancellation of the whole group, env).
+//! tools (no shell, exit status, timeout and cancellation of the whole group, env,
+//! resource limits).
 
 use harness_config::{ToolsFile, from_yaml};
 use harness_core::{CallId, RequestId, SessionId};
@@ -51,6 +52,43 @@ tools:
   script:
     command: [sh, "{workspace}/resources/tools/hello.sh", "{name}"]
     arguments: {type: object, properties: {name: {type: string}}}
+  burn:
+    command: [sh, -c, 'while :; do :; done']
+    limits: {cpu_secs: 1}
+    timeout: 60s
+  stubborn_burn:
+    command: [sh, -c, 'trap "" XCPU; while :; do :; done']
+    limits: {cpu_secs: 1}
+    timeout: 60s
+  shell_burn:
+    command: [sh, -c, 'sh -c "while :; do :; done"; exit $?']
+    limits: {cpu_secs: 1}
+    timeout: 60s
+  spew:
+    command: [sh, -c, 'echo starting >&2; exec yes']
+    limits: {max_output_bytes: 100000}
+    timeout: 20s
+  quiet:
+    command: [sh, -c, 'printf 1234567890; printf abcde >&2']
+    limits: {max_output_bytes: 15}
+  burst:
+    command: [printf, '12345678901234567890']
+    limits: {max_output_bytes: 15}
+  hog:
+    command: [python3, -c, 'x = bytearray(1 << 30); print(len(x))']
+    limits: {memory_mb: 64}
+  light:
+    command: [python3, -c, 'x = bytearray(1 << 20); print(len(x))']
+    limits: {memory_mb: 64}
+  fds:
+    command: [bash, -c, 'for i in $(seq 64); do exec {fd}>/dev/null || exit 1; done; echo opened']
+    limits: {max_open_files: 16}
+  few_fds:
+    command: [bash, -c, 'for i in $(seq 4); do exec {fd}>/dev/null || exit 1; done; echo opened']
+    limits: {max_open_files: 16}
+  limited_fail:
+    command: [sh, -c, 'echo nope >&2; exit 4']
+    limits: {cpu_secs: 5, max_open_files: 32}
 "#;
 
 struct Fixture {
@@ -524,4 +562,124 @@ async fn call_identifiers_and_env_reach_the_command() {
         f.root().display()
     );
     assert_eq!(out, ToolOutput::ok(expected));
+}
+
+/// Runs `tool`, checks it ended within `within`, and returns its output.
+async fn run_within(f: &Fixture, tool: &str, within: Duration) -> ToolOutput {
+    let start = Instant::now();
+    let out = f.run(tool, json!({})).await;
+    assert!(
+        start.elapsed() < within,
+        "{tool} took {:?}: {out:?}",
+        start.elapsed()
+    );
+    out
+}
+
+/// The CPU tests burn a core each: one at a time, so that on a busy machine a
+/// second of CPU is not many seconds of wall time.
+static BURNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Well under the tools' 60 s timeout: the CPU limit ended the call, not the timeout.
+const BURN_WITHIN: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_cpu_limit_stops_a_busy_loop() {
+    let _one_at_a_time = BURNING.lock().await;
+    let f = Fixture::new();
+    let out = run_within(&f, "burn", BURN_WITHIN).await;
+    assert_eq!(
+        out,
+        ToolOutput::error("`burn` exceeded its CPU limit (cpu_secs: 1)")
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_sigxcpu_is_killed_at_the_hard_cpu_limit() {
+    let _one_at_a_time = BURNING.lock().await;
+    let f = Fixture::new();
+    let out = run_within(&f, "stubborn_burn", BURN_WITHIN).await;
+    assert_eq!(
+        out,
+        ToolOutput::error("`stubborn_burn` exceeded its CPU limit (cpu_secs: 1)")
+    );
+}
+
+#[tokio::test]
+async fn a_cpu_limit_hit_by_a_child_of_a_shell_is_named() {
+    let _one_at_a_time = BURNING.lock().await;
+    let f = Fixture::new();
+    let out = run_within(&f, "shell_burn", BURN_WITHIN).await;
+    assert_error(&out, "`shell_burn` exceeded its CPU limit (cpu_secs: 1)");
+}
+
+#[tokio::test]
+async fn too_much_output_kills_the_command_and_keeps_the_limit() {
+    let f = Fixture::new();
+    let out = run_within(&f, "spew", Duration::from_secs(5)).await;
+    assert!(!out.ok, "{out:?}");
+    let (headline, rest) = out.content.split_once('\n').unwrap();
+    assert_eq!(
+        headline,
+        "`spew` wrote more than max_output_bytes (100000); killed"
+    );
+    let stdout = rest.strip_prefix("stderr:\nstarting\nstdout:\n").unwrap();
+    assert_eq!(stdout.len(), 100_000 - "starting\n".len());
+    assert!(stdout.bytes().all(|b| b == b'y' || b == b'\n'));
+}
+
+#[tokio::test]
+async fn output_up_to_the_limit_is_fine_and_the_streams_share_it() {
+    let f = Fixture::new();
+    // 10 bytes of stdout and 5 of stderr: exactly max_output_bytes.
+    let out = f.run("quiet", json!({})).await;
+    assert_eq!(out, ToolOutput::ok("1234567890\nstderr:\nabcde"));
+    // One byte more is refused even when the command exits at once, successfully.
+    for _ in 0..20 {
+        let out = f.run("burst", json!({})).await;
+        assert_eq!(
+            out,
+            ToolOutput::error(
+                "`burst` wrote more than max_output_bytes (15); killed\nstdout:\n123456789012345"
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_memory_limit_fails_a_large_allocation() {
+    let f = Fixture::new();
+    let out = run_within(&f, "hog", Duration::from_secs(10)).await;
+    assert_error(
+        &out,
+        "`hog` ran out of memory under memory_mb: 64\nstderr:\n",
+    );
+    assert_error(&out, "MemoryError");
+    // A program that stays under the limit runs.
+    let light = run_within(&f, "light", Duration::from_secs(10)).await;
+    assert_eq!(light, ToolOutput::ok("1048576\n"));
+}
+
+#[tokio::test]
+async fn an_open_files_limit_is_named() {
+    let f = Fixture::new();
+    let out = run_within(&f, "fds", Duration::from_secs(5)).await;
+    assert_error(
+        &out,
+        "`fds` could not open more files (max_open_files: 16)\nstderr:\n",
+    );
+    assert_error(&out, "Too many open files");
+    let few = run_within(&f, "few_fds", Duration::from_secs(5)).await;
+    assert_eq!(few, ToolOutput::ok("opened\n"));
+}
+
+#[tokio::test]
+async fn another_failure_under_limits_names_them() {
+    let f = Fixture::new();
+    let out = f.run("limited_fail", json!({})).await;
+    assert_eq!(
+        out,
+        ToolOutput::error(
+            "exit status 4 (it ran under cpu_secs: 5, max_open_files: 32)\nstderr:\nnope\n"
+        )
+    );
 }

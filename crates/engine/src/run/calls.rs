@@ -71,7 +71,8 @@ impl Run {
     /// its `started` row; None for a tool without.
     fn acquire_for(&self, call: &ToolCall) -> Option<Acquire> {
         let tool = self.h.tool(&call.tool)?;
-        let limits = tool.limits(&call.tool, &self.h.inner.workspace.settings.resources);
+        let limits =
+            tool.concurrency_limits(&call.tool, &self.h.inner.workspace.settings.resources);
         if limits.is_empty() {
             return None;
         }
@@ -142,7 +143,7 @@ impl Run {
     pub(super) async fn hold_agent_limits(&mut self) -> Flow<()> {
         let limits = self
             .agent
-            .limits(&self.h.inner.workspace.settings.resources);
+            .concurrency_limits(&self.h.inner.workspace.settings.resources);
         if limits.is_empty() {
             return Ok(());
         }

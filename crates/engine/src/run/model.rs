@@ -129,7 +129,7 @@ impl Run {
             && self.h.tool(&call.tool).is_some_and(|t| {
                 t.approval == ApprovalPolicy::Never
                     // A call with limits acquires them with its own `started` commit.
-                    && t.limits(&call.tool, &self.h.inner.workspace.settings.resources).is_empty()
+                    && t.concurrency_limits(&call.tool, &self.h.inner.workspace.settings.resources).is_empty()
                     && harness_config::validate_arguments(&t.arguments, &call.arguments).is_ok()
             });
         if !runnable {
