@@ -122,8 +122,7 @@ pub(crate) fn artifact(r: &Row<'_>) -> rusqlite::Result<Artifact> {
     })
 }
 
-pub(crate) const WORKER_COLS: &str =
-    "id, pid, host, started_at, heartbeat_at, stopped_at, version";
+pub(crate) const WORKER_COLS: &str = "id, pid, host, started_at, heartbeat_at, stopped_at, version";
 
 pub(crate) fn worker(r: &Row<'_>) -> rusqlite::Result<Worker> {
     Ok(Worker {
