@@ -182,7 +182,10 @@ fn overview_and_health_list_every_worker_and_flag_a_dead_one() {
             .lines()
             .find(|l| l.contains(&format!(" {p} ")))
             .unwrap_or_else(|| panic!("no row for pid {p}:\n{text}"));
-        assert!(row.contains(&host) && row.trim_end().ends_with("alive"), "{row}");
+        assert!(
+            row.contains(&host) && row.trim_end().ends_with("alive"),
+            "{row}"
+        );
     }
 
     // A request runs on one of them (the one whose claim took it).

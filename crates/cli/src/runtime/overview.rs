@@ -442,7 +442,11 @@ fn worker_lines(workers: &[WorkerRow], now: Timestamp) -> Vec<String> {
             id(&w.id),
             cell(&w.host),
             cell(w.pid.to_string()),
-            cell(if w.version.is_empty() { "-" } else { &w.version }),
+            cell(if w.version.is_empty() {
+                "-"
+            } else {
+                &w.version
+            }),
             dim(ago(now, w.heartbeat_at)),
             cell(w.running.to_string()),
             styled(
