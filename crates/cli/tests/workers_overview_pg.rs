@@ -59,7 +59,16 @@ fn workspace(root: &Path, schema: &str) {
 
 /// `agent-harness runtime ARGS --json --workspace ROOT`: exit code and document.
 fn runtime(root: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(worker::BIN)
+    runtime_at(root, None, args)
+}
+
+/// [`runtime`] with the view's clock at `now` (`AGENT_HARNESS_NOW`), if given.
+fn runtime_at(root: &Path, now: Option<&str>, args: &[&str]) -> (i32, Value) {
+    let mut c = Command::new(worker::BIN);
+    if let Some(now) = now {
+        c.env("AGENT_HARNESS_NOW", now);
+    }
+    let out = c
         .arg("runtime")
         .args(args)
         .arg("--json")
@@ -108,7 +117,12 @@ fn overview_until(root: &Path, what: &str, ok: impl Fn(&Value) -> bool) -> Value
 
 /// The `worker` check of `runtime health`, with the exit code.
 fn worker_check(root: &Path) -> (i32, String, String) {
-    let (code, report) = runtime(root, &["health"]);
+    worker_check_at(root, None)
+}
+
+/// [`worker_check`] as seen at `now`.
+fn worker_check_at(root: &Path, now: Option<&str>) -> (i32, String, String) {
+    let (code, report) = runtime_at(root, now, &["health"]);
     let check = report["checks"]
         .as_array()
         .unwrap()
@@ -139,6 +153,10 @@ fn overview_and_health_list_every_worker_and_flag_a_dead_one() {
         .unwrap()
         .trim()
         .to_string();
+
+    // The store exists before the workers start (views never create it).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = Harness::open(&root).unwrap();
 
     // Two workers: both listed alive, with their pids, host and version.
     let a = worker::serve(&root);
@@ -175,6 +193,7 @@ fn overview_and_health_list_every_worker_and_flag_a_dead_one() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
     assert!(text.contains("workers    2 alive"), "{text}");
     assert!(text.contains("WORKER"), "{text}");
     for p in [pa, pb] {
@@ -189,8 +208,6 @@ fn overview_and_health_list_every_worker_and_flag_a_dead_one() {
     }
 
     // A request runs on one of them (the one whose claim took it).
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let h = Harness::open(&root).unwrap();
     rt.block_on(h.request(Some(SessionId::parse("s1").unwrap()), "slow", "go"))
         .unwrap();
     let o = overview_until(&root, "the request running on a worker", |o| {
@@ -203,6 +220,32 @@ fn overview_and_health_list_every_worker_and_flag_a_dead_one() {
         std::mem::swap(&mut busy, &mut idle);
     }
     let (busy_pid, idle_pid) = (busy.id(), idle.id());
+
+    // Seen a minute later (the view's clock moved, the heartbeats not: both workers
+    // silent, hung or SIGSTOPped): the busy one is past its 15 s lease holding a
+    // request (fail), the idle one only late (warn).
+    let later = harness_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 60_000,
+    )
+    .to_rfc3339();
+    let (code, status, detail) = worker_check_at(&root, Some(&later));
+    assert_eq!((code, status.as_str()), (7, "fail"), "{detail}");
+    assert!(
+        detail.contains(&format!(
+            "(pid {busy_pid}) last heartbeat 1m ago, holds 1 running request(s); its lease (15s) lapsed"
+        )),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!(
+            "(pid {idle_pid}) is alive but its last heartbeat was 1m ago"
+        )),
+        "{detail}"
+    );
 
     // The idle one stops cleanly: listed `stopped`, no problem.
     worker::terminate(idle);
