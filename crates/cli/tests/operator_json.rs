@@ -79,6 +79,7 @@ fn views_of_a_paused_request() {
             "workspace",
             "now",
             "worker",
+            "workers",
             "health",
             "queue",
             "approvals",
@@ -96,8 +97,33 @@ fn views_of_a_paused_request() {
             "pid",
             "last_heartbeat_at",
             "last_heartbeat_age_ms",
+            "shared",
         ],
     );
+    // SQLite: one worker at a time; the in-process run's worker stopped 3 min ago.
+    assert_eq!(o["worker"]["shared"], false);
+    let workers = o["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    has(
+        &workers[0],
+        &[
+            "id",
+            "host",
+            "pid",
+            "version",
+            "state",
+            "started_at",
+            "heartbeat_at",
+            "heartbeat_age_ms",
+            "stopped_at",
+            "running",
+        ],
+    );
+    assert_eq!(workers[0]["state"], "stopped");
+    assert_eq!(workers[0]["running"], 0);
+    assert_eq!(workers[0]["heartbeat_age_ms"], 180_000);
+    assert_eq!(workers[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(workers[0]["id"], o["worker"]["worker_id"]);
     has(&o["health"], &["status", "problems"]);
     has(
         &o["queue"],

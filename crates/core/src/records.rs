@@ -286,6 +286,42 @@ pub struct Worker {
     pub started_at: Timestamp,
     pub heartbeat_at: Timestamp,
     pub stopped_at: Option<Timestamp>,
+    /// The version of the binary it runs (empty for workers recorded before it was kept).
+    #[serde(default)]
+    pub version: String,
+}
+
+/// Whether a listed worker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Its process holds its lock (SQLite: the workspace's worker lock; PostgreSQL:
+    /// its liveness lock), so it is alive, even if silent (hung, SIGSTOPped).
+    Alive,
+    /// It stopped cleanly (its requests went back to the queue).
+    Stopped,
+    /// It ended without stopping (killed, crashed): its lock is free.
+    Dead,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Alive => "alive",
+            WorkerState::Stopped => "stopped",
+            WorkerState::Dead => "dead",
+        }
+    }
+}
+
+/// A worker as the store lists it: its heartbeat row, whether it is alive, and how
+/// many root requests it runs now (those whose claim it holds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    #[serde(flatten)]
+    pub worker: Worker,
+    pub state: WorkerState,
+    pub running: u64,
 }
 
 /// Filter for listing requests; every field narrows.

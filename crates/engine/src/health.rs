@@ -51,13 +51,18 @@ impl Harness {
         Ok(report)
     }
 
-    /// Whether a worker runs is read from the workspace lock (the kernel drops it
-    /// when the process dies, even by SIGKILL), not from heartbeat age alone.
+    /// Whether a worker runs is read from its lock (the kernel or the database
+    /// server drops it when the process dies, even by SIGKILL), not from heartbeat
+    /// age alone. SQLite: the one worker holding the workspace. PostgreSQL: every
+    /// worker sharing the store ([`Harness::shared_workers_check`]).
     async fn worker_check(
         &self,
         now: Timestamp,
         stats: &harness_store::StoreStats,
     ) -> Result<HealthCheck, HarnessError> {
+        if let Some(lease) = self.inner.store.worker_lease() {
+            return self.shared_workers_check(now, stats, lease).await;
+        }
         let last = self.inner.store.workers(1).await?.pop();
         let beat = |w: &Worker| relative(w.heartbeat_at.age(now));
         let waiting = stats.queued + stats.resuming;
@@ -124,6 +129,101 @@ impl Harness {
                 "no worker running; nothing is queued".to_string(),
             ),
         })
+    }
+
+    /// Every worker of a shared (PostgreSQL) store: each live one with its
+    /// heartbeat and running count; problems first. A worker silent past its lease
+    /// while it holds running requests fails (they wait for a re-claim), one late
+    /// by less warns; a dead one fails while it holds running requests, and warns
+    /// while it is listed (an hour) otherwise; a stopped one is no problem.
+    async fn shared_workers_check(
+        &self,
+        now: Timestamp,
+        stats: &harness_store::StoreStats,
+        lease: Duration,
+    ) -> Result<HealthCheck, HarnessError> {
+        use harness_core::WorkerState;
+        let workers = self.inner.store.list_workers(now).await?;
+        let live = workers
+            .iter()
+            .filter(|w| w.state == WorkerState::Alive)
+            .count();
+        let start = "start one with `agent-harness serve` (it recovers what was left running)";
+        let retake = if live > 0 {
+            "a live worker re-claims them within seconds".to_string()
+        } else {
+            format!("no worker is alive to re-claim them: {start}")
+        };
+        let mut status = HealthStatus::Ok;
+        let mut problems = Vec::new();
+        let mut alive = Vec::new();
+        for s in &workers {
+            let w = &s.worker;
+            let who = format!("worker {} on host {} (pid {})", w.id, w.host, w.pid);
+            let age = w.heartbeat_at.age(now);
+            let beat = relative(age);
+            let n = s.running;
+            let (level, text) = match s.state {
+                WorkerState::Stopped => continue,
+                WorkerState::Alive if age > lease && n > 0 => (
+                    HealthStatus::Fail,
+                    format!(
+                        "{who} last heartbeat {beat} ago, holds {n} running request(s); \
+                         its lease ({}) lapsed: {}",
+                        relative(lease),
+                        if live > 1 {
+                            "another live worker re-claims them within seconds".to_string()
+                        } else {
+                            format!("no other worker is alive to re-claim them: {start}")
+                        }
+                    ),
+                ),
+                WorkerState::Alive if age >= HEARTBEAT_LATE => (
+                    HealthStatus::Warn,
+                    format!(
+                        "{who} is alive but its last heartbeat was {beat} ago ({n} running): \
+                         its writes are not reaching the store, or it is overloaded or hung \
+                         (SIGSTOPped?); its log says which"
+                    ),
+                ),
+                WorkerState::Alive => {
+                    alive.push(format!("{who}, last heartbeat {beat} ago, {n} running"));
+                    continue;
+                }
+                WorkerState::Dead if n > 0 => (
+                    HealthStatus::Fail,
+                    format!(
+                        "{who} died without stopping (last heartbeat {beat} ago) holding {n} \
+                         running request(s); {retake}"
+                    ),
+                ),
+                WorkerState::Dead => (
+                    HealthStatus::Warn,
+                    format!(
+                        "{who} died without stopping (last heartbeat {beat} ago); \
+                         it holds no running request; its log may say why"
+                    ),
+                ),
+            };
+            status = status.max(level);
+            problems.push(text);
+        }
+        let waiting = stats.queued + stats.resuming;
+        if live == 0 && waiting > 0 {
+            status = status.max(HealthStatus::Warn);
+            problems.push(format!(
+                "{waiting} request(s) queued but no worker is running: {start}"
+            ));
+        }
+        let mut parts = problems;
+        match alive.len() {
+            0 if live == 0 && parts.is_empty() => {
+                parts.push("no worker running; nothing is queued".to_string())
+            }
+            0 => {}
+            n => parts.push(format!("{n} worker(s) alive: {}", alive.join("; "))),
+        }
+        Ok(check("worker", status, parts.join("; ")))
     }
 
     /// Requests that cannot progress as they stand (the worker's safety net

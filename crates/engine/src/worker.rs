@@ -89,6 +89,7 @@ impl Harness {
             started_at: now,
             heartbeat_at: now,
             stopped_at: None,
+            version: env!("CARGO_PKG_VERSION").to_string(),
         };
         self.inner
             .store

@@ -55,6 +55,7 @@ pub use stats::{IntegrityCheck, StoreStats, StuckRequest};
 pub use steps::{RequestPatch, StepCommit, StepWrite};
 pub use wakeups::Wakeups;
 pub use worker_lock::{LockHolder, WorkerLock};
+pub use workers::{WORKERS_LISTED, WORKERS_RECENT};
 
 use harness_core::*;
 use pg::PgStore;
@@ -526,6 +527,25 @@ impl Store {
     /// The most recently started workers, newest first.
     pub async fn workers(&self, limit: usize) -> Result<Vec<Worker>, StoreError> {
         on_backend!(self, b => b.workers(limit).await)
+    }
+
+    /// The workers an operator needs to see at `now`, newest first, at most
+    /// [`WORKERS_LISTED`]: every live one, those stopped or dead within
+    /// [`WORKERS_RECENT`], and any dead one still holding running requests. Each
+    /// with its state (alive by its lock, not by its heartbeat) and the root
+    /// requests it runs now (SQLite: the one live worker runs them all).
+    pub async fn list_workers(&self, now: Timestamp) -> Result<Vec<WorkerSummary>, StoreError> {
+        on_backend!(self, b => b.list_workers(now).await)
+    }
+
+    /// How long a claim's lease lasts where several workers share the store
+    /// (PostgreSQL, `postgres.lease_secs`): a worker silent for longer has lost
+    /// its running requests to the others. `None` on SQLite: one worker, no leases.
+    pub fn worker_lease(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(b) => Some(b.lease()),
+        }
     }
 
     // --- health -----------------------------------------------------------------

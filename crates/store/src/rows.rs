@@ -122,7 +122,7 @@ pub(crate) fn artifact(r: &Row<'_>) -> rusqlite::Result<Artifact> {
     })
 }
 
-pub(crate) const WORKER_COLS: &str = "id, pid, host, started_at, heartbeat_at, stopped_at";
+pub(crate) const WORKER_COLS: &str = "id, pid, host, started_at, heartbeat_at, stopped_at, version";
 
 pub(crate) fn worker(r: &Row<'_>) -> rusqlite::Result<Worker> {
     Ok(Worker {
@@ -132,5 +132,6 @@ pub(crate) fn worker(r: &Row<'_>) -> rusqlite::Result<Worker> {
         started_at: Timestamp(r.get(3)?),
         heartbeat_at: Timestamp(r.get(4)?),
         stopped_at: ts(r.get(5)?),
+        version: r.get(6)?,
     })
 }

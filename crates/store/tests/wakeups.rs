@@ -13,6 +13,7 @@ fn worker(n: u32) -> Worker {
         started_at: Timestamp(1_000),
         heartbeat_at: Timestamp(1_000),
         stopped_at: None,
+        version: "test".into(),
     }
 }
 

@@ -124,6 +124,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
             started_at: later,
             heartbeat_at: later,
             stopped_at: None,
+            version: "test".into(),
         },
         0,
     )

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 pub const HELP: &str = "Example:\n  agent-harness runtime health --workspace . || echo unhealthy\n\n\
 Checks: store (reachable, integrity: the worker's last periodic check on large stores; --deep runs it now), queue (depth vs capacity), worker (alive when work is queued; warns when its heartbeat, every 2 s, is over 6 s old: \
-its writes are not reaching the store), stranded_requests (active requests that nothing can wake; \
+its writes are not reaching the store; on PostgreSQL every worker: fails for one dead, or silent past its lease, \
+that holds running requests, warns for one that died without stopping within the hour), stranded_requests (active requests that nothing can wake; \
 the worker repairs them within seconds), stuck_requests (running with no activity past runtime.stuck_after), approvals (near or past expiry), \
 disk (free space in the store folder).\n\n\
 Exit status: 0 when every check is ok, 6 when any warns (and none fails), 7 when any fails: \

@@ -23,6 +23,10 @@ pub struct Overview {
     pub workspace: WorkspaceInfo,
     pub now: Timestamp,
     pub worker: WorkerInfo,
+    /// Every worker an operator needs to see (`Store::list_workers`): the live ones,
+    /// those stopped or dead within the last hour, and a dead one that still holds
+    /// running requests; newest first.
+    pub workers: Vec<WorkerRow>,
     pub health: HealthSummary,
     pub queue: QueueInfo,
     pub approvals: ApprovalInfo,
@@ -48,6 +52,27 @@ pub struct WorkerInfo {
     pub pid: Option<u32>,
     pub last_heartbeat_at: Option<Timestamp>,
     pub last_heartbeat_age_ms: Option<i64>,
+    /// Several workers share the store (PostgreSQL); `alive` then means at least one
+    /// is, and `worker_id` names the newest live one. On SQLite one worker at a time.
+    pub shared: bool,
+}
+
+/// One worker of [`Overview::workers`].
+#[derive(Serialize)]
+pub struct WorkerRow {
+    pub id: WorkerId,
+    pub host: String,
+    pub pid: u32,
+    /// The version of the `agent-harness` binary it runs.
+    pub version: String,
+    /// `alive` (its lock is held), `stopped` (cleanly) or `dead` (without stopping).
+    pub state: WorkerState,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Timestamp,
+    pub heartbeat_age_ms: i64,
+    pub stopped_at: Option<Timestamp>,
+    /// Root requests it runs now (on PostgreSQL: whose lease it holds).
+    pub running: u64,
 }
 
 #[derive(Serialize)]
@@ -158,6 +183,23 @@ pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
         },
         now,
         worker: worker_info(h, now).await?,
+        workers: store
+            .list_workers(now)
+            .await?
+            .into_iter()
+            .map(|s| WorkerRow {
+                heartbeat_age_ms: age_ms(now, s.worker.heartbeat_at),
+                id: s.worker.id,
+                host: s.worker.host,
+                pid: s.worker.pid,
+                version: s.worker.version,
+                state: s.state,
+                started_at: s.worker.started_at,
+                heartbeat_at: s.worker.heartbeat_at,
+                stopped_at: s.worker.stopped_at,
+                running: s.running,
+            })
+            .collect(),
         health: HealthSummary {
             status: report.status,
             problems: report
@@ -206,6 +248,7 @@ async fn worker_info(h: &Harness, now: Timestamp) -> Result<WorkerInfo> {
             .or(last.as_ref().map(|w| w.pid)),
         last_heartbeat_at: last.as_ref().map(|w| w.heartbeat_at),
         last_heartbeat_age_ms: last.as_ref().map(|w| age_ms(now, w.heartbeat_at)),
+        shared: h.store().worker_lease().is_some(),
     })
 }
 
@@ -356,8 +399,13 @@ pub fn render(o: &Overview) -> Vec<String> {
             ),
         ),
         label("store", o.workspace.store.display().to_string()),
-        label("worker", worker_text(&o.worker, now)),
     ];
+    if o.worker.shared {
+        out.push(label("workers", workers_text(&o.workers)));
+        out.extend(worker_lines(&o.workers, now));
+    } else {
+        out.push(label("worker", worker_text(&o.worker, now)));
+    }
     let health = health::summary_from(o.health.status, &o.health.problems);
     out.push(label("health", &health[0]));
     out.extend(health[1..].iter().map(|l| format!("{:11}{l}", "")));
@@ -471,6 +519,66 @@ fn worker_text(w: &WorkerInfo, now: Timestamp) -> String {
             paint(DIM, who)
         )
     }
+}
+
+/// `2 alive · 1 dead · 1 stopped`: the workers of a shared store by state.
+fn workers_text(workers: &[WorkerRow]) -> String {
+    let count = |s: WorkerState| workers.iter().filter(|w| w.state == s).count();
+    let alive = count(WorkerState::Alive);
+    let mut parts = vec![if alive > 0 {
+        paint(GREEN, format!("{alive} alive"))
+    } else {
+        paint(YELLOW, "none alive")
+    }];
+    let dead = count(WorkerState::Dead);
+    if dead > 0 {
+        parts.push(paint(RED, format!("{dead} dead")));
+    }
+    let stopped = count(WorkerState::Stopped);
+    if stopped > 0 {
+        parts.push(format!("{stopped} stopped"));
+    }
+    parts.join(" · ")
+}
+
+/// The workers of a shared store, one row each.
+fn worker_lines(workers: &[WorkerRow], now: Timestamp) -> Vec<String> {
+    if workers.is_empty() {
+        return Vec::new();
+    }
+    let mut t = Table::new(&[
+        "WORKER",
+        "HOST",
+        "PID",
+        "VERSION",
+        "HEARTBEAT",
+        "RUNNING",
+        "STATE",
+    ])
+    .indent(11);
+    for w in workers {
+        t.row(vec![
+            id(&w.id),
+            cell(&w.host),
+            cell(w.pid.to_string()),
+            cell(if w.version.is_empty() {
+                "-"
+            } else {
+                &w.version
+            }),
+            dim(ago(now, w.heartbeat_at)),
+            cell(w.running.to_string()),
+            styled(
+                match w.state {
+                    WorkerState::Alive => GREEN,
+                    WorkerState::Stopped => DIM,
+                    WorkerState::Dead => RED,
+                },
+                w.state.as_str(),
+            ),
+        ]);
+    }
+    t.lines()
 }
 
 fn queue_text(q: &QueueInfo) -> String {

@@ -125,6 +125,7 @@ pub(crate) fn worker(r: &Row) -> Result<Worker, StoreError> {
         started_at: Timestamp(r.try_get(3)?),
         heartbeat_at: Timestamp(r.try_get(4)?),
         stopped_at: ts(r.try_get(5)?),
+        version: r.try_get(6)?,
     })
 }
 

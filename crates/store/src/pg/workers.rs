@@ -175,13 +175,16 @@ impl PgStore {
         in_tx!(self, |tx| {
             let pid = w.pid as i64;
             tx.execute(
-                &format!("INSERT INTO workers ({WORKER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL)"),
+                &format!(
+                    "INSERT INTO workers ({WORKER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL, $6)"
+                ),
                 &[
                     &w.id.as_str(),
                     &pid,
                     &w.host,
                     &w.started_at.0,
                     &w.heartbeat_at.0,
+                    &w.version,
                 ],
             )
             .await?;
@@ -279,6 +282,51 @@ impl PgStore {
             )
             .await?;
         rows::all(rows, rows::worker)
+    }
+
+    /// The workers to show at `now` (see [`crate::workers::WORKERS_RECENT`]), newest
+    /// first. A worker is alive while its liveness lock is held (the same test as
+    /// [`DEAD_OWNER`], read once from `pg_locks` for all of them); it runs the
+    /// running roots whose lease it holds (`requests.worker_id`).
+    pub(crate) async fn list_workers(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<WorkerSummary>, StoreError> {
+        use crate::workers::{WORKERS_LISTED, WORKERS_RECENT, summary};
+        let since = now.minus(WORKERS_RECENT).0;
+        let limit = WORKERS_LISTED as i64;
+        let rows = self
+            .read_rows(
+                &format!(
+                    "WITH live AS (SELECT l.objid FROM pg_locks l \
+                       WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted \
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                       AND l.classid = hashtext('agent-harness live ' || current_schema())::oid), \
+                     running AS (SELECT worker_id, COUNT(*) AS n FROM requests \
+                       WHERE status = 'running' AND parent_id IS NULL AND worker_id IS NOT NULL \
+                       GROUP BY worker_id), \
+                     listed AS (SELECT w.*, hashtext(w.id)::oid IN (SELECT objid FROM live) AS alive, \
+                       COALESCE(r.n, 0)::bigint AS running \
+                       FROM workers w LEFT JOIN running r ON r.worker_id = w.id) \
+                     SELECT {WORKER_COLS}, alive, running FROM listed \
+                     WHERE (alive AND stopped_at IS NULL) OR heartbeat_at >= $1 OR running > 0 \
+                     ORDER BY started_at DESC LIMIT $2"
+                ),
+                &[&since, &limit],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let alive: bool = r.try_get(7)?;
+            let running: i64 = r.try_get(8)?;
+            out.push(summary(rows::worker(r)?, alive, running as u64));
+        }
+        Ok(out)
+    }
+
+    /// How long a claim's lease lasts (renewed by each heartbeat).
+    pub(crate) fn lease(&self) -> std::time::Duration {
+        self.inner.lease
     }
 }
 
