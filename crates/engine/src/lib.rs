@@ -570,23 +570,6 @@ fn check_idempotency_key(key: &str) -> Result<(), HarnessError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod idempotency_key_tests {
-    use super::check_idempotency_key;
-
-    #[test]
-    fn a_key_is_1_to_255_printable_ascii_characters() {
-        assert!(check_idempotency_key("order-17 retry").is_ok());
-        assert!(check_idempotency_key(&"k".repeat(255)).is_ok());
-        let long = check_idempotency_key(&"k".repeat(256)).unwrap_err();
-        assert!(long.to_string().contains("256 bytes"), "{long}");
-        assert!(check_idempotency_key("").is_err());
-        let ctl = check_idempotency_key("a\nb").unwrap_err();
-        assert!(ctl.to_string().contains("printable ASCII"), "{ctl}");
-        assert!(check_idempotency_key("clé").is_err());
-    }
-}
-
 /// What operators see of rate limit waits: a call expected to wait more than a second,
 /// and one that did.
 fn log_rate_limit_wait(e: &WaitEvent) {
@@ -616,5 +599,22 @@ fn log_rate_limit_wait(e: &WaitEvent) {
             )
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod idempotency_key_tests {
+    use super::check_idempotency_key;
+
+    #[test]
+    fn a_key_is_1_to_255_printable_ascii_characters() {
+        assert!(check_idempotency_key("order-17 retry").is_ok());
+        assert!(check_idempotency_key(&"k".repeat(255)).is_ok());
+        let long = check_idempotency_key(&"k".repeat(256)).unwrap_err();
+        assert!(long.to_string().contains("256 bytes"), "{long}");
+        assert!(check_idempotency_key("").is_err());
+        let ctl = check_idempotency_key("a\nb").unwrap_err();
+        assert!(ctl.to_string().contains("printable ASCII"), "{ctl}");
+        assert!(check_idempotency_key("clé").is_err());
     }
 }
