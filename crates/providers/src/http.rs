@@ -5,7 +5,9 @@
 //! stream into a turn; any failure that may pass by itself (HTTP 408, 429, 5xx, a
 //! connection refused or lost part-way, a timeout, a stream that ends before the
 //! model finished) is retried after a backoff that doubles from `initial_backoff` to
-//! `max_backoff`, with full jitter, or after the provider's `Retry-After`. Watchers
+//! `max_backoff`, with full jitter, or after the provider's `Retry-After` (which holds
+//! every call of the model's rate limit key, see [`crate::ratelimit`]; each attempt
+//! first waits for that limit). Watchers
 //! are told (`ModelDelta::Restart`) when what they saw of a failed attempt is void.
 //! Only a completed turn is returned: half a turn is never recorded.
 
@@ -128,7 +130,11 @@ impl<P: Protocol> HttpModel<P> {
             if out.emitted() {
                 out.restart(format!("attempt {attempt} failed ({e}); retrying"));
             }
-            stoppable(&req, tokio::time::sleep(wait), "the worker is stopping").await?;
+            if e.retry_after().is_none() {
+                stoppable(&req, tokio::time::sleep(wait), "the worker is stopping").await?;
+            }
+            // Else the key's hold keeps this call, with every other of the key, until
+            // then (`wait_for_limit`), where operators see it waiting.
         }
     }
 
