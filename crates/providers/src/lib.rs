@@ -123,7 +123,7 @@ pub enum ModelError {
     },
     /// The call gave up waiting (for its rate limit, or to retry) because
     /// [`ModelRequest::stop_waiting`] fired: no answer, nothing to record.
-    #[error("model call not made: {0}")]
+    #[error("model call given up: {0}")]
     Stopped(String),
 }
 
