@@ -206,6 +206,40 @@ pub struct ModelConfig {
     /// the text; turn it off to save space.
     #[serde(default = "yes")]
     pub keep_raw_responses: bool,
+    /// HTTP providers only: a budget shared by every call of every model with the same
+    /// `rate_limit.key` in this worker process, and the key a provider's `Retry-After`
+    /// blocks. Unset: no budget, and the key is the model's name.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl ModelConfig {
+    /// The rate limit this model's calls count against: `rate_limit.key`, else the
+    /// model's own name.
+    pub fn rate_limit_key<'a>(&'a self, model_name: &'a str) -> &'a str {
+        self.rate_limit
+            .as_ref()
+            .and_then(|r| r.key.as_deref())
+            .unwrap_or(model_name)
+    }
+}
+
+/// `rate_limit:` of a model: calls started and tokens used per minute (a sliding
+/// window of 60 s), both optional. Models that name the same `key` share one budget
+/// (several models on one provider account) and must set the same numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The budget's name; the model's name when unset.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Calls (each attempt, retries included) started in any 60 s.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens (input + output, as the provider reported them) of the calls that
+    /// finished in the last 60 s; a call waits while they reach this.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// Retries of a model call that failed in a way that may pass: HTTP 408, 429, 5xx, a

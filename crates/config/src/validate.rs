@@ -170,8 +170,59 @@ pub(crate) fn check_limits(
 }
 
 fn check_models(root: &Path, models: &Parsed<ModelsFile>, errors: &mut Errors) {
+    let before = errors.len();
     for (name, model) in &models.value.models {
         errors.extend(check_model(root, models, name, model));
+    }
+    // Budgets are compared once each is sound on its own.
+    if errors.len() == before {
+        check_shared_rate_limits(models, errors);
+    }
+}
+
+/// Models whose calls count against one rate limit (the same `rate_limit.key`, or a
+/// key naming another model) must agree on its budget: which one's would win is
+/// not for the reader to guess.
+fn check_shared_rate_limits(models: &Parsed<ModelsFile>, errors: &mut Errors) {
+    let (src, loc) = (&models.src, models.src.locator());
+    let mut first: BTreeMap<&str, (&str, Option<u32>, Option<u64>)> = BTreeMap::new();
+    for (name, m) in &models.value.models {
+        if m.provider == Provider::Scripted {
+            continue;
+        }
+        let r = m.rate_limit.clone().unwrap_or_default();
+        let budget = (r.requests_per_minute, r.tokens_per_minute);
+        let key = m.rate_limit_key(name);
+        match first.get(key) {
+            None => {
+                first.insert(key, (name, budget.0, budget.1));
+            }
+            Some(&(other, rpm, tpm)) if (rpm, tpm) != budget => {
+                let show = |rpm: Option<u32>, tpm: Option<u64>| {
+                    let n = |v: Option<String>| v.unwrap_or_else(|| "unset".to_string());
+                    format!(
+                        "requests_per_minute {}, tokens_per_minute {}",
+                        n(rpm.map(|v| v.to_string())),
+                        n(tpm.map(|v| v.to_string()))
+                    )
+                };
+                let pos = if m.rate_limit.is_some() {
+                    loc.key(&["models", name, "rate_limit"])
+                } else {
+                    loc.key(&["models", name])
+                };
+                errors.push(src.error(
+                    pos,
+                    format!(
+                        "model `{name}` shares rate limit `{key}` with model `{other}` but not its budget \
+                         ({} here, {} there); set the same numbers on both",
+                        show(budget.0, budget.1),
+                        show(rpm, tpm)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -198,6 +249,10 @@ fn check_model(
         (Provider::Scripted, Some(script)) if !root.join(script).is_file() => (
             loc.scalar(&["models", name, "script"]),
             format!("script file `{}` not found", script.display()),
+        ),
+        (Provider::Scripted, Some(_)) if m.rate_limit.is_some() => (
+            loc.key(&["models", name, "rate_limit"]),
+            "`rate_limit` is only for HTTP providers (`openai`, `anthropic`)".to_string(),
         ),
         (Provider::Scripted, Some(_)) => return None,
         // An OpenAI-compatible server of one's own (Ollama, vLLM, llama.cpp) may take no key.
@@ -264,6 +319,26 @@ fn check_http_model(
     }
     if m.max_tokens == Some(0) {
         return Some(src.error(at("max_tokens"), "`max_tokens` must be at least 1"));
+    }
+    if let Some(r) = &m.rate_limit {
+        let at = |key: &str| loc.scalar(&["models", name, "rate_limit", key]);
+        if r.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Some(src.error(
+                at("key"),
+                "`rate_limit.key` must not be empty (leave it out to use the model's name)",
+            ));
+        }
+        for (key, zero) in [
+            ("requests_per_minute", r.requests_per_minute == Some(0)),
+            ("tokens_per_minute", r.tokens_per_minute == Some(0)),
+        ] {
+            if zero {
+                return Some(src.error(
+                    at(key),
+                    format!("`rate_limit.{key}` must be at least 1 (leave it out for no limit)"),
+                ));
+            }
+        }
     }
     for (key, d) in [
         ("connect_timeout", m.connect_timeout),

@@ -560,6 +560,76 @@ models:
 }
 
 #[test]
+fn rate_limits_are_positive_for_http_models_and_shared_keys_agree() {
+    let text = "\
+models:
+  scripted:
+    provider: scripted
+    script: resources/scripts/demo.yaml
+    rate_limit: {requests_per_minute: 10}
+  fast:
+    provider: openai
+    model: gpt-4o-mini
+    base_url: http://localhost:8080/v1
+    rate_limit: {key: account, requests_per_minute: 0}
+  big:
+    provider: openai
+    model: gpt-4o
+    base_url: http://localhost:8080/v1
+    rate_limit:
+      key: account
+      requests_per_minute: 60
+      tokens_per_minute: 0
+  other:
+    provider: openai
+    model: gpt-4o
+    base_url: http://localhost:8080/v1
+    rate_limit: {key: account, requests_per_minute: 60, tokens_per_mnute: 1000}
+";
+    assert_eq!(
+        errors_with(MODELS, text),
+        "config/models.yaml:23:57: models.other.rate_limit: unknown field `tokens_per_mnute`, \
+         expected one of `key`, `requests_per_minute`, `tokens_per_minute` (did you mean `tokens_per_minute`?)"
+    );
+    assert_eq!(
+        errors_with(MODELS, &text.replace(", tokens_per_mnute: 1000", "")),
+        "config/models.yaml:5:5: `rate_limit` is only for HTTP providers (`openai`, `anthropic`)\n\
+         config/models.yaml:10:53: `rate_limit.requests_per_minute` must be at least 1 (leave it out for no limit)\n\
+         config/models.yaml:18:26: `rate_limit.tokens_per_minute` must be at least 1 (leave it out for no limit)"
+    );
+    // Each model's budget is sound alone, but two models on one key disagree.
+    let shared = text
+        .replace("    rate_limit: {requests_per_minute: 10}\n", "")
+        .replace("requests_per_minute: 0}", "requests_per_minute: 60}")
+        .replace("tokens_per_minute: 0", "tokens_per_minute: 100000")
+        .replace(", tokens_per_mnute: 1000", "");
+    assert_eq!(
+        errors_with(MODELS, &shared),
+        "config/models.yaml:9:5: model `fast` shares rate limit `account` with model `big` but not its \
+         budget (requests_per_minute 60, tokens_per_minute unset here, requests_per_minute 60, \
+         tokens_per_minute 100000 there); set the same numbers on both\n\
+         config/models.yaml:22:5: model `other` shares rate limit `account` with model `big` but not its \
+         budget (requests_per_minute 60, tokens_per_minute unset here, requests_per_minute 60, \
+         tokens_per_minute 100000 there); set the same numbers on both"
+    );
+    let fixed = shared.replace(
+        "requests_per_minute: 60}",
+        "requests_per_minute: 60, tokens_per_minute: 100000}",
+    );
+    let dir = demo();
+    write(&dir, MODELS, &fixed);
+    let ws = load(dir.path()).unwrap();
+    let big = &ws.models["big"];
+    assert_eq!(big.rate_limit_key("big"), "account");
+    let r = big.rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (r.requests_per_minute, r.tokens_per_minute),
+        (Some(60), Some(100_000))
+    );
+    assert_eq!(ws.models["scripted"].rate_limit_key("scripted"), "scripted");
+}
+
+#[test]
 fn the_context_budget_is_one_of_tokens_or_bytes() {
     assert_eq!(
         errors_with(

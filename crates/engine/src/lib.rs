@@ -21,6 +21,8 @@ pub use deltas::{DeltaItem, DeltaStream, TurnDelta};
 pub use error::{HarnessError, error_code};
 pub use harness_config::Workspace;
 pub use harness_core::ErrorCode;
+pub use harness_providers::ratelimit::{Budget, WaitingCall};
+pub use harness_providers::{LimiterState, WaitChange, WaitEvent, WaitReason};
 pub use harness_store::{
     Admitted, IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
 };
@@ -85,6 +87,8 @@ pub(crate) struct Inner {
     /// Applied to everything a run commits (see `redact.rs`).
     pub(crate) redactor: redact::Secrets,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
+    /// Every HTTP model's rate limit, shared by all the runs of this process.
+    pub(crate) rate_limits: harness_providers::RateLimits,
     /// Answers every model name when replaying.
     replay_model: Option<Arc<dyn Model>>,
     /// Model turns' pieces as they stream, for in-process watchers (never stored).
@@ -156,6 +160,8 @@ impl Harness {
             redactor: redactor.0.clone(),
         });
         let replay_model = opts.replay.as_ref().map(|r| r.model.clone());
+        let rate_limits = harness_providers::RateLimits::for_workspace(&workspace);
+        rate_limits.on_wait(log_rate_limit_wait);
         Ok(Harness {
             inner: Arc::new(Inner {
                 workspace,
@@ -165,6 +171,7 @@ impl Harness {
                 mcp,
                 redactor,
                 models: Mutex::new(HashMap::new()),
+                rate_limits,
                 replay_model,
                 deltas: deltas::Deltas::default(),
                 wake: Notify::new(),
@@ -214,14 +221,29 @@ impl Harness {
         if let Some(m) = models.get(name) {
             return Ok(m.clone());
         }
-        let m = harness_providers::build_model(&self.inner.workspace, name)
-            .map_err(|e| HarnessError::Model(e.to_string()))?;
+        let m =
+            harness_providers::build_model(&self.inner.workspace, name, &self.inner.rate_limits)
+                .map_err(|e| HarnessError::Model(e.to_string()))?;
         let m: Arc<dyn Model> = Arc::new(redact::RedactingModel {
             inner: m,
             redactor: self.inner.redactor.0.clone(),
         });
         models.insert(name.to_string(), m.clone());
         Ok(m)
+    }
+
+    /// The state of every model rate limit of this process now (one per key: budget,
+    /// `Retry-After` block, calls and tokens in the last 60 s, the calls waiting and
+    /// until when). Other processes' limits are their own.
+    pub fn rate_limits(&self) -> Vec<LimiterState> {
+        self.inner.rate_limits.state()
+    }
+
+    /// Calls `f` whenever a model call of this process starts waiting for its rate
+    /// limit, its expected end moves, or it stops waiting (see [`WaitEvent`]). `f`
+    /// runs on the waiting call's task and must not block.
+    pub fn on_rate_limit_wait(&self, f: impl Fn(&WaitEvent) + Send + Sync + 'static) {
+        self.inner.rate_limits.on_wait(f);
     }
 
     /// Admits a request at the default priority (0); see [`Harness::request_with_priority`].
@@ -567,6 +589,38 @@ fn check_idempotency_key(key: &str) -> Result<(), HarnessError> {
         )));
     }
     Ok(())
+}
+
+/// What operators see of rate limit waits: a call expected to wait more than a second,
+/// and one that did.
+fn log_rate_limit_wait(e: &WaitEvent) {
+    let request = e.request_id.as_ref().map(|r| r.as_str()).unwrap_or("-");
+    match &e.change {
+        WaitChange::Waiting {
+            since,
+            until,
+            reason,
+        } if until.millis() - since.millis() > 1000 => tracing::info!(
+            key = %e.key,
+            model = %e.model,
+            request,
+            %until,
+            reason = reason.as_str(),
+            "a model call waits for its rate limit ({reason}) until {until}"
+        ),
+        WaitChange::Done { waited, started } if *waited > std::time::Duration::from_secs(1) => {
+            tracing::info!(
+                key = %e.key,
+                model = %e.model,
+                request,
+                waited_ms = waited.as_millis() as u64,
+                started,
+                "a model call waited {:.1}s for its rate limit",
+                waited.as_secs_f64()
+            )
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -264,3 +264,167 @@ async fn the_context_budget_bounds_what_the_model_is_sent() {
         "the old answer was left out"
     );
 }
+
+/// The rate limit of model `local` now.
+fn local_limit(h: &Harness) -> harness_engine::LimiterState {
+    h.rate_limits()
+        .into_iter()
+        .find(|l| l.key == "local")
+        .expect("the HTTP model's rate limit is listed")
+}
+
+/// Polls `f` every 5 ms until it gives something (at most 10 s).
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn wait_status(h: &Harness, id: &RequestId, status: RequestStatus) -> Request {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = h.get_request(id).await.unwrap();
+        if r.status == status {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{r:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn rate_limited(retry_after: &str) -> Reply {
+    Reply::error(429, openai::error_body("Rate limit reached", "requests"))
+        .header("retry-after", retry_after)
+}
+
+#[tokio::test]
+async fn a_retry_after_holds_the_other_requests_calls_until_then() {
+    let server = FakeProvider::spawn();
+    server.push(rate_limited("1"));
+    for _ in 0..2 {
+        server.push(
+            openai::Turn::new("test-model")
+                .text("Done.")
+                .finish("stop")
+                .usage(10, 2)
+                .reply(),
+        );
+    }
+    let (_dir, h) = workspace(&server, "");
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    h.on_rate_limit_wait(move |e| seen.lock().unwrap().push(e.clone()));
+    let worker = h.start_worker(fast()).await.unwrap();
+    let first = h
+        .request(Some(SessionId::parse("s1").unwrap()), "helper", "one")
+        .await
+        .unwrap();
+    let blocked = eventually("the 429", || local_limit(&h).blocked_until).await;
+    // A request admitted now: its call waits for the block instead of finding out.
+    let second = h
+        .request(Some(SessionId::parse("s2").unwrap()), "helper", "two")
+        .await
+        .unwrap();
+    let waiting = eventually("the second call to wait", || {
+        local_limit(&h)
+            .waiting
+            .into_iter()
+            .find(|w| w.request_id.as_ref() == Some(&second.id))
+    })
+    .await;
+    // Behind the call that got the 429 (itself held until then), or first in line.
+    assert!(
+        matches!(
+            waiting.reason,
+            harness_engine::WaitReason::Queue | harness_engine::WaitReason::RetryAfter
+        ),
+        "{waiting:?}"
+    );
+    assert_eq!(waiting.until, blocked);
+    assert_eq!(waiting.model, "local");
+    for id in [&first.id, &second.id] {
+        let r = wait_status(&h, id, RequestStatus::Completed).await;
+        assert_eq!(r.output.as_deref(), Some("Done."));
+    }
+    worker.stop().await.unwrap();
+
+    let hits = server.received();
+    assert_eq!(hits.len(), 3, "the 429, then one call per request");
+    for later in &hits[1..] {
+        let gap = later.at - hits[0].at;
+        assert!(
+            gap >= Duration::from_secs(1),
+            "a call reached the provider {gap:?} after its Retry-After: 1"
+        );
+    }
+    let state = local_limit(&h);
+    assert_eq!((state.calls_in_window, state.tokens_in_window), (3, 24));
+    assert!(state.waiting.is_empty());
+    let events = events.lock().unwrap();
+    let of_second: Vec<_> = events
+        .iter()
+        .filter(|e| e.request_id.as_ref() == Some(&second.id))
+        .map(|e| &e.change)
+        .collect();
+    assert!(
+        matches!(
+            of_second[..],
+            [
+                harness_engine::WaitChange::Waiting { until, .. },
+                harness_engine::WaitChange::Done { started: true, waited }
+            ] if *until == blocked && *waited > Duration::from_millis(500)
+        ),
+        "{of_second:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_graceful_stop_parks_requests_still_waiting_to_call_their_model() {
+    let server = FakeProvider::spawn();
+    server.push(rate_limited("30"));
+    let (_dir, h) = workspace(&server, "");
+    let worker = h.start_worker(fast()).await.unwrap();
+    let first = h
+        .request(Some(SessionId::parse("s1").unwrap()), "helper", "one")
+        .await
+        .unwrap();
+    eventually("the 429", || local_limit(&h).blocked_until).await;
+    let second = h
+        .request(Some(SessionId::parse("s2").unwrap()), "helper", "two")
+        .await
+        .unwrap();
+    let waiting = eventually("both calls to wait", || {
+        let waiting = local_limit(&h).waiting;
+        (waiting.len() == 2).then_some(waiting)
+    })
+    .await;
+    assert_eq!(
+        waiting
+            .iter()
+            .map(|w| w.request_id.clone())
+            .collect::<Vec<_>>(),
+        [Some(first.id.clone()), Some(second.id.clone())],
+        "the call that got the 429 waits first in line"
+    );
+    // Both wait 30 s for the provider's Retry-After: neither is a call in flight, so
+    // the stop does not wait for them (stop_timeout is 30 s).
+    let started = Instant::now();
+    worker.stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for id in [&first.id, &second.id] {
+        let r = h.get_request(id).await.unwrap();
+        assert_eq!(r.status, RequestStatus::Queued, "{r:?}");
+        assert!(h.store().steps(id).await.unwrap().is_empty());
+    }
+    assert_eq!(server.received().len(), 1);
+    assert!(local_limit(&h).waiting.is_empty());
+}

@@ -30,6 +30,17 @@ pub struct AnthropicModel(HttpModel<Anthropic>);
 impl AnthropicModel {
     /// `name` is the model's key in `models.yaml`; `key` the API key.
     pub fn new(name: &str, config: &ModelConfig, key: Option<String>) -> Result<Self, ModelError> {
+        Self::with_rate_limits(name, config, key, &crate::RateLimits::new())
+    }
+
+    /// As [`Self::new`], counting its calls against `limits` (shared with the other
+    /// models of the process; see [`crate::ratelimit`]).
+    pub fn with_rate_limits(
+        name: &str,
+        config: &ModelConfig,
+        key: Option<String>,
+        limits: &crate::RateLimits,
+    ) -> Result<Self, ModelError> {
         let protocol = Anthropic {
             model: config.model.clone(),
             max_tokens: config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -42,6 +53,7 @@ impl AnthropicModel {
             DEFAULT_BASE_URL,
             key,
             protocol,
+            limits,
         )?))
     }
 }

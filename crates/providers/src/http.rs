@@ -5,10 +5,13 @@
 //! stream into a turn; any failure that may pass by itself (HTTP 408, 429, 5xx, a
 //! connection refused or lost part-way, a timeout, a stream that ends before the
 //! model finished) is retried after a backoff that doubles from `initial_backoff` to
-//! `max_backoff`, with full jitter, or after the provider's `Retry-After`. Watchers
+//! `max_backoff`, with full jitter, or after the provider's `Retry-After` (which holds
+//! every call of the model's rate limit key, see [`crate::ratelimit`]; each attempt
+//! first waits for that limit). Watchers
 //! are told (`ModelDelta::Restart`) when what they saw of a failed attempt is void.
 //! Only a completed turn is returned: half a turn is never recorded.
 
+use crate::ratelimit::{Budget, Caller, Limiter, RateLimits, TooLong};
 use crate::stream::Coalescer;
 use crate::{ModelError, ModelReply, ModelRequest, RawResponse};
 use futures_util::StreamExt;
@@ -62,6 +65,8 @@ pub(crate) struct HttpModel<P: Protocol> {
     retry: RetryConfig,
     keep_raw: bool,
     protocol: P,
+    /// The rate limit its calls count against (shared by key across the process).
+    limiter: Arc<Limiter>,
 }
 
 impl<P: Protocol> HttpModel<P> {
@@ -71,6 +76,7 @@ impl<P: Protocol> HttpModel<P> {
         default_base: &str,
         key: Option<String>,
         protocol: P,
+        limits: &RateLimits,
     ) -> Result<Self, ModelError> {
         let base = config.base_url.as_deref().unwrap_or(default_base);
         let url = format!("{}{}", base.trim_end_matches('/'), protocol.path());
@@ -89,6 +95,7 @@ impl<P: Protocol> HttpModel<P> {
             retry: config.retry.clone(),
             keep_raw: config.keep_raw_responses,
             protocol,
+            limiter: limits.limiter(config.rate_limit_key(name), Budget::of(config)),
         })
     }
 
@@ -97,15 +104,24 @@ impl<P: Protocol> HttpModel<P> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            self.wait_for_limit(&req, attempt).await?;
             let mut out = Coalescer::new(req.deltas);
             let result = self.attempt(body.clone(), &mut out).await;
             let e = match result {
                 Ok((turn, mut info, raw)) => {
+                    if let Some(u) = &info.usage {
+                        self.limiter
+                            .record_tokens(u.input_tokens.saturating_add(u.output_tokens));
+                    }
                     info.attempts = Some(attempt);
                     return Ok(ModelReply { turn, info, raw });
                 }
                 Err(e) => e.redacted(&self.redactor),
             };
+            if let Some(after) = e.retry_after() {
+                // The provider speaks for every call of the key, not this one alone.
+                self.limiter.block_for(after);
+            }
             let wait = match self.retry_wait(&e, attempt) {
                 Some(wait) => wait,
                 None => return Err(self.explain(e, attempt)),
@@ -114,7 +130,37 @@ impl<P: Protocol> HttpModel<P> {
             if out.emitted() {
                 out.restart(format!("attempt {attempt} failed ({e}); retrying"));
             }
-            tokio::time::sleep(wait).await;
+            if e.retry_after().is_none() {
+                stoppable(&req, tokio::time::sleep(wait), "the worker is stopping").await?;
+            }
+            // Else the key's hold keeps this call, with every other of the key, until
+            // then (`wait_for_limit`), where operators see it waiting.
+        }
+    }
+
+    /// Waits until the rate limit lets attempt `attempt` start (counting it), or
+    /// fails: the caller stops waiting, or the provider blocked the key for longer
+    /// than `retry.max_backoff`.
+    async fn wait_for_limit(&self, req: &ModelRequest<'_>, attempt: u32) -> Result<(), ModelError> {
+        let caller = Caller {
+            model: &self.name,
+            request_id: Some(req.request_id),
+        };
+        let acquired = self.limiter.acquire(caller, Some(self.retry.max_backoff));
+        let why = "the worker is stopping (it waited for its rate limit)";
+        match stoppable(req, acquired, why).await? {
+            Ok(()) => Ok(()),
+            Err(TooLong { wait }) => {
+                let e = ModelError::Transient {
+                    message: format!(
+                        "the provider asked every call of rate limit `{}` to wait {}s more, longer than retry.max_backoff",
+                        self.limiter.key(),
+                        wait.as_secs_f64().ceil() as u64
+                    ),
+                    retry_after: Some(wait),
+                };
+                Err(self.explain(e, attempt - 1))
+            }
         }
     }
 
@@ -166,6 +212,7 @@ impl<P: Protocol> HttpModel<P> {
             }
             ModelError::Call(m) => ModelError::Call(format!("{at}: {m}")),
             ModelError::Config(m) => ModelError::Config(m),
+            ModelError::Stopped(m) => ModelError::Stopped(m),
         }
     }
 
@@ -238,6 +285,21 @@ impl<P: Protocol> HttpModel<P> {
             bytes: std::mem::take(&mut *r.lock().expect("raw")),
         });
         Ok((turn, info, raw))
+    }
+}
+
+/// `f`, unless the caller's `stop_waiting` fires first.
+async fn stoppable<T>(
+    req: &ModelRequest<'_>,
+    f: impl std::future::Future<Output = T>,
+    why: &str,
+) -> Result<T, ModelError> {
+    match req.stop_waiting {
+        None => Ok(f.await),
+        Some(stop) => tokio::select! {
+            out = f => Ok(out),
+            () = stop.cancelled() => Err(ModelError::Stopped(why.to_string())),
+        },
     }
 }
 

@@ -8,6 +8,7 @@ pub mod anthropic;
 mod http;
 pub mod models;
 pub mod openai;
+pub mod ratelimit;
 pub mod scripted;
 pub mod stream;
 pub mod tools;
@@ -16,6 +17,7 @@ pub use anthropic::AnthropicModel;
 pub use http::install_crypto;
 pub use models::build_model;
 pub use openai::OpenAiModel;
+pub use ratelimit::{LimiterState, RateLimits, WaitChange, WaitEvent, WaitReason};
 pub use scripted::ScriptedModel;
 pub use tools::{WorkspaceTools, validate_arguments};
 
@@ -37,6 +39,10 @@ pub struct ModelRequest<'a> {
     /// Where a streaming provider sends the turn's pieces as they arrive (coalesced);
     /// None when nobody watches.
     pub deltas: Option<&'a dyn DeltaSink>,
+    /// Cancelled when the caller would rather the call not start at all (the worker
+    /// is stopping): a call still waiting (for its rate limit, or between attempts)
+    /// gives up with [`ModelError::Stopped`]; one in flight carries on. None: never.
+    pub stop_waiting: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 impl std::fmt::Debug for ModelRequest<'_> {
@@ -115,6 +121,10 @@ pub enum ModelError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The call gave up waiting (for its rate limit, or to retry) because
+    /// [`ModelRequest::stop_waiting`] fired: no answer, nothing to record.
+    #[error("model call given up: {0}")]
+    Stopped(String),
 }
 
 impl ModelError {
@@ -137,6 +147,7 @@ impl ModelError {
         match self {
             ModelError::Config(m) => ModelError::Config(r(m)),
             ModelError::Call(m) => ModelError::Call(r(m)),
+            ModelError::Stopped(m) => ModelError::Stopped(m),
             ModelError::Refused { status, message } => ModelError::Refused {
                 status,
                 message: r(message),

@@ -1,13 +1,18 @@
 //! Builds the [`Model`] a workspace's `models.yaml` entry names.
 
 use crate::scripted::ScriptedModel;
-use crate::{AnthropicModel, Model, ModelError, OpenAiModel};
+use crate::{AnthropicModel, Model, ModelError, OpenAiModel, RateLimits};
 use harness_config::{ModelConfig, Provider, Workspace};
 use std::sync::Arc;
 
 /// The model called `model_name` in `workspace`. HTTP providers read their key from
-/// the environment variable `api_key_env` names, now.
-pub fn build_model(workspace: &Workspace, model_name: &str) -> Result<Arc<dyn Model>, ModelError> {
+/// the environment variable `api_key_env` names, now, and count their calls against
+/// `limits` (one per process: every model naming the same key shares its budget).
+pub fn build_model(
+    workspace: &Workspace,
+    model_name: &str,
+    limits: &RateLimits,
+) -> Result<Arc<dyn Model>, ModelError> {
     let config = workspace.models.get(model_name).ok_or_else(|| {
         ModelError::Config(format!(
             "model `{model_name}` is not defined in config/models.yaml"
@@ -26,11 +31,15 @@ pub fn build_model(workspace: &Workspace, model_name: &str) -> Result<Arc<dyn Mo
         }
         Provider::Openai => {
             let key = api_key(model_name, config, |n| std::env::var(n).ok())?;
-            Ok(Arc::new(OpenAiModel::new(model_name, config, key)?))
+            Ok(Arc::new(OpenAiModel::with_rate_limits(
+                model_name, config, key, limits,
+            )?))
         }
         Provider::Anthropic => {
             let key = api_key(model_name, config, |n| std::env::var(n).ok())?;
-            Ok(Arc::new(AnthropicModel::new(model_name, config, key)?))
+            Ok(Arc::new(AnthropicModel::with_rate_limits(
+                model_name, config, key, limits,
+            )?))
         }
     }
 }

@@ -26,6 +26,17 @@ pub struct OpenAiModel(HttpModel<OpenAi>);
 impl OpenAiModel {
     /// `name` is the model's key in `models.yaml`; `key` the API key, if any.
     pub fn new(name: &str, config: &ModelConfig, key: Option<String>) -> Result<Self, ModelError> {
+        Self::with_rate_limits(name, config, key, &crate::RateLimits::new())
+    }
+
+    /// As [`Self::new`], counting its calls against `limits` (shared with the other
+    /// models of the process; see [`crate::ratelimit`]).
+    pub fn with_rate_limits(
+        name: &str,
+        config: &ModelConfig,
+        key: Option<String>,
+        limits: &crate::RateLimits,
+    ) -> Result<Self, ModelError> {
         let protocol = OpenAi {
             model: config.model.clone(),
             max_tokens: config.max_tokens,
@@ -37,6 +48,7 @@ impl OpenAiModel {
             DEFAULT_BASE_URL,
             key,
             protocol,
+            limits,
         )?))
     }
 }

@@ -76,6 +76,7 @@ async fn ask(
             messages,
             tools: &tools,
             deltas: watcher.map(|w| w as &dyn DeltaSink),
+            stop_waiting: None,
         })
         .await
 }
@@ -900,4 +901,112 @@ async fn openai_finish_reasons_are_kept_and_normalised() {
             }
         );
     }
+}
+
+/// A call of `model` for a new request, with `stop` as its `stop_waiting`.
+async fn ask_stoppable(
+    model: &dyn Model,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<ModelReply, ModelError> {
+    let id = RequestId::generate();
+    let messages = start();
+    model
+        .complete(ModelRequest {
+            agent: "assistant",
+            request_id: &id,
+            messages: &messages,
+            tools: &[],
+            deltas: None,
+            stop_waiting: Some(stop),
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_retry_after_holds_every_model_on_the_same_rate_limit_key() {
+    let server = FakeProvider::spawn();
+    server.push(
+        Reply::error(429, openai::error_body("Rate limit reached", "requests"))
+            .header("retry-after", "1"),
+    );
+    for _ in 0..2 {
+        server.push(
+            openai::Turn::new("gpt-test")
+                .text("ok")
+                .finish("stop")
+                .usage(30, 12)
+                .reply(),
+        );
+    }
+    let limits = harness_providers::RateLimits::new();
+    let shared = "    rate_limit: {key: account}\n";
+    let c = config("openai", &server.openai_base_url(), shared);
+    let small = OpenAiModel::with_rate_limits("small", &c, Some(KEY.into()), &limits).unwrap();
+    let big = OpenAiModel::with_rate_limits("big", &c, Some(KEY.into()), &limits).unwrap();
+    let first = tokio::spawn(async move { ask(&small, &start(), None).await });
+    while server.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Once the 429 is in, the other model's call waits for it too.
+    let blocked = loop {
+        if let Some(b) = limits.state()[0].blocked_until {
+            break b;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let second = ask(&big, &start(), None).await.unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(
+        (first.info.attempts, second.info.attempts),
+        (Some(2), Some(1))
+    );
+    let hits = server.received();
+    assert_eq!(hits.len(), 3);
+    for later in &hits[1..] {
+        let gap = later.at - hits[0].at;
+        assert!(
+            gap >= Duration::from_millis(1000),
+            "a call hit the provider {gap:?} after the 429"
+        );
+    }
+    let state = &limits.state()[0];
+    assert_eq!(state.key, "account");
+    assert_eq!(state.calls_in_window, 3);
+    assert_eq!(state.tokens_in_window, 84, "both turns' usage counts");
+    assert!(state.blocked_until.is_none(), "{blocked} is past");
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_its_rate_limit_gives_up_when_told_to_stop() {
+    let server = FakeProvider::spawn();
+    server.push(
+        Reply::error(429, openai::error_body("Rate limit reached", "requests"))
+            .header("retry-after", "20"),
+    );
+    let limits = harness_providers::RateLimits::new();
+    let c = config(
+        "openai",
+        &server.openai_base_url(),
+        "    retry: {max_retries: 0, max_backoff: 60s}\n",
+    );
+    let model = OpenAiModel::with_rate_limits("m", &c, Some(KEY.into()), &limits).unwrap();
+    let err = ask(&model, &start(), None).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(20)));
+    // The next call waits for the provider's 20 s, until the caller stops it.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stopper.cancel();
+    });
+    let started = Instant::now();
+    let err = ask_stoppable(&model, &stop).await.unwrap_err();
+    assert!(matches!(err, ModelError::Stopped(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        server.received().len(),
+        1,
+        "the stopped call never reached the provider"
+    );
+    assert!(limits.state()[0].waiting.is_empty());
 }

@@ -1,7 +1,7 @@
 //! `build_model`: scripted models load their script; HTTP providers need their key.
 
 use harness_config::{ModelsFile, Workspace, WorkspaceFile, from_yaml};
-use harness_providers::{ModelError, ScriptedModel, build_model};
+use harness_providers::{ModelError, RateLimits, ScriptedModel, build_model};
 use std::path::Path;
 
 fn workspace(root: &Path) -> Workspace {
@@ -46,20 +46,23 @@ fn builds_scripted_and_http_models() {
     .unwrap();
     let ws = workspace(dir.path());
 
-    assert!(build_model(&ws, "demo").is_ok());
+    assert!(build_model(&ws, "demo", &RateLimits::new()).is_ok());
     // The test process does not have the key `gpt` names.
     assert!(std::env::var_os("HARNESS_TEST_UNSET_KEY").is_none());
     assert_eq!(
-        config_error(build_model(&ws, "gpt")),
+        config_error(build_model(&ws, "gpt", &RateLimits::new())),
         "model `gpt`: the environment variable HARNESS_TEST_UNSET_KEY (its `api_key_env`) is not \
          set; export it in the environment of the process that runs the agents"
     );
     assert!(
-        build_model(&ws, "claude").is_ok(),
+        build_model(&ws, "claude", &RateLimits::new()).is_ok(),
         "no key asked for, none needed"
     );
-    assert!(config_error(build_model(&ws, "lost")).contains("resources/scripts/missing.yaml"));
-    assert!(config_error(build_model(&ws, "nope")).contains("`nope`"));
+    assert!(
+        config_error(build_model(&ws, "lost", &RateLimits::new()))
+            .contains("resources/scripts/missing.yaml")
+    );
+    assert!(config_error(build_model(&ws, "nope", &RateLimits::new())).contains("`nope`"));
 }
 
 #[test]

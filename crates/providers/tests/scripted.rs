@@ -42,6 +42,7 @@ async fn play(
         messages,
         tools: &[],
         deltas: None,
+        stop_waiting: None,
     };
     model.complete(req).await.map(|r| r.turn)
 }

@@ -4,7 +4,7 @@
 use super::{Flow, Outcome, Run, calls::tool_body};
 use harness_config::{ApprovalPolicy, Builtin};
 use harness_core::*;
-use harness_providers::{DeltaSink, ModelReply, ModelRequest, ToolSpec};
+use harness_providers::{DeltaSink, ModelError, ModelReply, ModelRequest, ToolSpec};
 use harness_store::StepCommit;
 
 impl Run {
@@ -25,18 +25,31 @@ impl Run {
         );
         let messages = crate::context::fit(&self.messages, &self.agent.context);
         let started_at = self.h.now();
+        // A graceful stop lets a call in flight finish, but one still waiting (for
+        // its rate limit, or to retry) gives up: nothing was answered, the request
+        // is parked.
+        let stop_waiting = tokio_util::sync::CancellationToken::new();
+        let mut stopping = self.h.inner.stopping.subscribe();
+        let on_stop = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            stop_waiting.cancel();
+            std::future::pending::<()>().await
+        };
         let asked = model.complete(ModelRequest {
             agent: &self.agent.name,
             request_id: &self.req.id,
             messages: &messages,
             tools: &specs,
             deltas: Some(&sink as &dyn DeltaSink),
+            stop_waiting: Some(&stop_waiting),
         });
         // Cancel or abort drops the call in flight (an HTTP call's connection is
-        // closed): nothing is recorded, and a later run asks the model again.
+        // closed), or its wait for a rate limit: nothing is recorded, and a later
+        // run asks the model again.
         let reply = tokio::select! {
             reply = asked => reply,
             () = self.cancel.cancelled() => return Err(self.interruption()),
+            () = on_stop => unreachable!("on_stop never ends"),
         };
         let ModelReply {
             mut turn,
@@ -44,6 +57,7 @@ impl Run {
             raw,
         } = match reply {
             Ok(r) => r,
+            Err(ModelError::Stopped(_)) => return Err(Outcome::Stopped),
             Err(e) => return Err(self.fail(e.to_string()).await),
         };
         if let ModelTurn::ToolCalls { calls, .. } = &mut turn {
