@@ -640,3 +640,101 @@ fn init_templates_write_workspaces_that_run_on_their_provider() {
         );
     }
 }
+
+/// A provider's `Retry-After` holds every call of the model's rate limit; the views
+/// (other processes) say which request waits for it and until when, from the
+/// status the worker keeps beside the store, and health warns while it holds.
+#[test]
+fn a_call_held_by_a_rate_limit_shows_in_the_views() {
+    let server = FakeProvider::spawn();
+    server.push(
+        Reply::error(429, openai::error_body("Rate limit reached", "requests"))
+            .header("retry-after", "4"),
+    );
+    for _ in 0..2 {
+        server.push(
+            openai::Turn::new("test-model")
+                .text("Done.")
+                .finish("stop")
+                .reply(),
+        );
+    }
+    let d = Demo::new();
+    let models = d.root.join("config/models.yaml");
+    let text = std::fs::read_to_string(&models).unwrap().replace(
+        "models:\n",
+        &format!(
+            "models:\n  open:\n    provider: openai\n    model: test-model\n    base_url: {}\n    \
+             retry: {{initial_backoff: 5ms, max_backoff: 30s}}\n    rate_limit: {{requests_per_minute: 100}}\n",
+            server.openai_base_url()
+        ),
+    );
+    std::fs::write(models, text).unwrap();
+    std::fs::write(
+        d.root.join("config/agents/quick.yaml"),
+        "name: quick\nmodel: open\n",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = harness_engine::Harness::open(&d.root).unwrap();
+    let worker = rt
+        .block_on(h.start_worker(harness_engine::WorkerOptions::default()))
+        .unwrap();
+    let session = |s: &str| Some(harness_core::SessionId::parse(s).unwrap());
+    let first = rt
+        .block_on(h.request(session("s1"), "quick", "one"))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.received().is_empty() {
+        assert!(Instant::now() < deadline, "the provider was never called");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = rt
+        .block_on(h.request(session("s2"), "quick", "two"))
+        .unwrap();
+    let shown = loop {
+        let show = json(&d, &["runtime", "requests", "show", second.id.as_str()]);
+        if show["waits_for"]["reason"] == "rate_limit" {
+            break show;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests show never said it waits: {show:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(shown["waits_for"]["rate_limit_key"], "open");
+    assert_eq!(shown["waits_for"]["rate_limit"]["model"], "open");
+    let text = ok(
+        &d,
+        false,
+        &["runtime", "requests", "show", second.id.as_str()],
+    );
+    assert!(
+        text.contains("waits for: the rate limit `open` of model `open`"),
+        "{text}"
+    );
+    let overview = json(&d, &["runtime", "overview"]);
+    assert!(
+        overview["rate_limits"][0]["blocked_until"].is_i64(),
+        "{:#}",
+        overview["rate_limits"]
+    );
+    let (code, health, _) = cli(&d, false, &["runtime", "health", "--json"]);
+    assert_eq!(
+        code, 6,
+        "health warns while a provider holds a key: {health}"
+    );
+    assert!(health.contains("asked to wait (Retry-After)"), "{health}");
+
+    for id in [&first.id, &second.id] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rt.block_on(h.get_request(id)).unwrap().status
+            != harness_core::RequestStatus::Completed
+        {
+            assert!(Instant::now() < deadline, "{id} never completed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    rt.block_on(worker.stop()).unwrap();
+}

@@ -45,6 +45,7 @@ impl Harness {
         checks.push(approvals_check(&stats, now));
         checks.push(disk_check(&self.inner.workspace.store_dir()));
         checks.extend(self.limits_check(now).await?);
+        checks.extend(self.rate_limits_check(now).await?);
         checks.extend(self.mcp_checks().await?);
         let mut report = HealthReport::new(now, checks);
         report.database = store_check.database;

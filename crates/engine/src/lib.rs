@@ -9,6 +9,7 @@ mod context;
 mod deltas;
 mod error;
 mod health;
+mod rate_status;
 mod redact;
 pub mod replay;
 mod run;
@@ -26,6 +27,7 @@ pub use harness_providers::{LimiterState, WaitChange, WaitEvent, WaitReason};
 pub use harness_store::{
     Admitted, IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
 };
+pub use rate_status::{RateLimitStatus, RateWait};
 pub use redact::SecretEnv;
 pub use subscribe::EventStream;
 pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
@@ -162,6 +164,9 @@ impl Harness {
         let replay_model = opts.replay.as_ref().map(|r| r.model.clone());
         let rate_limits = harness_providers::RateLimits::for_workspace(&workspace);
         rate_limits.on_wait(log_rate_limit_wait);
+        if opts.replay.is_none() {
+            rate_status::publish(&rate_limits, rate_status::file(&workspace));
+        }
         Ok(Harness {
             inner: Arc::new(Inner {
                 workspace,

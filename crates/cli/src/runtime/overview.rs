@@ -33,6 +33,8 @@ pub struct Overview {
     pub stuck: Vec<StuckInfo>,
     /// Concurrency limits (declared or held): who holds each, how many trees wait.
     pub limits: Vec<LimitInfo>,
+    /// The live worker's provider rate limits (empty without a live worker).
+    pub rate_limits: Vec<harness_engine::RateLimitStatus>,
     pub recent: Vec<RecentRequest>,
     pub last_activity: Option<Activity>,
 }
@@ -224,6 +226,7 @@ pub async fn gather(h: &Harness, recent: usize) -> Result<Overview> {
         },
         stuck: stuck_infos(h, stuck, now).await?,
         limits: limit_infos(h).await?,
+        rate_limits: h.rate_limit_status().await?,
         recent: recent_requests(h, recent).await?,
         last_activity: last_activity(h, now).await?,
     })
@@ -414,6 +417,7 @@ pub fn render(o: &Overview) -> Vec<String> {
     out.extend(approval_lines(&o.approvals, now));
     out.extend(stuck_lines(&o.stuck, now));
     out.extend(limit_lines(&o.limits, now));
+    out.extend(rate_limit_lines(&o.rate_limits, now));
     out.push(label(
         "activity",
         match &o.last_activity {
@@ -429,6 +433,48 @@ pub fn render(o: &Overview) -> Vec<String> {
     out.push(paint(BOLD, "recent requests"));
     out.extend(recent_lines(&o.recent, now));
     out
+}
+
+/// Rate limit keys that hold calls back (blocked by a provider, or with waiting
+/// calls): one line each.
+fn rate_limit_lines(rates: &[harness_engine::RateLimitStatus], now: Timestamp) -> Vec<String> {
+    rates
+        .iter()
+        .filter(|s| !s.waiting.is_empty() || s.blocked_until.is_some_and(|t| t > now))
+        .enumerate()
+        .map(|(i, s)| {
+            let mut text = format!("`{}` {} calls in the last minute", s.key, s.calls_in_window);
+            if let Some(t) = s.blocked_until.filter(|t| *t > now) {
+                text.push_str(&format!(
+                    " · {}",
+                    paint(
+                        YELLOW,
+                        format!(
+                            "held by the provider (Retry-After) for {}",
+                            relative(now.age(t))
+                        )
+                    )
+                ));
+            }
+            if let Some(last) = s.waiting.iter().map(|w| w.until).max() {
+                text.push_str(&format!(
+                    " · {}",
+                    paint(
+                        YELLOW,
+                        format!(
+                            "{} waiting, the last until {}",
+                            s.waiting.len(),
+                            last.to_rfc3339()
+                        )
+                    )
+                ));
+            }
+            match i {
+                0 => label("rates", text),
+                _ => format!("{:11}{text}", ""),
+            }
+        })
+        .collect()
 }
 
 /// One line per limit (held / capacity, how many wait), then the holders and the

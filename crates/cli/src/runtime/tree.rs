@@ -129,11 +129,15 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
         } else {
             Vec::new()
         };
-        let waits_for = if request.status == RequestStatus::Queued && request.parent_id.is_none() {
-            let (waits, holds) = (h.waits().await?, h.holds().await?);
-            super::waiting::of(h, &request, &waits, &holds).await?
-        } else {
-            None
+        let waits_for = match request.status {
+            RequestStatus::Queued if request.parent_id.is_none() => {
+                let (waits, holds) = (h.waits().await?, h.holds().await?);
+                super::waiting::of(h, &request, &waits, &holds).await?
+            }
+            RequestStatus::Running => {
+                super::waiting::of_running(&request, &h.rate_limit_status().await?)
+            }
+            _ => None,
         };
         let made = made_by_steps(&steps, &artifacts);
         let mut nodes = Vec::with_capacity(steps.len());
@@ -154,6 +158,18 @@ pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
             waits_for,
         })
     })
+}
+
+/// The first request of the tree (itself, then its delegated children) that waits
+/// for something, and what.
+fn first_wait(t: &RequestTree) -> Option<(&RequestId, &super::waiting::WaitsFor)> {
+    if let Some(w) = &t.waits_for {
+        return Some((&t.request.id, w));
+    }
+    t.steps
+        .iter()
+        .filter_map(|s| s.child.as_deref())
+        .find_map(first_wait)
 }
 
 /// The artifact each step stored, by position: versions of a name are numbered in
@@ -267,9 +283,13 @@ pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
             retries.join(", ")
         ));
     }
-    if let Some(w) = &t.waits_for {
+    if let Some((id, w)) = first_wait(t) {
+        let whose = match id == &r.id {
+            true => String::new(),
+            false => format!("(in {id}) "),
+        };
         out.push(format!(
-            "  {} {}",
+            "  {} {whose}{}",
             paint(BOLD, "waits for:"),
             super::waiting::text(w, now)
         ));

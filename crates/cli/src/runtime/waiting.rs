@@ -10,7 +10,8 @@ use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct WaitsFor {
-    /// `limit`, `session` or `worker_slot`.
+    /// `limit`, `session`, `worker_slot`, or `rate_limit` (a running request's
+    /// model call waits for its rate limit).
     pub reason: &'static str,
     /// The limits without room (reason `limit`), each with who holds it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -23,6 +24,11 @@ pub struct WaitsFor {
     pub call_id: Option<CallId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// Reason `rate_limit`: its key, the model, why and until when (at the earliest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<harness_engine::RateWait>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_key: Option<String>,
     pub since: Timestamp,
 }
 
@@ -32,6 +38,30 @@ pub struct HeldLimit {
     pub key: String,
     pub capacity: u32,
     pub held_by: Vec<Hold>,
+}
+
+/// What the running request `r` waits for: a model call of it held by a rate limit
+/// (from the worker's rate limit status), if any.
+pub fn of_running(r: &Request, rates: &[harness_engine::RateLimitStatus]) -> Option<WaitsFor> {
+    if r.status != RequestStatus::Running {
+        return None;
+    }
+    rates.iter().find_map(|s| {
+        let w = s
+            .waiting
+            .iter()
+            .find(|w| w.request_id.as_ref() == Some(&r.id))?;
+        Some(WaitsFor {
+            reason: "rate_limit",
+            limits: vec![],
+            behind: None,
+            call_id: None,
+            tool: None,
+            rate_limit: Some(w.clone()),
+            rate_limit_key: Some(s.key.clone()),
+            since: w.since,
+        })
+    })
 }
 
 /// What the queued root `r` waits for (None unless it is a queued root request).
@@ -60,6 +90,8 @@ pub async fn of(
             behind: None,
             call_id: Some(first.call_id.clone()),
             tool: Some(first.tool.clone()),
+            rate_limit: None,
+            rate_limit_key: None,
             since: first.since,
         }));
     }
@@ -85,6 +117,8 @@ pub async fn of(
             behind: Some(a.id),
             call_id: None,
             tool: None,
+            rate_limit: None,
+            rate_limit_key: None,
             since: r.last_activity_at,
         },
         None => WaitsFor {
@@ -93,6 +127,8 @@ pub async fn of(
             behind: None,
             call_id: None,
             tool: None,
+            rate_limit: None,
+            rate_limit_key: None,
             since: r.last_activity_at,
         },
     }))
@@ -117,6 +153,16 @@ pub fn text(w: &WaitsFor, now: Timestamp) -> String {
             "its session: {} goes first",
             w.behind.as_ref().map(|b| b.to_string()).unwrap_or_default()
         ),
+        "rate_limit" => match (&w.rate_limit, &w.rate_limit_key) {
+            (Some(r), Some(key)) => format!(
+                "the rate limit `{key}` of model `{}` ({}) until {} at the earliest, since {}",
+                r.model,
+                r.reason,
+                r.until.to_rfc3339(),
+                ago(now, r.since)
+            ),
+            _ => "a rate limit".to_string(),
+        },
         _ => "a worker slot".to_string(),
     }
 }
