@@ -31,6 +31,70 @@ pub(crate) fn has_room(root: &str) -> String {
     )
 }
 
+/// How many more candidates than it claims a claim reads, so that parked trees
+/// skipped for want of room leave their places to others.
+pub(crate) const CLAIM_SLACK: usize = 64;
+
+/// The live holds of `key` (any tree's). `?1`/`$1` is the key. Both backends.
+pub(crate) const LIVE_COUNT: &str = "SELECT COUNT(*) FROM holds h JOIN requests hr ON hr.id = h.root_id \
+     JOIN requests hq ON hq.id = h.request_id \
+     WHERE h.key = $KEY AND hr.status = 'running' AND hq.status = 'running'";
+pub(crate) const WAITS_OF: &str = "SELECT key, capacity FROM waits WHERE root_id = $ROOT";
+
+/// The units each key has left during one claim: a parked tree is taken only while
+/// every key it waits for has a unit left for it, so one freed unit wakes one parked
+/// tree, not every tree parked on that key.
+#[derive(Default)]
+pub(crate) struct Room(std::collections::HashMap<String, i64>);
+
+impl Room {
+    /// Takes a unit of each of `waits` ((key, capacity), with `live(key)` the units
+    /// held now) if each has one left; else takes nothing and returns false.
+    pub(crate) fn take(
+        &mut self,
+        waits: &[(String, i64)],
+        mut live: impl FnMut(&str) -> Result<i64, StoreError>,
+    ) -> Result<bool, StoreError> {
+        for (key, capacity) in waits {
+            if !self.0.contains_key(key) {
+                let free = capacity - live(key)?;
+                self.0.insert(key.clone(), free);
+            }
+        }
+        if waits.iter().any(|(k, _)| self.0[k] <= 0) {
+            return Ok(false);
+        }
+        for (k, _) in waits {
+            *self.0.get_mut(k).expect("counted above") -= 1;
+        }
+        Ok(true)
+    }
+}
+
+/// Of the claim's candidates (in claim order), the first `limit` to take (see [`Room`]).
+pub(crate) fn with_room(
+    c: &Connection,
+    ids: Vec<String>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut room = Room::default();
+    let mut waits_of = c.prepare_cached(&WAITS_OF.replace("$ROOT", "?1"))?;
+    let mut live = c.prepare_cached(&LIVE_COUNT.replace("$KEY", "?1"))?;
+    let mut out = Vec::with_capacity(limit);
+    for id in ids {
+        if out.len() == limit {
+            break;
+        }
+        let waits: Vec<(String, i64)> = waits_of
+            .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if waits.is_empty() || room.take(&waits, |k| Ok(live.query_row([k], |r| r.get(0))?))? {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 /// What a tool call acquires with its `started` commit.
 #[derive(Clone, Debug)]
 pub struct Acquire {

@@ -97,10 +97,13 @@ pub(crate) fn same_ask(
 ///
 /// The effective priority is `priority + waited / PRIORITY_AGING_MS`, where waited
 /// counts from the later of its admission and its session's last claim (when the
-/// request could first be next). Written for both backends (`MAX` vs `GREATEST`).
-pub(crate) fn candidates_sql(greatest: &str, now: &str, aging: &str) -> String {
+/// request could first be next). Written for both backends (`MAX` vs `GREATEST`);
+/// `walk` is SQLite's `INDEXED BY requests_queued_roots`: its planner otherwise
+/// walks `requests_status`, reading every queued request per session (measured:
+/// 143 ms against 1 ms for a claim over 9,000 queued in 100 sessions).
+pub(crate) fn candidates_sql(greatest: &str, now: &str, aging: &str, walk: &str) -> String {
     format!(
-        "WITH RECURSIVE qs(sid) AS (            SELECT MIN(session_id) FROM requests WHERE status = 'queued' AND parent_id IS NULL            UNION ALL            SELECT (SELECT MIN(q.session_id) FROM requests q                    WHERE q.status = 'queued' AND q.parent_id IS NULL AND q.session_id > qs.sid)            FROM qs WHERE qs.sid IS NOT NULL),          heads(id) AS (            SELECT (SELECT h.id FROM requests h WHERE h.status = 'queued' AND h.parent_id IS NULL                    AND h.session_id = qs.sid ORDER BY h.queue_seq LIMIT 1)            FROM qs WHERE qs.sid IS NOT NULL AND NOT EXISTS (              SELECT 1 FROM requests o WHERE o.session_id = qs.sid AND o.parent_id IS NULL              AND o.status IN ('running', 'waiting_approval')))          SELECT r.id,            r.priority + {greatest}(0, {now} - {greatest}(r.created_at, COALESCE(s.last_claimed_at, 0))) / {aging} AS eff,            s.claim_seq, r.queue_seq          FROM heads JOIN requests r ON r.id = heads.id JOIN sessions s ON s.id = r.session_id"
+        "WITH RECURSIVE qs(sid) AS (            SELECT MIN(session_id) FROM requests {walk} WHERE status = 'queued' AND parent_id IS NULL            UNION ALL            SELECT (SELECT MIN(q.session_id) FROM requests q {walk}                    WHERE q.status = 'queued' AND q.parent_id IS NULL AND q.session_id > qs.sid)            FROM qs WHERE qs.sid IS NOT NULL),          heads(id) AS (            SELECT (SELECT h.id FROM requests h WHERE h.status = 'queued' AND h.parent_id IS NULL                    AND h.session_id = qs.sid ORDER BY h.queue_seq LIMIT 1)            FROM qs WHERE qs.sid IS NOT NULL AND NOT EXISTS (              SELECT 1 FROM requests o WHERE o.session_id = qs.sid AND o.parent_id IS NULL              AND o.status IN ('running', 'waiting_approval')))          SELECT r.id,            r.priority + {greatest}(0, {now} - {greatest}(r.created_at, COALESCE(s.last_claimed_at, 0))) / {aging} AS eff,            s.claim_seq, r.queue_seq          FROM heads JOIN requests r ON r.id = heads.id JOIN sessions s ON s.id = r.session_id"
     )
 }
 
@@ -393,6 +396,16 @@ pub(crate) fn insert_request(
     Ok(())
 }
 
+/// The claim's candidates on SQLite: `?1` now, `?2` the aging step, `?3` how many.
+fn claim_sql() -> String {
+    format!(
+        "SELECT c.id FROM ({}) c WHERE {} ORDER BY {} LIMIT ?3",
+        candidates_sql("MAX", "?1", "?2", "INDEXED BY requests_queued_roots"),
+        crate::limits::has_room("c.id"),
+        claim_order("c")
+    )
+}
+
 fn claim(
     c: &Connection,
     worker: &WorkerId,
@@ -400,16 +413,10 @@ fn claim(
     now: Timestamp,
 ) -> Result<Vec<Request>, StoreError> {
     let ids: Vec<String> = {
-        let mut stmt = c.prepare_cached(&format!(
-            "SELECT c.id FROM ({}) c WHERE {} ORDER BY {} LIMIT ?3",
-            candidates_sql("MAX", "?1", "?2"),
-            crate::limits::has_room("c.id"),
-            claim_order("c")
-        ))?;
-        let rows = stmt.query_map(params![now.0, PRIORITY_AGING_MS, limit as i64], |r| {
-            r.get(0)
-        })?;
-        rows.collect::<Result<_, _>>()?
+        let mut stmt = c.prepare_cached(&claim_sql())?;
+        let read = limit + crate::limits::CLAIM_SLACK;
+        let rows = stmt.query_map(params![now.0, PRIORITY_AGING_MS, read as i64], |r| r.get(0))?;
+        crate::limits::with_room(c, rows.collect::<Result<_, _>>()?, limit)?
     };
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
@@ -517,4 +524,39 @@ fn list_sessions(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim's walk over sessions must seek the partial index of queued roots:
+    /// SQLite's planner, left alone, reads `requests_status` (every queued request
+    /// per session; 143 ms instead of 1 ms per claim with 9,000 queued).
+    #[tokio::test]
+    async fn the_claim_walks_the_queued_roots_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
+        let crate::Backend::Sqlite(s) = &store.backend else {
+            unreachable!("a folder opens SQLite")
+        };
+        let plan: Vec<String> = s
+            .read(|c| {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {}", claim_sql()))?;
+                let rows = stmt.query_map(params![1, 30_000, 8], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        let walks: Vec<&String> = plan.iter().filter(|l| l.contains("SEARCH")).collect();
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("requests_queued_roots (session_id>?)")),
+            "{plan:#?}"
+        );
+        assert!(
+            !walks.iter().any(|l| l.contains("requests_status")),
+            "{plan:#?}"
+        );
+    }
 }

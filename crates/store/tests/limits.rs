@@ -240,6 +240,48 @@ async fn stop_scenario(b: Backend) {
     assert!(store.holds().await.unwrap().is_empty());
 }
 
+on_both!(
+    a_freed_unit_wakes_one_parked_tree_not_all,
+    a_freed_unit_wakes_one_parked_tree_not_all_on_postgres,
+    herd_scenario
+);
+
+/// Six trees want one unit: one holds it, five park. When it is freed, a claim of
+/// up to ten takes one parked tree (and fresh work), not all five to park again.
+async fn herd_scenario(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let w = WorkerId::generate();
+    let db = [Limit::resource("db", 1)];
+    let mut trees = Vec::new();
+    for i in 0..6 {
+        trees.push((admit(store, &format!("s{i}"), i).await, call_of("deploy")));
+    }
+    assert_eq!(store.claim(&w, 10, Timestamp(10)).await.unwrap().len(), 6);
+    start(store, &trees[0].0, &trees[0].1, &db, false, 11)
+        .await
+        .unwrap();
+    for (r, c) in &trees[1..] {
+        start(store, r, c, &db, false, 12).await.unwrap_err();
+        assert!(store.park(park_of(r, c, &db, 13)).await.unwrap());
+    }
+    let other = admit(store, "free", 14).await;
+    complete(store, &trees[0].0, &trees[0].1, 15).await;
+    let claimed = store.claim(&w, 10, Timestamp(16)).await.unwrap();
+    let ids: Vec<&RequestId> = claimed.iter().map(|r| &r.id).collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "one parked tree and the fresh request: {ids:?}"
+    );
+    assert!(ids.contains(&&other.id));
+    assert!(
+        ids.contains(&&trees[1].0.id),
+        "the oldest parked tree goes first"
+    );
+    assert_eq!(store.waits().await.unwrap().len(), 4, "the rest still wait");
+}
+
 // --- the model ---------------------------------------------------------------
 
 #[derive(Clone, Debug)]

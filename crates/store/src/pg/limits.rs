@@ -140,6 +140,43 @@ async fn park(tx: &mut Tx<'_>, p: &Park, token: Option<&str>) -> Result<bool, St
     Ok(true)
 }
 
+/// Of the claim's candidates (in claim order), the first `limit` to take (see
+/// [`crate::limits::Room`]).
+pub(super) async fn with_room(
+    tx: &mut Tx<'_>,
+    ids: Vec<String>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut room = crate::limits::Room::default();
+    let waits_of = crate::limits::WAITS_OF.replace("$ROOT", "$1");
+    let live_sql = crate::limits::LIVE_COUNT.replace("$KEY", "$1");
+    let mut out = Vec::with_capacity(limit);
+    for id in ids {
+        if out.len() == limit {
+            break;
+        }
+        let waits: Vec<(String, i64)> = tx
+            .query(&waits_of, &[&id])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i32>(1)? as i64)))
+            .collect::<Result<_, StoreError>>()?;
+        if waits.is_empty() {
+            out.push(id);
+            continue;
+        }
+        let mut live = std::collections::HashMap::new();
+        for (key, _) in &waits {
+            let n: i64 = tx.query_one(&live_sql, &[key]).await?.try_get(0)?;
+            live.insert(key.clone(), n);
+        }
+        if room.take(&waits, |k| Ok(live[k]))? {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 fn hold(r: &Row) -> Result<Hold, StoreError> {
     Ok(Hold {
         key: r.try_get(0)?,

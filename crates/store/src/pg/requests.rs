@@ -377,7 +377,8 @@ async fn claim(
     token: &str,
     expires: i64,
 ) -> Result<Vec<Request>, StoreError> {
-    let limit = limit as i64;
+    let wanted = limit;
+    let limit = (limit + crate::limits::CLAIM_SLACK) as i64;
     // The candidates are each idle session's oldest queued root, in the claim
     // order (`requests::candidates_sql`). SKIP LOCKED: workers claiming at once take
     // different requests; a session's head locked by another claim is skipped, and
@@ -391,7 +392,7 @@ async fn claim(
                 "SELECT r.id FROM ({}) c JOIN requests r ON r.id = c.id \
                  WHERE r.status = 'queued' AND {} \
                  ORDER BY {} LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
-                candidates_sql("GREATEST", "$1::bigint", "$2::bigint"),
+                candidates_sql("GREATEST", "$1::bigint", "$2::bigint", ""),
                 crate::limits::has_room("c.id"),
                 claim_order("c")
             ),
@@ -401,6 +402,7 @@ async fn claim(
         .iter()
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
+    let ids = super::limits::with_room(tx, ids, wanted).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
