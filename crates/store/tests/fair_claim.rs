@@ -113,3 +113,55 @@ async fn priority_scenario(b: Backend) {
     let got = store.claim(&w, 1, Timestamp(at)).await.unwrap();
     assert_eq!(got[0].id, fresh_normal2.id);
 }
+
+/// No starvation: low-priority requests in quiet sessions, against a stream of
+/// top-priority admissions in busy sessions that never runs dry, are each claimed
+/// within a bound set by their priority gap (aging lifts one level per
+/// `PRIORITY_AGING_MS`) and the number of sessions (the round robin breaks ties).
+async fn no_starvation(prios: Vec<i32>) -> Result<(), proptest::test_runner::TestCaseError> {
+    let Some(fresh) = Backend::Sqlite.fresh() else {
+        return Ok(());
+    };
+    let store = &fresh.store;
+    let w = WorkerId::generate();
+    const TOP: i32 = 10;
+    const HOT: usize = 3;
+    let step = PRIORITY_AGING_MS / 3;
+    let mut cold = Vec::new();
+    for (i, p) in prios.iter().enumerate() {
+        cold.push((admit(store, &format!("cold{i}"), *p, 0).await.id, *p));
+    }
+    let mut claimed_at = std::collections::HashMap::new();
+    let rounds = 3 * (2 * TOP as usize + 2) + 2 * (prios.len() + HOT) + 8;
+    for round in 0..rounds {
+        let now = round as i64 * step;
+        // The busy sessions never run dry: two new top-priority requests per round.
+        for k in 0..2 {
+            admit(store, &format!("hot{}", (2 * round + k) % HOT), TOP, now).await;
+        }
+        for r in store.claim(&w, 1, Timestamp(now + 1)).await.unwrap() {
+            claimed_at.insert(r.id.clone(), round);
+            finish(store, &r, now + 2).await;
+        }
+    }
+    for (id, p) in &cold {
+        // Past the gap in aging steps (3 rounds each), it outranks every fresh top
+        // request; then at most one round per session ahead of it.
+        let bound = 3 * (TOP - p + 1) as usize + prios.len() + HOT;
+        let got = claimed_at.get(id).copied();
+        proptest::prop_assert!(
+            got.is_some_and(|r| r <= bound),
+            "priority {p} claimed at round {got:?}, bound {bound}"
+        );
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+    #[test]
+    fn low_priority_is_never_starved(prios in proptest::collection::vec(-10i32..=10, 1..6)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(no_starvation(prios))?;
+    }
+}
