@@ -287,6 +287,38 @@ fn a_killed_worker_s_holds_are_released_and_nothing_overlaps() {
     assert_eq!(rt.block_on(h.holds()).unwrap(), vec![]);
 }
 
+/// On PostgreSQL the limit holds across workers: two `serve` processes on one
+/// database share prod-db's single unit.
+#[test]
+fn a_resource_holds_across_postgres_workers() {
+    let Some(schema) = harness_store::testing::TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    workspace(root);
+    worker::pg_stores(root, &schema.config.schema, "");
+    let h = Harness::open(root).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ids = admit(&rt, &h, 6);
+
+    let (a, b) = (serve(root), serve(root));
+    wait_until("every request completes", Duration::from_secs(90), || {
+        all_completed(&rt, &h, &ids)
+    });
+    terminate(a);
+    terminate(b);
+
+    let effects = lines(&root.join("work/effects.log"));
+    assert_eq!(overlaps(&effects), Vec::<String>::new(), "{effects:#?}");
+    assert_eq!(effects.len(), 12, "each call ran once: {effects:#?}");
+    assert!(
+        !waiting_events(&rt, &h).is_empty(),
+        "some call found prod-db held"
+    );
+    assert_eq!(rt.block_on(h.holds()).unwrap(), vec![]);
+}
+
 #[test]
 fn overlapping_executions_are_detected() {
     let log = |text: &str| text.lines().map(str::to_string).collect::<Vec<_>>();

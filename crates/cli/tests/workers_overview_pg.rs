@@ -6,6 +6,8 @@
 
 mod worker;
 
+use worker::{pg_stores, write};
+
 use harness_core::SessionId;
 use harness_engine::Harness;
 use harness_store::testing::TestSchema;
@@ -13,12 +15,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 /// One agent whose only call sleeps 30 s (idempotent: re-run after a crash), so a
 /// request stays `running` on the worker that claimed it.
@@ -28,13 +24,7 @@ fn workspace(root: &Path, schema: &str) {
         "config/workspace.yaml",
         "name: fleet\nruntime:\n  stop_timeout: 1s\n",
     );
-    write(
-        root,
-        "config/stores.yaml",
-        &format!(
-            "backend: postgres\npostgres:\n  url_env: AGENT_HARNESS_TEST_DATABASE_URL\n  pool_size: 4\n  schema: {schema}\n"
-        ),
-    );
+    pg_stores(root, schema, "");
     write(
         root,
         "config/models.yaml",

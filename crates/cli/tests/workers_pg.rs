@@ -5,6 +5,8 @@
 
 mod worker;
 
+use worker::{pg_stores, write};
+
 use harness_core::*;
 use harness_engine::Harness;
 use harness_store::testing::TestSchema;
@@ -17,25 +19,13 @@ const WORKERS: usize = 3;
 const REQUESTS: usize = 24;
 const KILLS: usize = 6;
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
 fn workspace(root: &Path, schema: &str) {
     write(
         root,
         "config/workspace.yaml",
         "name: many\nruntime:\n  max_concurrent_requests: 4\n  queue_capacity: 1000\n  max_attempts: 1000\n",
     );
-    write(
-        root,
-        "config/stores.yaml",
-        &format!(
-            "backend: postgres\npostgres:\n  url_env: AGENT_HARNESS_TEST_DATABASE_URL\n  pool_size: 4\n  schema: {schema}\n"
-        ),
-    );
+    pg_stores(root, schema, "");
     write(
         root,
         "config/models.yaml",

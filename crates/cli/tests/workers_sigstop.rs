@@ -7,17 +7,13 @@
 
 mod worker;
 
+use worker::{pg_stores, write};
+
 use harness_core::*;
 use harness_engine::Harness;
 use harness_store::testing::TestSchema;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 fn workspace(root: &Path, schema: &str) {
     write(
@@ -25,12 +21,11 @@ fn workspace(root: &Path, schema: &str) {
         "config/workspace.yaml",
         "name: paused\nruntime:\n  max_concurrent_requests: 4\n",
     );
-    write(
+    pg_stores(
         root,
-        "config/stores.yaml",
-        &format!(
-            "backend: postgres\npostgres:\n  url_env: AGENT_HARNESS_TEST_DATABASE_URL\n  pool_size: 4\n  schema: {schema}\n  lease_secs: 5\n"
-        ),
+        schema,
+        "  lease_secs: 5
+",
     );
     write(
         root,

@@ -327,6 +327,27 @@ pub struct AgentConfig {
     pub uses: Vec<String>,
 }
 
+/// The resources `uses` names (with their capacity from `resources`) and the
+/// holder's own limit, sorted by key: the one order every acquisition takes.
+fn held_limits(
+    uses: &[String],
+    own: Option<harness_core::Limit>,
+    resources: &BTreeMap<String, u32>,
+) -> Vec<harness_core::Limit> {
+    let mut limits: Vec<harness_core::Limit> = uses
+        .iter()
+        .filter_map(|r| {
+            resources
+                .get(r)
+                .map(|cap| harness_core::Limit::resource(r, *cap))
+        })
+        .chain(own)
+        .collect();
+    limits.sort();
+    limits.dedup_by(|a, b| a.key == b.key);
+    limits
+}
+
 impl AgentConfig {
     /// The concurrency limits a run of this agent holds, sorted by key (see
     /// [`ToolConfig::concurrency_limits`]).
@@ -334,22 +355,12 @@ impl AgentConfig {
         &self,
         resources: &BTreeMap<String, u32>,
     ) -> Vec<harness_core::Limit> {
-        let mut limits: Vec<harness_core::Limit> = self
-            .uses
-            .iter()
-            .filter_map(|r| {
-                resources
-                    .get(r)
-                    .map(|cap| harness_core::Limit::resource(r, *cap))
-            })
-            .chain(
-                self.max_concurrent
-                    .map(|n| harness_core::Limit::agent(&self.name, n)),
-            )
-            .collect();
-        limits.sort();
-        limits.dedup_by(|a, b| a.key == b.key);
-        limits
+        held_limits(
+            &self.uses,
+            self.max_concurrent
+                .map(|n| harness_core::Limit::agent(&self.name, n)),
+            resources,
+        )
     }
 }
 
@@ -448,22 +459,12 @@ impl ToolConfig {
         name: &str,
         resources: &BTreeMap<String, u32>,
     ) -> Vec<harness_core::Limit> {
-        let mut limits: Vec<harness_core::Limit> = self
-            .uses
-            .iter()
-            .filter_map(|r| {
-                resources
-                    .get(r)
-                    .map(|cap| harness_core::Limit::resource(r, *cap))
-            })
-            .chain(
-                self.max_concurrent
-                    .map(|n| harness_core::Limit::tool(name, n)),
-            )
-            .collect();
-        limits.sort();
-        limits.dedup_by(|a, b| a.key == b.key);
-        limits
+        held_limits(
+            &self.uses,
+            self.max_concurrent
+                .map(|n| harness_core::Limit::tool(name, n)),
+            resources,
+        )
     }
 }
 

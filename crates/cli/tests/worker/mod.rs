@@ -107,3 +107,23 @@ pub async fn decide_pending(h: &Harness) {
             .await;
     }
 }
+
+/// Writes `text` to `root/rel`, creating its folder.
+pub fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// `config/stores.yaml` for the test PostgreSQL server (its URL in
+/// `AGENT_HARNESS_TEST_DATABASE_URL`), schema `schema`, plus `extra` lines under
+/// `postgres:` (each `  key: value\n`).
+pub fn pg_stores(root: &Path, schema: &str, extra: &str) {
+    write(
+        root,
+        "config/stores.yaml",
+        &format!(
+            "backend: postgres\npostgres:\n  url_env: AGENT_HARNESS_TEST_DATABASE_URL\n  pool_size: 4\n  schema: {schema}\n{extra}"
+        ),
+    );
+}
