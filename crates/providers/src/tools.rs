@@ -12,7 +12,7 @@ pub mod running;
 
 pub use command::{PASSED_THROUGH, die_with_worker, expand_env};
 pub use harness_config::validate_arguments;
-pub use running::{ReapOutcome, Reaped, reap_leftovers, running_dir};
+pub use running::{ReapOutcome, Reaped, reap_call, reap_leftovers, running_dir};
 
 use crate::{BoxFuture, ToolContext, ToolOutput, ToolRunner};
 use harness_config::{Builtin, ToolConfig};

@@ -60,11 +60,32 @@ impl Run {
             call: call.clone(),
             note,
         });
+        if existing.is_some() {
+            // Run again: nothing of an earlier execution may still run (a worker on
+            // this host that lost the tree may be stopped, not dead, its command alive).
+            self.reap_earlier_execution(&call).await?;
+        }
         let idx = match self.acquire_for(&call) {
             None => self.commit_started(existing, &call, None, events).await?,
             Some(a) => self.commit_holding(existing, &call, events, a).await?,
         };
         self.run_started(idx, call).await
+    }
+
+    async fn reap_earlier_execution(&self, call: &ToolCall) -> Flow<()> {
+        let runs = harness_providers::tools::running_dir(&self.h.inner.workspace.store_dir());
+        let Some(reaped) = harness_providers::tools::reap_call(&runs, &call.call_id).await else {
+            return Ok(());
+        };
+        if let harness_providers::tools::ReapOutcome::Survived { .. } = reaped.outcome {
+            tracing::error!(request = %self.req.id, "{reaped}");
+            return Err(Outcome::StoreFailed(format!(
+                "an earlier execution of call {} still runs; it is not run again meanwhile",
+                call.call_id
+            )));
+        }
+        tracing::warn!(request = %self.req.id, "before running the call again: {reaped}");
+        Ok(())
     }
 
     /// What a call of a tool with limits (`max_concurrent`, `uses`) acquires with

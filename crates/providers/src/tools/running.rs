@@ -36,9 +36,11 @@ pub fn running_dir(store_dir: &Path) -> PathBuf {
     store_dir.join("running")
 }
 
-/// The record of one running call; removed when dropped.
+/// The record of one running call; removed when dropped, if it is still this one's
+/// (a worker that re-ran the call after this one lost it wrote its own).
 pub(super) struct RunRecord {
     path: PathBuf,
+    pgid: libc::pid_t,
 }
 
 impl RunRecord {
@@ -64,7 +66,7 @@ impl RunRecord {
         let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
         fs::write(&tmp, text)?;
         fs::rename(&tmp, &path)?;
-        Ok(RunRecord { path })
+        Ok(RunRecord { path, pgid })
     }
 }
 
@@ -83,7 +85,13 @@ fn file_name(call: &str) -> String {
 
 impl Drop for RunRecord {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let ours = fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| Record::parse(&text).ok())
+            .is_none_or(|r| r.pgid == self.pgid);
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -120,7 +128,7 @@ impl fmt::Display for Reaped {
         match &self.outcome {
             ReapOutcome::Killed { processes } => write!(
                 f,
-                "call {call} of {request}: killed {processes} process(es) of group {pgid} left running by a dead worker"
+                "call {call} of {request}: killed {processes} process(es) of group {pgid} left running by a worker that died or lost the call"
             ),
             ReapOutcome::Gone => write!(
                 f,
@@ -189,6 +197,38 @@ pub async fn reap_leftovers(dir: &Path) -> Vec<Reaped> {
         });
     }
     reaped
+}
+
+/// Kills what is left of `call`'s command, whoever recorded it, and waits (up to
+/// [`REAP_WAIT`]) until its group is gone. For a worker about to run a call again
+/// that another worker on this host started: that one died, or lost the call's
+/// tree when its lease lapsed (it may be stopped, not dead, so [`reap_leftovers`]
+/// would leave it). None when nothing of the call is recorded here.
+pub async fn reap_call(dir: &Path, call: &CallId) -> Option<Reaped> {
+    let path = dir.join(file_name(call.as_str()));
+    let text = fs::read_to_string(&path).ok()?;
+    let record = match Record::parse(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            return Some(Reaped {
+                call_id: call.to_string(),
+                request_id: String::new(),
+                pgid: 0,
+                outcome: ReapOutcome::Unreadable(e),
+            });
+        }
+    };
+    let outcome = reap(&record).await;
+    if !matches!(outcome, ReapOutcome::Survived { .. }) {
+        let _ = fs::remove_file(&path);
+    }
+    Some(Reaped {
+        call_id: record.call,
+        request_id: record.request,
+        pgid: record.pgid,
+        outcome,
+    })
 }
 
 async fn reap(record: &Record) -> ReapOutcome {
