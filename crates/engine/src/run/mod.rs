@@ -290,7 +290,25 @@ impl Run {
         self.h.inner.redactor.redact_commit(&mut c);
         let writes = c.steps.clone();
         self.h.inner.store.commit_step(c).await?;
+        self.observe_completed(&writes);
         Ok(writes)
+    }
+
+    /// Step latency: each step this commit completed, from its start to now.
+    fn observe_completed(&self, writes: &[StepWrite]) {
+        let now = self.h.now();
+        for w in writes {
+            let (StepWrite::Insert(step) | StepWrite::Update(step)) = w;
+            if step.status != StepStatus::Completed {
+                continue;
+            }
+            let kind = match step.body {
+                StepBody::ModelTurn { .. } => crate::StepKind::ModelTurn,
+                StepBody::ToolCall { .. } => crate::StepKind::ToolCall,
+            };
+            let ms = now.0.saturating_sub(step.started_at.0).max(0) as u64;
+            self.h.inner.metrics.observe_step(kind, ms);
+        }
     }
 
     /// The outcome of a refused commit.
