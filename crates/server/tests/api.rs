@@ -862,6 +862,26 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
     let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::Completed);
 
+    // Another run whose approval is rejected: the call never runs.
+    let other = api.admit("s-4", "ship the release notes").await;
+    let r = run_until_settled(&api.h, &other.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval);
+    let a = api
+        .call("GET", "/v1/approvals?status=pending", Some(VIEWER), None)
+        .await;
+    let rejected = a.body[0]["id"].as_str().unwrap().to_string();
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/approvals/{rejected}/resolve"),
+            Some(OPERATOR),
+            Some(json!({"decision": "reject"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let r = run_until_settled(&api.h, &other.id, fast()).await.unwrap();
+    assert!(r.status.is_terminal(), "{r:?}");
+
     // One refused admission, and one admitted request left on the queue.
     let a = api
         .call(
@@ -882,7 +902,7 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
     assert_eq!(m["agent_harness_requests_running"], 0.0);
     assert_eq!(m["agent_harness_approvals_pending"], 0.0);
     assert_eq!(m["agent_harness_approval_oldest_pending_age_seconds"], 0.0);
-    assert_eq!(m["agent_harness_requests_admitted_total"], 2.0);
+    assert_eq!(m["agent_harness_requests_admitted_total"], 3.0);
     assert_eq!(
         m["agent_harness_admissions_rejected_total{code=\"invalid_input\"}"],
         1.0
@@ -893,29 +913,34 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
     );
     assert_eq!(m["agent_harness_recoveries_total"], 1.0);
 
-    // Every step of the tree (the root and the child it delegated to) was observed
-    // once, model turns and tool calls apart.
-    let tree = api
+    // Every step of both trees (roots and the children they delegated to) was
+    // observed once, model turns and tool calls apart; the rejected call, which
+    // never ran, was not.
+    let all = api
         .h
         .list_requests(RequestFilter {
-            session_id: Some(req.session_id.clone()),
             limit: 100,
             ..Default::default()
         })
         .await
         .unwrap();
-    assert!(tree.len() > 1, "the demo delegates");
+    assert!(all.len() > 3, "the demo delegates");
     let mut steps = vec![];
-    for r in &tree {
+    for r in all.iter().filter(|r| r.status.is_terminal()) {
         steps.extend(api.h.store().steps(&r.id).await.unwrap());
     }
     let turns = steps
         .iter()
         .filter(|s| matches!(s.body, StepBody::ModelTurn { .. }))
         .count();
+    let rejected_calls = steps
+        .iter()
+        .filter(|s| matches!(&s.body, StepBody::ToolCall { approval_id: Some(a), .. } if a.as_str() == rejected))
+        .count();
+    assert_eq!(rejected_calls, 1);
     for (label, want) in [
         ("kind=\"model_turn\"", turns),
-        ("kind=\"tool_call\"", steps.len() - turns),
+        ("kind=\"tool_call\"", steps.len() - turns - rejected_calls),
     ] {
         let (buckets, count, sum) = histogram(&m, "agent_harness_step_latency_seconds", label);
         assert!(want > 0);
@@ -937,7 +962,7 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
         "agent_harness_approval_wait_seconds",
         "decision=\"rejected\"",
     );
-    assert_eq!(count, 0.0);
+    assert_eq!(count, 1.0);
     // The scripted model reports no usage: no token is counted (and none invented).
     assert!(
         m.iter()
