@@ -1,6 +1,7 @@
 //! `agent-harness serve --listen` as a real process: admit over HTTP, follow the
 //! session's events over SSE, approve, see the request complete; then restart the
 //! server and resume the stream with `Last-Event-ID`, with no gap or duplicate.
+//! `/metrics` on the way counts the worker's steps and the API's admissions.
 
 mod worker;
 
@@ -51,6 +52,31 @@ fn stop(mut child: Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited {status:?}");
+}
+
+/// `GET /metrics` as `series -> value` (comments skipped; every other line must be
+/// `series value`).
+async fn metrics(client: &reqwest::Client, base: &str) -> std::collections::HashMap<String, f64> {
+    let res = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = res.text().await.unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (series, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l:?}"));
+            (
+                series.to_string(),
+                v.parse().unwrap_or_else(|_| panic!("{l:?}")),
+            )
+        })
+        .collect()
 }
 
 /// An SSE reader: (id, event, data) of each event.
@@ -185,6 +211,25 @@ async fn serve_listen_admits_streams_approves_and_resumes_after_a_restart() {
     seen.extend(sse.until("request.completed", &id).await);
     let ids: Vec<i64> = seen.iter().map(|e| e.0).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    // The worker and the API share one process: /metrics sees both.
+    let res = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let m = metrics(&client, &base).await;
+    assert_eq!(m["agent_harness_requests_admitted_total"], 1.0);
+    assert_eq!(m["agent_harness_queue_depth"], 0.0);
+    assert_eq!(m["agent_harness_approvals_pending"], 0.0);
+    assert_eq!(m["agent_harness_sse_subscribers"], 1.0);
+    assert_eq!(
+        m["agent_harness_approval_wait_seconds_count{decision=\"approved\"}"],
+        1.0
+    );
+    // The steps before the approval were observed before it was asked (the last
+    // commit's observation may trail its event by a moment).
+    for kind in ["model_turn", "tool_call"] {
+        let count = m[&format!("agent_harness_step_latency_seconds_count{{kind=\"{kind}\"}}")];
+        assert!(count >= 1.0, "{kind}: {count}");
+    }
     drop(sse);
     stop(child);
 

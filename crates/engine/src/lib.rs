@@ -9,6 +9,7 @@ mod context;
 mod deltas;
 mod error;
 mod health;
+mod metrics;
 mod rate_status;
 mod redact;
 pub mod replay;
@@ -27,6 +28,7 @@ pub use harness_providers::{LimiterState, WaitChange, WaitEvent, WaitReason};
 pub use harness_store::{
     Admitted, IdKind, LockHolder, PruneReport, Store, StoreError, StoreStats, StuckRequest,
 };
+pub use metrics::{HistogramSnapshot, Metrics, StepKind, TokenCount};
 pub use rate_status::{RateLimitStatus, RateWait};
 pub use redact::SecretEnv;
 pub use subscribe::EventStream;
@@ -109,6 +111,8 @@ pub(crate) struct Inner {
     pub(crate) abort: Mutex<tokio_util::sync::CancellationToken>,
     /// The worker this process runs, if any.
     pub(crate) worker: Mutex<Option<worker::WorkerParts>>,
+    /// Counters and histograms since this process opened the harness.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl Harness {
@@ -185,6 +189,7 @@ impl Harness {
                 abort: Mutex::new(tokio_util::sync::CancellationToken::new()),
                 fault: tokio::sync::watch::channel(None).0,
                 worker: Mutex::new(None),
+                metrics: metrics::Metrics::default(),
             }),
         })
     }
@@ -237,6 +242,12 @@ impl Harness {
         Ok(m)
     }
 
+    /// This process's counters and histograms (admissions, recoveries, step latency,
+    /// approval waits, model tokens), kept since it opened the harness.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// The state of every model rate limit of this process now (one per key: budget,
     /// `Retry-After` block, calls and tokens in the last 60 s, the calls waiting and
     /// until when). Other processes' limits are their own.
@@ -286,6 +297,16 @@ impl Harness {
     /// agent and input (`existing`: nothing new is queued), a `conflict` when it
     /// asked for something else. The key needs a session (it is unique per session).
     pub async fn admit(&self, a: Admit) -> Result<Admitted, HarnessError> {
+        let admitted = self.admit_inner(a).await;
+        match &admitted {
+            Ok(a) if !a.existing => self.inner.metrics.count_admitted(),
+            Ok(_) => {}
+            Err(e) => self.inner.metrics.count_rejected(e.code()),
+        }
+        admitted
+    }
+
+    async fn admit_inner(&self, a: Admit) -> Result<Admitted, HarnessError> {
         let priority =
             harness_core::check_priority(a.priority).map_err(HarnessError::InvalidInput)?;
         let ws = &self.inner.workspace;
@@ -342,6 +363,15 @@ impl Harness {
     /// [`RequestFilter::retry_of`]). Refused while `original` is still active, and
     /// for a delegated child (retry its root instead). The agent must still exist.
     pub async fn retry(&self, original: &RequestId) -> Result<Request, HarnessError> {
+        let retried = self.retry_inner(original).await;
+        match &retried {
+            Ok(_) => self.inner.metrics.count_admitted(),
+            Err(e) => self.inner.metrics.count_rejected(e.code()),
+        }
+        retried
+    }
+
+    async fn retry_inner(&self, original: &RequestId) -> Result<Request, HarnessError> {
         let old = self.inner.store.get_request(original).await?;
         let ws = &self.inner.workspace;
         if !ws.agents.contains_key(&old.agent) {
@@ -443,6 +473,11 @@ impl Harness {
         redact::redact_resolution(self.redactor(), &mut r);
         let a = self.inner.store.resolve_approval(r, self.now()).await?;
         self.inner.wake.notify_one();
+        if let Some(decided) = a.decided_at {
+            let waited = decided.0.saturating_sub(a.created_at.0).max(0) as u64;
+            let approved = a.status == ApprovalStatus::Approved;
+            self.inner.metrics.observe_approval_wait(approved, waited);
+        }
         Ok(a)
     }
 

@@ -82,6 +82,7 @@ impl Harness {
         let max_attempts = self.inner.workspace.settings.runtime.max_attempts;
         let recovery = self.inner.store.recover(&id, now, max_attempts).await?;
         let recovered = recovery.requeued;
+        self.inner.metrics.count_recovered(recovered.len());
         let worker = Worker {
             id: id.clone(),
             pid: std::process::id(),

@@ -150,6 +150,16 @@ async fn a_streamed_turn_runs_its_calls_and_records_what_the_model_returned() {
         .find(|e| e.kind == EventKind::ModelTurn)
         .unwrap();
     assert_eq!(turn_event.payload["usage"]["input_tokens"], 100);
+    // The metrics count both turns' tokens under the model's configured name.
+    let tokens = h.metrics().tokens();
+    assert_eq!(tokens.keys().collect::<Vec<_>>(), ["local"]);
+    assert_eq!(
+        tokens["local"],
+        harness_engine::TokenCount {
+            input: 250,
+            output: 23
+        }
+    );
     assert_eq!(turn_event.payload["stop_reason"], "tool_use");
     assert_eq!(turn_event.payload["raw_artifact"], raw.id.as_str());
 

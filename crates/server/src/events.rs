@@ -60,8 +60,12 @@ pub(crate) async fn events(
     };
     let sub = s.harness.subscribe(from, filter);
     let shutdown = s.shutdown.clone();
+    // Lives in the stream: dropped (the gauge goes down) when the client goes away
+    // or the stream ends.
+    let subscriber = crate::metrics::Subscriber::new(&s.sse_subscribers);
     let stream = futures_util::stream::unfold((sub, false), move |(mut sub, done)| {
         let mut shutdown = shutdown.clone();
+        let _counted = &subscriber;
         async move {
             if done || *shutdown.borrow() {
                 return None;

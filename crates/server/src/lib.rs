@@ -13,16 +13,19 @@
 //! - `GET  /v1/approvals?status=&session=&request=&limit=`  viewer
 //! - `POST /v1/approvals/{id}/resolve`               operator: `{decision, message?, arguments?}`
 //! - `GET  /v1/events?from=SEQ&request=&session=`    viewer: Server-Sent Events
+//! - `GET  /metrics`                                 viewer: Prometheus text format
 //!
 //! Auth: `Authorization: Bearer TOKEN` against [`Tokens`]; none configured: open.
 
 mod auth;
 mod error;
 mod events;
+mod metrics;
 
 pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
 pub use axum;
 pub use error::{ApiError, status_of};
+pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -47,6 +50,8 @@ pub struct AppState {
     /// Ends every event stream when the server stops (an SSE response never ends
     /// by itself, and a graceful shutdown waits for every response).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Event streams open now (the `agent_harness_sse_subscribers` gauge).
+    pub sse_subscribers: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The API's routes over `harness`. `shutdown` turning true ends the event streams.
@@ -59,6 +64,7 @@ pub fn router(
         harness,
         tokens: Arc::new(tokens),
         shutdown,
+        sse_subscribers: Arc::default(),
     };
     Router::new()
         .route("/v1/health", get(health))
@@ -71,6 +77,7 @@ pub fn router(
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}/resolve", post(resolve))
         .route("/v1/events", get(events::events))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -1,5 +1,6 @@
 //! The HTTP API in process (tower's `oneshot` against the router): every route ×
-//! role, the error bodies and statuses, admission, approvals and the event stream.
+//! role, the error bodies and statuses, admission, approvals, the event stream and
+//! `/metrics`.
 
 use axum::body::Body;
 use axum::http::{Request as HttpRequest, StatusCode, header};
@@ -173,6 +174,7 @@ async fn every_route_checks_the_token_and_the_role() {
             None,
         ),
         ("GET", "/v1/approvals".into(), Role::Viewer, None),
+        ("GET", "/metrics".into(), Role::Viewer, None),
         (
             "POST",
             "/v1/sessions/s-2/requests".into(),
@@ -730,4 +732,260 @@ async fn an_idempotency_key_admits_once_per_session() {
         .call("GET", "/v1/requests?session=s-3", Some(VIEWER), None)
         .await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1, "{}", listed.body);
+}
+
+/// `/metrics` as `(name{labels}, value)`, failing on any line that is neither a
+/// comment nor `name{labels} value`.
+async fn scrape(api: &Api) -> std::collections::BTreeMap<String, f64> {
+    let res = api
+        .app
+        .clone()
+        .oneshot(
+            HttpRequest::get("/metrics")
+                .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let ct = res.headers()[header::CONTENT_TYPE].to_str().unwrap();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        assert!(is_series(series), "not `name{{labels}}`: {line:?}");
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("value of {line:?} is not a number"));
+        assert!(
+            out.insert(series.to_string(), v).is_none(),
+            "twice: {series}"
+        );
+    }
+    out
+}
+
+/// A series name with optional `{k="v",…}` labels (values without commas inside).
+fn is_series(s: &str) -> bool {
+    let ident = |x: &str| {
+        !x.is_empty()
+            && !x.starts_with(|c: char| c.is_ascii_digit())
+            && x.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let Some((name, rest)) = s.split_once('{') else {
+        return ident(s);
+    };
+    let Some(labels) = rest.strip_suffix('}') else {
+        return false;
+    };
+    ident(name)
+        && labels.split(',').all(|kv| {
+            kv.split_once('=').is_some_and(|(k, v)| {
+                ident(k) && v.len() >= 2 && v.starts_with('"') && v.ends_with('"')
+            })
+        })
+}
+
+/// A histogram's buckets (by `le`, ascending, +Inf last), its count and sum.
+fn histogram(
+    m: &std::collections::BTreeMap<String, f64>,
+    name: &str,
+    label: &str,
+) -> (Vec<(f64, f64)>, f64, f64) {
+    let prefix = format!("{name}_bucket{{{label},le=\"");
+    let mut buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter_map(|(k, v)| {
+            let le = k.strip_prefix(&prefix)?.strip_suffix("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            Some((le, *v))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let count = m[&format!("{name}_count{{{label}}}")];
+    let sum = m[&format!("{name}_sum{{{label}}}")];
+    (buckets, count, sum)
+}
+
+#[tokio::test]
+async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
+    let api = api();
+    let res = api
+        .app
+        .clone()
+        .oneshot(HttpRequest::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // A request a dead worker left running: the next worker's recovery re-queues it.
+    let req = api.admit("s-1", "ship the release notes").await;
+    let claimed = api
+        .h
+        .store()
+        .claim(&WorkerId::generate(), 1, api.h.now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval);
+    let a = api
+        .call("GET", "/v1/approvals?status=pending", Some(VIEWER), None)
+        .await;
+    let id = a.body[0]["id"].as_str().unwrap().to_string();
+    let m = scrape(&api).await;
+    assert_eq!(m["agent_harness_approvals_pending"], 1.0);
+    assert_eq!(m["agent_harness_requests_waiting_approval"], 1.0);
+    assert!(m["agent_harness_approval_oldest_pending_age_seconds"] >= 0.0);
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/approvals/{id}/resolve"),
+            Some(OPERATOR),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed);
+
+    // Another run whose approval is rejected: the call never runs.
+    let other = api.admit("s-4", "ship the release notes").await;
+    let r = run_until_settled(&api.h, &other.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval);
+    let a = api
+        .call("GET", "/v1/approvals?status=pending", Some(VIEWER), None)
+        .await;
+    let rejected = a.body[0]["id"].as_str().unwrap().to_string();
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/approvals/{rejected}/resolve"),
+            Some(OPERATOR),
+            Some(json!({"decision": "reject"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let r = run_until_settled(&api.h, &other.id, fast()).await.unwrap();
+    assert!(r.status.is_terminal(), "{r:?}");
+
+    // One refused admission, and one admitted request left on the queue.
+    let a = api
+        .call(
+            "POST",
+            "/v1/sessions/s-2/requests",
+            Some(OPERATOR),
+            Some(json!({"agent": "nobody", "input": "x"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    api.admit("s-3", "later").await;
+
+    let m = scrape(&api).await;
+    let stats = api.h.store().stats(api.h.now(), api.h.now()).await.unwrap();
+    assert_eq!(stats.queued, 1);
+    assert_eq!(m["agent_harness_queue_depth"], stats.queued as f64);
+    assert_eq!(m["agent_harness_queue_capacity"], 1000.0);
+    assert_eq!(m["agent_harness_requests_running"], 0.0);
+    assert_eq!(m["agent_harness_approvals_pending"], 0.0);
+    assert_eq!(m["agent_harness_approval_oldest_pending_age_seconds"], 0.0);
+    assert_eq!(m["agent_harness_requests_admitted_total"], 3.0);
+    assert_eq!(
+        m["agent_harness_admissions_rejected_total{code=\"invalid_input\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["agent_harness_admissions_rejected_total{code=\"queue_full\"}"],
+        0.0
+    );
+    assert_eq!(m["agent_harness_recoveries_total"], 1.0);
+
+    // Every step of both trees (roots and the children they delegated to) was
+    // observed once, model turns and tool calls apart; the rejected call, which
+    // never ran, was not.
+    let all = api
+        .h
+        .list_requests(RequestFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(all.len() > 3, "the demo delegates");
+    let mut steps = vec![];
+    for r in all.iter().filter(|r| r.status.is_terminal()) {
+        steps.extend(api.h.store().steps(&r.id).await.unwrap());
+    }
+    let turns = steps
+        .iter()
+        .filter(|s| matches!(s.body, StepBody::ModelTurn { .. }))
+        .count();
+    let rejected_calls = steps
+        .iter()
+        .filter(|s| matches!(&s.body, StepBody::ToolCall { approval_id: Some(a), .. } if a.as_str() == rejected))
+        .count();
+    assert_eq!(rejected_calls, 1);
+    for (label, want) in [
+        ("kind=\"model_turn\"", turns),
+        ("kind=\"tool_call\"", steps.len() - turns - rejected_calls),
+    ] {
+        let (buckets, count, sum) = histogram(&m, "agent_harness_step_latency_seconds", label);
+        assert!(want > 0);
+        assert_eq!(count, want as f64, "{label}");
+        assert!(sum >= 0.0);
+        assert!(buckets.len() > 2);
+        assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+        assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, count));
+    }
+    let (buckets, count, _) = histogram(
+        &m,
+        "agent_harness_approval_wait_seconds",
+        "decision=\"approved\"",
+    );
+    assert_eq!(count, 1.0);
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    let (_, count, _) = histogram(
+        &m,
+        "agent_harness_approval_wait_seconds",
+        "decision=\"rejected\"",
+    );
+    assert_eq!(count, 1.0);
+    // The scripted model reports no usage: no token is counted (and none invented).
+    assert!(
+        m.iter()
+            .filter(|(k, _)| k.starts_with("agent_harness_model_tokens_total"))
+            .all(|(_, v)| *v == 0.0),
+        "{m:?}"
+    );
+
+    // An open event stream counts while it is open.
+    assert_eq!(m["agent_harness_sse_subscribers"], 0.0);
+    let res = api
+        .app
+        .clone()
+        .oneshot(
+            HttpRequest::get("/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(scrape(&api).await["agent_harness_sse_subscribers"], 1.0);
+    drop(res);
+    assert_eq!(scrape(&api).await["agent_harness_sse_subscribers"], 0.0);
 }

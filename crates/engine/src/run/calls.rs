@@ -492,6 +492,8 @@ impl Run {
                 artifact: None,
             };
             let step = self.finished_step(idx, call, None, outcome, StepStatus::Completed);
+            // Never ran: no latency to observe.
+            self.started_here.remove(&idx);
             let mut c = self.commit_for().update(step).event(completed);
             c.patch.settled_ok = true;
             if let Err(e) = self.commit(c).await {

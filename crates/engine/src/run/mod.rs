@@ -22,7 +22,7 @@ use harness_core::journal::{NextAction, next_action, push_step};
 use harness_core::*;
 use harness_providers::BoxFuture;
 use harness_store::{StepCommit, StepWrite, StoreError};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tokio_util::sync::CancellationToken;
 
 /// How a run ended (for this worker).
@@ -123,6 +123,9 @@ pub(super) struct Run {
     cancel: CancellationToken,
     /// Calls this run committed `started` itself (live, not interrupted by a crash).
     live_started: HashSet<CallId>,
+    /// When this run committed each tool call's `started` row, by step index (for
+    /// the step latency metric).
+    started_here: HashMap<u32, Timestamp>,
     _guard: Option<RunGuard>,
 }
 
@@ -149,6 +152,7 @@ impl Run {
             messages: vec![],
             cancel,
             live_started: HashSet::new(),
+            started_here: HashMap::new(),
             _guard: guard,
         };
         if agent.is_none() {
@@ -286,11 +290,42 @@ impl Run {
     /// Every commit of a run goes through here: secrets are redacted before
     /// anything is stored. Returns the step rows as stored (for the in-memory
     /// journal, which must match them).
-    async fn store(&self, mut c: StepCommit) -> Result<Vec<StepWrite>, StoreError> {
+    async fn store(&mut self, mut c: StepCommit) -> Result<Vec<StepWrite>, StoreError> {
         self.h.inner.redactor.redact_commit(&mut c);
         let writes = c.steps.clone();
         self.h.inner.store.commit_step(c).await?;
+        self.observe_commit(&writes);
         Ok(writes)
+    }
+
+    /// Step latency of what this commit completed: a model turn from its
+    /// `started_at` (the model call included); a tool call from the commit that
+    /// started it in this run (a call that waited for an operator or for limits
+    /// waited before it started). A call completed without starting here — a
+    /// rejection recorded, a call an earlier run started — is no latency of this
+    /// process's and is not observed.
+    fn observe_commit(&mut self, writes: &[StepWrite]) {
+        let now = self.h.now();
+        let ms = |from: Timestamp| now.0.saturating_sub(from.0).max(0) as u64;
+        for w in writes {
+            let (StepWrite::Insert(step) | StepWrite::Update(step)) = w;
+            match (step.status, &step.body) {
+                (StepStatus::Started, StepBody::ToolCall { .. }) => {
+                    self.started_here.insert(step.idx, now);
+                }
+                (StepStatus::Completed, StepBody::ModelTurn { .. }) => {
+                    let m = &self.h.inner.metrics;
+                    m.observe_step(crate::StepKind::ModelTurn, ms(step.started_at));
+                }
+                (StepStatus::Completed, StepBody::ToolCall { .. }) => {
+                    if let Some(t) = self.started_here.remove(&step.idx) {
+                        let m = &self.h.inner.metrics;
+                        m.observe_step(crate::StepKind::ToolCall, ms(t));
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// The outcome of a refused commit.

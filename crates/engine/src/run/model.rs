@@ -60,6 +60,12 @@ impl Run {
             Err(ModelError::Stopped(_)) => return Err(Outcome::Stopped),
             Err(e) => return Err(self.fail(e.to_string()).await),
         };
+        if let Some(u) = &info.usage {
+            // Counted when the model answered, whether or not the turn is committed:
+            // the provider bills it either way.
+            let m = &self.h.inner.metrics;
+            m.count_tokens(&self.agent.model, u.input_tokens, u.output_tokens);
+        }
         if let ModelTurn::ToolCalls { calls, .. } = &mut turn {
             for c in calls {
                 c.tool = harness_providers::runtime_tool_name(&c.tool, &specs);
