@@ -10,7 +10,8 @@
 //! hash to the same SHA-256, and every artifact's contents read through each
 //! backend hash the same. The copy refuses to start while a worker holds either
 //! store, or when the target already holds records; it holds the SQLite worker
-//! lock while it runs, so no worker starts on the source meanwhile.
+//! lock and the PostgreSQL workspace lock (exclusively) while it runs, so no worker
+//! starts on either meanwhile.
 
 use crate::pg::{PgStore, Stmt, in_tx};
 use crate::sqlite::SqliteStore;
@@ -257,8 +258,8 @@ impl Store {
     /// PostgreSQL store), then reads both back and compares them (see
     /// [`CopyReport::verified`]). Refused, with nothing written, while a worker
     /// holds either store or when `target` already holds requests or events. The
-    /// source is never changed; it stays held (no worker may start on it) until
-    /// the copy ends.
+    /// source is never changed; both stay held (no worker may start on either)
+    /// until the copy ends.
     pub async fn copy_into(
         &self,
         target: &Store,
@@ -282,15 +283,17 @@ impl Store {
         }
         // Held until the copy ends: no worker starts on the source meanwhile.
         let _held = src.lock_worker(&WorkerId::generate(), now).await?;
-        if let Some(h) = dst.worker_holder().await? {
+        // Held exclusively until the copy ends: no worker starts on the target either.
+        let Some(_held_target) = dst.lock_exclusive().await? else {
+            let who = match dst.worker_holder().await? {
+                Some(h) => format!(" (pid {}, worker {})", h.pid, h.worker_id),
+                None => String::new(),
+            };
             return Err(StoreError::Locked(format!(
-                "a worker holds the PostgreSQL store {} (pid {}, worker {}): stop every \
-                 worker using it first",
+                "a worker holds the PostgreSQL store {}{who}: stop every worker using it first",
                 dst.location(),
-                h.pid,
-                h.worker_id
             )));
-        }
+        };
         let row = dst
             .read_one(
                 "SELECT (SELECT COUNT(*) FROM requests), (SELECT COUNT(*) FROM events)",

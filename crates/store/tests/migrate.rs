@@ -257,6 +257,10 @@ async fn a_copied_store_reads_back_the_same_through_postgres() {
     src.lock_worker(&WorkerId::generate(), Timestamp(103))
         .await
         .unwrap();
+    // And the target: a worker starts on it once the copy has ended.
+    dst.lock_worker(&WorkerId::generate(), Timestamp(103))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
