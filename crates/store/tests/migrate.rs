@@ -392,3 +392,69 @@ async fn a_difference_after_the_copy_is_found() {
         "{check:?}"
     );
 }
+
+/// Copied seqs above what the server's transaction ids would give new events (a
+/// large SQLite store on a young server): the copy uses up transaction ids until
+/// new events sort after every copied one, so a subscriber's cursor misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_events_follow_copied_seqs_above_the_servers_transaction_ids() {
+    let Some(target) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let xid = admin_count(&target, "SELECT pg_current_xact_id()::text::bigint");
+    let source = Backend::Sqlite.fresh().unwrap();
+    // The next event's seq: 500 transactions past the server's current id.
+    let db = source
+        .dir
+        .as_ref()
+        .unwrap()
+        .path()
+        .join(harness_store::DB_FILE);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('events', ?1)",
+        [(xid + 500) << 16],
+    )
+    .unwrap();
+    drop(c);
+    let r = source
+        .store
+        .admit(ask("s1", "old", 0), ADM, Timestamp(1))
+        .await
+        .unwrap();
+    let copied = all_events(&source.store).await;
+    assert_eq!(copied.len(), 1);
+    assert!(copied[0].seq > (xid + 500) << 16);
+
+    let report = source
+        .store
+        .copy_into(&target.store, Timestamp(2))
+        .await
+        .unwrap();
+    assert!(report.verified());
+    assert_eq!(
+        all_events(&target.store).await,
+        copied,
+        "readers see it at once"
+    );
+    let new = target
+        .store
+        .admit(ask("s2", "new", 0), ADM, Timestamp(3))
+        .await
+        .unwrap();
+    let mut later = Vec::new();
+    for _ in 0..50 {
+        later = target
+            .store
+            .events_after(copied[0].seq, EventFilter::default(), 0)
+            .await
+            .unwrap();
+        if !later.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(later.len(), 1, "the new event is after the copied cursor");
+    assert_eq!(later[0].request_id.as_ref(), Some(&new.id));
+    assert_ne!(later[0].request_id.as_ref(), Some(&r.id));
+}
