@@ -40,6 +40,7 @@ fn every_runtime_command_has_an_example() {
         &["export", "session"],
         &["verify-export"],
         &["maintenance"],
+        &["migrate-store"],
     ];
     for c in commands {
         let out = Command::new(BIN)

@@ -32,6 +32,7 @@ mod steps;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 pub mod testing;
+mod transfer;
 mod tree;
 mod usage;
 mod views;
@@ -53,6 +54,7 @@ pub use sidecar::SIDECAR_FILE;
 pub use sqlite::DB_FILE;
 pub use stats::{IntegrityCheck, StoreStats, StuckRequest};
 pub use steps::{RequestPatch, StepCommit, StepWrite};
+pub use transfer::{CopyCheck, CopyReport, TableCheck};
 pub use wakeups::Wakeups;
 pub use worker_lock::{LockHolder, WorkerLock};
 pub use workers::{WORKERS_LISTED, WORKERS_RECENT};

@@ -14,6 +14,7 @@ mod events;
 mod export_cmd;
 mod health;
 mod maintenance;
+mod migrate;
 mod notes;
 mod overview;
 mod replay_cmd;
@@ -90,6 +91,9 @@ Exit status: 0 when every file matches the manifest, 1 when any file was changed
     /// Prune finished requests' records past retention, then compact the store.
     #[command(after_help = maintenance::HELP)]
     Maintenance(maintenance::MaintenanceArgs),
+    /// Copy the SQLite store into PostgreSQL, check the copy, and say how to switch.
+    #[command(name = "migrate-store", after_help = migrate::HELP)]
+    MigrateStore(migrate::MigrateStoreArgs),
 }
 
 pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
@@ -105,6 +109,7 @@ pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
         RuntimeCommand::Export(c) => export_cmd::export(ctx, c).await,
         RuntimeCommand::VerifyExport(a) => export_cmd::verify(ctx, a),
         RuntimeCommand::Maintenance(a) => maintenance::run(ctx, a).await,
+        RuntimeCommand::MigrateStore(a) => migrate::run(ctx, a).await,
         RuntimeCommand::Replay(c) => replay_cmd::run(ctx, c).await,
     }
 }

@@ -417,7 +417,7 @@ impl<'a> Tx<'a> {
     /// Commits if `out` is `Ok` (else rolls back) and returns `out`, or why the
     /// commit failed. `clean`: the connection ended the transaction and may serve
     /// another caller.
-    async fn finish<T>(
+    pub(crate) async fn finish<T>(
         self,
         out: Result<T, StoreError>,
         clean: &AtomicBool,

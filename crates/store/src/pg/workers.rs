@@ -109,6 +109,34 @@ impl PgStore {
         Ok(WorkerLock::postgres(lock))
     }
 
+    /// Holds the workspace lock exclusively, on a connection of its own, until the
+    /// returned lock is dropped: no worker starts meanwhile (one starting waits
+    /// 5 s, then is refused). `None` while a worker holds it.
+    pub(crate) async fn lock_exclusive(&self) -> Result<Option<PgLock>, StoreError> {
+        let (client, conn) = self
+            .inner
+            .driver
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                location: self.location(),
+                problem: connect_problem(&e),
+            })?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let lock = PgLock {
+            _client: client,
+            task,
+        };
+        let got: bool = lock
+            ._client
+            .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[])
+            .await?
+            .try_get(0)?;
+        Ok(got.then_some(lock))
+    }
+
     pub(crate) async fn worker_holder(&self) -> Result<Option<LockHolder>, StoreError> {
         // Taking the lock to test it: the connection goes back to the pool only once
         // it let go again (dropped halfway, it is closed, and the lock with it).
