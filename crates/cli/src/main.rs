@@ -76,6 +76,13 @@ When something goes wrong: `agent-harness runtime doctor`, then the steps of \
 docs/incident-playbook.md (every step is a command)."
     )]
     Runtime(runtime::RuntimeCommand),
+    /// Serve runtime inspection and control as MCP tools over stdio (for MCP clients).
+    #[command(
+        after_help = "Example (an MCP client's server entry):\n  {\"command\": \"agent-harness\", \"args\": [\"mcp\", \"--workspace\", \"/srv/agents\"]}\n\n\
+Tools: list_requests, get_request, list_pending_approvals, health, resolve_approval \
+(not with --read-only; recorded as decided by `mcp:$USER`, or --as NAME)."
+    )]
+    Mcp(runtime::mcp_server::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
             Command::Request(a) => core_cmds::request(&ctx, a).await,
             Command::Serve(a) => core_cmds::serve(&ctx, a).await,
             Command::Runtime(c) => runtime::dispatch(&ctx, c).await,
+            Command::Mcp(a) => runtime::mcp_server::run(&ctx, a).await,
         }
     });
     match result {

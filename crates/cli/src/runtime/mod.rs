@@ -14,6 +14,7 @@ mod events;
 mod export_cmd;
 mod health;
 mod maintenance;
+pub mod mcp_server;
 mod migrate;
 mod notes;
 mod overview;
