@@ -17,6 +17,7 @@ mod concurrent;
 mod mcp;
 mod models;
 mod paused;
+mod postgres;
 mod recovery;
 mod single;
 mod storage;
@@ -54,6 +55,10 @@ const BENCHES: &[(&str, &str)] = &[
         "approval resolved → next step committed, p50/p99 over 200 requests",
     ),
     ("paused", "RSS with 1,000 requests paused on an approval"),
+    (
+        "postgres",
+        "PostgreSQL: raw 4-statement step transactions at 1/8/32 clients beside one session's µs/step and one worker's steps/s (needs AGENT_HARNESS_TEST_DATABASE_URL)",
+    ),
     (
         "breakdown",
         "latency of a step's building blocks: writer round trip, read, task hops",
@@ -170,6 +175,7 @@ fn run_bench(name: &str, rest: &[String]) -> Result<()> {
             "views" => views::run(flag(rest, "--workspace").map(PathBuf::from)).await,
             "models" => models::run().await,
             "mcp" => mcp::run().await,
+            "postgres" => postgres::run().await,
             _ => unreachable!(),
         }
     })

@@ -66,7 +66,7 @@ pub async fn run(only: Option<String>) -> Result<()> {
 }
 
 /// Admits one request and waits for it to complete; returns the time and its steps.
-async fn one_session(h: &Harness, agent: &str) -> Result<(Duration, u32)> {
+pub(crate) async fn one_session(h: &Harness, agent: &str) -> Result<(Duration, u32)> {
     let start = Instant::now();
     let req = h.request(None, agent, "go").await?;
     loop {

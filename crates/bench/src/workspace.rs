@@ -24,6 +24,9 @@ pub struct Spec {
     /// Declares `resources: {db: N, gpu: N}` and the tool `limited_list` (an alias
     /// of `list_files` that uses both and has `max_concurrent: N`), where N is this.
     pub limits: Option<u32>,
+    /// A PostgreSQL store in this schema (URL in `AGENT_HARNESS_TEST_DATABASE_URL`)
+    /// instead of SQLite.
+    pub postgres: Option<String>,
 }
 
 impl Default for Spec {
@@ -34,6 +37,7 @@ impl Default for Spec {
             synchronous: "normal",
             agents: vec![],
             limits: None,
+            postgres: None,
         }
     }
 }
@@ -107,10 +111,15 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
     )?;
     w(
         "config/stores.yaml",
-        &format!(
-            "sqlite:\n  path: .agent-harness\n  synchronous: {}\n",
-            spec.synchronous
-        ),
+        &match &spec.postgres {
+            Some(schema) => format!(
+                "backend: postgres\npostgres:\n  url_env: AGENT_HARNESS_TEST_DATABASE_URL\n  pool_size: 16\n  schema: {schema}\n"
+            ),
+            None => format!(
+                "sqlite:\n  path: .agent-harness\n  synchronous: {}\n",
+                spec.synchronous
+            ),
+        },
     )?;
     let limited = spec
         .limits
