@@ -9,6 +9,13 @@
 //! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
 //! - `GET  /v1/requests/{id}`                        viewer
 //! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
+//! - `POST /v1/requests/{id}/retry`                  operator: 201 with the new request
+//! - `POST /v1/requests/{id}/resume`                 operator: 202, this server's worker
+//!   continues it; 409 when finished, paused for approval, or no worker runs
+//! - `GET  /v1/requests/{id}/artifacts`              viewer: every version's metadata
+//! - `GET  /v1/artifacts/{id}`                       viewer: the bytes (`ETag`, 304)
+//! - `GET  /v1/requests/{id}/export?artifact_contents=&health=`  operator: the
+//!   evidence package as `.tar.gz` (at most [`MAX_EXPORT_BYTES`])
 //! - `GET  /v1/sessions?limit=`                      viewer
 //! - `GET  /v1/approvals?status=&session=&request=&limit=`  viewer
 //! - `POST /v1/approvals/{id}/resolve`               operator: `{decision, message?, arguments?}`
@@ -20,11 +27,13 @@
 mod auth;
 mod error;
 mod events;
+mod evidence;
 mod metrics;
 
 pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
 pub use axum;
 pub use error::{ApiError, status_of};
+pub use evidence::{MAX_EXPORT_BYTES, Resumed, attachment};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -74,6 +83,10 @@ pub fn router(
         .route("/v1/requests/{id}", get(get_request))
         .route("/v1/requests/{id}/cancel", post(cancel))
         .route("/v1/requests/{id}/retry", post(retry))
+        .route("/v1/requests/{id}/resume", post(evidence::resume))
+        .route("/v1/requests/{id}/artifacts", get(evidence::list))
+        .route("/v1/requests/{id}/export", get(evidence::export))
+        .route("/v1/artifacts/{id}", get(evidence::download))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}/resolve", post(resolve))
         .route("/v1/events", get(events::events))
@@ -132,7 +145,7 @@ impl Principal {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthReport> {
     p.require(Role::Viewer)?;
