@@ -15,7 +15,14 @@ fn ids_in_session(demo: &Demo, session: &str) -> Vec<String> {
     let list = demo
         .at(
             T0,
-            &["runtime", "requests", "list", "--session", session, "--json"],
+            &[
+                "runtime",
+                "requests",
+                "list",
+                "--session",
+                session,
+                "--json",
+            ],
         )
         .ok()
         .json();
@@ -43,7 +50,11 @@ fn request_with_a_key_admits_once_and_refuses_other_work_under_it() {
     let first = demo.at(T0, &ask).ok();
     let id = first_word(&first);
     assert!(id.starts_with("req_"), "{}", first.stdout);
-    assert!(!first.stdout.contains("admitted before"), "{}", first.stdout);
+    assert!(
+        !first.stdout.contains("admitted before"),
+        "{}",
+        first.stdout
+    );
 
     let again = demo.at(T0, &ask).ok();
     assert!(again.stdout.starts_with(&id), "{}", again.stdout);
@@ -117,7 +128,11 @@ fn run_with_a_used_key_continues_or_reports_the_same_request() {
     assert!(r.stdout.contains("paused for approval"), "{}", r.stdout);
     // Again: it is already settled, so it is reported, not run again.
     let r = demo.at(T0, &run).ok();
-    assert!(r.stdout.contains("already waiting_approval"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("already waiting_approval"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("paused for approval"), "{}", r.stdout);
     assert_eq!(ids_in_session(&demo, "s1"), vec![id]);
 }
