@@ -10,8 +10,8 @@ use harness_core::*;
 use harness_engine::{ErrorCode, Resumable};
 use serde::{Deserialize, Serialize};
 
-/// The largest evidence package `GET /v1/requests/{id}/export` sends, in bytes
-/// (256 MiB); a bigger one is refused (413) and must be exported with the CLI.
+/// The largest evidence package `GET /v1/requests/{id}/export` sends by default, in
+/// bytes (256 MiB); a bigger one is refused (413) and must be exported with the CLI.
 pub const MAX_EXPORT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Every version of every artifact of a request, as `runtime artifacts --json` prints.
@@ -164,9 +164,10 @@ pub(crate) async fn export(
             }
             ApiError::new(code, format!("{e:#}"))
         })?;
-    if summary.bytes > MAX_EXPORT_BYTES {
+    let max = s.limits.max_export_bytes;
+    if summary.bytes > max {
         return Err(ApiError::too_large(format!(
-            "the evidence package of {} is {} bytes, over the API's limit of {MAX_EXPORT_BYTES} (256 MiB): \
+            "the evidence package of {} is {} bytes, over the API's limit of {max} bytes: \
              export it with `agent-harness runtime export request --session {} --request {}`{}",
             r.id,
             summary.bytes,

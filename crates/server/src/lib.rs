@@ -61,6 +61,22 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Event streams open now (the `agent_harness_sse_subscribers` gauge).
     pub sse_subscribers: Arc<std::sync::atomic::AtomicU64>,
+    pub limits: Limits,
+}
+
+/// Bounds of what one answer holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest evidence package `GET /v1/requests/{id}/export` sends.
+    pub max_export_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_export_bytes: MAX_EXPORT_BYTES,
+        }
+    }
 }
 
 /// The API's routes over `harness`. `shutdown` turning true ends the event streams.
@@ -69,11 +85,22 @@ pub fn router(
     tokens: Tokens,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
+    router_with(harness, tokens, shutdown, Limits::default())
+}
+
+/// [`router`] with other [`Limits`].
+pub fn router_with(
+    harness: Harness,
+    tokens: Tokens,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    limits: Limits,
+) -> Router {
     let state = AppState {
         harness,
         tokens: Arc::new(tokens),
         shutdown,
         sse_subscribers: Arc::default(),
+        limits,
     };
     Router::new()
         .route("/v1/health", get(health))

@@ -1199,6 +1199,32 @@ async fn export_answers_the_evidence_package_that_verifies() {
         "{plain_report:?} vs {report:?}"
     );
 
+    // Over the server's limit: 413 naming the size and the CLI command instead.
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let small = Api {
+        _dir: tempfile::tempdir().unwrap(),
+        h: api.h.clone(),
+        app: harness_server::router_with(
+            api.h.clone(),
+            tokens(),
+            rx,
+            harness_server::Limits {
+                max_export_bytes: 1000,
+            },
+        ),
+        _stop: stop,
+    };
+    let a = small.call("GET", &uri, Some(OPERATOR), None).await;
+    assert_error(
+        &a,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_input",
+        "over the API's limit of 1000 bytes",
+    );
+    let message = a.body["message"].as_str().unwrap();
+    assert!(message.contains("runtime export request"), "{message}");
+    assert!(message.contains("without artifact_contents"), "{message}");
+
     let unknown = "req_01jz0000000000000000000000";
     let a = api
         .call(
