@@ -75,6 +75,11 @@ pub(crate) async fn download(
             (header::CONTENT_LENGTH, HeaderValue::from(bytes.len())),
             (header::CONTENT_DISPOSITION, attachment(&a.name)),
             (header::ETAG, etag_value),
+            // The contents are the agents' (a model may write HTML): never sniffed.
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         bytes,
     )

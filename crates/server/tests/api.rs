@@ -1100,6 +1100,7 @@ async fn artifacts_list_and_download_with_type_length_name_etag_and_304() {
     );
     let etag = format!("\"{}\"", summary.sha256);
     assert_eq!(headers[header::ETAG], etag.as_str());
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
 
     // The same version again: 304, no body; another tag: the bytes.
     let (status, headers, body) =
