@@ -213,7 +213,7 @@ pub(crate) async fn export(
 #[derive(Serialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum HandledBy {
-    /// The worker holding the workspace (the `serve` this API runs in).
+    /// The worker holding the workspace.
     Worker { worker_id: String, pid: u32 },
 }
 
@@ -227,8 +227,9 @@ pub struct Resumed {
 }
 
 /// Resumes a request left `queued` or `running` (or the root of its delegation
-/// chain): the worker of this `serve` continues it. 409 when it is finished, paused
-/// for approval (naming the pending approvals), or no worker holds the workspace.
+/// chain): the worker holding the workspace (this `serve`'s, or another beside
+/// `serve --no-worker`) continues it. 409 when it is finished, paused for approval
+/// (naming the pending approvals), or no worker holds the workspace.
 pub(crate) async fn resume(
     p: Principal,
     State(s): State<AppState>,
@@ -255,7 +256,7 @@ pub(crate) async fn resume(
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!(
-                "no worker holds the workspace to continue request {} (this server runs with \
+                "no worker holds the workspace to continue request {} (this server runs \
                  --no-worker): start one with `agent-harness serve`, or run it with \
                  `agent-harness runtime requests resume {}`",
                 root.id, root.id

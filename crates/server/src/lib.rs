@@ -10,8 +10,8 @@
 //! - `GET  /v1/requests/{id}`                        viewer
 //! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
 //! - `POST /v1/requests/{id}/retry`                  operator: 201 with the new request
-//! - `POST /v1/requests/{id}/resume`                 operator: 202, this server's worker
-//!   continues it; 409 when finished, paused for approval, or no worker runs
+//! - `POST /v1/requests/{id}/resume`                 operator: 202, the worker holding the
+//!   workspace continues it; 409 when finished, paused for approval, or none holds it
 //! - `GET  /v1/requests/{id}/artifacts`              viewer: every version's metadata
 //! - `GET  /v1/artifacts/{id}`                       viewer: the bytes (`ETag`, 304)
 //! - `GET  /v1/requests/{id}/export?artifact_contents=&health=`  operator: the
