@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// sessions; a waiting request gains one level every 30 s, so low priority still runs.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i64,
+    /// Admit at most once per session under this key (1-255 printable ASCII; needs
+    /// --session): asking again with the same key, agent and input answers the
+    /// request it admitted before; other work under a used key is refused (exit 3).
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
     /// Start a new, empty store if the workspace's is missing, empty or damaged (a
     /// damaged file is moved aside, never deleted). Refused if the store is intact.
     #[arg(long)]
@@ -146,18 +151,58 @@ fn session_arg(s: &Option<String>) -> Result<Option<SessionId>> {
         .map_err(|e| output::bad_input(e.to_string()))
 }
 
+/// Admits `a`'s request, under its idempotency key if it has one.
+async fn admit(h: &Harness, a: &RunArgs) -> Result<harness_engine::Admitted> {
+    Ok(h.admit(harness_engine::Admit {
+        session: session_arg(&a.session)?,
+        agent: a.agent.clone(),
+        input: a.input.clone(),
+        idempotency_key: a.idempotency_key.clone(),
+        priority: a.priority,
+    })
+    .await?)
+}
+
+/// `request --json` with `--idempotency-key`: the request and whether the key
+/// admitted it before.
+#[derive(serde::Serialize)]
+struct Keyed<'a> {
+    #[serde(flatten)]
+    request: &'a Request,
+    admitted_before: bool,
+}
+
+/// Said after the request id when an idempotency key admitted it before.
+const ADMITTED_BEFORE: &str = " · admitted before under this idempotency key";
+
 pub async fn request(ctx: &Ctx, a: RequestArgs) -> Result<ExitCode> {
     let h = ctx.open_or_replace(a.new_store)?;
-    let req = h
-        .request_with_priority(session_arg(&a.session)?, &a.agent, &a.input, a.priority)
-        .await?;
+    let admitted = admit(&h, &a).await?;
+    let req = &admitted.request;
     if ctx.json {
-        output::print_json(&req)?;
+        match a.idempotency_key {
+            Some(_) => output::print_json(&Keyed {
+                request: req,
+                admitted_before: admitted.existing,
+            })?,
+            None => output::print_json(req)?,
+        }
     } else {
         line(format!(
             "{} {}",
             req.id,
-            paint(DIM, format!("(session {})", req.session_id))
+            paint(
+                DIM,
+                format!(
+                    "(session {}{})",
+                    req.session_id,
+                    if admitted.existing {
+                        ADMITTED_BEFORE
+                    } else {
+                        ""
+                    }
+                )
+            )
         ));
     }
     Ok(ExitCode::SUCCESS)
@@ -166,12 +211,15 @@ pub async fn request(ctx: &Ctx, a: RequestArgs) -> Result<ExitCode> {
 pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let h = ctx.open_or_replace(a.new_store)?;
     let from = h.store().last_seq().await?;
-    let req = h
-        .request_with_priority(session_arg(&a.session)?, &a.agent, &a.input, a.priority)
-        .await?;
+    let admitted = admit(&h, &a).await?;
+    let req = admitted.request;
     let holder = h.worker_holder().await?;
+    // A key's request admitted before may have settled already: report it.
+    let done = admitted.existing
+        && (req.status.is_terminal() || req.status == RequestStatus::WaitingApproval);
     if !ctx.json {
         let how = match &holder {
+            _ if done => format!("already {}", req.status),
             Some(w) => format!("handed to worker {} (pid {})", w.worker_id, w.pid),
             None => "running in this process".to_string(),
         };
@@ -179,8 +227,22 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
             "{} {} {}",
             paint(BOLD, "request"),
             req.id,
-            paint(DIM, format!("session {} · {how}", req.session_id))
+            paint(
+                DIM,
+                format!(
+                    "session {}{} · {how}",
+                    req.session_id,
+                    if admitted.existing {
+                        ADMITTED_BEFORE
+                    } else {
+                        ""
+                    }
+                )
+            )
         ));
+    }
+    if done {
+        return report_settled(&h, &req, ctx.json).await;
     }
     let json = ctx.json;
     let seen = std::cell::Cell::new(from);

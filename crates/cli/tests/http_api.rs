@@ -1,7 +1,9 @@
 //! `agent-harness serve --listen` as a real process: admit over HTTP, follow the
 //! session's events over SSE, approve, see the request complete; then restart the
 //! server and resume the stream with `Last-Event-ID`, with no gap or duplicate.
-//! `/metrics` on the way counts the worker's steps and the API's admissions.
+//! `/metrics` on the way counts the worker's steps and the API's admissions; at the
+//! end the run's artifact and its evidence package come over HTTP (the package
+//! verifies with `runtime verify-export`).
 
 mod worker;
 
@@ -251,6 +253,74 @@ async fn serve_listen_admits_streams_approves_and_resumes_after_a_restart() {
         .unwrap();
     let r: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     assert_eq!(r["status"], "completed");
+
+    // The run's artifact over HTTP: listed, then its bytes with its type and hash.
+    let res = client
+        .get(format!("{base}/v1/requests/{id}/artifacts"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let list: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    let summary = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "summary.md")
+        .unwrap_or_else(|| panic!("no summary.md: {list}"))
+        .clone();
+    let res = client
+        .get(format!(
+            "{base}/v1/artifacts/{}",
+            summary["id"].as_str().unwrap()
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        summary["media_type"].as_str().unwrap()
+    );
+    assert_eq!(
+        res.headers()["etag"].to_str().unwrap(),
+        format!("\"{}\"", summary["sha256"].as_str().unwrap())
+    );
+    let bytes = res.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, summary["size"].as_u64().unwrap());
+
+    // Its evidence package over HTTP verifies with the CLI.
+    let res = client
+        .get(format!(
+            "{base}/v1/requests/{id}/export?artifact_contents=true"
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/gzip");
+    let package = root.join(format!("{id}.tar.gz"));
+    std::fs::write(&package, res.bytes().await.unwrap()).unwrap();
+    let out = Command::new(BIN)
+        .args(["runtime", "verify-export", "--json"])
+        .arg(&package)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+
+    // It is finished: resuming it is a conflict.
+    let res = client
+        .post(format!("{base}/v1/requests/{id}/resume"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
     drop(sse);
     stop(child);
 }

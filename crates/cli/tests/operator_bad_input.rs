@@ -262,3 +262,15 @@ fn finished_requests_cannot_be_cancelled_or_resumed() {
     let err = fails(&demo, &["runtime", "requests", "resume", &p.request], 3);
     assert!(err.contains("is completed"), "{err}");
 }
+
+#[test]
+fn a_request_paused_for_approval_resumes_only_through_it() {
+    let demo = Demo::new();
+    let p = demo.paused();
+    let before = event_count(&demo);
+    let err = fails(&demo, &["runtime", "requests", "resume", &p.request], 3);
+    assert!(err.contains("is waiting for approval"), "{err}");
+    // It names the command that resolves the pending approval.
+    assert!(err.contains(&p.approval), "{err}");
+    assert_eq!(event_count(&demo), before, "resume changed something");
+}

@@ -358,6 +358,51 @@ impl Harness {
         Ok(admitted)
     }
 
+    /// The root of `id`'s delegation chain: the request a worker claims and runs.
+    pub async fn root_of(&self, id: &RequestId) -> Result<Request, HarnessError> {
+        let mut r = self.inner.store.get_request(id).await?;
+        while let Some(parent) = r.parent_id.clone() {
+            r = self.inner.store.get_request(&parent).await?;
+        }
+        Ok(r)
+    }
+
+    /// Whether `id` (or the root of its delegation chain) can be resumed, the
+    /// decision behind `runtime requests resume` and `POST /v1/requests/{id}/resume`:
+    /// a root left `queued` or `running` (e.g. by a stopped in-process run) is
+    /// [`Resumable::Ready`] for a worker to continue; one paused for approval
+    /// resumes only through its pending approvals; a finished one is refused
+    /// (`WrongState`, a conflict: retry runs it again). Ready wakes this process's
+    /// worker, if it runs one.
+    pub async fn resumable(&self, id: &RequestId) -> Result<Resumable, HarnessError> {
+        let root = self.root_of(id).await?;
+        match root.status {
+            s if s.is_terminal() => Err(StoreError::WrongState {
+                id: root.id.to_string(),
+                status: s,
+                action: "resume it (use `requests retry` to run it again)",
+            }
+            .into()),
+            RequestStatus::WaitingApproval => {
+                let pending = self
+                    .inner
+                    .store
+                    .list_approvals(ApprovalFilter {
+                        statuses: vec![ApprovalStatus::Pending],
+                        session_id: Some(root.session_id.clone()),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(Resumable::WaitingApproval { root, pending })
+            }
+            _ => {
+                // A worker in this process claims it at once rather than at its next poll.
+                self.inner.wake.notify_one();
+                Ok(Resumable::Ready(root))
+            }
+        }
+    }
+
     /// Admits a new request that runs the finished root request `original` again:
     /// same session, agent and input, linked by `retry_of` (listed both ways by
     /// [`RequestFilter::retry_of`]). Refused while `original` is still active, and
@@ -596,6 +641,19 @@ fn trace_id_for(id: &RequestId) -> String {
     let mut b = std::collections::hash_map::DefaultHasher::new();
     (id, 1u8).hash(&mut b);
     format!("{:016x}{:016x}", a.finish(), b.finish())
+}
+
+/// What [`Harness::resumable`] found.
+#[derive(Clone, Debug)]
+pub enum Resumable {
+    /// A root `queued` or `running`: a worker continues it.
+    Ready(Request),
+    /// A root paused for approval: it resumes when one of `pending` (its session's
+    /// pending approvals) is resolved.
+    WaitingApproval {
+        root: Request,
+        pending: Vec<Approval>,
+    },
 }
 
 /// What [`Harness::admit`] admits.

@@ -9,6 +9,13 @@
 //! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
 //! - `GET  /v1/requests/{id}`                        viewer
 //! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
+//! - `POST /v1/requests/{id}/retry`                  operator: 201 with the new request
+//! - `POST /v1/requests/{id}/resume`                 operator: 202, the worker holding the
+//!   workspace continues it; 409 when finished, paused for approval, or none holds it
+//! - `GET  /v1/requests/{id}/artifacts`              viewer: every version's metadata
+//! - `GET  /v1/artifacts/{id}`                       viewer: the bytes (`ETag`, 304)
+//! - `GET  /v1/requests/{id}/export?artifact_contents=&health=`  operator: the
+//!   evidence package as `.tar.gz` (at most [`MAX_EXPORT_BYTES`])
 //! - `GET  /v1/sessions?limit=`                      viewer
 //! - `GET  /v1/approvals?status=&session=&request=&limit=`  viewer
 //! - `POST /v1/approvals/{id}/resolve`               operator: `{decision, message?, arguments?}`
@@ -20,11 +27,13 @@
 mod auth;
 mod error;
 mod events;
+mod evidence;
 mod metrics;
 
 pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
 pub use axum;
 pub use error::{ApiError, status_of};
+pub use evidence::{MAX_EXPORT_BYTES, Resumed, attachment};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -52,6 +61,22 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Event streams open now (the `agent_harness_sse_subscribers` gauge).
     pub sse_subscribers: Arc<std::sync::atomic::AtomicU64>,
+    pub limits: Limits,
+}
+
+/// Bounds of what one answer holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The largest evidence package `GET /v1/requests/{id}/export` sends.
+    pub max_export_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_export_bytes: MAX_EXPORT_BYTES,
+        }
+    }
 }
 
 /// The API's routes over `harness`. `shutdown` turning true ends the event streams.
@@ -60,11 +85,22 @@ pub fn router(
     tokens: Tokens,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
+    router_with(harness, tokens, shutdown, Limits::default())
+}
+
+/// [`router`] with other [`Limits`].
+pub fn router_with(
+    harness: Harness,
+    tokens: Tokens,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    limits: Limits,
+) -> Router {
     let state = AppState {
         harness,
         tokens: Arc::new(tokens),
         shutdown,
         sse_subscribers: Arc::default(),
+        limits,
     };
     Router::new()
         .route("/v1/health", get(health))
@@ -74,6 +110,10 @@ pub fn router(
         .route("/v1/requests/{id}", get(get_request))
         .route("/v1/requests/{id}/cancel", post(cancel))
         .route("/v1/requests/{id}/retry", post(retry))
+        .route("/v1/requests/{id}/resume", post(evidence::resume))
+        .route("/v1/requests/{id}/artifacts", get(evidence::list))
+        .route("/v1/requests/{id}/export", get(evidence::export))
+        .route("/v1/artifacts/{id}", get(evidence::download))
         .route("/v1/approvals", get(list_approvals))
         .route("/v1/approvals/{id}/resolve", post(resolve))
         .route("/v1/events", get(events::events))
@@ -132,7 +172,7 @@ impl Principal {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthReport> {
     p.require(Role::Viewer)?;

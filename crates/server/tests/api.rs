@@ -200,7 +200,33 @@ async fn every_route_checks_the_token_and_the_role() {
             None,
         ),
     ];
-    for (method, uri, needs, body) in routes {
+    let more: Vec<(&str, String, Role, Option<Value>)> = vec![
+        (
+            "GET",
+            format!("/v1/requests/{}/artifacts", req.id),
+            Role::Viewer,
+            None,
+        ),
+        (
+            "GET",
+            "/v1/artifacts/art_01jz0000000000000000000000".into(),
+            Role::Viewer,
+            None,
+        ),
+        (
+            "GET",
+            format!("/v1/requests/{}/export", req.id),
+            Role::Operator,
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1/requests/{}/resume", req.id),
+            Role::Operator,
+            None,
+        ),
+    ];
+    for (method, uri, needs, body) in routes.into_iter().chain(more) {
         let a = api.call(method, &uri, None, body.clone()).await;
         assert_error(&a, StatusCode::UNAUTHORIZED, "unauthorized", "Bearer");
         let a = api.call(method, &uri, Some("nope"), body.clone()).await;
@@ -988,4 +1014,301 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
     assert_eq!(scrape(&api).await["agent_harness_sse_subscribers"], 1.0);
     drop(res);
     assert_eq!(scrape(&api).await["agent_harness_sse_subscribers"], 0.0);
+}
+
+/// A GET with extra headers; the answer's status, headers and raw body.
+async fn get_raw(
+    api: &Api,
+    uri: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut b = HttpRequest::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let res = api
+        .app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, headers, bytes)
+}
+
+/// The demo's request run to completion: it wrote the artifact `summary.md`.
+async fn completed_demo(api: &Api) -> Request {
+    let req = api.admit("s-ev", "ship the release notes").await;
+    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval);
+    let a = api
+        .call("GET", "/v1/approvals?status=pending", Some(VIEWER), None)
+        .await;
+    let id = a.body[0]["id"].as_str().unwrap().to_string();
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/approvals/{id}/resolve"),
+            Some(OPERATOR),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Completed);
+    r
+}
+
+#[tokio::test]
+async fn artifacts_list_and_download_with_type_length_name_etag_and_304() {
+    let api = api();
+    let req = completed_demo(&api).await;
+
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{}/artifacts", req.id),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let listed: Vec<Artifact> = serde_json::from_value(a.body.clone()).unwrap();
+    assert_eq!(listed, api.h.store().artifacts(&req.id).await.unwrap());
+    let summary = listed
+        .iter()
+        .find(|x| x.name == "summary.md")
+        .unwrap_or_else(|| panic!("no summary.md in {}", a.body));
+    let stored = api.h.store().read_artifact(summary).await.unwrap().unwrap();
+    assert!(!stored.is_empty());
+
+    let uri = format!("/v1/artifacts/{}", summary.id);
+    let (status, headers, body) = get_raw(&api, &uri, VIEWER, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, stored);
+    assert_eq!(headers[header::CONTENT_TYPE], summary.media_type.as_str());
+    assert_eq!(
+        headers[header::CONTENT_LENGTH],
+        stored.len().to_string().as_str()
+    );
+    assert_eq!(
+        headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"summary.md\"; filename*=UTF-8''summary.md"
+    );
+    let etag = format!("\"{}\"", summary.sha256);
+    assert_eq!(headers[header::ETAG], etag.as_str());
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+
+    // The same version again: 304, no body; another tag: the bytes.
+    let (status, headers, body) =
+        get_raw(&api, &uri, VIEWER, &[("if-none-match", etag.as_str())]).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(headers[header::ETAG], etag.as_str());
+    assert!(body.is_empty());
+    let (status, _, body) = get_raw(&api, &uri, VIEWER, &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, stored);
+
+    // Unknown ids: 404 with the stable body; a malformed one: 400.
+    let unknown = "art_01jz0000000000000000000000";
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/artifacts/{unknown}"),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
+    let a = api
+        .call("GET", "/v1/artifacts/..%2Fetc%2Fpasswd", Some(VIEWER), None)
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "passwd");
+    let unknown = "req_01jz0000000000000000000000";
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{unknown}/artifacts"),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
+}
+
+#[test]
+fn attachment_names_are_quoted_safely() {
+    let v = harness_server::attachment("a \"b\"\\c;é.txt");
+    assert_eq!(
+        v.to_str().unwrap(),
+        "attachment; filename=\"a _b__c;_.txt\"; filename*=UTF-8''a%20%22b%22%5Cc%3B%C3%A9.txt"
+    );
+}
+
+#[tokio::test]
+async fn export_answers_the_evidence_package_that_verifies() {
+    let api = api();
+    let req = completed_demo(&api).await;
+    let uri = format!(
+        "/v1/requests/{}/export?artifact_contents=true&health=true",
+        req.id
+    );
+    let (status, headers, body) = get_raw(&api, &uri, OPERATOR, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers[header::CONTENT_TYPE], "application/gzip");
+    assert_eq!(
+        headers[header::CONTENT_LENGTH],
+        body.len().to_string().as_str()
+    );
+    let name = format!("{}.tar.gz", req.id);
+    assert!(
+        headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("attachment; filename=\"{name}\"")),
+        "{:?}",
+        headers[header::CONTENT_DISPOSITION]
+    );
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(&name);
+    std::fs::write(&path, &body).unwrap();
+    let report = harness_export::verify_export(&path).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    // manifest, requests, events, approvals, artifacts.json, health, the artifact's
+    // contents and the workspace files: all listed and rehashed.
+    assert!(report.checked >= 7, "{report:?}");
+
+    // Without the options the package is smaller (no artifact contents or health).
+    let (status, _, plain) = get_raw(
+        &api,
+        &format!("/v1/requests/{}/export", req.id),
+        OPERATOR,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = dir.path().join("plain.tar.gz");
+    std::fs::write(&path, &plain).unwrap();
+    let plain_report = harness_export::verify_export(&path).unwrap();
+    assert!(plain_report.ok, "{:?}", plain_report.problems);
+    assert!(
+        plain_report.checked < report.checked,
+        "{plain_report:?} vs {report:?}"
+    );
+
+    // Over the server's limit: 413 naming the size and the CLI command instead.
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let small = Api {
+        _dir: tempfile::tempdir().unwrap(),
+        h: api.h.clone(),
+        app: harness_server::router_with(
+            api.h.clone(),
+            tokens(),
+            rx,
+            harness_server::Limits {
+                max_export_bytes: 1000,
+            },
+        ),
+        _stop: stop,
+    };
+    let a = small.call("GET", &uri, Some(OPERATOR), None).await;
+    assert_error(
+        &a,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_input",
+        "over the API's limit of 1000 bytes",
+    );
+    let message = a.body["message"].as_str().unwrap();
+    assert!(message.contains("runtime export request"), "{message}");
+    assert!(message.contains("without artifact_contents"), "{message}");
+
+    let unknown = "req_01jz0000000000000000000000";
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{unknown}/export"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
+    let a = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{}/export?contents=1", req.id),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "contents");
+}
+
+/// Waits until `id` has `status` (a worker runs it meanwhile).
+async fn wait_for(api: &Api, id: &RequestId, status: RequestStatus) -> Request {
+    for _ in 0..500 {
+        let r = api.h.get_request(id).await.unwrap();
+        if r.status == status {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} never became {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_hands_a_request_to_the_worker_and_refuses_the_wrong_states() {
+    let api = api();
+    let req = api.admit("s-res", "ship the release notes").await;
+    let uri = format!("/v1/requests/{}/resume", req.id);
+
+    // No worker holds the workspace (`serve --no-worker`): nothing continues it.
+    let a = api.call("POST", &uri, Some(OPERATOR), None).await;
+    assert_error(&a, StatusCode::CONFLICT, "conflict", "no worker");
+
+    let worker = api.h.start_worker(fast()).await.unwrap();
+    let a = api.call("POST", &uri, Some(OPERATOR), None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    assert_eq!(a.body["handled_by"]["by"], "worker", "{}", a.body);
+    assert_eq!(a.body["handled_by"]["worker_id"], worker.id.as_str());
+    assert_eq!(a.body["request"]["id"], req.id.as_str());
+
+    // The worker ran it up to its approval: resuming it now names the approval.
+    wait_for(&api, &req.id, RequestStatus::WaitingApproval).await;
+    let pending = api
+        .h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let a = api.call("POST", &uri, Some(OPERATOR), None).await;
+    assert_error(&a, StatusCode::CONFLICT, "conflict", pending[0].id.as_str());
+
+    // Cancelled: finished, so resuming is a conflict naming its status.
+    api.call(
+        "POST",
+        &format!("/v1/requests/{}/cancel", req.id),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    let a = api.call("POST", &uri, Some(OPERATOR), None).await;
+    assert_error(&a, StatusCode::CONFLICT, "conflict", "cancelled");
+
+    let unknown = "req_01jz0000000000000000000000";
+    let a = api
+        .call(
+            "POST",
+            &format!("/v1/requests/{unknown}/resume"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
+    worker.stop().await.unwrap();
 }

@@ -7,7 +7,7 @@
 use crate::rows::{self, ARTIFACT_COLS};
 use crate::{SqliteStore, StoreError};
 use harness_core::*;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,6 +97,23 @@ impl SqliteStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::file(format!("reading {}", path.display()), e)),
         }
+    }
+
+    /// One artifact version by id.
+    pub(crate) async fn get_artifact(&self, id: &ArtifactId) -> Result<Artifact, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ARTIFACT_COLS} FROM artifacts WHERE id = ?1"
+            ))?;
+            stmt.query_row([id.as_str()], rows::artifact)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound {
+                    kind: "artifact",
+                    id: id.to_string(),
+                })
+        })
+        .await
     }
 
     /// Every version of every artifact of `request`, by name then version.

@@ -500,6 +500,11 @@ impl Store {
         on_backend!(self, b => b.read_artifact(a).await)
     }
 
+    /// One artifact version by id (`NotFound` when there is none).
+    pub async fn get_artifact(&self, id: &ArtifactId) -> Result<Artifact, StoreError> {
+        on_backend!(self, b => b.get_artifact(id).await)
+    }
+
     /// Every version of every artifact of `request`, by name then version.
     pub async fn artifacts(&self, request: &RequestId) -> Result<Vec<Artifact>, StoreError> {
         on_backend!(self, b => b.artifacts(request).await)

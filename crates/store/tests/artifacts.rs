@@ -92,7 +92,13 @@ async fn versions(b: Backend) {
             .expect("contents kept");
         assert_eq!(stored, bytes, "{} v{}", row.name, row.version);
         assert_eq!(row.sha256, hex::encode(Sha256::digest(&stored)));
+        // Found by id alone, as the HTTP API's download reads it.
+        assert_eq!(&store.get_artifact(&a.id).await.unwrap(), a);
     }
+    let unknown = ArtifactId::generate();
+    let err = store.get_artifact(&unknown).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+    assert!(err.to_string().contains(unknown.as_str()), "{err}");
 }
 
 on_both!(

@@ -6,7 +6,7 @@ use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, line, paint, status_style};
 use anyhow::Result;
 use harness_core::*;
-use harness_engine::{Harness, StoreError};
+use harness_engine::Resumable;
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -95,19 +95,10 @@ fn refused(message: String) -> anyhow::Error {
 pub async fn resume(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let h = ctx.open_existing()?;
     let id = request_id(&h, id).await?;
-    let root = drive::root_of(&h, &id).await?;
-    match root.status {
-        s if s.is_terminal() => {
-            return Err(StoreError::WrongState {
-                id: root.id.to_string(),
-                status: s,
-                action: "resume it (use `requests retry` to run it again)",
-            }
-            .into());
-        }
-        RequestStatus::WaitingApproval => return Err(waiting(&h, &root).await?),
-        _ => {}
-    }
+    let root = match h.resumable(&id).await? {
+        Resumable::Ready(root) => root,
+        Resumable::WaitingApproval { root, pending } => return Err(waiting(&root, &pending)),
+    };
     let from = h.store().last_seq().await?;
     if !ctx.json {
         line(format!(
@@ -130,21 +121,14 @@ pub async fn resume(ctx: &Ctx, id: &str) -> Result<ExitCode> {
 }
 
 /// A paused request resumes only through its approval: say which one.
-async fn waiting(h: &Harness, root: &Request) -> Result<anyhow::Error> {
-    let pending = h
-        .list_approvals(ApprovalFilter {
-            statuses: vec![ApprovalStatus::Pending],
-            session_id: Some(root.session_id.clone()),
-            ..Default::default()
-        })
-        .await?;
+fn waiting(root: &Request, pending: &[Approval]) -> anyhow::Error {
     let how: Vec<String> = pending
         .iter()
         .map(|a| format!("\n  {}", super::approvals::approve_command(a)))
         .collect();
-    Ok(refused(format!(
+    refused(format!(
         "request {} is waiting for approval; it resumes when the approval is resolved:{}",
         root.id,
         how.concat()
-    )))
+    ))
 }

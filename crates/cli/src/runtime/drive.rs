@@ -28,11 +28,7 @@ pub struct Continued {
 
 /// The root of a delegation chain: the request a worker claims and runs.
 pub async fn root_of(h: &Harness, id: &RequestId) -> Result<Request> {
-    let mut r = h.get_request(id).await?;
-    while let Some(parent) = r.parent_id.clone() {
-        r = h.get_request(&parent).await?;
-    }
-    Ok(r)
+    Ok(h.root_of(id).await?)
 }
 
 fn worker(w: LockHolder) -> HandledBy {

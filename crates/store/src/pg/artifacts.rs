@@ -128,6 +128,22 @@ impl PgStore {
         })
     }
 
+    pub(crate) async fn get_artifact(&self, id: &ArtifactId) -> Result<Artifact, StoreError> {
+        let row = self
+            .read_opt(
+                &format!("SELECT {ARTIFACT_COLS} FROM artifacts WHERE id = $1"),
+                &[&id.as_str()],
+            )
+            .await?;
+        match row {
+            Some(r) => rows::artifact(&r),
+            None => Err(StoreError::NotFound {
+                kind: "artifact",
+                id: id.to_string(),
+            }),
+        }
+    }
+
     pub(crate) async fn artifacts(&self, request: &RequestId) -> Result<Vec<Artifact>, StoreError> {
         let rows = self
             .read_rows(
