@@ -23,6 +23,8 @@ const SESSIONS: usize = 1000;
 const STEPS: u64 = 10;
 const RAW_SECS: u64 = 3;
 
+type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
 pub async fn run() -> Result<()> {
     let Some(schema) = TestSchema::new() else {
         bail!("set AGENT_HARNESS_TEST_DATABASE_URL to a PostgreSQL server to measure it");
@@ -107,12 +109,8 @@ async fn raw(url: &str, schema: &str, clients: usize, pipelined: bool) -> Result
             let mut n: i64 = 0;
             while Instant::now() < deadline {
                 if pipelined {
-                    let (p1, p2, p3, p4): (
-                        [&(dyn tokio_postgres::types::ToSql + Sync); 3],
-                        [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-                        [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-                        [&(dyn tokio_postgres::types::ToSql + Sync); 2],
-                    ) = ([&id, &n, &body], [&id, &n], [&id, &body], [&id, &n]);
+                    let p1: [P; 3] = [&id, &n, &body];
+                    let (p2, p3, p4): ([P; 2], [P; 2], [P; 2]) = ([&id, &n], [&id, &body], [&id, &n]);
                     let (a, b, c2, d, e) = tokio::join!(
                         client.batch_execute("BEGIN"),
                         client.execute(&step, &p1),
