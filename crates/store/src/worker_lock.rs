@@ -11,6 +11,10 @@ use std::path::Path;
 
 pub const LOCK_FILE: &str = "worker.lock";
 
+/// How many times (10 ms apart) a worker start tries a lock it found taken before
+/// it is refused: a probe by a view holds it for microseconds, a worker for good.
+const PROBE_RETRIES: u32 = 20;
+
 /// Who holds the workspace, as written in the lock file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockHolder {
@@ -63,7 +67,19 @@ fn acquire(store_dir: &Path, worker_id: &str, since: &str) -> Result<File, Store
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::file(path.display().to_string(), e))?;
-    match file.try_lock() {
+    // A view that asks who holds the workspace ([`holder`]) takes the lock for an
+    // instant to learn it is free: a start that meets that probe tries again.
+    let mut probed = 0;
+    let locked = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if probed < PROBE_RETRIES => {
+                probed += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let holder = read_holder(&mut file);
