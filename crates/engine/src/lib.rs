@@ -287,6 +287,7 @@ impl Harness {
             input: input.to_string(),
             idempotency_key: None,
             priority,
+            traceparent: None,
         })
         .await
         .map(|a| a.request)
@@ -340,7 +341,7 @@ impl Harness {
         }
         let id = RequestId::generate();
         let new = harness_store::NewRequest {
-            trace_id: trace_id_for(&id),
+            trace_id: trace_id_of(a.traceparent.as_deref()),
             priority,
             id,
             session_id: a.session.unwrap_or_else(SessionId::generate),
@@ -387,7 +388,8 @@ impl Harness {
             .admit_retry(
                 original,
                 id.clone(),
-                trace_id_for(&id),
+                // A retry is a new request: a new trace.
+                harness_providers::trace::new_trace_id(),
                 self.admission(),
                 self.now(),
             )
@@ -588,14 +590,22 @@ fn store_config(
     }
 }
 
-/// A correlation id derived from the request id (32 hex chars, W3C trace-id shaped).
-fn trace_id_for(id: &RequestId) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut a);
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    (id, 1u8).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
+/// A new request's trace id: the `trace-id` of its W3C `traceparent`, or a new random
+/// one when it has none. An invalid `traceparent` is ignored (logged) and a new trace
+/// starts, as trace-context says a receiver does.
+fn trace_id_of(traceparent: Option<&str>) -> String {
+    use harness_providers::trace;
+    match traceparent.map(trace::parse_traceparent) {
+        Some(Ok(t)) => t.trace_id,
+        Some(Err(why)) => {
+            tracing::warn!(
+                traceparent = traceparent.unwrap_or_default(),
+                "ignoring an invalid traceparent ({why}): the request starts a new trace"
+            );
+            trace::new_trace_id()
+        }
+        None => trace::new_trace_id(),
+    }
 }
 
 /// What [`Harness::admit`] admits.
@@ -610,6 +620,10 @@ pub struct Admit {
     pub idempotency_key: Option<String>,
     /// Claim priority, `PRIORITY_MIN..=PRIORITY_MAX` (0 by default).
     pub priority: i64,
+    /// A W3C `traceparent` (HTTP header of the same name): its trace id becomes the
+    /// request's. None, or an invalid one (ignored, per trace-context): a new random
+    /// trace id.
+    pub traceparent: Option<String>,
 }
 
 /// The longest idempotency key, in bytes.

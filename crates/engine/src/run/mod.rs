@@ -90,7 +90,9 @@ pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
 }
 
 /// Runs `req` (a root, or a delegated child under `ancestors`) until it settles.
-/// A child registers its run here; a root's was registered by its caller.
+/// A child registers its run here; a root's was registered by its caller. Everything
+/// logged meanwhile is inside a `request` span carrying the request, session and trace
+/// ids (a child's span is inside its parent's).
 fn drive(
     h: Harness,
     req: Request,
@@ -98,16 +100,26 @@ fn drive(
     cancel: CancellationToken,
     guard: Option<RunGuard>,
 ) -> BoxFuture<'static, Outcome> {
-    Box::pin(async move {
-        let guard = guard.or_else(|| {
-            (!ancestors.is_empty()).then(|| h.inner.runs.register(&h, &req.id, cancel.clone()))
-        });
-        let mut run = match Run::load(h, req, ancestors, cancel, guard).await {
-            Ok(run) => run,
-            Err(outcome) => return outcome,
-        };
-        run.execute().await
-    })
+    let span = tracing::info_span!(
+        "request",
+        request_id = %req.id,
+        session_id = %req.session_id,
+        trace_id = %req.trace_id,
+        agent = %req.agent,
+    );
+    Box::pin(tracing::Instrument::instrument(
+        async move {
+            let guard = guard.or_else(|| {
+                (!ancestors.is_empty()).then(|| h.inner.runs.register(&h, &req.id, cancel.clone()))
+            });
+            let mut run = match Run::load(h, req, ancestors, cancel, guard).await {
+                Ok(run) => run,
+                Err(outcome) => return outcome,
+            };
+            run.execute().await
+        },
+        span,
+    ))
 }
 
 pub(super) struct Run {
