@@ -278,7 +278,11 @@ impl Run {
         let (name, args) = (call.tool.clone(), call.arguments.clone());
         // A panicking tool fails its own call, never the worker.
         let span = tracing::info_span!("call", call_id = %call.call_id, tool = %call.tool);
-        let run = async move { tools.run(&name, &args, &ctx).await };
+        let run = async move {
+            let out = tools.run(&name, &args, &ctx).await;
+            tracing::info!(ok = out.ok, "tool call ended");
+            out
+        };
         match tokio::spawn(tracing::Instrument::instrument(run, span)).await {
             Ok(out) => out,
             Err(e) => ToolOutput::error(format!("tool `{}` crashed: {e}", call.tool)),

@@ -51,6 +51,24 @@ pub(crate) enum Outcome {
     Panicked(String),
 }
 
+impl Outcome {
+    /// A short name for logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Completed(_) => "completed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Paused => "paused",
+            Outcome::Waiting => "waiting",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Displaced(_) => "displaced",
+            Outcome::Stopped => "stopped",
+            Outcome::StoreFailed(_) => "store_failed",
+            Outcome::LeaseLost(_) => "lease_lost",
+            Outcome::Panicked(_) => "panicked",
+        }
+    }
+}
+
 /// Executes a claimed root request until it settles, pauses or is parked. The
 /// caller registered the run (`guard`) before spawning it, so the root counts as
 /// live from its claim until this returns.
@@ -112,11 +130,13 @@ fn drive(
             let guard = guard.or_else(|| {
                 (!ancestors.is_empty()).then(|| h.inner.runs.register(&h, &req.id, cancel.clone()))
             });
-            let mut run = match Run::load(h, req, ancestors, cancel, guard).await {
-                Ok(run) => run,
-                Err(outcome) => return outcome,
+            tracing::info!("run started");
+            let outcome = match Run::load(h, req, ancestors, cancel, guard).await {
+                Ok(mut run) => run.execute().await,
+                Err(outcome) => outcome,
             };
-            run.execute().await
+            tracing::info!(outcome = outcome.name(), "run ended");
+            outcome
         },
         span,
     ))
