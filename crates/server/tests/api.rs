@@ -429,6 +429,12 @@ async fn admission_and_reads_answer_records_and_clear_errors() {
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     assert_eq!(a.body["retry_of"], req.id.as_str());
+    // A retry is a new request: a new (random) trace.
+    let retry_trace = a.body["trace_id"].as_str().unwrap();
+    assert!(
+        retry_trace.len() == 32 && retry_trace != req.trace_id,
+        "{retry_trace}"
+    );
     let retry = a.body["id"].as_str().unwrap().to_string();
     let a = api
         .call(
