@@ -693,3 +693,45 @@ mod idempotency_key_tests {
         assert!(check_idempotency_key("clé").is_err());
     }
 }
+
+#[cfg(test)]
+mod trace_tests {
+    use super::trace_id_of;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    fn is_trace_id(id: &str) -> bool {
+        id.len() == 32
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && id.bytes().any(|b| b != b'0')
+    }
+
+    #[test]
+    fn a_valid_traceparent_gives_its_trace_id() {
+        assert_eq!(
+            trace_id_of(Some(&format!("00-{TRACE}-00f067aa0ba902b7-01"))),
+            TRACE
+        );
+    }
+
+    #[test]
+    fn none_or_an_invalid_one_starts_a_new_random_trace() {
+        let invalid = [
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{TRACE}-0000000000000000-01"),
+            format!("ff-{TRACE}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", &TRACE[1..]),
+            format!("00-{TRACE}-00f067aa0ba902b7-1"),
+            format!("00-{}-00f067aa0ba902b7-01", TRACE.to_uppercase()),
+            "garbage".to_string(),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for value in invalid.iter().map(|v| Some(v.as_str())).chain([None, None]) {
+            let id = trace_id_of(value);
+            assert!(is_trace_id(&id), "{id} for {value:?}");
+            assert_ne!(id, TRACE, "{value:?}");
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), invalid.len() + 2, "every new trace is random");
+    }
+}
