@@ -419,3 +419,22 @@ async fn a_traceparent_follows_the_request_into_children_tools_logs_and_the_trac
     );
     assert_eq!(span_values(call, "trace_id"), vec![trace, trace], "{call}");
 }
+
+#[test]
+fn an_unknown_log_format_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    // Every command reads it (`validate` ends at once where `serve` would run on).
+    let out = Command::new(BIN)
+        .args(["validate", "--workspace"])
+        .arg(dir.path())
+        .env("AGENT_HARNESS_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AGENT_HARNESS_LOG_FORMAT=\"xml\"") && err.contains("`json` or `text`"),
+        "{err}"
+    );
+}
