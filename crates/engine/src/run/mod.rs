@@ -78,6 +78,16 @@ pub(crate) async fn run_root(
     cancel: CancellationToken,
     guard: RunGuard,
 ) -> Outcome {
+    let span = request_span(&req);
+    tracing::Instrument::instrument(root_inner(h, req, cancel, guard), span).await
+}
+
+async fn root_inner(
+    h: Harness,
+    req: Request,
+    cancel: CancellationToken,
+    guard: RunGuard,
+) -> Outcome {
     let id = req.id.clone();
     let outcome = drive(h.clone(), req, Vec::new(), cancel, None).await;
     let _guard = guard;
@@ -93,7 +103,7 @@ pub(crate) async fn run_root(
         .await
     {
         // The safety net re-queues it once the store accepts writes again.
-        tracing::error!(request = %id, error = %e, "could not put the request back on the queue");
+        tracing::error!(error = %e, "could not put the request back on the queue");
     }
     outcome
 }
@@ -103,14 +113,25 @@ pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
     let msg = h.redactor().redact_str(msg);
     let error = format!("internal error while running the request: {msg}");
     if let Err(e) = h.inner.store.fail_tree(id, &error, h.now()).await {
-        tracing::error!(request = %id, error = %e, "could not record a run's panic");
+        tracing::error!(request_id = %id, error = %e, "could not record a run's panic");
     }
 }
 
+/// The span every line logged about a run of `req` is in: its request, session and
+/// trace ids (a child's span is inside its parent's).
+fn request_span(req: &Request) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = %req.id,
+        session_id = %req.session_id,
+        trace_id = %req.trace_id,
+        agent = %req.agent,
+    )
+}
+
 /// Runs `req` (a root, or a delegated child under `ancestors`) until it settles.
-/// A child registers its run here; a root's was registered by its caller. Everything
-/// logged meanwhile is inside a `request` span carrying the request, session and trace
-/// ids (a child's span is inside its parent's).
+/// A child registers its run here; a root's was registered by its caller. A root
+/// runs in the span [`run_root`] entered, a child in a span of its own.
 fn drive(
     h: Harness,
     req: Request,
@@ -118,13 +139,11 @@ fn drive(
     cancel: CancellationToken,
     guard: Option<RunGuard>,
 ) -> BoxFuture<'static, Outcome> {
-    let span = tracing::info_span!(
-        "request",
-        request_id = %req.id,
-        session_id = %req.session_id,
-        trace_id = %req.trace_id,
-        agent = %req.agent,
-    );
+    let span = if ancestors.is_empty() {
+        tracing::Span::current()
+    } else {
+        request_span(&req)
+    };
     Box::pin(tracing::Instrument::instrument(
         async move {
             let guard = guard.or_else(|| {
