@@ -91,7 +91,10 @@ fn main() -> ExitCode {
     // SAFETY: called first thing, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    output::init_logging();
+    if let Err(e) = output::init_logging(matches!(cli.command, Command::Serve(_))) {
+        eprintln!("error: {e}");
+        return ExitCode::from(output::EXIT_BAD_INPUT);
+    }
     runtime::set_table_width(match cli.output.as_deref() {
         Some("wide") => None,
         _ => output::terminal_width(),

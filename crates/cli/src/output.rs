@@ -31,21 +31,54 @@ pub const EXIT_HEALTH_FAIL: u8 = 7;
 /// Interrupted by Ctrl-C (or SIGTERM) before the request settled.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-pub fn init_logging() {
+/// Overrides the log format: `json` or `text`.
+pub const LOG_FORMAT_ENV: &str = "AGENT_HARNESS_LOG_FORMAT";
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`). `serve` logs JSON lines
+/// when stderr is not a terminal (a file, a pipe, a journal), every other command and
+/// a terminal human text; `AGENT_HARNESS_LOG_FORMAT=json|text` decides instead. A JSON
+/// line carries the fields of the spans it is in: a request's run is a `request` span
+/// (`request_id`, `session_id`, `trace_id`, `agent`), a tool call in it a `call` span
+/// (`call_id`, `tool`). Fails on an unknown format.
+pub fn init_logging(serve: bool) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match std::env::var(LOG_FORMAT_ENV).as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        Ok("") | Err(std::env::VarError::NotPresent) => serve && !terminal,
+        Ok(other) => {
+            return Err(format!(
+                "{LOG_FORMAT_ENV}={other:?}: the log format is `json` or `text`"
+            ));
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!(
+                "{LOG_FORMAT_ENV} is not UTF-8: the log format is `json` or `text`"
+            ));
+        }
+    };
     // Colour only on a terminal: serve's log is often a file.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // A log line that cannot be written (stderr a file on a full disk) is dropped:
     // by default tracing-subscriber then reports it with `eprintln!`, which panics
     // when stderr fails too, and so kills whatever task was logging.
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = if json {
+        // One object a line: timestamp, level, target, `fields` (the message and the
+        // event's own), `span` (the innermost) and `spans` (every one, outermost first).
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        fmt.with_ansi(colour).try_init()
+    };
+    Ok(())
 }
 
 /// `text` in `style` (stripped when stdout is not a terminal or NO_COLOR is set).

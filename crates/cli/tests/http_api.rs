@@ -19,6 +19,11 @@ const TOKEN: &str = "s3cret-operator-token";
 
 /// Starts `serve --listen 127.0.0.1:0 --json` and returns it with its base URL.
 fn serve_api(root: &Path) -> (Child, String) {
+    serve_api_env(root, &[])
+}
+
+/// [`serve_api`] with more environment variables.
+fn serve_api_env(root: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -28,6 +33,7 @@ fn serve_api(root: &Path) -> (Child, String) {
         .args(["serve", "--json", "--listen", "127.0.0.1:0", "--workspace"])
         .arg(root)
         .env("API_TOKEN", TOKEN)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -323,4 +329,182 @@ async fn serve_listen_admits_streams_approves_and_resumes_after_a_restart() {
     assert_eq!(res.status(), 409);
     drop(sse);
     stop(child);
+}
+
+/// The values of `field` in the spans (outermost first) of JSON log line `v`.
+fn span_values<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
+    v["spans"]
+        .as_array()
+        .map(|spans| spans.iter().filter_map(|s| s[field].as_str()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_traceparent_follows_the_request_into_children_tools_logs_and_the_trace_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    harness_config::init(root, false).unwrap();
+    std::fs::write(
+        root.join("config/server.yaml"),
+        "tokens:\n  - name: ci-bot\n    role: operator\n    env: API_TOKEN\n",
+    )
+    .unwrap();
+    // A root that delegates to a child whose command tool reports its TRACEPARENT.
+    let tools = root.join("config/tools.yaml");
+    let mut text = std::fs::read_to_string(&tools).unwrap();
+    text.push_str(
+        "  trace_echo:\n    command: [sh, -c, 'printf \"%s\" \"$TRACEPARENT\" | tee traceparent.txt']\n    \
+         arguments: { type: object }\n    approval: never\n",
+    );
+    std::fs::write(&tools, text).unwrap();
+    std::fs::write(
+        root.join("config/agents/tracer.yaml"),
+        "name: tracer\nmodel: scripted\ntools: [delegate]\ndelegates: [echoer]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("config/agents/echoer.yaml"),
+        "name: echoer\nmodel: scripted\ntools: [trace_echo]\n",
+    )
+    .unwrap();
+    let script = root.join("resources/scripts/demo.yaml");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str(
+        "  tracer:\n    turns:\n      - tool_calls: [{tool: delegate, arguments: {agent: echoer, input: echo}}]\n      \
+         - text: traced\n  echoer:\n    turns:\n      - tool_calls: [{tool: trace_echo, arguments: {}}]\n      \
+         - text: echoed\n",
+    );
+    std::fs::write(&script, text).unwrap();
+
+    // stderr is a file: JSON lines without being asked.
+    let (child, base) = serve_api_env(root, &[("RUST_LOG", "info")]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = client
+        .post(format!("{base}/v1/sessions/traced/requests"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .body(json!({"agent": "tracer", "input": "trace this"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let req: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(req["trace_id"], trace, "{req}");
+    let id = req["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = client
+            .get(format!("{base}/v1/requests/{id}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let r: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+        if r["status"] == "completed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline && r["status"] != "failed",
+            "{r}\n{}",
+            worker::serve_log(root)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(child);
+
+    // The trace filter finds the root and (with --all) its child, which shares the trace.
+    let out = Command::new(BIN)
+        .args([
+            "runtime",
+            "requests",
+            "list",
+            "--all",
+            "--trace",
+            trace,
+            "--json",
+            "--workspace",
+        ])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed["requests"].as_array().expect("a list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let kid = listed.iter().find(|r| r["id"] != id.as_str()).unwrap();
+    assert_eq!(kid["parent_id"], id.as_str(), "{kid}");
+    assert!(listed.iter().all(|r| r["trace_id"] == trace), "{listed:?}");
+    let kid = kid["id"].as_str().unwrap();
+
+    // The child's command tool saw TRACEPARENT: this trace, a span of its own.
+    let seen = std::fs::read_to_string(root.join("work/traced/traceparent.txt")).unwrap();
+    let parts: Vec<&str> = seen.split('-').collect();
+    assert_eq!(parts.len(), 4, "{seen}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace, "01"),
+        "{seen}"
+    );
+    assert!(
+        parts[2].len() == 16 && parts[2] != "00f067aa0ba902b7",
+        "{seen}"
+    );
+
+    // Every line of serve's log is JSON; the lines about the runs carry the
+    // request, session and trace ids, the tool call's its call id too.
+    let log = worker::serve_log(root);
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let about = |rid: &str, msg: &str| {
+        lines.iter().any(|v| {
+            v["fields"]["message"] == msg
+                && v["span"]["request_id"] == rid
+                && v["span"]["session_id"] == "traced"
+                && v["span"]["trace_id"] == trace
+        })
+    };
+    for rid in [id.as_str(), kid] {
+        for msg in ["run started", "run ended"] {
+            assert!(about(rid, msg), "no {msg:?} line for {rid}:\n{log}");
+        }
+    }
+    let call = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "tool call ended")
+        .unwrap_or_else(|| panic!("no tool call line:\n{log}"));
+    assert!(call["span"]["call_id"].as_str().is_some(), "{call}");
+    assert_eq!(
+        span_values(call, "request_id"),
+        vec![id.as_str(), kid],
+        "{call}"
+    );
+    assert_eq!(span_values(call, "trace_id"), vec![trace, trace], "{call}");
+}
+
+#[test]
+fn an_unknown_log_format_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    // Every command reads it (`validate` ends at once where `serve` would run on).
+    let out = Command::new(BIN)
+        .args(["validate", "--workspace"])
+        .arg(dir.path())
+        .env("AGENT_HARNESS_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AGENT_HARNESS_LOG_FORMAT=\"xml\"") && err.contains("`json` or `text`"),
+        "{err}"
+    );
 }

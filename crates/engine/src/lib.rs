@@ -287,6 +287,7 @@ impl Harness {
             input: input.to_string(),
             idempotency_key: None,
             priority,
+            traceparent: None,
         })
         .await
         .map(|a| a.request)
@@ -340,7 +341,7 @@ impl Harness {
         }
         let id = RequestId::generate();
         let new = harness_store::NewRequest {
-            trace_id: trace_id_for(&id),
+            trace_id: trace_id_of(a.traceparent.as_deref()),
             priority,
             id,
             session_id: a.session.unwrap_or_else(SessionId::generate),
@@ -432,7 +433,8 @@ impl Harness {
             .admit_retry(
                 original,
                 id.clone(),
-                trace_id_for(&id),
+                // A retry is a new request: a new trace.
+                harness_providers::trace::new_trace_id(),
                 self.admission(),
                 self.now(),
             )
@@ -633,14 +635,22 @@ fn store_config(
     }
 }
 
-/// A correlation id derived from the request id (32 hex chars, W3C trace-id shaped).
-fn trace_id_for(id: &RequestId) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut a);
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    (id, 1u8).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
+/// A new request's trace id: the `trace-id` of its W3C `traceparent`, or a new random
+/// one when it has none. An invalid `traceparent` is ignored (logged) and a new trace
+/// starts, as trace-context says a receiver does.
+fn trace_id_of(traceparent: Option<&str>) -> String {
+    use harness_providers::trace;
+    match traceparent.map(trace::parse_traceparent) {
+        Some(Ok(t)) => t.trace_id,
+        Some(Err(why)) => {
+            tracing::warn!(
+                traceparent = traceparent.unwrap_or_default(),
+                "ignoring an invalid traceparent ({why}): the request starts a new trace"
+            );
+            trace::new_trace_id()
+        }
+        None => trace::new_trace_id(),
+    }
 }
 
 /// What [`Harness::resumable`] found.
@@ -668,6 +678,10 @@ pub struct Admit {
     pub idempotency_key: Option<String>,
     /// Claim priority, `PRIORITY_MIN..=PRIORITY_MAX` (0 by default).
     pub priority: i64,
+    /// A W3C `traceparent` (HTTP header of the same name): its trace id becomes the
+    /// request's. None, or an invalid one (ignored, per trace-context): a new random
+    /// trace id.
+    pub traceparent: Option<String>,
 }
 
 /// The longest idempotency key, in bytes.
@@ -735,5 +749,47 @@ mod idempotency_key_tests {
         let ctl = check_idempotency_key("a\nb").unwrap_err();
         assert!(ctl.to_string().contains("printable ASCII"), "{ctl}");
         assert!(check_idempotency_key("clé").is_err());
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::trace_id_of;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    fn is_trace_id(id: &str) -> bool {
+        id.len() == 32
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && id.bytes().any(|b| b != b'0')
+    }
+
+    #[test]
+    fn a_valid_traceparent_gives_its_trace_id() {
+        assert_eq!(
+            trace_id_of(Some(&format!("00-{TRACE}-00f067aa0ba902b7-01"))),
+            TRACE
+        );
+    }
+
+    #[test]
+    fn none_or_an_invalid_one_starts_a_new_random_trace() {
+        let invalid = [
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{TRACE}-0000000000000000-01"),
+            format!("ff-{TRACE}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", &TRACE[1..]),
+            format!("00-{TRACE}-00f067aa0ba902b7-1"),
+            format!("00-{}-00f067aa0ba902b7-01", TRACE.to_uppercase()),
+            "garbage".to_string(),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for value in invalid.iter().map(|v| Some(v.as_str())).chain([None, None]) {
+            let id = trace_id_of(value);
+            assert!(is_trace_id(&id), "{id} for {value:?}");
+            assert_ne!(id, TRACE, "{value:?}");
+            seen.insert(id);
+        }
+        assert_eq!(seen.len(), invalid.len() + 2, "every new trace is random");
     }
 }

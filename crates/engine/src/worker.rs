@@ -103,7 +103,7 @@ impl Harness {
             );
         }
         for id in &recovery.failed {
-            tracing::error!(request = %id, max_attempts, "request failed: its worker died on every attempt");
+            tracing::error!(request_id = %id, max_attempts, "request failed: its worker died on every attempt");
         }
         // MCP servers list their tools before the first claim (each within its
         // `startup_timeout`; one that fails is a health check, not an error).

@@ -438,3 +438,75 @@ async fn a_graceful_stop_parks_requests_still_waiting_to_call_their_model() {
     assert_eq!(server.received().len(), 1);
     assert!(local_limit(&h).waiting.is_empty());
 }
+
+#[tokio::test]
+async fn every_model_call_sends_the_requests_trace_in_a_traceparent_header() {
+    let server = FakeProvider::spawn();
+    // A failed attempt and its retry: both belong to the trace, each its own span.
+    server.push(Reply::error(
+        500,
+        openai::error_body("try again", "server_error"),
+    ));
+    server.push(
+        openai::Turn::new("test-model")
+            .text("done")
+            .finish("stop")
+            .reply(),
+    );
+    let (_dir, h) = workspace(&server, "");
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let admitted = h
+        .admit(harness_engine::Admit {
+            session: Some(session()),
+            agent: "helper".into(),
+            input: "hi".into(),
+            traceparent: Some(format!("00-{trace}-b7ad6b7169203331-01")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(admitted.request.trace_id, trace);
+    let r = run_until_settled(&h, &admitted.request.id, fast())
+        .await
+        .unwrap();
+    assert_eq!(r.status, RequestStatus::Completed, "{:?}", r.error);
+    let hits = server.received();
+    assert_eq!(hits.len(), 2, "the 500, then the retry");
+    let mut spans = std::collections::BTreeSet::new();
+    for hit in &hits {
+        let header = hit.header("traceparent").expect("a traceparent header");
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts.len(), 4, "{header}");
+        assert_eq!(
+            (parts[0], parts[1], parts[3]),
+            ("00", trace, "01"),
+            "{header}"
+        );
+        assert_eq!(parts[2].len(), 16, "{header}");
+        assert_ne!(parts[2], "b7ad6b7169203331", "a span of its own: {header}");
+        spans.insert(parts[2].to_string());
+    }
+    assert_eq!(spans.len(), 2, "one span per attempt: {spans:?}");
+
+    // Without a traceparent the request gets a random trace id, which its call carries.
+    server.push(
+        openai::Turn::new("test-model")
+            .text("done")
+            .finish("stop")
+            .reply(),
+    );
+    let req = h.request(Some(session()), "helper", "again").await.unwrap();
+    assert!(
+        req.trace_id.len() == 32 && req.trace_id != trace,
+        "{}",
+        req.trace_id
+    );
+    run_until_settled(&h, &req.id, fast()).await.unwrap();
+    let hits = server.received();
+    let header = hits.last().unwrap().header("traceparent").unwrap();
+    assert_eq!(
+        header.split('-').nth(1),
+        Some(req.trace_id.as_str()),
+        "{header}"
+    );
+}

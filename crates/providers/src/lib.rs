@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod scripted;
 pub mod stream;
 pub mod tools;
+pub mod trace;
 
 pub use anthropic::AnthropicModel;
 pub use http::install_crypto;
@@ -33,6 +34,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct ModelRequest<'a> {
     pub agent: &'a str,
     pub request_id: &'a RequestId,
+    /// The request's W3C trace id (32 hex): HTTP providers send it in a `traceparent`
+    /// header with a new span id per attempt. None: no header.
+    pub trace_id: Option<&'a str>,
     pub messages: &'a [Message],
     /// The tools this agent may call.
     pub tools: &'a [ToolSpec],
@@ -219,6 +223,8 @@ pub struct ToolContext {
     pub session_id: SessionId,
     /// Stable across re-runs of the same call (exported as `AGENT_HARNESS_CALL_ID`).
     pub call_id: harness_core::CallId,
+    /// The request's W3C trace id (32 hex): command tools get `TRACEPARENT` with it.
+    pub trace_id: String,
     /// Where a running command call is recorded (`<store>/running`, see
     /// [`tools::running_dir`]) so the next worker can kill it if this one dies.
     pub runs_dir: std::path::PathBuf,

@@ -73,6 +73,7 @@ async fn ask(
         .complete(ModelRequest {
             agent: "assistant",
             request_id: &id,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
             messages,
             tools: &tools,
             deltas: watcher.map(|w| w as &dyn DeltaSink),
@@ -914,6 +915,7 @@ async fn ask_stoppable(
         .complete(ModelRequest {
             agent: "assistant",
             request_id: &id,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
             messages: &messages,
             tools: &[],
             deltas: None,

@@ -39,6 +39,7 @@ async fn play(
     let req = ModelRequest {
         agent,
         request_id: &request_id,
+        trace_id: None,
         messages,
         tools: &[],
         deltas: None,

@@ -36,7 +36,7 @@ tools:
     command: [sh, -c, 'sleep 30 & echo $! > grandchild.pid; wait']
     timeout: 1s
   ids:
-    command: [sh, -c, 'printf "%s|%s|%s|%s|%s" "$AGENT_HARNESS_CALL_ID" "$AGENT_HARNESS_REQUEST_ID" "$AGENT_HARNESS_SESSION_ID" "$GREETING" "$AGENT_HARNESS_WORKSPACE"']
+    command: [sh, -c, 'printf "%s|%s|%s|%s|%s|%s" "$AGENT_HARNESS_CALL_ID" "$AGENT_HARNESS_REQUEST_ID" "$AGENT_HARNESS_SESSION_ID" "$GREETING" "$AGENT_HARNESS_WORKSPACE" "$TRACEPARENT"']
     env: {GREETING: "path=${PATH}"}
   missing:
     command: [definitely-not-a-program-4821, "{x}"]
@@ -111,6 +111,7 @@ impl Fixture {
             request_id: RequestId::generate(),
             session_id: SessionId::generate(),
             call_id: CallId::generate(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_string(),
             runs_dir: dir.path().join("store/running"),
             cancel: cancel.clone(),
         };
@@ -554,14 +555,27 @@ async fn call_identifiers_and_env_reach_the_command() {
     let f = Fixture::new();
     let out = f.run("ids", json!({})).await;
     let expected = format!(
-        "{}|{}|{}|path={}|{}",
+        "{}|{}|{}|path={}|{}|",
         f.ctx.call_id,
         f.ctx.request_id,
         f.ctx.session_id,
         std::env::var("PATH").unwrap_or_default(),
         f.root().display()
     );
-    assert_eq!(out, ToolOutput::ok(expected));
+    assert!(out.ok, "{out:?}");
+    let (ids, traceparent) = out.content.split_at(expected.len());
+    assert_eq!(ids, expected);
+    // W3C: version 00, the request's trace id, a span id of this call, sampled.
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", f.ctx.trace_id.as_str(), "01")
+    );
+    assert!(
+        parts[2].len() == 16 && parts[2] != "0000000000000000",
+        "{traceparent}"
+    );
 }
 
 /// Runs `tool`, checks it ended within `within`, and returns its output.

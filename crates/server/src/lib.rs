@@ -5,7 +5,9 @@
 //! - `GET  /v1/health`                               viewer
 //! - `POST /v1/sessions/{session}/requests`          operator: admit `{agent, input}`;
 //!   201, or 200 (`Idempotent-Replayed: true`) with the request an `Idempotency-Key`
-//!   header admitted before in the session; 409 when that key asked for other work
+//!   header admitted before in the session; 409 when that key asked for other work.
+//!   A W3C `traceparent` header's trace id becomes the request's `trace_id` (an
+//!   invalid one is ignored and a new trace starts, as trace-context says)
 //! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
 //! - `GET  /v1/requests/{id}`                        viewer
 //! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
@@ -192,6 +194,8 @@ struct AdmitBody {
 /// The header a client retries an admission with: the same key (per session)
 /// returns the request it admitted.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// W3C trace-context: the caller's trace, which an admitted request joins.
+pub const TRACEPARENT: &str = "traceparent";
 /// Set (`true`) on an admission answered with the request an idempotency key
 /// admitted before.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -215,6 +219,10 @@ async fn admit(
                 .to_string(),
         ),
     };
+    // Not text: invalid, which the engine ignores (a new trace), as it does any other.
+    let traceparent = headers
+        .get(TRACEPARENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let Json(b) = body?;
     let a = s
         .harness
@@ -224,6 +232,7 @@ async fn admit(
             input: b.input,
             idempotency_key: key,
             priority: b.priority,
+            traceparent,
         })
         .await?;
     Ok(if a.existing {

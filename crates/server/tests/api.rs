@@ -455,6 +455,12 @@ async fn admission_and_reads_answer_records_and_clear_errors() {
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     assert_eq!(a.body["retry_of"], req.id.as_str());
+    // A retry is a new request: a new (random) trace.
+    let retry_trace = a.body["trace_id"].as_str().unwrap();
+    assert!(
+        retry_trace.len() == 32 && retry_trace != req.trace_id,
+        "{retry_trace}"
+    );
     let retry = a.body["id"].as_str().unwrap().to_string();
     let a = api
         .call(
@@ -1311,4 +1317,78 @@ async fn resume_hands_a_request_to_the_worker_and_refuses_the_wrong_states() {
         .await;
     assert_error(&a, StatusCode::NOT_FOUND, "not_found", unknown);
     worker.stop().await.unwrap();
+}
+
+/// Admits with a `traceparent` header (and the operator token).
+async fn admit_traced(api: &Api, session: &str, traceparent: &str) -> Answer {
+    let req = HttpRequest::builder()
+        .method("POST")
+        .uri(format!("/v1/sessions/{session}/requests"))
+        .header(header::AUTHORIZATION, format!("Bearer {OPERATOR}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("traceparent", traceparent)
+        .body(Body::from(
+            json!({"agent": "assistant", "input": "hello"}).to_string(),
+        ))
+        .unwrap();
+    let res = api.app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_traceparent_on_admission_becomes_the_request_trace_id() {
+    let api = api();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let a = admit_traced(&api, "s-t", &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["trace_id"], trace, "{}", a.body);
+    let listed = api
+        .call(
+            "GET",
+            &format!("/v1/requests?trace_id={trace}"),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    let ids: Vec<&Value> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, vec![&a.body["id"]], "{}", listed.body);
+
+    // Invalid ones (all-zero trace id, uppercase) are ignored: a new random trace,
+    // as trace-context says a receiver does; never the rejected id.
+    let zeros = format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32));
+    let upper = format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase());
+    let mut seen = std::collections::BTreeSet::new();
+    for bad in [zeros, upper] {
+        let a = admit_traced(&api, "s-u", &bad).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let id = a.body["trace_id"].as_str().unwrap().to_string();
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && !bad.contains(&id)
+                && id != trace.to_uppercase(),
+            "{id} for {bad}"
+        );
+        seen.insert(id);
+    }
+    // Without a header: random, so two admissions never share one.
+    let (x, y) = (api.admit("s-v", "one").await, api.admit("s-w", "two").await);
+    seen.insert(x.trace_id.clone());
+    seen.insert(y.trace_id.clone());
+    assert_eq!(seen.len(), 4, "{seen:?}");
 }

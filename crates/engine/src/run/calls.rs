@@ -270,13 +270,20 @@ impl Run {
             request_id: self.req.id.clone(),
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),
+            trace_id: self.req.trace_id.clone(),
             cancel: self.cancel.clone(),
             runs_dir: harness_providers::tools::running_dir(&self.h.inner.workspace.store_dir()),
         };
         let tools = self.h.inner.tools.clone();
         let (name, args) = (call.tool.clone(), call.arguments.clone());
         // A panicking tool fails its own call, never the worker.
-        match tokio::spawn(async move { tools.run(&name, &args, &ctx).await }).await {
+        let span = tracing::info_span!("call", call_id = %call.call_id, tool = %call.tool);
+        let run = async move {
+            let out = tools.run(&name, &args, &ctx).await;
+            tracing::info!(ok = out.ok, "tool call ended");
+            out
+        };
+        match tokio::spawn(tracing::Instrument::instrument(run, span)).await {
             Ok(out) => out,
             Err(e) => ToolOutput::error(format!("tool `{}` crashed: {e}", call.tool)),
         }

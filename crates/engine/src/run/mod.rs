@@ -51,10 +51,38 @@ pub(crate) enum Outcome {
     Panicked(String),
 }
 
+impl Outcome {
+    /// A short name for logs.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::Completed(_) => "completed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Paused => "paused",
+            Outcome::Waiting => "waiting",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Displaced(_) => "displaced",
+            Outcome::Stopped => "stopped",
+            Outcome::StoreFailed(_) => "store_failed",
+            Outcome::LeaseLost(_) => "lease_lost",
+            Outcome::Panicked(_) => "panicked",
+        }
+    }
+}
+
 /// Executes a claimed root request until it settles, pauses or is parked. The
 /// caller registered the run (`guard`) before spawning it, so the root counts as
 /// live from its claim until this returns.
 pub(crate) async fn run_root(
+    h: Harness,
+    req: Request,
+    cancel: CancellationToken,
+    guard: RunGuard,
+) -> Outcome {
+    let span = request_span(&req);
+    tracing::Instrument::instrument(root_inner(h, req, cancel, guard), span).await
+}
+
+async fn root_inner(
     h: Harness,
     req: Request,
     cancel: CancellationToken,
@@ -75,7 +103,7 @@ pub(crate) async fn run_root(
         .await
     {
         // The safety net re-queues it once the store accepts writes again.
-        tracing::error!(request = %id, error = %e, "could not put the request back on the queue");
+        tracing::error!(error = %e, "could not put the request back on the queue");
     }
     outcome
 }
@@ -85,12 +113,25 @@ pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
     let msg = h.redactor().redact_str(msg);
     let error = format!("internal error while running the request: {msg}");
     if let Err(e) = h.inner.store.fail_tree(id, &error, h.now()).await {
-        tracing::error!(request = %id, error = %e, "could not record a run's panic");
+        tracing::error!(request_id = %id, error = %e, "could not record a run's panic");
     }
 }
 
+/// The span every line logged about a run of `req` is in: its request, session and
+/// trace ids (a child's span is inside its parent's).
+fn request_span(req: &Request) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = %req.id,
+        session_id = %req.session_id,
+        trace_id = %req.trace_id,
+        agent = %req.agent,
+    )
+}
+
 /// Runs `req` (a root, or a delegated child under `ancestors`) until it settles.
-/// A child registers its run here; a root's was registered by its caller.
+/// A child registers its run here; a root's was registered by its caller. A root
+/// runs in the span [`run_root`] entered, a child in a span of its own.
 fn drive(
     h: Harness,
     req: Request,
@@ -98,16 +139,26 @@ fn drive(
     cancel: CancellationToken,
     guard: Option<RunGuard>,
 ) -> BoxFuture<'static, Outcome> {
-    Box::pin(async move {
-        let guard = guard.or_else(|| {
-            (!ancestors.is_empty()).then(|| h.inner.runs.register(&h, &req.id, cancel.clone()))
-        });
-        let mut run = match Run::load(h, req, ancestors, cancel, guard).await {
-            Ok(run) => run,
-            Err(outcome) => return outcome,
-        };
-        run.execute().await
-    })
+    let span = if ancestors.is_empty() {
+        tracing::Span::current()
+    } else {
+        request_span(&req)
+    };
+    Box::pin(tracing::Instrument::instrument(
+        async move {
+            let guard = guard.or_else(|| {
+                (!ancestors.is_empty()).then(|| h.inner.runs.register(&h, &req.id, cancel.clone()))
+            });
+            tracing::info!("run started");
+            let outcome = match Run::load(h, req, ancestors, cancel, guard).await {
+                Ok(mut run) => run.execute().await,
+                Err(outcome) => outcome,
+            };
+            tracing::info!(outcome = outcome.name(), "run ended");
+            outcome
+        },
+        span,
+    ))
 }
 
 pub(super) struct Run {

@@ -38,6 +38,7 @@ impl Run {
         let asked = model.complete(ModelRequest {
             agent: &self.agent.name,
             request_id: &self.req.id,
+            trace_id: Some(&self.req.trace_id),
             messages: &messages,
             tools: &specs,
             deltas: Some(&sink as &dyn DeltaSink),

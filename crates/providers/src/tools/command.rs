@@ -7,7 +7,8 @@
 //! the store (this is not a sandbox: `..` and absolute paths reach whatever the
 //! process may). Stdin is closed and the environment reduced: a few basics passed
 //! through (`PATH`, `HOME`, locale…), the tool's `env` map (`${VAR}` expanded from
-//! ours), `AGENT_HARNESS_WORKSPACE` and the `AGENT_HARNESS_*` call identifiers;
+//! ours), `AGENT_HARNESS_WORKSPACE`, the `AGENT_HARNESS_*` call identifiers and
+//! `TRACEPARENT` (W3C: the request's trace id, a new span id per call);
 //! nothing else of ours (API keys, say) leaks to it. Stdout and stderr are read
 //! concurrently and kept up to the tool's `max_output_bytes` together; past it
 //! reading stops and the group gets SIGKILL. On timeout or cancellation the whole
@@ -223,6 +224,9 @@ fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
         .env("AGENT_HARNESS_REQUEST_ID", ctx.request_id.as_str())
         .env("AGENT_HARNESS_SESSION_ID", ctx.session_id.as_str())
         .env("AGENT_HARNESS_WORKSPACE", &ctx.workspace_root);
+    if !ctx.trace_id.is_empty() {
+        cmd.env("TRACEPARENT", crate::trace::traceparent(&ctx.trace_id));
+    }
 }
 
 /// Replaces `{workspace}` with `workspace` and `{name}` with argument `name`:
