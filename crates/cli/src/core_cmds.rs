@@ -159,6 +159,8 @@ async fn admit(h: &Harness, a: &RunArgs) -> Result<harness_engine::Admitted> {
         input: a.input.clone(),
         idempotency_key: a.idempotency_key.clone(),
         priority: a.priority,
+        // Run from a command tool (or any traced caller), the request joins its trace.
+        traceparent: std::env::var("TRACEPARENT").ok(),
     })
     .await?)
 }
