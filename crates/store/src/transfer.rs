@@ -709,5 +709,7 @@ async fn check_artifacts(
             _ => break,
         }
     }
+    // By name and version (ids made in one millisecond are in no particular order).
+    bad.sort();
     Ok((n, bad))
 }
