@@ -895,24 +895,18 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
     assert_eq!(r.status, RequestStatus::Completed);
 
     // Another run whose approval is rejected: the call never runs.
-    let other = api.admit("s-4", "ship the release notes").await;
-    let r = run_until_settled(&api.h, &other.id, fast()).await.unwrap();
-    assert_eq!(r.status, RequestStatus::WaitingApproval);
-    let a = api
-        .call("GET", "/v1/approvals?status=pending", Some(VIEWER), None)
-        .await;
-    let rejected = a.body[0]["id"].as_str().unwrap().to_string();
-    let a = api
-        .call(
-            "POST",
-            &format!("/v1/approvals/{rejected}/resolve"),
-            Some(OPERATOR),
-            Some(json!({"decision": "reject"})),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    let r = run_until_settled(&api.h, &other.id, fast()).await.unwrap();
+    let r = decided_demo(&api, "s-4", "reject").await;
     assert!(r.status.is_terminal(), "{r:?}");
+    let rejected = api
+        .h
+        .list_approvals(ApprovalFilter {
+            request_id: Some(r.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
 
     // One refused admission, and one admitted request left on the queue.
     let a = api
@@ -1047,7 +1041,15 @@ async fn get_raw(
 
 /// The demo's request run to completion: it wrote the artifact `summary.md`.
 async fn completed_demo(api: &Api) -> Request {
-    let req = api.admit("s-ev", "ship the release notes").await;
+    let r = decided_demo(api, "s-ev", "approve").await;
+    assert_eq!(r.status, RequestStatus::Completed);
+    r
+}
+
+/// The demo's request in `session`, run until it pauses, its approval resolved with
+/// `decision`, then run until it settles.
+async fn decided_demo(api: &Api, session: &str, decision: &str) -> Request {
+    let req = api.admit(session, "ship the release notes").await;
     let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::WaitingApproval);
     let a = api
@@ -1059,13 +1061,11 @@ async fn completed_demo(api: &Api) -> Request {
             "POST",
             &format!("/v1/approvals/{id}/resolve"),
             Some(OPERATOR),
-            Some(json!({"decision": "approve"})),
+            Some(json!({ "decision": decision })),
         )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    let r = run_until_settled(&api.h, &req.id, fast()).await.unwrap();
-    assert_eq!(r.status, RequestStatus::Completed);
-    r
+    run_until_settled(&api.h, &req.id, fast()).await.unwrap()
 }
 
 #[tokio::test]
