@@ -31,18 +31,27 @@ pub const EXIT_HEALTH_FAIL: u8 = 7;
 /// Interrupted by Ctrl-C (or SIGTERM) before the request settled.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// `serve`'s log filter without `RUST_LOG`: warnings, and the runtime's own info.
+const SERVE_LOG_DEFAULT: &str = "warn,harness_engine=info,harness_server=info,harness_cli=info";
+
 /// Overrides the log format: `json` or `text`.
 pub const LOG_FORMAT_ENV: &str = "AGENT_HARNESS_LOG_FORMAT";
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `warn`). `serve` logs JSON lines
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`; for `serve`, also the
+/// runtime's own `info` lines: each run's start and end and each tool call's end,
+/// with their ids). `serve` logs JSON lines
 /// when stderr is not a terminal (a file, a pipe, a journal), every other command and
 /// a terminal human text; `AGENT_HARNESS_LOG_FORMAT=json|text` decides instead. A JSON
 /// line carries the fields of the spans it is in: a request's run is a `request` span
 /// (`request_id`, `session_id`, `trace_id`, `agent`), a tool call in it a `call` span
 /// (`call_id`, `tool`). Fails on an unknown format.
 pub fn init_logging(serve: bool) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(match serve {
+            true => SERVE_LOG_DEFAULT,
+            false => "warn",
+        })
+    });
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match std::env::var(LOG_FORMAT_ENV).as_deref() {
         Ok("json") => true,
