@@ -5,6 +5,7 @@
 use anstyle::{AnsiColor, Style};
 use harness_core::{
     ErrorCode, Event, EventKind, HealthStatus, RequestStatus, Usage, UsageTotals, describe_key,
+    describe_waiter,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -356,10 +357,7 @@ pub fn event_summary(e: &Event) -> String {
                     .unwrap_or_default()
             };
             let limits: Vec<String> = list("limits").iter().map(|k| describe_key(k)).collect();
-            let what = match s("tool").as_str() {
-                "" => "its run".to_string(),
-                t => format!("its call of {t}"),
-            };
+            let what = describe_waiter(&s("tool"));
             format!(
                 "{short_req} {what} waits for {} (held by {})",
                 limits.join(", "),

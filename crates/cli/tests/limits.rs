@@ -150,6 +150,16 @@ fn all_completed(rt: &tokio::runtime::Runtime, h: &Harness, ids: &[RequestId]) -
         .all(|id| rt.block_on(h.get_request(id)).unwrap().status == RequestStatus::Completed)
 }
 
+/// Runs `serve` until every one of `ids` completes, then stops it.
+fn serve_until_done(root: &Path, rt: &tokio::runtime::Runtime, h: &Harness, ids: &[RequestId]) {
+    let server = serve(root);
+    wait_until("every request completes", Duration::from_secs(60), || {
+        all_completed(rt, h, ids)
+    });
+    wait_for_holder(h, server.id());
+    terminate(server);
+}
+
 fn waiting_events(rt: &tokio::runtime::Runtime, h: &Harness) -> Vec<Event> {
     rt.block_on(h.store().events_after(0, EventFilter::default(), 0))
         .unwrap()
@@ -167,12 +177,7 @@ fn a_resource_of_capacity_one_runs_one_call_at_a_time() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ids = admit(&rt, &h, 4);
 
-    let server = serve(root);
-    wait_until("every request completes", Duration::from_secs(60), || {
-        all_completed(&rt, &h, &ids)
-    });
-    wait_for_holder(&h, server.id());
-    terminate(server);
+    serve_until_done(root, &rt, &h, &ids);
 
     let effects = lines(&root.join("work/effects.log"));
     assert_eq!(overlaps(&effects), Vec::<String>::new(), "{effects:#?}");
@@ -207,12 +212,7 @@ fn a_delegated_agent_s_limit_parks_whole_trees() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ids = admit_to(&rt, &h, 3, "boss");
 
-    let server = serve(root);
-    wait_until("every request completes", Duration::from_secs(60), || {
-        all_completed(&rt, &h, &ids)
-    });
-    wait_for_holder(&h, server.id());
-    terminate(server);
+    serve_until_done(root, &rt, &h, &ids);
 
     let effects = lines(&root.join("work/effects.log"));
     assert_eq!(overlaps(&effects), Vec::<String>::new(), "{effects:#?}");

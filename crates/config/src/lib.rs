@@ -33,6 +33,26 @@ pub use yaml::from_yaml;
 use std::path::PathBuf;
 
 impl Workspace {
+    /// Every concurrency limit the configuration declares (resources, tools' and
+    /// agents' `max_concurrent`), by key.
+    pub fn declared_limits(&self) -> Vec<harness_core::Limit> {
+        let mut all: Vec<harness_core::Limit> = self
+            .settings
+            .resources
+            .iter()
+            .map(|(name, cap)| harness_core::Limit::resource(name, *cap))
+            .chain(self.tools.iter().filter_map(|(name, t)| {
+                t.max_concurrent.map(|n| harness_core::Limit::tool(name, n))
+            }))
+            .chain(self.agents.iter().filter_map(|(name, a)| {
+                a.max_concurrent
+                    .map(|n| harness_core::Limit::agent(name, n))
+            }))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// The store folder (`stores.yaml` `sqlite.path`, resolved against the root).
     pub fn store_dir(&self) -> PathBuf {
         self.root.join(&self.stores.sqlite.path)

@@ -23,7 +23,7 @@ pub use conversation::{
 pub use error_code::ErrorCode;
 pub use event::{EVENT_SCHEMA_VERSION, Event, EventBody, EventKind, NewEvent, preview};
 pub use ids::{ApprovalId, ArtifactId, CallId, IdError, RequestId, SessionId, WorkerId};
-pub use limits::{Hold, Limit, Wait, describe_holder, describe_key};
+pub use limits::{Hold, Limit, Wait, describe_holder, describe_key, describe_waiter};
 pub use records::*;
 pub use redact::{REDACTED, Redactor, is_secret_key};
 pub use status::{ApprovalStatus, RequestStatus, StepStatus};

@@ -53,6 +53,15 @@ pub fn describe_holder(h: &Hold) -> String {
     }
 }
 
+/// What waits, from a wait's or an event's `tool` (empty for an agent's run):
+/// "its call of `deploy`", "its run".
+pub fn describe_waiter(tool: &str) -> String {
+    match tool {
+        "" => "its run".to_string(),
+        t => format!("its call of `{t}`"),
+    }
+}
+
 /// How a key reads to an operator: "resource `prod-db`", "tool `deploy`".
 pub fn describe_key(key: &str) -> String {
     match key.split_once(':') {

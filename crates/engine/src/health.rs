@@ -316,9 +316,7 @@ impl Harness {
     /// (its call should have ended, or been killed, by then).
     async fn limits_check(&self, now: Timestamp) -> Result<Option<HealthCheck>, HarnessError> {
         let ws = &self.inner.workspace;
-        let declared = !ws.settings.resources.is_empty()
-            || ws.tools.values().any(|t| t.max_concurrent.is_some())
-            || ws.agents.values().any(|a| a.max_concurrent.is_some());
+        let declared = !ws.declared_limits().is_empty();
         let holds = self.inner.store.holds().await?;
         if !declared && holds.is_empty() {
             return Ok(None);

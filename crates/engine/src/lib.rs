@@ -489,13 +489,11 @@ impl Harness {
 
     /// The capacity of limit `key` in this workspace's configuration, if it has one.
     pub fn limit_capacity(&self, key: &str) -> Option<u32> {
-        let ws = &self.inner.workspace;
-        match key.split_once(':')? {
-            ("resource", name) => ws.settings.resources.get(name).copied(),
-            ("tool", name) => self.tool(name)?.max_concurrent,
-            ("agent", name) => ws.agents.get(name)?.max_concurrent,
-            _ => None,
-        }
+        let declared = self.inner.workspace.declared_limits();
+        declared
+            .into_iter()
+            .find(|l| l.key == key)
+            .map(|l| l.capacity)
     }
 
     pub async fn list_approvals(&self, f: ApprovalFilter) -> Result<Vec<Approval>, HarnessError> {

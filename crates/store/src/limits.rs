@@ -24,10 +24,8 @@ pub(crate) const LIVE_HOLDS: &str = "SELECT h.call_id FROM holds h \
 /// for has room. `root` names the candidate's id column.
 pub(crate) fn has_room(root: &str) -> String {
     format!(
-        "NOT EXISTS (SELECT 1 FROM waits w WHERE w.root_id = {root} AND w.capacity <= \
-         (SELECT COUNT(*) FROM holds h JOIN requests hr ON hr.id = h.root_id \
-          JOIN requests hq ON hq.id = h.request_id \
-          WHERE h.key = w.key AND hr.status = 'running' AND hq.status = 'running'))"
+        "NOT EXISTS (SELECT 1 FROM waits w WHERE w.root_id = {root} AND w.capacity <= ({}))",
+        LIVE_COUNT.replace("$KEY", "w.key")
     )
 }
 

@@ -257,22 +257,11 @@ async fn worker_info(h: &Harness, now: Timestamp) -> Result<WorkerInfo> {
 
 /// Every declared limit, and any other key something holds or waits for.
 async fn limit_infos(h: &Harness) -> Result<Vec<LimitInfo>> {
-    let ws = h.workspace();
-    let mut keys: Vec<String> = ws
-        .settings
-        .resources
-        .iter()
-        .map(|(name, cap)| Limit::resource(name, *cap).key)
-        .chain(
-            ws.tools
-                .iter()
-                .filter_map(|(name, t)| t.max_concurrent.map(|n| Limit::tool(name, n).key)),
-        )
-        .chain(
-            ws.agents
-                .iter()
-                .filter_map(|(name, a)| a.max_concurrent.map(|n| Limit::agent(name, n).key)),
-        )
+    let mut keys: Vec<String> = h
+        .workspace()
+        .declared_limits()
+        .into_iter()
+        .map(|l| l.key)
         .collect();
     let (holds, waits) = (h.holds().await?, h.waits().await?);
     keys.extend(holds.iter().map(|x| x.key.clone()));
@@ -526,10 +515,7 @@ fn limit_lines(limits: &[LimitInfo], now: Timestamp) -> Vec<String> {
                     format!(
                         "{} waits ({} in {}) since {}",
                         w.root_id,
-                        match w.tool.as_str() {
-                            "" => "to run".to_string(),
-                            t => format!("its call of `{t}`"),
-                        },
+                        describe_waiter(&w.tool),
                         w.request_id,
                         ago(now, w.since)
                     )

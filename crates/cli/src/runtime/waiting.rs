@@ -140,12 +140,9 @@ pub fn text(w: &WaitsFor, now: Timestamp) -> String {
         "limit" => {
             let limits: Vec<String> = w.limits.iter().map(|l| limit_text(l, now)).collect();
             format!(
-                "{}{} since {}",
+                "{} for {} since {}",
                 limits.join(" and "),
-                match w.tool.as_deref() {
-                    Some("") | None => " to run".to_string(),
-                    Some(t) => format!(" for its call of `{t}`"),
-                },
+                describe_waiter(w.tool.as_deref().unwrap_or("")),
                 ago(now, w.since)
             )
         }

@@ -44,22 +44,7 @@ impl PgStore {
         worker: &WorkerId,
         since: Timestamp,
     ) -> Result<WorkerLock, StoreError> {
-        let (client, conn) = self
-            .inner
-            .driver
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| StoreError::Unavailable {
-                location: self.location(),
-                problem: connect_problem(&e),
-            })?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let lock = PgLock {
-            _client: client,
-            task,
-        };
+        let lock = self.lock_connection().await?;
         // Shared: every worker holds it. A probe by `worker_holder` holds it
         // exclusively for a moment, so wait for that rather than fail.
         lock._client
@@ -109,10 +94,8 @@ impl PgStore {
         Ok(WorkerLock::postgres(lock))
     }
 
-    /// Holds the workspace lock exclusively, on a connection of its own, until the
-    /// returned lock is dropped: no worker starts meanwhile (one starting waits
-    /// 5 s, then is refused). `None` while a worker holds it.
-    pub(crate) async fn lock_exclusive(&self) -> Result<Option<PgLock>, StoreError> {
+    /// A connection of its own for advisory locks: the server drops them when it ends.
+    async fn lock_connection(&self) -> Result<PgLock, StoreError> {
         let (client, conn) = self
             .inner
             .driver
@@ -129,6 +112,14 @@ impl PgStore {
             _client: client,
             task,
         };
+        Ok(lock)
+    }
+
+    /// Holds the workspace lock exclusively, on a connection of its own, until the
+    /// returned lock is dropped: no worker starts meanwhile (one starting waits
+    /// 5 s, then is refused). `None` while a worker holds it.
+    pub(crate) async fn lock_exclusive(&self) -> Result<Option<PgLock>, StoreError> {
+        let lock = self.lock_connection().await?;
         let got: bool = lock
             ._client
             .query_one(&format!("SELECT pg_try_advisory_lock({LOCK_KEY})"), &[])
