@@ -17,6 +17,7 @@ mod run;
 mod runs;
 mod subscribe;
 mod tools;
+pub mod views;
 mod worker;
 
 pub use deltas::{DeltaItem, DeltaStream, TurnDelta};

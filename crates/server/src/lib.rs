@@ -3,6 +3,8 @@
 //! Routes (JSON unless said otherwise; every error is `{"code", "message"}` with the
 //! engine's stable [`harness_engine::ErrorCode`]):
 //! - `GET  /v1/health`                               viewer
+//! - `GET  /v1/overview?recent=N`                    viewer: the overview projection
+//!   ([`harness_engine::views::Overview`], what `runtime overview --json` prints)
 //! - `POST /v1/sessions/{session}/requests`          operator: admit `{agent, input}`;
 //!   201, or 200 (`Idempotent-Replayed: true`) with the request an `Idempotency-Key`
 //!   header admitted before in the session; 409 when that key asked for other work.
@@ -10,6 +12,8 @@
 //!   invalid one is ignored and a new trace starts, as trace-context says)
 //! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
 //! - `GET  /v1/requests/{id}`                        viewer
+//! - `GET  /v1/requests/{id}/tree`                   viewer: the request as a tree of steps with
+//!   its delegated children, approvals and artifacts ([`harness_engine::views::RequestTree`])
 //! - `POST /v1/requests/{id}/cancel`                 operator: `{reason?}`
 //! - `POST /v1/requests/{id}/retry`                  operator: 201 with the new request
 //! - `POST /v1/requests/{id}/resume`                 operator: 202, the worker holding the
@@ -106,10 +110,12 @@ pub fn router_with(
     };
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/overview", get(overview))
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{session}/requests", post(admit))
         .route("/v1/requests", get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
+        .route("/v1/requests/{id}/tree", get(request_tree))
         .route("/v1/requests/{id}/cancel", post(cancel))
         .route("/v1/requests/{id}/retry", post(retry))
         .route("/v1/requests/{id}/resume", post(evidence::resume))
@@ -179,6 +185,32 @@ pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthReport> {
     p.require(Role::Viewer)?;
     Ok(Json(s.harness.health().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverviewQuery {
+    /// How many of the newest root requests to list (default 8, at most 100).
+    recent: Option<usize>,
+}
+
+async fn overview(
+    p: Principal,
+    State(s): State<AppState>,
+    q: Result<Query<OverviewQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<harness_engine::views::Overview> {
+    p.require(Role::Viewer)?;
+    let Query(q) = q?;
+    let recent = match q.recent {
+        None => 8,
+        Some(n) if n > 100 => {
+            return Err(ApiError::invalid(format!(
+                "recent {n} is over the largest, 100"
+            )));
+        }
+        Some(n) => n,
+    };
+    Ok(Json(s.harness.overview(recent).await?))
 }
 
 #[derive(Deserialize)]
@@ -335,6 +367,16 @@ async fn get_request(
     p.require(Role::Viewer)?;
     let id = RequestId::parse(&id)?;
     Ok(Json(s.harness.get_request(&id).await?))
+}
+
+async fn request_tree(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<harness_engine::views::RequestTree> {
+    p.require(Role::Viewer)?;
+    let id = RequestId::parse(&id)?;
+    Ok(Json(s.harness.request_tree(&id).await?))
 }
 
 #[derive(Deserialize, Default)]

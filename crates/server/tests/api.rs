@@ -165,11 +165,18 @@ async fn every_route_checks_the_token_and_the_role() {
     let req = api.admit("s-1", "ship the notes").await;
     let routes: Vec<(&str, String, Role, Option<Value>)> = vec![
         ("GET", "/v1/health".into(), Role::Viewer, None),
+        ("GET", "/v1/overview".into(), Role::Viewer, None),
         ("GET", "/v1/sessions".into(), Role::Viewer, None),
         ("GET", "/v1/requests".into(), Role::Viewer, None),
         (
             "GET",
             format!("/v1/requests/{}", req.id),
+            Role::Viewer,
+            None,
+        ),
+        (
+            "GET",
+            format!("/v1/requests/{}/tree", req.id),
             Role::Viewer,
             None,
         ),
@@ -1391,4 +1398,63 @@ async fn a_traceparent_on_admission_becomes_the_request_trace_id() {
     seen.insert(x.trace_id.clone());
     seen.insert(y.trace_id.clone());
     assert_eq!(seen.len(), 4, "{seen:?}");
+}
+
+#[tokio::test]
+async fn overview_and_request_tree_answer_the_engine_projections() {
+    let api = api();
+    let req = completed_demo(&api).await;
+
+    let o = api
+        .call("GET", "/v1/overview?recent=3", Some(VIEWER), None)
+        .await;
+    assert_eq!(o.status, StatusCode::OK, "{}", o.body);
+    let o: harness_engine::views::Overview = serde_json::from_value(o.body).unwrap();
+    assert_eq!(o.recent.len(), 1);
+    assert_eq!(o.recent[0].request.id, req.id);
+    assert_eq!(o.recent[0].request.status, RequestStatus::Completed);
+    assert_eq!(o.approvals.pending, 0);
+    assert_eq!(o.queue.running, 0);
+    let bad = api
+        .call("GET", "/v1/overview?recent=101", Some(VIEWER), None)
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_input", "recent 101");
+
+    let t = api
+        .call(
+            "GET",
+            &format!("/v1/requests/{}/tree", req.id),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+    let served: harness_engine::views::RequestTree =
+        serde_json::from_value(t.body.clone()).unwrap();
+    let direct = api.h.request_tree(&req.id).await.unwrap();
+    assert_eq!(t.body, serde_json::to_value(&direct).unwrap());
+    // The approval sits under the call that needed it, decided by the operator token.
+    let gated = served
+        .steps
+        .iter()
+        .find(|n| n.approval.is_some())
+        .expect("the demo's gated call");
+    assert_eq!(
+        gated.approval.as_ref().unwrap().status,
+        ApprovalStatus::Approved
+    );
+    let missing = api
+        .call(
+            "GET",
+            "/v1/requests/req_01jz0000000000000000000000/tree",
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_error(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "req_01jz0000000000000000000000",
+    );
 }

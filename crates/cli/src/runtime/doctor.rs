@@ -6,9 +6,9 @@
 //! A diagnosis is a pure function of the records ([`diagnose`]): the same tree and
 //! worker state always give the same advice.
 
-use super::overview::{Delegate, agent_chain, delegates_of};
+use super::overview::{Delegate, agent_chain};
 use super::table::{Table, cell, dim, id, styled};
-use super::tree::{self, RequestTree};
+use super::tree::RequestTree;
 use super::{ago, approvals::approve_command, request_id};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint, status_style};
@@ -177,7 +177,7 @@ fn stop_of(t: &RequestTree, worker_alive: bool, now: Timestamp, stuck_after: Dur
         },
         RequestStatus::Failed => {
             // The deepest failed request says most about the cause.
-            let failed = deepest(t, |x| x.request.status == RequestStatus::Failed);
+            let failed = t.deepest(|x| x.request.status == RequestStatus::Failed);
             Stop::Failed {
                 request_id: failed.request.id.clone(),
                 agent: failed.request.agent.clone(),
@@ -197,12 +197,12 @@ fn stop_of(t: &RequestTree, worker_alive: bool, now: Timestamp, stuck_after: Dur
             waits_for: t
                 .waits_for
                 .as_ref()
-                .filter(|w| w.reason != "worker_slot")
+                .filter(|w| w.reason != super::waiting::WaitsForReason::WorkerSlot)
                 .map(|w| super::waiting::text(w, now)),
         },
         RequestStatus::Running | RequestStatus::WaitingApproval => {
-            let active = deepest(t, |x| !x.request.status.is_terminal());
-            let (what, since) = in_flight(active);
+            let active = t.deepest(|x| !x.request.status.is_terminal());
+            let (what, since) = active.in_flight_here();
             let idle = active.request.last_activity_at.age(now);
             Stop::InFlight {
                 request_id: active.request.id.clone(),
@@ -225,44 +225,7 @@ fn pending_approval(t: &RequestTree) -> Option<(&Request, &Approval)> {
     {
         return Some((&t.request, a));
     }
-    children(t).find_map(pending_approval)
-}
-
-fn children(t: &RequestTree) -> impl Iterator<Item = &RequestTree> {
-    t.steps.iter().filter_map(|n| n.child.as_deref())
-}
-
-/// The deepest request of the tree matching `pred` (the root when none below does).
-fn deepest(t: &RequestTree, pred: fn(&RequestTree) -> bool) -> &RequestTree {
-    children(t)
-        .filter(|c| pred(c))
-        .last()
-        .map(|c| deepest(c, pred))
-        .unwrap_or(t)
-}
-
-/// What executes in a tree: the deepest unfinished request's open step.
-pub(crate) fn in_flight_of_tree(t: &RequestTree) -> (String, Timestamp) {
-    in_flight(deepest(t, |x| !x.request.status.is_terminal()))
-}
-
-/// The step executing in `t`: its last tool call not yet finished, else the model.
-fn in_flight(t: &RequestTree) -> (String, Timestamp) {
-    let open = t.steps.iter().rev().find(|n| {
-        matches!(n.step.status, StepStatus::Started | StepStatus::Interrupted)
-            && matches!(n.step.body, StepBody::ToolCall { .. })
-    });
-    match open.map(|n| &n.step) {
-        Some(Step {
-            body: StepBody::ToolCall { call, .. },
-            started_at,
-            ..
-        }) => (
-            format!("tool {} ({})", call.tool, call.call_id),
-            *started_at,
-        ),
-        _ => ("model turn".to_string(), t.request.last_activity_at),
-    }
+    t.children().find_map(pending_approval)
 }
 
 /// Tool calls of the whole tree that returned an error, by tool, most first.
@@ -465,9 +428,9 @@ fn stuck_after(h: &Harness) -> Duration {
 
 async fn report(h: &Harness, id: RequestId, worker_alive: bool, events: usize) -> Result<Report> {
     let now = h.now();
-    let tree = tree::load(h, id, 0).await?;
+    let tree = h.request_tree(&id).await?;
     let diagnosis = diagnose(&tree, worker_alive, now, stuck_after(h));
-    let events = h.store().recent_events(tree_ids(&tree), events).await?;
+    let events = h.store().recent_events(tree.ids(), events).await?;
     Ok(Report {
         now,
         worker_alive,
@@ -475,14 +438,6 @@ async fn report(h: &Harness, id: RequestId, worker_alive: bool, events: usize) -
         tree,
         events,
     })
-}
-
-pub(crate) fn tree_ids(t: &RequestTree) -> Vec<RequestId> {
-    let mut ids = vec![t.request.id.clone()];
-    for c in children(t) {
-        ids.extend(tree_ids(c));
-    }
-    ids
 }
 
 async fn triage(h: &Harness, worker_alive: bool, since: Duration) -> Result<Triage> {
@@ -508,7 +463,7 @@ async fn triage(h: &Harness, worker_alive: bool, since: Duration) -> Result<Tria
         if r.status == RequestStatus::Failed && r.finished_at.is_some_and(|f| f < cutoff) {
             continue;
         }
-        let tree = tree::load(h, r.id.clone(), 0).await?;
+        let tree = h.request_tree(&r.id).await?;
         let diagnosis = diagnose(&tree, worker_alive, now, stuck_after(h));
         if !diagnosis.needs_human {
             continue;
@@ -519,7 +474,7 @@ async fn triage(h: &Harness, worker_alive: bool, since: Duration) -> Result<Tria
             _ => r.finished_at.unwrap_or(r.last_activity_at),
         };
         out.push(Attention {
-            delegates: delegates_of(h, &r.id).await?,
+            delegates: h.delegates_of(&r.id).await?,
             request: r,
             since,
             diagnosis,
@@ -697,14 +652,14 @@ pub(crate) fn tree_lines(t: &RequestTree, indent: &str, out: &mut Vec<String>) {
         paint(DIM, format!("{} · {} steps", r.id, r.steps)),
         current
     ));
-    for c in children(t) {
+    for c in t.children() {
         tree_lines(c, &format!("{indent}  └ "), out);
     }
 }
 
 fn all_artifacts(t: &RequestTree) -> Vec<&Artifact> {
     let mut out: Vec<&Artifact> = t.artifacts.iter().collect();
-    for c in children(t) {
+    for c in t.children() {
         out.extend(all_artifacts(c));
     }
     out
@@ -1020,7 +975,7 @@ mod tests {
         let mut t = tree(root.clone(), vec![], vec![]);
         assert!(diagnose(&t, true, T, STUCK).needs_human);
         let retry = RequestId::generate();
-        t.retries.push(crate::runtime::tree::Retry {
+        t.retries.push(harness_engine::views::Retry {
             id: retry.clone(),
             status: RequestStatus::Running,
             created_at: T,

@@ -5,7 +5,7 @@
 //! with `--read-only`). A failed call is a tool error carrying the stable error
 //! code (`not_found: …`, `conflict: …`), not a protocol error.
 
-use super::{approval_id, doctor, operator, request_id, tree};
+use super::{approval_id, doctor, operator, request_id};
 use crate::context::Ctx;
 use anyhow::Result;
 use harness_core::*;
@@ -143,7 +143,7 @@ impl Inspector {
                 let id =
                     arg(&args, "id").ok_or_else(|| crate::output::bad_input("`id` is required"))?;
                 let id = request_id(h, id).await?;
-                let t = tree::load(h, id, 0).await?;
+                let t = h.request_tree(&id).await?;
                 let alive = h.worker_holder().await?.is_some();
                 let now = h.now();
                 let d =

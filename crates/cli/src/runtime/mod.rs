@@ -220,11 +220,6 @@ pub(crate) fn duration(d: Duration) -> String {
     }
 }
 
-/// Milliseconds between two instants, for JSON (`None` while unfinished).
-pub(crate) fn millis_between(from: Timestamp, to: Option<Timestamp>) -> Option<i64> {
-    to.map(|t| (t.0 - from.0).max(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `runtime requests list|tail|show|cancel|retry|resume`.
 
 use super::drive;
-use super::overview::{Delegate, agent_chain, delegates_of};
+use super::overview::{Delegate, agent_chain};
 use super::screen::Quit;
 use super::table::{Table, cell, dim, id, styled};
 use super::{actions, ago, session_id, tree};
@@ -241,7 +241,7 @@ async fn tail_snapshot(h: &Harness, a: &TailArgs) -> Result<TailSnapshot> {
     let requests = h.list_requests(filter(&a.list, h.now())?).await?;
     let mut out = Vec::with_capacity(requests.len());
     for request in requests {
-        let delegates = delegates_of(h, &request.id).await?;
+        let delegates = h.delegates_of(&request.id).await?;
         let recent_events = if request.status.is_terminal() || a.events == 0 {
             Vec::new()
         } else {

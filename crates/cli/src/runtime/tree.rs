@@ -3,73 +3,26 @@
 //! in place.
 
 use super::approvals::status_style as approval_style;
-use super::{ago, duration, millis_between, request_id};
+use super::{ago, duration, request_id};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint, status_style};
 use anyhow::Result;
 use harness_core::*;
-use harness_engine::Harness;
-use serde::Serialize;
-use std::future::Future;
-use std::pin::Pin;
+pub use harness_engine::views::{RequestTree, StepNode};
 use std::process::ExitCode;
 
-/// Delegation deeper than this is cut (a guard against cycles in damaged records).
-const MAX_DEPTH: usize = 16;
 /// Events printed at the end of `requests show`.
 const LAST_EVENTS: usize = 5;
-
-#[derive(Serialize)]
-pub struct RequestTree {
-    pub request: Request,
-    pub duration_ms: Option<i64>,
-    pub steps: Vec<StepNode>,
-    /// Every approval raised by this request.
-    pub approvals: Vec<Approval>,
-    /// Every artifact of this request (those a step produced also appear under it).
-    pub artifacts: Vec<Artifact>,
-    /// Tokens of this request's own model turns (a delegated child's are in its tree).
-    pub usage: UsageTotals,
-    /// The requests admitted by `requests retry` of this one, oldest first (its
-    /// own `retry_of` says what it retries).
-    pub retries: Vec<Retry>,
-    /// A queued root: what it waits for (a limit and who holds it, its session's
-    /// earlier request, or a worker slot).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub waits_for: Option<super::waiting::WaitsFor>,
-}
-
-#[derive(Serialize)]
-pub struct Retry {
-    pub id: RequestId,
-    pub status: RequestStatus,
-    pub created_at: Timestamp,
-}
-
-#[derive(Serialize)]
-pub struct StepNode {
-    #[serde(flatten)]
-    pub step: Step,
-    /// How long the step took, not counting a wait for its approval.
-    pub duration_ms: Option<i64>,
-    /// How long its approval took to be decided (a call that needed one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub approval_wait_ms: Option<i64>,
-    pub approval: Option<Approval>,
-    pub artifacts: Vec<Artifact>,
-    /// For a `delegate` call: the child request's own tree.
-    pub child: Option<Box<RequestTree>>,
-}
 
 pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let h = ctx.inspect()?;
     let id = request_id(&h, id).await?;
-    let tree = load(&h, id, 0).await?;
+    let tree = h.request_tree(&id).await?;
     if ctx.json {
         output::print_json(&tree)?;
     } else {
         render(&tree, h.now()).into_iter().for_each(line);
-        let notes = super::notes::of(&h, &super::doctor::tree_ids(&tree)).await?;
+        let notes = super::notes::of(&h, &tree.ids()).await?;
         if !notes.is_empty() {
             line(String::new());
             line(paint(BOLD, "notes"));
@@ -78,10 +31,7 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
                 .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
         }
         // Like `kubectl describe`: what happened last, where the eye ends.
-        let events = h
-            .store()
-            .recent_events(super::doctor::tree_ids(&tree), LAST_EVENTS)
-            .await?;
+        let events = h.store().recent_events(tree.ids(), LAST_EVENTS).await?;
         if !events.is_empty() {
             line(String::new());
             line(paint(BOLD, format!("last {} events", events.len())));
@@ -91,159 +41,6 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-type Loading<'a> = Pin<Box<dyn Future<Output = Result<RequestTree>> + Send + 'a>>;
-
-pub fn load(h: &Harness, id: RequestId, depth: usize) -> Loading<'_> {
-    Box::pin(async move {
-        let request = h.get_request(&id).await?;
-        let store = h.store();
-        let steps = store.steps(&id).await?;
-        let approvals = h
-            .list_approvals(ApprovalFilter {
-                request_id: Some(id.clone()),
-                ..Default::default()
-            })
-            .await?;
-        let artifacts = store.artifacts(&id).await?;
-        let usage = store
-            .request_usage(vec![id.clone()])
-            .await?
-            .remove(&id)
-            .unwrap_or_default();
-        let retries = if request.parent_id.is_none() {
-            h.list_requests(RequestFilter {
-                retry_of: Some(id.clone()),
-                order: RequestOrder::Oldest,
-                ..Default::default()
-            })
-            .await?
-            .into_iter()
-            .map(|r| Retry {
-                id: r.id,
-                status: r.status,
-                created_at: r.created_at,
-            })
-            .collect()
-        } else {
-            Vec::new()
-        };
-        let waits_for = match request.status {
-            RequestStatus::Queued if request.parent_id.is_none() => {
-                let (waits, holds) = (h.waits().await?, h.holds().await?);
-                super::waiting::of(h, &request, &waits, &holds).await?
-            }
-            RequestStatus::Running => {
-                super::waiting::of_running(&request, &h.rate_limit_status().await?)
-            }
-            _ => None,
-        };
-        let made = made_by_steps(&steps, &artifacts);
-        let mut nodes = Vec::with_capacity(steps.len());
-        for (step, made) in steps.into_iter().zip(made) {
-            nodes.push(node(h, step, &approvals, made, depth).await?);
-        }
-        Ok(RequestTree {
-            duration_ms: millis_between(
-                request.started_at.unwrap_or(request.created_at),
-                request.finished_at,
-            ),
-            request,
-            steps: nodes,
-            approvals,
-            artifacts,
-            usage,
-            retries,
-            waits_for,
-        })
-    })
-}
-
-/// The first request of the tree (itself, then its delegated children) that waits
-/// for something, and what.
-fn first_wait(t: &RequestTree) -> Option<(&RequestId, &super::waiting::WaitsFor)> {
-    if let Some(w) = &t.waits_for {
-        return Some((&t.request.id, w));
-    }
-    t.steps
-        .iter()
-        .filter_map(|s| s.child.as_deref())
-        .find_map(first_wait)
-}
-
-/// The artifact each step stored, by position: versions of a name are numbered in
-/// the order they were written, so the k-th call that stored `name` made its k-th
-/// committed version. A model turn's is its raw response, by id.
-fn made_by_steps(steps: &[Step], artifacts: &[Artifact]) -> Vec<Vec<Artifact>> {
-    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
-    steps
-        .iter()
-        .map(|step| {
-            if let StepBody::ModelTurn { info, .. } = &step.body {
-                let raw = info.raw_artifact.as_ref();
-                return artifacts
-                    .iter()
-                    .filter(|a| Some(&a.id) == raw)
-                    .cloned()
-                    .collect();
-            }
-            let StepBody::ToolCall {
-                outcome:
-                    Some(ToolOutcome {
-                        artifact: Some(name),
-                        ..
-                    }),
-                ..
-            } = &step.body
-            else {
-                return Vec::new();
-            };
-            let k = seen.entry(name.as_str()).or_default();
-            let mut versions: Vec<&Artifact> =
-                artifacts.iter().filter(|a| &a.name == name).collect();
-            versions.sort_by_key(|a| a.version);
-            let made = versions.get(*k).map(|a| (*a).clone());
-            *k += 1;
-            made.into_iter().collect()
-        })
-        .collect()
-}
-
-async fn node(
-    h: &Harness,
-    step: Step,
-    approvals: &[Approval],
-    made: Vec<Artifact>,
-    depth: usize,
-) -> Result<StepNode> {
-    let (approval, child_id) = match &step.body {
-        StepBody::ToolCall {
-            approval_id,
-            child_request_id,
-            ..
-        } => (
-            approval_id
-                .as_ref()
-                .and_then(|a| approvals.iter().find(|x| &x.id == a).cloned()),
-            child_request_id.clone(),
-        ),
-        StepBody::ModelTurn { .. } => (None, None),
-    };
-    let child = match child_id {
-        Some(c) if depth < MAX_DEPTH => Some(Box::new(load(h, c, depth + 1).await?)),
-        _ => None,
-    };
-    // A call that waited for approval ran from the decision on.
-    let decided = approval.as_ref().and_then(|a| a.decided_at);
-    Ok(StepNode {
-        duration_ms: millis_between(decided.unwrap_or(step.started_at), step.finished_at),
-        approval_wait_ms: decided.map(|d| (d.0 - step.started_at.0).max(0)),
-        step,
-        approval,
-        artifacts: made,
-        child,
-    })
 }
 
 pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
@@ -283,7 +80,7 @@ pub fn render(t: &RequestTree, now: Timestamp) -> Vec<String> {
             retries.join(", ")
         ));
     }
-    if let Some((id, w)) = first_wait(t) {
+    if let Some((id, w)) = t.first_wait() {
         let whose = match id == &r.id {
             true => String::new(),
             false => format!("(in {id}) "),

@@ -3,10 +3,10 @@
 //! the tree and its last events are redrawn in place; otherwise each event is
 //! printed once as a line (or a JSON line) as it commits.
 
-use super::doctor::{tree_ids, tree_lines};
+use super::doctor::tree_lines;
 use super::events::print;
 use super::screen::{Quit, Screen};
-use super::{ago, request_id, tree};
+use super::{ago, request_id};
 use crate::context::Ctx;
 use crate::output::{
     self, DIM, EXIT_INTERRUPTED, EXIT_WAITING_APPROVAL, GREEN, RED, YELLOW, line, paint,
@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
     let live = screen.is_tty() && !ctx.json;
     let mut quit = Quit::new()?;
     let mut members = Members::new(id.clone());
-    let ids = tree_ids(&tree::load(&h, id.clone(), 0).await?);
+    let ids = h.request_tree(&id).await?.ids();
     let mut shown: VecDeque<Event> = h.store().recent_events(ids, SHOWN).await?.into();
     if !live {
         for e in &shown {
@@ -138,7 +138,7 @@ fn settled(s: RequestStatus) -> bool {
 
 async fn frame(h: &Harness, r: &Request, shown: &VecDeque<Event>) -> Result<Vec<String>> {
     let now = h.now();
-    let t = tree::load(h, r.id.clone(), 0).await?;
+    let t = h.request_tree(&r.id).await?;
     let mut out = vec![paint(
         DIM,
         format!(
@@ -171,7 +171,7 @@ async fn finish(h: &Harness, r: &Request, json: bool) -> Result<ExitCode> {
                 paint(YELLOW.bold(), "waiting:"),
                 r.id
             ));
-            let t = tree::load(h, r.id.clone(), 0).await?;
+            let t = h.request_tree(&r.id).await?;
             let d = super::doctor::diagnose(
                 &t,
                 true,
