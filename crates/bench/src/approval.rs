@@ -64,7 +64,7 @@ pub async fn run() -> Result<()> {
             approval_id: a.id.clone(),
             decision: Decision::Approved,
             message: None,
-            decided_by: "bench".into(),
+            decided_by: Actor::new(ActorKind::Cli, "bench"),
             edited_arguments: None,
         })
         .await?;

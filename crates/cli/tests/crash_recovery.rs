@@ -127,7 +127,7 @@ async fn approve_pending(h: &Harness) {
                     Decision::Rejected
                 },
                 message: None,
-                decided_by: "crash-test".into(),
+                decided_by: Actor::new(ActorKind::Cli, "crash-test"),
                 edited_arguments: None,
             })
             .await;
@@ -155,7 +155,13 @@ async fn cancel_some(h: &Harness, point: usize) -> Vec<RequestId> {
             .filter(|r| r.parent_id.is_some() == children)
             .collect();
         if let Some(r) = pick.get(point % pick.len().max(1))
-            && h.cancel(&r.id, "crash-test", Some("chaos")).await.is_ok()
+            && h.cancel(
+                &r.id,
+                &Actor::new(ActorKind::Cli, "crash-test"),
+                Some("chaos"),
+            )
+            .await
+            .is_ok()
         {
             out.push(r.id.clone());
         }

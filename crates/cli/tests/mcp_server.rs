@@ -107,6 +107,7 @@ async fn an_mcp_client_inspects_and_resolves_an_approval() {
     assert!(!err, "{resolved}");
     assert_eq!(resolved["approval"]["status"], "approved");
     assert_eq!(resolved["approval"]["decided_by"], "claude");
+    assert_eq!(resolved["approval"]["decided_by_kind"], "mcp");
     assert!(
         resolved["next"].as_str().unwrap().contains("no worker"),
         "{resolved}"

@@ -247,6 +247,7 @@ fn lists_events_sessions_and_actions() {
     has(&r, &["approval", "handled_by", "request"]);
     assert_eq!(r["handled_by"]["by"], "in_process");
     assert_eq!(r["approval"]["decided_by"], "alice");
+    assert_eq!(r["approval"]["decided_by_kind"], "cli");
     assert_eq!(r["request"]["status"], "completed");
 
     let retry = j(T3, &["runtime", "requests", "retry", &p.request])

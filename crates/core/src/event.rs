@@ -5,7 +5,7 @@
 
 use crate::conversation::{ModelTurn, ToolCall, TurnInfo};
 use crate::ids::{ApprovalId, CallId, RequestId, SessionId, WorkerId};
-use crate::records::{Approval, Artifact};
+use crate::records::{Actor, Approval, Artifact};
 use crate::status::RequestStatus;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -172,7 +172,7 @@ pub enum EventBody {
         error: String,
     },
     RequestCancelled {
-        by: String,
+        by: Actor,
         reason: Option<String>,
         /// The request the operator cancelled, when this one went with its tree.
         with: Option<RequestId>,
@@ -349,7 +349,7 @@ impl EventBody {
             } => json!({"output_bytes": output_bytes, "steps": steps}),
             B::RequestFailed { error } => json!({"error": error}),
             B::RequestCancelled { by, reason, with } => {
-                let mut p = json!({"by": by});
+                let mut p = json!({"by": by.name, "by_kind": by.kind});
                 if let Some(r) = reason {
                     p["reason"] = json!(r);
                 }
@@ -428,6 +428,7 @@ impl EventBody {
             }),
             B::ApprovalResolved { approval: a } => json!({
                 "approval_id": a.id, "decision": a.status, "decided_by": a.decided_by,
+                "decided_by_kind": a.decided_by_kind,
                 "message": a.message, "edited": a.edited_arguments.is_some(),
                 "tool": a.tool, "call_id": a.call_id,
             }),

@@ -218,6 +218,7 @@ mod tests {
             arguments: call.arguments.clone(),
             status,
             decided_by: Some("ops".into()),
+            decided_by_kind: Some(crate::ActorKind::Cli),
             message: Some("not today".into()),
             edited_arguments: Some(json!({"x": 2})),
             created_at: Timestamp(0),

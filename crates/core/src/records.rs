@@ -83,7 +83,13 @@ pub struct Approval {
     pub tool: String,
     pub arguments: serde_json::Value,
     pub status: ApprovalStatus,
+    /// The name of who decided (see `decided_by_kind` for what the name is).
     pub decided_by: Option<String>,
+    /// How who decided was identified: a server token, the local CLI, the MCP
+    /// server, or the runtime itself (expiry). None while pending, and on records
+    /// decided before the kind was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by_kind: Option<ActorKind>,
     pub message: Option<String>,
     pub edited_arguments: Option<serde_json::Value>,
     pub created_at: Timestamp,
@@ -117,6 +123,7 @@ impl Approval {
             arguments: call.arguments.clone(),
             status: ApprovalStatus::Pending,
             decided_by: None,
+            decided_by_kind: None,
             message: None,
             edited_arguments: None,
             created_at,
@@ -197,8 +204,75 @@ pub struct ResolveApproval {
     pub approval_id: ApprovalId,
     pub decision: Decision,
     pub message: Option<String>,
-    pub decided_by: String,
+    pub decided_by: Actor,
     pub edited_arguments: Option<serde_json::Value>,
+}
+
+/// Who acted on the runtime (resolved an approval, cancelled a request): how they
+/// were identified and the name that identification gives. Recorded as two typed
+/// fields, never parsed back out of free text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// An HTTP API or console caller, named by its configured token's name.
+    Token,
+    /// An HTTP API caller of a server running without tokens (`anonymous`).
+    Open,
+    /// The local CLI: `--as NAME`, else the operating-system user.
+    Cli,
+    /// The `agent-harness mcp` server: `--as NAME`, else the operating-system user.
+    Mcp,
+    /// The runtime itself (an approval that expired).
+    Runtime,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Token => "token",
+            ActorKind::Open => "open",
+            ActorKind::Cli => "cli",
+            ActorKind::Mcp => "mcp",
+            ActorKind::Runtime => "runtime",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActorKind> {
+        Some(match s {
+            "token" => ActorKind::Token,
+            "open" => ActorKind::Open,
+            "cli" => ActorKind::Cli,
+            "mcp" => ActorKind::Mcp,
+            "runtime" => ActorKind::Runtime,
+            _ => return None,
+        })
+    }
+}
+
+impl Actor {
+    pub fn new(kind: ActorKind, name: impl Into<String>) -> Actor {
+        Actor {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// The runtime itself, named `runtime`.
+    pub fn runtime() -> Actor {
+        Actor::new(ActorKind::Runtime, "runtime")
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.kind.as_str())
+    }
 }
 
 /// A file produced by a request, stored under the store folder. Immutable: writing

@@ -551,7 +551,7 @@ impl Harness {
     pub async fn cancel(
         &self,
         id: &RequestId,
-        by: &str,
+        by: &Actor,
         reason: Option<&str>,
     ) -> Result<Request, HarnessError> {
         let (req, settled) = self.inner.store.cancel(id, by, reason, self.now()).await?;

@@ -356,6 +356,7 @@ mod tests {
                 arguments: json!({"password": "hunter2", "q": SECRET}),
                 status: ApprovalStatus::Pending,
                 decided_by: None,
+                decided_by_kind: None,
                 message: Some(said.clone()),
                 edited_arguments: Some(json!([SECRET])),
                 created_at: Timestamp(0),

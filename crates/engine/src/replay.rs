@@ -197,7 +197,7 @@ async fn replay_in(
             break h
                 .cancel(
                     &new.id,
-                    "replay",
+                    &Actor::new(ActorKind::Runtime, "replay"),
                     Some("replay stopped: no recorded decision"),
                 )
                 .await?;
@@ -275,7 +275,11 @@ async fn decide_as_recorded(
             approval_id: a.id.clone(),
             decision,
             message: d.message.clone(),
-            decided_by: d.decided_by.clone().unwrap_or_else(|| "replay".into()),
+            // The recorded decider, named as recorded (the runtime when nothing was).
+            decided_by: Actor::new(
+                d.decided_by_kind.unwrap_or(ActorKind::Runtime),
+                d.decided_by.clone().unwrap_or_else(|| "replay".into()),
+            ),
             edited_arguments: d.edited_arguments.clone(),
         })
         .await?;

@@ -71,7 +71,7 @@ async fn demo_pauses_for_approval_then_completes_with(b: Backend) {
         approval_id: a.id.clone(),
         decision: Decision::Approved,
         message: Some("ok".into()),
-        decided_by: "alice".into(),
+        decided_by: Actor::new(ActorKind::Cli, "alice"),
         edited_arguments: None,
     };
     h.resolve_approval(resolve.clone()).await.unwrap();
@@ -157,7 +157,7 @@ async fn rejection_reaches_the_model_and_the_tool_never_runs_with(b: Backend) {
         approval_id: a.id.clone(),
         decision: Decision::Rejected,
         message: Some("wrong list".into()),
-        decided_by: "bob".into(),
+        decided_by: Actor::new(ActorKind::Cli, "bob"),
         edited_arguments: None,
     })
     .await

@@ -205,7 +205,13 @@ async fn cancelling_mid_stream_drops_the_call_and_records_nothing() {
         .expect("a delta")
         .unwrap();
     assert!(matches!(first, DeltaItem::Delta(_)));
-    h.cancel(&req.id, "alice", Some("enough")).await.unwrap();
+    h.cancel(
+        &req.id,
+        &Actor::new(ActorKind::Cli, "alice"),
+        Some("enough"),
+    )
+    .await
+    .unwrap();
     let r = tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .expect("the run ends promptly")

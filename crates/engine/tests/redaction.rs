@@ -70,7 +70,7 @@ async fn secrets_from_the_harness_environment_and_operator_text_are_redacted() {
             approval_id: a.id.clone(),
             decision: Decision::Approved,
             message: Some(format!("ok, password: hunter2, key {SECRET}")),
-            decided_by: "alice".into(),
+            decided_by: Actor::new(ActorKind::Cli, "alice"),
             edited_arguments: Some(edited),
         })
         .await

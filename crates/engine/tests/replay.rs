@@ -57,7 +57,7 @@ async fn finished_demo() -> (tempfile::TempDir, Harness, Request) {
         approval_id: a.id.clone(),
         decision: Decision::Approved,
         message: Some("subject fixed".into()),
-        decided_by: "alice".into(),
+        decided_by: Actor::new(ActorKind::Cli, "alice"),
         edited_arguments: Some(edited),
     })
     .await

@@ -169,7 +169,7 @@ async fn concurrent_approvers_cannot_both_win_with(b: Backend) {
                 Decision::Rejected
             },
             message: None,
-            decided_by: format!("op{i}"),
+            decided_by: Actor::new(ActorKind::Cli, format!("op{i}")),
             edited_arguments: None,
         };
         tokio::spawn(async move { h.resolve_approval(resolve).await })
@@ -215,7 +215,7 @@ async fn resolving_with_the_wrong_request_or_session_is_refused_with(b: Backend)
             approval_id: a.id.clone(),
             decision: Decision::Approved,
             message: None,
-            decided_by: "x".into(),
+            decided_by: Actor::new(ActorKind::Cli, "x"),
             edited_arguments: None,
         })
         .await
@@ -258,6 +258,7 @@ async fn expire_with(b: Backend, outcome: &str) -> Option<Request> {
         .unwrap()
         .remove(0);
     assert_eq!(a.status, ApprovalStatus::Expired);
+    assert_eq!(a.decided_by_kind, Some(ActorKind::Runtime));
     Some(r)
 }
 
@@ -359,7 +360,9 @@ async fn cancel_stops_a_running_command_tool_with(b: Backend) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let started = Instant::now();
-    h.cancel(&r.id, "test", None).await.unwrap();
+    h.cancel(&r.id, &Actor::new(ActorKind::Cli, "test"), None)
+        .await
+        .unwrap();
     while unsafe { libc::kill(pid, 0) } == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -371,7 +374,7 @@ async fn cancel_stops_a_running_command_tool_with(b: Backend) {
     let r = h.get_request(&r.id).await.unwrap();
     assert_eq!(r.status, RequestStatus::Cancelled);
     assert!(
-        h.cancel(&r.id, "again", None)
+        h.cancel(&r.id, &Actor::new(ActorKind::Cli, "again"), None)
             .await
             .unwrap_err()
             .to_string()
@@ -510,7 +513,7 @@ async fn an_interrupted_call_can_wait_for_an_operator_decision_with(b: Backend) 
         approval_id: a.id.clone(),
         decision: Decision::Approved,
         message: Some("checked: it did not run".into()),
-        decided_by: "ops".into(),
+        decided_by: Actor::new(ActorKind::Cli, "ops"),
         edited_arguments: None,
     })
     .await

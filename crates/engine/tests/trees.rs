@@ -120,7 +120,7 @@ async fn resolve_all_pending(h: &Harness, n: &mut u64, race_expiry: bool) {
                 approval_id: a.id.clone(),
                 decision,
                 message: None,
-                decided_by: "racer".into(),
+                decided_by: Actor::new(ActorKind::Cli, "racer"),
                 edited_arguments: None,
             })
             .await;
@@ -302,9 +302,13 @@ async fn cancelling_a_child_running_a_command_kills_it_and_the_parent_carries_on
     let pid = wait_for_pid(dir.path(), "leaf.pid").await;
     let leaf = by_agent(&h, "leaf").await;
     let started = Instant::now();
-    h.cancel(&leaf.id, "alice", Some("wrong input"))
-        .await
-        .unwrap();
+    h.cancel(
+        &leaf.id,
+        &Actor::new(ActorKind::Cli, "alice"),
+        Some("wrong input"),
+    )
+    .await
+    .unwrap();
     wait_for("the command to die", async || !pid_alive(pid)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     wait_for("the root to settle", async || {
@@ -352,7 +356,9 @@ async fn cancelling_a_paused_child_wakes_its_tree_and_explains_the_approval() {
         Some("leaf"),
         "the root names the agent that waits"
     );
-    h.cancel(&leaf.id, "bob", None).await.unwrap();
+    h.cancel(&leaf.id, &Actor::new(ActorKind::Cli, "bob"), None)
+        .await
+        .unwrap();
     let approval = h
         .list_approvals(ApprovalFilter::default())
         .await
@@ -395,7 +401,9 @@ async fn cancelling_a_queued_child_settles_its_tree() {
     resolve_all_pending(&h, &mut n, false).await;
     let leaf = by_agent(&h, "leaf").await;
     assert_eq!(leaf.status, RequestStatus::Queued, "woken with its tree");
-    h.cancel(&leaf.id, "carol", None).await.unwrap();
+    h.cancel(&leaf.id, &Actor::new(ActorKind::Cli, "carol"), None)
+        .await
+        .unwrap();
     let done = harness_engine::run_until_settled(&h, &root.id, fast())
         .await
         .unwrap();
@@ -416,7 +424,9 @@ async fn cancelling_a_root_cancels_its_tree_and_kills_the_command() {
     let root = h.request(None, "boss", "go").await.unwrap();
     let worker = h.start_worker(fast()).await.unwrap();
     let pid = wait_for_pid(dir.path(), "leaf.pid").await;
-    h.cancel(&root.id, "dave", None).await.unwrap();
+    h.cancel(&root.id, &Actor::new(ActorKind::Cli, "dave"), None)
+        .await
+        .unwrap();
     wait_for("the command to die", async || !pid_alive(pid)).await;
     worker.stop().await.unwrap();
     for agent in ["boss", "mid", "leaf"] {
@@ -593,6 +603,7 @@ async fn the_safety_net_repairs_a_stranded_request_visibly() {
         arguments: serde_json::json!({}),
         status: ApprovalStatus::Rejected,
         decided_by: Some("someone".into()),
+        decided_by_kind: Some(ActorKind::Cli),
         message: None,
         edited_arguments: None,
         created_at: h.now(),

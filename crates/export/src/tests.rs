@@ -53,7 +53,7 @@ async fn completed(h: &Harness) -> Request {
         approval_id: a.id,
         decision: Decision::Approved,
         message: Some("ok".into()),
-        decided_by: "alice".into(),
+        decided_by: Actor::new(ActorKind::Cli, "alice"),
         edited_arguments: None,
     })
     .await

@@ -162,6 +162,17 @@ impl FromRequestParts<AppState> for Principal {
 }
 
 impl Principal {
+    /// Who this caller is in the records: its token's name, or `anonymous` of a
+    /// server running open.
+    pub fn actor(&self, tokens: &Tokens) -> Actor {
+        let kind = if tokens.is_open() {
+            ActorKind::Open
+        } else {
+            ActorKind::Token
+        };
+        Actor::new(kind, self.name.clone())
+    }
+
     /// Refuses (403) a caller whose role is below `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
@@ -395,7 +406,9 @@ async fn cancel(
     let id = RequestId::parse(&id)?;
     let b = body.map(|Json(b)| b).unwrap_or_default();
     Ok(Json(
-        s.harness.cancel(&id, &p.name, b.reason.as_deref()).await?,
+        s.harness
+            .cancel(&id, &p.actor(&s.tokens), b.reason.as_deref())
+            .await?,
     ))
 }
 
@@ -497,7 +510,7 @@ async fn resolve(
             DecisionBody::Reject => Decision::Rejected,
         },
         message: b.message,
-        decided_by: p.name,
+        decided_by: p.actor(&s.tokens),
         edited_arguments: b.arguments,
     };
     Ok(Json(s.harness.resolve_approval(r).await?))

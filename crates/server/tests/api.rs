@@ -578,6 +578,8 @@ async fn an_operator_resolves_an_approval_and_is_recorded_as_who_decided() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["status"], "approved");
     assert_eq!(a.body["decided_by"], "otto");
+    // Typed: the name is a token's, not free text a caller could forge.
+    assert_eq!(a.body["decided_by_kind"], "token");
 
     let a = api
         .call(

@@ -68,7 +68,7 @@ impl SqliteStore {
 
 pub(crate) fn insert(c: &Connection, a: &Approval) -> Result<(), StoreError> {
     c.prepare_cached(&format!(
-        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        "INSERT INTO approvals ({APPROVAL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
     .execute(params![
         a.id.as_str(),
@@ -87,6 +87,7 @@ pub(crate) fn insert(c: &Connection, a: &Approval) -> Result<(), StoreError> {
         a.decided_at.map(|t| t.0),
         a.expires_at.0,
         a.reason,
+        a.decided_by_kind.map(|k| k.as_str()),
     ])?;
     Ok(())
 }
@@ -107,18 +108,19 @@ fn resolve(c: &Connection, r: &ResolveApproval, now: Timestamp) -> Result<Approv
     let changed = c
         .prepare_cached(
             "UPDATE approvals SET status = ?2, decided_by = ?3, message = ?4, edited_arguments = ?5, \
-             decided_at = ?6 WHERE id = ?1 AND status = 'pending' AND request_id = ?7 \
-             AND session_id = ?8 AND expires_at > ?6",
+             decided_at = ?6, decided_by_kind = ?9 WHERE id = ?1 AND status = 'pending' \
+             AND request_id = ?7 AND session_id = ?8 AND expires_at > ?6",
         )?
         .execute(params![
             r.approval_id.as_str(),
             r.decision.status().as_str(),
-            r.decided_by,
+            r.decided_by.name,
             r.message,
             r.edited_arguments.as_ref().map(|v| v.to_string()),
             now.0,
             r.request_id.as_str(),
             r.session_id.as_str(),
+            r.decided_by.kind.as_str(),
         ])?;
     if changed == 0 {
         return Err(refusal(c, r, now)?);
@@ -202,8 +204,8 @@ fn expire(c: &Connection, now: Timestamp, fail_request: bool) -> Result<Vec<Appr
     let mut out = Vec::with_capacity(due.len());
     for a in due {
         let changed = c.execute(
-            "UPDATE approvals SET status = 'expired', decided_by = 'runtime', decided_at = ?2 \
-             WHERE id = ?1 AND status = 'pending'",
+            "UPDATE approvals SET status = 'expired', decided_by = 'runtime', \
+             decided_by_kind = 'runtime', decided_at = ?2 WHERE id = ?1 AND status = 'pending'",
             params![a.id.as_str(), now.0],
         )?;
         if changed == 0 {
@@ -232,7 +234,7 @@ fn fail_tree(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreEr
         c,
         &tree::Settle {
             to: RequestStatus::Failed,
-            by: "runtime",
+            by: &Actor::runtime(),
             reason: Some(&reason),
             top: &root.id,
         },

@@ -276,7 +276,7 @@ impl Store {
     pub async fn cancel(
         &self,
         id: &RequestId,
-        by: &str,
+        by: &Actor,
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<(Request, Vec<RequestId>), StoreError> {

@@ -292,7 +292,7 @@ fn repair_one(
                 c,
                 &Settle {
                     to,
-                    by: "runtime",
+                    by: &Actor::runtime(),
                     reason: Some(&reason),
                     top: &s.id,
                 },
@@ -333,7 +333,7 @@ fn requeue_or_fail(
             c,
             &Settle {
                 to: RequestStatus::Failed,
-                by: "runtime",
+                by: &Actor::runtime(),
                 reason: Some(&error),
                 top: &r.id,
             },
@@ -371,7 +371,7 @@ impl SqliteStore {
                 c,
                 &Settle {
                     to: RequestStatus::Failed,
-                    by: "runtime",
+                    by: &Actor::runtime(),
                     reason: Some(&error),
                     top: &root.id,
                 },

@@ -219,11 +219,11 @@ impl SqliteStore {
     pub async fn cancel(
         &self,
         id: &RequestId,
-        by: &str,
+        by: &Actor,
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<(Request, Vec<RequestId>), StoreError> {
-        let (id, by, reason) = (id.clone(), by.to_string(), reason.map(str::to_string));
+        let (id, by, reason) = (id.clone(), by.clone(), reason.map(str::to_string));
         self.write(move |c| cancel(c, &id, &by, reason.as_deref(), now))
             .await
     }
@@ -447,7 +447,7 @@ fn claim(
 fn cancel(
     c: &Connection,
     id: &RequestId,
-    by: &str,
+    by: &Actor,
     reason: Option<&str>,
     now: Timestamp,
 ) -> Result<(Request, Vec<RequestId>), StoreError> {

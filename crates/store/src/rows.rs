@@ -52,7 +52,7 @@ pub(crate) fn request(r: &Row<'_>) -> rusqlite::Result<Request> {
 }
 
 pub(crate) const APPROVAL_COLS: &str = "id, request_id, session_id, agent, step_idx, call_id, \
-    tool, arguments, status, decided_by, message, edited_arguments, created_at, decided_at, expires_at, reason";
+    tool, arguments, status, decided_by, message, edited_arguments, created_at, decided_at, expires_at, reason, decided_by_kind";
 
 pub(crate) fn approval(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
@@ -72,6 +72,10 @@ pub(crate) fn approval(r: &Row<'_>) -> rusqlite::Result<Approval> {
         decided_at: ts(r.get(13)?),
         expires_at: Timestamp(r.get(14)?),
         reason: r.get(15)?,
+        decided_by_kind: r
+            .get::<_, Option<String>>(16)?
+            .map(|s| parse_enum(s, ActorKind::parse))
+            .transpose()?,
     })
 }
 

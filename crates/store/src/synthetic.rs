@@ -579,6 +579,7 @@ fn one_request(
                     )?;
                     approval.status = ApprovalStatus::Approved;
                     approval.decided_by = Some("alice".into());
+                    approval.decided_by_kind = Some(ActorKind::Token);
                     approval.message = Some("looks fine".into());
                     approval.decided_at = Some(Timestamp(decided));
                     crate::approvals::insert(e.conn, &approval)?;
@@ -698,7 +699,7 @@ fn one_request(
                     rid,
                     ses,
                     EventBody::RequestCancelled {
-                        by: "bob".into(),
+                        by: Actor::new(ActorKind::Cli, "bob"),
                         reason: None,
                         with: None,
                     },

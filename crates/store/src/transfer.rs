@@ -114,6 +114,7 @@ const TABLES: &[Table] = &[
             ("decided_at", Int),
             ("expires_at", Int),
             ("reason", Text),
+            ("decided_by_kind", Text),
         ],
     },
     Table {

@@ -81,8 +81,8 @@ pub(crate) fn root_of(c: &Connection, id: &RequestId) -> Result<Request, StoreEr
 pub(crate) struct Settle<'a> {
     /// `Cancelled` or `Failed`.
     pub to: RequestStatus,
-    /// Who decided (operator name, or `runtime`).
-    pub by: &'a str,
+    /// Who decided (an operator, or the runtime).
+    pub by: &'a Actor,
     /// The operator's reason, or the failure.
     pub reason: Option<&'a str>,
     /// The request the action named (events of the others point at it).
@@ -94,8 +94,8 @@ impl Settle<'_> {
     pub(crate) fn error(&self) -> String {
         match self.to {
             RequestStatus::Cancelled => match self.reason {
-                Some(r) => format!("cancelled by {}: {r}", self.by),
-                None => format!("cancelled by {}", self.by),
+                Some(r) => format!("cancelled by {}: {r}", self.by.name),
+                None => format!("cancelled by {}", self.by.name),
             },
             _ => self.reason.unwrap_or("failed").to_string(),
         }
@@ -114,7 +114,7 @@ impl Settle<'_> {
         let with = (id != self.top).then(|| self.top.clone());
         match self.to {
             RequestStatus::Cancelled => EventBody::RequestCancelled {
-                by: self.by.to_string(),
+                by: self.by.clone(),
                 reason: self.reason.map(str::to_string),
                 with,
             },
@@ -150,7 +150,7 @@ pub(crate) fn settle_subtree(
 fn reject_pending(
     c: &Connection,
     id: &RequestId,
-    by: &str,
+    by: &Actor,
     message: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -165,14 +165,21 @@ fn reject_pending(
         let changed = c
             .prepare_cached(
                 "UPDATE approvals SET status = 'rejected', decided_by = ?2, message = ?3, \
-                 decided_at = ?4 WHERE id = ?1 AND status = 'pending'",
+                 decided_at = ?4, decided_by_kind = ?5 WHERE id = ?1 AND status = 'pending'",
             )?
-            .execute(params![a.id.as_str(), by, message, now.0])?;
+            .execute(params![
+                a.id.as_str(),
+                by.name,
+                message,
+                now.0,
+                by.kind.as_str()
+            ])?;
         if changed == 0 {
             continue;
         }
         a.status = ApprovalStatus::Rejected;
-        a.decided_by = Some(by.to_string());
+        a.decided_by = Some(by.name.clone());
+        a.decided_by_kind = Some(by.kind);
         a.message = Some(message.to_string());
         a.decided_at = Some(now);
         let (rid, sid) = (a.request_id.clone(), a.session_id.clone());

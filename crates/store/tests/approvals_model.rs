@@ -66,7 +66,7 @@ async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                             approval_id: a.id.clone(),
                             decision,
                             message: None,
-                            decided_by: format!("op{actor}"),
+                            decided_by: Actor::new(ActorKind::Cli, format!("op{actor}")),
                             edited_arguments: None,
                         },
                         now,
@@ -96,7 +96,9 @@ async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Cancel { i } => {
-                let res = store.cancel(&pairs[i].0.id, "op", None, now).await;
+                let res = store
+                    .cancel(&pairs[i].0.id, &Actor::new(ActorKind::Cli, "op"), None, now)
+                    .await;
                 let open = !model[i].request.is_terminal();
                 prop_assert_eq!(res.is_ok(), open);
                 if open {

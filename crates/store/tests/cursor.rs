@@ -56,7 +56,9 @@ async fn write(store: Store, w: usize, rounds: usize) {
         let r = store.admit(new, adm, now).await.unwrap();
         if round % 4 == 3 {
             // Another writer's claim may have run it to its end already.
-            let _ = store.cancel(&r.id, "test", None, now).await;
+            let _ = store
+                .cancel(&r.id, &Actor::new(ActorKind::Cli, "test"), None, now)
+                .await;
             continue;
         }
         // Claims take any session's request: run whatever this claim got.

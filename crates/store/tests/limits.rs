@@ -205,7 +205,12 @@ async fn stop_scenario(b: Backend) {
         "one unit of each key"
     );
     store
-        .cancel(&r1.id, "op", None, Timestamp(5))
+        .cancel(
+            &r1.id,
+            &Actor::new(ActorKind::Cli, "op"),
+            None,
+            Timestamp(5),
+        )
         .await
         .unwrap();
     assert!(
@@ -456,7 +461,12 @@ async fn model(b: Backend, needs: Vec<Vec<bool>>, ops: Vec<Op>) -> Result<(), Te
             Op::Cancel(i) => {
                 if let Some(it) = items.get_mut(*i).filter(|it| it.state != State::Done) {
                     store
-                        .cancel(&it.r.id, "op", None, Timestamp(now))
+                        .cancel(
+                            &it.r.id,
+                            &Actor::new(ActorKind::Cli, "op"),
+                            None,
+                            Timestamp(now),
+                        )
                         .await
                         .unwrap();
                     it.state = State::Done;

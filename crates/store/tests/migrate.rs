@@ -130,9 +130,14 @@ async fn filled() -> Fresh {
         .admit(ask("s4", "never", 0), ADM, Timestamp(40))
         .await
         .unwrap();
-    s.cancel(&d.id, "ops", Some("not needed"), Timestamp(41))
-        .await
-        .unwrap();
+    s.cancel(
+        &d.id,
+        &Actor::new(ActorKind::Cli, "ops"),
+        Some("not needed"),
+        Timestamp(41),
+    )
+    .await
+    .unwrap();
     fresh
 }
 

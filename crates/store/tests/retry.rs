@@ -70,7 +70,12 @@ async fn retry(b: Backend) {
     );
 
     store
-        .cancel(&original, "op", None, Timestamp(3_000))
+        .cancel(
+            &original,
+            &Actor::new(ActorKind::Cli, "op"),
+            None,
+            Timestamp(3_000),
+        )
         .await
         .unwrap();
     let first = again(4_000).await.unwrap();

@@ -162,6 +162,7 @@ impl World {
                     arguments: json!({}),
                     status: ApprovalStatus::Pending,
                     decided_by: None,
+                    decided_by_kind: None,
                     message: None,
                     edited_arguments: None,
                     created_at: now,
@@ -203,7 +204,7 @@ impl World {
                                         Decision::Rejected
                                     },
                                     message: None,
-                                    decided_by: "op".into(),
+                                    decided_by: Actor::new(ActorKind::Cli, "op"),
                                     edited_arguments: None,
                                 },
                                 now,
@@ -218,7 +219,10 @@ impl World {
             }
             Op::Cancel { t, level } => {
                 if let Some(id) = self.trees[*t].get(*level) {
-                    let _ = self.store.cancel(id, "op", None, now).await;
+                    let _ = self
+                        .store
+                        .cancel(id, &Actor::new(ActorKind::Cli, "op"), None, now)
+                        .await;
                 }
             }
             Op::Finish { t } => {
@@ -341,11 +345,28 @@ async fn check_invariants(
             }
         }
     }
-    let events = w
-        .store
-        .events_after(seq_before, EventFilter::default(), 0)
-        .await
-        .unwrap();
+    // On PostgreSQL an event shows once every older transaction of the server has
+    // finished (the cursor's watermark): other tests' transactions can hold a
+    // committed one back for a moment, so wait for each changed request's event.
+    let changed: Vec<&RequestId> = after
+        .0
+        .iter()
+        .filter(|(id, s)| before.0.get(*id).is_some_and(|old| old != *s))
+        .map(|(id, _)| id)
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let events = w
+            .store
+            .events_after(seq_before, EventFilter::default(), 0)
+            .await
+            .unwrap();
+        let seen = |id: &RequestId| events.iter().any(|e| e.request_id.as_ref() == Some(id));
+        if changed.iter().all(|id| seen(id)) || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     for (id, status) in &after.0 {
         let Some(old) = before.0.get(id) else {
             continue;

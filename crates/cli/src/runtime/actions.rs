@@ -19,7 +19,9 @@ pub async fn cancel(
     let h = ctx.open_existing()?;
     let id = request_id(&h, id).await?;
     let before = h.get_request(&id).await?;
-    let r = h.cancel(&id, &operator(by), reason).await?;
+    let r = h
+        .cancel(&id, &Actor::new(ActorKind::Cli, operator(by)), reason)
+        .await?;
     if ctx.json {
         output::print_json(&r)?;
     } else {

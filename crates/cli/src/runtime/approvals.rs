@@ -344,7 +344,12 @@ fn show_lines(a: &Approval, now: Timestamp) -> Vec<String> {
     ];
     if let Some(by) = &a.decided_by {
         let at = a.decided_at.map(|t| format!(" at {t}")).unwrap_or_default();
-        out.push(field("decided", format!("by {by}{at}")));
+        // How the decider was identified: a server token, the CLI, MCP, the runtime.
+        let via = a
+            .decided_by_kind
+            .map(|k| format!(" ({})", k.as_str()))
+            .unwrap_or_default();
+        out.push(field("decided", format!("by {by}{via}{at}")));
     }
     if let Some(m) = &a.message {
         out.push(field("message", m));
@@ -406,7 +411,7 @@ async fn resolve(
         approval_id,
         decision,
         message: a.message,
-        decided_by: operator(a.decided_by.as_deref()),
+        decided_by: Actor::new(ActorKind::Cli, operator(a.decided_by.as_deref())),
         edited_arguments: edited,
     };
     let from = h.store().last_seq().await?;

@@ -196,7 +196,7 @@ impl Inspector {
                 approval_id: id,
                 decision,
                 message: arg(&args, "message").map(str::to_string),
-                decided_by: self.decided_by.clone(),
+                decided_by: Actor::new(ActorKind::Mcp, self.decided_by.clone()),
                 edited_arguments: edited,
             })
             .await?;

@@ -101,7 +101,7 @@ pub async fn decide_pending(h: &Harness) {
                 approval_id: a.id.clone(),
                 decision,
                 message: None,
-                decided_by: "busy-test".into(),
+                decided_by: harness_core::Actor::new(harness_core::ActorKind::Cli, "busy-test"),
                 edited_arguments: None,
             })
             .await;

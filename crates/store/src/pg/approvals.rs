@@ -12,8 +12,8 @@ use tokio_postgres::types::ToSql;
 
 pub(super) const INSERT: &str = "INSERT INTO approvals (id, request_id, session_id, agent, step_idx, \
      call_id, tool, arguments, status, decided_by, message, edited_arguments, created_at, \
-     decided_at, expires_at, reason) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     decided_at, expires_at, reason, decided_by_kind) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 /// The owned parameters of an approval row.
 pub(super) struct ApprovalRow {
@@ -33,6 +33,7 @@ pub(super) struct ApprovalRow {
     decided_at: Option<i64>,
     expires_at: i64,
     reason: Option<String>,
+    decided_by_kind: Option<&'static str>,
 }
 
 impl ApprovalRow {
@@ -54,6 +55,7 @@ impl ApprovalRow {
             decided_at: a.decided_at.map(|t| t.0),
             expires_at: a.expires_at.0,
             reason: a.reason.clone(),
+            decided_by_kind: a.decided_by_kind.map(|k| k.as_str()),
         }
     }
 
@@ -75,6 +77,7 @@ impl ApprovalRow {
             &self.decided_at,
             &self.expires_at,
             &self.reason,
+            &self.decided_by_kind,
         ]
     }
 }
@@ -213,17 +216,18 @@ async fn resolve(
     let changed = tx
         .execute(
             "UPDATE approvals SET status = $2, decided_by = $3, message = $4, edited_arguments = $5, \
-             decided_at = $6 WHERE id = $1 AND status = 'pending' AND request_id = $7 \
-             AND session_id = $8 AND expires_at > $6",
+             decided_at = $6, decided_by_kind = $9 WHERE id = $1 AND status = 'pending' \
+             AND request_id = $7 AND session_id = $8 AND expires_at > $6",
             &[
                 &r.approval_id.as_str(),
                 &r.decision.status().as_str(),
-                &r.decided_by,
+                &r.decided_by.name,
                 &r.message,
                 &edited,
                 &now.0,
                 &r.request_id.as_str(),
                 &r.session_id.as_str(),
+                &r.decided_by.kind.as_str(),
             ],
         )
         .await?;
@@ -250,8 +254,8 @@ async fn expire_one(
     tree::lock_root(tx, &root).await?;
     let changed = tx
         .execute(
-            "UPDATE approvals SET status = 'expired', decided_by = 'runtime', decided_at = $2 \
-             WHERE id = $1 AND status = 'pending'",
+            "UPDATE approvals SET status = 'expired', decided_by = 'runtime', \
+             decided_by_kind = 'runtime', decided_at = $2 WHERE id = $1 AND status = 'pending'",
             &[&a.id.as_str(), &now.0],
         )
         .await?;
@@ -268,7 +272,7 @@ async fn expire_one(
             tx,
             &Settle {
                 to: RequestStatus::Failed,
-                by: "runtime",
+                by: &Actor::runtime(),
                 reason: Some(&reason),
                 top: &root,
             },

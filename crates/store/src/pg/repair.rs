@@ -96,7 +96,7 @@ impl PgStore {
                 tx,
                 &Settle {
                     to: RequestStatus::Failed,
-                    by: "runtime",
+                    by: &Actor::runtime(),
                     reason: Some(error),
                     top: &root,
                 },
@@ -229,7 +229,7 @@ async fn repair_one(
                 tx,
                 &Settle {
                     to,
-                    by: "runtime",
+                    by: &Actor::runtime(),
                     reason: Some(&reason),
                     top: &s.id,
                 },
@@ -291,7 +291,7 @@ async fn requeue_or_fail(
             tx,
             &Settle {
                 to: RequestStatus::Failed,
-                by: "runtime",
+                by: &Actor::runtime(),
                 reason: Some(&error),
                 top: &r.id,
             },

@@ -97,7 +97,7 @@ impl PgStore {
     pub(crate) async fn cancel(
         &self,
         id: &RequestId,
-        by: &str,
+        by: &Actor,
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<(Request, Vec<RequestId>), StoreError> {
@@ -491,7 +491,7 @@ async fn release_one(
 async fn cancel(
     tx: &mut Tx<'_>,
     id: &RequestId,
-    by: &str,
+    by: &Actor,
     reason: Option<&str>,
     now: Timestamp,
 ) -> Result<(Request, Vec<RequestId>), StoreError> {

@@ -72,6 +72,10 @@ pub(crate) fn approval(r: &Row) -> Result<Approval, StoreError> {
         decided_at: ts(r.try_get(13)?),
         expires_at: Timestamp(r.try_get(14)?),
         reason: r.try_get(15)?,
+        decided_by_kind: r
+            .try_get::<_, Option<String>>(16)?
+            .map(|s| parse_enum(s, ActorKind::parse))
+            .transpose()?,
     })
 }
 

@@ -139,7 +139,7 @@ pub(super) async fn settle_subtree(
 async fn reject_pending(
     tx: &mut Tx<'_>,
     id: &RequestId,
-    by: &str,
+    by: &Actor,
     message: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -156,15 +156,22 @@ async fn reject_pending(
         let changed = tx
             .execute(
                 "UPDATE approvals SET status = 'rejected', decided_by = $2, message = $3, \
-                 decided_at = $4 WHERE id = $1 AND status = 'pending'",
-                &[&a.id.as_str(), &by, &message, &now.0],
+                 decided_at = $4, decided_by_kind = $5 WHERE id = $1 AND status = 'pending'",
+                &[
+                    &a.id.as_str(),
+                    &by.name,
+                    &message,
+                    &now.0,
+                    &by.kind.as_str(),
+                ],
             )
             .await?;
         if changed == 0 {
             continue;
         }
         a.status = ApprovalStatus::Rejected;
-        a.decided_by = Some(by.to_string());
+        a.decided_by = Some(by.name.clone());
+        a.decided_by_kind = Some(by.kind);
         a.message = Some(message.to_string());
         a.decided_at = Some(now);
         let (rid, sid) = (a.request_id.clone(), a.session_id.clone());

@@ -148,6 +148,7 @@ pub async fn paused_request(
         arguments: json!({}),
         status: ApprovalStatus::Pending,
         decided_by: None,
+        decided_by_kind: None,
         message: None,
         edited_arguments: None,
         created_at: now,
