@@ -1,0 +1,228 @@
+//! `runtime … --server URL --token T`: the HTTP API client the runtime commands read
+//! and act through instead of the workspace's store.
+//!
+//! Errors keep the API's stable code: the body `{code, message}` of an error answer
+//! becomes a [`RemoteError`] with that [`ErrorCode`], so a command exits with the same
+//! code remotely as locally. The token is sent only in the `Authorization` header; it
+//! is never printed, logged or put in an error (`Debug` of [`Server`] hides it).
+
+use anyhow::Result;
+use harness_core::ErrorCode;
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+/// Environment variable for `--server`.
+pub const SERVER_ENV: &str = "AGENT_HARNESS_SERVER";
+/// Environment variable for `--token`.
+pub const TOKEN_ENV: &str = "AGENT_HARNESS_TOKEN";
+
+/// Where the API is, and the token to send.
+#[derive(Clone)]
+pub struct Server {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// An error answered by the server (or met reaching it), with its stable code.
+#[derive(Debug)]
+pub struct RemoteError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+fn remote(code: ErrorCode, message: impl Into<String>) -> anyhow::Error {
+    RemoteError {
+        code,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// The API client.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Client {
+    pub fn new(s: &Server) -> Result<Client> {
+        let base = Url::parse(&s.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                crate::output::bad_input(format!(
+                    "--server `{}` is not an http:// or https:// URL",
+                    s.url
+                ))
+            })?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| {
+                remote(
+                    ErrorCode::Internal,
+                    format!("cannot build the HTTP client: {e}"),
+                )
+            })?;
+        let token = s.token.clone().filter(|t| !t.trim().is_empty());
+        Ok(Client { http, base, token })
+    }
+
+    /// The server's address as given (for messages).
+    pub fn base(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        let mut u = self.base.clone();
+        let prefix = u.path().trim_end_matches('/').to_string();
+        u.set_path(&format!("{prefix}{path}"));
+        Ok(u)
+    }
+
+    /// Sends a request; an error answer becomes a [`RemoteError`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response> {
+        let mut url = self.url(path)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut rb = self.http.request(method, url);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&b)?);
+        }
+        let res = rb.send().await.map_err(|e| self.unreachable(&e))?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        Err(self.answer_error(res).await)
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        // reqwest's message names the URL (no token: that is only in a header).
+        let why = std::error::Error::source(e)
+            .map(|s| {
+                let mut text = s.to_string();
+                let mut cur = s.source();
+                while let Some(c) = cur {
+                    text = format!("{text}: {c}");
+                    cur = c.source();
+                }
+                text
+            })
+            .unwrap_or_else(|| e.to_string());
+        remote(
+            ErrorCode::Unavailable,
+            format!(
+                "cannot reach the server at {}: {why} (is `agent-harness serve --listen` running there?)",
+                self.base()
+            ),
+        )
+    }
+
+    async fn answer_error(&self, res: reqwest::Response) -> anyhow::Error {
+        let status = res.status();
+        let bytes = res.bytes().await.unwrap_or_default();
+        let Ok(b) = serde_json::from_slice::<ErrorBody>(&bytes) else {
+            let code = match status {
+                StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+                StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+                _ => ErrorCode::Unavailable,
+            };
+            return remote(
+                code,
+                format!(
+                    "{} answered HTTP {status} without an agent-harness error: is --server the address of `agent-harness serve --listen`?",
+                    self.base()
+                ),
+            );
+        };
+        let message = match b.code {
+            ErrorCode::Unauthorized if self.token.is_none() => format!(
+                "{}: {}; give one with --token or {TOKEN_ENV}",
+                self.base(),
+                b.message
+            ),
+            ErrorCode::Unauthorized => format!("{}: {}", self.base(), b.message),
+            ErrorCode::Forbidden => format!("{}: {}", self.base(), b.message),
+            _ => b.message,
+        };
+        remote(b.code, message)
+    }
+
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let res = self.send(Method::GET, path, query, None).await?;
+        self.decode(res).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T> {
+        let res = self.send(Method::POST, path, &[], Some(body)).await?;
+        self.decode(res).await
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, res: reqwest::Response) -> Result<T> {
+        let bytes = res.bytes().await.map_err(|e| self.unreachable(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            remote(
+                ErrorCode::Internal,
+                format!(
+                    "{} answered something this version cannot read ({e}): are client and server the same version?",
+                    self.base()
+                ),
+            )
+        })
+    }
+}
+
+/// A command that reads the store directly and has no API route: refused with
+/// `--server` as invalid use (exit 2).
+pub fn not_remote(what: &str) -> anyhow::Error {
+    crate::output::bad_input(format!(
+        "`{what}` reads the workspace's store directly and does not work with --server: \
+         run it on the machine that holds the workspace (without --server)"
+    ))
+}
