@@ -204,8 +204,17 @@ impl Client {
         self.decode(res).await
     }
 
+    /// A successful answer's body.
+    pub async fn body(&self, res: reqwest::Response) -> Result<Vec<u8>> {
+        Ok(res
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(&e))?
+            .to_vec())
+    }
+
     async fn decode<T: DeserializeOwned>(&self, res: reqwest::Response) -> Result<T> {
-        let bytes = res.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let bytes = self.body(res).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             remote(
                 ErrorCode::Internal,
@@ -215,6 +224,90 @@ impl Client {
                 ),
             )
         })
+    }
+}
+
+/// `GET /v1/events` read as Server-Sent Events: committed events in seq order.
+pub struct EventStream {
+    res: reqwest::Response,
+    buf: Vec<u8>,
+    base: String,
+}
+
+impl Client {
+    /// Opens the event stream after seq `after` (sent as `Last-Event-ID`, so a
+    /// reconnect resumes with no gap and no duplicate), narrowed by `query`.
+    pub async fn events(&self, after: i64, query: &[(&str, String)]) -> Result<EventStream> {
+        let mut url = self.url("/v1/events")?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut rb = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .header("last-event-id", after.to_string());
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        let res = rb.send().await.map_err(|e| self.unreachable(&e))?;
+        if !res.status().is_success() {
+            return Err(self.answer_error(res).await);
+        }
+        Ok(EventStream {
+            res,
+            buf: Vec::new(),
+            base: self.base().to_string(),
+        })
+    }
+}
+
+impl EventStream {
+    /// The next event; `None` when the server ended the stream (it stopped, or the
+    /// connection dropped).
+    pub async fn next(&mut self) -> Result<Option<harness_core::Event>> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let (mut kind, mut data) = (None, String::new());
+                for l in text.lines() {
+                    if let Some(v) = l.strip_prefix("event:") {
+                        kind = Some(v.trim().to_string());
+                    } else if let Some(v) = l.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                if kind.as_deref() == Some("error") {
+                    let v: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+                    return Err(remote(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "{}: the event stream failed: {}",
+                            self.base,
+                            v["message"].as_str().unwrap_or(&data)
+                        ),
+                    ));
+                }
+                let e = serde_json::from_str(&data).map_err(|e| {
+                    remote(
+                        ErrorCode::Internal,
+                        format!("{} sent an event this version cannot read: {e}", self.base),
+                    )
+                })?;
+                return Ok(Some(e));
+            }
+            match self.res.chunk().await {
+                Ok(Some(c)) => self.buf.extend_from_slice(&c),
+                Ok(None) | Err(_) => return Ok(None),
+            }
+        }
     }
 }
 

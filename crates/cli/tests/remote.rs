@@ -299,9 +299,35 @@ fn remote_commands_print_and_exit_as_local_ones() {
         vec!["runtime", "sessions", "list"],
         vec!["runtime", "sessions", "list", "--json"],
         vec!["runtime", "requests", "show", &a, "--json"],
+        vec!["runtime", "artifacts", "list", &a],
+        vec!["runtime", "artifacts", "list", &a, "--tree", "--json"],
+        vec!["runtime", "artifacts", "show", &a, "summary.md"],
+        vec!["runtime", "artifacts", "cat", &a, "summary.md"],
+        vec!["runtime", "events", "--request", &a],
+        vec!["runtime", "events", "--session", "s2", "--json"],
+        vec!["runtime", "events", "--from", "3", "--limit", "4"],
+        // --follow stops after --limit events: the same events as the log.
+        vec!["runtime", "events", "--follow", "--limit", "6", "--json"],
+        vec![
+            "runtime",
+            "events",
+            "--follow",
+            "--limit",
+            "3",
+            "--request",
+            &b,
+        ],
     ] {
         s.same(&args);
     }
+    let cat = s.remote(&["runtime", "artifacts", "cat", &a, "summary.md"]);
+    assert!(!cat.stdout.is_empty());
+    // A session with no requests is not found on both sides.
+    let (l, r) = (
+        s.local(&["runtime", "events", "--session", "nope"]),
+        s.remote(&["runtime", "events", "--session", "nope"]),
+    );
+    assert_eq!((l.code, r.code), (2, 2), "{}\n{}", l.stderr, r.stderr);
     // `show` as a tree: the same tree; the notes and last events (which the API
     // has no route for) are said to be missing, not left out silently.
     let (l, r) = (
@@ -479,7 +505,7 @@ fn remote_commands_print_and_exit_as_local_ones() {
     for args in [
         vec!["runtime", "doctor"],
         vec!["runtime", "maintenance"],
-        vec!["runtime", "events"],
+        vec!["runtime", "requests", "tail"],
         vec!["runtime", "health", "--deep"],
     ] {
         let r = s.remote(&args);

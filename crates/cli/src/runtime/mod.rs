@@ -109,14 +109,8 @@ pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
         RuntimeCommand::Approvals(c) => approvals::dispatch(ctx, c).await,
         RuntimeCommand::Requests(c) => requests::dispatch(ctx, c).await,
         RuntimeCommand::Sessions(c) => sessions::dispatch(ctx, c).await,
-        RuntimeCommand::Artifacts(c) => {
-            ctx.local_only("runtime artifacts")?;
-            artifacts::dispatch(ctx, c).await
-        }
-        RuntimeCommand::Events(a) => {
-            ctx.local_only("runtime events")?;
-            events::run(ctx, a).await
-        }
+        RuntimeCommand::Artifacts(c) => artifacts::dispatch(ctx, c).await,
+        RuntimeCommand::Events(a) => events::run(ctx, a).await,
         RuntimeCommand::Export(c) => {
             ctx.local_only("runtime export")?;
             export_cmd::export(ctx, c).await

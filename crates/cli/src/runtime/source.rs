@@ -9,6 +9,9 @@ use harness_engine::Harness;
 use harness_engine::views::{Overview, RequestTree};
 use serde_json::json;
 
+/// The API's largest page of a list.
+const MAX_PAGE: usize = 1000;
+
 pub enum Source {
     Local(Harness),
     Remote(Client),
@@ -54,7 +57,11 @@ impl Source {
                 let mut q = vec![
                     ("roots_only", f.roots_only.to_string()),
                     ("order", f.order.as_str().to_string()),
-                    ("limit", f.limit.to_string()),
+                    // 0 (no limit) asks for the API's largest page.
+                    (
+                        "limit",
+                        if f.limit == 0 { MAX_PAGE } else { f.limit }.to_string(),
+                    ),
                 ];
                 if !f.statuses.is_empty() {
                     let s: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
@@ -215,5 +222,40 @@ impl Source {
             body["arguments"] = a;
         }
         c.post(&format!("/v1/approvals/{id}/resolve"), body).await
+    }
+
+    /// Every version of every artifact of a request.
+    pub async fn artifacts(&self, id: &RequestId) -> Result<Vec<Artifact>> {
+        Ok(match self {
+            Source::Local(h) => h.store().artifacts(id).await?,
+            Source::Remote(c) => c.get(&format!("/v1/requests/{id}/artifacts"), &[]).await?,
+        })
+    }
+
+    /// An artifact version's contents (`None`: recorded, but gone from the store).
+    pub async fn read_artifact(&self, a: &Artifact) -> Result<Option<Vec<u8>>> {
+        match self {
+            Source::Local(h) => Ok(h.store().read_artifact(a).await?),
+            Source::Remote(c) => {
+                match c
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/v1/artifacts/{}", a.id),
+                        &[],
+                        None,
+                    )
+                    .await
+                {
+                    Ok(res) => Ok(Some(c.body(res).await?)),
+                    Err(e)
+                        if e.downcast_ref::<crate::remote::RemoteError>()
+                            .is_some_and(|r| r.code == ErrorCode::NotFound) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 }
