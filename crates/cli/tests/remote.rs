@@ -27,6 +27,11 @@ fn frozen_now() -> String {
 
 /// `serve --listen 127.0.0.1:0` with an operator token `ops` and a viewer token `view`.
 fn serve_api(root: &Path) -> (Child, String) {
+    serve_on(root, "127.0.0.1:0")
+}
+
+/// [`serve_api`] on `addr`.
+fn serve_on(root: &Path, addr: &str) -> (Child, String) {
     std::fs::write(
         root.join("config/server.yaml"),
         "tokens:\n  - name: ops\n    role: operator\n    env: OPS_TOKEN\n  \
@@ -39,7 +44,7 @@ fn serve_api(root: &Path) -> (Child, String) {
         .open(root.join("serve.log"))
         .unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--json", "--listen", "127.0.0.1:0", "--workspace"])
+        .args(["serve", "--json", "--listen", addr, "--workspace"])
         .arg(root)
         .env("OPS_TOKEN", OPS)
         .env("VIEW_TOKEN", VIEW)
@@ -534,4 +539,65 @@ fn remote_commands_print_and_exit_as_local_ones() {
     assert_eq!(d.code, 1);
     let e: Value = serde_json::from_str(d.stderr.trim()).unwrap();
     assert_eq!(e["error"]["code"], "unavailable");
+}
+
+fn terminate(mut child: Child) {
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+/// `events --follow --server` outlives a server restart: the stream is reopened
+/// from the last event printed (`Last-Event-ID`), with no gap and no duplicate.
+#[test]
+fn remote_follow_resumes_across_a_server_restart() {
+    let demo = Demo::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (child, base) = serve_on(&demo.root, &addr);
+    let s = Sides {
+        demo: &demo,
+        base,
+        elsewhere: tempfile::tempdir().unwrap(),
+        now: frozen_now(),
+    };
+    let (id, approval) = paused(&s, "s1");
+    let before = s.local(&["runtime", "events", "--json"]).ok().stdout;
+    let n = before.lines().count();
+    // Follow everything so far and the first event after the restart.
+    let want = (n + 1).to_string();
+    let mut c = s.cmd(None);
+    c.current_dir(s.elsewhere.path())
+        .args(["runtime", "events", "--follow", "--json", "--limit", &want])
+        .args(["--server", &s.base, "--token", OPS])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let follower = c.spawn().unwrap();
+    // It has printed what there was once the server sees it subscribed: wait a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(child);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (child, _) = serve_on(&demo.root, &addr);
+    s.local_at(
+        None,
+        &["runtime", "approvals", "approve", &approval, "-m", "ok"],
+    )
+    .ok();
+    wait_status(&s, &id, "completed");
+    let out = follower.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("reconnecting after #"), "{stderr}");
+    let followed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = s
+        .local(&["runtime", "events", "--json", "--limit", &want])
+        .ok()
+        .stdout;
+    assert_eq!(followed, log);
+    assert!(followed.starts_with(&before));
+    terminate(child);
 }
