@@ -25,33 +25,32 @@ pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     }
     render(&tree, src.now()?).into_iter().for_each(line);
     let Source::Local(h) = &src else {
-        // The API has no route for a request's notes and last events (the event
-        // stream has no end to read up to): say so rather than leave them out silently.
+        // The API has no route for a request's notes and last events (reading them
+        // from the event stream means reading the whole log): say so rather than
+        // leave them out silently.
         line(String::new());
         line(paint(
             DIM,
-            "notes and last events are not shown with --server: follow them with the API's GET /v1/events?request=ID",
+            "notes and last events are not shown with --server: see them with `runtime events --request ID`",
         ));
         return Ok(ExitCode::SUCCESS);
     };
-    {
-        let notes = super::notes::of(&h, &tree.ids()).await?;
-        if !notes.is_empty() {
-            line(String::new());
-            line(paint(BOLD, "notes"));
-            notes
-                .iter()
-                .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
-        }
-        // Like `kubectl describe`: what happened last, where the eye ends.
-        let events = h.store().recent_events(tree.ids(), LAST_EVENTS).await?;
-        if !events.is_empty() {
-            line(String::new());
-            line(paint(BOLD, format!("last {} events", events.len())));
-            events
-                .iter()
-                .for_each(|e| line(format!("  {}", output::event_line(e))));
-        }
+    let notes = super::notes::of(h, &tree.ids()).await?;
+    if !notes.is_empty() {
+        line(String::new());
+        line(paint(BOLD, "notes"));
+        notes
+            .iter()
+            .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
+    }
+    // Like `kubectl describe`: what happened last, where the eye ends.
+    let events = h.store().recent_events(tree.ids(), LAST_EVENTS).await?;
+    if !events.is_empty() {
+        line(String::new());
+        line(paint(BOLD, format!("last {} events", events.len())));
+        events
+            .iter()
+            .for_each(|e| line(format!("  {}", output::event_line(e))));
     }
     Ok(ExitCode::SUCCESS)
 }
