@@ -99,6 +99,15 @@ fn main() -> ExitCode {
     // SAFETY: called first thing, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        // A server must outlive its clients: an HTTP client that goes away mid-answer
+        // (an event stream closed by `runtime events --follow --limit N --server …`)
+        // makes hyper's vectored socket write raise SIGPIPE, which by default kills
+        // the whole process. Ignored, the write fails with EPIPE and only that
+        // connection ends.
+        // SAFETY: before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    }
     if let Err(e) = output::init_logging(matches!(cli.command, Command::Serve(_))) {
         eprintln!("error: {e}");
         return ExitCode::from(output::EXIT_BAD_INPUT);
