@@ -126,6 +126,12 @@ impl Sides<'_> {
     /// Runs `args` on both sides; asserts the same exit code and stdout.
     fn same(&self, args: &[&str]) -> Run {
         let (l, r) = (self.local(args), self.remote(args));
+        if l.code != r.code {
+            eprintln!(
+                "serve.log:\n{}",
+                std::fs::read_to_string(self.demo.root.join("serve.log")).unwrap_or_default()
+            );
+        }
         assert_same(args, &l, &r, |s| s.to_string());
         r
     }
@@ -229,7 +235,7 @@ fn paused(s: &Sides, session: &str) -> (String, String) {
 #[test]
 fn remote_commands_print_and_exit_as_local_ones() {
     let demo = Demo::new();
-    let (child, base) = serve_api(&demo.root);
+    let (mut child, base) = serve_api(&demo.root);
     let s = Sides {
         demo: &demo,
         base,
@@ -324,6 +330,11 @@ fn remote_commands_print_and_exit_as_local_ones() {
         ],
     ] {
         s.same(&args);
+        // A client that went away mid-stream (--follow --limit) never takes the server down.
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{args:?}: serve exited"
+        );
     }
     let cat = s.remote(&["runtime", "artifacts", "cat", &a, "summary.md"]);
     assert!(!cat.stdout.is_empty());
@@ -348,6 +359,58 @@ fn remote_commands_print_and_exit_as_local_ones() {
         r.stdout
     );
     assert!(l.stdout.contains("last 5 events"), "{}", l.stdout);
+
+    // Export: the package the API sends, written to --out (a .tar.gz), reported as
+    // a local export reports it; it verifies.
+    let dir = tempfile::tempdir().unwrap();
+    let (lp, rp) = (dir.path().join("l.tar.gz"), dir.path().join("r.tar.gz"));
+    let export = |out: &Path| {
+        vec![
+            "runtime".to_string(),
+            "export".into(),
+            "request".into(),
+            "--session".into(),
+            "s1".into(),
+            "--request".into(),
+            a.clone(),
+            "--artifact-contents".into(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    };
+    let le: Vec<String> = export(&lp);
+    let re: Vec<String> = export(&rp);
+    let le: Vec<&str> = le.iter().map(String::as_str).collect();
+    let re: Vec<&str> = re.iter().map(String::as_str).collect();
+    let l = s.local(&[&le[..], &["--json"]].concat()).ok().json();
+    let r = s.remote(&[&re[..], &["--json"]].concat()).ok().json();
+    for k in ["files", "requests", "events"] {
+        assert_eq!(l[k], r[k], "{k}: {l} {r}");
+    }
+    assert_eq!(r["path"], rp.display().to_string());
+    assert_eq!(r["bytes"], std::fs::metadata(&rp).unwrap().len());
+    s.local(&["runtime", "verify-export", &rp.display().to_string()])
+        .ok();
+    // Refused alike: the file exists, another session, an unknown request.
+    let (l, r) = (s.local(&le), s.remote(&re));
+    assert_eq!((l.code, r.code), (2, 2), "{}\n{}", l.stderr, r.stderr);
+    let fresh = dir.path().join("r2.tar.gz").display().to_string();
+    let mut other: Vec<&str> = re
+        .iter()
+        .map(|x| if *x == "s1" { "s2" } else { x })
+        .collect();
+    *other.last_mut().unwrap() = &fresh;
+    let r = s.remote(&other);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("belongs to session `s1`, not `s2`"),
+        "{}",
+        r.stderr
+    );
+    let dirout = dir.path().join("folder").display().to_string();
+    let r = s.remote(&[&re[..re.len() - 1], &[dirout.as_str()]].concat());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(".tar.gz"), "{}", r.stderr);
 
     // Live views (the worker's heartbeat moves between the two looks): the real
     // clock on both sides, digits masked.

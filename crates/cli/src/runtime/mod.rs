@@ -111,10 +111,7 @@ pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
         RuntimeCommand::Sessions(c) => sessions::dispatch(ctx, c).await,
         RuntimeCommand::Artifacts(c) => artifacts::dispatch(ctx, c).await,
         RuntimeCommand::Events(a) => events::run(ctx, a).await,
-        RuntimeCommand::Export(c) => {
-            ctx.local_only("runtime export")?;
-            export_cmd::export(ctx, c).await
-        }
+        RuntimeCommand::Export(c) => export_cmd::export(ctx, c).await,
         RuntimeCommand::VerifyExport(a) => export_cmd::verify(ctx, a),
         RuntimeCommand::Maintenance(a) => {
             ctx.local_only("runtime maintenance")?;
