@@ -60,6 +60,8 @@ fn remote(code: ErrorCode, message: impl Into<String>) -> anyhow::Error {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// `base` without any user or password it was given with (for messages).
+    shown: String,
     token: Option<String>,
 }
 
@@ -91,12 +93,21 @@ impl Client {
                 )
             })?;
         let token = s.token.clone().filter(|t| !t.trim().is_empty());
-        Ok(Client { http, base, token })
+        let mut shown = base.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        let shown = shown.as_str().trim_end_matches('/').to_string();
+        Ok(Client {
+            http,
+            base,
+            shown,
+            token,
+        })
     }
 
-    /// The server's address as given (for messages).
+    /// The server's address as given, without credentials (for messages).
     pub fn base(&self) -> &str {
-        self.base.as_str().trim_end_matches('/')
+        &self.shown
     }
 
     fn url(&self, path: &str) -> Result<Url> {
