@@ -14,6 +14,8 @@ pub const NOW_ENV: &str = "AGENT_HARNESS_NOW";
 pub struct Ctx {
     pub workspace: Option<PathBuf>,
     pub json: bool,
+    /// `--server`: `runtime` commands read and act through the HTTP API instead.
+    pub server: Option<crate::remote::Server>,
 }
 
 impl Ctx {
@@ -60,6 +62,24 @@ impl Ctx {
     /// Opens the workspace to look at it: never creates a store, never takes the worker lock.
     pub fn inspect(&self) -> Result<Harness> {
         self.open_existing()
+    }
+
+    /// Where a `runtime` command reads and acts: the HTTP API with `--server`, else
+    /// the workspace (opened as by [`Ctx::inspect`]).
+    pub fn source(&self) -> Result<crate::runtime::source::Source> {
+        use crate::runtime::source::Source;
+        Ok(match &self.server {
+            Some(s) => Source::Remote(crate::remote::Client::new(s)?),
+            None => Source::Local(self.inspect()?),
+        })
+    }
+
+    /// Refuses `--server` for a command that needs the store directly (`what` names it).
+    pub fn local_only(&self, what: &str) -> Result<()> {
+        match &self.server {
+            Some(_) => Err(crate::remote::not_remote(what)),
+            None => Ok(()),
+        }
     }
 }
 

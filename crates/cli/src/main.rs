@@ -5,6 +5,7 @@ mod context;
 mod core_cmds;
 mod live;
 mod output;
+mod remote;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,13 @@ struct Cli {
     /// `wide`: tables show every column in full instead of fitting the terminal.
     #[arg(long, short = 'o', global = true, value_name = "FORMAT", value_parser = ["wide"])]
     output: Option<String>,
+    /// `runtime` commands read and act through this server's HTTP API
+    /// (`agent-harness serve --listen`) instead of the workspace's store.
+    #[arg(long, global = true, value_name = "URL", env = remote::SERVER_ENV)]
+    server: Option<String>,
+    /// The API token sent with --server (never printed).
+    #[arg(long, global = true, value_name = "TOKEN", env = remote::TOKEN_ENV, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +99,15 @@ fn main() -> ExitCode {
     // SAFETY: called first thing, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        // A server must outlive its clients: an HTTP client that goes away mid-answer
+        // (an event stream closed by `runtime events --follow --limit N --server …`)
+        // makes hyper's vectored socket write raise SIGPIPE, which by default kills
+        // the whole process. Ignored, the write fails with EPIPE and only that
+        // connection ends.
+        // SAFETY: before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    }
     if let Err(e) = output::init_logging(matches!(cli.command, Command::Serve(_))) {
         eprintln!("error: {e}");
         return ExitCode::from(output::EXIT_BAD_INPUT);
@@ -110,9 +127,30 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    let mut server = cli
+        .server
+        .filter(|s| !s.is_empty())
+        .map(|url| remote::Server {
+            url,
+            token: cli.token,
+        });
+    if !matches!(cli.command, Command::Runtime(_)) {
+        // The environment's server is for `runtime` commands; an explicit --server
+        // on another command is a mistake worth saying.
+        let from_env = std::env::var(remote::SERVER_ENV).ok();
+        if server
+            .as_ref()
+            .is_some_and(|s| Some(&s.url) != from_env.as_ref())
+        {
+            let e = output::bad_input("--server applies to `runtime` commands only");
+            return output::report_error(&e, json);
+        }
+        server = None;
+    }
     let ctx = Ctx {
         workspace: cli.workspace,
         json,
+        server,
     };
     let result = rt.block_on(async move {
         match cli.command {

@@ -168,6 +168,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(c) = e.downcast_ref::<CliError>() {
         return c.code;
     }
+    if let Some(r) = e.downcast_ref::<crate::remote::RemoteError>() {
+        return r.code.exit_code();
+    }
     harness_engine::error_code(e.as_ref()).exit_code()
 }
 
@@ -178,7 +181,10 @@ pub fn code_name(e: &anyhow::Error) -> &'static str {
         Some(c) if c.code == EXIT_BAD_INPUT => ErrorCode::InvalidInput.as_str(),
         Some(c) if c.code == EXIT_REFUSED => ErrorCode::Conflict.as_str(),
         Some(_) => ErrorCode::Internal.as_str(),
-        None => harness_engine::error_code(e.as_ref()).as_str(),
+        None => match e.downcast_ref::<crate::remote::RemoteError>() {
+            Some(r) => r.code.as_str(),
+            None => harness_engine::error_code(e.as_ref()).as_str(),
+        },
     }
 }
 

@@ -1,7 +1,8 @@
 //! `runtime requests cancel|retry|resume`: actions on one request.
 
 use super::drive::{self, Continued};
-use super::{operator, request_id};
+use super::source::Source;
+use super::{operator, request_id, request_id_in};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, line, paint, status_style};
 use anyhow::Result;
@@ -16,10 +17,11 @@ pub async fn cancel(
     by: Option<&str>,
     reason: Option<&str>,
 ) -> Result<ExitCode> {
-    let h = ctx.open_existing()?;
-    let id = request_id(&h, id).await?;
-    let before = h.get_request(&id).await?;
-    let r = h
+    let src = source(ctx)?;
+    super::no_as_remote(&src, by)?;
+    let id = request_id_in(&src, id).await?;
+    let before = src.get_request(&id).await?;
+    let r = src
         .cancel(&id, &Actor::new(ActorKind::Cli, operator(by)), reason)
         .await?;
     if ctx.json {
@@ -30,7 +32,7 @@ pub async fn cancel(
             paint(status_style(r.status).bold(), "cancelled"),
             r.id,
             before.status,
-            match h.worker_holder().await? {
+            match src.worker().await? {
                 Some(w) if before.status == RequestStatus::Running =>
                     format!("; worker {} stops it at its next step", w.worker_id),
                 _ => String::new(),
@@ -47,15 +49,15 @@ struct Retried {
 }
 
 pub async fn retry(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let h = ctx.open_existing()?;
-    let id = request_id(&h, id).await?;
-    let old = h.get_request(&id).await?;
+    let src = source(ctx)?;
+    let id = request_id_in(&src, id).await?;
+    let old = src.get_request(&id).await?;
     if let Some(parent) = &old.parent_id {
         return Err(refused(format!(
             "request {id} was delegated by {parent}; retry the request that delegated it"
         )));
     }
-    let new = h.retry(&old.id).await?;
+    let new = src.retry(&old.id).await?;
     if ctx.json {
         output::print_json(&Retried {
             retried_from: old.id,
@@ -74,7 +76,7 @@ pub async fn retry(ctx: &Ctx, id: &str) -> Result<ExitCode> {
             )
         )
     ));
-    if h.worker_holder().await?.is_none() {
+    if src.worker().await?.is_none() {
         line(paint(
             DIM,
             format!(
@@ -95,6 +97,9 @@ fn refused(message: String) -> anyhow::Error {
 }
 
 pub async fn resume(ctx: &Ctx, id: &str) -> Result<ExitCode> {
+    if let Some(s) = &ctx.server {
+        return resume_remote(ctx, &crate::remote::Client::new(s)?, id).await;
+    }
     let h = ctx.open_existing()?;
     let id = request_id(&h, id).await?;
     let root = match h.resumable(&id).await? {
@@ -133,4 +138,36 @@ fn waiting(root: &Request, pending: &[Approval]) -> anyhow::Error {
         root.id,
         how.concat()
     ))
+}
+
+/// Actions act on existing records: the workspace opened as `open_existing`, or the API.
+fn source(ctx: &Ctx) -> Result<Source> {
+    Ok(match &ctx.server {
+        Some(s) => Source::Remote(crate::remote::Client::new(s)?),
+        None => Source::Local(ctx.open_existing()?),
+    })
+}
+
+/// `requests resume` through the API: the server's worker continues the request
+/// (`POST /v1/requests/{id}/resume` answers who; it refuses one paused for
+/// approval, finished, or with no worker to run it).
+async fn resume_remote(ctx: &Ctx, c: &crate::remote::Client, id: &str) -> Result<ExitCode> {
+    let src = Source::Remote(c.clone());
+    let id = request_id_in(&src, id).await?;
+    let root = src.root_of(&id).await?;
+    let continued: Continued = c
+        .post(&format!("/v1/requests/{id}/resume"), serde_json::json!({}))
+        .await?;
+    if ctx.json {
+        output::print_json(&continued)?;
+    } else {
+        line(format!(
+            "{} {} ({})",
+            paint(BOLD, "resuming"),
+            root.id,
+            root.status
+        ));
+        drive::report(&continued);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,13 +2,13 @@
 
 use super::drive::{self, Continued};
 use super::screen::{Quit, Screen};
+use super::source::Source;
 use super::table::{Table, cell, dim, id, styled};
-use super::{ago, approval_id, operator, request_id, session_id};
+use super::{ago, approval_id, operator, request_id, request_id_in, session_id};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint};
 use anyhow::Result;
 use harness_core::*;
-use harness_engine::Harness;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -114,14 +114,23 @@ pub struct ApproveArgs {
 pub async fn dispatch(ctx: &Ctx, c: ApprovalsCommand) -> Result<ExitCode> {
     match c {
         ApprovalsCommand::List(a) => list(ctx, a).await,
-        ApprovalsCommand::Watch(a) => watch(ctx, a).await,
-        ApprovalsCommand::Show { id } => show(ctx, &id).await,
+        ApprovalsCommand::Watch(a) => {
+            ctx.local_only("runtime approvals watch")?;
+            watch(ctx, a).await
+        }
+        ApprovalsCommand::Show { id } => {
+            ctx.local_only("runtime approvals show")?;
+            show(ctx, &id).await
+        }
         ApprovalsCommand::Approve(a) => {
             let edited = a.arguments.as_deref().map(parse_arguments).transpose()?;
             resolve(ctx, a.resolve, Decision::Approved, edited).await
         }
         ApprovalsCommand::Reject(a) => resolve(ctx, a, Decision::Rejected, None).await,
-        ApprovalsCommand::Annotate(a) => super::notes::annotate(ctx, a, true).await,
+        ApprovalsCommand::Annotate(a) => {
+            ctx.local_only("runtime approvals annotate")?;
+            super::notes::annotate(ctx, a, true).await
+        }
     }
 }
 
@@ -134,12 +143,12 @@ fn parse_arguments(s: &str) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-async fn filter(h: &Harness, a: &ListArgs) -> Result<ApprovalFilter> {
+async fn filter(src: &Source, a: &ListArgs) -> Result<ApprovalFilter> {
     Ok(ApprovalFilter {
         statuses: a.status.clone(),
         session_id: a.session.as_deref().map(session_id).transpose()?,
         request_id: match a.request.as_deref() {
-            Some(r) => Some(request_id(h, r).await?),
+            Some(r) => Some(request_id_in(src, r).await?),
             None => None,
         },
         limit: a.limit,
@@ -152,16 +161,16 @@ struct Listing {
     approvals: Vec<Approval>,
 }
 
-async fn snapshot(h: &Harness, f: &ApprovalFilter) -> Result<Listing> {
+async fn snapshot(src: &Source, f: &ApprovalFilter) -> Result<Listing> {
     Ok(Listing {
-        now: h.now(),
-        approvals: h.list_approvals(f.clone()).await?,
+        now: src.now()?,
+        approvals: src.list_approvals(f.clone()).await?,
     })
 }
 
 async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
-    let s = snapshot(&h, &filter(&h, &a).await?).await?;
+    let src = ctx.source()?;
+    let s = snapshot(&src, &filter(&src, &a).await?).await?;
     if ctx.json {
         output::print_json(&s)?;
     } else {
@@ -173,14 +182,14 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
 }
 
 async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
-    let f = filter(&h, &a.list).await?;
+    let src = ctx.source()?;
+    let f = filter(&src, &a.list).await?;
     let mut screen = Screen::new();
     let mut quit = Quit::new()?;
     let mut seen: HashSet<(ApprovalId, ApprovalStatus)> = HashSet::new();
     let mut last_json = String::new();
     loop {
-        let s = snapshot(&h, &f).await?;
+        let s = snapshot(&src, &f).await?;
         if ctx.json {
             let text = serde_json::to_string(&s.approvals)?;
             if text != last_json || a.once {
@@ -389,6 +398,9 @@ async fn resolve(
     decision: Decision,
     edited: Option<serde_json::Value>,
 ) -> Result<ExitCode> {
+    if ctx.server.is_some() {
+        return resolve_remote(ctx, a, decision, edited).await;
+    }
     let h = ctx.open_existing()?;
     let approval_id = approval_id(&h, &a.id).await?;
     let session = a.session.as_deref().map(session_id).transpose()?;
@@ -430,6 +442,69 @@ async fn resolve(
     }
     let root = drive::root_of(&h, &approval.request_id).await?;
     let continued = drive::continue_run(&h, &root, from, ctx.json).await?;
+    if ctx.json {
+        output::print_json(&Resolved {
+            approval,
+            continued,
+        })?;
+    } else {
+        drive::report(&continued);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `approve`/`reject` through the API: the server records the token's name as who
+/// decided (`--as` is refused), and its worker continues the run.
+async fn resolve_remote(
+    ctx: &Ctx,
+    a: ResolveArgs,
+    decision: Decision,
+    edited: Option<serde_json::Value>,
+) -> Result<ExitCode> {
+    let src = ctx.source()?;
+    super::no_as_remote(&src, a.decided_by.as_deref())?;
+    if a.session.is_some() || a.request.is_some() {
+        return Err(output::bad_input(
+            "--session and --request are not checked through the API: with --server give the approval id alone",
+        ));
+    }
+    let approval_id = super::approval_id_in(&src, &a.id).await?;
+    let approval = src
+        .resolve_remote(&approval_id, decision, a.message, edited)
+        .await?;
+    if !ctx.json {
+        line(format!(
+            "{} {} ({}) by {}",
+            paint(
+                status_style(approval.status).bold(),
+                approval.status.as_str()
+            ),
+            approval.id,
+            approval.tool,
+            approval.decided_by.as_deref().unwrap_or("")
+        ));
+    }
+    let root = src.root_of(&approval.request_id).await?;
+    let continued = match src.worker().await? {
+        Some(w) => Continued {
+            handled_by: drive::HandledBy::Worker {
+                worker_id: w.worker_id,
+                pid: w.pid,
+            },
+            request: src.get_request(&root.id).await?,
+        },
+        None => {
+            return Err(output::CliError {
+                code: output::EXIT_REFUSED,
+                message: format!(
+                    "decided, but no worker holds the server's workspace to continue request {}: \
+                     start `agent-harness serve` there",
+                    root.id
+                ),
+            }
+            .into());
+        }
+    };
     if ctx.json {
         output::print_json(&Resolved {
             approval,

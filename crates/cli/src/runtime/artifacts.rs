@@ -1,12 +1,12 @@
 //! `runtime artifacts list|show|cat`: read a request's artifacts without exporting.
 
+use super::source::Source;
 use super::table::{Table, cell, dim};
-use super::{ago, request_id};
+use super::{ago, request_id_in};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, line, paint};
 use anyhow::Result;
 use harness_core::*;
-use harness_engine::Harness;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -62,8 +62,8 @@ struct Listing {
 }
 
 async fn list(ctx: &Ctx, id: &str, tree: bool) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
-    let id = request_id(&h, id).await?;
+    let h = ctx.source()?;
+    let id = request_id_in(&h, id).await?;
     h.get_request(&id).await?;
     let mut ids = vec![id];
     if tree {
@@ -81,10 +81,10 @@ async fn list(ctx: &Ctx, id: &str, tree: bool) -> Result<ExitCode> {
     }
     let mut artifacts = Vec::new();
     for id in &ids {
-        artifacts.extend(h.store().artifacts(id).await?);
+        artifacts.extend(h.artifacts(id).await?);
     }
     let l = Listing {
-        now: h.now(),
+        now: h.now()?,
         artifacts,
     };
     if ctx.json {
@@ -111,10 +111,10 @@ async fn list(ctx: &Ctx, id: &str, tree: bool) -> Result<ExitCode> {
 }
 
 /// The artifact `w` names: its record and its contents.
-async fn find(h: &Harness, w: &Which) -> Result<(Artifact, Vec<u8>)> {
-    let id = request_id(h, &w.request).await?;
+async fn find(h: &Source, w: &Which) -> Result<(Artifact, Vec<u8>)> {
+    let id = request_id_in(h, &w.request).await?;
     h.get_request(&id).await?;
-    let all = h.store().artifacts(&id).await?;
+    let all = h.artifacts(&id).await?;
     let versions: Vec<&Artifact> = all.iter().filter(|a| a.name == w.name).collect();
     if versions.is_empty() {
         let names: std::collections::BTreeSet<&str> = all.iter().map(|a| a.name.as_str()).collect();
@@ -145,7 +145,7 @@ async fn find(h: &Harness, w: &Which) -> Result<(Artifact, Vec<u8>)> {
         ))
     })?
     .clone();
-    let bytes = h.store().read_artifact(&a).await?.ok_or_else(|| {
+    let bytes = h.read_artifact(&a).await?.ok_or_else(|| {
         anyhow::anyhow!(
             "the contents of artifact `{}` v{} ({}) are missing from the store",
             a.name,
@@ -165,7 +165,7 @@ struct Shown {
 }
 
 async fn show(ctx: &Ctx, w: Which) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
+    let h = ctx.source()?;
     let (a, bytes) = find(&h, &w).await?;
     let head = &bytes[..bytes.len().min(PREVIEW)];
     // A cut in the middle of a character still shows the text before it.
@@ -222,7 +222,7 @@ async fn show(ctx: &Ctx, w: Which) -> Result<ExitCode> {
 }
 
 async fn cat(ctx: &Ctx, w: Which) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
+    let h = ctx.source()?;
     let (a, bytes) = find(&h, &w).await?;
     let mut out = std::io::stdout().lock();
     if out.is_terminal() && std::str::from_utf8(&bytes).is_err() {

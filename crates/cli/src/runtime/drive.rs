@@ -10,7 +10,7 @@ use harness_engine::{Harness, HarnessError, LockHolder, WorkerOptions};
 use serde::Serialize;
 
 /// Who continues the run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum HandledBy {
     /// This process ran it until it settled.
@@ -19,7 +19,7 @@ pub enum HandledBy {
     Worker { worker_id: String, pid: u32 },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Continued {
     pub handled_by: HandledBy,
     /// The root request as it is now (settled when run in process).

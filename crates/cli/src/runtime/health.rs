@@ -29,7 +29,24 @@ pub struct HealthArgs {
 pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
     // A store that cannot be opened or read because it is damaged, emptied or gone is
     // a failed `store` check, not an error of this command.
-    let report = match ctx.inspect() {
+    let report = match &ctx.server {
+        Some(_) if a.deep => return Err(crate::remote::not_remote("runtime health --deep")),
+        // The server's report (its store checks are its own).
+        Some(_) => ctx.source()?.health().await?,
+        None => local_report(ctx, &a).await?,
+    };
+    if ctx.json {
+        output::print_json(&report)?;
+    } else {
+        for l in lines(&report) {
+            line(l);
+        }
+    }
+    Ok(exit_code(report.status))
+}
+
+async fn local_report(ctx: &Ctx, a: &HealthArgs) -> Result<HealthReport> {
+    Ok(match ctx.inspect() {
         Ok(h) => {
             let checked = if a.deep {
                 h.health_deep().await
@@ -50,15 +67,7 @@ pub async fn run(ctx: &Ctx, a: HealthArgs) -> Result<ExitCode> {
             Some(s) => store_failed(crate::context::options()?.clock.now(), s.to_string()),
             None => return Err(e),
         },
-    };
-    if ctx.json {
-        output::print_json(&report)?;
-    } else {
-        for l in lines(&report) {
-            line(l);
-        }
-    }
-    Ok(exit_code(report.status))
+    })
 }
 
 /// The store error behind `e`, if it says the store is damaged, missing or out of reach.

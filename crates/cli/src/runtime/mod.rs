@@ -22,6 +22,7 @@ mod replay_cmd;
 mod requests;
 mod screen;
 mod sessions;
+pub(crate) mod source;
 mod table;
 mod tree;
 mod waiting;
@@ -100,7 +101,10 @@ Exit status: 0 when every file matches the manifest, 1 when any file was changed
 pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
     match c {
         RuntimeCommand::Overview(a) => overview::run(ctx, a).await,
-        RuntimeCommand::Doctor(a) => doctor::run(ctx, a).await,
+        RuntimeCommand::Doctor(a) => {
+            ctx.local_only("runtime doctor")?;
+            doctor::run(ctx, a).await
+        }
         RuntimeCommand::Health(a) => health::run(ctx, a).await,
         RuntimeCommand::Approvals(c) => approvals::dispatch(ctx, c).await,
         RuntimeCommand::Requests(c) => requests::dispatch(ctx, c).await,
@@ -109,9 +113,18 @@ pub async fn dispatch(ctx: &Ctx, c: RuntimeCommand) -> Result<ExitCode> {
         RuntimeCommand::Events(a) => events::run(ctx, a).await,
         RuntimeCommand::Export(c) => export_cmd::export(ctx, c).await,
         RuntimeCommand::VerifyExport(a) => export_cmd::verify(ctx, a),
-        RuntimeCommand::Maintenance(a) => maintenance::run(ctx, a).await,
-        RuntimeCommand::MigrateStore(a) => migrate::run(ctx, a).await,
-        RuntimeCommand::Replay(c) => replay_cmd::run(ctx, c).await,
+        RuntimeCommand::Maintenance(a) => {
+            ctx.local_only("runtime maintenance")?;
+            maintenance::run(ctx, a).await
+        }
+        RuntimeCommand::MigrateStore(a) => {
+            ctx.local_only("runtime migrate-store")?;
+            migrate::run(ctx, a).await
+        }
+        RuntimeCommand::Replay(c) => {
+            ctx.local_only("runtime replay")?;
+            replay_cmd::run(ctx, c).await
+        }
     }
 }
 
@@ -185,6 +198,49 @@ async fn resolve(h: &Harness, kind: IdKind, what: &str, prefix: &str, s: &str) -
             if many.len() > 3 { ", …" } else { "" }
         ))),
     }
+}
+
+/// A request id in `src`: remotely only in full (the API has no prefix lookup).
+pub(crate) async fn request_id_in(src: &source::Source, s: &str) -> Result<RequestId> {
+    match src {
+        source::Source::Local(h) => request_id(h, s).await,
+        source::Source::Remote(_) => {
+            let id = RequestId::parse(s)?;
+            full_only("request", RequestId::PREFIX, id.as_str())?;
+            Ok(id)
+        }
+    }
+}
+
+/// An approval id in `src`: remotely only in full.
+pub(crate) async fn approval_id_in(src: &source::Source, s: &str) -> Result<ApprovalId> {
+    match src {
+        source::Source::Local(h) => approval_id(h, s).await,
+        source::Source::Remote(_) => {
+            let id = ApprovalId::parse(s)?;
+            full_only("approval", ApprovalId::PREFIX, id.as_str())?;
+            Ok(id)
+        }
+    }
+}
+
+fn full_only(what: &str, prefix: &str, s: &str) -> Result<()> {
+    if s.len() - prefix.len() < FULL_ID {
+        return Err(output::bad_input(format!(
+            "{what} id `{s}` is short: with --server give the full id (the API does not look up prefixes)"
+        )));
+    }
+    Ok(())
+}
+
+/// `--as` with `--server`: refused, since the server records the token's name.
+pub(crate) fn no_as_remote(src: &source::Source, given: Option<&str>) -> Result<()> {
+    if matches!(src, source::Source::Remote(_)) && given.is_some() {
+        return Err(output::bad_input(
+            "--as does not apply with --server: the server records the name of the token's owner",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn session_id(s: &str) -> Result<SessionId> {

@@ -21,8 +21,7 @@ pub struct OverviewArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: OverviewArgs) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
-    let o = h.overview(a.recent).await?;
+    let o = ctx.source()?.overview(a.recent).await?;
     if ctx.json {
         output::print_json(&o)?;
     } else {

@@ -126,14 +126,23 @@ pub struct TailArgs {
 pub async fn dispatch(ctx: &Ctx, c: RequestsCommand) -> Result<ExitCode> {
     match c {
         RequestsCommand::List(a) => list(ctx, a).await,
-        RequestsCommand::Tail(a) => tail(ctx, a).await,
+        RequestsCommand::Tail(a) => {
+            ctx.local_only("runtime requests tail")?;
+            tail(ctx, a).await
+        }
         RequestsCommand::Show { id } => tree::show(ctx, &id).await,
-        RequestsCommand::Watch(a) => super::watch::run(ctx, a).await,
+        RequestsCommand::Watch(a) => {
+            ctx.local_only("runtime requests watch")?;
+            super::watch::run(ctx, a).await
+        }
         RequestsCommand::Cancel { id, by, reason } => {
             actions::cancel(ctx, &id, by.as_deref(), reason.as_deref()).await
         }
         RequestsCommand::Retry { id } => actions::retry(ctx, &id).await,
-        RequestsCommand::Annotate(a) => super::notes::annotate(ctx, a, false).await,
+        RequestsCommand::Annotate(a) => {
+            ctx.local_only("runtime requests annotate")?;
+            super::notes::annotate(ctx, a, false).await
+        }
         RequestsCommand::Resume { id } => actions::resume(ctx, &id).await,
     }
 }
@@ -173,10 +182,11 @@ struct Listing {
 }
 
 async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
+    let src = ctx.source()?;
+    let now = src.now()?;
     let s = Listing {
-        now: h.now(),
-        requests: h.list_requests(filter(&a, h.now())?).await?,
+        now,
+        requests: src.list_requests(filter(&a, now)?).await?,
     };
     if ctx.json {
         output::print_json(&s)?;

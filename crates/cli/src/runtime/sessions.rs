@@ -38,7 +38,10 @@ pub enum SessionsCommand {
 pub async fn dispatch(ctx: &Ctx, c: SessionsCommand) -> Result<ExitCode> {
     match c {
         SessionsCommand::List { limit } => list(ctx, limit).await,
-        SessionsCommand::Show { id, limit } => show(ctx, &id, limit).await,
+        SessionsCommand::Show { id, limit } => {
+            ctx.local_only("runtime sessions show")?;
+            show(ctx, &id, limit).await
+        }
     }
 }
 
@@ -49,10 +52,10 @@ struct Listing {
 }
 
 async fn list(ctx: &Ctx, limit: usize) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
+    let src = ctx.source()?;
     let s = Listing {
-        now: h.now(),
-        sessions: h.list_sessions(limit).await?,
+        now: src.now()?,
+        sessions: src.list_sessions(limit).await?,
     };
     if ctx.json {
         output::print_json(&s)?;

@@ -3,7 +3,8 @@
 //! in place.
 
 use super::approvals::status_style as approval_style;
-use super::{ago, duration, request_id};
+use super::source::Source;
+use super::{ago, duration, request_id_in};
 use crate::context::Ctx;
 use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW, line, paint, status_style};
 use anyhow::Result;
@@ -15,30 +16,41 @@ use std::process::ExitCode;
 const LAST_EVENTS: usize = 5;
 
 pub async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
-    let h = ctx.inspect()?;
-    let id = request_id(&h, id).await?;
-    let tree = h.request_tree(&id).await?;
+    let src = ctx.source()?;
+    let id = request_id_in(&src, id).await?;
+    let tree = src.request_tree(&id).await?;
     if ctx.json {
         output::print_json(&tree)?;
-    } else {
-        render(&tree, h.now()).into_iter().for_each(line);
-        let notes = super::notes::of(&h, &tree.ids()).await?;
-        if !notes.is_empty() {
-            line(String::new());
-            line(paint(BOLD, "notes"));
-            notes
-                .iter()
-                .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
-        }
-        // Like `kubectl describe`: what happened last, where the eye ends.
-        let events = h.store().recent_events(tree.ids(), LAST_EVENTS).await?;
-        if !events.is_empty() {
-            line(String::new());
-            line(paint(BOLD, format!("last {} events", events.len())));
-            events
-                .iter()
-                .for_each(|e| line(format!("  {}", output::event_line(e))));
-        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    render(&tree, src.now()?).into_iter().for_each(line);
+    let Source::Local(h) = &src else {
+        // The API has no route for a request's notes and last events (reading them
+        // from the event stream means reading the whole log): say so rather than
+        // leave them out silently.
+        line(String::new());
+        line(paint(
+            DIM,
+            "notes and last events are not shown with --server: see them with `runtime events --request ID`",
+        ));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let notes = super::notes::of(h, &tree.ids()).await?;
+    if !notes.is_empty() {
+        line(String::new());
+        line(paint(BOLD, "notes"));
+        notes
+            .iter()
+            .for_each(|e| line(format!("  {}", super::notes::line_of(e))));
+    }
+    // Like `kubectl describe`: what happened last, where the eye ends.
+    let events = h.store().recent_events(tree.ids(), LAST_EVENTS).await?;
+    if !events.is_empty() {
+        line(String::new());
+        line(paint(BOLD, format!("last {} events", events.len())));
+        events
+            .iter()
+            .for_each(|e| line(format!("  {}", output::event_line(e))));
     }
     Ok(ExitCode::SUCCESS)
 }
