@@ -19,7 +19,7 @@ pub const MAX_EXPORT_BYTES: u64 = 256 * 1024 * 1024;
 #[utoipa::path(get, path = "/v1/requests/{id}/artifacts", tag = "artifacts",
     description = "Role: viewer. Every version of every artifact of a request (metadata; \
         the bytes are at `/v1/artifacts/{id}`).",
-    params(("id" = String, Path, description = "A request id (`req_…`)")),
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
     responses(
         (status = 200, description = "The artifacts", body = Vec<Artifact>),
         (status = 400, description = "Not a request id", body = ErrorBody),
@@ -49,12 +49,12 @@ pub(crate) async fn list(
         type, `Content-Disposition` (the name) and `ETag` (its SHA-256); 304 when \
         `If-None-Match` names that tag.",
     params(
-        ("id" = String, Path, description = "An artifact id (`art_…`)"),
+        ("id" = String, Path, pattern = "^art_[0-9a-z]{1,60}$", description = "An artifact id (`art_…`)"),
         ("If-None-Match" = Option<String>, Header, description = "An ETag this client holds"),
     ),
     responses(
-        (status = 200, description = "The bytes, as the artifact's media type",
-            content_type = "application/octet-stream", body = Vec<u8>,
+        (status = 200, description = "The bytes, with the artifact's own media type",
+            content_type = "*/*", body = Vec<u8>,
             headers(
                 ("ETag" = String, description = "The quoted SHA-256 of the bytes"),
                 ("Content-Disposition" = String, description = "`attachment` with the artifact's name"),
@@ -170,7 +170,7 @@ pub(crate) struct ExportQuery {
     description = "Role: operator. The request's evidence package as `REQUEST.tar.gz` \
         (what `agent-harness runtime export request` writes); refused (413) over the \
         server's limit (256 MiB by default).",
-    params(("id" = String, Path, description = "A request id (`req_…`)"), ExportQuery),
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)"), ExportQuery),
     responses(
         (status = 200, description = "The gzipped tar archive", content_type = "application/gzip",
             body = Vec<u8>,
@@ -277,7 +277,7 @@ pub struct Resumed {
 #[utoipa::path(post, path = "/v1/requests/{id}/resume", tag = "requests",
     description = "Role: operator. Resumes a request left `queued` or `running` (or the \
         root of its delegation chain): the worker holding the workspace continues it.",
-    params(("id" = String, Path, description = "A request id (`req_…`)")),
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
     responses(
         (status = 202, description = "The worker holding the workspace continues it", body = Resumed),
         (status = 400, description = "Not a request id", body = ErrorBody),

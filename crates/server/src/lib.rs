@@ -221,7 +221,7 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
         asked for another agent or input. A W3C `traceparent` header's trace id becomes \
         the request's `trace_id`.",
     params(
-        ("session" = String, Path, description = "The session: 1-128 letters, digits, `.`, `_`, `-` (created on first use)"),
+        ("session" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "The session: 1-128 letters, digits, `.`, `_`, `-` (created on first use)"),
         ("Idempotency-Key" = Option<String>, Header, description = "Retry key, unique per session"),
         ("traceparent" = Option<String>, Header, description = "W3C trace-context of the caller's trace"),
     ),
@@ -382,7 +382,7 @@ async fn list_requests(
 
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     description = "Role: viewer. One request.",
-    params(("id" = String, Path, description = "A request id (`req_…`)")),
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
     responses(
         (status = 200, description = "The request", body = Request),
         (status = 400, description = "Not a request id", body = ErrorBody),
@@ -408,7 +408,7 @@ struct CancelBody {
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests",
     description = "Role: operator. Cancels a request and its delegated children; the \
         token's name is recorded as who cancelled. The body is optional.",
-    params(("id" = String, Path, description = "A request id (`req_…`)")),
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
     request_body(content = Option<CancelBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The request as it is now", body = Request),
@@ -436,7 +436,7 @@ async fn cancel(
 #[utoipa::path(post, path = "/v1/requests/{id}/retry", tag = "requests",
     description = "Role: operator. Admits a new request running a finished one again \
         (its `retry_of` names the original).",
-    params(("id" = String, Path, description = "A request id (`req_…`)")),
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
     responses(
         (status = 201, description = "The new request", body = Request),
         (status = 400, description = "Not a request id", body = ErrorBody),
@@ -541,7 +541,7 @@ struct ResolveBody {
     description = "Role: operator. Approves or rejects a pending approval; the token's \
         name is recorded as who decided. `arguments` (with `approve` only) replace the \
         model's, checked against the tool's schema.",
-    params(("id" = String, Path, description = "An approval id (`apr_…`)")),
+    params(("id" = String, Path, pattern = "^apr_[0-9a-z]{1,60}$", description = "An approval id (`apr_…`)")),
     request_body = ResolveBody,
     responses(
         (status = 200, description = "The approval as decided", body = Approval),

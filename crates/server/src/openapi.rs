@@ -106,6 +106,7 @@ impl utoipa::Modify for Conventions {
             .into_iter()
             .flatten()
             {
+                optional_body_is_absent(op);
                 if role_of(op.description.as_deref().unwrap_or("")).is_none() {
                     continue;
                 }
@@ -116,6 +117,31 @@ impl utoipa::Modify for Conventions {
                         .entry(status.to_string())
                         .or_insert_with(|| RefOr::T(error_response(description)));
                 }
+            }
+        }
+    }
+}
+
+/// An optional body (`Option<T>`) is an absent one, not a JSON `null`: its schema
+/// is `T`'s, and the body not required.
+fn optional_body_is_absent(op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::schema::Schema;
+    let Some(body) = op.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(utoipa::openapi::Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema {
+            let not_null: Vec<_> = one
+                .items
+                .iter()
+                .filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::Null)))
+                .cloned()
+                .collect();
+            if let [only] = &not_null[..] {
+                content.schema = Some(only.clone());
             }
         }
     }
