@@ -145,7 +145,7 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let until = Instant::now() + Duration::from_secs(30);
-    while get(&client, &format!("{base}/v1/requests/{done}")).await["status"] != "succeeded" {
+    while get(&client, &format!("{base}/v1/requests/{done}")).await["status"] != "completed" {
         assert!(Instant::now() < until, "{done} did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
