@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// What kind of failure an operation met, independent of how it is shown.
 /// The names (`as_str`, the serde form) are a public contract: never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// An id or name that does not exist.

@@ -7,6 +7,7 @@ use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// One admitted unit of work.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub id: RequestId,
@@ -60,6 +61,7 @@ pub fn check_priority(p: i64) -> Result<i32, String> {
 }
 
 /// A conversation thread: requests in one session see each other's history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: SessionId,
@@ -72,6 +74,7 @@ pub struct Session {
 }
 
 /// An operator decision, pending or made.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
     pub id: ApprovalId,
@@ -218,6 +221,7 @@ pub struct Actor {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     /// An HTTP API or console caller, named by its configured token's name.
@@ -277,6 +281,7 @@ impl std::fmt::Display for Actor {
 
 /// A file produced by a request, stored under the store folder. Immutable: writing
 /// the same name again in the request adds a new version (a new id and file).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
     pub id: ArtifactId,
@@ -495,6 +500,7 @@ pub struct EventFilter {
     pub session_id: Option<SessionId>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
@@ -514,6 +520,7 @@ impl HealthStatus {
 }
 
 /// One named health check.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthCheck {
     pub name: String,
@@ -522,6 +529,7 @@ pub struct HealthCheck {
 }
 
 /// All health checks at one instant; `status` is the worst of them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     pub status: HealthStatus,
@@ -534,6 +542,7 @@ pub struct HealthReport {
 }
 
 /// What `runtime health` reports about a database server. Never its credentials.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseInfo {
     /// `postgres`.

@@ -21,14 +21,33 @@ use std::time::Duration;
 /// How often an idle stream sends a comment.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
+    /// Start after this event seq (default 0: every event); `Last-Event-ID` wins.
+    #[param(minimum = 0)]
     from: Option<i64>,
+    /// Only events of this request.
     request: Option<String>,
+    /// Only events of this session.
     session: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    description = "Role: viewer. Committed events as Server-Sent Events: each event's `id` \
+        is its seq, its `event` its kind, its `data` the event as JSON. The stream starts \
+        after `Last-Event-ID` (a reconnecting client's), else after `from`; a comment \
+        every 15 s keeps it open. If the store fails, an `error` event \
+        (`{code, message, resume_from}`) ends it.",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The seq of the last event received"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A bad `from`, `Last-Event-ID` or id", body = crate::ErrorBody),
+    ))]
 pub(crate) async fn events(
     p: Principal,
     State(s): State<AppState>,

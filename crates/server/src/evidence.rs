@@ -1,5 +1,6 @@
 //! A request's artifacts (list and bytes), its evidence package, and resume.
 
+use crate::ErrorBody;
 use crate::{ApiError, ApiResult, AppState, Principal, Role};
 use axum::Json;
 use axum::body::Body;
@@ -15,6 +16,15 @@ use serde::{Deserialize, Serialize};
 pub const MAX_EXPORT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Every version of every artifact of a request, as `runtime artifacts --json` prints.
+#[utoipa::path(get, path = "/v1/requests/{id}/artifacts", tag = "artifacts",
+    description = "Role: viewer. Every version of every artifact of a request (metadata; \
+        the bytes are at `/v1/artifacts/{id}`).",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
+    responses(
+        (status = 200, description = "The artifacts", body = Vec<Artifact>),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+    ))]
 pub(crate) async fn list(
     p: Principal,
     State(s): State<AppState>,
@@ -34,6 +44,26 @@ pub(crate) async fn list(
 }
 
 /// The stored bytes of one artifact version, read through the store by id.
+#[utoipa::path(get, path = "/v1/artifacts/{id}", tag = "artifacts",
+    description = "Role: viewer. The stored bytes of one artifact version, with its media \
+        type, `Content-Disposition` (the name) and `ETag` (its SHA-256); 304 when \
+        `If-None-Match` names that tag.",
+    params(
+        ("id" = String, Path, pattern = "^art_[0-9a-z]{1,60}$", description = "An artifact id (`art_…`)"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag this client holds"),
+    ),
+    responses(
+        (status = 200, description = "The bytes, with the artifact's own media type",
+            content_type = "*/*", body = Vec<u8>,
+            headers(
+                ("ETag" = String, description = "The quoted SHA-256 of the bytes"),
+                ("Content-Disposition" = String, description = "`attachment` with the artifact's name"),
+            )),
+        (status = 304, description = "Not modified: the client's copy is current",
+            headers(("ETag" = String, description = "The quoted SHA-256 of the bytes"))),
+        (status = 400, description = "Not an artifact id", body = ErrorBody),
+        (status = 404, description = "No such artifact, or its contents are gone from the store", body = ErrorBody),
+    ))]
 pub(crate) async fn download(
     p: Principal,
     State(s): State<AppState>,
@@ -122,7 +152,8 @@ pub fn attachment(name: &str) -> HeaderValue {
     .expect("only printable ASCII")
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
     /// Include the contents of artifacts (metadata is always included).
@@ -135,6 +166,19 @@ pub(crate) struct ExportQuery {
 
 /// The request's evidence package as `REQUEST.tar.gz`: what
 /// `agent-harness runtime export request --out REQUEST.tar.gz` writes.
+#[utoipa::path(get, path = "/v1/requests/{id}/export", tag = "artifacts",
+    description = "Role: operator. The request's evidence package as `REQUEST.tar.gz` \
+        (what `agent-harness runtime export request` writes); refused (413) over the \
+        server's limit (256 MiB by default).",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)"), ExportQuery),
+    responses(
+        (status = 200, description = "The gzipped tar archive", content_type = "application/gzip",
+            body = Vec<u8>,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"REQUEST.tar.gz\"`"))),
+        (status = 400, description = "Not a request id; an unknown query field", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+        (status = 413, description = "The package is over the server's limit", body = ErrorBody),
+    ))]
 pub(crate) async fn export(
     p: Principal,
     State(s): State<AppState>,
@@ -210,7 +254,7 @@ pub(crate) async fn export(
 }
 
 /// Who continues a resumed request.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum HandledBy {
     /// The worker holding the workspace.
@@ -219,7 +263,7 @@ pub enum HandledBy {
 
 /// The answer of `POST /v1/requests/{id}/resume`: the shape
 /// `runtime requests resume --json` prints when a worker continues the run.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Resumed {
     pub handled_by: HandledBy,
     /// The root request as it is now.
@@ -230,6 +274,16 @@ pub struct Resumed {
 /// chain): the worker holding the workspace (this `serve`'s, or another beside
 /// `serve --no-worker`) continues it. 409 when it is finished, paused for approval
 /// (naming the pending approvals), or no worker holds the workspace.
+#[utoipa::path(post, path = "/v1/requests/{id}/resume", tag = "requests",
+    description = "Role: operator. Resumes a request left `queued` or `running` (or the \
+        root of its delegation chain): the worker holding the workspace continues it.",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
+    responses(
+        (status = 202, description = "The worker holding the workspace continues it", body = Resumed),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+        (status = 409, description = "Finished, paused for approval, or no worker holds the workspace", body = ErrorBody),
+    ))]
 pub(crate) async fn resume(
     p: Principal,
     State(s): State<AppState>,

@@ -27,6 +27,10 @@
 //! - `POST /v1/approvals/{id}/resolve`               operator: `{decision, message?, arguments?}`
 //! - `GET  /v1/events?from=SEQ&request=&session=`    viewer: Server-Sent Events
 //! - `GET  /metrics`                                 viewer: Prometheus text format
+//! - `GET  /openapi.json`                            no token: this API's OpenAPI 3.1
+//!   document, generated from the handlers' annotations ([`spec`])
+//! - `GET  /docs`                                    no token: the same document as an
+//!   HTML reference page
 //!
 //! Auth: `Authorization: Bearer TOKEN` against [`Tokens`]; none configured: open.
 
@@ -35,12 +39,14 @@ mod error;
 mod events;
 mod evidence;
 mod metrics;
+mod openapi;
 
 pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
 pub use axum;
 pub use error::{ApiError, status_of};
 pub use evidence::{MAX_EXPORT_BYTES, Resumed, attachment};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+pub use openapi::{ErrorBody, spec};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -126,6 +132,8 @@ pub fn router_with(
         .route("/v1/approvals/{id}/resolve", post(resolve))
         .route("/v1/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -193,18 +201,32 @@ impl Principal {
 
 pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
+#[utoipa::path(get, path = "/v1/health", tag = "health",
+    description = "Role: viewer. The store's and the worker's health checks; `status` is the worst of them.",
+    responses((status = 200, description = "The health report", body = HealthReport)))]
 async fn health(p: Principal, State(s): State<AppState>) -> ApiResult<HealthReport> {
     p.require(Role::Viewer)?;
     Ok(Json(s.harness.health().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct OverviewQuery {
     /// How many of the newest root requests to list (default 8, at most 100).
     recent: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/overview", tag = "health",
+    description = "Role: viewer. The overview `runtime overview --json` prints: workers, \
+        health problems, queue, pending approvals, stuck requests, limits, rate limits, \
+        recent requests and the last activity (`harness_engine::views::Overview`; its \
+        fields are not itemised here).",
+    params(OverviewQuery),
+    responses(
+        (status = 200, description = "The overview", body = Object),
+        (status = 400, description = "`recent` over 100, or an unknown parameter", body = ErrorBody),
+    ))]
 async fn overview(
     p: Principal,
     State(s): State<AppState>,
@@ -224,13 +246,16 @@ async fn overview(
     Ok(Json(s.harness.overview(recent).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdmitBody {
+    /// The agent to run (one of the workspace's).
     agent: String,
+    /// The input given to the agent (at most `runtime.max_input_bytes`).
     input: String,
     /// Claim priority, -100..=100 (default 0).
     #[serde(default)]
+    #[schema(minimum = -100, maximum = 100)]
     priority: i64,
 }
 
@@ -243,6 +268,30 @@ pub const TRACEPARENT: &str = "traceparent";
 /// admitted before.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
+#[utoipa::path(post, path = "/v1/sessions/{session}/requests", tag = "requests",
+    description = "Role: operator. Admits a request into the session's queue. An \
+        `Idempotency-Key` header makes a retry safe: the same key in the session answers \
+        200 with the request it admitted (`Idempotent-Replayed: true`), or 409 when it \
+        asked for another agent or input. A W3C `traceparent` header's trace id becomes \
+        the request's `trace_id`.",
+    params(
+        ("session" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "The session: 1-128 letters, digits, `.`, `_`, `-` (created on first use)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry key, unique per session"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace-context of the caller's trace"),
+    ),
+    request_body = AdmitBody,
+    responses(
+        (status = 201, description = "Admitted", body = Request),
+        (status = 200, description = "The request this idempotency key admitted before",
+            body = Request, headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "Bad session id, agent, input or priority; malformed JSON", body = ErrorBody),
+        (status = 409, description = "The idempotency key admitted other work", body = ErrorBody),
+        (status = 413, description = "The body or input is over its limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not have the body's shape", body = ErrorBody),
+        (status = 429, description = "The queue is full", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 async fn admit(
     p: Principal,
     State(s): State<AppState>,
@@ -290,14 +339,19 @@ async fn admit(
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RequestQuery {
     /// Comma-separated statuses.
     status: Option<String>,
+    /// Only requests of this agent.
     agent: Option<String>,
+    /// Only requests of this session.
     session: Option<String>,
+    /// Only the children this request delegated to.
     parent: Option<String>,
+    /// Only requests admitted directly (not delegated children).
     roots_only: Option<bool>,
     /// RFC 3339 instant, or milliseconds since the epoch.
     since: Option<String>,
@@ -305,7 +359,10 @@ struct RequestQuery {
     text: Option<String>,
     /// Only the retries of this request.
     retry_of: Option<String>,
+    /// `newest` (default), `oldest` or `activity`.
     order: Option<String>,
+    /// At most this many (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -344,6 +401,13 @@ fn instant(s: &str) -> Result<Timestamp, ApiError> {
         })
 }
 
+#[utoipa::path(get, path = "/v1/requests", tag = "requests",
+    description = "Role: viewer. Requests, filtered; every filter narrows.",
+    params(RequestQuery),
+    responses(
+        (status = 200, description = "The requests, in `order`", body = Vec<Request>),
+        (status = 400, description = "An unknown status or order, a bad id, instant or limit", body = ErrorBody),
+    ))]
 async fn list_requests(
     p: Principal,
     State(s): State<AppState>,
@@ -370,6 +434,14 @@ async fn list_requests(
     Ok(Json(s.harness.list_requests(f).await?))
 }
 
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
+    description = "Role: viewer. One request.",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
+    responses(
+        (status = 200, description = "The request", body = Request),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+    ))]
 async fn get_request(
     p: Principal,
     State(s): State<AppState>,
@@ -380,6 +452,17 @@ async fn get_request(
     Ok(Json(s.harness.get_request(&id).await?))
 }
 
+#[utoipa::path(get, path = "/v1/requests/{id}/tree", tag = "requests",
+    description = "Role: viewer. The request as a tree: its steps, each delegated child's \
+        own tree under the step that delegated, approvals and artifacts in place, token \
+        usage, retries and what it waits for (`harness_engine::views::RequestTree`, what \
+        `runtime requests show --json` prints; its fields are not itemised here).",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
+    responses(
+        (status = 200, description = "The request tree", body = Object),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+    ))]
 async fn request_tree(
     p: Principal,
     State(s): State<AppState>,
@@ -390,21 +473,35 @@ async fn request_tree(
     Ok(Json(s.harness.request_tree(&id).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
+    /// Recorded with the cancellation.
     reason: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests",
+    description = "Role: operator. Cancels a request and its delegated children; the \
+        token's name is recorded as who cancelled. The body is optional.",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
+    request_body(content = Option<CancelBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The request as it is now", body = Request),
+        (status = 400, description = "Not a request id; malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+        (status = 409, description = "The request is finished", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 422, description = "The JSON does not have the body's shape", body = ErrorBody),
+    ))]
 async fn cancel(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Option<Json<CancelBody>>,
+    body: Result<Option<Json<CancelBody>>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Request> {
     p.require(Role::Operator)?;
     let id = RequestId::parse(&id)?;
-    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let b = body?.map(|Json(b)| b).unwrap_or_default();
     Ok(Json(
         s.harness
             .cancel(&id, &p.actor(&s.tokens), b.reason.as_deref())
@@ -413,6 +510,18 @@ async fn cancel(
 }
 
 /// Admits a new request running a finished one again (`retry_of` links them).
+#[utoipa::path(post, path = "/v1/requests/{id}/retry", tag = "requests",
+    description = "Role: operator. Admits a new request running a finished one again \
+        (its `retry_of` names the original).",
+    params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
+    responses(
+        (status = 201, description = "The new request", body = Request),
+        (status = 400, description = "Not a request id", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+        (status = 409, description = "The request is not finished, or is a delegated child", body = ErrorBody),
+        (status = 429, description = "The queue is full", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 async fn retry(
     p: Principal,
     State(s): State<AppState>,
@@ -423,12 +532,22 @@ async fn retry(
     Ok((StatusCode::CREATED, Json(s.harness.retry(&id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct LimitQuery {
+    /// At most this many (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    description = "Role: viewer. Sessions, most recently active first.",
+    params(LimitQuery),
+    responses(
+        (status = 200, description = "The sessions", body = Vec<Session>),
+        (status = 400, description = "A bad limit", body = ErrorBody),
+    ))]
 async fn list_sessions(
     p: Principal,
     State(s): State<AppState>,
@@ -439,15 +558,28 @@ async fn list_sessions(
     Ok(Json(s.harness.list_sessions(limit(q.limit)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ApprovalQuery {
+    /// Comma-separated statuses.
     status: Option<String>,
+    /// Only approvals of this session.
     session: Option<String>,
+    /// Only approvals of this request.
     request: Option<String>,
+    /// At most this many (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals",
+    description = "Role: viewer. Approvals, filtered; every filter narrows.",
+    params(ApprovalQuery),
+    responses(
+        (status = 200, description = "The approvals", body = Vec<Approval>),
+        (status = 400, description = "An unknown status, a bad id or limit", body = ErrorBody),
+    ))]
 async fn list_approvals(
     p: Principal,
     State(s): State<AppState>,
@@ -464,23 +596,39 @@ async fn list_approvals(
     Ok(Json(s.harness.list_approvals(f).await?))
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum DecisionBody {
     Approve,
     Reject,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     decision: DecisionBody,
+    /// Recorded with the decision (and shown to the model on a rejection).
     message: Option<String>,
     /// Approve with these arguments instead of the model's (checked against the
     /// tool's schema).
     arguments: Option<serde_json::Value>,
 }
 
+#[utoipa::path(post, path = "/v1/approvals/{id}/resolve", tag = "approvals",
+    description = "Role: operator. Approves or rejects a pending approval; the token's \
+        name is recorded as who decided. `arguments` (with `approve` only) replace the \
+        model's, checked against the tool's schema.",
+    params(("id" = String, Path, pattern = "^apr_[0-9a-z]{1,60}$", description = "An approval id (`apr_…`)")),
+    request_body = ResolveBody,
+    responses(
+        (status = 200, description = "The approval as decided", body = Approval),
+        (status = 400, description = "Not an approval id; arguments with a rejection or not matching the tool's schema; malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such approval", body = ErrorBody),
+        (status = 409, description = "The approval is already decided or expired", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not have the body's shape", body = ErrorBody),
+    ))]
 async fn resolve(
     p: Principal,
     State(s): State<AppState>,

@@ -23,6 +23,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// exists from the first scrape.
 const REJECTION_CODES: [&str; 3] = ["queue_full", "invalid_input", "conflict"];
 
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    description = "Role: viewer. Prometheus text exposition format (0.0.4): gauges of the \
+        records, read at each scrape, and this process's counters and histograms.",
+    responses(
+        (status = 200, description = "The metrics",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+    ))]
 pub(crate) async fn metrics(p: Principal, State(s): State<AppState>) -> Result<Response, ApiError> {
     p.require(Role::Viewer)?;
     let h = &s.harness;
