@@ -6,6 +6,7 @@ mod core_cmds;
 mod live;
 mod output;
 mod runtime;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use context::Ctx;
@@ -91,14 +92,6 @@ fn main() -> ExitCode {
     // SAFETY: called first thing, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    if let Err(e) = output::init_logging(matches!(cli.command, Command::Serve(_))) {
-        eprintln!("error: {e}");
-        return ExitCode::from(output::EXIT_BAD_INPUT);
-    }
-    runtime::set_table_width(match cli.output.as_deref() {
-        Some("wide") => None,
-        _ => output::terminal_width(),
-    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,6 +102,35 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let serve = matches!(cli.command, Command::Serve(_));
+    // `serve` exports its traces when the workspace names an OTLP endpoint.
+    let (telemetry, tracer) = match serve {
+        true => {
+            let root = Ctx {
+                workspace: cli.workspace.clone(),
+                json: cli.json,
+            }
+            .root();
+            let _in_runtime = rt.enter();
+            match root.map(|root| telemetry::start(&root)) {
+                Ok(Ok(Some((t, tracer)))) => (Some(t), Some(tracer)),
+                Ok(Ok(None)) | Err(_) => (None, None),
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(output::EXIT_BAD_INPUT);
+                }
+            }
+        }
+        false => (None, None),
+    };
+    if let Err(e) = output::init_logging(serve, tracer) {
+        eprintln!("error: {e}");
+        return ExitCode::from(output::EXIT_BAD_INPUT);
+    }
+    runtime::set_table_width(match cli.output.as_deref() {
+        Some("wide") => None,
+        _ => output::terminal_width(),
+    });
     let json = cli.json;
     let ctx = Ctx {
         workspace: cli.workspace,
@@ -125,6 +147,10 @@ fn main() -> ExitCode {
             Command::Mcp(a) => runtime::mcp_server::run(&ctx, a).await,
         }
     });
+    // Stopped (gracefully, or with an error): export the spans still buffered.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(e) => output::report_error(&e, json),
