@@ -7,6 +7,7 @@ mod live;
 mod output;
 mod remote;
 mod runtime;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use context::Ctx;
@@ -108,14 +109,6 @@ fn main() -> ExitCode {
         // SAFETY: before any thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     }
-    if let Err(e) = output::init_logging(matches!(cli.command, Command::Serve(_))) {
-        eprintln!("error: {e}");
-        return ExitCode::from(output::EXIT_BAD_INPUT);
-    }
-    runtime::set_table_width(match cli.output.as_deref() {
-        Some("wide") => None,
-        _ => output::terminal_width(),
-    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -126,6 +119,36 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let serve = matches!(cli.command, Command::Serve(_));
+    // `serve` exports its traces when the workspace names an OTLP endpoint.
+    let (telemetry, tracer) = match serve {
+        true => {
+            let root = Ctx {
+                workspace: cli.workspace.clone(),
+                json: cli.json,
+                server: None,
+            }
+            .root();
+            let _in_runtime = rt.enter();
+            match root.map(|root| telemetry::start(&root)) {
+                Ok(Ok(Some((t, tracer)))) => (Some(t), Some(tracer)),
+                Ok(Ok(None)) | Err(_) => (None, None),
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(output::EXIT_BAD_INPUT);
+                }
+            }
+        }
+        false => (None, None),
+    };
+    if let Err(e) = output::init_logging(serve, tracer) {
+        eprintln!("error: {e}");
+        return ExitCode::from(output::EXIT_BAD_INPUT);
+    }
+    runtime::set_table_width(match cli.output.as_deref() {
+        Some("wide") => None,
+        _ => output::terminal_width(),
+    });
     let json = cli.json;
     let mut server = cli
         .server
@@ -163,6 +186,10 @@ fn main() -> ExitCode {
             Command::Mcp(a) => runtime::mcp_server::run(&ctx, a).await,
         }
     });
+    // Stopped (gracefully, or with an error): export the spans still buffered.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     match result {
         Ok(code) => code,
         Err(e) => output::report_error(&e, json),

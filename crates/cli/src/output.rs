@@ -44,9 +44,16 @@ pub const LOG_FORMAT_ENV: &str = "AGENT_HARNESS_LOG_FORMAT";
 /// when stderr is not a terminal (a file, a pipe, a journal), every other command and
 /// a terminal human text; `AGENT_HARNESS_LOG_FORMAT=json|text` decides instead. A JSON
 /// line carries the fields of the spans it is in: a request's run is a `request` span
-/// (`request_id`, `session_id`, `trace_id`, `agent`), a tool call in it a `call` span
-/// (`call_id`, `tool`). Fails on an unknown format.
-pub fn init_logging(serve: bool) -> Result<(), String> {
+/// (`request_id`, `session_id`, `trace_id`, `agent`, `root_id`), a step in it a
+/// `step` span, a tool call a `tool.call` span (`call_id`, `tool`). With `tracer`
+/// (`serve` exporting traces) the same spans, as the filter lets them through, also
+/// go to OpenTelemetry. Fails on an unknown format.
+pub fn init_logging(
+    serve: bool,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(match serve {
             true => SERVE_LOG_DEFAULT,
@@ -74,19 +81,18 @@ pub fn init_logging(serve: bool) -> Result<(), String> {
     // A log line that cannot be written (stderr a file on a full disk) is dropped:
     // by default tracing-subscriber then reports it with `eprintln!`, which panics
     // when stderr fails too, and so kills whatever task was logging.
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = if json {
         // One object a line: timestamp, level, target, `fields` (the message and the
         // event's own), `span` (the innermost) and `spans` (every one, outermost first).
-        fmt.json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .try_init()
+        let fmt = fmt.json().with_current_span(true).with_span_list(true);
+        registry.with(fmt).try_init()
     } else {
-        fmt.with_ansi(colour).try_init()
+        registry.with(fmt.with_ansi(colour)).try_init()
     };
     Ok(())
 }

@@ -30,6 +30,30 @@ pub use skills::Skill;
 pub use types::*;
 pub use yaml::from_yaml;
 
+/// Why `endpoint` is no OTLP/HTTP base URL: not `http://` or `https://` with a
+/// host, or carrying credentials (they belong in `telemetry.headers_env`).
+pub fn check_otlp_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or(
+            "must start with http:// or https:// (OTLP over HTTP, e.g. http://localhost:4318)",
+        )?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(
+            "must not carry credentials: send them in a header from `telemetry.headers_env`".into(),
+        );
+    }
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err("has no host".into());
+    }
+    if authority.chars().any(|c| c.is_whitespace()) {
+        return Err("must not contain spaces".into());
+    }
+    Ok(())
+}
+
 use std::path::PathBuf;
 
 impl Workspace {

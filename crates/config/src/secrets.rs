@@ -19,6 +19,8 @@ impl Workspace {
             }
         }
         names.extend(store_secret_env_names(&self.stores));
+        // OTLP export headers (an `authorization` token, an API key).
+        names.extend(self.settings.telemetry.headers_env.values().cloned());
         names
     }
 

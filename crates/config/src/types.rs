@@ -39,6 +39,46 @@ pub struct WorkspaceFile {
     /// (`resources: {prod-db: 1, gpu: 2}`); tools list the ones they `use`.
     #[serde(default, deserialize_with = "empty_as_default")]
     pub resources: BTreeMap<String, u32>,
+    /// OpenTelemetry traces exported over OTLP by `serve`; off unless an endpoint is
+    /// given (here or in `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    #[serde(default, deserialize_with = "empty_as_default")]
+    pub telemetry: Telemetry,
+}
+
+/// `telemetry:` in `config/workspace.yaml`: where `serve` exports its traces.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); spans are
+    /// POSTed to `<base>/v1/traces`. Unset: `OTEL_EXPORTER_OTLP_ENDPOINT`, and
+    /// without it nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// The OTLP protocol: `http/protobuf`, the only one supported.
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the exported spans (default `agent-harness`).
+    pub service_name: Option<String>,
+    /// Headers sent with every export, each read from the environment variable
+    /// named here (`authorization: OTLP_AUTH`): secrets never sit in the file.
+    pub headers_env: BTreeMap<String, String>,
+}
+
+impl Telemetry {
+    /// The default `service.name`.
+    pub const DEFAULT_SERVICE_NAME: &'static str = "agent-harness";
+
+    pub fn service_name(&self) -> &str {
+        self.service_name
+            .as_deref()
+            .unwrap_or(Self::DEFAULT_SERVICE_NAME)
+    }
+}
+
+/// `telemetry.protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 #[derive(Clone, Debug, Deserialize)]

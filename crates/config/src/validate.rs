@@ -136,12 +136,51 @@ fn check_workspace(ws: &Parsed<WorkspaceFile>, errors: &mut Errors) {
             ));
         }
     }
+    check_telemetry(src, &value.telemetry, errors);
     errors.extend(check_limits(
         &ws.src,
         &["runtime", "command_limits"],
         &r.command_limits,
         |key| format!("`runtime.command_limits.{key}`"),
     ));
+}
+
+/// `telemetry:`: an http(s) endpoint without credentials, a service name, header
+/// names and the environment variable names their values come from.
+fn check_telemetry(src: &Source, t: &crate::Telemetry, errors: &mut Errors) {
+    if let Some(endpoint) = &t.otlp_endpoint
+        && let Err(why) = crate::check_otlp_endpoint(endpoint)
+    {
+        let pos = src.locator().scalar(&["telemetry", "otlp_endpoint"]);
+        errors.push(src.error(pos, format!("`telemetry.otlp_endpoint` {why}")));
+    }
+    if t.service_name
+        .as_deref()
+        .is_some_and(|s| s.trim().is_empty())
+    {
+        let pos = src.locator().scalar(&["telemetry", "service_name"]);
+        errors.push(src.error(pos, "`telemetry.service_name` must not be empty"));
+    }
+    for (header, var) in &t.headers_env {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if header.is_empty() || !header.chars().all(token) {
+            let pos = src.locator().key(&["telemetry", "headers_env", header]);
+            let msg = format!("`telemetry.headers_env`: `{header}` is not an HTTP header name");
+            errors.push(src.error(pos, msg));
+        }
+        let env_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if var.is_empty()
+            || var.starts_with(|c: char| c.is_ascii_digit())
+            || !var.chars().all(env_char)
+        {
+            let pos = src.locator().scalar(&["telemetry", "headers_env", header]);
+            let msg = format!(
+                "`telemetry.headers_env.{header}` names the environment variable holding the \
+                 header's value (letters, digits, `_`), not the value itself"
+            );
+            errors.push(src.error(pos, msg));
+        }
+    }
 }
 
 /// Each key of `limits` (written under `path` in `src`) outside its range

@@ -1485,3 +1485,79 @@ fn bad_command_limits_are_refused_at_their_key() {
         "config/workspace.yaml:4:21: `runtime.command_limits.max_open_files` must be between 8 and 1048576 (stdin, stdout and stderr take 3), not 0"
     );
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_checked_where_written() {
+    let dir = demo();
+    let ws = load(dir.path()).unwrap();
+    assert_eq!(ws.settings.telemetry.otlp_endpoint, None);
+    assert_eq!(ws.settings.telemetry.service_name(), "agent-harness");
+
+    let ws_text = fs::read_to_string(dir.path().join("config/workspace.yaml")).unwrap();
+    let n = ws_text.lines().count();
+    let good = "telemetry:\n  otlp_endpoint: https://collector.example:4318\n  protocol: http/protobuf\n  \
+                service_name: harness-prod\n  headers_env:\n    authorization: OTLP_TOKEN\n";
+    write(&dir, "config/workspace.yaml", &format!("{ws_text}{good}"));
+    let ws = load(dir.path()).unwrap();
+    let t = &ws.settings.telemetry;
+    assert_eq!(
+        t.otlp_endpoint.as_deref(),
+        Some("https://collector.example:4318")
+    );
+    assert_eq!(t.service_name(), "harness-prod");
+    assert_eq!(t.headers_env["authorization"], "OTLP_TOKEN");
+    // The header's variable is a secret: its value is redacted wherever it appears.
+    assert!(ws.secret_env_names().contains("OTLP_TOKEN"));
+
+    let bad = "telemetry:\n  otlp_endpoint: https://user:pw@collector:4318\n  service_name: \" \"\n  \
+               headers_env:\n    \"bad header\": OTLP_TOKEN\n    x-api-key: Bearer abc\n";
+    write(&dir, "config/workspace.yaml", &format!("{ws_text}{bad}"));
+    let err = load(dir.path()).unwrap_err().to_string();
+    for want in [
+        format!(
+            "config/workspace.yaml:{}:18: `telemetry.otlp_endpoint` must not carry credentials",
+            n + 2
+        ),
+        format!(
+            "config/workspace.yaml:{}:17: `telemetry.service_name` must not be empty",
+            n + 3
+        ),
+        format!(
+            "config/workspace.yaml:{}:5: `telemetry.headers_env`: `bad header` is not an HTTP header name",
+            n + 5
+        ),
+        format!(
+            "config/workspace.yaml:{}:16: `telemetry.headers_env.x-api-key` names the environment variable",
+            n + 6
+        ),
+    ] {
+        assert!(err.contains(&want), "{want}\nnot in:\n{err}");
+    }
+    for (endpoint, why) in [
+        ("localhost:4318", "must start with http:// or https://"),
+        (
+            "grpc://collector:4317",
+            "must start with http:// or https://",
+        ),
+        ("http:///v1/traces", "has no host"),
+    ] {
+        write(
+            &dir,
+            "config/workspace.yaml",
+            &format!("{ws_text}telemetry:\n  otlp_endpoint: {endpoint}\n"),
+        );
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(why), "{endpoint}: {err}");
+    }
+    write(
+        &dir,
+        "config/workspace.yaml",
+        &format!("{ws_text}telemetry:\n  protocol: grpc\n"),
+    );
+    let err = load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("config/workspace.yaml:{}:", n + 2)),
+        "{err}"
+    );
+    assert!(err.contains("http/protobuf"), "{err}");
+}

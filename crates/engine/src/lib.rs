@@ -16,6 +16,7 @@ pub mod replay;
 mod run;
 mod runs;
 mod subscribe;
+pub mod telemetry;
 mod tools;
 pub mod views;
 mod worker;

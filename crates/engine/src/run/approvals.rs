@@ -66,6 +66,8 @@ impl Run {
             .raise(approval.clone());
         self.approvals.push(approval);
         self.commit(c).await?;
+        // The call's `tool.call` span ends here; the run after the decision has its own.
+        tracing::Span::current().record("outcome", "awaiting_approval");
         Err(Outcome::Paused)
     }
 

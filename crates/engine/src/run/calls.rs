@@ -271,13 +271,15 @@ impl Run {
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),
             trace_id: self.req.trace_id.clone(),
+            span_id: crate::telemetry::span_id_of(&tracing::Span::current()),
             cancel: self.cancel.clone(),
             runs_dir: harness_providers::tools::running_dir(&self.h.inner.workspace.store_dir()),
         };
         let tools = self.h.inner.tools.clone();
         let (name, args) = (call.tool.clone(), call.arguments.clone());
-        // A panicking tool fails its own call, never the worker.
-        let span = tracing::info_span!("call", call_id = %call.call_id, tool = %call.tool);
+        // A panicking tool fails its own call, never the worker. The step's
+        // `tool.call` span (`call_id`, `tool`) goes with it.
+        let span = tracing::Span::current();
         let run = async move {
             let out = tools.run(&name, &args, &ctx).await;
             tracing::info!(ok = out.ok, "tool call ended");
@@ -332,6 +334,7 @@ impl Run {
         };
         let next_call = self.call_after(&call.call_id);
         self.live_started.remove(&call.call_id);
+        let ok = outcome.ok;
         let step = self.finished_step(idx, call, child, outcome, StepStatus::Completed);
         let mut c = self
             .commit_for()
@@ -350,6 +353,18 @@ impl Run {
             Ok(writes) => {
                 for w in writes {
                     self.apply(w);
+                }
+                let span = tracing::Span::current();
+                span.record(
+                    "outcome",
+                    match (rejected, ok) {
+                        (true, _) => "rejected",
+                        (false, true) => "ok",
+                        (false, false) => "error",
+                    },
+                );
+                if !ok {
+                    span.record("otel.status_code", "error");
                 }
                 Ok(())
             }

@@ -78,7 +78,9 @@ pub(crate) async fn run_root(
     cancel: CancellationToken,
     guard: RunGuard,
 ) -> Outcome {
-    let span = request_span(&req);
+    let span = request_span(&req, None);
+    // Every span of the run (and of the children it runs) is in the request's trace.
+    crate::telemetry::join_trace(&span, &req.trace_id);
     tracing::Instrument::instrument(root_inner(h, req, cancel, guard), span).await
 }
 
@@ -118,15 +120,24 @@ pub(crate) async fn fail_after_panic(h: &Harness, id: &RequestId, msg: &str) {
 }
 
 /// The span every line logged about a run of `req` is in: its request, session and
-/// trace ids (a child's span is inside its parent's).
-fn request_span(req: &Request) -> tracing::Span {
-    tracing::info_span!(
+/// trace ids (a child's span is inside its parent's `tool.call`), its root's id
+/// (`root`, None for a root itself) and, once the run ends, its `outcome`.
+fn request_span(req: &Request, root: Option<&RequestId>) -> tracing::Span {
+    let span = tracing::info_span!(
         "request",
         request_id = %req.id,
         session_id = %req.session_id,
         trace_id = %req.trace_id,
         agent = %req.agent,
-    )
+        root_id = %root.unwrap_or(&req.id),
+        parent_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = &req.parent_id {
+        span.record("parent_id", tracing::field::display(parent));
+    }
+    span
 }
 
 /// Runs `req` (a root, or a delegated child under `ancestors`) until it settles.
@@ -142,7 +153,7 @@ fn drive(
     let span = if ancestors.is_empty() {
         tracing::Span::current()
     } else {
-        request_span(&req)
+        request_span(&req, ancestors.last())
     };
     Box::pin(tracing::Instrument::instrument(
         async move {
@@ -155,6 +166,11 @@ fn drive(
                 Err(outcome) => outcome,
             };
             tracing::info!(outcome = outcome.name(), "run ended");
+            let span = tracing::Span::current();
+            span.record("outcome", outcome.name());
+            if matches!(outcome, Outcome::Failed(_) | Outcome::Panicked(_)) {
+                span.record("otel.status_code", "error");
+            }
             outcome
         },
         span,
@@ -261,14 +277,60 @@ impl Run {
         }
     }
 
-    /// One iteration: decide from the journal, act, commit.
+    /// One iteration in a `step` span (with a `tool.call` span inside when the
+    /// step is about a tool call).
     async fn step(&mut self) -> Flow<()> {
+        let span = tracing::info_span!(
+            "step",
+            step.index = self.next_idx(),
+            step.action = tracing::field::Empty,
+        );
+        tracing::Instrument::instrument(self.step_inner(), span).await
+    }
+
+    /// One iteration: decide from the journal, act, commit.
+    async fn step_inner(&mut self) -> Flow<()> {
         if self.cancel.is_cancelled() {
             let outcome = self.interruption();
             self.settle_unrun_calls().await;
             return Err(outcome);
         }
         let next = next_action(&self.steps, &self.approvals);
+        let action = match &next {
+            // Pre-started with the commit before: this step runs it.
+            NextAction::Interrupted {
+                call, child: None, ..
+            } if self.live_started.contains(&call.call_id) => "run_call",
+            next => action_name(next),
+        };
+        tracing::Span::current().record("step.action", action);
+        if let Some((call, approval)) = self.call_of(&next) {
+            let span = tool_span(&call, approval);
+            return tracing::Instrument::instrument(self.act(next), span).await;
+        }
+        self.act(next).await
+    }
+
+    /// The call `next` is about, and whether its tool needs an approval.
+    fn call_of(&self, next: &NextAction) -> Option<(ToolCall, bool)> {
+        let call = match next {
+            NextAction::StartCall { call }
+            | NextAction::RunApproved { call, .. }
+            | NextAction::RecordRejection { call, .. }
+            | NextAction::Interrupted { call, .. } => call,
+            NextAction::CallModel
+            | NextAction::AwaitApproval { .. }
+            | NextAction::Complete { .. } => return None,
+        };
+        let approval = self
+            .h
+            .tool(&call.tool)
+            .is_some_and(|t| t.approval == harness_config::ApprovalPolicy::Required);
+        Some((call.clone(), approval))
+    }
+
+    /// Does what `next` says.
+    async fn act(&mut self, next: NextAction) -> Flow<()> {
         // A call this run already committed `started` is the step in flight: a
         // graceful stop finishes it rather than leave it looking interrupted.
         if let NextAction::Interrupted {
@@ -441,6 +503,34 @@ impl Run {
         step.cloned()
             .expect("a step named by next_action is in the journal")
     }
+}
+
+/// `step.action` of a step span.
+fn action_name(next: &NextAction) -> &'static str {
+    match next {
+        NextAction::CallModel => "call_model",
+        NextAction::StartCall { .. } => "start_call",
+        NextAction::RunApproved { .. } => "run_approved",
+        NextAction::RecordRejection { .. } => "record_rejection",
+        NextAction::AwaitApproval { .. } => "await_approval",
+        NextAction::Interrupted { .. } => "interrupted",
+        NextAction::Complete { .. } => "complete",
+    }
+}
+
+/// The span of a tool call's step: `outcome` is recorded when its `completed` (or
+/// a pause for approval) is committed.
+fn tool_span(call: &ToolCall, approval_required: bool) -> tracing::Span {
+    tracing::info_span!(
+        "tool.call",
+        call_id = %call.call_id,
+        tool = %call.tool,
+        gen_ai.tool.name = %call.tool,
+        gen_ai.tool.call.id = %call.call_id,
+        approval_required,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
 }
 
 fn store_failure(e: StoreError) -> Outcome {

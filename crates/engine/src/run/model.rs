@@ -35,10 +35,25 @@ impl Run {
             stop_waiting.cancel();
             std::future::pending::<()>().await
         };
+        let configured = self.h.inner.workspace.models.get(&self.agent.model);
+        let span = tracing::info_span!(
+            "model.call",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = tracing::field::Empty,
+            gen_ai.request.model = configured.map(|m| m.model.as_str()).unwrap_or_default(),
+            model = %self.agent.model,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let span_id = crate::telemetry::span_id_of(&span);
         let asked = model.complete(ModelRequest {
             agent: &self.agent.name,
             request_id: &self.req.id,
             trace_id: Some(&self.req.trace_id),
+            span_id: span_id.as_deref(),
             messages: &messages,
             tools: &specs,
             deltas: Some(&sink as &dyn DeltaSink),
@@ -47,11 +62,37 @@ impl Run {
         // Cancel or abort drops the call in flight (an HTTP call's connection is
         // closed), or its wait for a rate limit: nothing is recorded, and a later
         // run asks the model again.
+        let asked = tracing::Instrument::instrument(asked, span.clone());
         let reply = tokio::select! {
             reply = asked => reply,
             () = self.cancel.cancelled() => return Err(self.interruption()),
             () = on_stop => unreachable!("on_stop never ends"),
         };
+        match &reply {
+            Ok(r) => {
+                if !r.info.provider.is_empty() {
+                    span.record("gen_ai.provider.name", r.info.provider.as_str());
+                }
+                if !r.info.model.is_empty() {
+                    span.record("gen_ai.response.model", r.info.model.as_str());
+                }
+                if let Some(u) = &r.info.usage {
+                    span.record("gen_ai.usage.input_tokens", u.input_tokens);
+                    span.record("gen_ai.usage.output_tokens", u.output_tokens);
+                }
+                let kind = match &r.turn {
+                    ModelTurn::Text { .. } => "text",
+                    ModelTurn::ToolCalls { .. } => "tool_calls",
+                };
+                span.record("outcome", kind);
+            }
+            Err(e) => {
+                span.record("outcome", "error");
+                span.record("otel.status_code", "error");
+                tracing::debug!(parent: &span, error = %e, "model call failed");
+            }
+        }
+        drop(span);
         let ModelReply {
             mut turn,
             mut info,

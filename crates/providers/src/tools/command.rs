@@ -225,7 +225,10 @@ fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
         .env("AGENT_HARNESS_SESSION_ID", ctx.session_id.as_str())
         .env("AGENT_HARNESS_WORKSPACE", &ctx.workspace_root);
     if !ctx.trace_id.is_empty() {
-        cmd.env("TRACEPARENT", crate::trace::traceparent(&ctx.trace_id));
+        cmd.env(
+            "TRACEPARENT",
+            crate::trace::traceparent_of(&ctx.trace_id, ctx.span_id.as_deref()),
+        );
     }
 }
 
