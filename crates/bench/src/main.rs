@@ -14,6 +14,7 @@ mod approval;
 mod breakdown;
 mod claims;
 mod concurrent;
+mod http_load;
 mod mcp;
 mod models;
 mod paused;
@@ -86,7 +87,7 @@ fn usage() -> String {
         s.push_str(&format!("  {name:<11} {what}\n"));
     }
     s.push_str(
-        "  all         every bench above, each in its own process\n\n\
+        "  all         every bench above, each in its own process\n         \x20 http-load   the HTTP API on loopback: 200 SSE subscribers, admissions as fast as\n         \x20             accepted for 30 s, then a drain and an exactly-once check\n         \x20             [--secs N] [--subscribers N] (not part of `all`)\n\n\
          Build with --release: `cargo run --release -p harness-bench -- all`.\n\
          Workspaces go to $AGENT_HARNESS_BENCH_DIR (default: the temp dir); the CLI for\n\
          `views` is $AGENT_HARNESS_BIN or `agent-harness` next to this binary.\n",
@@ -108,6 +109,21 @@ fn main() -> ExitCode {
             Ok(())
         }
         "all" => run_all(),
+        // Not part of `all`: it runs for a set time (30 s by default).
+        "http-load" => runtime().and_then(|rt| {
+            let secs = flag(rest, "--secs")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(30);
+            let subs = flag(rest, "--subscribers")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(200);
+            if !quiet {
+                print_machine();
+            }
+            rt.block_on(http_load::run(secs, subs))
+        }),
         // Hidden helpers for `recovery` and `paused`.
         "serve-child" => runtime()
             .and_then(|rt| rt.block_on(recovery::serve_child(&PathBuf::from(arg(rest, 0)?)))),

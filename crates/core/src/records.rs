@@ -493,11 +493,16 @@ pub struct ApprovalFilter {
     pub limit: usize,
 }
 
-/// Filter for reading events after a cursor.
+/// Filter for reading events after a cursor; every field set narrows (an event
+/// passes when it matches all of them).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventFilter {
+    /// That request's own events.
     pub request_id: Option<RequestId>,
     pub session_id: Option<SessionId>,
+    /// A request tree: the events of this request and of every request delegated
+    /// under it, at any depth (for a root, its whole tree).
+    pub tree: Option<RequestId>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -33,7 +33,7 @@ pub use harness_store::{
 pub use metrics::{HistogramSnapshot, Metrics, StepKind, TokenCount};
 pub use rate_status::{RateLimitStatus, RateWait};
 pub use redact::SecretEnv;
-pub use subscribe::EventStream;
+pub use subscribe::{EventReads, EventStream, FEED_BATCHES};
 pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
 
 use harness_core::*;
@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     replay_model: Option<Arc<dyn Model>>,
     /// Model turns' pieces as they stream, for in-process watchers (never stored).
     pub(crate) deltas: deltas::Deltas,
+    /// The one reader of the event log that every subscription of this harness shares.
+    pub(crate) feed: subscribe::Feed,
     /// Wakes the dispatcher: new work may be runnable.
     pub(crate) wake: Notify,
     /// The runs this process executes (roots and children) and their cancel tokens.
@@ -185,6 +187,7 @@ impl Harness {
                 rate_limits,
                 replay_model,
                 deltas: deltas::Deltas::default(),
+                feed: subscribe::Feed::default(),
                 wake: Notify::new(),
                 runs: runs::Runs::default(),
                 stopping: tokio::sync::watch::channel(false).0,
@@ -454,9 +457,16 @@ impl Harness {
         }
     }
 
-    /// Events after `from_seq`, then every new one as it commits; resumable from any cursor.
+    /// Events after `from_seq`, then every new one as it commits; resumable from any
+    /// cursor. Subscriptions share one reader of the store (see [`EventStream`]).
     pub fn subscribe(&self, from_seq: i64, filter: EventFilter) -> EventStream {
-        EventStream::new(self.inner.store.clone(), from_seq, filter)
+        EventStream::new(self.inner.store.clone(), &self.inner.feed, from_seq, filter)
+    }
+
+    /// Store reads made for this harness's subscriptions so far: the shared
+    /// reader's, the subscribers' own, and detachments of slow subscribers.
+    pub fn event_reads(&self) -> EventReads {
+        self.inner.feed.reads()
     }
 
     /// The pieces of model turns as they stream (text, thinking, tool call arguments),

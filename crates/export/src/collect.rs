@@ -63,7 +63,7 @@ async fn add_request(h: &Harness, out: &mut Records, request: Request) -> anyhow
     let id = request.id.clone();
     let filter = EventFilter {
         request_id: Some(id.clone()),
-        session_id: None,
+        ..Default::default()
     };
     out.events.extend(store.events_after(0, filter, 0).await?);
     let approvals = ApprovalFilter {

@@ -3,10 +3,15 @@
 //! Each event's `id` is its seq. The stream starts after `Last-Event-ID` (a
 //! reconnecting client's) or else after `?from=SEQ` (default 0: every event), and
 //! reads the store by cursor, so a reconnect — to this server or to one started
-//! since — continues with no gap and no duplicate. A comment line every 15 s keeps
-//! proxies from closing an idle stream. The stream is pulled: events are read from
-//! the store only as fast as the client takes them (at most one batch is held per
-//! subscriber), so a slow client costs no memory and never holds back a run.
+//! since — continues with no gap and no duplicate. `?request=` is that request's
+//! own events, `?session=` a session's, `?tree=` a request's and those of every
+//! request delegated under it; given together they all narrow. A comment line every
+//! 15 s keeps proxies from closing an idle stream. Streams share the harness's one
+//! reader of the store (`harness_engine::EventStream`). A slow client is never
+//! ended for being slow: once it falls more than the shared reader's window behind,
+//! it is detached and reads the store by its cursor at its own pace, holding one
+//! batch, then rejoins: it costs store reads, never memory. A store error ends the
+//! stream with an `error` event naming `resume_from`.
 
 use crate::{ApiError, AppState, Principal, Role};
 use axum::extract::{Query, State};
@@ -32,6 +37,7 @@ pub(crate) struct EventsQuery {
     request: Option<String>,
     /// Only events of this session.
     session: Option<String>,
+    tree: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
@@ -76,7 +82,12 @@ pub(crate) async fn events(
     let filter = EventFilter {
         request_id: q.request.as_deref().map(RequestId::parse).transpose()?,
         session_id: q.session.as_deref().map(SessionId::parse).transpose()?,
+        tree: q.tree.as_deref().map(RequestId::parse).transpose()?,
     };
+    if let Some(root) = &filter.tree {
+        // A tree that does not exist is a mistake (404), not an empty stream.
+        s.harness.get_request(root).await?;
+    }
     let sub = s.harness.subscribe(from, filter);
     let shutdown = s.shutdown.clone();
     // Lives in the stream: dropped (the gauge goes down) when the client goes away

@@ -715,6 +715,107 @@ async fn events_stream_with_seq_ids_and_resume_after_last_event_id() {
     assert_error(&a, StatusCode::BAD_REQUEST, "invalid_input", "from");
 }
 
+/// `?tree=` follows a root and what it delegated, `?request=` one request's own,
+/// `?session=` a session's; a reconnect with `Last-Event-ID` to a server started
+/// since continues right after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_a_tree_a_request_or_a_session_and_resume_across_a_restart() {
+    let api = api();
+    let one = decided_demo(&api, "s-1", "approve").await;
+    let two = decided_demo(&api, "s-2", "approve").await;
+    let all = api
+        .h
+        .store()
+        .events_after(0, EventFilter::default(), 0)
+        .await
+        .unwrap();
+    let tree: Vec<RequestId> = api.h.store().subtree_ids(&one.id).await.unwrap();
+    assert_eq!(tree.len(), 2, "the demo delegates once: {tree:?}");
+    let seqs = |keep: &dyn Fn(&Event) -> bool| -> Vec<i64> {
+        all.iter().filter(|e| keep(e)).map(|e| e.seq).collect()
+    };
+    let of_tree = seqs(&|e| e.request_id.as_ref().is_some_and(|r| tree.contains(r)));
+    let of_root = seqs(&|e| e.request_id.as_ref() == Some(&one.id));
+    let of_s2 = seqs(&|e| e.session_id.as_ref().is_some_and(|s| s.as_str() == "s-2"));
+    assert!(of_tree.len() > of_root.len());
+    assert!(!of_s2.is_empty());
+    for (uri, want) in [
+        (format!("/v1/events?tree={}", one.id), &of_tree),
+        (format!("/v1/events?request={}", one.id), &of_root),
+        ("/v1/events?session=s-2".to_string(), &of_s2),
+        (format!("/v1/events?tree={}&session=s-2", two.id), &of_s2),
+    ] {
+        // Everything is committed: an extra event would show among the first ones.
+        let got = sse_events(&api, &uri, None, want.len()).await;
+        let ids: Vec<i64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(&ids, want, "{uri}");
+    }
+    let a = api
+        .call(
+            "GET",
+            "/v1/events?tree=req_01jz0000000000000000000000",
+            Some(VIEWER),
+            None,
+        )
+        .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", "req_01jz");
+
+    // A follower of the tree at its end gets a later commit of the tree only.
+    let last = *all.last().map(|e| &e.seq).unwrap();
+    let note = {
+        let h = api.h.clone();
+        let root = one.id.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            h.add_note(Note {
+                request_id: root,
+                approval_id: None,
+                by: "tester".into(),
+                text: "after the fact".into(),
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let uri = format!("/v1/events?tree={}&from={last}", one.id);
+    let (got, ()) = tokio::join!(sse_events(&api, &uri, None, 1), note);
+    assert_eq!(got[0].1, "note.added");
+    assert_eq!(got[0].2["request_id"], one.id.as_str());
+
+    // Restart: a new harness and router over the same workspace.
+    let Api {
+        _dir: dir,
+        h,
+        app,
+        _stop,
+    } = api;
+    drop((h, app, _stop));
+    let h = Harness::open(dir.path()).unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let api = Api {
+        app: router(h.clone(), tokens(), rx),
+        h,
+        _dir: dir,
+        _stop: stop,
+    };
+    let mid = of_tree[of_tree.len() / 2];
+    let rest: Vec<i64> = of_tree
+        .iter()
+        .copied()
+        .filter(|s| *s > mid)
+        .chain([got[0].0])
+        .collect();
+    let got = sse_events(
+        &api,
+        &format!("/v1/events?tree={}", one.id),
+        Some(mid),
+        rest.len(),
+    )
+    .await;
+    let ids: Vec<i64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(ids, rest);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_admits_once_per_session() {
     let api = api();

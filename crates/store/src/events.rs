@@ -2,7 +2,7 @@
 
 use crate::rows::{self, EVENT_COLS};
 use crate::{SqliteStore, StoreError};
-use harness_core::{Event, EventFilter, NewEvent, Timestamp};
+use harness_core::{Event, EventFilter, NewEvent, RequestId, Timestamp};
 use rusqlite::{Connection, params};
 
 /// Appends events; returns their sequence numbers (visible only once the caller's transaction commits).
@@ -50,6 +50,12 @@ impl SqliteStore {
             .await
     }
 
+    /// `id` and every request delegated under it, parents before children.
+    pub async fn subtree_ids(&self, id: &RequestId) -> Result<Vec<RequestId>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| crate::tree::subtree(c, &id)).await
+    }
+
     /// Highest committed event sequence, as any process sees it now.
     pub async fn last_seq(&self) -> Result<i64, StoreError> {
         self.read(
@@ -59,6 +65,47 @@ impl SqliteStore {
     }
 }
 
+/// A filtered read after a cursor, for either backend: the query (cursor first,
+/// then the filter's keys, then the limit; `ph(n)` writes placeholder `n`) and the
+/// keys to bind. A tree is walked from its request down `parent_id`
+/// (`requests_parent`), and its events found by `events_request` per member.
+pub(crate) fn after_query(
+    cols: &str,
+    f: &EventFilter,
+    visible: &str,
+    ph: impl Fn(usize) -> String,
+) -> (String, Vec<String>) {
+    let mut keys: Vec<String> = Vec::new();
+    let mut conds = vec![format!("seq > {}", ph(1))];
+    let mut with = String::new();
+    if let Some(r) = &f.request_id {
+        keys.push(r.to_string());
+        conds.push(format!("request_id = {}", ph(keys.len() + 1)));
+    }
+    if let Some(s) = &f.session_id {
+        keys.push(s.to_string());
+        conds.push(format!("session_id = {}", ph(keys.len() + 1)));
+    }
+    if let Some(t) = &f.tree {
+        keys.push(t.to_string());
+        with = format!(
+            "WITH RECURSIVE tree(id) AS (SELECT CAST({} AS TEXT) \
+             UNION SELECT r.id FROM requests r JOIN tree ON r.parent_id = tree.id) ",
+            ph(keys.len() + 1)
+        );
+        conds.push("request_id IN (SELECT id FROM tree)".into());
+    }
+    if !visible.is_empty() {
+        conds.push(visible.to_string());
+    }
+    let sql = format!(
+        "{with}SELECT {cols} FROM events WHERE {} ORDER BY seq LIMIT {}",
+        conds.join(" AND "),
+        ph(keys.len() + 2)
+    );
+    (sql, keys)
+}
+
 fn events_after(
     c: &Connection,
     after: i64,
@@ -66,25 +113,11 @@ fn events_after(
     limit: usize,
 ) -> Result<Vec<Event>, StoreError> {
     let limit = if limit == 0 { i64::MAX } else { limit as i64 };
-    let sql = match (&f.request_id, &f.session_id) {
-        (Some(_), _) => format!(
-            "SELECT {EVENT_COLS} FROM events WHERE request_id = ?2 AND seq > ?1 ORDER BY seq LIMIT ?3"
-        ),
-        (None, Some(_)) => format!(
-            "SELECT {EVENT_COLS} FROM events WHERE session_id = ?2 AND seq > ?1 ORDER BY seq LIMIT ?3"
-        ),
-        (None, None) => {
-            format!(
-                "SELECT {EVENT_COLS} FROM events WHERE seq > ?1 AND ?2 IS NULL ORDER BY seq LIMIT ?3"
-            )
-        }
-    };
-    let key: Option<String> = f
-        .request_id
-        .as_ref()
-        .map(|r| r.to_string())
-        .or_else(|| f.session_id.as_ref().map(|s| s.to_string()));
+    let (sql, keys) = after_query(EVENT_COLS, f, "", |n| format!("?{n}"));
     let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![after, key, limit], rows::event)?;
+    let mut binds: Vec<&dyn rusqlite::ToSql> = vec![&after];
+    binds.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
+    binds.push(&limit);
+    let rows = stmt.query_map(binds.as_slice(), rows::event)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -467,6 +467,12 @@ impl Store {
         on_backend!(self, b => b.last_seq().await)
     }
 
+    /// `id` and every request delegated under it at any depth (parents before
+    /// children): the members of the tree an [`EventFilter::tree`] follows, now.
+    pub async fn subtree_ids(&self, id: &RequestId) -> Result<Vec<RequestId>, StoreError> {
+        on_backend!(self, b => b.subtree_ids(id).await)
+    }
+
     /// The last `limit` events of any of `requests`, oldest first.
     pub async fn recent_events(
         &self,

@@ -213,7 +213,9 @@ fn stats(c: &Connection, now: Timestamp, horizon: Timestamp) -> Result<StoreStat
     )?;
     Ok(StoreStats {
         queued,
-        resuming: roots(RequestStatus::Queued)? - queued,
+        // Two statements, two snapshots: an admission between them may make
+        // `queued` the larger (the load bench's scrapes did).
+        resuming: roots(RequestStatus::Queued)?.saturating_sub(queued),
         running: roots(RequestStatus::Running)?,
         waiting_approval: roots(RequestStatus::WaitingApproval)?,
         completed: by_status(RequestStatus::Completed)?,

@@ -195,7 +195,7 @@ async fn attempts(b: Backend) {
 async fn reclaims(store: &harness_store::Store, id: &RequestId) -> Vec<Event> {
     let filter = EventFilter {
         request_id: Some(id.clone()),
-        session_id: None,
+        ..Default::default()
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

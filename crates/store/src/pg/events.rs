@@ -112,27 +112,29 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let limit = if limit == 0 { i64::MAX } else { limit as i64 };
-        let key: Option<String> = f
-            .request_id
-            .as_ref()
-            .map(|r| r.to_string())
-            .or_else(|| f.session_id.as_ref().map(|s| s.to_string()));
-        let sql = match (&f.request_id, &f.session_id) {
-            (Some(_), _) => format!(
-                "SELECT {EVENT_COLS} FROM events WHERE request_id = $2 AND seq > $1 AND {VISIBLE} \
-                 ORDER BY seq LIMIT $3"
-            ),
-            (None, Some(_)) => format!(
-                "SELECT {EVENT_COLS} FROM events WHERE session_id = $2 AND seq > $1 AND {VISIBLE} \
-                 ORDER BY seq LIMIT $3"
-            ),
-            (None, None) => format!(
-                "SELECT {EVENT_COLS} FROM events WHERE seq > $1 AND $2::text IS NULL AND {VISIBLE} \
-                 ORDER BY seq LIMIT $3"
-            ),
-        };
-        let rows = self.read_rows(&sql, &[&after, &key, &limit]).await?;
+        let (sql, keys) = crate::events::after_query(EVENT_COLS, &f, VISIBLE, |n| format!("${n}"));
+        let mut binds: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after];
+        binds.extend(
+            keys.iter()
+                .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync)),
+        );
+        binds.push(&limit);
+        let rows = self.read_rows(&sql, &binds).await?;
         rows::all(rows, rows::event)
+    }
+
+    pub(crate) async fn subtree_ids(&self, id: &RequestId) -> Result<Vec<RequestId>, StoreError> {
+        let rows = self
+            .read_rows(
+                "WITH RECURSIVE t(id, depth) AS (SELECT $1::text, 0 \
+                   UNION ALL SELECT r.id, t.depth + 1 FROM requests r JOIN t ON r.parent_id = t.id) \
+                 SELECT id FROM t ORDER BY depth, id",
+                &[&id.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(RequestId::from_trusted(r.try_get(0)?)))
+            .collect()
     }
 
     pub(crate) async fn last_seq(&self) -> Result<i64, StoreError> {
