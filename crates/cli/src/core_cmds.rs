@@ -493,7 +493,9 @@ impl Api {
                 harness_server::SERVER_FILE
             ));
         } else {
-            line(format!("API on http://{bound} (console: http://{bound}/console)"));
+            line(format!(
+                "API on http://{bound} (console: http://{bound}/console)"
+            ));
         }
         Ok(Api {
             listener,

@@ -68,7 +68,12 @@ fn serve(root: &Path) -> (Child, String) {
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Value {
-    let res = client.get(url).bearer_auth(OPERATOR_TOKEN).send().await.unwrap();
+    let res = client
+        .get(url)
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert!(res.status().is_success(), "{url}: {}", res.status());
     serde_json::from_str(&res.text().await.unwrap()).unwrap()
 }
@@ -108,11 +113,19 @@ async fn an_operator_approves_in_chromium_and_the_viewer_sees_it_complete_live()
     let id = req["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let approval = loop {
-        let pending = get(&client, &format!("{base}/v1/approvals?status=pending&request={id}")).await;
+        let pending = get(
+            &client,
+            &format!("{base}/v1/approvals?status=pending&request={id}"),
+        )
+        .await;
         if let Some(a) = pending[0]["id"].as_str() {
             break a.to_string();
         }
-        assert!(Instant::now() < deadline, "no approval: {}", worker::serve_log(root));
+        assert!(
+            Instant::now() < deadline,
+            "no approval: {}",
+            worker::serve_log(root)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
@@ -120,6 +133,8 @@ async fn an_operator_approves_in_chromium_and_the_viewer_sees_it_complete_live()
         .parent()
         .unwrap()
         .join("test-artifacts/console");
+    // Only this run's screenshots (a failure-*.png is from a failing run).
+    let _ = std::fs::remove_dir_all(&shots);
     let mut node = Command::new("node");
     node.arg(driver.join("console.mjs"))
         .current_dir(&driver)

@@ -174,7 +174,10 @@ fn assert_html(a: &Answer, status: StatusCode) {
     let ct = a.headers[header::CONTENT_TYPE].to_str().unwrap();
     assert!(ct.starts_with("text/html"), "{ct}");
     let csp = a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
     assert_eq!(a.headers[header::CACHE_CONTROL], "no-store");
 }
 
@@ -200,11 +203,19 @@ async fn pages_show_the_engine_facts_escaped_and_viewers_get_no_forms() {
         "0 queued / 1000 capacity",
         "signed in as <b class=\"principal\">vera</b> (viewer)",
     ] {
-        assert!(o.text.contains(says), "overview should say {says:?}:\n{}", o.text);
+        assert!(
+            o.text.contains(says),
+            "overview should say {says:?}:\n{}",
+            o.text
+        );
     }
     // The page's live stream starts after the last event it shows.
     let seq = c.h.store().last_seq().await.unwrap();
-    assert!(o.text.contains(&format!("data-seq=\"{seq}\"")), "{}", o.text);
+    assert!(
+        o.text.contains(&format!("data-seq=\"{seq}\"")),
+        "{}",
+        o.text
+    );
     assert!(o.text.contains("data-events=\"/v1/events\""));
 
     let a = c.get("/console/approvals", Auth::Bearer(VIEWER)).await;
@@ -216,20 +227,31 @@ async fn pages_show_the_engine_facts_escaped_and_viewers_get_no_forms() {
         "&quot;to&quot;: &quot;ops@example.com&quot;",
         req.id.as_str(),
     ] {
-        assert!(a.text.contains(says), "approvals should say {says:?}:\n{}", a.text);
+        assert!(
+            a.text.contains(says),
+            "approvals should say {says:?}:\n{}",
+            a.text
+        );
     }
     assert_eq!(decision_forms(&a.text), 0, "a viewer sees no forms");
     let a = c.get("/console/approvals", Auth::Bearer(OPERATOR)).await;
-    assert_eq!(decision_forms(&a.text), 2, "approve/reject and edit:\n{}", a.text);
+    assert_eq!(
+        decision_forms(&a.text),
+        2,
+        "approve/reject and edit:\n{}",
+        a.text
+    );
     assert!(a.text.contains(">Approve</button>") && a.text.contains(">Reject</button>"));
 
     let t = c
-        .get(&format!("/console/requests/{}", req.id), Auth::Bearer(VIEWER))
+        .get(
+            &format!("/console/requests/{}", req.id),
+            Auth::Bearer(VIEWER),
+        )
         .await;
     assert_html(&t, StatusCode::OK);
-    let child = c
-        .h
-        .list_requests(RequestFilter {
+    let child =
+        c.h.list_requests(RequestFilter {
             parent_id: Some(req.id.clone()),
             ..Default::default()
         })
@@ -243,28 +265,55 @@ async fn pages_show_the_engine_facts_escaped_and_viewers_get_no_forms() {
         "waiting for approval",
         "ship &lt;script&gt;alert(1)&lt;/script&gt; notes",
     ] {
-        assert!(t.text.contains(says), "the timeline should say {says:?}:\n{}", t.text);
+        assert!(
+            t.text.contains(says),
+            "the timeline should say {says:?}:\n{}",
+            t.text
+        );
     }
     assert!(!t.text.contains("<script>alert"), "escaped");
-    assert!(t.text.contains(&format!("data-events=\"/v1/events?session={}\"", req.session_id)));
+    assert!(t.text.contains(&format!(
+        "data-events=\"/v1/events?session={}\"",
+        req.session_id
+    )));
     assert_eq!(decision_forms(&t.text), 0);
     let t = c
-        .get(&format!("/console/requests/{}", req.id), Auth::Bearer(OPERATOR))
+        .get(
+            &format!("/console/requests/{}", req.id),
+            Auth::Bearer(OPERATOR),
+        )
         .await;
-    assert_eq!(decision_forms(&t.text), 2, "the pending approval is decided in place too");
+    assert_eq!(
+        decision_forms(&t.text),
+        2,
+        "the pending approval is decided in place too"
+    );
 
     let hp = c.get("/console/health", Auth::Bearer(VIEWER)).await;
     assert_html(&hp, StatusCode::OK);
     let report = c.h.health().await.unwrap();
     for check in &report.checks {
-        assert!(hp.text.contains(&format!("data-check=\"{}\"", check.name)), "{}", check.name);
+        assert!(
+            hp.text.contains(&format!("data-check=\"{}\"", check.name)),
+            "{}",
+            check.name
+        );
     }
     // Failing checks first: no worker runs, so `worker` is not ok and precedes `store`.
     let worst = report.checks.iter().max_by_key(|c| c.status).unwrap();
     if worst.status != HealthStatus::Ok {
         let pos = |n: &str| hp.text.find(&format!("data-check=\"{n}\"")).unwrap();
-        for ok in report.checks.iter().filter(|c| c.status == HealthStatus::Ok) {
-            assert!(pos(&worst.name) < pos(&ok.name), "{} before {}", worst.name, ok.name);
+        for ok in report
+            .checks
+            .iter()
+            .filter(|c| c.status == HealthStatus::Ok)
+        {
+            assert!(
+                pos(&worst.name) < pos(&ok.name),
+                "{} before {}",
+                worst.name,
+                ok.name
+            );
         }
     }
 
@@ -277,14 +326,28 @@ async fn pages_show_the_engine_facts_escaped_and_viewers_get_no_forms() {
         )
         .await;
     assert_html(&r, StatusCode::FORBIDDEN);
-    assert!(r.text.contains("has role viewer; this needs operator"), "{}", r.text);
+    assert!(
+        r.text.contains("has role viewer; this needs operator"),
+        "{}",
+        r.text
+    );
     assert!(c.pending(&req.id).await.is_some());
 
     // Unknown records: a page saying so with the API's status.
     let missing = c
-        .get("/console/requests/req_01jxxxxxxxxxxxxxxxxxxxxxxx", Auth::Bearer(VIEWER))
+        .get(
+            "/console/requests/req_01jxxxxxxxxxxxxxxxxxxxxxxx",
+            Auth::Bearer(VIEWER),
+        )
         .await;
-    assert!(matches!(missing.status, StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST), "{}", missing.status);
+    assert!(
+        matches!(
+            missing.status,
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST
+        ),
+        "{}",
+        missing.status
+    );
     assert!(missing.text.contains("id=\"refusal\""), "{}", missing.text);
 }
 
@@ -299,23 +362,45 @@ async fn an_operator_decides_by_form_and_refusals_show_the_engine_message() {
         .post(
             &uri,
             Auth::Bearer(OPERATOR),
-            &[("decision", "edit"), ("arguments", "{\"to\": oops"), ("message", "typed note")],
+            &[
+                ("decision", "edit"),
+                ("arguments", "{\"to\": oops"),
+                ("message", "typed note"),
+            ],
         )
         .await;
     assert_html(&r, StatusCode::BAD_REQUEST);
-    assert!(r.text.contains("the edited arguments are not valid JSON"), "{}", r.text);
-    assert!(r.text.contains("{&quot;to&quot;: oops"), "the typed arguments are kept:\n{}", r.text);
-    assert!(r.text.contains(">typed note</textarea>"), "the typed message is kept");
+    assert!(
+        r.text.contains("the edited arguments are not valid JSON"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("{&quot;to&quot;: oops"),
+        "the typed arguments are kept:\n{}",
+        r.text
+    );
+    assert!(
+        r.text.contains(">typed note</textarea>"),
+        "the typed message is kept"
+    );
     // Arguments the tool's schema refuses: the engine's message.
     let r = c
         .post(
             &uri,
             Auth::Bearer(OPERATOR),
-            &[("decision", "edit"), ("arguments", "{\"to\": 42, \"subject\": \"x\"}")],
+            &[
+                ("decision", "edit"),
+                ("arguments", "{\"to\": 42, \"subject\": \"x\"}"),
+            ],
         )
         .await;
     assert_html(&r, StatusCode::BAD_REQUEST);
-    assert!(r.text.contains("invalid arguments for `send_mail`"), "{}", r.text);
+    assert!(
+        r.text.contains("invalid arguments for `send_mail`"),
+        "{}",
+        r.text
+    );
     assert!(c.pending(&req.id).await.is_some(), "nothing was decided");
 
     // Approve with a message: recorded under the token's name, then the request's page.
@@ -327,7 +412,10 @@ async fn an_operator_decides_by_form_and_refusals_show_the_engine_message() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
-    assert_eq!(r.headers[header::LOCATION], format!("/console/requests/{}", req.id));
+    assert_eq!(
+        r.headers[header::LOCATION],
+        format!("/console/requests/{}", req.id)
+    );
     let a = c.h.store().get_approval(&apr.id).await.unwrap();
     assert_eq!(a.status, ApprovalStatus::Approved);
     assert_eq!(a.decided_by.as_deref(), Some("otto"));
@@ -347,7 +435,10 @@ async fn an_operator_decides_by_form_and_refusals_show_the_engine_message() {
     let done = run_until_settled(&c.h, &req.id, fast()).await.unwrap();
     assert_eq!(done.status, RequestStatus::Completed);
     let t = c
-        .get(&format!("/console/requests/{}", req.id), Auth::Bearer(VIEWER))
+        .get(
+            &format!("/console/requests/{}", req.id),
+            Auth::Bearer(VIEWER),
+        )
         .await;
     for says in [
         "data-status=\"completed\"",
@@ -356,7 +447,11 @@ async fn an_operator_decides_by_form_and_refusals_show_the_engine_message() {
         "summary.md",
         "href=\"/v1/artifacts/",
     ] {
-        assert!(t.text.contains(says), "the timeline should say {says:?}:\n{}", t.text);
+        assert!(
+            t.text.contains(says),
+            "the timeline should say {says:?}:\n{}",
+            t.text
+        );
     }
     let a = c.get("/console/approvals", Auth::Bearer(VIEWER)).await;
     assert!(a.text.contains("nothing waits for a decision"));
@@ -371,15 +466,27 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
     // A browser without a session goes to the login page, and back after.
     let r = c.get("/console/approvals", Auth::None).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(r.headers[header::LOCATION], "/console/login?next=/console/approvals");
+    assert_eq!(
+        r.headers[header::LOCATION],
+        "/console/login?next=/console/approvals"
+    );
     let r = c.get("/", Auth::None).await;
     assert_eq!(r.headers[header::LOCATION], "/console");
-    let page = c.get("/console/login?next=/console/approvals", Auth::None).await;
+    let page = c
+        .get("/console/login?next=/console/approvals", Auth::None)
+        .await;
     assert_html(&page, StatusCode::OK);
-    assert!(page.text.contains("name=\"next\" value=\"/console/approvals\""));
+    assert!(
+        page.text
+            .contains("name=\"next\" value=\"/console/approvals\"")
+    );
 
     let r = c
-        .post("/console/login", Auth::None, &[("token", "wrong"), ("next", "/console/approvals")])
+        .post(
+            "/console/login",
+            Auth::None,
+            &[("token", "wrong"), ("next", "/console/approvals")],
+        )
         .await;
     assert_html(&r, StatusCode::UNAUTHORIZED);
     assert!(r.text.contains("the token is not one this server knows"));
@@ -387,18 +494,31 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
 
     // `next` elsewhere than the console is ignored.
     let r = c
-        .post("/console/login", Auth::None, &[("token", OPERATOR), ("next", "//evil.example/")])
+        .post(
+            "/console/login",
+            Auth::None,
+            &[("token", OPERATOR), ("next", "//evil.example/")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.headers[header::LOCATION], "/console");
     let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"), "{set}");
-    assert!(!set.contains(OPERATOR), "the cookie does not carry the token in clear: {set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(
+        !set.contains(OPERATOR),
+        "the cookie does not carry the token in clear: {set}"
+    );
     let cookie = set.split(';').next().unwrap().to_string();
 
     let o = c.get("/console", Auth::Cookie(&cookie)).await;
     assert_html(&o, StatusCode::OK);
-    assert!(o.text.contains("signed in as <b class=\"principal\">otto</b> (operator)"));
+    assert!(
+        o.text
+            .contains("signed in as <b class=\"principal\">otto</b> (operator)")
+    );
     // The JSON API and the event stream take the cookie too (EventSource sends no header).
     let api = c.get("/v1/overview", Auth::Cookie(&cookie)).await;
     assert_eq!(api.status, StatusCode::OK, "{}", api.text);
@@ -413,7 +533,10 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
     assert_eq!(ev.headers()[header::CONTENT_TYPE], "text/event-stream");
 
     // A cross-site POST carrying the cookie is refused, and decides nothing.
-    for (k, v) in [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")] {
+    for (k, v) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
         let r = c
             .send(
                 "POST",
@@ -424,7 +547,11 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
             )
             .await;
         assert_html(&r, StatusCode::FORBIDDEN);
-        assert!(r.text.contains("refused a cross-site request"), "{}", r.text);
+        assert!(
+            r.text.contains("refused a cross-site request"),
+            "{}",
+            r.text
+        );
         let r = c
             .send(
                 "POST",
@@ -449,7 +576,10 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let a = c.h.store().get_approval(&apr.id).await.unwrap();
-    assert_eq!((a.status, a.decided_by.as_deref()), (ApprovalStatus::Rejected, Some("otto")));
+    assert_eq!(
+        (a.status, a.decided_by.as_deref()),
+        (ApprovalStatus::Rejected, Some("otto"))
+    );
 
     // Logout clears the cookie.
     let r = c.post("/console/logout", Auth::Cookie(&cookie), &[]).await;
@@ -458,7 +588,9 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
     assert!(clear.contains("Max-Age=0"), "{clear}");
 
     // A session cookie holding an unknown token is not a session.
-    let r = c.get("/v1/overview", Auth::Cookie("agent_harness_token=6e6f7065")).await;
+    let r = c
+        .get("/v1/overview", Auth::Cookie("agent_harness_token=6e6f7065"))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -485,7 +617,11 @@ async fn an_open_server_needs_no_login_but_still_refuses_cross_site_posts() {
     assert!(c.pending(&req.id).await.is_some());
 
     let r = c
-        .post(&format!("/console/approvals/{}", apr.id), Auth::None, &[("decision", "approve")])
+        .post(
+            &format!("/console/approvals/{}", apr.id),
+            Auth::None,
+            &[("decision", "approve")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     let a = c.h.store().get_approval(&apr.id).await.unwrap();

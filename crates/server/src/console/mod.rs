@@ -64,7 +64,14 @@ async fn overview(State(s): State<AppState>, p: Result<Principal, ApiError>, uri
     let cx = Cx::new(&s, p, &uri).await?;
     let o = s.harness.overview(RECENT).await.map_err(fail)?;
     let title = overview::title(&o);
-    Ok(page(&cx, StatusCode::OK, &title, Nav::Overview, "/v1/events", overview::render(&cx, &o)))
+    Ok(page(
+        &cx,
+        StatusCode::OK,
+        &title,
+        Nav::Overview,
+        "/v1/events",
+        overview::render(&cx, &o),
+    ))
 }
 
 async fn approvals(State(s): State<AppState>, p: Result<Principal, ApiError>, uri: Uri) -> Page {
@@ -89,7 +96,11 @@ async fn approvals_page(
     let mut pending = list(vec![ApprovalStatus::Pending], 0).await.map_err(fail)?;
     pending.reverse();
     let decided = list(
-        vec![ApprovalStatus::Approved, ApprovalStatus::Rejected, ApprovalStatus::Expired],
+        vec![
+            ApprovalStatus::Approved,
+            ApprovalStatus::Rejected,
+            ApprovalStatus::Expired,
+        ],
         DECIDED,
     )
     .await
@@ -206,16 +217,33 @@ async fn request(
     let id = RequestId::parse(&id).map_err(fail)?;
     let t = s.harness.request_tree(&id).await.map_err(fail)?;
     // The session's events cover the whole tree (delegated children share it).
-    let events = format!("/v1/events?session={}", page::encode(t.request.session_id.as_str()));
+    let events = format!(
+        "/v1/events?session={}",
+        page::encode(t.request.session_id.as_str())
+    );
     let title = format!("{} {}", t.request.id, t.request.status.as_str());
-    Ok(page(&cx, StatusCode::OK, &title, Nav::Requests, &events, request::render(&cx, &t)))
+    Ok(page(
+        &cx,
+        StatusCode::OK,
+        &title,
+        Nav::Requests,
+        &events,
+        request::render(&cx, &t),
+    ))
 }
 
 async fn health(State(s): State<AppState>, p: Result<Principal, ApiError>, uri: Uri) -> Page {
     let cx = Cx::new(&s, p, &uri).await?;
     let r = s.harness.health().await.map_err(fail)?;
     let title = format!("Health {}", r.status.as_str());
-    Ok(page(&cx, StatusCode::OK, &title, Nav::Health, "/v1/events", health::render(&cx, &r)))
+    Ok(page(
+        &cx,
+        StatusCode::OK,
+        &title,
+        Nav::Health,
+        "/v1/events",
+        health::render(&cx, &r),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -298,7 +326,12 @@ async fn login(
         return fail(ApiError::new(ErrorCode::Forbidden, m));
     }
     let Ok(Form(f)) = form else {
-        return login_page(&s, StatusCode::BAD_REQUEST, "/console".into(), Some("the form needs a token"));
+        return login_page(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "/console".into(),
+            Some("the form needs a token"),
+        );
     };
     let next = next_page(f.next.as_deref());
     if s.tokens.is_open() {
@@ -308,7 +341,8 @@ async fn login(
     match s.tokens.check(token) {
         Some(_) => {
             let mut res = Redirect::to(&next).into_response();
-            res.headers_mut().insert(header::SET_COOKIE, session::set_cookie(token));
+            res.headers_mut()
+                .insert(header::SET_COOKIE, session::set_cookie(token));
             res
         }
         None => login_page(
@@ -325,6 +359,7 @@ async fn logout(method: Method, headers: HeaderMap) -> Response {
         return fail(ApiError::new(ErrorCode::Forbidden, m));
     }
     let mut res = Redirect::to("/console/login").into_response();
-    res.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session::clear_cookie());
     res
 }

@@ -203,7 +203,10 @@ fn workers_text(workers: &[harness_engine::views::WorkerRow]) -> Markup {
 }
 
 fn limit(l: &harness_engine::views::LimitInfo, now: Timestamp) -> Markup {
-    let cap = l.capacity.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let cap = l
+        .capacity
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "?".into());
     let full = l.capacity.is_some_and(|c| l.held_by.len() as u32 >= c);
     html! {
         div.limit {
@@ -229,4 +232,3 @@ pub(super) fn title(o: &Overview) -> String {
         n => format!("({n}) Overview"),
     }
 }
-

@@ -60,14 +60,22 @@ impl Cx {
         let principal = match p {
             Ok(p) => p,
             Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/console");
-                return Err(Redirect::to(&format!("/console/login?next={}", encode(next))).into_response());
+                let next = uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/console");
+                return Err(
+                    Redirect::to(&format!("/console/login?next={}", encode(next))).into_response(),
+                );
             }
             Err(e) => return Err(error_page(e)),
         };
-        let seq = s.harness.store().last_seq().await.map_err(|e| {
-            error_page(ApiError::from(harness_engine::HarnessError::from(e)))
-        })?;
+        let seq = s
+            .harness
+            .store()
+            .last_seq()
+            .await
+            .map_err(|e| error_page(ApiError::from(harness_engine::HarnessError::from(e))))?;
         Ok(Cx {
             principal,
             open: s.tokens.is_open(),
@@ -92,7 +100,14 @@ pub enum Nav {
 }
 
 /// A full page: `events` is the stream it follows (`/v1/events` with its filter).
-pub fn page(cx: &Cx, status: StatusCode, title: &str, nav: Nav, events: &str, main: Markup) -> Response {
+pub fn page(
+    cx: &Cx,
+    status: StatusCode,
+    title: &str,
+    nav: Nav,
+    events: &str,
+    main: Markup,
+) -> Response {
     let doc = html! {
         (DOCTYPE)
         html lang="en" {
@@ -139,10 +154,16 @@ fn nav_link(href: &str, text: &str, current: bool) -> Markup {
 pub fn respond(status: StatusCode, doc: Markup) -> Response {
     let mut res = (status, doc.into_string()).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CONTENT_SECURITY_POLICY, CSP.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
@@ -238,7 +259,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -17,7 +17,7 @@ pub fn render(cx: &Cx, t: &RequestTree) -> Markup {
     let r = &t.request;
     html! {
         h1 { "Request " span.id { (r.id) } }
-        (header(t))
+        (header(t, true))
         dl.facts #meta {
             dt { "session" } dd { (r.session_id) }
             dt { "trace" } dd { code { (r.trace_id) } }
@@ -52,13 +52,14 @@ pub fn render(cx: &Cx, t: &RequestTree) -> Markup {
     }
 }
 
-/// `req_… assistant completed · 7 steps · attempt 1 · 1.2s · tokens …`.
-fn header(t: &RequestTree) -> Markup {
+/// `assistant completed · 7 steps · attempt 1 · 1.2s · tokens …`; the page's own
+/// request's status is `#status`.
+fn header(t: &RequestTree, page: bool) -> Markup {
     let r = &t.request;
     let total = total_usage(t);
     html! {
         p.request-head data-request=(r.id) {
-            b { (r.agent) } " " span #status { (status(r.status.as_str())) }
+            b { (r.agent) } " " span id=[page.then_some("status")] { (status(r.status.as_str())) }
             span.dim {
                 " · " (r.steps) " steps · attempt " (r.attempt)
                 @if let Some(ms) = t.duration_ms { " · " (duration(ms)) }
@@ -136,7 +137,7 @@ fn step(cx: &Cx, n: &StepNode, request: RequestStatus) -> Markup {
             @if let Some(child) = &n.child {
                 section.child data-request=(child.request.id) {
                     h3 { "delegated " (request_link(&child.request.id)) }
-                    (header(child))
+                    (header(child, false))
                     (steps(cx, child))
                     @if let Some(e) = &child.request.error { p.banner.error { (e) } }
                 }

@@ -32,9 +32,7 @@ pub fn set_cookie(token: &str) -> HeaderValue {
 
 /// `Set-Cookie` that clears the session (logout).
 pub fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static(
-        "agent_harness_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-    )
+    HeaderValue::from_static("agent_harness_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
 /// Whether a request may change state: methods that only read always may; others
@@ -90,7 +88,10 @@ mod tests {
         let token = "a b;c=d\"é";
         let set = set_cookie(token);
         let s = set.to_str().unwrap();
-        assert!(s.contains("HttpOnly") && s.contains("SameSite=Strict"), "{s}");
+        assert!(
+            s.contains("HttpOnly") && s.contains("SameSite=Strict"),
+            "{s}"
+        );
         let value = s.split(';').next().unwrap();
         let h = headers(&[("cookie", &format!("other=1; {value}; x=y"))]);
         assert_eq!(cookie_token(&h).as_deref(), Some(token));
@@ -106,14 +107,20 @@ mod tests {
         let post = Method::POST;
         let ok = [
             headers(&[]),
-            headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]),
+            headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+            ]),
             headers(&[("sec-fetch-site", "same-origin")]),
         ];
         for h in ok {
             assert!(same_origin(&post, &h).is_ok(), "{h:?}");
         }
         let refused = [
-            headers(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")]),
+            headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example"),
+            ]),
             headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]),
             headers(&[("sec-fetch-site", "cross-site")]),
             headers(&[("sec-fetch-site", "same-site")]),
