@@ -470,6 +470,18 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
         r.headers[header::LOCATION],
         "/console/login?next=/console/approvals"
     );
+    let r = c
+        .post(
+            &format!("/console/approvals/{}", apr.id),
+            Auth::None,
+            &[("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        "/console/login?next=/console/approvals"
+    );
     let r = c.get("/", Auth::None).await;
     assert_eq!(r.headers[header::LOCATION], "/console");
     let page = c

@@ -33,6 +33,8 @@
     busy = true;
     try {
       const res = await fetch(location.href, { credentials: 'same-origin' });
+      // Sent to the login page (the session ended): go there.
+      if (res.redirected) { location.assign(res.url); return; }
       if (res.ok) swap(new DOMParser().parseFromString(await res.text(), 'text/html'));
     } catch (e) {
       // The next event tries again.

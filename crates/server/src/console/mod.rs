@@ -133,13 +133,13 @@ async fn decide(
     p: Result<Principal, ApiError>,
     method: Method,
     headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<String>,
     form: Result<Form<DecideForm>, FormRejection>,
 ) -> Page {
     session::same_origin(&method, &headers)
         .map_err(|m| fail(ApiError::new(ErrorCode::Forbidden, m)))?;
-    let cx = Cx::new(&s, p, &uri).await?;
+    // Without a session: log in, then back to the approvals (this route has no page).
+    let cx = Cx::new(&s, p, &Uri::from_static("/console/approvals")).await?;
     cx.principal.require(Role::Operator).map_err(fail)?;
     let id = ApprovalId::parse(&id).map_err(fail)?;
     let Form(f) = form.map_err(|r| fail(ApiError::invalid(r.body_text())))?;
