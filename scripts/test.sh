@@ -2,7 +2,9 @@
 # The test command (README.md; `.ci/run` calls it after the format and lint gates).
 # It sets up what the tests need on this machine kind, so that nothing CI must run
 # is skipped: the machine's PostgreSQL (started if it is down) for the store
-# contract suite, the npm MCP server the MCP tests run, schemathesis (PyPI) for the OpenAPI check, and root-only tests (a tmpfs for a really full disk) when root.
+# contract suite, the npm MCP server the MCP tests run, schemathesis (PyPI) for the
+# OpenAPI check, chromium for the console's browser test, and root-only tests (a tmpfs
+# for a really full disk) when root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +26,10 @@ export AGENT_HARNESS_REQUIRE_NPM_MCP=1
 # (crates/cli/tests/openapi_schemathesis.rs requires it here).
 AGENT_HARNESS_SCHEMATHESIS="$(scripts/schemathesis.sh)"
 export AGENT_HARNESS_SCHEMATHESIS AGENT_HARNESS_REQUIRE_SCHEMATHESIS=1
+
+# Debian's chromium and playwright-core for the console's browser test
+# (crates/cli/tests/console.rs requires them here; screenshots in target/test-artifacts/console/).
+scripts/browser.sh
+export AGENT_HARNESS_REQUIRE_BROWSER=1
 
 cargo test --workspace --locked "$@"

@@ -488,12 +488,14 @@ impl Api {
             );
         } else if open {
             line(format!(
-                "API on http://{bound} — {} no tokens in {}, so every caller may do anything (loopback only)",
+                "API on http://{bound} (console: http://{bound}/console) — {} no tokens in {}, so every caller may do anything (loopback only)",
                 paint(YELLOW, "open:"),
                 harness_server::SERVER_FILE
             ));
         } else {
-            line(format!("API on http://{bound}"));
+            line(format!(
+                "API on http://{bound} (console: http://{bound}/console)"
+            ));
         }
         Ok(Api {
             listener,

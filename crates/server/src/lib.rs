@@ -31,10 +31,15 @@
 //!   document, generated from the handlers' annotations ([`spec`])
 //! - `GET  /docs`                                    no token: the same document as an
 //!   HTML reference page
+//! - `/console…`                                     the operator web console (HTML pages,
+//!   `console/`; viewer, deciding approvals operator); `/` redirects there
 //!
-//! Auth: `Authorization: Bearer TOKEN` against [`Tokens`]; none configured: open.
+//! Auth: `Authorization: Bearer TOKEN` against [`Tokens`], or the console's session
+//! cookie (set by `/console/login`; a request it authenticates that changes state
+//! must come from this site); none configured: open.
 
 mod auth;
+mod console;
 mod error;
 mod events;
 mod evidence;
@@ -134,6 +139,7 @@ pub fn router_with(
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
+        .merge(console::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -149,17 +155,27 @@ impl FromRequestParts<AppState> for Principal {
                 role: Role::Admin,
             });
         }
-        let token = parts
+        let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "this server needs a token: send `Authorization: Bearer TOKEN`",
-                )
-            })?;
+            .map(str::to_string);
+        let token = match bearer {
+            Some(t) => t,
+            // The console's session: a browser sends it with every same-site request.
+            None => {
+                let t = console::session::cookie_token(&parts.headers).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "this server needs a token: send `Authorization: Bearer TOKEN` (or log in at /console/login)",
+                    )
+                })?;
+                console::session::same_origin(&parts.method, &parts.headers)
+                    .map_err(|m| ApiError::new(ErrorCode::Forbidden, m))?;
+                t
+            }
+        };
         s.tokens.check(token.trim()).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Unauthorized,

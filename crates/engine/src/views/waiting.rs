@@ -64,6 +64,72 @@ impl WaitsFor {
     }
 }
 
+impl WaitsFor {
+    /// One line, as every surface says it: "resource `prod-db` (1/1 held by call_…
+    /// of req_… (tool `deploy`) for 12s) for its call of `deploy` since 3s ago",
+    /// "its session: req_… goes first", "a worker slot".
+    pub fn text(&self, now: Timestamp) -> String {
+        let ago = |t: Timestamp| format!("{} ago", relative(t.age(now)));
+        match self.reason {
+            WaitsForReason::Limit => {
+                let limits: Vec<String> = self.limits.iter().map(|l| l.text(now)).collect();
+                format!(
+                    "{} for {} since {}",
+                    limits.join(" and "),
+                    describe_waiter(self.tool.as_deref().unwrap_or("")),
+                    ago(self.since)
+                )
+            }
+            WaitsForReason::Session => format!(
+                "its session: {} goes first",
+                self.behind
+                    .as_ref()
+                    .map(|b| b.to_string())
+                    .unwrap_or_default()
+            ),
+            WaitsForReason::RateLimit => match (&self.rate_limit, &self.rate_limit_key) {
+                (Some(r), Some(key)) => format!(
+                    "the rate limit `{key}` of model `{}` ({}) until {} at the earliest, since {}",
+                    r.model,
+                    r.reason,
+                    r.until.to_rfc3339(),
+                    ago(r.since)
+                ),
+                _ => "a rate limit".to_string(),
+            },
+            WaitsForReason::WorkerSlot => "a worker slot".to_string(),
+        }
+    }
+}
+
+impl HeldLimit {
+    /// "resource `prod-db` (1/1 held by call_… of req_… (tool `deploy`) for 12s)".
+    pub fn text(&self, now: Timestamp) -> String {
+        let who: Vec<String> = self
+            .held_by
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} for {}",
+                    describe_holder(h),
+                    relative(h.acquired_at.age(now))
+                )
+            })
+            .collect();
+        if who.is_empty() {
+            // Freed since the tree parked: the next claim takes it.
+            return format!("{} ({} free now)", describe_key(&self.key), self.capacity);
+        }
+        format!(
+            "{} ({}/{} held by {})",
+            describe_key(&self.key),
+            self.held_by.len(),
+            self.capacity,
+            who.join(", ")
+        )
+    }
+}
+
 /// What the running request `r` waits for: a model call of it held by a rate limit
 /// (from the worker's rate limit status), if any.
 pub fn of_running(r: &Request, rates: &[RateLimitStatus]) -> Option<WaitsFor> {
