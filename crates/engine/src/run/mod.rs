@@ -304,11 +304,16 @@ impl Run {
             next => action_name(next),
         };
         tracing::Span::current().record("step.action", action);
-        if let Some((call, approval)) = self.call_of(&next) {
-            let span = tool_span(&call, approval);
-            return tracing::Instrument::instrument(self.act(next), span).await;
+        let span = self
+            .call_of(&next)
+            .map(|(call, approval)| tool_span(&call, approval));
+        // On the heap: the action's future is large, and a debug build's stack (a
+        // tokio worker's 2 MiB) overflowed with it inline in every step's future.
+        let act = Box::pin(self.act(next));
+        match span {
+            Some(span) => tracing::Instrument::instrument(act, span).await,
+            None => act.await,
         }
-        self.act(next).await
     }
 
     /// The call `next` is about, and whether its tool needs an approval.
