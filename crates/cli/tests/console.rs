@@ -13,11 +13,9 @@
 mod worker;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use worker::BIN;
 
 const OPERATOR_TOKEN: &str = "op-token-for-the-browser";
 const VIEWER_TOKEN: &str = "viewer-token-for-the-browser";
@@ -42,28 +40,15 @@ fn browser_setup() -> Result<PathBuf, String> {
 }
 
 fn serve(root: &Path) -> (Child, String) {
-    let log = std::fs::File::create(root.join("serve.log")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--json", "--listen", "127.0.0.1:0", "--workspace"])
-        .arg(root)
-        .env("OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("VIEWER_TOKEN", VIEWER_TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("serve ended: {}", worker::serve_log(root)))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if let Some(url) = v["listening"].as_str() {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, base, said) = worker::serve_listening(
+        root,
+        "127.0.0.1:0",
+        &[
+            ("OPERATOR_TOKEN", OPERATOR_TOKEN),
+            ("VIEWER_TOKEN", VIEWER_TOKEN),
+        ],
+    );
+    assert_eq!(said["open"], false);
     (child, base)
 }
 

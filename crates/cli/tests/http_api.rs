@@ -9,9 +9,8 @@ mod worker;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use worker::BIN;
 
@@ -24,34 +23,12 @@ fn serve_api(root: &Path) -> (Child, String) {
 
 /// [`serve_api`] with more environment variables.
 fn serve_api_env(root: &Path, env: &[(&str, &str)]) -> (Child, String) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(root.join("serve.log"))
-        .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--json", "--listen", "127.0.0.1:0", "--workspace"])
-        .arg(root)
-        .env("API_TOKEN", TOKEN)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("serve ended: {}", worker::serve_log(root)))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if let Some(url) = v["listening"].as_str() {
-            assert_eq!(v["open"], false);
-            break url.to_string();
-        }
-    };
-    // Keep reading stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let env: Vec<(&str, &str)> = [("API_TOKEN", TOKEN)]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let (child, base, said) = worker::serve_listening(root, "127.0.0.1:0", &env);
+    assert_eq!(said["open"], false);
     (child, base)
 }
 

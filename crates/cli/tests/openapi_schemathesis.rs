@@ -13,11 +13,9 @@
 mod worker;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use worker::BIN;
 
 const TOKEN: &str = "schemathesis-operator-token";
 /// Test cases per operation and phase: bounded, so the run stays well under two
@@ -41,28 +39,8 @@ fn schemathesis() -> Option<String> {
 }
 
 fn serve(root: &Path) -> (Child, String) {
-    let log = std::fs::File::create(root.join("serve.log")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--json", "--listen", "127.0.0.1:0", "--workspace"])
-        .arg(root)
-        .env("API_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("serve ended: {}", worker::serve_log(root)))
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if let Some(url) = v["listening"].as_str() {
-            assert_eq!(v["open"], false);
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (child, base, said) = worker::serve_listening(root, "127.0.0.1:0", &[("API_TOKEN", TOKEN)]);
+    assert_eq!(said["open"], false);
     (child, base)
 }
 

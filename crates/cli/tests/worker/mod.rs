@@ -27,6 +27,44 @@ pub fn serve(root: &Path) -> Child {
         .expect("spawn serve")
 }
 
+/// `agent-harness serve --json --listen ADDR` on `root` with `env` added, once it
+/// printed that it listens: the process, the API's base URL and that line (its
+/// `open` says whether it runs without tokens). Its log (stderr) is appended to
+/// `<root>/serve.log`; its stdout is drained so it never blocks on a full pipe.
+pub fn serve_listening(
+    root: &Path,
+    addr: &str,
+    env: &[(&str, &str)],
+) -> (Child, String, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("serve.log"))
+        .expect("open serve.log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--json", "--listen", addr, "--workspace"])
+        .arg(root)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (base, said) = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("serve ended: {}", serve_log(root)))
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(url) = v["listening"].as_str() {
+            break (url.to_string(), v);
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base, said)
+}
+
 /// What the `serve` processes of this workspace logged.
 pub fn serve_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("serve.log")).unwrap_or_default()
