@@ -273,12 +273,6 @@ impl Actor {
     }
 }
 
-impl std::fmt::Display for Actor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.name, self.kind.as_str())
-    }
-}
-
 /// A file produced by a request, stored under the store folder. Immutable: writing
 /// the same name again in the request adds a new version (a new id and file).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -250,11 +250,12 @@ async fn overview(
 ) -> ApiResult<harness_engine::views::Overview> {
     p.require(Role::Viewer)?;
     let Query(q) = q?;
+    use harness_engine::views::overview::{DEFAULT_RECENT, MAX_RECENT};
     let recent = match q.recent {
-        None => 8,
-        Some(n) if n > 100 => {
+        None => DEFAULT_RECENT,
+        Some(n) if n > MAX_RECENT => {
             return Err(ApiError::invalid(format!(
-                "recent {n} is over the largest, 100"
+                "recent {n} is over the largest, {MAX_RECENT}"
             )));
         }
         Some(n) => n,

@@ -429,16 +429,7 @@ async fn resolve(
     let from = h.store().last_seq().await?;
     let approval = h.resolve_approval(r).await?;
     if !ctx.json {
-        line(format!(
-            "{} {} ({}) by {}",
-            paint(
-                status_style(approval.status).bold(),
-                approval.status.as_str()
-            ),
-            approval.id,
-            approval.tool,
-            approval.decided_by.as_deref().unwrap_or("")
-        ));
+        line(decided_line(&approval));
     }
     let root = drive::root_of(&h, &approval.request_id).await?;
     let continued = drive::continue_run(&h, &root, from, ctx.json).await?;
@@ -451,6 +442,17 @@ async fn resolve(
         drive::report(&continued);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "approved apr_… (tool) by NAME": what `approve`/`reject` print first.
+fn decided_line(a: &Approval) -> String {
+    format!(
+        "{} {} ({}) by {}",
+        paint(status_style(a.status).bold(), a.status.as_str()),
+        a.id,
+        a.tool,
+        a.decided_by.as_deref().unwrap_or("")
+    )
 }
 
 /// `approve`/`reject` through the API: the server records the token's name as who
@@ -473,16 +475,7 @@ async fn resolve_remote(
         .resolve_remote(&approval_id, decision, a.message, edited)
         .await?;
     if !ctx.json {
-        line(format!(
-            "{} {} ({}) by {}",
-            paint(
-                status_style(approval.status).bold(),
-                approval.status.as_str()
-            ),
-            approval.id,
-            approval.tool,
-            approval.decided_by.as_deref().unwrap_or("")
-        ));
+        line(decided_line(&approval));
     }
     let root = src.root_of(&approval.request_id).await?;
     let continued = match src.worker().await? {

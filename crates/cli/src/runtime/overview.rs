@@ -16,7 +16,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct OverviewArgs {
     /// How many of the most recent requests to show.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(long, default_value_t = harness_engine::views::overview::DEFAULT_RECENT, value_name = "N")]
     pub recent: usize,
 }
 

@@ -10,6 +10,11 @@ use std::path::PathBuf;
 /// Pending approvals and stuck requests listed by name (the rest are counted).
 pub const LISTED: usize = 5;
 
+/// How many recent root requests an overview lists unless asked (CLI and API alike),
+/// and the most it lists.
+pub const DEFAULT_RECENT: usize = 8;
+pub const MAX_RECENT: usize = 100;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Overview {
     pub workspace: WorkspaceInfo,
