@@ -639,3 +639,99 @@ async fn an_open_server_needs_no_login_but_still_refuses_cross_site_posts() {
     let a = c.h.store().get_approval(&apr.id).await.unwrap();
     assert_eq!(a.decided_by.as_deref(), Some("anonymous"));
 }
+
+#[tokio::test]
+async fn an_operator_cancels_and_retries_from_the_request_page_and_refusals_stay_on_it() {
+    let c = console(tokens());
+    let (req, _) = c.paused_demo("s-actions", "ship the notes").await;
+    let page = format!("/console/requests/{}", req.id);
+    let cancel = format!("{page}/cancel");
+    let retry = format!("{page}/retry");
+
+    // A viewer sees neither action and may not post one.
+    let v = c.get(&page, Auth::Bearer(VIEWER)).await;
+    assert_html(&v, StatusCode::OK);
+    assert!(!v.text.contains("/cancel\""), "{}", v.text);
+    let r = c
+        .post(&cancel, Auth::Bearer(VIEWER), &[("reason", "no")])
+        .await;
+    assert_html(&r, StatusCode::FORBIDDEN);
+    // Another site may not post one for an operator either.
+    let r = c
+        .send(
+            "POST",
+            &cancel,
+            Auth::Bearer(OPERATOR),
+            &[("origin", "http://evil.example")],
+            Some(form(&[("reason", "csrf")])),
+        )
+        .await;
+    assert_html(&r, StatusCode::FORBIDDEN);
+    assert_eq!(
+        c.h.store().get_request(&req.id).await.unwrap().status,
+        RequestStatus::WaitingApproval
+    );
+
+    // The operator's page offers cancel (not retry) while the request is unfinished.
+    let o = c.get(&page, Auth::Bearer(OPERATOR)).await;
+    assert!(
+        o.text.contains(&format!("action=\"{cancel}\"")),
+        "{}",
+        o.text
+    );
+    assert!(!o.text.contains(&format!("action=\"{retry}\"")));
+    // Retrying an unfinished request: the engine's refusal on the page.
+    let r = c.post(&retry, Auth::Bearer(OPERATOR), &[]).await;
+    assert_html(&r, StatusCode::CONFLICT);
+    assert!(r.text.contains("id=\"refusal\""), "{}", r.text);
+
+    let r = c
+        .post(
+            &cancel,
+            Auth::Bearer(OPERATOR),
+            &[("reason", "wrong <list>")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers[header::LOCATION], page);
+    let done = c.h.store().get_request(&req.id).await.unwrap();
+    assert_eq!(done.status, RequestStatus::Cancelled);
+    let events =
+        c.h.store()
+            .events_after(
+                0,
+                EventFilter {
+                    request_id: Some(req.id.clone()),
+                    ..Default::default()
+                },
+                100,
+            )
+            .await
+            .unwrap();
+    let cancelled = events
+        .iter()
+        .find(|e| e.kind == EventKind::RequestCancelled)
+        .expect("a request.cancelled event");
+    assert_eq!(cancelled.payload["by"], "otto");
+    assert_eq!(cancelled.payload["by_kind"], "token");
+    assert_eq!(cancelled.payload["reason"], "wrong <list>");
+
+    // Cancelling again is refused on the page; now it offers retry.
+    let r = c.post(&cancel, Auth::Bearer(OPERATOR), &[]).await;
+    assert_html(&r, StatusCode::CONFLICT);
+    assert!(r.text.contains("id=\"refusal\""), "{}", r.text);
+    assert!(
+        r.text.contains(&format!("action=\"{retry}\"")),
+        "{}",
+        r.text
+    );
+
+    let r = c.post(&retry, Auth::Bearer(OPERATOR), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = r.headers[header::LOCATION].to_str().unwrap().to_string();
+    let new_id = RequestId::parse(to.strip_prefix("/console/requests/").unwrap()).unwrap();
+    assert_ne!(new_id, req.id);
+    let again = c.h.store().get_request(&new_id).await.unwrap();
+    assert_eq!(again.retry_of.as_ref(), Some(&req.id));
+    assert_eq!(again.input, req.input);
+}

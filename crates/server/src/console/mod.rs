@@ -7,6 +7,10 @@
 //!   `message`, `arguments` (JSON, with `edit`); 303 to the request's page, or the
 //!   approvals page again with the engine's refusal and what was typed
 //! - `GET  /console/requests/{id}`    the request's timeline (`views::RequestTree`)
+//! - `POST /console/requests/{id}/cancel` operator: cancel an unfinished root request
+//!   (`reason`); `POST /console/requests/{id}/retry` operator: admit a finished root
+//!   request again; both 303 to the request's page (the retry's new one), or the
+//!   request's page again with the engine's refusal
 //! - `GET  /console/health`           every check, failing first
 //! - `GET|POST /console/login`, `POST /console/logout`: the session cookie
 //!
@@ -44,6 +48,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/approvals", get(approvals))
         .route("/console/approvals/{id}", axum::routing::post(decide))
         .route("/console/requests/{id}", get(request))
+        .route("/console/requests/{id}/cancel", axum::routing::post(cancel))
+        .route("/console/requests/{id}/retry", axum::routing::post(retry))
         .route("/console/health", get(health))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", axum::routing::post(logout))
@@ -215,7 +221,17 @@ async fn request(
 ) -> Page {
     let cx = Cx::new(&s, p, &uri).await?;
     let id = RequestId::parse(&id).map_err(fail)?;
-    let t = s.harness.request_tree(&id).await.map_err(fail)?;
+    request_page(&s, &cx, &id, StatusCode::OK, None).await
+}
+
+async fn request_page(
+    s: &AppState,
+    cx: &Cx,
+    id: &RequestId,
+    code: StatusCode,
+    refusal: Option<String>,
+) -> Page {
+    let t = s.harness.request_tree(id).await.map_err(fail)?;
     // The session's events cover the whole tree (delegated children share it).
     let events = format!(
         "/v1/events?session={}",
@@ -223,13 +239,82 @@ async fn request(
     );
     let title = format!("{} {}", t.request.id, t.request.status.as_str());
     Ok(page(
-        &cx,
-        StatusCode::OK,
+        cx,
+        code,
         &title,
         Nav::Requests,
         &events,
-        request::render(&cx, &t),
+        request::render(cx, &t, refusal.as_deref()),
     ))
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// What both request actions check first: a same-site POST by an operator, on a
+/// request id. Without a session the login comes back to the request's page.
+async fn acting_on(
+    s: &AppState,
+    p: Result<Principal, ApiError>,
+    method: &Method,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Cx, RequestId), Response> {
+    session::same_origin(method, headers)
+        .map_err(|m| fail(ApiError::new(ErrorCode::Forbidden, m)))?;
+    let id = RequestId::parse(id).map_err(fail)?;
+    let back: Uri = format!("/console/requests/{id}")
+        .parse()
+        .map_err(|_| fail(ApiError::invalid("not a request id")))?;
+    let cx = Cx::new(s, p, &back).await?;
+    cx.principal.require(Role::Operator).map_err(fail)?;
+    Ok((cx, id))
+}
+
+/// An action's outcome: a redirect to `to`, or the engine's refusal on the request's
+/// page (a failing store is an error page, not a refusal).
+async fn acted(
+    s: &AppState,
+    cx: &Cx,
+    id: &RequestId,
+    outcome: Result<RequestId, HarnessError>,
+) -> Page {
+    match outcome {
+        Ok(to) => Ok(Redirect::to(&format!("/console/requests/{to}")).into_response()),
+        Err(e) if matches!(e.code(), ErrorCode::Internal | ErrorCode::Unavailable) => Err(fail(e)),
+        Err(e) => request_page(s, cx, id, crate::status_of(e.code()), Some(e.to_string())).await,
+    }
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<CancelForm>, FormRejection>,
+) -> Page {
+    let (cx, id) = acting_on(&s, p, &method, &headers, &id).await?;
+    let Form(f) = form.map_err(|r| fail(ApiError::invalid(r.body_text())))?;
+    let reason = Some(f.reason.trim()).filter(|r| !r.is_empty());
+    let by = cx.principal.actor(&s.tokens);
+    let outcome = s.harness.cancel(&id, &by, reason).await.map(|r| r.id);
+    acted(&s, &cx, &id, outcome).await
+}
+
+async fn retry(
+    State(s): State<AppState>,
+    p: Result<Principal, ApiError>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Page {
+    let (cx, id) = acting_on(&s, p, &method, &headers, &id).await?;
+    let outcome = s.harness.retry(&id).await.map(|r| r.id);
+    acted(&s, &cx, &id, outcome).await
 }
 
 async fn health(State(s): State<AppState>, p: Result<Principal, ApiError>, uri: Uri) -> Page {

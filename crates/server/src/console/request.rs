@@ -1,7 +1,8 @@
 //! A request's timeline: its steps as a tree, delegated children nested under the
 //! step that delegated, tool calls with their arguments and results (cut), approvals
 //! with their decision, who and message (and the decision forms while pending), and
-//! artifacts linked to `GET /v1/artifacts/{id}`.
+//! artifacts linked to `GET /v1/artifacts/{id}`. Operators get the request's actions:
+//! cancel while a root request is unfinished, retry once it has finished.
 
 use super::page::{Cx, ago, clip, duration, pretty, request_link, status, thousands};
 use harness_core::*;
@@ -13,11 +14,13 @@ const RESULT_CHARS: usize = 2000;
 /// How much of a call's arguments the timeline shows.
 const ARGUMENT_CHARS: usize = 4000;
 
-pub fn render(cx: &Cx, t: &RequestTree) -> Markup {
+pub fn render(cx: &Cx, t: &RequestTree, refusal: Option<&str>) -> Markup {
     let r = &t.request;
     html! {
         h1 { "Request " span.id { (r.id) } }
+        @if let Some(m) = refusal { p.banner.error #refusal { (m) } }
         (header(t, true))
+        @if cx.can_act() && r.parent_id.is_none() { (actions(r)) }
         dl.facts #meta {
             dt { "session" } dd { (r.session_id) }
             dt { "trace" } dd { code { (r.trace_id) } }
@@ -48,6 +51,27 @@ pub fn render(cx: &Cx, t: &RequestTree) -> Markup {
         @if let Some(e) = &r.error {
             h2 { "Error" }
             p.banner.error #error { (e) }
+        }
+    }
+}
+
+/// Cancel (with a reason) while the request is unfinished; retry once it is finished.
+/// Delegated children have neither: they follow their root.
+fn actions(r: &Request) -> Markup {
+    html! {
+        @if r.status.is_terminal() {
+            form.actions method="post" action={ "/console/requests/" (r.id) "/retry" } {
+                button #retry type="submit" { "Retry as a new request" }
+            }
+        } @else {
+            form.actions method="post" action={ "/console/requests/" (r.id) "/cancel" } {
+                label {
+                    "Reason (recorded with the cancellation)"
+                    input #cancel-reason type="text" name="reason" size="40" maxlength="500";
+                }
+                " "
+                button.reject #cancel type="submit" { "Cancel request" }
+            }
         }
     }
 }
