@@ -110,6 +110,9 @@ fn malformed_ids_say_what_they_must_look_like() {
     args.extend(["--arguments", "{not json"]);
     let err = fails(&demo, &args, 2);
     assert!(err.contains("--arguments is not valid JSON"), "{err}");
+    // The overview lists at most 100 recent requests, as the HTTP API does.
+    let err = fails(&demo, &["runtime", "overview", "--recent", "101"], 2);
+    assert!(err.contains("101 is over the largest, 100"), "{err}");
 }
 
 #[test]

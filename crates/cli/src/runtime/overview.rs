@@ -15,9 +15,20 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct OverviewArgs {
-    /// How many of the most recent requests to show.
-    #[arg(long, default_value_t = harness_engine::views::overview::DEFAULT_RECENT, value_name = "N")]
+    /// How many of the most recent requests to show (at most 100, as the API).
+    #[arg(long, default_value_t = harness_engine::views::overview::DEFAULT_RECENT, value_name = "N",
+          value_parser = recent_count)]
     pub recent: usize,
+}
+
+/// `--recent`: refused above the largest the API lists, locally and remotely alike.
+fn recent_count(s: &str) -> Result<usize, String> {
+    use harness_engine::views::overview::MAX_RECENT;
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n > MAX_RECENT {
+        return Err(format!("{n} is over the largest, {MAX_RECENT}"));
+    }
+    Ok(n)
 }
 
 pub async fn run(ctx: &Ctx, a: OverviewArgs) -> Result<ExitCode> {
