@@ -242,6 +242,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// Token totals over many model turns (a request, a session).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageTotals {
     pub input_tokens: u64,
     pub output_tokens: u64,

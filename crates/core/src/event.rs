@@ -13,6 +13,23 @@ use serde::{Deserialize, Serialize};
 /// Bumped when any payload changes incompatibly.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
+// By hand: utoipa's derive does not see a `rename` whose literal comes from a macro
+// fragment, and would list the variants' Rust names.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for EventKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("Every kind of event the runtime emits."))
+            .enum_values(Some(EventKind::ALL.iter().map(|k| k.as_str())))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for EventKind {}
+
 macro_rules! event_kinds {
     ($($variant:ident => $s:literal),+ $(,)?) => {
         /// Every kind of event the runtime emits.

@@ -74,6 +74,7 @@ pub fn describe_key(key: &str) -> String {
 /// runs: the call's completion releases it, and a tree that stops running (paused,
 /// re-queued, settled, recovered after a crash) holds nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hold {
     pub key: String,
     /// The call holding it; for an agent's limits (held by a whole run) the
@@ -91,6 +92,7 @@ pub struct Hold {
 /// A request tree parked on the queue until a key has room: claimed again only
 /// then. `request_id` is the request whose call waits (the root or a child).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Wait {
     pub root_id: RequestId,
     pub request_id: RequestId,

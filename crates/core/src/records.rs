@@ -308,6 +308,7 @@ pub struct ToolOutcome {
 
 /// One entry of a request's journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     pub request_id: RequestId,
     pub idx: u32,
@@ -315,6 +316,9 @@ pub struct Step {
     pub status: StepStatus,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// A model turn (`kind: model_turn`) or a tool call (`kind: tool_call`); not
+    /// itemised in the API's document.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub body: StepBody,
 }
 
@@ -366,6 +370,7 @@ pub struct Worker {
 
 /// Whether a listed worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerState {
     /// Its process holds its lock (SQLite: the workspace's worker lock; PostgreSQL:

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 /// One rate limit key as operators see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimitStatus {
     pub key: String,
     pub requests_per_minute: Option<u32>,
@@ -26,6 +27,7 @@ pub struct RateLimitStatus {
 
 /// A model call waiting for its rate limit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateWait {
     pub model: String,
     pub request_id: Option<RequestId>,

@@ -236,11 +236,10 @@ struct OverviewQuery {
 #[utoipa::path(get, path = "/v1/overview", tag = "health",
     description = "Role: viewer. The overview `runtime overview --json` prints: workers, \
         health problems, queue, pending approvals, stuck requests, limits, rate limits, \
-        recent requests and the last activity (`harness_engine::views::Overview`; its \
-        fields are not itemised here).",
+        recent requests and the last activity (`harness_engine::views::Overview`).",
     params(OverviewQuery),
     responses(
-        (status = 200, description = "The overview", body = Object),
+        (status = 200, description = "The overview", body = harness_engine::views::Overview),
         (status = 400, description = "`recent` over 100, or an unknown parameter", body = ErrorBody),
     ))]
 async fn overview(
@@ -473,10 +472,10 @@ async fn get_request(
     description = "Role: viewer. The request as a tree: its steps, each delegated child's \
         own tree under the step that delegated, approvals and artifacts in place, token \
         usage, retries and what it waits for (`harness_engine::views::RequestTree`, what \
-        `runtime requests show --json` prints; its fields are not itemised here).",
+        `runtime requests show --json` prints; a step's body is not itemised).",
     params(("id" = String, Path, pattern = "^req_[0-9a-z]{1,60}$", description = "A request id (`req_…`)")),
     responses(
-        (status = 200, description = "The request tree", body = Object),
+        (status = 200, description = "The request tree", body = harness_engine::views::RequestTree),
         (status = 400, description = "Not a request id", body = ErrorBody),
         (status = 404, description = "No such request", body = ErrorBody),
     ))]

@@ -282,3 +282,112 @@ async fn every_documented_operation_is_served_and_needs_the_role_it_names() {
         assert!(documented, "{m} {uri} answered {} {}", a.status, a.text);
     }
 }
+
+fn validator(doc: &Value, name: &str) -> jsonschema::Validator {
+    let schema = serde_json::json!({
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": doc["components"],
+    });
+    jsonschema::draft202012::new(&schema).unwrap()
+}
+
+/// Checks `body` against the document's schema `name` (OpenAPI 3.1 schemas are JSON
+/// Schema 2020-12; the components ride along so `$ref`s resolve).
+fn conforms(doc: &Value, name: &str, body: &Value) {
+    let v = validator(doc, name);
+    let errors: Vec<String> = v
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name} does not match its schema:\n{}\n{body:#}",
+        errors.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_overview_and_a_request_tree_match_their_documented_schemas() {
+    use harness_core::*;
+    use harness_engine::{WorkerOptions, run_until_settled};
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    let h = Harness::open(dir.path()).unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let api = Api {
+        _dir: dir,
+        app: router(h.clone(), Tokens::open(), rx),
+        _stop,
+    };
+    let doc: Value =
+        serde_json::from_str(&api.call("GET", "/openapi.json", None, false).await.text).unwrap();
+    let fast = || WorkerOptions {
+        poll: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    // The demo delegates to a researcher, then pauses on `send_mail`'s approval.
+    let r = h
+        .request(
+            Some(SessionId::parse("s-schema").unwrap()),
+            "assistant",
+            "ship the notes",
+        )
+        .await
+        .unwrap();
+    let r = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval);
+    let check = |uri: String, name: &'static str| {
+        let api = &api;
+        let doc = &doc;
+        async move {
+            let a = api.call("GET", &uri, None, false).await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+            let body: Value = serde_json::from_str(&a.text).unwrap();
+            conforms(doc, name, &body);
+            body
+        }
+    };
+    let o = check("/v1/overview?recent=5".into(), "Overview").await;
+    assert_eq!(o["approvals"]["pending"], 1, "{o:#}");
+    // The check can fail: a field of the wrong type does not pass.
+    let mut wrong = o.clone();
+    wrong["queue"]["running"] = Value::from("three");
+    assert!(!validator(&doc, "Overview").is_valid(&wrong));
+    let t = check(format!("/v1/requests/{}/tree", r.id), "RequestTree").await;
+    assert!(
+        t["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["child"].is_object()),
+        "the tree holds a delegated child: {t:#}"
+    );
+
+    let a = h
+        .list_approvals(ApprovalFilter {
+            statuses: vec![ApprovalStatus::Pending],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    h.resolve_approval(ResolveApproval {
+        session_id: a.session_id,
+        request_id: a.request_id,
+        approval_id: a.id,
+        decision: Decision::Approved,
+        message: Some("fine".into()),
+        decided_by: Actor {
+            kind: ActorKind::Cli,
+            name: "test".into(),
+        },
+        edited_arguments: None,
+    })
+    .await
+    .unwrap();
+    let done = run_until_settled(&h, &r.id, fast()).await.unwrap();
+    assert_eq!(done.status, RequestStatus::Completed);
+    check("/v1/overview".into(), "Overview").await;
+    let t = check(format!("/v1/requests/{}/tree", r.id), "RequestTree").await;
+    assert!(!t["artifacts"].as_array().unwrap().is_empty(), "{t:#}");
+}

@@ -16,6 +16,7 @@ pub const DEFAULT_RECENT: usize = 8;
 pub const MAX_RECENT: usize = 100;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Overview {
     pub workspace: WorkspaceInfo,
     pub now: Timestamp,
@@ -37,13 +38,17 @@ pub struct Overview {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkspaceInfo {
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub root: PathBuf,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub store: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     /// A live process holds the workspace's worker lock.
     pub alive: bool,
@@ -58,6 +63,7 @@ pub struct WorkerInfo {
 
 /// One worker of [`Overview::workers`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerRow {
     pub id: WorkerId,
     pub host: String,
@@ -75,6 +81,7 @@ pub struct WorkerRow {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthSummary {
     pub status: HealthStatus,
     /// Every check that is not ok.
@@ -82,6 +89,7 @@ pub struct HealthSummary {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueInfo {
     /// Admitted, not started yet (what capacity bounds).
     pub queued: u64,
@@ -95,6 +103,7 @@ pub struct QueueInfo {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalInfo {
     pub pending: u64,
     pub oldest_created_at: Option<Timestamp>,
@@ -104,6 +113,7 @@ pub struct ApprovalInfo {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StuckInfo {
     pub id: RequestId,
     pub session_id: SessionId,
@@ -118,6 +128,7 @@ pub struct StuckInfo {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitInfo {
     /// `resource:NAME`, `tool:NAME` or `agent:NAME`.
     pub key: String,
@@ -128,6 +139,7 @@ pub struct LimitInfo {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentRequest {
     #[serde(flatten)]
     pub request: Request,
@@ -136,6 +148,7 @@ pub struct RecentRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delegate {
     pub id: RequestId,
     pub agent: String,
@@ -143,6 +156,7 @@ pub struct Delegate {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Activity {
     pub at: Timestamp,
     pub age_ms: i64,

@@ -14,6 +14,7 @@ use std::pin::Pin;
 pub const MAX_DEPTH: usize = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestTree {
     pub request: Request,
     pub duration_ms: Option<i64>,
@@ -34,6 +35,7 @@ pub struct RequestTree {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Retry {
     pub id: RequestId,
     pub status: RequestStatus,
@@ -41,6 +43,7 @@ pub struct Retry {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepNode {
     #[serde(flatten)]
     pub step: Step,
@@ -52,6 +55,7 @@ pub struct StepNode {
     pub approval: Option<Approval>,
     pub artifacts: Vec<Artifact>,
     /// For a `delegate` call: the child request's own tree.
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub child: Option<Box<RequestTree>>,
 }
 

@@ -7,6 +7,7 @@ use harness_core::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaitsForReason {
     /// A limit (resource, tool or agent) without room.
@@ -20,6 +21,7 @@ pub enum WaitsForReason {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WaitsFor {
     pub reason: WaitsForReason,
     /// The limits without room (reason `limit`), each with who holds it.
@@ -43,6 +45,7 @@ pub struct WaitsFor {
 
 /// A limit and the calls holding it now.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeldLimit {
     pub key: String,
     pub capacity: u32,
