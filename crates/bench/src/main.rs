@@ -18,6 +18,7 @@ mod http_load;
 mod mcp;
 mod models;
 mod paused;
+mod pg_workers;
 mod postgres;
 mod recovery;
 mod single;
@@ -59,6 +60,10 @@ const BENCHES: &[(&str, &str)] = &[
     (
         "postgres",
         "PostgreSQL: raw 4-statement step transactions at 1/8/32 clients beside one session's µs/step and one worker's steps/s (needs AGENT_HARNESS_TEST_DATABASE_URL)",
+    ),
+    (
+        "postgres-workers",
+        "PostgreSQL, 1/2/4 `serve` processes: aggregate steps/s beside raw, approval across workers, SIGKILL/SIGSTOP recovery, commit → subscriber [--only aggregate|approval|recovery] (not part of `all`: minutes long)",
     ),
     (
         "breakdown",
@@ -192,6 +197,7 @@ fn run_bench(name: &str, rest: &[String]) -> Result<()> {
             "models" => models::run().await,
             "mcp" => mcp::run().await,
             "postgres" => postgres::run().await,
+            "postgres-workers" => pg_workers::run(flag(rest, "--only")).await,
             _ => unreachable!(),
         }
     })
@@ -202,7 +208,8 @@ fn run_all() -> Result<()> {
     print_machine();
     let exe = std::env::current_exe()?;
     let mut failed = Vec::new();
-    for (name, _) in BENCHES {
+    // `postgres-workers` runs for minutes and needs the release CLI: run it by name.
+    for (name, _) in BENCHES.iter().filter(|(n, _)| *n != "postgres-workers") {
         println!();
         let started = std::time::Instant::now();
         let status = Command::new(&exe).arg(name).arg("--no-header").status()?;

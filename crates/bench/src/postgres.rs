@@ -66,7 +66,7 @@ pub async fn run() -> Result<()> {
 }
 
 /// Steps/s of the raw step transaction with `clients` connections.
-async fn raw(url: &str, schema: &str, clients: usize, pipelined: bool) -> Result<f64> {
+pub(crate) async fn raw(url: &str, schema: &str, clients: usize, pipelined: bool) -> Result<f64> {
     let setup = connect(url, schema).await?;
     setup
         .batch_execute(

@@ -125,7 +125,7 @@ pub async fn run(keep: Option<PathBuf>) -> Result<()> {
 }
 
 /// The CLI: `$AGENT_HARNESS_BIN`, or `agent-harness` next to this binary.
-fn cli_binary() -> PathBuf {
+pub(crate) fn cli_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("AGENT_HARNESS_BIN") {
         return PathBuf::from(p);
     }
