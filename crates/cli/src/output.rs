@@ -10,6 +10,9 @@ use harness_core::{
 use std::io::Write;
 use std::process::ExitCode;
 
+/// At most `max` characters of `s` on one line.
+pub use harness_engine::views::clip;
+
 pub const BOLD: Style = Style::new().bold();
 pub const DIM: Style = Style::new().dimmed();
 pub const GREEN: Style = AnsiColor::Green.on_default();
@@ -418,19 +421,4 @@ pub fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// At most `max` characters of `s` on one line.
-pub fn clip(s: &str, max: usize) -> String {
-    let one_line: String = s
-        .trim_end()
-        .chars()
-        .map(|c| if c == '\n' { ' ' } else { c })
-        .collect();
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }

@@ -9,6 +9,7 @@ mod context;
 mod deltas;
 mod error;
 mod health;
+pub mod ids;
 mod metrics;
 mod rate_status;
 mod redact;

@@ -31,6 +31,8 @@
 //!   document, generated from the handlers' annotations ([`spec`])
 //! - `GET  /docs`                                    no token: the same document as an
 //!   HTML reference page
+//! - `/mcp`                                          viewer: MCP over streamable HTTP
+//!   ([`mcp`]): the reading tools; `resolve_approval` for operators
 //! - `/console…`                                     the operator web console (HTML pages,
 //!   `console/`; viewer, deciding approvals operator); `/` redirects there
 //!
@@ -43,6 +45,7 @@ mod console;
 mod error;
 mod events;
 mod evidence;
+pub mod mcp;
 mod metrics;
 mod openapi;
 
@@ -140,6 +143,7 @@ pub fn router_with(
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
         .merge(console::routes())
+        .merge(mcp::routes(&state))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -232,6 +232,18 @@ async fn every_route_checks_the_token_and_the_role() {
             Role::Operator,
             None,
         ),
+        // MCP: every role may connect; which tools it may call is MCP's business
+        // (`cli/tests/mcp_http.rs`).
+        (
+            "POST",
+            "/mcp".into(),
+            Role::Viewer,
+            Some(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"}}}),
+            ),
+        ),
     ];
     for (method, uri, needs, body) in routes.into_iter().chain(more) {
         let a = api.call(method, &uri, None, body.clone()).await;

@@ -302,9 +302,7 @@ pub fn table(approvals: &[Approval], now: Timestamp) -> Vec<String> {
     out
 }
 
-pub fn approve_command(a: &Approval) -> String {
-    format!("agent-harness runtime approvals approve {}", a.id)
-}
+pub use harness_engine::views::doctor::approve_command;
 
 async fn show(ctx: &Ctx, id: &str) -> Result<ExitCode> {
     let h = ctx.inspect()?;

@@ -32,7 +32,7 @@ use crate::context::Ctx;
 use crate::output;
 use anyhow::Result;
 use harness_core::{ApprovalId, RequestId, SessionId, Timestamp, relative};
-use harness_engine::{Harness, IdKind};
+use harness_engine::Harness;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -133,71 +133,14 @@ pub fn set_table_width(w: Option<usize>) {
     table::set_max_width(w);
 }
 
-/// Characters of a full id after its type prefix (a ULID).
-const FULL_ID: usize = 26;
-/// The fewest characters after the type prefix a short id may have.
-const MIN_SHORT_ID: usize = 4;
-
 /// A request id as given: in full, or a unique prefix of one (the short ids views print).
 pub(crate) async fn request_id(h: &Harness, s: &str) -> Result<RequestId> {
-    let id = RequestId::parse(s)?;
-    let full = resolve(
-        h,
-        IdKind::Request,
-        "request",
-        RequestId::PREFIX,
-        id.as_str(),
-    )
-    .await?;
-    Ok(RequestId::from_trusted(full))
+    Ok(h.find_request_id(s).await?)
 }
 
 /// An approval id as given: in full, or a unique prefix of one.
 pub(crate) async fn approval_id(h: &Harness, s: &str) -> Result<ApprovalId> {
-    let id = ApprovalId::parse(s)?;
-    let full = resolve(
-        h,
-        IdKind::Approval,
-        "approval",
-        ApprovalId::PREFIX,
-        id.as_str(),
-    )
-    .await?;
-    Ok(ApprovalId::from_trusted(full))
-}
-
-fn kind_name(k: IdKind) -> &'static str {
-    match k {
-        IdKind::Request => "request",
-        IdKind::Approval => "approval",
-    }
-}
-
-async fn resolve(h: &Harness, kind: IdKind, what: &str, prefix: &str, s: &str) -> Result<String> {
-    let chars = s.len() - prefix.len();
-    if chars >= FULL_ID {
-        return Ok(s.to_string());
-    }
-    if chars < MIN_SHORT_ID {
-        return Err(output::bad_input(format!(
-            "{what} id `{s}` is too short: give at least {MIN_SHORT_ID} characters after `{prefix}`"
-        )));
-    }
-    let found = h.store().ids_with_prefix(kind, s, 4).await?;
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        // As for a full id: an unknown id is not found (not bad input).
-        [] => Err(harness_engine::StoreError::NotFound {
-            kind: kind_name(kind),
-            id: s.to_string(),
-        }
-        .into()),
-        many => Err(output::bad_input(format!(
-            "{what} id `{s}` is ambiguous: it starts {}{}; give more characters",
-            many[..many.len().min(3)].join(", "),
-            if many.len() > 3 { ", …" } else { "" }
-        ))),
-    }
+    Ok(h.find_approval_id(s).await?)
 }
 
 /// A request id in `src`: remotely only in full (the API has no prefix lookup).
@@ -225,7 +168,7 @@ pub(crate) async fn approval_id_in(src: &source::Source, s: &str) -> Result<Appr
 }
 
 fn full_only(what: &str, prefix: &str, s: &str) -> Result<()> {
-    if s.len() - prefix.len() < FULL_ID {
+    if s.len() - prefix.len() < harness_engine::ids::FULL_ID {
         return Err(output::bad_input(format!(
             "{what} id `{s}` is short: with --server give the full id (the API does not look up prefixes)"
         )));

@@ -4,7 +4,7 @@
 //! `overview` and the web console, which all say it with [`WaitsFor::text`].
 
 use harness_core::*;
-pub use harness_engine::views::{WaitsFor, WaitsForReason};
+pub use harness_engine::views::WaitsFor;
 
 /// One line: "resource `prod-db` (1/1 held by call_… of req_…, tool deploy, for 12s)".
 pub fn text(w: &WaitsFor, now: Timestamp) -> String {
