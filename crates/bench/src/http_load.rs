@@ -73,16 +73,17 @@ async fn subscribe(
     Ok(seen)
 }
 
-pub async fn run(secs: u64, subscribers: usize) -> Result<()> {
+pub async fn run(secs: u64, subscribers: usize, queue_capacity: usize) -> Result<()> {
     println!(
-        "http-load: {subscribers} SSE subscribers (one session each), {ADMITTERS} admitting connections for {secs} s, loopback, worker in process"
+        "http-load: {subscribers} SSE subscribers (one session each), {ADMITTERS} admitting connections for {secs} s, queue_capacity {}, loopback, worker in process",
+        thousands(queue_capacity as u64)
     );
     let dir = temp_dir("http-load")?;
     workspace::write(
         dir.path(),
         &Spec {
             max_concurrent_requests: 64,
-            queue_capacity: 5_000,
+            queue_capacity,
             agents: vec![Agent {
                 name: "bench",
                 max_steps: 10,
@@ -169,6 +170,8 @@ pub async fn run(secs: u64, subscribers: usize) -> Result<()> {
         admitted.extend(a.await??);
     }
     let admitting = started.elapsed();
+    let now = h.now();
+    let at_end = h.store().stats(now, now).await?;
 
     // Drain: every admitted request settles, then every subscriber catches up.
     wait_stats(
@@ -234,6 +237,12 @@ pub async fn run(secs: u64, subscribers: usize) -> Result<()> {
         ms(percentile(&admitted, 0.50)),
         ms(percentile(&admitted, 0.99)),
         rejected.load(Ordering::Relaxed)
+    );
+    println!(
+        "  completed while admitting: {} ({:.0}/s); queued at the end of admission: {}",
+        thousands(at_end.completed),
+        at_end.completed as f64 / admitting.as_secs_f64(),
+        thousands(at_end.queued)
     );
     println!(
         "  drained after {:.1} s; running {} queued {} after the drain; {} events delivered, each exactly once to its subscriber",

@@ -311,10 +311,10 @@ fn admit(
             return same_ask(existing, new, key);
         }
     }
+    // Kept by triggers (migration V11): counting the queue read every queued row,
+    // in the writer, for every admission and every refusal.
     let queued: i64 = c
-        .prepare_cached(&format!(
-            "SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}"
-        ))?
+        .prepare_cached("SELECT waiting FROM queue_depth WHERE id = 1")?
         .query_row([], |r| r.get(0))?;
     if queued as usize >= adm.queue_capacity {
         return Err(StoreError::QueueFull {

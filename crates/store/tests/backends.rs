@@ -212,3 +212,82 @@ async fn reclaims(store: &harness_store::Store, id: &RequestId) -> Vec<Event> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+on_both!(
+    capacity_bounds_requests_not_started_yet,
+    capacity_bounds_requests_not_started_yet_on_postgres,
+    capacity
+);
+
+/// `queue_capacity` bounds the admitted root requests not started yet: a claim and
+/// a cancel each free a place; a started request put back on the queue (a
+/// graceful stop) does not take one again. On SQLite the depth admission reads
+/// is kept by triggers (V11); it must agree with a count of the rows.
+async fn capacity(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let adm = harness_store::Admission {
+        queue_capacity: 3,
+        reject_if_session_busy: false,
+    };
+    let new = |s: &str| harness_store::NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse(s).unwrap(),
+        agent: "a".into(),
+        input: "x".into(),
+        trace_id: "t".into(),
+        priority: 0,
+    };
+    let full = |r: Result<Request, harness_store::StoreError>| match r {
+        Err(harness_store::StoreError::QueueFull {
+            queued, capacity, ..
+        }) => (queued, capacity),
+        other => panic!("expected a full queue, got {other:?}"),
+    };
+    let me = WorkerId::generate();
+    let t = Timestamp(1);
+    let a = store.admit(new("s1"), adm, t).await.unwrap();
+    let b2 = store.admit(new("s2"), adm, t).await.unwrap();
+    store.admit(new("s3"), adm, t).await.unwrap();
+    assert_eq!(full(store.admit(new("s4"), adm, t).await), (3, 3));
+    // A claim starts s1: one place free.
+    let claimed = store.claim(&me, 1, Timestamp(2)).await.unwrap();
+    assert_eq!(claimed[0].id, a.id);
+    store.admit(new("s4"), adm, t).await.unwrap();
+    assert_eq!(full(store.admit(new("s5"), adm, t).await), (3, 3));
+    // Cancelling a queued request frees its place.
+    store
+        .cancel(
+            &b2.id,
+            &Actor::new(ActorKind::Cli, "op"),
+            None,
+            Timestamp(3),
+        )
+        .await
+        .unwrap();
+    store.admit(new("s5"), adm, t).await.unwrap();
+    // The started request back on the queue is resuming, not waiting to start.
+    store
+        .release(vec![a.id.clone()], "stopping", Timestamp(4))
+        .await
+        .unwrap();
+    assert_eq!(full(store.admit(new("s6"), adm, t).await), (3, 3));
+    let stats = store.stats(Timestamp(5), Timestamp(5)).await.unwrap();
+    assert_eq!((stats.queued, stats.resuming), (3, 1));
+    // Each session's head is claimed (s1 again, s3, s4, s5) and s1 finishes: the
+    // queue is empty, three places again.
+    let again = store.claim(&me, 4, Timestamp(6)).await.unwrap();
+    assert_eq!(again.len(), 4, "{again:?}");
+    store
+        .commit_step(
+            harness_store::StepCommit::new(&a.id, &a.session_id, Timestamp(7)).output("ok"),
+        )
+        .await
+        .unwrap();
+    let stats = store.stats(Timestamp(8), Timestamp(8)).await.unwrap();
+    assert_eq!((stats.queued, stats.resuming), (0, 0));
+    for s in ["s6", "s7", "s8"] {
+        store.admit(new(s), adm, t).await.unwrap();
+    }
+    assert_eq!(full(store.admit(new("s9"), adm, t).await), (3, 3));
+}
