@@ -257,7 +257,13 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
         tokio::select! {
             _ = inner.wake.notified() => look = true,
             Some(done) = runs.join_next(), if !runs.is_empty() => {
-                if finished(&h, done) {
+                // Every run that ended by now, then one claim for all their slots
+                // (not a claim transaction per ended run).
+                let mut failed = finished(&h, done);
+                while let Some(done) = runs.try_join_next() {
+                    failed |= finished(&h, done);
+                }
+                if failed {
                     back_off(&mut backoff, &mut resume_claims);
                 } else {
                     backoff = Duration::ZERO;
@@ -434,11 +440,19 @@ fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinErr
 /// or a delegated child), or (PostgreSQL, many workers) re-claimed a root whose
 /// lease this worker let lapse: either way the run stops, and its running command
 /// is killed; a fenced run's last commits are refused (LeaseLost).
+/// One read for every run (a worker running 1,000 requests looked them up one by
+/// one, a round trip each, at every tick that saw a commit).
 async fn notice_cancels(h: &Harness, me: &WorkerId) {
-    for id in h.inner.runs.ids() {
-        let Ok(r) = h.inner.store.get_request(&id).await else {
-            continue;
-        };
+    let ids = h.inner.runs.ids();
+    let requests = match h.inner.store.get_requests(&ids).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not look for cancels by other processes");
+            return;
+        }
+    };
+    for r in requests {
+        let id = r.id.clone();
         let reclaimed = r.parent_id.is_none()
             && matches!(r.status, RequestStatus::Queued | RequestStatus::Running)
             && r.worker_id.as_ref() != Some(me);
