@@ -59,7 +59,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("paused", "RSS with 1,000 requests paused on an approval"),
     (
         "postgres",
-        "PostgreSQL: raw 4-statement step transactions at 1/8/32 clients beside one session's µs/step and one worker's steps/s (needs AGENT_HARNESS_TEST_DATABASE_URL)",
+        "PostgreSQL: raw 4-statement step transactions at 1/8/32 clients beside one session's µs/step and one worker's steps/s (needs AGENT_HARNESS_TEST_DATABASE_URL) [--only raw|single|aggregate]",
     ),
     (
         "postgres-workers",
@@ -200,7 +200,7 @@ fn run_bench(name: &str, rest: &[String]) -> Result<()> {
             "views" => views::run(flag(rest, "--workspace").map(PathBuf::from)).await,
             "models" => models::run().await,
             "mcp" => mcp::run().await,
-            "postgres" => postgres::run().await,
+            "postgres" => postgres::run(flag(rest, "--only")).await,
             "postgres-workers" => pg_workers::run(flag(rest, "--only")).await,
             _ => unreachable!(),
         }

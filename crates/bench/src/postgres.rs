@@ -25,10 +25,16 @@ const RAW_SECS: u64 = 3;
 
 type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
-pub async fn run() -> Result<()> {
+pub async fn run(only: Option<String>) -> Result<()> {
     let Some(schema) = TestSchema::new() else {
         bail!("set AGENT_HARNESS_TEST_DATABASE_URL to a PostgreSQL server to measure it");
     };
+    if let Some(o) = only.as_deref()
+        && !["raw", "single", "aggregate"].contains(&o)
+    {
+        bail!("--only takes raw, single or aggregate, not `{o}`");
+    }
+    let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
     println!(
         "postgres: raw 4-statement step transactions at 1/8/32 clients ({RAW_SECS} s each), then \
          the runtime: one session of {} steps, and {} sessions × {STEPS} steps in one worker",
@@ -36,32 +42,45 @@ pub async fn run() -> Result<()> {
         thousands(SESSIONS as u64)
     );
     let url = schema.config.url.clone();
-    let raw1 = raw(&url, &schema.config.schema, 1, false).await?;
-    let raw1p = raw(&url, &schema.config.schema, 1, true).await?;
+    let both = only.is_none();
+    let mut raw1 = 0f64;
+    let mut raw1p = 0f64;
     let mut best = 0f64;
-    for clients in [8, 32] {
-        best = best.max(raw(&url, &schema.config.schema, clients, false).await?);
-        raw(&url, &schema.config.schema, clients, true).await?;
+    if part("raw") {
+        raw1 = raw(&url, &schema.config.schema, 1, false).await?;
+        raw1p = raw(&url, &schema.config.schema, 1, true).await?;
+        for clients in [8, 32] {
+            best = best.max(raw(&url, &schema.config.schema, clients, false).await?);
+            raw(&url, &schema.config.schema, clients, true).await?;
+        }
     }
-    let single = single(&schema).await?;
-    let per_raw = 1e6 / raw1;
-    println!(
-        "postgres/single vs raw: {:.0} µs/step against {:.0} µs for the raw one-client step \
-         ({:.2}×; target ≤ 1.3×: {}); pipelined raw {:.0} µs",
-        single,
-        per_raw,
-        single / per_raw,
-        verdict(single / per_raw <= 1.3),
-        1e6 / raw1p
-    );
-    let agg = aggregate(&schema).await?;
-    println!(
-        "postgres/aggregate vs raw: {} steps/s against {} raw at 8–32 clients ({:.0}%; target ≥ 70%: {})",
-        thousands(agg as u64),
-        thousands(best as u64),
-        100.0 * agg / best,
-        verdict(agg >= 0.7 * best)
-    );
+    if part("single") {
+        let single = single(&schema).await?;
+        if both {
+            let per_raw = 1e6 / raw1;
+            println!(
+                "postgres/single vs raw: {:.0} µs/step against {:.0} µs for the raw one-client step \
+                 ({:.2}×; target ≤ 1.3×: {}); pipelined raw {:.0} µs",
+                single,
+                per_raw,
+                single / per_raw,
+                verdict(single / per_raw <= 1.3),
+                1e6 / raw1p
+            );
+        }
+    }
+    if part("aggregate") {
+        let agg = aggregate(&schema).await?;
+        if both {
+            println!(
+                "postgres/aggregate vs raw: {} steps/s against {} raw at 8–32 clients ({:.0}%; target ≥ 70%: {})",
+                thousands(agg as u64),
+                thousands(best as u64),
+                100.0 * agg / best,
+                verdict(agg >= 0.7 * best)
+            );
+        }
+    }
     Ok(())
 }
 

@@ -258,9 +258,10 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
             _ = inner.wake.notified() => look = true,
             Some(done) = runs.join_next(), if !runs.is_empty() => {
                 // Every run that has ended by now, so that one claim fills all
-                // the slots they freed: a claim reads every session with queued
-                // work (~1 ms at 200 sessions), and one per ended run bounded
-                // the execution rate (measured: `http-load`, bench README).
+                // the slots they freed (not a claim transaction per ended run): a
+                // claim reads every session with queued work (~1 ms at 200
+                // sessions), and one per ended run bounded the execution rate
+                // (measured: `http-load` and `postgres`, bench README).
                 let mut failed = finished(&h, done);
                 while let Some(done) = runs.try_join_next() {
                     failed |= finished(&h, done);
@@ -442,11 +443,19 @@ fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinErr
 /// or a delegated child), or (PostgreSQL, many workers) re-claimed a root whose
 /// lease this worker let lapse: either way the run stops, and its running command
 /// is killed; a fenced run's last commits are refused (LeaseLost).
+/// One read for every run (a worker running 1,000 requests looked them up one by
+/// one, a round trip each, at every tick that saw a commit).
 async fn notice_cancels(h: &Harness, me: &WorkerId) {
-    for id in h.inner.runs.ids() {
-        let Ok(r) = h.inner.store.get_request(&id).await else {
-            continue;
-        };
+    let ids = h.inner.runs.ids();
+    let requests = match h.inner.store.get_requests(&ids).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not look for cancels by other processes");
+            return;
+        }
+    };
+    for r in requests {
+        let id = r.id.clone();
         let reclaimed = r.parent_id.is_none()
             && matches!(r.status, RequestStatus::Queued | RequestStatus::Running)
             && r.worker_id.as_ref() != Some(me);

@@ -287,6 +287,15 @@ impl Store {
         on_backend!(self, b => b.get_request(id).await)
     }
 
+    /// The requests of `ids` that exist, in no particular order: one read for
+    /// all of them (the worker looks at every run it holds this way).
+    pub async fn get_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, b => b.get_requests(ids).await)
+    }
+
     pub async fn list_requests(&self, filter: RequestFilter) -> Result<Vec<Request>, StoreError> {
         on_backend!(self, b => b.list_requests(filter).await)
     }

@@ -233,6 +233,22 @@ impl SqliteStore {
         self.read(move |c| get_request(c, &id)).await
     }
 
+    pub async fn get_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                match get_request(c, id) {
+                    Ok(r) => out.push(r),
+                    Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub async fn list_requests(&self, filter: RequestFilter) -> Result<Vec<Request>, StoreError> {
         self.read(move |c| list_requests(c, &filter)).await
     }

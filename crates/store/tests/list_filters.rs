@@ -100,3 +100,60 @@ async fn filters(b: Backend) {
     );
     assert_eq!(list(text("discount")).await.len(), 2);
 }
+
+on_both!(
+    get_requests_answers_the_known_ones_in_one_read,
+    get_requests_answers_the_known_ones_in_one_read_on_postgres,
+    by_ids
+);
+
+/// `get_requests` (the worker's look at every run it holds): the requests that
+/// exist, each as it is now, the unknown ids left out.
+async fn by_ids(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let adm = Admission {
+        queue_capacity: 100,
+        reject_if_session_busy: false,
+    };
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = RequestId::generate();
+        let new = NewRequest {
+            id: id.clone(),
+            session_id: SessionId::parse(&format!("s{i}")).unwrap(),
+            agent: "a".into(),
+            input: format!("input {i}"),
+            trace_id: "t".into(),
+            priority: 0,
+        };
+        store.admit(new, adm, Timestamp(1_000)).await.unwrap();
+        ids.push(id);
+    }
+    assert!(store.get_requests(&[]).await.unwrap().is_empty());
+    store
+        .cancel(
+            &ids[2],
+            &Actor::new(ActorKind::Cli, "test"),
+            None,
+            Timestamp(2_000),
+        )
+        .await
+        .unwrap();
+    let unknown = RequestId::generate();
+    let mut got = store
+        .get_requests(&[ids[0].clone(), unknown, ids[2].clone()])
+        .await
+        .unwrap();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut want = vec![
+        (ids[0].clone(), RequestStatus::Queued, "input 0"),
+        (ids[2].clone(), RequestStatus::Cancelled, "input 2"),
+    ];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    let got: Vec<_> = got
+        .iter()
+        .map(|r| (r.id.clone(), r.status, r.input.as_str()))
+        .collect();
+    assert_eq!(got, want);
+}

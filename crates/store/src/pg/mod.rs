@@ -428,11 +428,25 @@ impl<'a> Tx<'a> {
         }
         match out {
             Ok(v) => {
+                // After the commit, as a transaction of its own (see `wakeups`),
+                // prepared beforehand so it rides in COMMIT's round trip.
+                let notify = match self.events > 0 {
+                    true => Some(self.prepare(wakeups::NOTIFY).await),
+                    false => None,
+                };
                 let commit = self.c.batch_execute("COMMIT");
-                let committed = if self.events > 0 {
-                    // After the commit, as a transaction of its own (see `wakeups`).
+                let committed = if let Some(notify) = notify {
                     let channel: [&(dyn ToSql + Sync); 1] = [&self.channel];
-                    let notify = self.c.execute("SELECT pg_notify($1, '')", &channel);
+                    let notify = async {
+                        match notify {
+                            Ok(st) => self
+                                .c
+                                .execute(&st, &channel)
+                                .await
+                                .map_err(StoreError::from),
+                            Err(e) => Err(e),
+                        }
+                    };
                     let (committed, notified) = futures_util::future::join(commit, notify).await;
                     if let Err(e) = notified {
                         tracing::debug!(error = %e, "NOTIFY after a commit failed");

@@ -120,6 +120,17 @@ impl PgStore {
         }
     }
 
+    pub(crate) async fn get_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        let rows = self
+            .read_rows(
+                &format!("SELECT {REQUEST_COLS} FROM requests WHERE id = ANY($1)"),
+                &[&ids],
+            )
+            .await?;
+        rows::all(rows, rows::request)
+    }
+
     pub(crate) async fn list_requests(&self, f: RequestFilter) -> Result<Vec<Request>, StoreError> {
         let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
         let session = f.session_id.as_ref().map(|s| s.to_string());

@@ -3,8 +3,13 @@
 //! NOTIFY is not sent inside a step's transaction: PostgreSQL serialises the
 //! commits of notifying transactions on one lock held through their commit flush,
 //! which would cap writers as a global lock does. A transaction that appended
-//! events sends `pg_notify` right after its `COMMIT`, in the same round trip, as a
-//! transaction of its own (no flush, the lock held for microseconds). One
+//! events sends `pg_notify` right after its `COMMIT`, in the same round trip (the
+//! statement is prepared once per connection), as a transaction of its own. That
+//! transaction gets a transaction id (PostgreSQL assigns one to every notifying
+//! transaction), so it writes a commit record: it commits with
+//! `synchronous_commit = off`, so it never waits for a WAL flush (a second flush
+//! per step otherwise, while holding the notify lock). Losing a notification in a
+//! server crash loses only a hint: waiters read the records, and poll. One
 //! connection per process LISTENs (started by the first wake-up handle) and
 //! reconnects after a failure; while it is down, waiters poll.
 
@@ -15,6 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
+
+/// Sent after a commit that appended events: wakes every LISTENing process. Its own
+/// transaction commits without waiting for a flush (see the module's comment).
+pub(super) const NOTIFY: &str =
+    "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')";
 
 /// How often waiters look again while no LISTEN connection is up.
 pub(crate) const FALLBACK_POLL: Duration = Duration::from_millis(100);
