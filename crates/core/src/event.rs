@@ -74,6 +74,28 @@ event_kinds! {
     WorkerStopped => "worker.stopped",
 }
 
+impl EventKind {
+    /// Whether a commit with this event may have given some worker work to claim: a
+    /// request admitted or requeued, a tree runnable again after its approval, or a
+    /// request finished (its session's next one may start). PostgreSQL tells workers
+    /// in other processes of such a commit at once; other commits they see on their
+    /// poll.
+    pub fn may_free_work(self) -> bool {
+        use EventKind::*;
+        matches!(
+            self,
+            RequestQueued
+                | RequestRequeued
+                | RequestRepaired
+                | ApprovalResolved
+                | ApprovalExpired
+                | RequestCompleted
+                | RequestFailed
+                | RequestCancelled
+        )
+    }
+}
+
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

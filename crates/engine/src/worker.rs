@@ -279,6 +279,11 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
                     notice_cancels(&h, &worker).await;
                 }
             }
+            // Another process admitted, resolved an approval, cancelled or finished a
+            // request (PostgreSQL notifies it): claim now, not at the next tick.
+            // (Cancels by other processes are still noticed on the tick: reading
+            // every run here, at each of their commits, would cost a read per wake.)
+            _ = commits.work_freed() => look = true,
             _ = beat.tick() => {
                 let now = h.now();
                 match inner.store.heartbeat(&worker, now).await {

@@ -21,6 +21,9 @@ pub struct Wakeups {
     other: Other,
 }
 
+/// PostgreSQL's notifications of commits that may have given a worker work to claim.
+struct FreesWork(watch::Receiver<i64>);
+
 enum Other {
     /// The `data_version` last seen (None until read once).
     Sqlite {
@@ -29,7 +32,7 @@ enum Other {
     },
     /// Other processes' commits arrive on `local` through LISTEN; while the
     /// listener is down, every check says "maybe".
-    Postgres(crate::pg::Listening),
+    Postgres(crate::pg::Listening, FreesWork),
 }
 
 impl Wakeups {
@@ -48,11 +51,26 @@ impl Wakeups {
 
     pub(crate) fn postgres(
         local: watch::Receiver<i64>,
+        frees_work: watch::Receiver<i64>,
         listening: crate::pg::Listening,
     ) -> Wakeups {
         Wakeups {
             local,
-            other: Other::Postgres(listening),
+            other: Other::Postgres(listening, FreesWork(frees_work)),
+        }
+    }
+
+    /// Waits until a commit by any process may have given a worker work to claim
+    /// (`EventKind::may_free_work`), as PostgreSQL notifies it. On SQLite, with no
+    /// notifications, it never returns: a worker polls ([`Wakeups::check`]).
+    pub async fn work_freed(&mut self) {
+        match &mut self.other {
+            Other::Postgres(_, FreesWork(rx)) => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            Other::Sqlite { .. } => std::future::pending::<()>().await,
         }
     }
 
@@ -95,13 +113,13 @@ impl Wakeups {
         match &self.other {
             Other::Sqlite { .. } => SQLITE_POLL,
             // Notified: the timer only notices a listener that went down.
-            Other::Postgres(_) => crate::pg::FALLBACK_POLL,
+            Other::Postgres(..) => crate::pg::FALLBACK_POLL,
         }
     }
 
     async fn check_other(&mut self) -> bool {
         match &mut self.other {
-            Other::Postgres(listening) => !listening.is_up(),
+            Other::Postgres(listening, _) => !listening.is_up(),
             Other::Sqlite { store, version } => {
                 let Ok(now) = store.data_version().await else {
                     // Unreadable now: say "maybe", so the caller looks for itself.

@@ -1,7 +1,8 @@
 //! What only the PostgreSQL backend does: migrations applied once by workers
 //! starting together, views that never create a schema, leases that fence a
-//! worker whose tree another claimed, a URL that never shows in errors, and the
-//! server's facts in the health check.
+//! worker whose tree another claimed, a URL that never shows in errors, the
+//! server's facts in the health check, and workers told at once of work another
+//! process made claimable.
 
 mod common;
 
@@ -332,4 +333,67 @@ async fn a_commit_abandoned_halfway_leaves_no_transaction_open() {
             if repaired { "is there" } else { "is not" }
         );
     }
+}
+
+/// A worker waits on `work_freed` beside its poll: it returns when another store
+/// handle (another process) commits something that may give a worker work, such as
+/// an admission, and not for the handle's own commits (they wake its worker in
+/// process) nor for commits that free nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_handles_admission_wakes_a_worker_waiting_for_work() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let mine = open(&schema.config, true).unwrap();
+    let other = open(&schema.config, true).unwrap();
+    let mut wake = mine.wakeups().await;
+    // Until the listener is up, nothing is notified.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while wake.check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listener after 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (tx, mut woken) = tokio::sync::mpsc::unbounded_channel();
+    let waiter = tokio::spawn(async move {
+        loop {
+            wake.work_freed().await;
+            if tx.send(std::time::Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    let quiet = |woken: &mut tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>| {
+        assert!(
+            woken.try_recv().is_err(),
+            "woken without work freed elsewhere"
+        )
+    };
+    // Its own admission, and another handle's commit that frees no work (a note).
+    let own = admitted(&mine, "s-own").await;
+    other
+        .add_note(
+            harness_core::Note {
+                request_id: own.id.clone(),
+                approval_id: None,
+                by: "test".into(),
+                text: "looked at it".into(),
+            },
+            Timestamp(2),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    quiet(&mut woken);
+
+    let committed = std::time::Instant::now();
+    admitted(&other, "s-other").await;
+    let at = tokio::time::timeout(std::time::Duration::from_secs(2), woken.recv())
+        .await
+        .expect("not woken within 2 s of another handle's admission")
+        .unwrap();
+    eprintln!("woken {:?} after the commit", at.duration_since(committed));
+    waiter.abort();
 }

@@ -77,6 +77,7 @@ pub(super) fn rows_for(
             payload: e.payload.to_string(),
         });
         tx.events += 1;
+        tx.frees_work |= e.kind.may_free_work();
     }
     Ok(out)
 }

@@ -152,6 +152,10 @@ struct Inner {
     lease: Duration,
     /// This process's commits (the value only changes; wakes [`crate::Wakeups`]).
     local: watch::Sender<i64>,
+    /// Other handles' commits that may have given a worker work to claim.
+    frees_work: watch::Sender<i64>,
+    /// Names this handle in its NOTIFY payloads (`wakeups::handle_name`).
+    handle: String,
     /// The LISTEN connection and the NOTIFY sender, started by the first wake-up
     /// handle (they need a runtime).
     listening: Listening,
@@ -193,6 +197,8 @@ impl PgStore {
                 pool_size: config.pool_size.max(1),
                 lease: config.lease,
                 local: watch::channel(0).0,
+                frees_work: watch::channel(0).0,
+                handle: wakeups::handle_name(),
                 listening: Listening::default(),
                 started: AtomicBool::new(false),
                 leases: Mutex::new(HashMap::new()),
@@ -319,18 +325,29 @@ pub(crate) struct Tx<'a> {
     c: &'a deadpool_postgres::Object,
     /// The NOTIFY channel, told after a commit that appended events.
     channel: &'a str,
+    /// The committing store handle's name (its NOTIFY payload says who committed).
+    handle: &'a str,
     begun: bool,
     /// Events appended in this transaction (their seqs' low bits).
     pub(crate) events: i64,
+    /// One of them may give a worker work to claim (`EventKind::may_free_work`): the
+    /// NOTIFY says so, and workers elsewhere claim at once.
+    pub(crate) frees_work: bool,
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(c: &'a deadpool_postgres::Object, channel: &'a str) -> Tx<'a> {
+    pub(crate) fn new(
+        c: &'a deadpool_postgres::Object,
+        channel: &'a str,
+        handle: &'a str,
+    ) -> Tx<'a> {
         Tx {
             c,
             channel,
+            handle,
             begun: false,
             events: 0,
+            frees_work: false,
         }
     }
 
@@ -436,7 +453,8 @@ impl<'a> Tx<'a> {
                 };
                 let commit = self.c.batch_execute("COMMIT");
                 let committed = if let Some(notify) = notify {
-                    let channel: [&(dyn ToSql + Sync); 1] = [&self.channel];
+                    let payload = wakeups::payload(self.frees_work, self.handle);
+                    let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
                     let notify = async {
                         match notify {
                             Ok(st) => self
@@ -480,7 +498,7 @@ macro_rules! in_tx {
         let mut attempt = 0u32;
         loop {
             let conn = $crate::pg::Guarded(Some(store.client().await?), Default::default());
-            let mut tx = $crate::pg::Tx::new(conn.object(), store.channel());
+            let mut tx = $crate::pg::Tx::new(conn.object(), store.channel(), store.handle());
             // `?` inside the body ends the body, not the caller: the transaction is
             // always finished (committed or rolled back) before the connection returns.
             let out: Result<_, $crate::StoreError> = {
@@ -544,6 +562,11 @@ impl Drop for Guarded {
 impl PgStore {
     pub(crate) fn channel(&self) -> &str {
         &self.inner.channel
+    }
+
+    /// Names this handle in its NOTIFY payloads.
+    pub(crate) fn handle(&self) -> &str {
+        &self.inner.handle
     }
 
     pub(crate) fn committed_now(&self) {

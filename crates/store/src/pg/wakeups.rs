@@ -23,8 +23,33 @@ use tokio_postgres::AsyncMessage;
 
 /// Sent after a commit that appended events: wakes every LISTENing process. Its own
 /// transaction commits without waiting for a flush (see the module's comment).
+/// Its payload is [`FREES_WORK`] when the commit may have given a worker work to claim.
 pub(super) const NOTIFY: &str =
-    "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')";
+    "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)";
+
+/// The payload of a commit that may have given a worker work to claim
+/// (`EventKind::may_free_work`) starts with this, then names the store handle that
+/// committed (its own commits wake a worker in process already); other commits send
+/// an empty payload.
+const FREES_WORK: &str = "w";
+
+/// A name for this store handle, unique among the processes on the channel.
+pub(super) fn handle_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The NOTIFY payload of a commit by the store handle named `handle`.
+pub(super) fn payload(frees_work: bool, handle: &str) -> String {
+    match frees_work {
+        true => format!("{FREES_WORK}{handle}"),
+        false => String::new(),
+    }
+}
 
 /// How often waiters look again while no LISTEN connection is up.
 pub(crate) const FALLBACK_POLL: Duration = Duration::from_millis(100);
@@ -57,7 +82,9 @@ impl PgStore {
         }
         let mut local = self.inner.local.subscribe();
         local.borrow_and_update();
-        Wakeups::postgres(local, self.inner.listening.clone())
+        let mut frees_work = self.inner.frees_work.subscribe();
+        frees_work.borrow_and_update();
+        Wakeups::postgres(local, frees_work, self.inner.listening.clone())
     }
 }
 
@@ -72,13 +99,15 @@ async fn listen(store: PgStore) {
         match store.inner.driver.connect(tokio_postgres::NoTls).await {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let mine = format!("{FREES_WORK}{}", store.inner.handle);
                 let driver = tokio::spawn(async move {
                     let mut messages =
                         futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         match m {
-                            Ok(AsyncMessage::Notification(_)) => {
-                                let _ = tx.send(());
+                            Ok(AsyncMessage::Notification(n)) => {
+                                let p = n.payload();
+                                let _ = tx.send(p.starts_with(FREES_WORK) && p != mine);
                             }
                             Ok(_) => {}
                             Err(_) => break,
@@ -96,7 +125,12 @@ async fn listen(store: PgStore) {
                     loop {
                         tokio::select! {
                             got = rx.recv() => match got {
-                                Some(()) => store.inner.local.send_modify(|v| *v = v.wrapping_add(1)),
+                                Some(frees_work) => {
+                                    store.inner.local.send_modify(|v| *v = v.wrapping_add(1));
+                                    if frees_work {
+                                        store.inner.frees_work.send_modify(|v| *v = v.wrapping_add(1));
+                                    }
+                                }
                                 None => break,
                             },
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {
