@@ -12,10 +12,9 @@
 
 mod worker;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 const OPERATOR_TOKEN: &str = "op-token-for-the-browser";
 const VIEWER_TOKEN: &str = "viewer-token-for-the-browser";
@@ -85,34 +84,14 @@ async fn an_operator_approves_in_chromium_and_the_viewer_sees_it_complete_live()
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
 
-    let res = client
-        .post(format!("{base}/v1/sessions/browser/requests"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .header("content-type", "application/json")
-        .body(json!({"agent": "assistant", "input": "ship the release notes"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let req: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
-    let id = req["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let approval = loop {
-        let pending = get(
-            &client,
-            &format!("{base}/v1/approvals?status=pending&request={id}"),
-        )
-        .await;
-        if let Some(a) = pending[0]["id"].as_str() {
-            break a.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no approval: {}",
-            worker::serve_log(root)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (id, approval) = worker::admit_until_approval(
+        &client,
+        &base,
+        OPERATOR_TOKEN,
+        "browser",
+        "ship the release notes",
+    )
+    .await;
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()

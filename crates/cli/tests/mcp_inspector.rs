@@ -8,7 +8,7 @@ mod common;
 mod worker;
 
 use common::{BIN, Demo};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -221,33 +221,9 @@ async fn the_inspector_lists_and_calls_the_tools_over_http_with_a_token_header()
     );
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let res = http
-        .post(format!("{base}/v1/sessions/insp/requests"))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/json")
-        .body(json!({"agent": "assistant", "input": "ship the release notes"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let req: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
-    let id = req["id"].as_str().unwrap().to_string();
-    // Until the worker paused it on its approval.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let approval = loop {
-        let res = http
-            .get(format!("{base}/v1/approvals?status=pending&request={id}"))
-            .bearer_auth(VIEWER)
-            .send()
-            .await
-            .unwrap();
-        let list: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
-        if let Some(a) = list[0]["id"].as_str() {
-            break a.to_string();
-        }
-        assert!(Instant::now() < deadline, "never paused");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (id, approval) =
+        worker::admit_until_approval(&http, &base, OPERATOR, "insp", "ship the release notes")
+            .await;
 
     let home = tempfile::tempdir().unwrap();
     let url = format!("{base}/mcp");

@@ -50,40 +50,6 @@ async fn get(client: &reqwest::Client, url: &str) -> Value {
     serde_json::from_str(&res.text().await.unwrap()).unwrap()
 }
 
-/// Admits a request of the demo agent and waits for its approval.
-async fn admit_until_approval(
-    client: &reqwest::Client,
-    base: &str,
-    input: &str,
-) -> (String, String) {
-    let res = client
-        .post(format!("{base}/v1/sessions/seed/requests"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(json!({"agent": "assistant", "input": input}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let id = serde_json::from_str::<Value>(&res.text().await.unwrap()).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = get(
-            client,
-            &format!("{base}/v1/approvals?status=pending&request={id}"),
-        )
-        .await;
-        if let Some(a) = list.as_array().and_then(|l| l.first()) {
-            return (id, a["id"].as_str().unwrap().to_string());
-        }
-        assert!(Instant::now() < until, "no approval for {id}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_or_schema_violation() {
     let Some(st) = schemathesis() else {
@@ -112,7 +78,8 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
     let client = reqwest::Client::new();
 
     // Records of every kind: one request run to its end (approved), one paused.
-    let (done, approval) = admit_until_approval(&client, &base, "write the notes").await;
+    let (done, approval) =
+        worker::admit_until_approval(&client, &base, TOKEN, "seed", "write the notes").await;
     let res = client
         .post(format!("{base}/v1/approvals/{approval}/resolve"))
         .bearer_auth(TOKEN)
@@ -127,7 +94,7 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
         assert!(Instant::now() < until, "{done} did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    admit_until_approval(&client, &base, "and the changelog").await;
+    worker::admit_until_approval(&client, &base, TOKEN, "seed", "and the changelog").await;
 
     let report = root.join("schemathesis");
     let out = tokio::process::Command::new(&st)

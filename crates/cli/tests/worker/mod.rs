@@ -165,3 +165,41 @@ pub fn pg_stores(root: &Path, schema: &str, extra: &str) {
         ),
     );
 }
+
+/// Admits the demo's `assistant` with `input` in `session` through the HTTP API at
+/// `base` (as `token`, which needs the operator role), then waits until the worker
+/// has paused it on its approval: the request's id and the pending approval's.
+pub async fn admit_until_approval(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    session: &str,
+    input: &str,
+) -> (String, String) {
+    let res = http
+        .post(format!("{base}/v1/sessions/{session}/requests"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"agent": "assistant", "input": input}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let req: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    let id = req["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = http
+            .get(format!("{base}/v1/approvals?status=pending&request={id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+        if let Some(a) = list[0]["id"].as_str() {
+            return (id, a.to_string());
+        }
+        assert!(Instant::now() < deadline, "{id} never paused for approval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
