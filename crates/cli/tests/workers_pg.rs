@@ -187,7 +187,7 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
             for s in h.store().steps(&r.id).await.unwrap() {
                 if let StepBody::ToolCall {
                     call,
-                    outcome: Some(_),
+                    outcome: Some(o),
                     ..
                 } = &s.body
                 {
@@ -196,7 +196,25 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
                     }
                     calls += 1;
                     let n = starts.get(call.call_id.as_str()).copied().unwrap_or(0);
-                    assert!(n >= 1, "call {} completed but never ran", call.call_id);
+                    assert!(
+                        n >= 1,
+                        "call {} completed but never ran: {s:?} {o:?}\nevents: {:#?}",
+                        call.call_id,
+                        h.store()
+                            .events_after(
+                                0,
+                                EventFilter {
+                                    request_id: Some(r.id.clone()),
+                                    ..Default::default()
+                                },
+                                500
+                            )
+                            .await
+                            .unwrap()
+                            .iter()
+                            .map(|e| format!("{} {} {}", e.seq, e.kind, e.payload))
+                            .collect::<Vec<_>>()
+                    );
                     assert!(
                         n <= attempt as usize,
                         "call {} ran {n} times in {} attempts of {}",
