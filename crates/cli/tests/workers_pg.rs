@@ -143,7 +143,7 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
         std::thread::sleep(Duration::from_millis(30));
     }
     for w in workers {
-        worker::terminate(w);
+        worker::terminate_in(&root, w);
     }
 
     // Every request completed, every approval decided once.

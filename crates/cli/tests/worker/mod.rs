@@ -113,6 +113,18 @@ pub fn terminate(mut child: Child) {
     assert!(status.success(), "graceful stop after SIGTERM: {status:?}");
 }
 
+/// [`terminate`] for a `serve` started by [`serve`] on `root`: a failed stop shows
+/// the serve log.
+pub fn terminate_in(root: &Path, mut child: Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait for serve");
+    assert!(
+        status.success(),
+        "graceful stop after SIGTERM: {status:?}\n{}",
+        serve_log(root)
+    );
+}
+
 /// Approves every pending tool approval and rejects every re-run decision (a call
 /// interrupted by a failed commit may have taken effect: it must not run again).
 /// Errors are ignored: the store may be refusing writes.
