@@ -8,10 +8,10 @@
 
 use crate::util::*;
 use crate::workspace::{self, Spec};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use harness_core::*;
 use harness_engine::{Harness, WorkerOptions};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const REQUESTS: usize = 200;
 
@@ -49,43 +49,9 @@ pub async fn run() -> Result<()> {
     let mut to_step = Vec::with_capacity(pending.len());
     let mut resolve_call = Vec::with_capacity(pending.len());
     for a in &pending {
-        let cursor = h.store().last_seq().await?;
-        let mut sub = h.subscribe(
-            cursor,
-            EventFilter {
-                request_id: Some(a.request_id.clone()),
-                ..Default::default()
-            },
-        );
-        let t0 = Instant::now();
-        h.resolve_approval(ResolveApproval {
-            session_id: a.session_id.clone(),
-            request_id: a.request_id.clone(),
-            approval_id: a.id.clone(),
-            decision: Decision::Approved,
-            message: None,
-            decided_by: Actor::new(ActorKind::Cli, "bench"),
-            edited_arguments: None,
-        })
-        .await?;
-        resolve_call.push(t0.elapsed());
-        let mut stepped = false;
-        loop {
-            let ev = match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
-                Ok(ev) => ev?,
-                Err(_) => bail!("request {} did not continue within 10 s", a.request_id),
-            };
-            if ev.kind == EventKind::ToolStarted && !stepped {
-                to_step.push(t0.elapsed());
-                stepped = true;
-            }
-            if ev.kind.as_str().starts_with("request.") && ev.kind != EventKind::RequestStarted {
-                if ev.kind != EventKind::RequestCompleted {
-                    bail!("request {} ended with {}", a.request_id, ev.kind);
-                }
-                break;
-            }
-        }
+        let r = resolve_and_follow(&h, a, String::new).await?;
+        resolve_call.push(r.call);
+        to_step.push(r.to_step);
     }
     worker.stop().await?;
     to_step.sort();

@@ -474,47 +474,9 @@ async fn approval(bin: &Path) -> Result<()> {
     let mut by_worker: HashMap<WorkerId, usize> = HashMap::new();
     for a in &pending {
         let paused_on = h.get_request(&a.request_id).await?.worker_id;
-        let cursor = h.store().last_seq().await?;
-        let mut sub = h.subscribe(
-            cursor,
-            EventFilter {
-                request_id: Some(a.request_id.clone()),
-                ..Default::default()
-            },
-        );
-        let t0 = Instant::now();
-        h.resolve_approval(ResolveApproval {
-            session_id: a.session_id.clone(),
-            request_id: a.request_id.clone(),
-            approval_id: a.id.clone(),
-            decision: Decision::Approved,
-            message: None,
-            decided_by: Actor::new(ActorKind::Cli, "bench"),
-            edited_arguments: None,
-        })
-        .await?;
-        let mut stepped = false;
-        loop {
-            let ev = match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
-                Ok(ev) => ev?,
-                Err(_) => bail!(
-                    "request {} did not continue within 10 s of its approval\n{}",
-                    a.request_id,
-                    f.log_tail()
-                ),
-            };
-            if ev.kind == EventKind::ToolStarted && !stepped {
-                to_step.push(t0.elapsed());
-                lags.push(wall_ms() - ev.at.0 as f64);
-                stepped = true;
-            }
-            if ev.kind.as_str().starts_with("request.") && ev.kind != EventKind::RequestStarted {
-                if ev.kind != EventKind::RequestCompleted {
-                    bail!("request {} ended with {}", a.request_id, ev.kind);
-                }
-                break;
-            }
-        }
+        let r = resolve_and_follow(&h, a, || format!("\n{}", f.log_tail())).await?;
+        to_step.push(r.to_step);
+        lags.push(wall_ms() - r.step_at_ms as f64);
         let ran_on = h.get_request(&a.request_id).await?.worker_id;
         if let Some(w) = &ran_on {
             *by_worker.entry(w.clone()).or_default() += 1;

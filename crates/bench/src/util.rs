@@ -171,3 +171,70 @@ pub use harness_core::human_bytes;
 pub fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
+
+/// What resolving one approval took: the `resolve_approval` call itself, the time
+/// until a worker committed the request's next step (`tool.started`), and that
+/// event's commit time (`at`, ms) for a commit → subscriber lag.
+pub struct Resolved {
+    pub call: Duration,
+    pub to_step: Duration,
+    pub step_at_ms: i64,
+}
+
+/// Approves `a` and follows its request until it completes, timing the way to its
+/// next step. Fails if the request does not continue within 10 s (`why` adds
+/// context, e.g. a worker's log) or ends otherwise than completed.
+pub async fn resolve_and_follow(
+    h: &Harness,
+    a: &harness_core::Approval,
+    why: impl Fn() -> String,
+) -> Result<Resolved> {
+    use harness_core::*;
+    let cursor = h.store().last_seq().await?;
+    let mut sub = h.subscribe(
+        cursor,
+        EventFilter {
+            request_id: Some(a.request_id.clone()),
+            ..Default::default()
+        },
+    );
+    let t0 = Instant::now();
+    h.resolve_approval(ResolveApproval {
+        session_id: a.session_id.clone(),
+        request_id: a.request_id.clone(),
+        approval_id: a.id.clone(),
+        decision: Decision::Approved,
+        message: None,
+        decided_by: Actor::new(ActorKind::Cli, "bench"),
+        edited_arguments: None,
+    })
+    .await?;
+    let call = t0.elapsed();
+    let mut stepped = None;
+    loop {
+        let ev = match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            Ok(ev) => ev?,
+            Err(_) => bail!(
+                "request {} did not continue within 10 s of its approval{}",
+                a.request_id,
+                why()
+            ),
+        };
+        if ev.kind == EventKind::ToolStarted && stepped.is_none() {
+            stepped = Some((t0.elapsed(), ev.at.0));
+        }
+        if ev.kind.as_str().starts_with("request.") && ev.kind != EventKind::RequestStarted {
+            if ev.kind != EventKind::RequestCompleted {
+                bail!("request {} ended with {}", a.request_id, ev.kind);
+            }
+            break;
+        }
+    }
+    let (to_step, step_at_ms) = stepped
+        .with_context(|| format!("request {} completed without a tool step", a.request_id))?;
+    Ok(Resolved {
+        call,
+        to_step,
+        step_at_ms,
+    })
+}
