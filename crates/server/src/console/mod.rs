@@ -142,11 +142,9 @@ async fn decide(
     Path(id): Path<String>,
     form: Result<Form<DecideForm>, FormRejection>,
 ) -> Page {
-    session::same_origin(&method, &headers)
-        .map_err(|m| fail(ApiError::new(ErrorCode::Forbidden, m)))?;
     // Without a session: log in, then back to the approvals (this route has no page).
-    let cx = Cx::new(&s, p, &Uri::from_static("/console/approvals")).await?;
-    cx.principal.require(Role::Operator).map_err(fail)?;
+    let back = Uri::from_static("/console/approvals");
+    let cx = operator_post(&s, p, &method, &headers, &back).await?;
     let id = ApprovalId::parse(&id).map_err(fail)?;
     let Form(f) = form.map_err(|r| fail(ApiError::invalid(r.body_text())))?;
     let message = Some(f.message.trim().to_string()).filter(|m| !m.is_empty());
@@ -254,8 +252,8 @@ struct CancelForm {
     reason: String,
 }
 
-/// What both request actions check first: a same-site POST by an operator, on a
-/// request id. Without a session the login comes back to the request's page.
+/// What both request actions check first: [`operator_post`] on a request id;
+/// without a session the login comes back to the request's page.
 async fn acting_on(
     s: &AppState,
     p: Result<Principal, ApiError>,
@@ -263,15 +261,28 @@ async fn acting_on(
     headers: &HeaderMap,
     id: &str,
 ) -> Result<(Cx, RequestId), Response> {
-    session::same_origin(method, headers)
-        .map_err(|m| fail(ApiError::new(ErrorCode::Forbidden, m)))?;
     let id = RequestId::parse(id).map_err(fail)?;
     let back: Uri = format!("/console/requests/{id}")
         .parse()
         .map_err(|_| fail(ApiError::invalid("not a request id")))?;
-    let cx = Cx::new(s, p, &back).await?;
-    cx.principal.require(Role::Operator).map_err(fail)?;
+    let cx = operator_post(s, p, method, headers, &back).await?;
     Ok((cx, id))
+}
+
+/// Every console POST that acts: same-site, by an operator. Without a session the
+/// login comes back to `back`.
+async fn operator_post(
+    s: &AppState,
+    p: Result<Principal, ApiError>,
+    method: &Method,
+    headers: &HeaderMap,
+    back: &Uri,
+) -> Result<Cx, Response> {
+    session::same_origin(method, headers)
+        .map_err(|m| fail(ApiError::new(ErrorCode::Forbidden, m)))?;
+    let cx = Cx::new(s, p, back).await?;
+    cx.principal.require(Role::Operator).map_err(fail)?;
+    Ok(cx)
 }
 
 /// An action's outcome: a redirect to `to`, or the engine's refusal on the request's
