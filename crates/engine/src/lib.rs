@@ -106,6 +106,10 @@ pub(crate) struct Inner {
     pub(crate) wake: Notify,
     /// The runs this process executes (roots and children) and their cancel tokens.
     pub(crate) runs: runs::Runs,
+    /// Held by the dispatcher from a claim until its runs are registered, and by
+    /// the safety net from reading `runs` until its repair committed: a root claimed
+    /// in between would look running with no live run here, and be re-queued.
+    pub(crate) claiming: tokio::sync::Mutex<()>,
     /// Set when a graceful stop begins: runs finish their step and park.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// Set when the worker finds its store damaged: it stops, and `serve` exits
@@ -191,6 +195,7 @@ impl Harness {
                 feed: subscribe::Feed::default(),
                 wake: Notify::new(),
                 runs: runs::Runs::default(),
+                claiming: tokio::sync::Mutex::new(()),
                 stopping: tokio::sync::watch::channel(false).0,
                 abort: Mutex::new(tokio_util::sync::CancellationToken::new()),
                 fault: tokio::sync::watch::channel(None).0,

@@ -1,9 +1,13 @@
 //! The worker: recovery on start, then one dispatcher loop that claims runnable
-//! requests into free slots, plus heartbeat and approval-expiry timers.
+//! requests into free slots, beside its timers (heartbeat and approval expiry,
+//! the safety net, taking over other workers' runs).
 //!
-//! Every trigger arrives in one `select!` — a wake from this process (new
-//! request, resolved approval, freed slot), a tick that notices other processes'
-//! commits (the store's wake-ups), a timer, or stop — so all scheduling is in one place.
+//! Every trigger of a claim arrives in the dispatcher's one `select!` — a wake from
+//! this process (new request, resolved approval, freed slot, a timer that moved
+//! work), a tick that notices other processes' commits (the store's wake-ups), or
+//! stop — so all claiming is in one place. The timers run in tasks of their own:
+//! none waits on another or on a claim (a heartbeat held up behind a repair
+//! waiting on a row lock would let this worker's leases lapse).
 
 use crate::run::{Outcome, run_root};
 use crate::{Harness, HarnessError};
@@ -19,6 +23,9 @@ pub struct WorkerOptions {
     pub heartbeat: Duration,
     /// How often the safety net looks for requests that cannot progress.
     pub repair: Duration,
+    /// How often to look for other workers' runs to take over (their process is
+    /// gone, or their lease lapsed). Only where workers share a store (PostgreSQL).
+    pub take_over: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -27,6 +34,7 @@ impl Default for WorkerOptions {
             poll: Duration::from_millis(100),
             heartbeat: Duration::from_secs(2),
             repair: Duration::from_secs(5),
+            take_over: Duration::from_millis(500),
         }
     }
 }
@@ -53,7 +61,8 @@ pub struct WorkerHandle {
 pub(crate) struct WorkerParts {
     id: WorkerId,
     task: tokio::task::JoinHandle<()>,
-    integrity: tokio::task::JoinHandle<()>,
+    /// The integrity check and the timers, ended once the dispatcher has.
+    beside: Vec<tokio::task::JoinHandle<()>>,
     _lock: harness_store::WorkerLock,
 }
 
@@ -108,12 +117,28 @@ impl Harness {
         // MCP servers list their tools before the first claim (each within its
         // `startup_timeout`; one that fails is a health check, not an error).
         self.inner.mcp.start().await;
-        let task = tokio::spawn(supervise(self.clone(), id.clone(), opts));
-        let integrity = tokio::spawn(integrity_loop(self.clone()));
+        let mut beside = vec![
+            tokio::spawn(integrity_loop(self.clone())),
+            supervised(
+                self,
+                "heartbeat",
+                heartbeat_loop(self.clone(), id.clone(), opts.heartbeat),
+            ),
+            supervised(
+                self,
+                "safety net",
+                repair_loop(self.clone(), id.clone(), opts.repair),
+            ),
+        ];
+        if self.inner.store.shared_by_workers() {
+            let take = take_over_loop(self.clone(), id.clone(), opts.take_over);
+            beside.push(supervised(self, "take-over", take));
+        }
+        let task = supervised(self, "dispatcher", dispatch(self.clone(), id.clone(), opts));
         let parts = WorkerParts {
             id: id.clone(),
             task,
-            integrity,
+            beside,
             _lock: lock,
         };
         *self.inner.worker.lock().expect("worker") = Some(parts);
@@ -159,7 +184,9 @@ impl Harness {
                 let _ = (&mut parts.task).await;
             }
         }
-        parts.integrity.abort();
+        for t in &parts.beside {
+            t.abort();
+        }
         self.inner.mcp.shutdown().await;
         self.inner
             .store
@@ -191,16 +218,34 @@ impl WorkerHandle {
     }
 }
 
-/// Runs the dispatcher; a panic in it (a bug) must not leave a worker that holds
-/// the workspace and does nothing: it stops the worker as a fault, and `serve` exits.
-async fn supervise(h: Harness, worker: WorkerId, opts: WorkerOptions) {
-    if let Err(e) = tokio::spawn(dispatch(h.clone(), worker, opts)).await
-        && e.is_panic()
-    {
-        h.fault(format!(
-            "the worker's dispatcher crashed ({}): the worker stopped; start it again",
-            panic_text(e)
-        ));
+/// Runs one of the worker's tasks; a panic in it (a bug) must not leave a worker
+/// that holds the workspace and does nothing, or runs without renewing its leases:
+/// it stops the worker as a fault, and `serve` exits.
+fn supervised(
+    h: &Harness,
+    what: &'static str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let h = h.clone();
+    tokio::spawn(async move {
+        // Aborting this task (a stop past its deadlines) aborts the one it watches.
+        let mut watched = AbortOnDrop(tokio::spawn(task));
+        if let Err(e) = (&mut watched.0).await
+            && e.is_panic()
+        {
+            h.fault(format!(
+                "the worker's {what} crashed ({}): the worker stopped; start it again",
+                panic_text(e)
+            ));
+        }
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -222,8 +267,6 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     let mut runs: JoinSet<(RequestId, Outcome)> = JoinSet::new();
     let mut stopping = inner.stopping.subscribe();
     let mut poll = tokio::time::interval(opts.poll);
-    let mut beat = tokio::time::interval(opts.heartbeat);
-    let mut repair = tokio::time::interval(opts.repair);
     let mut commits = inner.store.wakeups().await;
     let mut look = true;
     // Store failures pause claiming (doubling up to a limit), so a full disk or
@@ -236,6 +279,7 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
         }
         if look && runs.len() < slots && tokio::time::Instant::now() >= resume_claims {
             look = false;
+            let _claiming = inner.claiming.lock().await;
             match inner
                 .store
                 .claim(&worker, slots - runs.len(), h.now())
@@ -284,44 +328,6 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
             // (Cancels by other processes are still noticed on the tick: reading
             // every run here, at each of their commits, would cost a read per wake.)
             _ = commits.work_freed() => look = true,
-            _ = beat.tick() => {
-                let now = h.now();
-                match inner.store.heartbeat(&worker, now).await {
-                    Ok(lost) => {
-                        for id in &lost {
-                            // Another worker claimed it after the lease expired (or
-                            // another process settled it): this run must stop, and
-                            // its running command with it (its commits are refused).
-                            if inner.runs.cancel(id) {
-                                tracing::warn!(
-                                    request_id = %id,
-                                    "this worker no longer holds the request's lease: its run stops here"
-                                );
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                }
-                let fail = limits.approval_expiry == harness_config::ExpiryOutcome::Fail;
-                match inner.store.expire_approvals(now, fail).await {
-                    Ok(expired) if !expired.is_empty() => {
-                        look = true;
-                        for a in &expired {
-                            // A tree failed by the expiry may be running here.
-                            if fail {
-                                inner.runs.cancel(&a.request_id);
-                            }
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "expiring approvals failed"),
-                }
-            }
-            _ = repair.tick() => {
-                if repair_stranded(&h, &worker).await {
-                    look = true;
-                }
-            }
             _ = stopping.changed() => {}
         }
     }
@@ -331,8 +337,101 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
     }
 }
 
+/// Renews this worker's leases (stopping the runs whose lease it lost) and expires
+/// overdue approvals. It keeps going through a graceful stop, while runs finish.
+async fn heartbeat_loop(h: Harness, worker: WorkerId, every: Duration) {
+    let inner = &h.inner;
+    let fail =
+        inner.workspace.settings.runtime.approval_expiry == harness_config::ExpiryOutcome::Fail;
+    let mut beat = tokio::time::interval(every);
+    loop {
+        beat.tick().await;
+        let now = h.now();
+        match inner.store.heartbeat(&worker, now).await {
+            Ok(lost) => {
+                for id in &lost {
+                    // Another worker claimed it after the lease expired (or another
+                    // process settled it): this run must stop, and its running
+                    // command with it (its commits are refused).
+                    if inner.runs.cancel(id) {
+                        tracing::warn!(
+                            request_id = %id,
+                            "this worker no longer holds the request's lease: its run stops here"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        match inner.store.expire_approvals(now, fail).await {
+            Ok(expired) if !expired.is_empty() => {
+                for a in &expired {
+                    // A tree failed by the expiry may be running here.
+                    if fail {
+                        inner.runs.cancel(&a.request_id);
+                    }
+                }
+                inner.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "expiring approvals failed"),
+        }
+    }
+}
+
+/// Runs the safety net every `every` (not while stopping: the runs finishing
+/// then are this worker's own).
+async fn repair_loop(h: Harness, worker: WorkerId, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        if !*h.inner.stopping.borrow() && repair_stranded(&h, &worker).await {
+            h.inner.wake.notify_one();
+        }
+    }
+}
+
+/// Takes over other workers' runs that cannot finish (their process is gone, or
+/// their lease lapsed) every `every`, a batch at a time until none is left, and
+/// wakes the dispatcher to claim them — within about `every` of a worker's death
+/// or its lease's expiry, rather than at the safety net's slower pace.
+async fn take_over_loop(h: Harness, worker: WorkerId, every: Duration) {
+    let max_attempts = h.inner.workspace.settings.runtime.max_attempts;
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        while !*h.inner.stopping.borrow() {
+            match h
+                .inner
+                .store
+                .take_over(&worker, h.now(), max_attempts)
+                .await
+            {
+                Ok(r) if r.requeued.is_empty() && r.failed.is_empty() => break,
+                Ok(r) => {
+                    h.inner.metrics.count_recovered(r.requeued.len());
+                    tracing::warn!(
+                        requeued = r.requeued.len(),
+                        failed = r.failed.len(),
+                        "took over requests another worker could not finish"
+                    );
+                    for id in &r.failed {
+                        tracing::error!(request_id = %id, max_attempts, "request failed: its worker died on every attempt");
+                    }
+                    h.inner.wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "taking over other workers' requests failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// The safety net: moves any request that cannot progress, with a visible event.
 async fn repair_stranded(h: &Harness, worker: &WorkerId) -> bool {
+    let _claiming = h.inner.claiming.lock().await;
     let now = h.now();
     let live = harness_store::Liveness {
         owner: Some(worker.clone()),

@@ -82,6 +82,7 @@ fn fast() -> WorkerOptions {
         // The safety net would hide a stranded tree: these tests check the
         // commits themselves keep trees consistent.
         repair: Duration::from_secs(3600),
+        take_over: Duration::from_millis(20),
     }
 }
 

@@ -420,6 +420,30 @@ impl Store {
         on_backend!(self, b => b.recover(by, now, max_attempts).await)
     }
 
+    /// For a running worker `by`: takes back, as [`Store::recover`] does, what other
+    /// workers left running and can no longer finish — their process is gone, or
+    /// their lease lapsed (their commits are then refused). A bounded batch per call
+    /// ([`Recovery::requeued`] plus [`Recovery::failed`] at its limit means call
+    /// again). SQLite: nothing (the workspace lock admits one worker, and its own
+    /// runs are watched by [`Store::repair`]).
+    pub async fn take_over(
+        &self,
+        by: &WorkerId,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Recovery, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Recovery::default()),
+            Backend::Postgres(b) => b.take_over(by, now, max_attempts).await,
+        }
+    }
+
+    /// Whether [`Store::take_over`] can find anything: more than one worker can
+    /// share this store.
+    pub fn shared_by_workers(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// Requests that cannot progress as they stand. `quiet_since`: only requests
     /// with no activity since then count for the problems that a commit in flight
     /// could still resolve (a grace period).

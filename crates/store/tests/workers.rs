@@ -163,3 +163,180 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     let t = b.get_request(&theirs.id).await.unwrap();
     assert_eq!((t.status, t.worker_id), (RequestStatus::Running, Some(wb)));
 }
+
+fn request_in(session: &str) -> NewRequest {
+    NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse(session).unwrap(),
+        agent: "a".into(),
+        input: "x".into(),
+        trace_id: "t".into(),
+        priority: 0,
+    }
+}
+
+async fn register(store: &harness_store::Store, id: &WorkerId, now: Timestamp) {
+    let w = Worker {
+        id: id.clone(),
+        pid: 1,
+        host: "h".into(),
+        started_at: now,
+        heartbeat_at: now,
+        stopped_at: None,
+        version: "test".into(),
+    };
+    store.register_worker(w, 0).await.unwrap();
+}
+
+/// Reads every `request.reclaimed` event until `n` show (the cluster-wide event
+/// watermark waits for other tests' transactions), for up to 10 s.
+async fn reclaimed_events(store: &harness_store::Store, n: usize) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen: Vec<Event> = store
+            .events_after(0, EventFilter::default(), 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::RequestReclaimed)
+            .collect();
+        if seen.len() >= n || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running worker's take-over (`Store::take_over`, on its timer): another
+/// worker's runs are left alone while it lives and its lease holds; once it dies
+/// they are all requeued, a bounded batch per call, without waiting for a row a
+/// transaction in flight holds (a paused worker's); a silent worker's after its
+/// lease. SQLite has nothing to take over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn take_over_requeues_lost_runs_in_batches_and_skips_held_rows() {
+    let sqlite = Backend::Sqlite.fresh().unwrap();
+    assert!(!sqlite.store.shared_by_workers());
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let a = fresh.store.clone();
+    let b = Backend::Postgres.reopen(&fresh);
+    assert!(a.shared_by_workers());
+    // More than one batch (500).
+    const N: usize = 520;
+    let adm = Admission {
+        queue_capacity: 2 * N,
+        reject_if_session_busy: false,
+    };
+    for i in 0..N {
+        a.admit(request_in(&format!("s{i}")), adm, Timestamp(1_000))
+            .await
+            .unwrap();
+    }
+    let (wa, wb) = (WorkerId::generate(), WorkerId::generate());
+    let lock_a = a.lock_worker(&wa, Timestamp(1_000)).await.unwrap();
+    let _lock_b = b.lock_worker(&wb, Timestamp(1_000)).await.unwrap();
+    register(&a, &wa, Timestamp(1_000)).await;
+    register(&b, &wb, Timestamp(1_000)).await;
+    let mut held = Vec::new();
+    while held.len() < N {
+        let got = a
+            .claim(&wa, N - held.len(), Timestamp(2_000))
+            .await
+            .unwrap();
+        assert!(!got.is_empty(), "claimed {} of {N}", held.len());
+        held.extend(got);
+    }
+    let now = Timestamp(3_000);
+    let none = b.take_over(&wb, now, 3).await.unwrap();
+    assert!(
+        none.requeued.is_empty() && none.failed.is_empty(),
+        "A is alive and its leases hold: {none:?}"
+    );
+
+    // A transaction in flight (a paused worker's) holds the oldest row's lock.
+    let url = common::url_of(&fresh);
+    let (locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let schema = common::schema_of(&fresh);
+    locker.batch_execute("BEGIN").await.unwrap();
+    locker
+        .execute(
+            &format!("SELECT 1 FROM {schema}.requests WHERE id = $1 FOR UPDATE"),
+            &[&held[0].id.as_str()],
+        )
+        .await
+        .unwrap();
+
+    // A dies (its liveness lock goes with its connection).
+    drop(lock_a);
+    let take = || async {
+        tokio::time::timeout(Duration::from_secs(10), b.take_over(&wb, now, 3))
+            .await
+            .expect("the take-over waited on a held row")
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let first = loop {
+        let r = take().await;
+        if !r.requeued.is_empty() || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(first.requeued.len(), 500, "one batch");
+    assert!(
+        !first.requeued.contains(&held[0].id),
+        "the held row was skipped"
+    );
+    let second = take().await;
+    assert_eq!(second.requeued.len(), N - 501, "the rest but the held row");
+    assert!(take().await.requeued.is_empty(), "the held row waits");
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(take().await.requeued, vec![held[0].id.clone()]);
+    for r in &held {
+        let r = b.get_request(&r.id).await.unwrap();
+        assert_eq!(
+            (r.status, r.attempt, r.worker_id),
+            (RequestStatus::Queued, 2, None)
+        );
+    }
+    let reclaimed = reclaimed_events(&b, N).await;
+    assert_eq!(reclaimed.len(), N);
+    assert!(
+        reclaimed
+            .iter()
+            .all(|e| e.payload["reason"] == "its worker is gone"
+                && e.payload["by_worker"] == wb.as_str()),
+        "{:?}",
+        reclaimed.first()
+    );
+
+    // A live worker whose lease lapsed (silent: paused, partitioned).
+    let c = Backend::Postgres.reopen(&fresh);
+    let wc = WorkerId::generate();
+    let _lock_c = c.lock_worker(&wc, now).await.unwrap();
+    register(&c, &wc, now).await;
+    let late = c.claim(&wc, 1, now).await.unwrap().remove(0);
+    assert!(b.take_over(&wb, now, 3).await.unwrap().requeued.is_empty());
+    let lapsed = Timestamp(now.0 + LEASE_MS + 1);
+    let r = b.take_over(&wb, lapsed, 3).await.unwrap();
+    assert_eq!(r.requeued, vec![late.id.clone()]);
+    let reclaimed = reclaimed_events(&b, N + 1).await;
+    // `late` is one of the requests taken from A above: its second reclaim.
+    let last = reclaimed
+        .iter()
+        .rfind(|e| e.request_id.as_ref() == Some(&late.id))
+        .unwrap();
+    assert!(
+        last.payload["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("its lease expired at"),
+        "{last:?}"
+    );
+    drop(locker);
+    let _ = conn.await;
+}

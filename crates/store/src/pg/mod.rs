@@ -101,13 +101,17 @@ impl PgConfig {
                     .to_string(),
             )
         })?;
-        cfg.options(format!("-c search_path={}", self.schema));
+        cfg.options(search_path(&self.schema));
         if cfg.get_application_name().is_none() {
             cfg.application_name("agent-harness");
         }
         cfg.connect_timeout(Duration::from_secs(10));
         Ok(cfg)
     }
+}
+
+fn search_path(schema: &str) -> String {
+    format!("-c search_path={schema}")
 }
 
 /// Host, port, database and schema: what messages name (never user or password).
@@ -173,8 +177,17 @@ impl PgStore {
         let driver = config.driver()?;
         let location = location_of(&driver, &config.schema);
         migrate::run(&driver, &config.schema, &location, create)?;
+        // A pooled connection idle inside a transaction for a lease (its worker
+        // paused: SIGSTOP, a long GC, a partition) is ended by the server, so the
+        // row locks it holds cannot keep other workers from taking over its runs.
+        let mut pooled = driver.clone();
+        pooled.options(format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            search_path(&config.schema),
+            config.lease.as_millis().max(1)
+        ));
         let mgr = Manager::from_config(
-            driver.clone(),
+            pooled,
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,

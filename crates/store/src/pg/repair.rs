@@ -16,30 +16,30 @@ impl PgStore {
         now: Timestamp,
         max_attempts: u32,
     ) -> Result<Recovery, StoreError> {
-        let recovery = in_tx!(self, |tx| {
-            let mut out = Recovery::default();
-            // Other workers may be running: only what a dead worker left (its
-            // liveness lock is free) or a silent one let expire is recovered.
-            let orphans = tree::requests_where(
-                tx,
-                &format!(
-                    "status = 'running' AND parent_id IS NULL \
-                     AND (lease_expires_at IS NULL OR lease_expires_at < $1 OR {DEAD_OWNER}) \
-                     ORDER BY queue_seq FOR UPDATE"
-                ),
-                &[&now.0],
-            )
-            .await?;
-            for r in orphans {
-                record_reclaim(tx, &r, Some(by), now).await?;
-                if requeue_or_fail(tx, &r, now, max_attempts, RECOVERED, true).await? {
-                    out.requeued.push(r.id);
-                } else {
-                    out.failed.push(r.id);
-                }
-            }
-            Ok(out)
-        })?;
+        self.reclaim(by, now, max_attempts, None).await
+    }
+
+    /// What [`PgStore::recover`] does, for a running worker: at most
+    /// [`TAKE_OVER_BATCH`] roots per call, skipping rows a transaction in flight
+    /// holds (the next call takes them).
+    pub(crate) async fn take_over(
+        &self,
+        by: &WorkerId,
+        now: Timestamp,
+        max_attempts: u32,
+    ) -> Result<Recovery, StoreError> {
+        self.reclaim(by, now, max_attempts, Some(TAKE_OVER_BATCH))
+            .await
+    }
+
+    async fn reclaim(
+        &self,
+        by: &WorkerId,
+        now: Timestamp,
+        max_attempts: u32,
+        batch: Option<i64>,
+    ) -> Result<Recovery, StoreError> {
+        let recovery = in_tx!(self, |tx| reclaim(tx, by, now, max_attempts, batch).await)?;
         // Only what was taken back: this process may run other roots (many workers
         // per database; an in-process run beside a worker) whose leases still hold.
         let mut leases = self.leases();
@@ -104,6 +104,112 @@ impl PgStore {
             )
             .await
         })
+    }
+}
+
+/// How many running roots one take-over transaction moves: it holds their row
+/// locks until it commits, so it stays short; a full batch is followed at once by
+/// the next.
+pub(crate) const TAKE_OVER_BATCH: i64 = 500;
+
+/// Puts back on the queue (or fails, past `max_attempts`) the running roots of
+/// other workers that are dead (their liveness lock is free) or silent (their lease
+/// lapsed), each with `request.reclaimed` naming why, then `request.requeued`.
+/// A batch of them costs a fixed number of round trips, not a few per request.
+async fn reclaim(
+    tx: &mut Tx<'_>,
+    by: &WorkerId,
+    now: Timestamp,
+    max_attempts: u32,
+    batch: Option<i64>,
+) -> Result<Recovery, StoreError> {
+    let select = "SELECT id, lease_expires_at FROM requests \
+                  WHERE status = 'running' AND parent_id IS NULL AND worker_id IS DISTINCT FROM $2 \
+                  AND (lease_expires_at IS NULL OR lease_expires_at < $1";
+    let found = match batch {
+        // At start: any root whose worker holds no liveness lock, waiting for a
+        // commit in flight on its row.
+        None => {
+            let sql = format!("{select} OR {DEAD_OWNER}) ORDER BY queue_seq FOR UPDATE");
+            tx.query(&sql, &[&now.0, &by.as_str()]).await?
+        }
+        // Running: the workers not stopped whose process is gone, read once (not
+        // the lock table per running row; a stopped worker released its runs, and
+        // what it could not release lapses); rows a transaction in flight holds
+        // are skipped and taken by the next call.
+        Some(n) => {
+            let dead: Vec<String> = tx
+                .query(
+                    &format!(
+                        "SELECT id FROM workers WHERE stopped_at IS NULL AND {}",
+                        DEAD_OWNER.replace("requests.worker_id", "workers.id")
+                    ),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let sql = format!(
+                "{select} OR worker_id = ANY($3)) ORDER BY queue_seq LIMIT {n} FOR UPDATE SKIP LOCKED"
+            );
+            tx.query(&sql, &[&now.0, &by.as_str(), &dead]).await?
+        }
+    };
+    let mut out = Recovery::default();
+    if found.is_empty() {
+        return Ok(out);
+    }
+    let mut expiry = std::collections::HashMap::new();
+    for row in &found {
+        let id: String = row.try_get(0)?;
+        let expires: Option<i64> = row.try_get(1)?;
+        expiry.insert(id, expires);
+    }
+    let ids: Vec<&str> = expiry.keys().map(String::as_str).collect();
+    let roots = tree::requests_where(tx, "id = ANY($1) ORDER BY queue_seq", &[&ids]).await?;
+    let mut events = Vec::new();
+    let mut requeue = Vec::new();
+    for r in roots {
+        let expires = expiry.get(r.id.as_str()).copied().flatten();
+        events.extend(reclaimed(&r, Some(by), &reclaim_reason(expires, now)));
+        if r.attempt >= max_attempts.max(1) {
+            // Its `request.reclaimed` before the failure's events.
+            events::append(tx, now, &std::mem::take(&mut events)).await?;
+            fail_gave_up(tx, &r, now, max_attempts).await?;
+            out.failed.push(r.id);
+        } else {
+            events.push(
+                EventBody::RequestRequeued {
+                    reason: RECOVERED.to_string(),
+                }
+                .about(&r.id, &r.session_id),
+            );
+            requeue.push(r.id.as_str().to_string());
+            out.requeued.push(r.id);
+        }
+    }
+    if !requeue.is_empty() {
+        let sql = format!(
+            "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + 1, \
+             lease_token = NULL, lease_expires_at = NULL, last_activity_at = $2 \
+             WHERE id = ANY($1) AND {}",
+            status_in(RequestStatus::Queued, &[RequestStatus::Running])
+        );
+        tx.execute(&sql, &[&requeue, &now.0]).await?;
+    }
+    events::append(tx, now, &events).await?;
+    Ok(out)
+}
+
+/// Why a root is taken from its worker: its lease lapsed, or the worker is gone.
+fn reclaim_reason(expires: Option<i64>, now: Timestamp) -> String {
+    match expires {
+        Some(t) if t < now.0 => format!(
+            "its lease expired at {} without renewal",
+            Timestamp(t).to_rfc3339()
+        ),
+        _ => crate::repair::WORKER_GONE.to_string(),
     }
 }
 
@@ -262,14 +368,7 @@ async fn record_reclaim(
         )
         .await?
         .try_get(0)?;
-    let reason = match expires {
-        Some(t) if t < now.0 => format!(
-            "its lease expired at {} without renewal",
-            Timestamp(t).to_rfc3339()
-        ),
-        _ => crate::repair::WORKER_GONE.to_string(),
-    };
-    if let Some(e) = reclaimed(r, by, &reason) {
+    if let Some(e) = reclaimed(r, by, &reclaim_reason(expires, now)) {
         events::append(tx, now, &[e]).await?;
     }
     Ok(())
@@ -286,18 +385,7 @@ async fn requeue_or_fail(
     counts: bool,
 ) -> Result<bool, StoreError> {
     if counts && r.attempt >= max_attempts.max(1) {
-        let error = gave_up(r, max_attempts);
-        tree::settle_subtree(
-            tx,
-            &Settle {
-                to: RequestStatus::Failed,
-                by: &Actor::runtime(),
-                reason: Some(&error),
-                top: &r.id,
-            },
-            now,
-        )
-        .await?;
+        fail_gave_up(tx, r, now, max_attempts).await?;
         return Ok(false);
     }
     let sql = format!(
@@ -312,4 +400,26 @@ async fn requeue_or_fail(
     };
     events::append(tx, now, &[body.about(&r.id, &r.session_id)]).await?;
     Ok(true)
+}
+
+/// Fails `r` with its tree: started `max_attempts` times, and its worker died each time.
+async fn fail_gave_up(
+    tx: &mut Tx<'_>,
+    r: &Request,
+    now: Timestamp,
+    max_attempts: u32,
+) -> Result<(), StoreError> {
+    let error = gave_up(r, max_attempts);
+    tree::settle_subtree(
+        tx,
+        &Settle {
+            to: RequestStatus::Failed,
+            by: &Actor::runtime(),
+            reason: Some(&error),
+            top: &r.id,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
 }

@@ -237,7 +237,7 @@ impl PgStore {
             .collect();
         let ids: Vec<&str> = held.iter().map(|(r, _)| r.as_str()).collect();
         let tokens: Vec<&str> = held.iter().map(|(_, t)| t.as_str()).collect();
-        let renewed: Vec<String> = in_tx!(self, |tx| {
+        let renewed: std::collections::HashSet<String> = in_tx!(self, |tx| {
             let out = tx
                 .pipeline(&[
                     super::Stmt::exec(
@@ -252,17 +252,17 @@ impl PgStore {
                     ),
                 ])
                 .await?;
-            let mut renewed = Vec::new();
+            let mut renewed = std::collections::HashSet::new();
             for o in out {
                 for row in o.rows() {
-                    renewed.push(row.try_get::<_, String>(0)?);
+                    renewed.insert(row.try_get::<_, String>(0)?);
                 }
             }
             Ok(renewed)
         })?;
         let lost: Vec<(RequestId, String)> = held
             .into_iter()
-            .filter(|(r, _)| !renewed.iter().any(|x| x == r.as_str()))
+            .filter(|(r, _)| !renewed.contains(r.as_str()))
             .collect();
         let leases = self.leases();
         Ok(lost

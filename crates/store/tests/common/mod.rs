@@ -76,15 +76,20 @@ pub fn schema_of(fresh: &Fresh) -> String {
         .clone()
 }
 
-/// Runs a `count(*)` query on a connection of its own (outside the store).
-pub fn admin_count(fresh: &Fresh, sql: &str) -> i64 {
-    let url = fresh
+/// The PostgreSQL URL of a fresh store (its schema is not the search path).
+pub fn url_of(fresh: &Fresh) -> String {
+    fresh
         ._schema
         .as_ref()
         .expect("a PostgreSQL store")
         .config
         .url
-        .clone();
+        .clone()
+}
+
+/// Runs a `count(*)` query on a connection of its own (outside the store).
+pub fn admin_count(fresh: &Fresh, sql: &str) -> i64 {
+    let url = url_of(fresh);
     let sql = sql.to_string();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
