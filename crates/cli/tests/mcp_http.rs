@@ -1,8 +1,8 @@
 //! MCP over streamable HTTP at `/mcp` of a real `serve --listen`, as rmcp's client
-//! sees it: no token is 401; a viewer is offered the reading tools only and refused
-//! `resolve_approval` (`forbidden`, nothing decided); an operator lists, inspects
-//! and resolves a pending approval, recorded as its token (as the REST API records
-//! it), and the worker then completes the request.
+//! sees it: no token is 401 with a bearer challenge; a viewer is offered the reading
+//! tools only and refused `resolve_approval` (`forbidden`, nothing decided); an
+//! operator lists, inspects and resolves a pending approval, recorded as its token
+//! (as the REST API records it), and the worker then completes the request.
 
 mod worker;
 
@@ -112,9 +112,21 @@ async fn mcp_over_http_follows_the_token_roles_and_resolves_as_the_operator() {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 401, "{token:?}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            r#"Bearer realm="agent-harness""#,
+            "{token:?}"
+        );
         let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
         assert_eq!(body["code"], "unauthorized");
     }
+    // The REST API challenges the same way.
+    let res = http.get(format!("{base}/v1/health")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        r#"Bearer realm="agent-harness""#
+    );
 
     // A paused request, admitted over REST.
     let res = http

@@ -38,7 +38,8 @@
 //!
 //! Auth: `Authorization: Bearer TOKEN` against [`Tokens`], or the console's session
 //! cookie (set by `/console/login`; a request it authenticates that changes state
-//! must come from this site); none configured: open.
+//! must come from this site); none configured: open. A 401 carries
+//! `WWW-Authenticate: Bearer realm="agent-harness"` ([`WWW_AUTHENTICATE`]).
 
 mod auth;
 mod console;
@@ -51,7 +52,7 @@ mod openapi;
 
 pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
 pub use axum;
-pub use error::{ApiError, status_of};
+pub use error::{ApiError, WWW_AUTHENTICATE, status_of};
 pub use evidence::{MAX_EXPORT_BYTES, Resumed, attachment};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use openapi::{ErrorBody, spec};
