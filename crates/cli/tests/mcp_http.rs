@@ -265,17 +265,34 @@ async fn an_open_loopback_server_takes_any_caller_as_anonymous_but_no_other_host
         }
         req.send()
     };
-    // A page of another site, or a name that resolves to loopback (DNS rebinding).
-    for h in [("origin", "http://evil.example"), ("host", "evil.example")] {
+    // A page of another site, or a name that resolves to loopback (DNS rebinding):
+    // refused with the API's error body.
+    for (h, says) in [
+        (("origin", "http://evil.example"), "Origin"),
+        (("host", "evil.example"), "Host"),
+    ] {
         let res = post(Some(h), initialize.to_string()).await.unwrap();
         assert_eq!(res.status(), 403, "{h:?}");
+        let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+        assert_eq!(body["code"], "forbidden", "{h:?}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
     }
     // Bodies are bounded like the REST API's.
     let big = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
         "x".repeat(1024 * 1024 + 1)
     );
-    assert_eq!(post(None, big).await.unwrap().status(), 413);
+    let res = post(None, big).await.unwrap();
+    assert_eq!(res.status(), 413);
+    let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "invalid_input");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Payload Too Large"),
+        "{body}"
+    );
 
     let res = http
         .post(format!("{base}/v1/sessions/open/requests"))

@@ -1352,6 +1352,7 @@ async fn export_answers_the_evidence_package_that_verifies() {
             rx,
             harness_server::Limits {
                 max_export_bytes: 1000,
+                ..Default::default()
             },
         ),
         _stop: stop,
