@@ -1,8 +1,8 @@
 //! MCP over streamable HTTP at `/mcp` of a real `serve --listen`, as rmcp's client
-//! sees it: no token is 401; a viewer is offered the reading tools only and refused
-//! `resolve_approval` (`forbidden`, nothing decided); an operator lists, inspects
-//! and resolves a pending approval, recorded as its token (as the REST API records
-//! it), and the worker then completes the request.
+//! sees it: no token is 401 with a bearer challenge; a viewer is offered the reading
+//! tools only and refused `resolve_approval` (`forbidden`, nothing decided); an
+//! operator lists, inspects and resolves a pending approval, recorded as its token
+//! (as the REST API records it), and the worker then completes the request.
 
 mod worker;
 
@@ -112,9 +112,21 @@ async fn mcp_over_http_follows_the_token_roles_and_resolves_as_the_operator() {
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 401, "{token:?}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            r#"Bearer realm="agent-harness""#,
+            "{token:?}"
+        );
         let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
         assert_eq!(body["code"], "unauthorized");
     }
+    // The REST API challenges the same way.
+    let res = http.get(format!("{base}/v1/health")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        r#"Bearer realm="agent-harness""#
+    );
 
     // A paused request, admitted over REST.
     let res = http
@@ -253,17 +265,34 @@ async fn an_open_loopback_server_takes_any_caller_as_anonymous_but_no_other_host
         }
         req.send()
     };
-    // A page of another site, or a name that resolves to loopback (DNS rebinding).
-    for h in [("origin", "http://evil.example"), ("host", "evil.example")] {
+    // A page of another site, or a name that resolves to loopback (DNS rebinding):
+    // refused with the API's error body.
+    for (h, says) in [
+        (("origin", "http://evil.example"), "Origin"),
+        (("host", "evil.example"), "Host"),
+    ] {
         let res = post(Some(h), initialize.to_string()).await.unwrap();
         assert_eq!(res.status(), 403, "{h:?}");
+        let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+        assert_eq!(body["code"], "forbidden", "{h:?}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
     }
     // Bodies are bounded like the REST API's.
     let big = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
         "x".repeat(1024 * 1024 + 1)
     );
-    assert_eq!(post(None, big).await.unwrap().status(), 413);
+    let res = post(None, big).await.unwrap();
+    assert_eq!(res.status(), 413);
+    let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "invalid_input");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Payload Too Large"),
+        "{body}"
+    );
 
     let res = http
         .post(format!("{base}/v1/sessions/open/requests"))

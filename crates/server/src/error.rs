@@ -1,10 +1,15 @@
 //! Every error the API answers: a JSON body `{"code": …, "message": …}` with the
-//! engine's stable code, its HTTP status, and `Retry-After` when the queue is full.
+//! engine's stable code, its HTTP status, `Retry-After` when the queue is full, and
+//! on a 401 the bearer challenge [`WWW_AUTHENTICATE`] (RFC 6750).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use harness_engine::{ErrorCode, HarnessError};
 use std::time::Duration;
+
+/// The challenge every 401 carries in `WWW-Authenticate`: send a bearer token
+/// (RFC 6750; RFC 9110 requires a challenge on every 401).
+pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"agent-harness\"";
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -101,6 +106,12 @@ impl IntoResponse for ApiError {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(WWW_AUTHENTICATE),
+            );
         }
         res
     }

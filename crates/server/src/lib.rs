@@ -32,13 +32,15 @@
 //! - `GET  /docs`                                    no token: the same document as an
 //!   HTML reference page
 //! - `/mcp`                                          viewer: MCP over streamable HTTP
-//!   ([`mcp`]): the reading tools; `resolve_approval` for operators
+//!   ([`mcp`]): the reading tools; `resolve_approval` for operators; at most
+//!   [`Limits::max_mcp_sessions`] sessions, its refusals the same JSON error bodies
 //! - `/console…`                                     the operator web console (HTML pages,
 //!   `console/`; viewer, deciding approvals operator); `/` redirects there
 //!
 //! Auth: `Authorization: Bearer TOKEN` against [`Tokens`], or the console's session
 //! cookie (set by `/console/login`; a request it authenticates that changes state
-//! must come from this site); none configured: open.
+//! must come from this site); none configured: open. A 401 carries
+//! `WWW-Authenticate: Bearer realm="agent-harness"` ([`WWW_AUTHENTICATE`]).
 
 mod auth;
 mod console;
@@ -51,7 +53,7 @@ mod openapi;
 
 pub use auth::{AuthConfigError, Principal, Role, SERVER_FILE, Tokens};
 pub use axum;
-pub use error::{ApiError, status_of};
+pub use error::{ApiError, WWW_AUTHENTICATE, status_of};
 pub use evidence::{MAX_EXPORT_BYTES, Resumed, attachment};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use openapi::{ErrorBody, spec};
@@ -84,17 +86,21 @@ pub struct AppState {
     pub limits: Limits,
 }
 
-/// Bounds of what one answer holds.
+/// Bounds of what the server holds or sends.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// The largest evidence package `GET /v1/requests/{id}/export` sends.
     pub max_export_bytes: u64,
+    /// The most MCP sessions `/mcp` holds at once ([`mcp::MAX_SESSIONS`]); past
+    /// it a new `initialize` is answered 503 `unavailable` with `Retry-After`.
+    pub max_mcp_sessions: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_export_bytes: MAX_EXPORT_BYTES,
+            max_mcp_sessions: mcp::MAX_SESSIONS,
         }
     }
 }

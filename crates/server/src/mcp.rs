@@ -12,21 +12,33 @@
 //! its token's role decides: a viewer is offered the reading tools only and is
 //! refused `resolve_approval` (`forbidden`); an operator or admin resolves, recorded
 //! as the REST API records it (`Actor { kind: token, name: TOKEN NAME }`, or `open`,
-//! `anonymous` on a server without tokens).
+//! `anonymous` on a server without tokens). Every HTTP refusal at `/mcp` (ours and
+//! rmcp's: 401, 403, 404, 405, 406, 413, 415, 400, 503) is the REST API's JSON error
+//! body with a stable code ([`json_errors`]), and live sessions are bounded
+//! ([`MAX_SESSIONS`], [`BoundedSessions`]).
 
-use crate::{AppState, MAX_BODY_BYTES, Principal, Role, Tokens};
+use crate::{ApiError, AppState, MAX_BODY_BYTES, Principal, Role, Tokens};
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
 use harness_core::*;
 use harness_engine::{ErrorCode, Harness};
 use rmcp::ServerHandler;
 use rmcp::model::*;
 use rmcp::service::{RequestContext, RoleServer};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError,
+};
+use rmcp::transport::streamable_http_server::session::{
+    EventStore, ServerSseMessage, SessionId as McpSessionId, SessionManager,
+};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
+use std::cell::Cell;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The path the API serves MCP at.
 pub const MCP_PATH: &str = "/mcp";
@@ -339,14 +351,143 @@ impl ServerHandler for McpServer {
     }
 }
 
+/// How many MCP sessions `/mcp` holds at once, by default
+/// ([`crate::Limits::max_mcp_sessions`]). Each live session is a task with its own
+/// channels and message cache, kept until 5 minutes pass without a request: without
+/// a bound, a client that opens a session per call and never closes it (or anyone
+/// holding a viewer token) grows the server's memory without limit. The callers of
+/// `/mcp` are operators' agents and dashboards, a handful per deployment; a thousand
+/// leaves them ample room while bounding what sessions can hold.
+pub const MAX_SESSIONS: usize = 1000;
+
+/// How long a refused `initialize` is told to wait (`Retry-After`): a place frees as
+/// soon as a session is closed (DELETE) and at the latest when one has been idle for
+/// 5 minutes; half a minute lets a retrying client find it without hammering.
+const SESSIONS_FULL_RETRY: Duration = Duration::from_secs(30);
+
+/// rmcp's in-memory sessions ([`LocalSessionManager`]), at most `cap` of them: a new
+/// session past the cap is refused (its `initialize` answered 503 by
+/// [`json_errors`]), the live ones go on, and a closed or expired one frees its place
+/// (rmcp closes a session whose handler ended, an idle one included, and that
+/// removes it from the map counted here).
+pub(crate) struct BoundedSessions {
+    inner: LocalSessionManager,
+    cap: usize,
+    /// Creations one at a time, so that two cannot both take the last place (only
+    /// creation adds sessions).
+    creating: tokio::sync::Mutex<()>,
+}
+
+impl BoundedSessions {
+    pub(crate) fn new(cap: usize) -> Self {
+        BoundedSessions {
+            inner: LocalSessionManager::default(),
+            cap,
+            creating: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionsError {
+    #[error(
+        "this server holds its most MCP sessions ({0}): close one (DELETE /mcp with its Mcp-Session-Id) or retry later"
+    )]
+    Full(usize),
+    #[error(transparent)]
+    Local(#[from] LocalSessionManagerError),
+}
+
+tokio::task_local! {
+    /// Set when the request being answered was refused a session: rmcp calls the
+    /// session manager within the request's own task, and answers its error as a
+    /// plain 500 that [`json_errors`] turns into the 503 it is.
+    static REFUSED_FULL: Cell<bool>;
+}
+
+impl SessionManager for BoundedSessions {
+    type Error = SessionsError;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(McpSessionId, Self::Transport), SessionsError> {
+        let _one_at_a_time = self.creating.lock().await;
+        if self.inner.sessions.read().await.len() >= self.cap {
+            let _ = REFUSED_FULL.try_with(|r| r.set(true));
+            return Err(SessionsError::Full(self.cap));
+        }
+        Ok(self.inner.create_session().await?)
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &McpSessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, SessionsError> {
+        Ok(self.inner.initialize_session(id, message).await?)
+    }
+
+    async fn has_session(&self, id: &McpSessionId) -> Result<bool, SessionsError> {
+        Ok(self.inner.has_session(id).await?)
+    }
+
+    async fn close_session(&self, id: &McpSessionId) -> Result<(), SessionsError> {
+        Ok(self.inner.close_session(id).await?)
+    }
+
+    async fn create_stream(
+        &self,
+        id: &McpSessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionsError> {
+        Ok(self.inner.create_stream(id, message).await?)
+    }
+
+    async fn accept_message(
+        &self,
+        id: &McpSessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), SessionsError> {
+        Ok(self.inner.accept_message(id, message).await?)
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &McpSessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionsError> {
+        Ok(self.inner.create_standalone_stream(id).await?)
+    }
+
+    async fn resume(
+        &self,
+        id: &McpSessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, SessionsError> {
+        Ok(self.inner.resume(id, last_event_id).await?)
+    }
+
+    // `restore_session` stays rmcp's default (not supported): no session store is
+    // configured, and restoring would add sessions past the cap.
+
+    fn event_store(&self) -> Option<Arc<dyn EventStore>> {
+        self.inner.event_store()
+    }
+}
+
 /// `/mcp`: streamable HTTP MCP over the API's harness. Sessions live in this
-/// process's memory (rmcp's `LocalSessionManager`: closed after 5 minutes without
-/// a request, and all of them when `shutdown` turns true); POST bodies are bounded
-/// by [`MAX_BODY_BYTES`]. Each HTTP request is authenticated like the REST API's
-/// (401 without a known token) before rmcp sees it. A server without tokens (open,
-/// loopback only) also refuses a `Host` that is not loopback and any browser
-/// `Origin` (DNS rebinding, other sites' pages).
+/// process's memory (rmcp's `LocalSessionManager`: closed after 5 minutes without a
+/// request, and all of them when `shutdown` turns true), at most
+/// [`crate::Limits::max_mcp_sessions`] at once ([`BoundedSessions`]); POST bodies
+/// are bounded by [`MAX_BODY_BYTES`]. Each HTTP request is authenticated like the
+/// REST API's (401 without a known token, with `WWW-Authenticate`) before rmcp sees
+/// it. A server without tokens (open, loopback only) also refuses a `Host` that is
+/// not loopback and any browser `Origin` (DNS rebinding, other sites' pages). Every
+/// refusal is the REST API's JSON error body ([`json_errors`]).
 pub(crate) fn routes(state: &AppState) -> Router<AppState> {
+    routes_with(state, BoundedSessions::new(state.limits.max_mcp_sessions))
+}
+
+/// [`routes`] keeping its sessions in `sessions`.
+fn routes_with(state: &AppState, sessions: BoundedSessions) -> Router<AppState> {
     let cancel = tokio_util::sync::CancellationToken::new();
     // A session's event stream never ends by itself, and a graceful shutdown waits
     // for every response: end them all when the server stops.
@@ -370,6 +511,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     };
     let h = state.harness.clone();
     let tokens = state.tokens.clone();
+    let cap = sessions.cap;
     let service = StreamableHttpService::new(
         move || {
             Ok(McpServer {
@@ -379,12 +521,16 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
                 },
             })
         },
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         config,
     );
-    Router::new().route_service(MCP_PATH, service).route_layer(
-        axum::middleware::from_fn_with_state(state.clone(), authenticate),
-    )
+    Router::new()
+        .route_service(MCP_PATH, service)
+        .route_layer(axum::middleware::from_fn_with_state(cap, json_errors))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
 }
 
 /// Lets through a request with a known token (or any on an open server), its
@@ -401,5 +547,169 @@ async fn authenticate(
             next.run(Request::from_parts(parts, body)).await
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The most of a refusal's text [`json_errors`] reads (rmcp's are one line).
+const MAX_REFUSAL_TEXT: usize = 64 * 1024;
+
+/// Answers rmcp's refusals as the REST API answers its own: a JSON body
+/// `{"code", "message"}` with the stable code of the status ([`code_of`]), rmcp's
+/// status and its text as the message, its other headers (`Allow`) kept. An
+/// `initialize` refused for want of a session place ([`BoundedSessions`]) is 503
+/// `unavailable` with `Retry-After`. Successes, event streams and JSON-RPC error
+/// bodies (already JSON, for the MCP client) pass untouched.
+async fn json_errors(
+    State(cap): State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (res, full) = REFUSED_FULL
+        .scope(Cell::new(false), async move {
+            let res = next.run(req).await;
+            (res, REFUSED_FULL.with(Cell::get))
+        })
+        .await;
+    if full {
+        return ApiError {
+            retry_after: Some(SESSIONS_FULL_RETRY),
+            ..ApiError::new(ErrorCode::Unavailable, SessionsError::Full(cap).to_string())
+        }
+        .into_response();
+    }
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json_or_stream(&res) {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REFUSAL_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError {
+        status,
+        ..ApiError::new(code_of(status), message)
+    }
+    .into_response();
+    let ours: Vec<HeaderName> = out.headers().keys().cloned().collect();
+    for name in parts.headers.keys() {
+        if *name == header::CONTENT_LENGTH || ours.contains(name) {
+            continue;
+        }
+        for value in parts.headers.get_all(name) {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// Whether an answer is JSON (a JSON-RPC error) or an event stream.
+fn is_json_or_stream(res: &Response) -> bool {
+    let Some(ct) = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json") || essence == "text/event-stream"
+}
+
+/// The stable code of an HTTP refusal's status.
+fn code_of(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        s if s.is_client_error() => ErrorCode::InvalidInput,
+        _ => ErrorCode::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn post(body: Value, session: Option<&str>) -> axum::http::Request<Body> {
+        let mut b = axum::http::Request::post(MCP_PATH)
+            .header("host", "127.0.0.1")
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(id) = session {
+            b = b
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    fn initialize() -> Value {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"}}})
+    }
+
+    /// A session that rmcp ends for idleness frees its place, as a closed one does.
+    #[tokio::test]
+    async fn an_expired_session_frees_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        harness_config::init(dir.path(), false).unwrap();
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let state = AppState {
+            harness: Harness::open(dir.path()).unwrap(),
+            tokens: Arc::new(Tokens::open()),
+            shutdown,
+            sse_subscribers: Arc::default(),
+            limits: crate::Limits::default(),
+        };
+        let mut sessions = BoundedSessions::new(1);
+        sessions.inner.session_config.keep_alive = Some(Duration::from_millis(300));
+        let app = routes_with(&state, sessions).with_state(state);
+
+        let res = app.clone().oneshot(post(initialize(), None)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let first = res.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        drop(res);
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let res = app.clone().oneshot(post(note, Some(&first))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let res = app.clone().oneshot(post(initialize(), None)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        // Idle past its keep-alive, the first session ends and its place is free.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let res = app.clone().oneshot(post(initialize(), None)).await.unwrap();
+            if res.status() == StatusCode::OK {
+                break;
+            }
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle session still holds the only place"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+        let res = app.oneshot(post(ping, Some(&first))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -8,7 +8,8 @@
 //! Conventions the document keeps (the tests check them): every operation's
 //! description starts with `Role: ROLE.` (the least role its token needs) or
 //! `No token.`; every operation needing a role has the bearer security requirement
-//! and the 401, 403, 500 and 503 answers, added here once rather than on each handler.
+//! and the 401 (with its `WWW-Authenticate` header), 403, 500 and 503 answers, added
+//! here once rather than on each handler.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,8 @@ use harness_core::ErrorCode;
 use serde_json::Value;
 use std::fmt::Write;
 use std::sync::OnceLock;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder, SecurityRequirement};
 use utoipa::{OpenApi, ToSchema};
@@ -117,7 +120,25 @@ impl utoipa::Modify for Conventions {
                     op.responses
                         .responses
                         .entry(status.to_string())
-                        .or_insert_with(|| RefOr::T(error_response(description)));
+                        .or_insert_with(|| {
+                            let mut r = error_response(description);
+                            if status == "401" {
+                                r.headers.insert(
+                                    "WWW-Authenticate".into(),
+                                    HeaderBuilder::new()
+                                        .schema(
+                                            ObjectBuilder::new()
+                                                .schema_type(utoipa::openapi::Type::String),
+                                        )
+                                        .description(Some(format!(
+                                            "`{}` (RFC 6750)",
+                                            crate::WWW_AUTHENTICATE
+                                        )))
+                                        .build(),
+                                );
+                            }
+                            RefOr::T(r)
+                        });
                 }
             }
         }
@@ -600,6 +621,14 @@ mod tests {
                             "{m} {p} {s}"
                         );
                     }
+                    let challenge = &op["responses"]["401"]["headers"]["WWW-Authenticate"];
+                    assert_eq!(challenge["schema"]["type"], "string", "{m} {p}");
+                    assert!(
+                        challenge["description"]
+                            .as_str()
+                            .is_some_and(|d| d.contains(crate::WWW_AUTHENTICATE)),
+                        "{m} {p}: {challenge}"
+                    );
                 }
                 None => {
                     assert!(desc.starts_with("No token."), "{m} {p}: {desc}");

@@ -159,6 +159,17 @@ fn assert_error(a: &Answer, status: StatusCode, code: &str, mentions: &str) {
     );
 }
 
+/// A 401 names the scheme to authenticate with (RFC 6750), as every 401 must.
+fn assert_challenge(a: &Answer, method: &str, uri: &str) {
+    assert_eq!(
+        a.headers
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap()),
+        Some(r#"Bearer realm="agent-harness""#),
+        "{method} {uri}"
+    );
+}
+
 #[tokio::test]
 async fn every_route_checks_the_token_and_the_role() {
     let api = api();
@@ -248,6 +259,7 @@ async fn every_route_checks_the_token_and_the_role() {
     for (method, uri, needs, body) in routes.into_iter().chain(more) {
         let a = api.call(method, &uri, None, body.clone()).await;
         assert_error(&a, StatusCode::UNAUTHORIZED, "unauthorized", "Bearer");
+        assert_challenge(&a, method, &uri);
         let a = api.call(method, &uri, Some("nope"), body.clone()).await;
         assert_error(
             &a,
@@ -255,6 +267,7 @@ async fn every_route_checks_the_token_and_the_role() {
             "unauthorized",
             "not one this server knows",
         );
+        assert_challenge(&a, method, &uri);
         for (token, role) in [
             (VIEWER, Role::Viewer),
             (OPERATOR, Role::Operator),
@@ -1339,6 +1352,7 @@ async fn export_answers_the_evidence_package_that_verifies() {
             rx,
             harness_server::Limits {
                 max_export_bytes: 1000,
+                ..Default::default()
             },
         ),
         _stop: stop,

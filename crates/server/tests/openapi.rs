@@ -261,6 +261,20 @@ async fn every_documented_operation_is_served_and_needs_the_role_it_names() {
             StatusCode::UNAUTHORIZED
         };
         assert_eq!(refused.status, expected, "{m} {uri}: {}", refused.text);
+        if expected == StatusCode::UNAUTHORIZED {
+            // The challenge the document describes is the one sent.
+            assert_eq!(
+                refused.headers[header::WWW_AUTHENTICATE],
+                harness_server::WWW_AUTHENTICATE,
+                "{m} {uri}"
+            );
+            assert!(
+                op["responses"]["401"]["headers"]["WWW-Authenticate"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(harness_server::WWW_AUTHENTICATE)),
+                "{m} {p}"
+            );
+        }
         let a = api.call(&m, &uri, Some(token_of(role)), stream).await;
         assert!(
             ![
