@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agent-harness");
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The caller's span, named by the traceparent the request is admitted with.
+const CALLER: &str = "00f067aa0ba902b7";
 const TOKEN: &str = "Bearer s3cret-otlp-token";
 
 struct Post {
@@ -138,7 +140,7 @@ fn serve_exports_the_requests_spans_over_otlp_http() {
         .block_on(h.admit(Admit {
             agent: "tracer".into(),
             input: "trace it".into(),
-            traceparent: Some(format!("00-{TRACE}-00f067aa0ba902b7-01")),
+            traceparent: Some(format!("00-{TRACE}-{CALLER}-01")),
             ..Default::default()
         }))
         .unwrap()
@@ -196,12 +198,12 @@ fn serve_exports_the_requests_spans_over_otlp_http() {
     let named = |name: &'static str| ours.iter().copied().filter(move |s| s.name == name);
     let by_id = |id: &[u8]| ours.iter().copied().find(|s| s.span_id == id);
 
-    // The root's request span: a child of the remote parent in the caller's trace.
+    // The root's request span: a child of the caller's span, which `serve` read from
+    // the request's stored traceparent.
     let root_span = named("request")
         .find(|s| attr(s, "request_id").as_deref() == Some(req.id.as_str()))
         .expect("the root's request span");
-    let stand_in = harness_engine::telemetry::remote_parent(TRACE).unwrap();
-    assert_eq!(root_span.parent_span_id, stand_in.span_id().to_bytes());
+    assert_eq!(root_span.parent_span_id, hex_bytes(CALLER));
     assert_eq!(attr(root_span, "outcome").as_deref(), Some("completed"));
     assert_eq!(attr(root_span, "agent").as_deref(), Some("tracer"));
     // The child's request span is inside the root's `delegate` call, inside a step.

@@ -25,6 +25,12 @@ pub struct Request {
     pub error: Option<String>,
     /// Correlation id, joined to logs and traces.
     pub trace_id: String,
+    /// The W3C `traceparent` the request was admitted with, in its version 00 form
+    /// (`00-<trace_id>-<caller's span id>-<flags>`): its runs' `request` spans are
+    /// children of that caller's span. None when it came without a valid one, and on
+    /// a retry (a new trace) or a delegated child (inside its parent's spans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub last_activity_at: Timestamp,

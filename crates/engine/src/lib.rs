@@ -351,8 +351,10 @@ impl Harness {
             });
         }
         let id = RequestId::generate();
+        let (trace_id, traceparent) = trace_of(a.traceparent.as_deref());
         let new = harness_store::NewRequest {
-            trace_id: trace_id_of(a.traceparent.as_deref()),
+            trace_id,
+            traceparent,
             priority,
             id,
             session_id: a.session.unwrap_or_else(SessionId::generate),
@@ -444,7 +446,8 @@ impl Harness {
             .admit_retry(
                 original,
                 id.clone(),
-                // A retry is a new request: a new trace.
+                // A retry is a new request: a new trace, without the original's
+                // `traceparent` (its caller's span is in the original's trace).
                 harness_providers::trace::new_trace_id(),
                 self.admission(),
                 self.now(),
@@ -651,21 +654,25 @@ fn store_config(
     }
 }
 
-/// A new request's trace id: the `trace-id` of its W3C `traceparent`, or a new random
-/// one when it has none. An invalid `traceparent` is ignored (logged) and a new trace
-/// starts, as trace-context says a receiver does.
-fn trace_id_of(traceparent: Option<&str>) -> String {
+/// A new request's trace id and kept `traceparent`: the `trace-id` of its W3C
+/// `traceparent` and the header itself (version 00 form, naming the caller's span),
+/// or a new random trace id and None when it has none. An invalid `traceparent` is
+/// ignored (logged) and a new trace starts, as trace-context says a receiver does.
+fn trace_of(traceparent: Option<&str>) -> (String, Option<String>) {
     use harness_providers::trace;
     match traceparent.map(trace::parse_traceparent) {
-        Some(Ok(t)) => t.trace_id,
+        Some(Ok(t)) => {
+            let header = t.header();
+            (t.trace_id, Some(header))
+        }
         Some(Err(why)) => {
             tracing::warn!(
                 traceparent = traceparent.unwrap_or_default(),
                 "ignoring an invalid traceparent ({why}): the request starts a new trace"
             );
-            trace::new_trace_id()
+            (trace::new_trace_id(), None)
         }
-        None => trace::new_trace_id(),
+        None => (trace::new_trace_id(), None),
     }
 }
 
@@ -695,8 +702,9 @@ pub struct Admit {
     /// Claim priority, `PRIORITY_MIN..=PRIORITY_MAX` (0 by default).
     pub priority: i64,
     /// A W3C `traceparent` (HTTP header of the same name): its trace id becomes the
-    /// request's. None, or an invalid one (ignored, per trace-context): a new random
-    /// trace id.
+    /// request's, and it is kept (`Request::traceparent`) so that the request's spans
+    /// are children of the caller's span. None, or an invalid one (ignored, per
+    /// trace-context): a new random trace id.
     pub traceparent: Option<String>,
 }
 
@@ -770,7 +778,11 @@ mod idempotency_key_tests {
 
 #[cfg(test)]
 mod trace_tests {
-    use super::trace_id_of;
+    use super::trace_of;
+
+    fn trace_id_of(traceparent: Option<&str>) -> String {
+        trace_of(traceparent).0
+    }
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -781,10 +793,16 @@ mod trace_tests {
     }
 
     #[test]
-    fn a_valid_traceparent_gives_its_trace_id() {
+    fn a_valid_traceparent_gives_its_trace_id_and_is_kept() {
+        let header = format!("00-{TRACE}-00f067aa0ba902b7-01");
+        assert_eq!(trace_of(Some(&header)), (TRACE.to_string(), Some(header)));
+        // A later version is kept in the version 00 form it is read as.
         assert_eq!(
-            trace_id_of(Some(&format!("00-{TRACE}-00f067aa0ba902b7-01"))),
-            TRACE
+            trace_of(Some(&format!("cc-{TRACE}-00f067aa0ba902b7-00-more"))),
+            (
+                TRACE.to_string(),
+                Some(format!("00-{TRACE}-00f067aa0ba902b7-00"))
+            )
         );
     }
 
@@ -801,6 +819,7 @@ mod trace_tests {
         ];
         let mut seen = std::collections::BTreeSet::new();
         for value in invalid.iter().map(|v| Some(v.as_str())).chain([None, None]) {
+            assert_eq!(trace_of(value).1, None, "{value:?} is not kept");
             let id = trace_id_of(value);
             assert!(is_trace_id(&id), "{id} for {value:?}");
             assert_ne!(id, TRACE, "{value:?}");

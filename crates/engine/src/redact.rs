@@ -370,6 +370,7 @@ mod tests {
                 agent: "b".into(),
                 input: said.clone(),
                 trace_id: "t".into(),
+                traceparent: None,
                 priority: 0,
             }),
             artifacts: vec![],

@@ -1,8 +1,10 @@
 //! OpenTelemetry spans of the demo flow, recorded by the SDK's in-memory exporter:
 //! a root request that delegates to a child, pauses for an approval, is approved and
-//! finishes. Every span is in the request's trace (the incoming traceparent's);
-//! request > step > model.call / tool.call, a child's request inside the parent's
-//! `delegate` tool.call; a resumed run joins the same trace.
+//! finishes. Every span is in the request's trace (the incoming traceparent's),
+//! under the caller's span it names; request > step > model.call / tool.call, a
+//! child's request inside the parent's `delegate` tool.call; a resumed run joins the
+//! same trace under the same parent. Without a traceparent the parent is the
+//! stand-in; a caller that did not sample gets no spans.
 
 mod common;
 
@@ -44,6 +46,8 @@ fn parent<'a>(spans: &'a [SpanData], s: &SpanData) -> Option<&'a SpanData> {
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The caller's span, named by the traceparent the demo request is admitted with.
+const CALLER: &str = "00f067aa0ba902b7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_flow_is_one_trace_of_nested_spans() {
@@ -59,13 +63,17 @@ async fn the_demo_flow_is_one_trace_of_nested_spans() {
         .admit(Admit {
             agent: "assistant".into(),
             input: "ship the release notes".into(),
-            traceparent: Some(format!("00-{TRACE}-00f067aa0ba902b7-01")),
+            traceparent: Some(format!("00-{TRACE}-{CALLER}-01")),
             ..Default::default()
         })
         .await
         .unwrap()
         .request;
     assert_eq!(req.trace_id, TRACE);
+    assert_eq!(
+        req.traceparent.as_deref(),
+        Some(format!("00-{TRACE}-{CALLER}-01").as_str())
+    );
     let r = run_until_settled(&h, &req.id, fast()).await.unwrap();
     assert_eq!(r.status, RequestStatus::WaitingApproval, "{r:?}");
     let pending = h
@@ -106,15 +114,17 @@ async fn the_demo_flow_is_one_trace_of_nested_spans() {
     let names = |name: &'static str| spans.iter().filter(move |s| s.name == name);
 
     // The root ran twice (to the pause, then after the approval): two request spans,
-    // both children of the stand-in remote parent in the caller's trace.
-    let stand_in = harness_engine::telemetry::remote_parent(TRACE).unwrap();
+    // both children of the caller's span (remote), not of the stand-in.
+    let caller = SpanId::from_hex(CALLER).unwrap();
+    let stand_in = harness_engine::telemetry::remote_parent(TRACE, None).unwrap();
+    assert_ne!(stand_in.span_id(), caller);
     let mut roots: Vec<&SpanData> = names("request")
         .filter(|s| attr(s, "request_id").as_deref() == Some(req.id.as_str()))
         .collect();
     roots.sort_by_key(|s| s.start_time);
     assert_eq!(roots.len(), 2, "{spans:#?}");
     for (s, outcome) in roots.iter().zip(["paused", "completed"]) {
-        assert_eq!(s.parent_span_id, stand_in.span_id());
+        assert_eq!(s.parent_span_id, caller);
         assert!(s.parent_span_is_remote);
         assert_eq!(attr(s, "outcome").as_deref(), Some(outcome));
         assert_eq!(
@@ -201,12 +211,77 @@ async fn the_demo_flow_is_one_trace_of_nested_spans() {
         );
     }
     // Nothing of this run is outside the trace: every span's parent is in it, or
-    // is the stand-in remote parent.
+    // is the caller's span.
     for s in &spans {
         assert!(
-            parent(&spans, s).is_some() || s.parent_span_id == stand_in.span_id(),
+            parent(&spans, s).is_some() || s.parent_span_id == caller,
             "{s:#?}"
         );
         assert_ne!(s.span_context.span_id(), SpanId::INVALID);
     }
+}
+
+/// Admits `traceparent`'s request for the demo agent and runs it to its pause.
+async fn admit_and_pause(h: &harness_engine::Harness, traceparent: Option<String>) -> Request {
+    let req = h
+        .admit(Admit {
+            agent: "assistant".into(),
+            input: "ship the release notes".into(),
+            traceparent,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .request;
+    let fast = WorkerOptions {
+        poll: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let r = run_until_settled(h, &req.id, fast).await.unwrap();
+    assert_eq!(r.status, RequestStatus::WaitingApproval, "{r:?}");
+    req
+}
+
+fn spans_of(trace: &str) -> Vec<SpanData> {
+    exporter()
+        .get_finished_spans()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.span_context.trace_id().to_string() == trace)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_traceparent_the_request_span_is_under_the_stand_in() {
+    exporter();
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    let (h, _keep) = common::open(dir.path(), Backend::Sqlite).unwrap();
+    let req = admit_and_pause(&h, None).await;
+    assert_eq!(req.traceparent, None);
+    let spans = spans_of(&req.trace_id);
+    let root = spans
+        .iter()
+        .find(|s| s.name == "request" && attr(s, "request_id").as_deref() == Some(req.id.as_str()))
+        .expect("the request span");
+    let stand_in = harness_engine::telemetry::remote_parent(&req.trace_id, None).unwrap();
+    assert_eq!(root.parent_span_id, stand_in.span_id());
+    assert!(root.parent_span_is_remote);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_did_not_sample_gets_no_spans() {
+    exporter();
+    let dir = tempfile::tempdir().unwrap();
+    harness_config::init(dir.path(), false).unwrap();
+    let (h, _keep) = common::open(dir.path(), Backend::Sqlite).unwrap();
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let header = format!("00-{trace}-b7ad6b7169203331-00");
+    let req = admit_and_pause(&h, Some(header.clone())).await;
+    assert_eq!(req.trace_id, trace);
+    assert_eq!(req.traceparent, Some(header));
+    // The run happened (a step is committed) but the SDK's parent-based sampler
+    // followed the caller: nothing of the trace was recorded.
+    assert!(h.get_request(&req.id).await.unwrap().steps > 0);
+    assert!(spans_of(trace).is_empty(), "{:#?}", spans_of(trace));
 }

@@ -29,6 +29,7 @@ fn new_request(session: &str, input: String) -> NewRequest {
         agent: "assistant".into(),
         input,
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     }
 }

@@ -19,6 +19,19 @@ pub struct TraceParent {
     pub flags: u8,
 }
 
+impl TraceParent {
+    /// Its version 00 `traceparent` value (`00-<trace-id>-<parent-id>-<flags>`): what
+    /// a later version's header is read as.
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.parent_id, self.flags)
+    }
+
+    /// Whether the caller sampled its span (`trace-flags` bit 0).
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
 /// Parses a `traceparent` header value as trace-context level 1 says a receiver
 /// does: `VERSION-TRACEID-PARENTID-FLAGS`, lowercase hex only; version `ff` is
 /// invalid, version `00` is exactly 55 characters, and a later version may carry
@@ -129,6 +142,8 @@ mod tests {
         // A later version may add fields after a dash.
         let t = parse_traceparent(&format!("01-{TRACE}-00f067aa0ba902b7-00-whatever")).unwrap();
         assert_eq!((t.trace_id.as_str(), t.flags), (TRACE, 0));
+        assert!(!t.sampled());
+        assert_eq!(t.header(), format!("00-{TRACE}-00f067aa0ba902b7-00"));
     }
 
     #[test]

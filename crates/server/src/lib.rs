@@ -8,8 +8,9 @@
 //! - `POST /v1/sessions/{session}/requests`          operator: admit `{agent, input}`;
 //!   201, or 200 (`Idempotent-Replayed: true`) with the request an `Idempotency-Key`
 //!   header admitted before in the session; 409 when that key asked for other work.
-//!   A W3C `traceparent` header's trace id becomes the request's `trace_id` (an
-//!   invalid one is ignored and a new trace starts, as trace-context says)
+//!   A W3C `traceparent` header's trace id becomes the request's `trace_id` and the
+//!   header is kept as its `traceparent` (an invalid one is ignored and a new trace
+//!   starts, as trace-context says)
 //! - `GET  /v1/requests?status=&agent=&session=&since=&trace_id=&text=&limit=`  viewer
 //! - `GET  /v1/requests/{id}`                        viewer
 //! - `GET  /v1/requests/{id}/tree`                   viewer: the request as a tree of steps with
@@ -299,7 +300,8 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
         `Idempotency-Key` header makes a retry safe: the same key in the session answers \
         200 with the request it admitted (`Idempotent-Replayed: true`), or 409 when it \
         asked for another agent or input. A W3C `traceparent` header's trace id becomes \
-        the request's `trace_id`.",
+        the request's `trace_id`, and the header is kept as its `traceparent` (the \
+        caller's span is the parent of the request's spans).",
     params(
         ("session" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "The session: 1-128 letters, digits, `.`, `_`, `-` (created on first use)"),
         ("Idempotency-Key" = Option<String>, Header, description = "Retry key, unique per session"),

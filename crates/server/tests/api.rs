@@ -1482,9 +1482,12 @@ async fn admit_traced(api: &Api, session: &str, traceparent: &str) -> Answer {
 async fn a_traceparent_on_admission_becomes_the_request_trace_id() {
     let api = api();
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let a = admit_traced(&api, "s-t", &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let header = format!("00-{trace}-00f067aa0ba902b7-01");
+    let a = admit_traced(&api, "s-t", &header).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     assert_eq!(a.body["trace_id"], trace, "{}", a.body);
+    // The header is kept: the caller's span is the parent of the request's spans.
+    assert_eq!(a.body["traceparent"], header.as_str(), "{}", a.body);
     let listed = api
         .call(
             "GET",
@@ -1511,6 +1514,7 @@ async fn a_traceparent_on_admission_becomes_the_request_trace_id() {
         let a = admit_traced(&api, "s-u", &bad).await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
         let id = a.body["trace_id"].as_str().unwrap().to_string();
+        assert!(a.body.get("traceparent").is_none(), "{}", a.body);
         assert!(
             id.len() == 32
                 && id

@@ -272,6 +272,7 @@ async fn pages_show_the_engine_facts_escaped_and_viewers_get_no_forms() {
         );
     }
     assert!(!t.text.contains("<script>alert"), "escaped");
+    assert!(!t.text.contains("traceparent"), "admitted without one");
     assert!(t.text.contains(&format!(
         "data-events=\"/v1/events?session={}\"",
         req.session_id
@@ -734,4 +735,34 @@ async fn an_operator_cancels_and_retries_from_the_request_page_and_refusals_stay
     let again = c.h.store().get_request(&new_id).await.unwrap();
     assert_eq!(again.retry_of.as_ref(), Some(&req.id));
     assert_eq!(again.input, req.input);
+}
+
+#[tokio::test]
+async fn the_request_page_shows_the_traceparent_it_was_admitted_with() {
+    let c = console(tokens());
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let req =
+        c.h.admit(harness_engine::Admit {
+            agent: "assistant".into(),
+            input: "traced".into(),
+            traceparent: Some(header.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .request;
+    let t = c
+        .get(
+            &format!("/console/requests/{}", req.id),
+            Auth::Bearer(VIEWER),
+        )
+        .await;
+    assert_html(&t, StatusCode::OK);
+    assert!(
+        t.text.contains(&format!(
+            "<dt>traceparent</dt><dd><code>{header}</code></dd>"
+        )),
+        "{}",
+        t.text
+    );
 }

@@ -120,7 +120,7 @@ async fn the_document_is_served_without_a_token_and_is_the_generated_one() {
         request["properties"]["created_at"]["$ref"],
         "#/components/schemas/Timestamp"
     );
-    // `retry_of` is left out when empty: not required.
+    // `retry_of` and `traceparent` are left out when empty: not required.
     let required: Vec<&str> = request["required"]
         .as_array()
         .unwrap()
@@ -128,6 +128,11 @@ async fn the_document_is_served_without_a_token_and_is_the_generated_one() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(required.contains(&"id") && !required.contains(&"retry_of"));
+    assert!(!required.contains(&"traceparent"));
+    assert!(
+        request["properties"]["traceparent"].is_object(),
+        "{request}"
+    );
     assert_eq!(
         doc["components"]["schemas"]["RequestStatus"]["enum"],
         serde_json::to_value(

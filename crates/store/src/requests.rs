@@ -15,13 +15,18 @@ pub struct NewRequest {
     pub agent: String,
     pub input: String,
     pub trace_id: String,
+    /// The caller's W3C `traceparent` (version 00 form, of trace `trace_id`), kept
+    /// as the request's `traceparent`; None without one.
+    pub traceparent: Option<String>,
     /// Claim priority; admission refuses values outside `PRIORITY_MIN..=PRIORITY_MAX`.
     pub priority: i32,
 }
 
 /// The request that runs `old` again, or why it cannot: only a finished request
 /// admitted directly (not a delegated child) is retried. Checked in the admitting
-/// transaction, so a request cannot be retried while it still runs.
+/// transaction, so a request cannot be retried while it still runs. The retry is
+/// in trace `trace_id` (a new one), so it keeps no `traceparent`: the original's
+/// names a span of the original's trace.
 pub(crate) fn retry_of(
     old: &Request,
     id: RequestId,
@@ -47,6 +52,7 @@ pub(crate) fn retry_of(
         agent: old.agent.clone(),
         input: old.input.clone(),
         trace_id,
+        traceparent: None,
         priority: old.priority,
     })
 }
@@ -391,9 +397,9 @@ pub(crate) fn insert_request(
     let running = status == RequestStatus::Running;
     c.prepare_cached(
         "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, input, \
-         trace_id, created_at, started_at, last_activity_at, queue_seq, priority) \
+         trace_id, created_at, started_at, last_activity_at, queue_seq, priority, traceparent) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, \
-                 (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM requests), ?12)",
+                 (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM requests), ?12, ?13)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -408,6 +414,7 @@ pub(crate) fn insert_request(
         now.0,
         running.then_some(now.0),
         new.priority,
+        new.traceparent,
     ])?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use rusqlite::Row;
 
 pub(crate) const REQUEST_COLS: &str = "id, session_id, agent, parent_id, status, attempt, \
     current_agent, input, output, error, trace_id, created_at, started_at, last_activity_at, \
-    finished_at, steps, worker_id, retry_of, priority";
+    finished_at, steps, worker_id, retry_of, priority, traceparent";
 
 fn parse_enum<T>(s: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     parse(&s).ok_or_else(|| {
@@ -48,6 +48,7 @@ pub(crate) fn request(r: &Row<'_>) -> rusqlite::Result<Request> {
         worker_id: r.get::<_, Option<String>>(16)?.map(WorkerId::from_trusted),
         retry_of: r.get::<_, Option<String>>(17)?.map(RequestId::from_trusted),
         priority: r.get(18)?,
+        traceparent: r.get(19)?,
     })
 }
 

@@ -79,6 +79,7 @@ const TABLES: &[Table] = &[
             ("retry_of", Text),
             ("priority", Int),
             ("idempotency_key", Text),
+            ("traceparent", Text),
         ],
     },
     Table {

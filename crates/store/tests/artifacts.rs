@@ -19,6 +19,7 @@ async fn running(b: Backend) -> Option<(Fresh, Store, Request)> {
         agent: "a".into(),
         input: "go".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     let adm = Admission {

@@ -154,6 +154,7 @@ async fn attempts(b: Backend) {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     let me = WorkerId::generate();
@@ -236,6 +237,7 @@ async fn capacity(b: Backend) {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     let full = |r: Result<Request, harness_store::StoreError>| match r {

@@ -50,6 +50,7 @@ async fn write(store: Store, w: usize, rounds: usize) {
             agent: "a".into(),
             input: format!("round {round}"),
             trace_id: "t".into(),
+            traceparent: None,
             priority: 0,
         };
         let now = Timestamp(1_000 + round as i64);

@@ -25,6 +25,7 @@ async fn filled(dir: &Path) -> PathBuf {
                     agent: "a".into(),
                     input: format!("{i} {}", "x".repeat(2000)),
                     trace_id: "t".into(),
+                    traceparent: None,
                     priority: 0,
                 },
                 adm,

@@ -52,6 +52,7 @@ fn request(n: usize, bytes: usize) -> NewRequest {
         agent: "a".into(),
         input: format!("{n}:{}", "x".repeat(bytes)),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     }
 }

@@ -20,6 +20,7 @@ async fn admit(store: &Store, session: &str, priority: i32, at: i64) -> Request 
                 agent: "a".into(),
                 input: "x".into(),
                 trace_id: "t".into(),
+                traceparent: None,
                 priority,
             },
             ADM,

@@ -28,6 +28,7 @@ fn ask(session: &str, input: &str) -> NewRequest {
     let id = RequestId::generate();
     NewRequest {
         trace_id: format!("t-{id}"),
+        traceparent: None,
         id,
         session_id: SessionId::parse(session).unwrap(),
         agent: "assistant".into(),

@@ -25,6 +25,7 @@ async fn admit(store: &Store, session: &str, at: i64) -> Request {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     store.admit(new, ADM, Timestamp(at)).await.unwrap()

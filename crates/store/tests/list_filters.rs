@@ -36,6 +36,7 @@ async fn filters(b: Backend) {
             agent: "a".into(),
             input: input.into(),
             trace_id: trace.into(),
+            traceparent: None,
             priority: 0,
         };
         store
@@ -125,6 +126,7 @@ async fn by_ids(b: Backend) {
             agent: "a".into(),
             input: format!("input {i}"),
             trace_id: "t".into(),
+            traceparent: None,
             priority: 0,
         };
         store.admit(new, adm, Timestamp(1_000)).await.unwrap();

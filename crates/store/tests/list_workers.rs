@@ -33,6 +33,7 @@ async fn admit(store: &Store, session: &str) {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     let adm = Admission {

@@ -61,6 +61,7 @@ async fn pruning_a_large_store_beside_a_committing_worker_fails_no_commit() {
                 agent: "bench".into(),
                 input: "keep committing".into(),
                 trace_id: "t".into(),
+                traceparent: None,
                 priority: 0,
             },
             Admission {

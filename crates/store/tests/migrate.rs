@@ -21,6 +21,7 @@ fn ask(session: &str, input: &str, priority: i32) -> NewRequest {
         agent: "a".into(),
         input: input.into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority,
     }
 }
@@ -42,8 +43,11 @@ fn done_step(r: &Request, idx: u32, at: i64) -> Step {
     }
 }
 
+/// The caller's `traceparent` the completed request was admitted with.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 /// A SQLite store with requests of every kind: completed (steps, two versions
-/// of an artifact, a note, under an idempotency key), retried (queued, linked to
+/// of an artifact, a note, under an idempotency key, with a `traceparent`), retried (queued, linked to
 /// the original), paused on a pending approval, a running root with a delegated
 /// child, cancelled.
 async fn filled() -> Fresh {
@@ -53,14 +57,13 @@ async fn filled() -> Fresh {
 
     paused_request(s, 2, Timestamp(5), 60_000).await;
 
-    s.admit_keyed(
-        ask("s1", "summarise", 5),
-        Some("key-1".into()),
-        ADM,
-        Timestamp(10),
-    )
-    .await
-    .unwrap();
+    let traced = NewRequest {
+        traceparent: Some(TRACEPARENT.into()),
+        ..ask("s1", "summarise", 5)
+    };
+    s.admit_keyed(traced, Some("key-1".into()), ADM, Timestamp(10))
+        .await
+        .unwrap();
     let a = s.claim(&w, 1, Timestamp(11)).await.unwrap().remove(0);
     let v1 = s
         .put_artifact(
@@ -198,6 +201,12 @@ async fn a_copied_store_reads_back_the_same_through_postgres() {
         assert!(statuses.contains(&st), "the source holds a {st:?} request");
     }
     assert!(requests.iter().any(|r| r.retry_of.is_some()));
+    let traced: Vec<_> = all_requests(dst)
+        .await
+        .into_iter()
+        .filter_map(|r| r.traceparent)
+        .collect();
+    assert_eq!(traced, [TRACEPARENT], "the caller's traceparent came along");
     assert!(requests.iter().any(|r| r.parent_id.is_some()));
     for r in &requests {
         assert_eq!(

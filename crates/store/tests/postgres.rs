@@ -51,6 +51,7 @@ async fn admitted(store: &Store, session: &str) -> Request {
         agent: "a".into(),
         input: "go".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     let adm = Admission {
@@ -101,6 +102,7 @@ async fn a_worker_that_lost_its_lease_commits_nothing() {
         agent: "c".into(),
         input: "sub".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     second

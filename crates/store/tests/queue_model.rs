@@ -17,6 +17,7 @@ fn admit_args(session: &str, n: usize) -> NewRequest {
         agent: "a".into(),
         input: format!("input {n}"),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     }
 }

@@ -31,6 +31,7 @@ async fn retry(b: Backend) {
                 agent: "a".into(),
                 input: "ship it".into(),
                 trace_id: "t1".into(),
+                traceparent: None,
                 priority: 0,
             },
             ADM,

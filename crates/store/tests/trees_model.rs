@@ -133,6 +133,7 @@ impl World {
                     agent: format!("level{}", path.len()),
                     input: "go".into(),
                     trace_id: "t".into(),
+                    traceparent: None,
                     priority: 0,
                 };
                 let id = child.id.clone();
@@ -414,6 +415,7 @@ async fn check(b: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
             agent: "root".into(),
             input: "x".into(),
             trace_id: "t".into(),
+            traceparent: None,
             priority: 0,
         };
         trees.push(vec![new.id.clone()]);

@@ -27,6 +27,7 @@ async fn request(store: &Store, session: &str, parent: Option<&Request>) -> Requ
         agent: "a".into(),
         input: "go".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     if let Some(p) = parent {

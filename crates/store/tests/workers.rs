@@ -30,6 +30,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
             agent: "a".into(),
             input: "x".into(),
             trace_id: "t".into(),
+            traceparent: None,
             priority: 0,
         };
         a.admit(new, adm, Timestamp(1_000)).await.unwrap();
@@ -142,6 +143,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     a.admit(third, adm, later).await.unwrap();

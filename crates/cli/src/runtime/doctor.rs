@@ -489,6 +489,7 @@ mod tests {
             worker_id: None,
             retry_of: None,
             priority: 0,
+            traceparent: None,
         }
     }
 

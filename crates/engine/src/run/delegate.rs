@@ -34,6 +34,8 @@ impl Run {
             agent: target.clone(),
             input,
             trace_id: self.req.trace_id.clone(),
+            // Its spans are inside this call's `tool.call` span, not a caller's.
+            traceparent: None,
             priority: self.req.priority,
         };
         let events = vec![

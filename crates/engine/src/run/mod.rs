@@ -80,7 +80,7 @@ pub(crate) async fn run_root(
 ) -> Outcome {
     let span = request_span(&req, None);
     // Every span of the run (and of the children it runs) is in the request's trace.
-    crate::telemetry::join_trace(&span, &req.trace_id);
+    crate::telemetry::join_trace(&span, &req);
     tracing::Instrument::instrument(root_inner(h, req, cancel, guard), span).await
 }
 

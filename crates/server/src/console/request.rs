@@ -24,6 +24,7 @@ pub fn render(cx: &Cx, t: &RequestTree, refusal: Option<&str>) -> Markup {
         dl.facts #meta {
             dt { "session" } dd { (r.session_id) }
             dt { "trace" } dd { code { (r.trace_id) } }
+            @if let Some(tp) = &r.traceparent { dt { "traceparent" } dd { code { (tp) } } }
             dt { "created" } dd { (ago(cx.now, r.created_at)) }
             @if let Some(f) = r.finished_at { dt { "finished" } dd { (ago(cx.now, f)) } }
             @if r.priority != 0 { dt { "priority" } dd { (r.priority) } }

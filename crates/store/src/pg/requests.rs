@@ -340,8 +340,8 @@ pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, created_at, l
      ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at";
 /// A request row (a child when `parent_id` is set); `$10` is also its last activity.
 pub(super) const INSERT_CHILD: &str = "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, \
-     input, trace_id, created_at, started_at, last_activity_at, priority) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12)";
+     input, trace_id, created_at, started_at, last_activity_at, priority, traceparent) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12, $13)";
 
 /// Inserts a request row (and its session if new), in one round trip.
 pub(super) async fn insert_request(
@@ -373,6 +373,7 @@ pub(super) async fn insert_request(
                 &now.0,
                 &started,
                 &new.priority,
+                &new.traceparent,
             ],
         ),
     ])

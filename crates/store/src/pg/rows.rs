@@ -51,6 +51,7 @@ pub(crate) fn request(r: &Row) -> Result<Request, StoreError> {
             .try_get::<_, Option<String>>(17)?
             .map(RequestId::from_trusted),
         priority: r.try_get(18)?,
+        traceparent: r.try_get(19)?,
     })
 }
 

@@ -182,7 +182,7 @@ async fn commit_step(
         .collect();
     let child_id = child.map(|c| c.id.to_string());
     let child_session = child.map(|c| c.session_id.to_string());
-    let child_params: Option<([P; 2], [P; 12])> = match (child, &child_id, &child_session) {
+    let child_params: Option<([P; 2], [P; 13])> = match (child, &child_id, &child_session) {
         (Some(c), Some(id), Some(ses)) => Some((
             [ses as P, &s.at.0],
             [
@@ -198,6 +198,7 @@ async fn commit_step(
                 &s.at.0,
                 &s.at.0,
                 &c.priority,
+                &c.traceparent,
             ],
         )),
         _ => None,

@@ -129,6 +129,7 @@ pub async fn paused_request(
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     };
     store.admit(new, adm, now).await.unwrap();
