@@ -173,6 +173,7 @@ fn request_in(session: &str) -> NewRequest {
         agent: "a".into(),
         input: "x".into(),
         trace_id: "t".into(),
+        traceparent: None,
         priority: 0,
     }
 }
