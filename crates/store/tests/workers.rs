@@ -24,16 +24,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
         reject_if_session_busy: false,
     };
     for s in ["s1", "s2"] {
-        let new = NewRequest {
-            id: RequestId::generate(),
-            session_id: SessionId::parse(s).unwrap(),
-            agent: "a".into(),
-            input: "x".into(),
-            trace_id: "t".into(),
-            traceparent: None,
-            priority: 0,
-        };
-        a.admit(new, adm, Timestamp(1_000)).await.unwrap();
+        a.admit(request_in(s), adm, Timestamp(1_000)).await.unwrap();
     }
     let (wa, wb) = (WorkerId::generate(), WorkerId::generate());
     let lock_a = a.lock_worker(&wa, Timestamp(1_000)).await.unwrap();
@@ -70,22 +61,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, mine.id);
     assert_eq!(again[0].attempt, 2, "a lapsed lease counts an attempt");
-    // The newest events show once every older transaction in the database has
-    // ended (other tests share it): read until the take-over shows, for up to 10 s.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let reclaimed: Vec<Event> = loop {
-        let seen: Vec<Event> = b
-            .events_after(0, EventFilter::default(), 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == EventKind::RequestReclaimed)
-            .collect();
-        if !seen.is_empty() || std::time::Instant::now() > deadline {
-            break seen;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let reclaimed = reclaimed_events(&b, 1).await;
     assert_eq!(reclaimed.len(), 1, "{reclaimed:?}");
     assert_eq!(reclaimed[0].request_id.as_ref(), Some(&mine.id));
     assert_eq!(reclaimed[0].payload["from_worker"], wa.as_str());
@@ -137,16 +113,7 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     let c = Backend::Postgres.reopen(&fresh);
     let wc = WorkerId::generate();
     let _lock_c = c.lock_worker(&wc, later).await.unwrap();
-    let third = NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse("s3").unwrap(),
-        agent: "a".into(),
-        input: "x".into(),
-        trace_id: "t".into(),
-        traceparent: None,
-        priority: 0,
-    };
-    a.admit(third, adm, later).await.unwrap();
+    a.admit(request_in("s3"), adm, later).await.unwrap();
     let held = a.claim(&wa, 1, later).await.unwrap().remove(0);
     drop(lock_a);
     let deadline = Instant::now() + Duration::from_secs(5);
