@@ -407,6 +407,55 @@ async fn a_difference_after_the_copy_is_found() {
     );
 }
 
+/// A column the copy does not know (a store written by a newer version, or a
+/// migration that forgot the copy) would lose its values while the comparison,
+/// reading only the known columns, still passed: the copy is refused instead,
+/// naming each such column, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_the_copy_does_not_know_is_refused() {
+    let Some(target) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let source = filled().await;
+    let db = source
+        .dir
+        .as_ref()
+        .unwrap()
+        .path()
+        .join(harness_store::DB_FILE);
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch("ALTER TABLE requests ADD COLUMN later_note TEXT")
+        .unwrap();
+    let (pg, conn) = tokio_postgres::connect(&common::url_of(&target), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    pg.batch_execute(&format!(
+        "ALTER TABLE {}.approvals ADD COLUMN later_flag bigint",
+        schema_of(&target)
+    ))
+    .await
+    .unwrap();
+    drop(pg);
+    let _ = conn.await;
+    let e = source
+        .store
+        .copy_into(&target.store, Timestamp(100))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("requests.later_note (SQLite)")
+            && msg.contains("approvals.later_flag (PostgreSQL)"),
+        "{msg}"
+    );
+    assert!(
+        all_requests(&target.store).await.is_empty(),
+        "nothing was copied"
+    );
+}
+
 /// Copied seqs above what the server's transaction ids would give new events (a
 /// large SQLite store on a young server): the copy uses up transaction ids until
 /// new events sort after every copied one, so a subscriber's cursor misses nothing.
