@@ -152,8 +152,21 @@ pub fn router_with(
         .merge(console::routes())
         .merge(mcp::routes(&state))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// A known route called with a method it does not take: 405 (axum adds `Allow`)
+/// with the API's JSON error body.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        ..ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("{} does not take {method}", uri.path()),
+        )
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {

@@ -325,6 +325,37 @@ async fn without_tokens_the_api_is_open() {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
 }
 
+/// A known route called with a method it does not take answers 405 with `Allow`,
+/// an unknown route 404, both with the API's JSON error body.
+#[tokio::test]
+async fn a_wrong_method_or_an_unknown_route_answers_a_json_error() {
+    let api = api_with(None, Tokens::open());
+    let a = api.call("DELETE", "/v1/requests", None, None).await;
+    assert_error(
+        &a,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_input",
+        "/v1/requests does not take DELETE",
+    );
+    let allow = a
+        .headers
+        .get(header::ALLOW)
+        .map(|v| v.to_str().unwrap().to_string());
+    assert!(
+        allow.as_deref().is_some_and(|v| v.contains("GET")),
+        "{allow:?}"
+    );
+    let a = api.call("GET", "/v1/approvals/x/resolve", None, None).await;
+    assert_error(
+        &a,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_input",
+        "does not take GET",
+    );
+    let a = api.call("GET", "/v1/nothing-here", None, None).await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found", "no such route");
+}
+
 #[tokio::test]
 async fn admission_and_reads_answer_records_and_clear_errors() {
     let api = api();
