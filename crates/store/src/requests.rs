@@ -442,10 +442,14 @@ fn claim(
         crate::limits::with_room(c, rows.collect::<Result<_, _>>()?, limit)?
     };
     let mut claimed = Vec::with_capacity(ids.len());
+    // Stamped no earlier than the session's last activity: `now` was read before
+    // this transaction, and the session's previous request may have finished since
+    // (a start before that finish would misorder the session's timeline).
     for id in ids {
         c.prepare_cached(&format!(
             "UPDATE requests SET status = 'running', attempt = MAX(attempt, 1), worker_id = ?2, \
-                 started_at = COALESCE(started_at, ?3), last_activity_at = ?3, \
+                 started_at = COALESCE(started_at, MAX(?3, COALESCE((SELECT last_activity_at FROM sessions s WHERE s.id = requests.session_id), ?3))), \
+                 last_activity_at = MAX(?3, COALESCE((SELECT last_activity_at FROM sessions s WHERE s.id = requests.session_id), ?3)), \
                  current_agent = COALESCE(current_agent, agent) WHERE id = ?1 AND {}",
             tree::status_in(RequestStatus::Running, &[RequestStatus::Queued])
         ))?

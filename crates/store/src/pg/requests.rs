@@ -419,9 +419,13 @@ async fn claim(
         return Ok(Vec::new());
     }
     let worker_id = worker.as_str();
+    // Stamped no earlier than the session's last activity: `now` was read before
+    // this transaction, and the session's previous request may have finished since
+    // (a start before that finish would misorder the session's timeline).
     let sql = format!(
         "UPDATE requests SET status = 'running', attempt = GREATEST(attempt, 1), worker_id = $2, \
-             started_at = COALESCE(started_at, $3), last_activity_at = $3, \
+             started_at = COALESCE(started_at, GREATEST($3, (SELECT last_activity_at FROM sessions s WHERE s.id = requests.session_id))), \
+             last_activity_at = GREATEST($3, (SELECT last_activity_at FROM sessions s WHERE s.id = requests.session_id)), \
              current_agent = COALESCE(current_agent, agent), lease_token = $4, lease_expires_at = $5 \
          WHERE id = $1 AND {} RETURNING {REQUEST_COLS}",
         status_in(RequestStatus::Running, &[RequestStatus::Queued])
