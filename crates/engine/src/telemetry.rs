@@ -77,13 +77,25 @@ fn stand_in(trace: TraceId) -> SpanId {
     SpanId::from_bytes(half.try_into().expect("8 bytes"))
 }
 
-/// The OpenTelemetry span id of `span` (16 hex), when a layer records it: what a
-/// `traceparent` sent on from inside it names.
-pub(crate) fn span_id_of(span: &tracing::Span) -> Option<String> {
+/// The `traceparent` naming `span`, with its sampled flag, when an OpenTelemetry
+/// layer records it: what is sent on from inside it (a span the caller chose not to
+/// sample passes that choice on).
+pub(crate) fn traceparent_of(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let otel = cx.span();
-    let sc = otel.span_context();
-    sc.is_valid().then(|| sc.span_id().to_string())
+    header_of(otel.span_context())
+}
+
+/// The W3C `traceparent` (version 00) of a valid span context.
+fn header_of(sc: &SpanContext) -> Option<String> {
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -91,6 +103,29 @@ mod tests {
     use super::*;
 
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn the_header_sent_on_keeps_the_spans_sampled_flag() {
+        let span = |flags| {
+            SpanContext::new(
+                TraceId::from_hex(TRACE).unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                flags,
+                false,
+                TraceState::default(),
+            )
+        };
+        assert_eq!(
+            header_of(&span(TraceFlags::SAMPLED)).unwrap(),
+            format!("00-{TRACE}-00f067aa0ba902b7-01")
+        );
+        assert_eq!(
+            header_of(&span(TraceFlags::default())).unwrap(),
+            format!("00-{TRACE}-00f067aa0ba902b7-00"),
+            "a span not sampled says so downstream"
+        );
+        assert_eq!(header_of(&SpanContext::empty_context()), None);
+    }
 
     #[test]
     fn the_remote_parent_is_the_callers_span_when_kept() {

@@ -107,7 +107,7 @@ impl<P: Protocol> HttpModel<P> {
             self.wait_for_limit(&req, attempt).await?;
             let mut out = Coalescer::new(req.deltas);
             let result = self
-                .attempt(body.clone(), req.trace_id, req.span_id, &mut out)
+                .attempt(body.clone(), req.trace_id, req.traceparent, &mut out)
                 .await;
             let e = match result {
                 Ok((turn, mut info, raw)) => {
@@ -223,7 +223,7 @@ impl<P: Protocol> HttpModel<P> {
         &self,
         body: bytes::Bytes,
         trace_id: Option<&str>,
-        span_id: Option<&str>,
+        traceparent: Option<&str>,
         out: &mut Coalescer<'_>,
     ) -> Result<(ModelTurn, TurnInfo, Option<RawResponse>), ModelError> {
         let mut request = self
@@ -237,10 +237,9 @@ impl<P: Protocol> HttpModel<P> {
             request = request.header(name, value);
         }
         if let Some(trace_id) = trace_id {
-            request = request.header(
-                "traceparent",
-                crate::trace::traceparent_of(trace_id, span_id),
-            );
+            let header =
+                traceparent.map_or_else(|| crate::trace::traceparent(trace_id), str::to_string);
+            request = request.header("traceparent", header);
         }
         let sent = Instant::now();
         let late = |sent: Instant| sent.elapsed() >= self.request_timeout;

@@ -37,9 +37,10 @@ pub struct ModelRequest<'a> {
     /// The request's W3C trace id (32 hex): HTTP providers send it in a `traceparent`
     /// header with a new span id per attempt. None: no header.
     pub trace_id: Option<&'a str>,
-    /// The span the `traceparent` names as its parent (16 hex: the runtime's
-    /// `model.call` span when traces are exported). None: a new span id per attempt.
-    pub span_id: Option<&'a str>,
+    /// The `traceparent` HTTP providers send: the runtime's `model.call` span, with
+    /// its sampled flag, when traces are exported. None: a new span id per attempt
+    /// in trace `trace_id`, sampled.
+    pub traceparent: Option<&'a str>,
     pub messages: &'a [Message],
     /// The tools this agent may call.
     pub tools: &'a [ToolSpec],
@@ -228,9 +229,10 @@ pub struct ToolContext {
     pub call_id: harness_core::CallId,
     /// The request's W3C trace id (32 hex): command tools get `TRACEPARENT` with it.
     pub trace_id: String,
-    /// The span `TRACEPARENT` names (16 hex: the runtime's `tool.call` span when
-    /// traces are exported). None: a new span id per call.
-    pub span_id: Option<String>,
+    /// The `TRACEPARENT` command tools get: the runtime's `tool.call` span, with its
+    /// sampled flag, when traces are exported. None: a new span id per call in trace
+    /// `trace_id`, sampled.
+    pub traceparent: Option<String>,
     /// Where a running command call is recorded (`<store>/running`, see
     /// [`tools::running_dir`]) so the next worker can kill it if this one dies.
     pub runs_dir: std::path::PathBuf,

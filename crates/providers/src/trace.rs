@@ -100,15 +100,6 @@ pub fn traceparent(trace_id: &str) -> String {
     format!("00-{trace_id}-{}-01", new_span_id())
 }
 
-/// The `traceparent` value naming span `span_id` of trace `trace_id` (version 00,
-/// sampled); a new span id when `span_id` is None.
-pub fn traceparent_of(trace_id: &str, span_id: Option<&str>) -> String {
-    match span_id {
-        Some(span) => format!("00-{trace_id}-{span}-01"),
-        None => traceparent(trace_id),
-    }
-}
-
 fn random_hex<const N: usize>() -> String {
     let mut bytes = [0u8; N];
     loop {

@@ -40,7 +40,7 @@ async fn play(
         agent,
         request_id: &request_id,
         trace_id: None,
-        span_id: None,
+        traceparent: None,
         messages,
         tools: &[],
         deltas: None,

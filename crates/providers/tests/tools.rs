@@ -112,7 +112,7 @@ impl Fixture {
             session_id: SessionId::generate(),
             call_id: CallId::generate(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_string(),
-            span_id: None,
+            traceparent: None,
             runs_dir: dir.path().join("store/running"),
             cancel: cancel.clone(),
         };

@@ -271,7 +271,7 @@ impl Run {
             session_id: self.req.session_id.clone(),
             call_id: call.call_id.clone(),
             trace_id: self.req.trace_id.clone(),
-            span_id: crate::telemetry::span_id_of(&tracing::Span::current()),
+            traceparent: crate::telemetry::traceparent_of(&tracing::Span::current()),
             cancel: self.cancel.clone(),
             runs_dir: harness_providers::tools::running_dir(&self.h.inner.workspace.store_dir()),
         };

@@ -48,12 +48,12 @@ impl Run {
             outcome = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let span_id = crate::telemetry::span_id_of(&span);
+        let traceparent = crate::telemetry::traceparent_of(&span);
         let asked = model.complete(ModelRequest {
             agent: &self.agent.name,
             request_id: &self.req.id,
             trace_id: Some(&self.req.trace_id),
-            span_id: span_id.as_deref(),
+            traceparent: traceparent.as_deref(),
             messages: &messages,
             tools: &specs,
             deltas: Some(&sink as &dyn DeltaSink),

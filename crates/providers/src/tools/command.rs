@@ -227,7 +227,9 @@ fn set_env(cmd: &mut Command, config: &ToolConfig, ctx: &ToolContext) {
     if !ctx.trace_id.is_empty() {
         cmd.env(
             "TRACEPARENT",
-            crate::trace::traceparent_of(&ctx.trace_id, ctx.span_id.as_deref()),
+            ctx.traceparent
+                .clone()
+                .unwrap_or_else(|| crate::trace::traceparent(&ctx.trace_id)),
         );
     }
 }
