@@ -4,10 +4,12 @@
 //! Arguments are checked against the tool's JSON Schema (`harness_config::validate_arguments`);
 //! `files` holds the built-in tools confined to the work folder, `command` runs
 //! command tools as process groups with a timeout and cancellation, `running`
-//! records running commands so a new worker can kill what a dead one left.
+//! records running commands so a new worker can kill what a dead one left, and `gate`
+//! lets a command exec only once its record is in place.
 
 mod command;
 mod files;
+mod gate;
 pub mod running;
 
 pub use command::{PASSED_THROUGH, die_with_worker, expand_env};

@@ -1,6 +1,6 @@
 //! WorkspaceTools: argument checks, confined file built-ins, artifacts, and command
 //! tools (no shell, exit status, timeout and cancellation of the whole group, env,
-//! resource limits).
+//! resource limits, on record before they run).
 
 use harness_config::{ToolsFile, from_yaml};
 use harness_core::{CallId, RequestId, SessionId};
@@ -89,6 +89,9 @@ tools:
   limited_fail:
     command: [sh, -c, 'echo nope >&2; exit 4']
     limits: {cpu_secs: 5, max_open_files: 32}
+  own_record:
+    command: [sh, -c, 'grep -qx "pgid=$$" "$1/$AGENT_HARNESS_CALL_ID" && echo recorded', sh, "{runs}"]
+    arguments: {type: object, properties: {runs: {type: string}}}
 "#;
 
 struct Fixture {
@@ -428,6 +431,31 @@ async fn exit_status_and_stderr_are_reported() {
     );
     let warned = f.run("warn", json!({})).await;
     assert_eq!(warned, ToolOutput::ok("result\nstderr:\ncareful\n"));
+}
+
+#[tokio::test]
+async fn a_command_starts_with_its_record_in_place() {
+    let f = Fixture::new();
+    let runs = f.ctx.runs_dir.to_str().unwrap();
+    for _ in 0..5 {
+        let out = f.run("own_record", json!({"runs": runs})).await;
+        assert_eq!(out, ToolOutput::ok("recorded\n"));
+    }
+    let left = std::fs::read_dir(&f.ctx.runs_dir).unwrap().count();
+    assert_eq!(left, 0, "records of finished calls were left behind");
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_be_recorded_never_runs() {
+    let mut f = Fixture::new();
+    let not_a_folder = f.root().join("not-a-folder");
+    std::fs::write(&not_a_folder, "").unwrap();
+    f.ctx.runs_dir = not_a_folder.join("running");
+    let out = f.run("save_text", json!({"text": "ran"})).await;
+    assert_error(&out, "cannot record the running call in");
+    assert_error(&out, "the command was not started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!f.work().join("out.txt").exists(), "the command ran");
 }
 
 #[tokio::test]

@@ -24,8 +24,11 @@
 //! If the worker itself dies (SIGKILL, OOM), the command gets SIGKILL from the
 //! kernel (`PR_SET_PDEATHSIG`), and what it spawned in its group is recorded under
 //! [`ToolContext::runs_dir`] for the next worker to kill before it re-runs anything
-//! (see [`super::running`]). A process that leaves the group (`setsid`) escapes both.
+//! (see [`super::running`]). The record is in place before the command execs (see
+//! [`super::gate`]); if it cannot be written, the command never runs. A process
+//! that leaves the group (`setsid`) escapes both.
 
+use super::gate::{GateError, spawn_admitted};
 use super::running::RunRecord;
 use crate::{ToolContext, ToolOutput};
 use harness_config::{CommandLimits, ToolConfig, WORKSPACE_PLACEHOLDER};
@@ -89,24 +92,24 @@ pub(super) async fn run_command(
     set_env(&mut cmd, config, ctx);
     die_with_worker(&mut cmd);
     set_rlimits(&mut cmd, &config.limits);
-    let child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => return spawn_error(program, ctx, e),
+    // Its group is on record before any of it runs (a group leader's pid is its
+    // pgid): unrecorded, a crash could leave it running beside its re-run.
+    let (runs_dir, call, request) = (&ctx.runs_dir, &ctx.call_id, &ctx.request_id);
+    let spawned = spawn_admitted(&mut cmd, |pgid| {
+        RunRecord::write(runs_dir, call, request, pgid)
+    });
+    let (child, record) = match spawned {
+        Ok(spawned) => spawned,
+        Err(GateError::Spawn(e)) => return spawn_error(program, ctx, e),
+        Err(GateError::Admit(e)) => {
+            return ToolOutput::error(format!(
+                "cannot record the running call in {}: {e}; the command was not started",
+                runs_dir.display()
+            ));
+        }
     };
     let mut group = ProcessGroup::of(&child);
-    if let Some(pgid) = group.pgid {
-        match RunRecord::write(&ctx.runs_dir, &ctx.call_id, &ctx.request_id, pgid) {
-            Ok(record) => group.record = Some(record),
-            // Unrecorded, a crash could leave it running beside its re-run: stop it.
-            Err(e) => {
-                drop(group);
-                return ToolOutput::error(format!(
-                    "cannot record the running call in {}: {e}; the command was stopped",
-                    ctx.runs_dir.display()
-                ));
-            }
-        }
-    }
+    group.record = Some(record);
     let finished = supervise(child, group, config, ctx.cancel.clone()).await;
     finished.into_output(name, config)
 }

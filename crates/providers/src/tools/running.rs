@@ -2,10 +2,11 @@
 //! is still running when the next worker re-runs its calls.
 //!
 //! The direct child of a command dies with the worker (`PR_SET_PDEATHSIG`), but
-//! processes it spawned do not. So right after spawning, a command writes
-//! `<store>/running/<call_id>` naming its process group, and removes it once the
-//! group is killed or has ended. [`reap_leftovers`], called by a new worker before
-//! it re-queues anything, SIGKILLs the groups of records whose owner died.
+//! processes it spawned do not. So a command's `<store>/running/<call_id>`, naming
+//! its process group, is written after the fork and before the exec (the child waits
+//! for it, see [`super::gate`]: nothing of the command runs unrecorded), and removed
+//! once the group is killed or has ended. [`reap_leftovers`], called by a new worker
+//! before it re-queues anything, SIGKILLs the groups of records whose owner died.
 //!
 //! A record is plain `key=value` lines: `pgid`, `start` (the group leader's start
 //! time, in clock ticks since boot, from `/proc/<pid>/stat`), `boot` (the kernel's
@@ -45,7 +46,7 @@ pub(super) struct RunRecord {
 
 impl RunRecord {
     /// Records that `call` of `request` runs as process group `pgid` (led by the
-    /// process `pgid`).
+    /// process `pgid`, which may still wait to exec: its start time is the fork's).
     pub(super) fn write(
         dir: &Path,
         call: &CallId,
@@ -161,8 +162,8 @@ pub async fn reap_leftovers(dir: &Path) -> Vec<Reaped> {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(TMP_SUFFIX) {
-            // A write cut short: its command never ran unrecorded for long (the
-            // direct child died with the worker).
+            // A write cut short: its command never ran (it waits for the record
+            // before exec, and died with the worker).
             let _ = fs::remove_file(&path);
             continue;
         }
