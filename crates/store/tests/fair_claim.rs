@@ -4,7 +4,7 @@ mod common;
 
 use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store};
+use harness_store::{Admission, StepCommit, Store};
 
 const ADM: Admission = Admission {
     queue_capacity: 100_000,
@@ -13,19 +13,7 @@ const ADM: Admission = Admission {
 
 async fn admit(store: &Store, session: &str, priority: i32, at: i64) -> Request {
     store
-        .admit(
-            NewRequest {
-                id: RequestId::generate(),
-                session_id: SessionId::parse(session).unwrap(),
-                agent: "a".into(),
-                input: "x".into(),
-                trace_id: "t".into(),
-                traceparent: None,
-                priority,
-            },
-            ADM,
-            Timestamp(at),
-        )
+        .admit(common::new_request(session, priority), ADM, Timestamp(at))
         .await
         .unwrap()
 }

@@ -9,7 +9,7 @@ mod common;
 
 use common::Backend;
 use harness_core::*;
-use harness_store::{Acquire, Admission, NewRequest, Park, StepCommit, Store, StoreError};
+use harness_store::{Acquire, Admission, Park, StepCommit, Store, StoreError};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,16 +19,10 @@ const ADM: Admission = Admission {
 };
 
 async fn admit(store: &Store, session: &str, at: i64) -> Request {
-    let new = NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse(session).unwrap(),
-        agent: "a".into(),
-        input: "x".into(),
-        trace_id: "t".into(),
-        traceparent: None,
-        priority: 0,
-    };
-    store.admit(new, ADM, Timestamp(at)).await.unwrap()
+    store
+        .admit(common::new_request(session, 0), ADM, Timestamp(at))
+        .await
+        .unwrap()
 }
 
 fn call_step(r: &Request, call: &ToolCall, status: StepStatus, at: i64) -> Step {

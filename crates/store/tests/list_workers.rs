@@ -7,7 +7,7 @@ mod common;
 
 use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, NewRequest, Store, WORKERS_RECENT};
+use harness_store::{Admission, Store, WORKERS_RECENT};
 use std::time::{Duration, Instant};
 
 /// "Now" for the listing: well past the hour the oldest rows are older than.
@@ -27,15 +27,7 @@ fn worker(id: &WorkerId, pid: u32, started: i64, version: &str) -> Worker {
 }
 
 async fn admit(store: &Store, session: &str) {
-    let new = NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse(session).unwrap(),
-        agent: "a".into(),
-        input: "x".into(),
-        trace_id: "t".into(),
-        traceparent: None,
-        priority: 0,
-    };
+    let new = common::new_request(session, 0);
     let adm = Admission {
         queue_capacity: 100,
         reject_if_session_busy: false,

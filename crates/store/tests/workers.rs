@@ -7,7 +7,7 @@ mod common;
 
 use common::Backend;
 use harness_core::*;
-use harness_store::{Admission, Liveness, NewRequest, StepCommit, StoreError};
+use harness_store::{Admission, Liveness, StepCommit, StoreError};
 use std::time::{Duration, Instant};
 
 const LEASE_MS: i64 = 15_000;
@@ -24,7 +24,9 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
         reject_if_session_busy: false,
     };
     for s in ["s1", "s2"] {
-        a.admit(request_in(s), adm, Timestamp(1_000)).await.unwrap();
+        a.admit(common::new_request(s, 0), adm, Timestamp(1_000))
+            .await
+            .unwrap();
     }
     let (wa, wb) = (WorkerId::generate(), WorkerId::generate());
     let lock_a = a.lock_worker(&wa, Timestamp(1_000)).await.unwrap();
@@ -113,7 +115,9 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     let c = Backend::Postgres.reopen(&fresh);
     let wc = WorkerId::generate();
     let _lock_c = c.lock_worker(&wc, later).await.unwrap();
-    a.admit(request_in("s3"), adm, later).await.unwrap();
+    a.admit(common::new_request("s3", 0), adm, later)
+        .await
+        .unwrap();
     let held = a.claim(&wa, 1, later).await.unwrap().remove(0);
     drop(lock_a);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -131,18 +135,6 @@ async fn workers_share_a_store_and_take_over_only_what_is_lost() {
     // B's own running request was never touched.
     let t = b.get_request(&theirs.id).await.unwrap();
     assert_eq!((t.status, t.worker_id), (RequestStatus::Running, Some(wb)));
-}
-
-fn request_in(session: &str) -> NewRequest {
-    NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse(session).unwrap(),
-        agent: "a".into(),
-        input: "x".into(),
-        trace_id: "t".into(),
-        traceparent: None,
-        priority: 0,
-    }
 }
 
 async fn register(store: &harness_store::Store, id: &WorkerId, now: Timestamp) {
@@ -199,9 +191,13 @@ async fn take_over_requeues_lost_runs_in_batches_and_skips_held_rows() {
         reject_if_session_busy: false,
     };
     for i in 0..N {
-        a.admit(request_in(&format!("s{i}")), adm, Timestamp(1_000))
-            .await
-            .unwrap();
+        a.admit(
+            common::new_request(&format!("s{i}"), 0),
+            adm,
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap();
     }
     let (wa, wb) = (WorkerId::generate(), WorkerId::generate());
     let lock_a = a.lock_worker(&wa, Timestamp(1_000)).await.unwrap();

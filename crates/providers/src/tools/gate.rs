@@ -363,46 +363,4 @@ mod tests {
             });
         });
     }
-
-    /// Spawn latency, gated and as before (spawn, then write the record): run with
-    /// `cargo test -p harness-providers --lib spawn_latency -- --ignored --nocapture`.
-    #[tokio::test]
-    #[ignore = "a measurement, not a check"]
-    async fn spawn_latency() {
-        use super::super::running::RunRecord;
-        use harness_core::{CallId, RequestId};
-        let dir = tempfile::tempdir().unwrap();
-        let (runs, request) = (dir.path().join("running"), RequestId::generate());
-        const N: u32 = 300;
-        for round in 0..2 {
-            let (mut gated, mut ungated) = (Duration::ZERO, Duration::ZERO);
-            for _ in 0..N {
-                let call = CallId::generate();
-                let mut cmd = command(dir.path(), "true");
-                let start = Instant::now();
-                let (mut child, record) = spawn_admitted(&mut cmd, |pid| {
-                    RunRecord::write(&runs, &call, &request, pid)
-                })
-                .unwrap();
-                gated += start.elapsed();
-                child.wait().await.unwrap();
-                drop(record);
-
-                let call = CallId::generate();
-                let mut cmd = command(dir.path(), "true");
-                let start = Instant::now();
-                let mut child = cmd.spawn().unwrap();
-                let pid = child.id().unwrap() as libc::pid_t;
-                let record = RunRecord::write(&runs, &call, &request, pid).unwrap();
-                ungated += start.elapsed();
-                child.wait().await.unwrap();
-                drop(record);
-            }
-            println!(
-                "round {round}: spawn + record, mean of {N}: gated {:?}, spawn then record {:?}",
-                gated / N,
-                ungated / N
-            );
-        }
-    }
 }
