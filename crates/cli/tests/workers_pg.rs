@@ -157,19 +157,20 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
             assert_eq!(a.status, ApprovalStatus::Approved, "{a:?}");
         }
     });
-    // No call of a committed step started again after it completed: a call's
-    // runs are at most its request's attempts.
+    // No call of a committed step started again after it completed, and every run
+    // of a call came after a committed `tool.started` (the first start, or a re-run
+    // the journal allowed: an interrupted idempotent call). A run without a
+    // recovery (a store failure) may re-run an idempotent call in the same
+    // attempt, so attempts are no bound; the committed starts are.
     let log = std::fs::read_to_string(root.join("calls.log")).unwrap();
-    let mut starts: HashMap<&str, usize> = HashMap::new();
+    let mut runs: HashMap<&str, usize> = HashMap::new();
     for l in log.lines() {
         if let Some(call) = l.strip_prefix("start ") {
-            *starts.entry(call).or_default() += 1;
+            *runs.entry(call).or_default() += 1;
         }
     }
     rt.block_on(async {
         let all = h.list_requests(RequestFilter::default()).await.unwrap();
-        let attempts: HashMap<RequestId, u32> =
-            all.iter().map(|r| (r.id.clone(), r.attempt)).collect();
         let recovered = all.iter().filter(|r| r.attempt > 1).count();
         // The kills met running work (each kill lands while requests run).
         assert!(
@@ -177,61 +178,8 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
             "no request was ever recovered: the kills missed"
         );
         eprintln!("{recovered} requests recovered after a kill");
-        let mut calls = 0;
-        for r in &all {
-            // A delegated child runs within its root's attempts.
-            let attempt = r
-                .parent_id
-                .as_ref()
-                .map_or(r.attempt, |p| attempts[p].max(r.attempt));
-            for s in h.store().steps(&r.id).await.unwrap() {
-                if let StepBody::ToolCall {
-                    call,
-                    outcome: Some(o),
-                    ..
-                } = &s.body
-                {
-                    if call.tool == "delegate" {
-                        continue;
-                    }
-                    calls += 1;
-                    let n = starts.get(call.call_id.as_str()).copied().unwrap_or(0);
-                    assert!(
-                        n >= 1,
-                        "call {} completed but never ran: {s:?} {o:?}\nevents: {:#?}",
-                        call.call_id,
-                        h.store()
-                            .events_after(
-                                0,
-                                EventFilter {
-                                    request_id: Some(r.id.clone()),
-                                    ..Default::default()
-                                },
-                                500
-                            )
-                            .await
-                            .unwrap()
-                            .iter()
-                            .map(|e| format!("{} {} {}", e.seq, e.kind, e.payload))
-                            .collect::<Vec<_>>()
-                    );
-                    assert!(
-                        n <= attempt as usize,
-                        "call {} ran {n} times in {} attempts of {}",
-                        call.call_id,
-                        attempt,
-                        r.id
-                    );
-                }
-            }
-        }
-        // Bosses: 2 calls and a child of 3; workers: 3.
-        assert_eq!(
-            calls,
-            REQUESTS / 2 * (2 + 3) + REQUESTS / 2 * 3,
-            "every call completed once"
-        );
         // The event log, paged through as a reader does: rising seqs, none twice.
+        let mut events = Vec::new();
         let mut cursor = 0;
         let mut seen = std::collections::HashSet::new();
         loop {
@@ -247,7 +195,67 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
                 cursor = e.seq;
             }
             cursor = last.seq;
+            events.extend(page);
         }
+        // Per call: its committed starts, and whether one came after its completion.
+        let mut starts: HashMap<String, usize> = HashMap::new();
+        let mut completed: std::collections::HashSet<String> = Default::default();
+        for e in &events {
+            match e.kind {
+                EventKind::ToolStarted => {
+                    let call = e.payload["call_id"].as_str().unwrap().to_string();
+                    assert!(
+                        !completed.contains(&call),
+                        "call {call} started again after it completed (event {})",
+                        e.seq
+                    );
+                    *starts.entry(call).or_default() += 1;
+                }
+                EventKind::ToolCompleted => {
+                    completed.insert(e.payload["call_id"].as_str().unwrap().to_string());
+                }
+                _ => {}
+            }
+        }
+        let mut calls = 0;
+        for r in &all {
+            for s in h.store().steps(&r.id).await.unwrap() {
+                if let StepBody::ToolCall {
+                    call,
+                    outcome: Some(o),
+                    ..
+                } = &s.body
+                {
+                    if call.tool == "delegate" {
+                        continue;
+                    }
+                    calls += 1;
+                    let id = call.call_id.as_str();
+                    let n = runs.get(id).copied().unwrap_or(0);
+                    let ours: Vec<String> = events
+                        .iter()
+                        .filter(|e| e.request_id.as_ref() == Some(&r.id))
+                        .map(|e| format!("{} {} {}", e.seq, e.kind, e.payload))
+                        .collect();
+                    assert!(
+                        n >= 1,
+                        "call {id} completed but never ran: {s:?} {o:?}\nevents: {ours:#?}"
+                    );
+                    let committed = starts.get(id).copied().unwrap_or(0);
+                    assert!(
+                        n <= committed,
+                        "call {id} ran {n} times after {committed} committed starts\nevents: {ours:#?}"
+                    );
+                    assert!(completed.contains(id), "call {id} has no tool.completed");
+                }
+            }
+        }
+        // Bosses: 2 calls and a child of 3; workers: 3.
+        assert_eq!(
+            calls,
+            REQUESTS / 2 * (2 + 3) + REQUESTS / 2 * 3,
+            "every call completed once"
+        );
     });
     eprintln!(
         "{REQUESTS} requests on {WORKERS} workers, {kills} SIGKILLs, settled in {:?}",
