@@ -7,6 +7,7 @@
 
 mod context;
 mod deltas;
+mod drain;
 mod error;
 mod health;
 pub mod ids;
@@ -110,6 +111,8 @@ pub(crate) struct Inner {
     /// the safety net from reading `runs` until its repair committed: a root claimed
     /// in between would look running with no live run here, and be re-queued.
     pub(crate) claiming: tokio::sync::Mutex<()>,
+    /// How fast this process's worker claims queued requests (the `Retry-After` of a full queue).
+    pub(crate) drain: drain::DrainRate,
     /// Set when a graceful stop begins: runs finish their step and park.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     /// Set when the worker finds its store damaged: it stops, and `serve` exits
@@ -196,6 +199,7 @@ impl Harness {
                 wake: Notify::new(),
                 runs: runs::Runs::default(),
                 claiming: tokio::sync::Mutex::new(()),
+                drain: drain::DrainRate::default(),
                 stopping: tokio::sync::watch::channel(false).0,
                 abort: Mutex::new(tokio_util::sync::CancellationToken::new()),
                 fault: tokio::sync::watch::channel(None).0,
@@ -309,13 +313,33 @@ impl Harness {
     /// agent and input (`existing`: nothing new is queued), a `conflict` when it
     /// asked for something else. The key needs a session (it is unique per session).
     pub async fn admit(&self, a: Admit) -> Result<Admitted, HarnessError> {
-        let admitted = self.admit_inner(a).await;
+        let admitted = self.admit_inner(a).await.map_err(|e| self.advise_wait(e));
         match &admitted {
             Ok(a) if !a.existing => self.inner.metrics.count_admitted(),
             Ok(_) => {}
             Err(e) => self.inner.metrics.count_rejected(e.code()),
         }
         admitted
+    }
+
+    /// A full queue's `retry_after`, from how fast this process's worker drains it
+    /// (the store's hint, which grows with the queue's length, when none does here).
+    fn advise_wait(&self, e: HarnessError) -> HarnessError {
+        match e {
+            HarnessError::Store(harness_store::StoreError::QueueFull {
+                queued,
+                capacity,
+                retry_after,
+            }) => {
+                let rate = self.inner.drain.per_second(std::time::Instant::now());
+                HarnessError::Store(harness_store::StoreError::QueueFull {
+                    queued,
+                    capacity,
+                    retry_after: drain::retry_after(queued, capacity, rate, retry_after),
+                })
+            }
+            other => other,
+        }
     }
 
     async fn admit_inner(&self, a: Admit) -> Result<Admitted, HarnessError> {

@@ -286,6 +286,9 @@ async fn dispatch(h: Harness, worker: WorkerId, opts: WorkerOptions) {
                 .await
             {
                 Ok(claimed) => {
+                    if !claimed.is_empty() {
+                        inner.drain.record(claimed.len(), std::time::Instant::now());
+                    }
                     // Claimed a full batch: there may be more runnable work behind it.
                     look = !claimed.is_empty() && runs.len() + claimed.len() < slots;
                     for req in claimed {

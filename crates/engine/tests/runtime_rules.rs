@@ -92,6 +92,39 @@ async fn queue_full_is_refused_at_once_with_a_retry_hint_with(b: Backend) {
     );
 }
 
+/// A full queue that this process's worker drains advises the time the worker, at
+/// its recent claim rate, takes to free one place — not the store's hint, which
+/// only grows with the queue's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_advises_the_wait_its_worker_takes_to_free_a_place() {
+    let dir = workspace(
+        "  queue_capacity: 100\n  max_concurrent_requests: 1\n",
+        "      - tool_calls: [{tool: slow, arguments: {}}]\n      - text: never\n",
+    );
+    let (h, _keep) = open!(dir.path(), Backend::Sqlite);
+    let first = h.request(None, "a", "slow").await.unwrap();
+    let worker = h.start_worker(fast()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.get_request(&first.id).await.unwrap().status != RequestStatus::Running {
+        assert!(
+            Instant::now() < deadline,
+            "the first request was never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its one slot is busy for 30 s: the rest wait, and the queue fills.
+    for i in 0..100 {
+        h.request(None, "a", &i.to_string()).await.unwrap();
+    }
+    let err = h.request(None, "a", "one more").await.unwrap_err();
+    // One claim in the last 10 s: a place frees in about 10 s at that rate (the
+    // store alone said 1 s + 1 s per 100 queued: 2 s).
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(10)), "{err}");
+    assert!(err.to_string().contains("retry in 10s"), "{err}");
+    h.abort();
+    worker.stop().await.unwrap();
+}
+
 on_both!(
     #[tokio::test]
     session_strategy_reject_refuses_a_second_active_request,
