@@ -179,24 +179,7 @@ fn workers_killed_at_random_lose_nothing_and_repeat_no_completed_call() {
         );
         eprintln!("{recovered} requests recovered after a kill");
         // The event log, paged through as a reader does: rising seqs, none twice.
-        let mut events = Vec::new();
-        let mut cursor = 0;
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            let page = h
-                .store()
-                .events_after(cursor, EventFilter::default(), 500)
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            for e in &page {
-                assert!(e.seq > cursor, "seq {} after {cursor}", e.seq);
-                assert!(seen.insert(e.seq), "seq {} twice", e.seq);
-                cursor = e.seq;
-            }
-            cursor = last.seq;
-            events.extend(page);
-        }
+        let events = worker::all_events(&h).await;
         // Per call: its committed starts, and whether one came after its completion.
         let mut starts: HashMap<String, usize> = HashMap::new();
         let mut completed: std::collections::HashSet<String> = Default::default();

@@ -167,13 +167,13 @@ fn a_worker_paused_past_its_lease_commits_nothing_and_its_command_is_killed() {
         !running(first_pid),
         "the re-claiming worker re-ran the call while the paused worker's command still ran"
     );
-    let events_before = all_events(&rt, &h);
+    let events_before = rt.block_on(worker::all_events(&h));
 
     // Resumed: it learns it lost the lease and commits nothing.
     unsafe { libc::kill(a.id() as i32, libc::SIGCONT) };
     // Time for anything the resumed worker would commit to show.
     std::thread::sleep(Duration::from_secs(3));
-    let events_after = all_events(&rt, &h);
+    let events_after = rt.block_on(worker::all_events(&h));
     let log = worker::serve_log(&root);
     worker::terminate(a);
     worker::terminate(b);
@@ -239,22 +239,4 @@ fn a_worker_paused_past_its_lease_commits_nothing_and_its_command_is_killed() {
         log.contains("lease"),
         "the resumed worker says it lost the lease:\n{log}"
     );
-}
-
-fn all_events(rt: &tokio::runtime::Runtime, h: &Harness) -> Vec<Event> {
-    rt.block_on(async {
-        let mut out: Vec<Event> = Vec::new();
-        let mut cursor = 0;
-        loop {
-            let page = h
-                .store()
-                .events_after(cursor, EventFilter::default(), 500)
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            cursor = last.seq;
-            out.extend(page);
-        }
-        out
-    })
 }

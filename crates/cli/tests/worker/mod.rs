@@ -215,3 +215,25 @@ pub async fn admit_until_approval(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The whole event log, paged through as a reader does, checking what a reader
+/// relies on: seqs only rise, and none comes twice.
+pub async fn all_events(h: &Harness) -> Vec<harness_core::Event> {
+    let mut out: Vec<harness_core::Event> = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let page = h
+            .store()
+            .events_after(cursor, harness_core::EventFilter::default(), 500)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        for e in &page {
+            assert!(e.seq > cursor, "seq {} after {cursor}", e.seq);
+            cursor = e.seq;
+        }
+        cursor = last.seq;
+        out.extend(page);
+    }
+    out
+}
