@@ -90,8 +90,13 @@ impl Harness {
         }
         let max_attempts = self.inner.workspace.settings.runtime.max_attempts;
         let recovery = self.inner.store.recover(&id, now, max_attempts).await?;
+        note_recovery(
+            self,
+            &recovery,
+            max_attempts,
+            "left running by a previous worker",
+        );
         let recovered = recovery.requeued;
-        self.inner.metrics.count_recovered(recovered.len());
         let worker = Worker {
             id: id.clone(),
             pid: std::process::id(),
@@ -105,15 +110,6 @@ impl Harness {
             .store
             .register_worker(worker, recovered.len())
             .await?;
-        if !recovered.is_empty() {
-            tracing::info!(
-                count = recovered.len(),
-                "recovered requests left running by a previous worker"
-            );
-        }
-        for id in &recovery.failed {
-            tracing::error!(request_id = %id, max_attempts, "request failed: its worker died on every attempt");
-        }
         // MCP servers list their tools before the first claim (each within its
         // `startup_timeout`; one that fails is a health check, not an error).
         self.inner.mcp.start().await;
@@ -412,15 +408,7 @@ async fn take_over_loop(h: Harness, worker: WorkerId, every: Duration) {
             {
                 Ok(r) if r.requeued.is_empty() && r.failed.is_empty() => break,
                 Ok(r) => {
-                    h.inner.metrics.count_recovered(r.requeued.len());
-                    tracing::warn!(
-                        requeued = r.requeued.len(),
-                        failed = r.failed.len(),
-                        "took over requests another worker could not finish"
-                    );
-                    for id in &r.failed {
-                        tracing::error!(request_id = %id, max_attempts, "request failed: its worker died on every attempt");
-                    }
+                    note_recovery(&h, &r, max_attempts, "taken over from another worker");
                     h.inner.wake.notify_one();
                 }
                 Err(e) => {
@@ -429,6 +417,17 @@ async fn take_over_loop(h: Harness, worker: WorkerId, every: Duration) {
                 }
             }
         }
+    }
+}
+
+/// Counts and logs what recovery (at start, or a take-over) moved.
+fn note_recovery(h: &Harness, r: &harness_store::Recovery, max_attempts: u32, from: &'static str) {
+    h.inner.metrics.count_recovered(r.requeued.len());
+    if !r.requeued.is_empty() {
+        tracing::warn!(count = r.requeued.len(), from, "recovered requests");
+    }
+    for id in &r.failed {
+        tracing::error!(request_id = %id, max_attempts, "request failed: its worker died on every attempt");
     }
 }
 

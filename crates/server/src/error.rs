@@ -47,6 +47,23 @@ impl ApiError {
         Self::new(ErrorCode::InvalidInput, message)
     }
 
+    /// An error answered with `status`, under the stable code that status stands
+    /// for (`invalid_input` for any other 4xx, `internal` for any other status).
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = ErrorCode::ALL
+            .into_iter()
+            .find(|c| status_of(*c) == status)
+            .unwrap_or(if status.is_client_error() {
+                ErrorCode::InvalidInput
+            } else {
+                ErrorCode::Internal
+            });
+        Self {
+            status,
+            ..Self::new(code, message)
+        }
+    }
+
     /// A body over the size limit.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self {

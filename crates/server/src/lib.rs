@@ -160,13 +160,10 @@ pub fn router_with(
 /// A known route called with a method it does not take: 405 (axum adds `Allow`)
 /// with the API's JSON error body.
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        ..ApiError::new(
-            ErrorCode::InvalidInput,
-            format!("{} does not take {method}", uri.path()),
-        )
-    }
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
 }
 
 impl FromRequestParts<AppState> for Principal {

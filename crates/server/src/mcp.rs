@@ -20,7 +20,7 @@
 use crate::{ApiError, AppState, MAX_BODY_BYTES, Principal, Role, Tokens};
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use harness_core::*;
@@ -554,7 +554,7 @@ async fn authenticate(
 const MAX_REFUSAL_TEXT: usize = 64 * 1024;
 
 /// Answers rmcp's refusals as the REST API answers its own: a JSON body
-/// `{"code", "message"}` with the stable code of the status ([`code_of`]), rmcp's
+/// `{"code", "message"}` with the stable code of the status ([`ApiError::with_status`]), rmcp's
 /// status and its text as the message, its other headers (`Allow`) kept. An
 /// `initialize` refused for want of a session place ([`BoundedSessions`]) is 503
 /// `unavailable` with `Retry-After`. Successes, event streams and JSON-RPC error
@@ -591,11 +591,7 @@ async fn json_errors(
     } else {
         text
     };
-    let mut out = ApiError {
-        status,
-        ..ApiError::new(code_of(status), message)
-    }
-    .into_response();
+    let mut out = ApiError::with_status(status, message).into_response();
     let ours: Vec<HeaderName> = out.headers().keys().cloned().collect();
     for name in parts.headers.keys() {
         if *name == header::CONTENT_LENGTH || ours.contains(name) {
@@ -626,23 +622,11 @@ fn is_json_or_stream(res: &Response) -> bool {
     essence == "application/json" || essence.ends_with("+json") || essence == "text/event-stream"
 }
 
-/// The stable code of an HTTP refusal's status.
-fn code_of(status: StatusCode) -> ErrorCode {
-    match status {
-        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
-        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
-        StatusCode::NOT_FOUND => ErrorCode::NotFound,
-        StatusCode::CONFLICT => ErrorCode::Conflict,
-        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
-        s if s.is_client_error() => ErrorCode::InvalidInput,
-        _ => ErrorCode::Internal,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::http::StatusCode;
     use tower::ServiceExt;
 
     fn post(body: Value, session: Option<&str>) -> axum::http::Request<Body> {

@@ -110,7 +110,7 @@ impl PgStore {
 /// How many running roots one take-over transaction moves: it holds their row
 /// locks until it commits, so it stays short; a full batch is followed at once by
 /// the next.
-pub(crate) const TAKE_OVER_BATCH: i64 = 500;
+const TAKE_OVER_BATCH: i64 = 500;
 
 /// Puts back on the queue (or fails, past `max_attempts`) the running roots of
 /// other workers that are dead (their liveness lock is free) or silent (their lease
@@ -169,7 +169,7 @@ async fn reclaim(
     let ids: Vec<&str> = expiry.keys().map(String::as_str).collect();
     let roots = tree::requests_where(tx, "id = ANY($1) ORDER BY queue_seq", &[&ids]).await?;
     let mut events = Vec::new();
-    let mut requeue = Vec::new();
+    let mut back = Vec::new();
     for r in roots {
         let expires = expiry.get(r.id.as_str()).copied().flatten();
         events.extend(reclaimed(&r, Some(by), &reclaim_reason(expires, now)));
@@ -185,19 +185,11 @@ async fn reclaim(
                 }
                 .about(&r.id, &r.session_id),
             );
-            requeue.push(r.id.as_str().to_string());
+            back.push(r.id.as_str().to_string());
             out.requeued.push(r.id);
         }
     }
-    if !requeue.is_empty() {
-        let sql = format!(
-            "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + 1, \
-             lease_token = NULL, lease_expires_at = NULL, last_activity_at = $2 \
-             WHERE id = ANY($1) AND {}",
-            status_in(RequestStatus::Queued, &[RequestStatus::Running])
-        );
-        tx.execute(&sql, &[&requeue, &now.0]).await?;
-    }
+    requeue(tx, &back, now, true).await?;
     events::append(tx, now, &events).await?;
     Ok(out)
 }
@@ -388,18 +380,33 @@ async fn requeue_or_fail(
         fail_gave_up(tx, r, now, max_attempts).await?;
         return Ok(false);
     }
-    let sql = format!(
-        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + $3, \
-         lease_token = NULL, lease_expires_at = NULL, last_activity_at = $2 WHERE id = $1 AND {}",
-        status_in(RequestStatus::Queued, &[RequestStatus::Running])
-    );
-    tx.execute(&sql, &[&r.id.as_str(), &now.0, &(counts as i64)])
-        .await?;
+    requeue(tx, &[r.id.as_str().to_string()], now, counts).await?;
     let body = EventBody::RequestRequeued {
         reason: reason.to_string(),
     };
     events::append(tx, now, &[body.about(&r.id, &r.session_id)]).await?;
     Ok(true)
+}
+
+/// Puts running roots `ids` back on the queue, their lease cleared, one more
+/// attempt counted when `counts` (a crash, not a store failure of the live worker).
+async fn requeue(
+    tx: &mut Tx<'_>,
+    ids: &[String],
+    now: Timestamp,
+    counts: bool,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE requests SET status = 'queued', worker_id = NULL, attempt = attempt + $3, \
+         lease_token = NULL, lease_expires_at = NULL, last_activity_at = $2 \
+         WHERE id = ANY($1) AND {}",
+        status_in(RequestStatus::Queued, &[RequestStatus::Running])
+    );
+    tx.execute(&sql, &[&ids, &now.0, &(counts as i64)]).await?;
+    Ok(())
 }
 
 /// Fails `r` with its tree: started `max_attempts` times, and its worker died each time.
