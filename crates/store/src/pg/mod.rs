@@ -2,9 +2,9 @@
 //! connections (tokio-postgres + deadpool-postgres), for workers on one host or many.
 //!
 //! - Every write is one transaction on a pooled connection; `BEGIN` rides with its
-//!   first statement and the hot path (a step commit) sends its statements as one
-//!   pipeline, so a step costs two round trips: the statements, then `COMMIT`.
-//!   There is no group commit in this process: the server flushes concurrent
+//!   first statement. The hot path (a step commit) sends `BEGIN`, its statements
+//!   and `COMMIT` as one pipeline, refusals raised by the server inside the
+//!   transaction: one round trip (see `steps.rs`). There is no group commit in this process: the server flushes concurrent
 //!   commits' WAL together.
 //! - A transaction that changes a tree locks the tree's root row first, so two
 //!   transactions on one tree queue instead of deadlocking. A deadlock or
@@ -47,6 +47,8 @@ use tokio_postgres::{NoTls, Row};
 pub(crate) use wakeups::{FALLBACK_POLL, Listening};
 pub(crate) use workers::PgLock;
 
+/// The SQLSTATE of `step_fence` (migration V9): a step the server refused to commit.
+const FENCE_REFUSED: &str = "AH001";
 /// How long a caller waits for a pooled connection before the store reports the
 /// database unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(10);
@@ -341,6 +343,9 @@ pub(crate) struct Tx<'a> {
     /// The committing store handle's name (its NOTIFY payload says who committed).
     handle: &'a str,
     begun: bool,
+    /// Set when [`Tx::pipeline_commit`] ended the transaction: whether the
+    /// connection answered the `COMMIT` (and may serve another caller).
+    ended: Option<bool>,
     /// Events appended in this transaction (their seqs' low bits).
     pub(crate) events: i64,
     /// One of them may give a worker work to claim (`EventKind::may_free_work`): the
@@ -359,6 +364,7 @@ impl<'a> Tx<'a> {
             channel,
             handle,
             begun: false,
+            ended: None,
             events: 0,
             frees_work: false,
         }
@@ -444,6 +450,92 @@ impl<'a> Tx<'a> {
             .collect()
     }
 
+    /// The whole transaction in one round trip: `BEGIN`, `statements`, `COMMIT` and
+    /// the NOTIFY (when events were appended) sent together. `None` when a statement
+    /// failed: the transaction rolled back on the server (a refusal raised there, or
+    /// any other error) and nothing was written. An error when the `COMMIT` itself
+    /// failed after every statement succeeded (its outcome is unknown).
+    pub(crate) async fn pipeline_commit(
+        &mut self,
+        statements: &[Stmt<'_>],
+    ) -> Result<Option<Vec<Out>>, StoreError> {
+        assert!(!self.begun, "a one-trip transaction sends its own BEGIN");
+        let mut prepared = Vec::with_capacity(statements.len());
+        for s in statements {
+            prepared.push(self.prepare(s.sql).await?);
+        }
+        let notify = match self.events > 0 {
+            true => Some(self.prepare(wakeups::NOTIFY).await?),
+            false => None,
+        };
+        let c = self.c;
+        let all = futures_util::future::join_all(prepared.iter().zip(statements).map(
+            |(st, s)| async move {
+                if s.rows {
+                    c.query(st, s.params).await.map(Out::Rows)
+                } else {
+                    c.execute(st, s.params).await.map(Out::Count)
+                }
+            },
+        ));
+        self.begun = true;
+        let (begin, results, (committed, notified)) = futures_util::future::join3(
+            c.batch_execute("BEGIN"),
+            all,
+            self.commit_and_notify(notify.as_ref()),
+        )
+        .await;
+        // The server answered the COMMIT: whatever happened, no transaction is open.
+        self.ended = Some(committed.is_ok());
+        if let Err(e) = notified {
+            tracing::debug!(error = %e, "NOTIFY after a commit failed");
+        }
+        // The server refused a statement: the transaction was aborted there, so its
+        // `COMMIT` rolled back. The first refusal says why (those after it only say
+        // the transaction was aborted); the fence's sends the step the slow way.
+        let mut outs = Vec::with_capacity(results.len());
+        let mut lost = None;
+        let answers =
+            std::iter::once(begin.map(|()| None)).chain(results.into_iter().map(|r| r.map(Some)));
+        for answer in answers {
+            match answer {
+                Ok(out) => outs.extend(out),
+                Err(e) if e.code().is_some_and(|c| c.code() == FENCE_REFUSED) => return Ok(None),
+                Err(e) if e.code().is_some() => return Err(e.into()),
+                // No answer from the server (the connection failed).
+                Err(e) => {
+                    lost.get_or_insert(e);
+                }
+            }
+        }
+        match (lost, committed) {
+            (None, Ok(())) => Ok(Some(outs)),
+            // The connection failed with the `COMMIT` sent: it may have committed.
+            (Some(e), _) | (None, Err(e)) => Err(StoreError::Commit(Box::new(e.into()))),
+        }
+    }
+
+    /// `COMMIT`, then (when given) the NOTIFY as a transaction of its own (see
+    /// `wakeups`), prepared beforehand so it rides in COMMIT's round trip.
+    async fn commit_and_notify(
+        &self,
+        notify: Option<&tokio_postgres::Statement>,
+    ) -> (Result<(), tokio_postgres::Error>, Result<u64, StoreError>) {
+        let commit = self.c.batch_execute("COMMIT");
+        let Some(notify) = notify else {
+            return (commit.await, Ok(0));
+        };
+        let payload = wakeups::payload(self.frees_work, self.handle);
+        let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
+        let notify = async {
+            self.c
+                .execute(notify, &channel)
+                .await
+                .map_err(StoreError::from)
+        };
+        futures_util::future::join(commit, notify).await
+    }
+
     /// Commits if `out` is `Ok` (else rolls back) and returns `out`, or why the
     /// commit failed. `clean`: the connection ended the transaction and may serve
     /// another caller.
@@ -452,39 +544,33 @@ impl<'a> Tx<'a> {
         out: Result<T, StoreError>,
         clean: &AtomicBool,
     ) -> Result<T, StoreError> {
+        if let Some(answered) = self.ended {
+            clean.store(answered, Ordering::Release);
+            return out;
+        }
         if !self.begun {
             clean.store(true, Ordering::Release);
             return out;
         }
         match out {
             Ok(v) => {
-                // After the commit, as a transaction of its own (see `wakeups`),
-                // prepared beforehand so it rides in COMMIT's round trip.
                 let notify = match self.events > 0 {
                     true => Some(self.prepare(wakeups::NOTIFY).await),
                     false => None,
                 };
-                let commit = self.c.batch_execute("COMMIT");
-                let committed = if let Some(notify) = notify {
-                    let payload = wakeups::payload(self.frees_work, self.handle);
-                    let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
-                    let notify = async {
-                        match notify {
-                            Ok(st) => self
-                                .c
-                                .execute(&st, &channel)
-                                .await
-                                .map_err(StoreError::from),
-                            Err(e) => Err(e),
+                let committed = match notify {
+                    Some(Ok(st)) => {
+                        let (committed, notified) = self.commit_and_notify(Some(&st)).await;
+                        if let Err(e) = notified {
+                            tracing::debug!(error = %e, "NOTIFY after a commit failed");
                         }
-                    };
-                    let (committed, notified) = futures_util::future::join(commit, notify).await;
-                    if let Err(e) = notified {
-                        tracing::debug!(error = %e, "NOTIFY after a commit failed");
+                        committed
                     }
-                    committed
-                } else {
-                    commit.await
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "preparing the NOTIFY failed");
+                        self.c.batch_execute("COMMIT").await
+                    }
+                    None => self.commit_and_notify(None).await.0,
                 };
                 match committed {
                     Ok(()) => {

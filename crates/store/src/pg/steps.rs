@@ -1,10 +1,17 @@
 //! The journal on PostgreSQL: one step, one transaction, sent as one pipeline.
 //!
-//! Everything a step writes goes in a single round trip (with `BEGIN`); what was
-//! refused (the request no longer running, the lease lost, a step row missing, an
-//! approval decided meanwhile) is read from the answers, and the transaction then
-//! commits or rolls back: two round trips per step. A pause also moves the
-//! ancestors, one statement at a time (it needs what each one returns).
+//! The common step (no pause, no limits to take, this process holding its root's
+//! lease) is one round trip: `BEGIN`, its statements, `COMMIT` and the NOTIFY go
+//! together, and a refusal (the request no longer running, the lease lost, a step
+//! row missing) is raised by the server inside the transaction (`step_fence`,
+//! migration V9), which then rolls back. Only then is the step sent again the
+//! slow way, which says why (or commits, where a settled request may still take
+//! the step).
+//!
+//! The slow way is two round trips: everything a step writes in one pipeline (with
+//! `BEGIN`); what was refused (as above, or an approval decided meanwhile) is read
+//! from the answers, and the transaction then commits or rolls back. A pause also
+//! moves the ancestors, one statement at a time (it needs what each one returns).
 
 use super::rows::{self, STEP_COLS};
 use super::{PgStore, Stmt, Tx, events, in_tx, tree};
@@ -23,8 +30,33 @@ impl PgStore {
             .unwrap_or(&commit.request_id)
             .clone();
         let token = self.lease_of(&root);
-        let seqs = in_tx!(self, |tx| commit_step(tx, &commit, &root, token.as_deref())
-            .await)?;
+        let one_trip = token.is_some()
+            && commit.acquire.is_none()
+            && commit.pause_on.is_none()
+            && commit.patch.status != Some(RequestStatus::WaitingApproval);
+        let fast = match one_trip {
+            true => in_tx!(self, |tx| commit_step(
+                tx,
+                &commit,
+                &root,
+                token.as_deref(),
+                true
+            )
+            .await)?,
+            false => None,
+        };
+        let seqs = match fast {
+            Some(seqs) => seqs,
+            None => in_tx!(self, |tx| commit_step(
+                tx,
+                &commit,
+                &root,
+                token.as_deref(),
+                false
+            )
+            .await)?
+            .expect("the slow way answers"),
+        };
         let done = commit.ancestors.is_empty()
             && commit
                 .patch
@@ -75,27 +107,54 @@ impl StepRow {
 
 const INSERT_STEP: &str = "INSERT INTO steps (request_id, idx, agent, status, body, started_at, finished_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const UPDATE_STEP: &str =
-    "UPDATE steps SET status = $3, body = $4, finished_at = $5 WHERE request_id = $1 AND idx = $2";
-const PATCH: &str = "UPDATE requests SET last_activity_at = $2, status = COALESCE($3, status), \
-     current_agent = COALESCE($4, current_agent), output = COALESCE($5, output), \
-     error = COALESCE($6, error), finished_at = COALESCE($7, finished_at), steps = steps + $8, \
-     lease_token = CASE WHEN COALESCE($3, 'running') = 'queued' THEN NULL ELSE lease_token END, \
-     lease_expires_at = CASE WHEN COALESCE($3, 'running') = 'running' THEN lease_expires_at ELSE NULL END \
-     WHERE id = $1 AND status = 'running' AND ($9::text IS NULL OR lease_token = $9)";
+macro_rules! update_step {
+    () => {
+        "UPDATE steps SET status = $3, body = $4, finished_at = $5 WHERE request_id = $1 AND idx = $2"
+    };
+}
+macro_rules! patch {
+    () => {
+        "UPDATE requests SET last_activity_at = $2, status = COALESCE($3, status), \
+         current_agent = COALESCE($4, current_agent), output = COALESCE($5, output), \
+         error = COALESCE($6, error), finished_at = COALESCE($7, finished_at), steps = steps + $8, \
+         lease_token = CASE WHEN COALESCE($3, 'running') = 'queued' THEN NULL ELSE lease_token END, \
+         lease_expires_at = CASE WHEN COALESCE($3, 'running') = 'running' THEN lease_expires_at ELSE NULL END \
+         WHERE id = $1 AND status = 'running' AND ($9::text IS NULL OR lease_token = $9)"
+    };
+}
+const UPDATE_STEP: &str = update_step!();
+const PATCH: &str = patch!();
 const SESSION: &str = "UPDATE sessions SET last_activity_at = $2 WHERE id = $1";
 const ANCESTOR: &str = "UPDATE requests SET last_activity_at = $2, \
      current_agent = COALESCE($3, current_agent) WHERE id = $1";
 const ROOT_TOKEN: &str = "SELECT lease_token FROM requests WHERE id = $1";
 const ROOT_LEASE: &str = "SELECT lease_token FROM requests WHERE id = $1 FOR UPDATE";
+
+// The fenced forms (one round trip): the server refuses in the transaction.
+const PATCH_FENCED: &str = concat!(
+    "WITH patched AS (",
+    patch!(),
+    " RETURNING 1) SELECT step_fence(EXISTS (SELECT 1 FROM patched), 'the request')"
+);
+const UPDATE_STEP_FENCED: &str = concat!(
+    "WITH updated AS (",
+    update_step!(),
+    " RETURNING 1) SELECT step_fence(EXISTS (SELECT 1 FROM updated), 'a step row')"
+);
+const ROOT_LEASE_FENCED: &str = "WITH root AS (SELECT lease_token FROM requests WHERE id = $1 \
+     FOR UPDATE) SELECT step_fence(EXISTS (SELECT 1 FROM root WHERE lease_token = $2), \
+     'the root''s lease')";
 const APPROVAL_STATUS: &str = "SELECT status FROM approvals WHERE id = $1";
 
+/// Sends a step. `one_trip`: the fenced statements, `COMMIT` in the same pipeline,
+/// and `None` when the server refused it (rolled back: send it again the slow way).
 async fn commit_step(
     tx: &mut Tx<'_>,
     s: &StepCommit,
     root: &RequestId,
     token: Option<&str>,
-) -> Result<Vec<i64>, StoreError> {
+    one_trip: bool,
+) -> Result<Option<Vec<i64>>, StoreError> {
     let p = &s.patch;
     if let Some(to) = p.status
         && !RequestStatus::Running.can_move_to(to)
@@ -211,16 +270,23 @@ async fn commit_step(
     let approval_params: Option<Vec<P>> = approval.as_ref().map(|a| a.params());
     let event_params: Vec<[P; 6]> = event_rows.iter().map(|e| e.params()).collect();
     let root_param: [P; 1] = [&root_id];
+    let lease_param: [P; 2] = [&root_id, &token];
     let pause_param: Option<[P; 1]> = pause_on.as_ref().map(|a| [a as P]);
 
     // The pipeline: what each answer means is found by position.
     let mut stmts: Vec<Stmt> = Vec::new();
     let lease_at = is_child.then(|| {
-        stmts.push(Stmt::query(ROOT_LEASE, &root_param));
+        stmts.push(match one_trip {
+            true => Stmt::exec(ROOT_LEASE_FENCED, &lease_param),
+            false => Stmt::query(ROOT_LEASE, &root_param),
+        });
         stmts.len() - 1
     });
     let patch_at = stmts.len();
-    stmts.push(Stmt::exec(PATCH, &patch));
+    stmts.push(Stmt::exec(
+        if one_trip { PATCH_FENCED } else { PATCH },
+        &patch,
+    ));
     if p.status.is_some() {
         stmts.push(Stmt::exec(SESSION, &session));
     }
@@ -230,7 +296,12 @@ async fn commit_step(
             StepWrite::Insert(_) => stmts.push(Stmt::exec(INSERT_STEP, params)),
             StepWrite::Update(st) => {
                 updates_at.push((stmts.len(), st));
-                stmts.push(Stmt::exec(UPDATE_STEP, params));
+                let sql = if one_trip {
+                    UPDATE_STEP_FENCED
+                } else {
+                    UPDATE_STEP
+                };
+                stmts.push(Stmt::exec(sql, params));
             }
         }
     }
@@ -264,6 +335,12 @@ async fn commit_step(
     });
     for params in &event_params {
         stmts.push(Stmt::exec(events::INSERT, params));
+    }
+    if one_trip {
+        return match tx.pipeline_commit(&stmts).await? {
+            Some(mut out) => Ok(Some(seqs_of(xid_at, &mut out, &event_rows)?)),
+            None => Ok(None),
+        };
     }
     let mut out = tx.pipeline(&stmts).await?;
 
@@ -330,21 +407,27 @@ async fn commit_step(
             });
         }
     }
-    let mut seqs = match xid_at {
-        Some(i) => {
-            let xid: i64 =
-                std::mem::replace(&mut out[i], super::Out::Count(0)).rows()[0].try_get(0)?;
-            event_rows
-                .iter()
-                .map(|e| events::seq_of(xid, e.idx))
-                .collect()
-        }
-        None => Vec::new(),
-    };
+    let mut seqs = seqs_of(xid_at, &mut out, &event_rows)?;
     if p.status == Some(RequestStatus::WaitingApproval) {
         // A tree pauses as one: the ancestors move with the child, in this commit.
         let approval = s.approval.as_ref().map(|a| &a.id).or(s.pause_on.as_ref());
         seqs.extend(tree::pause_ancestors(tx, &s.request_id, &s.ancestors, approval, s.at).await?);
     }
-    Ok(seqs)
+    Ok(Some(seqs))
+}
+
+/// The seqs of a step's events, from the transaction id the pipeline read (at `xid_at`).
+fn seqs_of(
+    xid_at: Option<usize>,
+    out: &mut [super::Out],
+    event_rows: &[events::EventRow],
+) -> Result<Vec<i64>, StoreError> {
+    let Some(i) = xid_at else {
+        return Ok(Vec::new());
+    };
+    let xid: i64 = std::mem::replace(&mut out[i], super::Out::Count(0)).rows()[0].try_get(0)?;
+    Ok(event_rows
+        .iter()
+        .map(|e| events::seq_of(xid, e.idx))
+        .collect())
 }
