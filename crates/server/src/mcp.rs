@@ -365,6 +365,9 @@ pub const MAX_SESSIONS: usize = 1000;
 /// 5 minutes; half a minute lets a retrying client find it without hammering.
 const SESSIONS_FULL_RETRY: Duration = Duration::from_secs(30);
 
+/// The header naming a streamable HTTP session; a POST without it opens one.
+const SESSION_ID: &str = "mcp-session-id";
+
 /// rmcp's in-memory sessions ([`LocalSessionManager`]), at most `cap` of them: a new
 /// session past the cap is refused (its `initialize` answered 503 by
 /// [`json_errors`]), the live ones go on, and a closed or expired one frees its place
@@ -385,6 +388,21 @@ impl BoundedSessions {
             cap,
             creating: tokio::sync::Mutex::new(()),
         }
+    }
+
+    async fn is_full(&self) -> bool {
+        self.inner.sessions.read().await.len() >= self.cap
+    }
+
+    fn full(&self) -> Response {
+        ApiError {
+            retry_after: Some(SESSIONS_FULL_RETRY),
+            ..ApiError::new(
+                ErrorCode::Unavailable,
+                SessionsError::Full(self.cap).to_string(),
+            )
+        }
+        .into_response()
     }
 }
 
@@ -411,7 +429,7 @@ impl SessionManager for BoundedSessions {
 
     async fn create_session(&self) -> Result<(McpSessionId, Self::Transport), SessionsError> {
         let _one_at_a_time = self.creating.lock().await;
-        if self.inner.sessions.read().await.len() >= self.cap {
+        if self.is_full().await {
             let _ = REFUSED_FULL.try_with(|r| r.set(true));
             return Err(SessionsError::Full(self.cap));
         }
@@ -511,7 +529,7 @@ fn routes_with(state: &AppState, sessions: BoundedSessions) -> Router<AppState> 
     };
     let h = state.harness.clone();
     let tokens = state.tokens.clone();
-    let cap = sessions.cap;
+    let sessions = Arc::new(sessions);
     let service = StreamableHttpService::new(
         move || {
             Ok(McpServer {
@@ -521,12 +539,12 @@ fn routes_with(state: &AppState, sessions: BoundedSessions) -> Router<AppState> 
                 },
             })
         },
-        Arc::new(sessions),
+        sessions.clone(),
         config,
     );
     Router::new()
         .route_service(MCP_PATH, service)
-        .route_layer(axum::middleware::from_fn_with_state(cap, json_errors))
+        .route_layer(axum::middleware::from_fn_with_state(sessions, json_errors))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -557,13 +575,20 @@ const MAX_REFUSAL_TEXT: usize = 64 * 1024;
 /// `{"code", "message"}` with the stable code of the status ([`ApiError::with_status`]), rmcp's
 /// status and its text as the message, its other headers (`Allow`) kept. An
 /// `initialize` refused for want of a session place ([`BoundedSessions`]) is 503
-/// `unavailable` with `Retry-After`. Successes, event streams and JSON-RPC error
-/// bodies (already JSON, for the MCP client) pass untouched.
+/// `unavailable` with `Retry-After`: answered here when the sessions are already
+/// full (rmcp, refused by the session manager, would log an error for each one), by
+/// the manager when two race for the last place. Successes, event streams and
+/// JSON-RPC error bodies (already JSON, for the MCP client) pass untouched.
 async fn json_errors(
-    State(cap): State<usize>,
+    State(sessions): State<Arc<BoundedSessions>>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let opens_session =
+        req.method() == axum::http::Method::POST && !req.headers().contains_key(SESSION_ID);
+    if opens_session && sessions.is_full().await {
+        return sessions.full();
+    }
     let (res, full) = REFUSED_FULL
         .scope(Cell::new(false), async move {
             let res = next.run(req).await;
@@ -571,11 +596,7 @@ async fn json_errors(
         })
         .await;
     if full {
-        return ApiError {
-            retry_after: Some(SESSIONS_FULL_RETRY),
-            ..ApiError::new(ErrorCode::Unavailable, SessionsError::Full(cap).to_string())
-        }
-        .into_response();
+        return sessions.full();
     }
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json_or_stream(&res) {

@@ -503,6 +503,10 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates_pages_and_the_ap
         .await;
     assert_html(&r, StatusCode::UNAUTHORIZED);
     assert!(r.text.contains("the token is not one this server knows"));
+    assert_eq!(
+        r.headers[header::WWW_AUTHENTICATE],
+        harness_server::WWW_AUTHENTICATE
+    );
     assert!(!r.headers.contains_key(header::SET_COOKIE));
 
     // `next` elsewhere than the console is ignored.

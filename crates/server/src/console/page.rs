@@ -168,6 +168,15 @@ pub fn respond(status: StatusCode, doc: Markup) -> Response {
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
     );
+    if status == StatusCode::UNAUTHORIZED {
+        // Every 401 names a challenge (RFC 9110 §15.5.2); the API's bearer scheme is
+        // the one the server takes (the console's cookie carries such a token), and
+        // browsers show no prompt of their own for it.
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::WWW_AUTHENTICATE),
+        );
+    }
     res
 }
 
