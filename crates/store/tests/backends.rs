@@ -293,3 +293,109 @@ async fn capacity(b: Backend) {
     }
     assert_eq!(full(store.admit(new("s9"), adm, t).await), (3, 3));
 }
+
+on_both!(
+    a_refused_step_writes_nothing_and_says_why,
+    a_refused_step_writes_nothing_and_says_why_on_postgres,
+    refused_steps
+);
+
+/// A step the store refuses writes nothing of itself and says why: one updating a
+/// step row that is not there (`not_found`), one of a request that settled
+/// meanwhile (wrong state). The steps around them go on. (On PostgreSQL the server
+/// refuses these inside the step's one statement; the store then asks again.)
+async fn refused_steps(b: Backend) {
+    let Some(fresh) = b.fresh() else { return };
+    let store = &fresh.store;
+    let adm = harness_store::Admission {
+        queue_capacity: 10,
+        reject_if_session_busy: false,
+    };
+    let me = WorkerId::generate();
+    let _lock = store.lock_worker(&me, Timestamp(1)).await.unwrap();
+    store
+        .admit(common::new_request("s1", 0), adm, Timestamp(1))
+        .await
+        .unwrap();
+    let r = store.claim(&me, 1, Timestamp(2)).await.unwrap().remove(0);
+    let step = |idx: u32, at: i64| Step {
+        request_id: r.id.clone(),
+        idx,
+        agent: "a".into(),
+        status: StepStatus::Completed,
+        started_at: Timestamp(at),
+        finished_at: Some(Timestamp(at)),
+        body: StepBody::ModelTurn {
+            turn: ModelTurn::Text {
+                text: format!("turn {idx}"),
+            },
+            info: Default::default(),
+        },
+    };
+    let commit = |at: i64| {
+        StepCommit::new(&r.id, &r.session_id, Timestamp(at))
+            .count_step()
+            .event(EventBody::RequestRepaired {
+                problem: format!("at {at}"),
+                action: "a".into(),
+            })
+    };
+    use harness_store::StepCommit;
+    store
+        .commit_step(commit(3).insert(step(0, 3)))
+        .await
+        .unwrap();
+
+    let e = store
+        .commit_step(commit(4).insert(step(1, 4)).update(step(7, 4)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::NotFound { kind: "step", .. }),
+        "{e:?}"
+    );
+    let idxs = |steps: Vec<Step>| steps.iter().map(|s| s.idx).collect::<Vec<_>>();
+    assert_eq!(idxs(store.steps(&r.id).await.unwrap()), vec![0]);
+    assert_eq!(store.get_request(&r.id).await.unwrap().steps, 1);
+
+    store
+        .commit_step(commit(5).insert(step(1, 5)).output("done"))
+        .await
+        .unwrap();
+    let e = store
+        .commit_step(commit(6).insert(step(2, 6)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::WrongState { .. }), "{e:?}");
+    let got = store.get_request(&r.id).await.unwrap();
+    assert_eq!((got.status, got.steps), (RequestStatus::Completed, 2));
+    assert_eq!(idxs(store.steps(&r.id).await.unwrap()), vec![0, 1]);
+
+    // Only the kept steps' events: read once the last one shows (on PostgreSQL an
+    // event shows once every older transaction has ended).
+    let filter = EventFilter {
+        request_id: Some(r.id.clone()),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let problems = loop {
+        let problems: Vec<String> = store
+            .events_after(0, filter.clone(), 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::RequestRepaired)
+            .map(|e| {
+                e.payload["problem"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        if problems.len() >= 2 || Instant::now() > deadline {
+            break problems;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(problems, vec!["at 3", "at 5"]);
+}

@@ -82,6 +82,46 @@ pub(super) fn rows_for(
     Ok(out)
 }
 
+/// The insert of several events at once, from arrays (`$1` the time, then the
+/// indexes, kinds, request ids, session ids and payloads: [`EventArrays`]).
+pub(super) const INSERT_ARRAYS: &str = "INSERT INTO events (seq, at, kind, request_id, session_id, payload) \
+     SELECT (pg_current_xact_id()::text::bigint << 16) + u.i, $1, u.k, u.r, u.s, u.p \
+     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(i, k, r, s, p)";
+
+/// The parameters of [`INSERT_ARRAYS`] for `rows` (all of one commit: one time).
+pub(super) struct EventArrays {
+    at: i64,
+    idx: Vec<i64>,
+    kind: Vec<&'static str>,
+    request_id: Vec<Option<String>>,
+    session_id: Vec<Option<String>>,
+    payload: Vec<String>,
+}
+
+impl EventArrays {
+    pub(super) fn of(rows: &[EventRow]) -> EventArrays {
+        EventArrays {
+            at: rows.first().map(|r| r.at).unwrap_or_default(),
+            idx: rows.iter().map(|r| r.idx).collect(),
+            kind: rows.iter().map(|r| r.kind).collect(),
+            request_id: rows.iter().map(|r| r.request_id.clone()).collect(),
+            session_id: rows.iter().map(|r| r.session_id.clone()).collect(),
+            payload: rows.iter().map(|r| r.payload.clone()).collect(),
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        [
+            &self.at,
+            &self.idx,
+            &self.kind,
+            &self.request_id,
+            &self.session_id,
+            &self.payload,
+        ]
+    }
+}
+
 /// The seq of the event at `idx` in the transaction whose id is `xid`.
 pub(super) fn seq_of(xid: i64, idx: i64) -> i64 {
     (xid << 16) + idx

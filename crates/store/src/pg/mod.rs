@@ -2,9 +2,10 @@
 //! connections (tokio-postgres + deadpool-postgres), for workers on one host or many.
 //!
 //! - Every write is one transaction on a pooled connection; `BEGIN` rides with its
-//!   first statement. The hot path (a step commit) sends `BEGIN`, its statements
-//!   and `COMMIT` as one pipeline, refusals raised by the server inside the
-//!   transaction: one round trip (see `steps.rs`). There is no group commit in this process: the server flushes concurrent
+//!   first statement. The hot path (a step commit) is one round trip: one statement
+//!   of data-modifying CTEs for the common step, else `BEGIN`, its statements and
+//!   `COMMIT` as one pipeline; refusals are raised by the server inside the
+//!   transaction (see `steps.rs`). There is no group commit in this process: the server flushes concurrent
 //!   commits' WAL together.
 //! - A transaction that changes a tree locks the tree's root row first, so two
 //!   transactions on one tree queue instead of deadlocking. A deadlock or
@@ -479,7 +480,7 @@ impl<'a> Tx<'a> {
             },
         ));
         self.begun = true;
-        let (begin, results, (committed, notified)) = futures_util::future::join3(
+        let (begin, results, committed) = futures_util::future::join3(
             c.batch_execute("BEGIN"),
             all,
             self.commit_and_notify(notify.as_ref()),
@@ -487,9 +488,6 @@ impl<'a> Tx<'a> {
         .await;
         // The server answered the COMMIT: whatever happened, no transaction is open.
         self.ended = Some(committed.is_ok());
-        if let Err(e) = notified {
-            tracing::debug!(error = %e, "NOTIFY after a commit failed");
-        }
         // The server refused a statement: the transaction was aborted there, so its
         // `COMMIT` rolled back. The first refusal says why (those after it only say
         // the transaction was aborted); the fence's sends the step the slow way.
@@ -515,25 +513,73 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// One statement as its own transaction (no `BEGIN`), with the NOTIFY (when
+    /// events were appended) in the same round trip: its rows, `None` when the
+    /// fence refused it (nothing was written), the server's error for any other
+    /// refusal, and [`StoreError::Commit`] when the connection failed with it sent.
+    pub(crate) async fn statement_commit(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Vec<Row>>, StoreError> {
+        assert!(
+            !self.begun,
+            "a one-statement transaction is the whole transaction"
+        );
+        let st = self.prepare(sql).await?;
+        let notify = match self.events > 0 {
+            true => Some(self.prepare(wakeups::NOTIFY).await?),
+            false => None,
+        };
+        self.begun = true;
+        let c = self.c;
+        let run = c.query(&st, params);
+        let out = match &notify {
+            None => run.await,
+            Some(notify) => {
+                let payload = wakeups::payload(self.frees_work, self.handle);
+                let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
+                let notify = c.execute(notify, &channel);
+                // Both sent on the first poll, the statement first; the NOTIFY's
+                // answer is not waited for (see `commit_and_notify`).
+                match futures_util::future::select(std::pin::pin!(run), std::pin::pin!(notify))
+                    .await
+                {
+                    futures_util::future::Either::Left((out, _)) => out,
+                    futures_util::future::Either::Right((_, run)) => run.await,
+                }
+            }
+        };
+        self.ended = Some(out.is_ok() || out.as_ref().is_err_and(|e| e.code().is_some()));
+        match out {
+            Ok(rows) => Ok(Some(rows)),
+            Err(e) if e.code().is_some_and(|c| c.code() == FENCE_REFUSED) => Ok(None),
+            Err(e) if e.code().is_some() => Err(e.into()),
+            Err(e) => Err(StoreError::Commit(Box::new(e.into()))),
+        }
+    }
+
     /// `COMMIT`, then (when given) the NOTIFY as a transaction of its own (see
-    /// `wakeups`), prepared beforehand so it rides in COMMIT's round trip.
+    /// `wakeups`), prepared beforehand so it rides in COMMIT's round trip. Done when
+    /// the `COMMIT` is answered: the NOTIFY's answer comes after it and is not waited
+    /// for (the connection discards it; a lost notification is a lost hint, which the
+    /// listeners' polling covers).
     async fn commit_and_notify(
         &self,
         notify: Option<&tokio_postgres::Statement>,
-    ) -> (Result<(), tokio_postgres::Error>, Result<u64, StoreError>) {
+    ) -> Result<(), tokio_postgres::Error> {
         let commit = self.c.batch_execute("COMMIT");
         let Some(notify) = notify else {
-            return (commit.await, Ok(0));
+            return commit.await;
         };
         let payload = wakeups::payload(self.frees_work, self.handle);
         let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
-        let notify = async {
-            self.c
-                .execute(notify, &channel)
-                .await
-                .map_err(StoreError::from)
-        };
-        futures_util::future::join(commit, notify).await
+        let notify = self.c.execute(notify, &channel);
+        // Both are sent on the first poll, the COMMIT first.
+        match futures_util::future::select(std::pin::pin!(commit), std::pin::pin!(notify)).await {
+            futures_util::future::Either::Left((committed, _)) => committed,
+            futures_util::future::Either::Right((_, commit)) => commit.await,
+        }
     }
 
     /// Commits if `out` is `Ok` (else rolls back) and returns `out`, or why the
@@ -559,18 +605,12 @@ impl<'a> Tx<'a> {
                     false => None,
                 };
                 let committed = match notify {
-                    Some(Ok(st)) => {
-                        let (committed, notified) = self.commit_and_notify(Some(&st)).await;
-                        if let Err(e) = notified {
-                            tracing::debug!(error = %e, "NOTIFY after a commit failed");
-                        }
-                        committed
-                    }
+                    Some(Ok(st)) => self.commit_and_notify(Some(&st)).await,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "preparing the NOTIFY failed");
-                        self.c.batch_execute("COMMIT").await
+                        self.commit_and_notify(None).await
                     }
-                    None => self.commit_and_notify(None).await.0,
+                    None => self.commit_and_notify(None).await,
                 };
                 match committed {
                     Ok(()) => {

@@ -1,12 +1,17 @@
 //! The journal on PostgreSQL: one step, one transaction, sent as one pipeline.
 //!
-//! The common step (no pause, no limits to take, this process holding its root's
-//! lease) is one round trip: `BEGIN`, its statements, `COMMIT` and the NOTIFY go
-//! together, and a refusal (the request no longer running, the lease lost, a step
-//! row missing) is raised by the server inside the transaction (`step_fence`,
-//! migration V9), which then rolls back. Only then is the step sent again the
-//! slow way, which says why (or commits, where a settled request may still take
-//! the step).
+//! The common step (a root's, no pause, no limits to take, no approval, child or
+//! artifact to write, this process holding the lease) is **one statement**: each
+//! write a data-modifying CTE, then a `SELECT` of the fences and the transaction id
+//! (`OneStatement`), sent with the NOTIFY in one round trip. A statement is its own
+//! transaction, so there is no `BEGIN` or `COMMIT`, and the server executes one
+//! statement instead of ten (measured: half the round trip's cost). The other
+//! steps that need no pause or limits send `BEGIN`, their statements, `COMMIT` and
+//! the NOTIFY as one pipeline. In both, a refusal (the request no longer running,
+//! the lease lost, a step row missing) is raised by the server inside the
+//! transaction (`step_fence`, migration V9), which then rolls back. Only then is
+//! the step sent again the slow way, which says why (or commits, where a settled
+//! request may still take the step).
 //!
 //! The slow way is two round trips: everything a step writes in one pipeline (with
 //! `BEGIN`); what was refused (as above, or an approval decided meanwhile) is read
@@ -124,6 +129,8 @@ macro_rules! patch {
 }
 const UPDATE_STEP: &str = update_step!();
 const PATCH: &str = patch!();
+const PATCH_RETURNING: &str = concat!(patch!(), " RETURNING 1");
+const UPDATE_STEP_RETURNING: &str = concat!(update_step!(), " RETURNING 1");
 const SESSION: &str = "UPDATE sessions SET last_activity_at = $2 WHERE id = $1";
 const ANCESTOR: &str = "UPDATE requests SET last_activity_at = $2, \
      current_agent = COALESCE($3, current_agent) WHERE id = $1";
@@ -273,6 +280,54 @@ async fn commit_step(
     let lease_param: [P; 2] = [&root_id, &token];
     let pause_param: Option<[P; 1]> = pause_on.as_ref().map(|a| [a as P]);
 
+    let fits_one_statement = one_trip
+        && !is_child
+        && s.approval.is_none()
+        && s.child.is_none()
+        && s.artifacts.is_empty();
+    if fits_one_statement {
+        let events = events::EventArrays::of(&event_rows);
+        let event_params = events.params();
+        let mut one = OneStatement::default();
+        one.part("patched", PATCH_RETURNING, &patch);
+        if p.status.is_some() {
+            one.part("session", SESSION, &session);
+        }
+        for (k, (w, params)) in s.steps.iter().zip(&step_params).enumerate() {
+            match w {
+                StepWrite::Insert(_) => one.part(&format!("inserted{k}"), INSERT_STEP, params),
+                StepWrite::Update(_) => {
+                    one.part(&format!("updated{k}"), UPDATE_STEP_RETURNING, params);
+                    one.fence(&format!("updated{k}"), "a step row");
+                }
+            }
+        }
+        for (k, params) in ended_params.iter().enumerate() {
+            one.part(&format!("released{k}"), super::limits::RELEASE_CALL, params);
+        }
+        let request_param: [P; 1] = [&request_id];
+        if p.status.is_some_and(|st| st.is_terminal()) {
+            one.part("released", super::limits::RELEASE_REQUEST, &request_param);
+        }
+        if !event_rows.is_empty() {
+            one.part("appended", events::INSERT_ARRAYS, &event_params);
+        }
+        let (sql, params) = one.finish();
+        let Some(rows) = tx.statement_commit(&sql, &params).await? else {
+            return Ok(None);
+        };
+        let xid: i64 = match rows.first() {
+            Some(r) => r.try_get(r.len() - 1)?,
+            None => return Err(StoreError::Io("a step's statement returned no row".into())),
+        };
+        return Ok(Some(
+            event_rows
+                .iter()
+                .map(|e| events::seq_of(xid, e.idx))
+                .collect(),
+        ));
+    }
+
     // The pipeline: what each answer means is found by position.
     let mut stmts: Vec<Stmt> = Vec::new();
     let lease_at = is_child.then(|| {
@@ -414,6 +469,70 @@ async fn commit_step(
         seqs.extend(tree::pause_ancestors(tx, &s.request_id, &s.ancestors, approval, s.at).await?);
     }
     Ok(Some(seqs))
+}
+
+/// A step as one statement: each write a data-modifying CTE, then a `SELECT` of the
+/// fences (the request patched, each step row updated) and the transaction id. Its
+/// text depends only on the step's shape (which writes, how many), so the prepared
+/// statements are few. One statement is one transaction: a fence that raises
+/// rolls back every write of it.
+#[derive(Default)]
+struct OneStatement<'a> {
+    ctes: Vec<String>,
+    fences: Vec<String>,
+    params: Vec<P<'a>>,
+}
+
+impl<'a> OneStatement<'a> {
+    /// Adds `sql` (its parameters numbered from `$1`) as the CTE `name`.
+    fn part(&mut self, name: &str, sql: &str, params: &[P<'a>]) {
+        let offset = self.params.len();
+        self.ctes
+            .push(format!("{name} AS ({})", renumber(sql, offset)));
+        self.params.extend_from_slice(params);
+    }
+
+    /// Refuses the step unless the CTE `name` returned a row.
+    fn fence(&mut self, name: &str, what: &str) {
+        self.fences.push(format!(
+            "step_fence(EXISTS (SELECT 1 FROM {name}), '{what}')"
+        ));
+    }
+
+    fn finish(mut self) -> (String, Vec<P<'a>>) {
+        self.fences.insert(
+            0,
+            "step_fence(EXISTS (SELECT 1 FROM patched), 'the request')".into(),
+        );
+        let sql = format!(
+            "WITH {} SELECT {}, pg_current_xact_id()::text::bigint",
+            self.ctes.join(", "),
+            self.fences.join(", ")
+        );
+        (sql, self.params)
+    }
+}
+
+/// `sql` with each parameter `$n` renumbered `$(n + offset)`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            n.push(*d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
 }
 
 /// The seqs of a step's events, from the transaction id the pipeline read (at `xid_at`).

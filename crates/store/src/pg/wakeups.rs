@@ -9,7 +9,8 @@
 //! transaction), so it writes a commit record: it commits with
 //! `synchronous_commit = off`, so it never waits for a WAL flush (a second flush
 //! per step otherwise, while holding the notify lock). Losing a notification in a
-//! server crash loses only a hint: waiters read the records, and poll. One
+//! server crash loses only a hint: waiters read the records, and poll. The
+//! committer does not wait for the NOTIFY's answer (it comes after COMMIT's). One
 //! connection per process LISTENs (started by the first wake-up handle) and
 //! reconnects after a failure; while it is down, waiters poll.
 
