@@ -424,8 +424,8 @@ async fn aggregate(bin: &Path, n: usize) -> Result<()> {
     let clients = n * POOL;
     let url = &f.schema.config.url;
     let schema = &f.schema.config.schema;
-    let raw = crate::postgres::raw(url, schema, clients, false).await?;
-    let raw_p = crate::postgres::raw(url, schema, clients, true).await?;
+    let raw = crate::postgres::raw(url, schema, clients, crate::postgres::Raw::OneByOne).await?;
+    let raw_p = crate::postgres::raw(url, schema, clients, crate::postgres::Raw::Pipelined).await?;
     println!(
         "postgres-workers/aggregate {n} worker{} vs raw at {clients} clients: {} steps/s against {} one by one \
          ({:.0}%; target ≥ 70%: {}) and {} pipelined ({:.0}%)",

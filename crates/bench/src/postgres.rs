@@ -3,7 +3,9 @@
 //! - raw: a step as a client program would write it, one transaction of 4 statements
 //!   (insert the step, update the request, append the event, touch the session), at
 //!   1, 8 and 32 clients for a few seconds each: sent one statement at a time as
-//!   pgbench does, and pipelined (all 4 sent together, then COMMIT) as the store does.
+//!   pgbench does; pipelined (`BEGIN` and all 4 sent together, then `COMMIT`); and,
+//!   at 1 client, as one statement (the 4 writes as data-modifying CTEs, its own
+//!   transaction: one round trip, one `Sync`).
 //! - single: one session of 1,000 steps through the runtime (µs/step).
 //! - aggregate: 1,000 sessions × 10 steps through one worker (steps/s).
 //!
@@ -47,11 +49,12 @@ pub async fn run(only: Option<String>) -> Result<()> {
     let mut raw1p = 0f64;
     let mut best = 0f64;
     if part("raw") {
-        raw1 = raw(&url, &schema.config.schema, 1, false).await?;
-        raw1p = raw(&url, &schema.config.schema, 1, true).await?;
+        raw1 = raw(&url, &schema.config.schema, 1, Raw::OneByOne).await?;
+        raw1p = raw(&url, &schema.config.schema, 1, Raw::Pipelined).await?;
+        raw(&url, &schema.config.schema, 1, Raw::OneStatement).await?;
         for clients in [8, 32] {
-            best = best.max(raw(&url, &schema.config.schema, clients, false).await?);
-            raw(&url, &schema.config.schema, clients, true).await?;
+            best = best.max(raw(&url, &schema.config.schema, clients, Raw::OneByOne).await?);
+            raw(&url, &schema.config.schema, clients, Raw::Pipelined).await?;
         }
     }
     if part("single") {
@@ -84,8 +87,29 @@ pub async fn run(only: Option<String>) -> Result<()> {
     Ok(())
 }
 
+/// How the raw step is sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Raw {
+    /// `BEGIN`, each statement, `COMMIT`: a round trip each, as pgbench does.
+    OneByOne,
+    /// `BEGIN` and the 4 statements in one pipeline, then `COMMIT`.
+    Pipelined,
+    /// The 4 writes as one statement of data-modifying CTEs, in its own transaction.
+    OneStatement,
+}
+
+impl Raw {
+    fn label(self) -> &'static str {
+        match self {
+            Raw::OneByOne => "one by one",
+            Raw::Pipelined => "pipelined",
+            Raw::OneStatement => "one statement",
+        }
+    }
+}
+
 /// Steps/s of the raw step transaction with `clients` connections.
-pub(crate) async fn raw(url: &str, schema: &str, clients: usize, pipelined: bool) -> Result<f64> {
+pub(crate) async fn raw(url: &str, schema: &str, clients: usize, mode: Raw) -> Result<f64> {
     let setup = connect(url, schema).await?;
     setup
         .batch_execute(
@@ -124,10 +148,23 @@ pub(crate) async fn raw(url: &str, schema: &str, clients: usize, pipelined: bool
             let ses = client
                 .prepare("UPDATE raw_sessions SET last = $2 WHERE id = $1")
                 .await?;
+            let all = client
+                .prepare(
+                    "WITH s AS (INSERT INTO raw_steps VALUES ($1, $2, $3)), \
+                     r AS (UPDATE raw_requests SET steps = steps + 1, last = $2 WHERE id = $1 AND status = 'running'), \
+                     e AS (INSERT INTO raw_events (request_id, kind, payload) VALUES ($1, 'tool.completed', $3)) \
+                     UPDATE raw_sessions SET last = $2 WHERE id = $1",
+                )
+                .await?;
             let body = "{\"kind\":\"tool_call\",\"call\":{\"tool\":\"list_files\"}}".to_string();
             let mut n: i64 = 0;
             while Instant::now() < deadline {
-                if pipelined {
+                if mode == Raw::OneStatement {
+                    client.execute(&all, &[&id, &n, &body]).await?;
+                    n += 1;
+                    continue;
+                }
+                if mode == Raw::Pipelined {
                     let p1: [P; 3] = [&id, &n, &body];
                     let (p2, p3, p4): ([P; 2], [P; 2], [P; 2]) = ([&id, &n], [&id, &body], [&id, &n]);
                     let (a, b, c2, d, e) = tokio::join!(
@@ -164,7 +201,7 @@ pub(crate) async fn raw(url: &str, schema: &str, clients: usize, pipelined: bool
     let rate = total as f64 / elapsed.as_secs_f64();
     println!(
         "postgres/raw {} {clients} client{}: {} steps/s ({:.0} µs per step per client)",
-        if pipelined { "pipelined" } else { "one by one" },
+        mode.label(),
         if clients == 1 { "" } else { "s" },
         thousands(rate as u64),
         1e6 * clients as f64 / rate
