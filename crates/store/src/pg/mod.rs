@@ -428,15 +428,7 @@ impl<'a> Tx<'a> {
             prepared.push(self.prepare(s.sql).await?);
         }
         let c = self.c;
-        let all = futures_util::future::join_all(prepared.iter().zip(statements).map(
-            |(st, s)| async move {
-                if s.rows {
-                    c.query(st, s.params).await.map(Out::Rows)
-                } else {
-                    c.execute(st, s.params).await.map(Out::Count)
-                }
-            },
-        ));
+        let all = send_all(c, &prepared, statements);
         let results = if self.begun {
             all.await
         } else {
@@ -470,15 +462,7 @@ impl<'a> Tx<'a> {
             false => None,
         };
         let c = self.c;
-        let all = futures_util::future::join_all(prepared.iter().zip(statements).map(
-            |(st, s)| async move {
-                if s.rows {
-                    c.query(st, s.params).await.map(Out::Rows)
-                } else {
-                    c.execute(st, s.params).await.map(Out::Count)
-                }
-            },
-        ));
+        let all = send_all(c, &prepared, statements);
         self.begun = true;
         let (begin, results, committed) = futures_util::future::join3(
             c.batch_execute("BEGIN"),
@@ -627,6 +611,21 @@ impl<'a> Tx<'a> {
             }
         }
     }
+}
+
+/// Sends `statements` (prepared as `prepared`) on `c` together; each one's outcome.
+fn send_all<'a>(
+    c: &'a deadpool_postgres::Object,
+    prepared: &'a [tokio_postgres::Statement],
+    statements: &'a [Stmt<'a>],
+) -> impl std::future::Future<Output = Vec<Result<Out, tokio_postgres::Error>>> + 'a {
+    futures_util::future::join_all(prepared.iter().zip(statements).map(|(st, s)| async move {
+        if s.rows {
+            c.query(st, s.params).await.map(Out::Rows)
+        } else {
+            c.execute(st, s.params).await.map(Out::Count)
+        }
+    }))
 }
 
 /// Runs `$body` (an expression using `$tx: &mut Tx`) in one transaction, committed

@@ -39,26 +39,21 @@ impl PgStore {
             && commit.acquire.is_none()
             && commit.pause_on.is_none()
             && commit.patch.status != Some(RequestStatus::WaitingApproval);
+        // Boxed: a step's future is large, and a run's future holds it (a debug
+        // build's tree of delegated runs overflowed a worker thread's stack).
+        let t = token.as_deref();
         let fast = match one_trip {
-            true => in_tx!(self, |tx| commit_step(
-                tx,
-                &commit,
-                &root,
-                token.as_deref(),
-                true
-            )
+            true => in_tx!(self, |tx| Box::pin(commit_step(
+                tx, &commit, &root, t, true
+            ))
             .await)?,
             false => None,
         };
         let seqs = match fast {
             Some(seqs) => seqs,
-            None => in_tx!(self, |tx| commit_step(
-                tx,
-                &commit,
-                &root,
-                token.as_deref(),
-                false
-            )
+            None => in_tx!(self, |tx| Box::pin(commit_step(
+                tx, &commit, &root, t, false
+            ))
             .await)?
             .expect("the slow way answers"),
         };
