@@ -318,20 +318,7 @@ async fn refused_steps(b: Backend) {
         .await
         .unwrap();
     let r = store.claim(&me, 1, Timestamp(2)).await.unwrap().remove(0);
-    let step = |idx: u32, at: i64| Step {
-        request_id: r.id.clone(),
-        idx,
-        agent: "a".into(),
-        status: StepStatus::Completed,
-        started_at: Timestamp(at),
-        finished_at: Some(Timestamp(at)),
-        body: StepBody::ModelTurn {
-            turn: ModelTurn::Text {
-                text: format!("turn {idx}"),
-            },
-            info: Default::default(),
-        },
-    };
+    let step = |idx: u32, at: i64| common::text_step(&r.id, idx, at, &format!("turn {idx}"));
     let commit = |at: i64| {
         StepCommit::new(&r.id, &r.session_id, Timestamp(at))
             .count_step()

@@ -27,20 +27,7 @@ fn ask(session: &str, input: &str, priority: i32) -> NewRequest {
 }
 
 fn done_step(r: &Request, idx: u32, at: i64) -> Step {
-    Step {
-        request_id: r.id.clone(),
-        idx,
-        agent: "a".into(),
-        status: StepStatus::Completed,
-        started_at: Timestamp(at),
-        finished_at: Some(Timestamp(at)),
-        body: StepBody::ModelTurn {
-            turn: ModelTurn::Text {
-                text: format!("answer {idx} of {}", r.input),
-            },
-            info: Default::default(),
-        },
-    }
+    common::text_step(&r.id, idx, at, &format!("answer {idx} of {}", r.input))
 }
 
 /// The caller's `traceparent` the completed request was admitted with.

@@ -212,3 +212,21 @@ macro_rules! on_both {
         }
     };
 }
+
+/// A completed model turn answering `text`, step `idx` of `request`, at `at`.
+pub fn text_step(request: &RequestId, idx: u32, at: i64, text: &str) -> Step {
+    Step {
+        request_id: request.clone(),
+        idx,
+        agent: "a".into(),
+        status: StepStatus::Completed,
+        started_at: Timestamp(at),
+        finished_at: Some(Timestamp(at)),
+        body: StepBody::ModelTurn {
+            turn: ModelTurn::Text {
+                text: text.to_string(),
+            },
+            info: Default::default(),
+        },
+    }
+}
