@@ -46,7 +46,7 @@ pub async fn run(only: Option<String>) -> Result<()> {
             .join(harness_store::DB_FILE);
         let frames = FrameCount::start(&db)?;
         one_session(&h, "warm").await?;
-        let frames = frames.per_commit(WARM_STEPS)?;
+        let frames = frames.per_step(WARM_STEPS)?;
         let mut samples = Vec::with_capacity(RUNS);
         let mut steps = 0;
         for _ in 0..RUNS {
@@ -101,17 +101,18 @@ impl FrameCount {
         let (busy, _, _) = checkpoint(&c, "RESTART")?;
         if busy != 0 {
             bail!(
-                "could not empty the WAL of {} to count frames",
+                "could not restart the WAL of {} to count frames (readers held it)",
                 db.display()
             );
         }
         Ok(FrameCount { c })
     }
 
-    /// Frames per commit over `commits` commits since [`FrameCount::start`].
-    fn per_commit(self, commits: u64) -> Result<f64> {
+    /// Frames per step over `steps` steps since [`FrameCount::start`] (a step is
+    /// one commit; the session's admission and claim add two).
+    fn per_step(self, steps: u64) -> Result<f64> {
         let (_, frames, _) = checkpoint(&self.c, "PASSIVE")?;
-        Ok(frames as f64 / commits as f64)
+        Ok(frames as f64 / steps as f64)
     }
 }
 
@@ -129,7 +130,7 @@ struct RawStep {
     frames: f64,
 }
 
-/// A plain rusqlite program's step, as the issue measured it: one transaction of
+/// A plain rusqlite program's step, as the issue describes it: one transaction of
 /// four prepared statements (update the request row, insert the step with a
 /// 120-byte JSON body, insert the event, update the session), WAL at `sync` with
 /// SQLite's default checkpoints, 1,000 steps per run, median of the runs after a

@@ -5,8 +5,8 @@
 //!   first statement. The hot path (a step commit) is one round trip: one statement
 //!   of data-modifying CTEs for the common step, else `BEGIN`, its statements and
 //!   `COMMIT` as one pipeline; refusals are raised by the server inside the
-//!   transaction (see `steps.rs`). There is no group commit in this process: the server flushes concurrent
-//!   commits' WAL together.
+//!   transaction (see `steps.rs`). There is no group commit in this process: the
+//!   server flushes concurrent commits' WAL together.
 //! - A transaction that changes a tree locks the tree's root row first, so two
 //!   transactions on one tree queue instead of deadlocking. A deadlock or
 //!   serialization failure (possible across trees) is retried whole.
@@ -344,8 +344,9 @@ pub(crate) struct Tx<'a> {
     /// The committing store handle's name (its NOTIFY payload says who committed).
     handle: &'a str,
     begun: bool,
-    /// Set when [`Tx::pipeline_commit`] ended the transaction: whether the
-    /// connection answered the `COMMIT` (and may serve another caller).
+    /// Set when [`Tx::pipeline_commit`] or [`Tx::statement_commit`] ended the
+    /// transaction: whether the server answered its end (the connection may serve
+    /// another caller).
     ended: Option<bool>,
     /// Events appended in this transaction (their seqs' low bits).
     pub(crate) events: i64,
@@ -472,28 +473,22 @@ impl<'a> Tx<'a> {
         .await;
         // The server answered the COMMIT: whatever happened, no transaction is open.
         self.ended = Some(committed.is_ok());
-        // The server refused a statement: the transaction was aborted there, so its
-        // `COMMIT` rolled back. The first refusal says why (those after it only say
-        // the transaction was aborted); the fence's sends the step the slow way.
+        // The first failure says why: a refusal aborted the transaction on the
+        // server (those after it only say so), or the connection failed (and every
+        // answer after it with it).
         let mut outs = Vec::with_capacity(results.len());
-        let mut lost = None;
-        let answers =
-            std::iter::once(begin.map(|()| None)).chain(results.into_iter().map(|r| r.map(Some)));
-        for answer in answers {
+        if let Err(e) = begin {
+            return refusal(e);
+        }
+        for answer in results {
             match answer {
-                Ok(out) => outs.extend(out),
-                Err(e) if e.code().is_some_and(|c| c.code() == FENCE_REFUSED) => return Ok(None),
-                Err(e) if e.code().is_some() => return Err(e.into()),
-                // No answer from the server (the connection failed).
-                Err(e) => {
-                    lost.get_or_insert(e);
-                }
+                Ok(out) => outs.push(out),
+                Err(e) => return refusal(e),
             }
         }
-        match (lost, committed) {
-            (None, Ok(())) => Ok(Some(outs)),
-            // The connection failed with the `COMMIT` sent: it may have committed.
-            (Some(e), _) | (None, Err(e)) => Err(StoreError::Commit(Box::new(e.into()))),
+        match committed {
+            Ok(()) => Ok(Some(outs)),
+            Err(e) => refusal(e),
         }
     }
 
@@ -516,53 +511,46 @@ impl<'a> Tx<'a> {
             false => None,
         };
         self.begun = true;
-        let c = self.c;
-        let run = c.query(&st, params);
-        let out = match &notify {
-            None => run.await,
-            Some(notify) => {
-                let payload = wakeups::payload(self.frees_work, self.handle);
-                let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
-                let notify = c.execute(notify, &channel);
-                // Both sent on the first poll, the statement first; the NOTIFY's
-                // answer is not waited for (see `commit_and_notify`).
-                match futures_util::future::select(std::pin::pin!(run), std::pin::pin!(notify))
-                    .await
-                {
-                    futures_util::future::Either::Left((out, _)) => out,
-                    futures_util::future::Either::Right((_, run)) => run.await,
-                }
-            }
-        };
-        self.ended = Some(out.is_ok() || out.as_ref().is_err_and(|e| e.code().is_some()));
+        let out = self
+            .then_notify(self.c.query(&st, params), notify.as_ref())
+            .await;
+        // A statement the server answered, refused or not, ended its transaction.
+        self.ended = Some(out.as_ref().map_or_else(|e| e.code().is_some(), |_| true));
         match out {
             Ok(rows) => Ok(Some(rows)),
-            Err(e) if e.code().is_some_and(|c| c.code() == FENCE_REFUSED) => Ok(None),
-            Err(e) if e.code().is_some() => Err(e.into()),
-            Err(e) => Err(StoreError::Commit(Box::new(e.into()))),
+            Err(e) => refusal(e),
         }
     }
 
-    /// `COMMIT`, then (when given) the NOTIFY as a transaction of its own (see
-    /// `wakeups`), prepared beforehand so it rides in COMMIT's round trip. Done when
-    /// the `COMMIT` is answered: the NOTIFY's answer comes after it and is not waited
-    /// for (the connection discards it; a lost notification is a lost hint, which the
-    /// listeners' polling covers).
+    /// `COMMIT`, then (when given) the NOTIFY (see [`Tx::then_notify`]).
     async fn commit_and_notify(
         &self,
         notify: Option<&tokio_postgres::Statement>,
     ) -> Result<(), tokio_postgres::Error> {
-        let commit = self.c.batch_execute("COMMIT");
+        self.then_notify(self.c.batch_execute("COMMIT"), notify)
+            .await
+    }
+
+    /// Sends `ending` (what ends the transaction), then (when given) the NOTIFY as a
+    /// transaction of its own (see `wakeups`), prepared beforehand so it rides in the
+    /// same round trip. Done when `ending` is answered: the NOTIFY's answer comes
+    /// after it and is not waited for (the connection discards it; a lost
+    /// notification is a lost hint, which the listeners' polling covers).
+    async fn then_notify<T>(
+        &self,
+        ending: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+        notify: Option<&tokio_postgres::Statement>,
+    ) -> Result<T, tokio_postgres::Error> {
         let Some(notify) = notify else {
-            return commit.await;
+            return ending.await;
         };
         let payload = wakeups::payload(self.frees_work, self.handle);
         let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
         let notify = self.c.execute(notify, &channel);
-        // Both are sent on the first poll, the COMMIT first.
-        match futures_util::future::select(std::pin::pin!(commit), std::pin::pin!(notify)).await {
-            futures_util::future::Either::Left((committed, _)) => committed,
-            futures_util::future::Either::Right((_, commit)) => commit.await,
+        // Both are sent on the first poll, `ending` first.
+        match futures_util::future::select(std::pin::pin!(ending), std::pin::pin!(notify)).await {
+            futures_util::future::Either::Left((ended, _)) => ended,
+            futures_util::future::Either::Right((_, ending)) => ending.await,
         }
     }
 
@@ -610,6 +598,18 @@ impl<'a> Tx<'a> {
                 Err(e)
             }
         }
+    }
+}
+
+/// What a failed one-trip transaction means: the fence's refusal is `None` (nothing
+/// was written: send the step the slow way), another refusal by the server is that
+/// error (nothing was written either), and a failed connection is
+/// [`StoreError::Commit`] (the transaction's end was sent; its outcome is unknown).
+fn refusal<T>(e: tokio_postgres::Error) -> Result<Option<T>, StoreError> {
+    match e.code().map(|c| c.code()) {
+        Some(FENCE_REFUSED) => Ok(None),
+        Some(_) => Err(e.into()),
+        None => Err(StoreError::Commit(Box::new(e.into()))),
     }
 }
 

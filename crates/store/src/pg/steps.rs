@@ -285,6 +285,7 @@ async fn commit_step(
         let event_params = events.params();
         let mut one = OneStatement::default();
         one.part("patched", PATCH_RETURNING, &patch);
+        one.fence("patched", "the request");
         if p.status.is_some() {
             one.part("session", SESSION, &session);
         }
@@ -494,11 +495,7 @@ impl<'a> OneStatement<'a> {
         ));
     }
 
-    fn finish(mut self) -> (String, Vec<P<'a>>) {
-        self.fences.insert(
-            0,
-            "step_fence(EXISTS (SELECT 1 FROM patched), 'the request')".into(),
-        );
+    fn finish(self) -> (String, Vec<P<'a>>) {
         let sql = format!(
             "WITH {} SELECT {}, pg_current_xact_id()::text::bigint",
             self.ctes.join(", "),
@@ -518,13 +515,11 @@ fn renumber(sql: &str, offset: usize) -> String {
             continue;
         }
         let mut n = String::new();
-        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            n.push(*d);
-            chars.next();
+        while let Some(d) = chars.next_if(|d| d.is_ascii_digit()) {
+            n.push(d);
         }
-        match n.parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&n),
+        if let Ok(n) = n.parse::<usize>() {
+            out.push_str(&(n + offset).to_string());
         }
     }
     out
