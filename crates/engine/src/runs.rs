@@ -57,6 +57,38 @@ impl Runs {
     pub(crate) fn ids(&self) -> Vec<RequestId> {
         self.map.lock().expect("runs").keys().cloned().collect()
     }
+
+    /// The runs in this process now: each request with its run's generation.
+    pub(crate) fn live(&self) -> Live {
+        let map = self.map.lock().expect("runs");
+        Live(map.iter().map(|(id, (g, _))| (id.clone(), *g)).collect())
+    }
+
+    /// Cancels the run of `id` that was live in `seen`, if it still is. A verdict
+    /// read from the store about a run seen before the read (its lease lost, its
+    /// tree re-claimed elsewhere) must not stop a newer run of the same request
+    /// that registered meanwhile (the tree woke and this process claimed it again).
+    pub(crate) fn cancel_seen(&self, seen: &Live, id: &RequestId) -> bool {
+        let Some(generation) = seen.0.get(id) else {
+            return false;
+        };
+        match self.map.lock().expect("runs").get(id) {
+            Some((g, token)) if g == generation => {
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A snapshot of [`Runs`]: the requests running in this process, by generation.
+pub(crate) struct Live(HashMap<RequestId, u64>);
+
+impl Live {
+    pub(crate) fn ids(&self) -> Vec<RequestId> {
+        self.0.keys().cloned().collect()
+    }
 }
 
 impl Drop for RunGuard {

@@ -346,13 +346,14 @@ async fn heartbeat_loop(h: Harness, worker: WorkerId, every: Duration) {
     loop {
         beat.tick().await;
         let now = h.now();
+        let live = inner.runs.live();
         match inner.store.heartbeat(&worker, now).await {
             Ok(lost) => {
                 for id in &lost {
                     // Another worker claimed it after the lease expired (or another
                     // process settled it): this run must stop, and its running
                     // command with it (its commits are refused).
-                    if inner.runs.cancel(id) {
+                    if inner.runs.cancel_seen(&live, id) {
                         tracing::warn!(
                             request_id = %id,
                             "this worker no longer holds the request's lease: its run stops here"
@@ -552,8 +553,8 @@ fn finished(h: &Harness, done: Result<(RequestId, Outcome), tokio::task::JoinErr
 /// One read for every run (a worker running 1,000 requests looked them up one by
 /// one, a round trip each, at every tick that saw a commit).
 async fn notice_cancels(h: &Harness, me: &WorkerId) {
-    let ids = h.inner.runs.ids();
-    let requests = match h.inner.store.get_requests(&ids).await {
+    let live = h.inner.runs.live();
+    let requests = match h.inner.store.get_requests(&live.ids()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "could not look for cancels by other processes");
@@ -572,7 +573,7 @@ async fn notice_cancels(h: &Harness, me: &WorkerId) {
             );
         }
         if r.status == RequestStatus::Cancelled || reclaimed {
-            h.inner.runs.cancel(&id);
+            h.inner.runs.cancel_seen(&live, &id);
         }
     }
 }

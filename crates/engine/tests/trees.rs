@@ -148,9 +148,30 @@ async fn assert_nothing_stranded(h: &Harness) {
             ));
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{} of {} requests never settled:\n{}",
+    if bad.is_empty() {
+        return;
+    }
+    // What happened to the stranded trees, in commit order (the first few).
+    let mut story = String::new();
+    let stranded = all
+        .iter()
+        .filter(|r| r.parent_id.is_none() && !r.status.is_terminal());
+    for root in stranded.take(3) {
+        let filter = EventFilter {
+            tree: Some(root.id.clone()),
+            ..Default::default()
+        };
+        let events = h.store().events_after(0, filter, 0).await.unwrap();
+        story.push_str(&format!("\ntree {}:\n", root.id));
+        for e in events {
+            let who = e.request_id.map(|r| r.to_string()).unwrap_or_default();
+            let mut payload = e.payload.to_string();
+            payload.truncate(160);
+            story.push_str(&format!("  {} {who} {:?} {payload}\n", e.seq, e.kind));
+        }
+    }
+    panic!(
+        "{} of {} requests never settled:\n{}\n{story}",
         bad.len(),
         all.len(),
         bad.join("\n")
@@ -188,9 +209,13 @@ async fn approvers_and_expiries_racing_pausing_children_strand_no_tree_with(b: B
         .and_then(|v| v.parse().ok())
         // Every commit costs a server round trip and flush on PostgreSQL.
         .unwrap_or(if b == Backend::Postgres { 100 } else { 200 });
-    let dir = tree_workspace(
-        "  max_concurrent_requests: 16\n  queue_capacity: 5000\n  approval_ttl: 40ms\n",
-    );
+    let ttl_ms: u64 = std::env::var("TREE_RACE_TTL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let dir = tree_workspace(&format!(
+        "  max_concurrent_requests: 16\n  queue_capacity: 5000\n  approval_ttl: {ttl_ms}ms\n"
+    ));
     let (h, _keep) = open!(dir.path(), b);
     let mut roots = Vec::new();
     for i in 0..roots_n {

@@ -211,6 +211,78 @@ async fn the_heartbeat_renews_held_leases_and_names_the_lost_ones() {
         .unwrap();
 }
 
+/// A tree that pauses through its delegated child ends its root's claim: the
+/// heartbeat does not report the paused root lost. Reported, the worker stopped
+/// whichever run of the root it had registered by then, and when the approval was
+/// decided fast and the tree claimed again, that was the new run: the root stayed
+/// `running` with no run (`engine/tests/trees.rs` found it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_paused_by_its_child_is_not_reported_lost() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let store = fresh.store.clone();
+    let me = WorkerId::generate();
+    let root = admitted(&store, "s3").await;
+    assert_eq!(store.claim(&me, 1, Timestamp(2)).await.unwrap().len(), 1);
+    let mut child = common::new_request("s3", 0);
+    child.agent = "c".into();
+    let session = root.session_id.clone();
+    store
+        .commit_step(StepCommit::new(&root.id, &session, Timestamp(3)).child(child.clone()))
+        .await
+        .unwrap();
+    let call = ToolCall {
+        call_id: CallId::generate(),
+        tool: "send".into(),
+        arguments: serde_json::json!({}),
+    };
+    let approval = Approval::for_call(
+        &call,
+        &child.id,
+        &session,
+        "c",
+        0,
+        Timestamp(4),
+        Timestamp(600_000),
+    );
+    store
+        .commit_step(
+            StepCommit::new(&child.id, &session, Timestamp(4))
+                .ancestors(std::slice::from_ref(&root.id))
+                .raise(approval.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_request(&root.id).await.unwrap().status,
+        RequestStatus::WaitingApproval
+    );
+    assert_eq!(store.heartbeat(&me, Timestamp(5)).await.unwrap(), vec![]);
+    // Decided; the tree is claimed again: the new claim's lease is held and renewed.
+    store
+        .resolve_approval(
+            ResolveApproval {
+                session_id: session.clone(),
+                request_id: child.id.clone(),
+                approval_id: approval.id.clone(),
+                decision: Decision::Approved,
+                message: None,
+                decided_by: Actor::new(ActorKind::Cli, "op"),
+                edited_arguments: None,
+            },
+            Timestamp(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.claim(&me, 1, Timestamp(6)).await.unwrap().len(), 1);
+    assert_eq!(store.heartbeat(&me, Timestamp(7)).await.unwrap(), vec![]);
+    store
+        .commit_step(StepCommit::new(&root.id, &session, Timestamp(8)).output("ok"))
+        .await
+        .unwrap();
+}
+
 #[test]
 fn the_url_and_its_password_never_show_in_errors() {
     let password = "s3cret-Pa55word";

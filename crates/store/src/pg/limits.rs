@@ -208,7 +208,7 @@ impl PgStore {
         let parked = in_tx!(self, |tx| park(tx, &p, token.as_deref()).await)?;
         if parked {
             // The root is back on the queue: its lease is over.
-            self.leases().remove(&root);
+            self.forget_lease(&root, token.as_deref());
         }
         Ok(parked)
     }

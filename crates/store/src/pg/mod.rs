@@ -259,6 +259,15 @@ impl PgStore {
         self.inner.leases.lock().expect("leases")
     }
 
+    /// Forgets the lease `token` of `root` once its claim is over; a newer claim's
+    /// (the root re-claimed meanwhile) is kept.
+    pub(crate) fn forget_lease(&self, root: &RequestId, token: Option<&str>) {
+        let mut leases = self.leases();
+        if token.is_some() && leases.get(root).map(|t| t.as_str()) == token {
+            leases.remove(root);
+        }
+    }
+
     /// After a commit: wakes this process's waiters at once, other processes'
     /// through NOTIFY.
     fn committed(&self) {

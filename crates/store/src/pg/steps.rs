@@ -57,14 +57,17 @@ impl PgStore {
             .await)?
             .expect("the slow way answers"),
         };
-        let done = commit.ancestors.is_empty()
-            && commit
-                .patch
-                .status
-                .is_some_and(|s| s != RequestStatus::Running);
-        if done {
-            // The root left `running` (finished or paused): its lease is over.
-            self.leases().remove(&root);
+        // The root left `running` (finished, parked or paused; a child's pause
+        // pauses its root in the same commit): the claim's lease is over. Kept, the
+        // heartbeat would report it lost while a new claim of the root registers
+        // its run, and the stale loss would stop the new run.
+        let root_left_running = match commit.patch.status {
+            Some(RequestStatus::WaitingApproval) => true,
+            Some(s) => commit.ancestors.is_empty() && s != RequestStatus::Running,
+            None => false,
+        };
+        if root_left_running {
+            self.forget_lease(&root, t);
         }
         Ok(seqs)
     }
