@@ -283,6 +283,66 @@ async fn a_tree_paused_by_its_child_is_not_reported_lost() {
         .unwrap();
 }
 
+/// A burst of commits tells other processes in fewer NOTIFYs than commits (they
+/// are paced, `pg/wakeups.rs`), and the burst is told. (Admissions would not do:
+/// they queue on one lock, so they commit too far apart to share a NOTIFY.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commits_is_told_in_fewer_notifications() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let (client, mut conn) =
+        tokio_postgres::connect(&common::url_of(&fresh), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let (told, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let _ = told.send(n.payload().to_string());
+            }
+        }
+    });
+    let schema = common::schema_of(&fresh);
+    client
+        .batch_execute(&format!("LISTEN ah_{schema}"))
+        .await
+        .unwrap();
+    const COMMITS: usize = 200;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = fresh.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..COMMITS / 8 {
+                let w = Worker {
+                    id: WorkerId::generate(),
+                    pid: (t * 1_000 + i) as u32,
+                    host: "test".into(),
+                    started_at: Timestamp(1),
+                    heartbeat_at: Timestamp(1),
+                    stopped_at: None,
+                    version: "test".into(),
+                };
+                store.register_worker(w, 0).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut payloads = Vec::new();
+    while let Ok(p) = heard.try_recv() {
+        payloads.push(p);
+    }
+    assert!(!payloads.is_empty(), "no commit was told");
+    assert!(
+        payloads.len() < COMMITS,
+        "{} notifications for {COMMITS} commits",
+        payloads.len()
+    );
+}
+
 #[test]
 fn the_url_and_its_password_never_show_in_errors() {
     let password = "s3cret-Pa55word";

@@ -153,6 +153,8 @@ struct Inner {
     schema: String,
     /// The NOTIFY channel of this schema.
     channel: String,
+    /// Paces this handle's NOTIFYs (`wakeups::Notifier`).
+    notifier: wakeups::Notifier,
     location: String,
     pool_size: usize,
     /// How long a claim holds without renewal.
@@ -209,6 +211,7 @@ impl PgStore {
                 driver,
                 schema: config.schema.clone(),
                 channel: wakeups::channel(&config.schema),
+                notifier: wakeups::Notifier::default(),
                 location,
                 pool_size: config.pool_size.max(1),
                 lease: config.lease,
@@ -352,6 +355,10 @@ pub(crate) struct Tx<'a> {
     channel: &'a str,
     /// The committing store handle's name (its NOTIFY payload says who committed).
     handle: &'a str,
+    /// Says whether a NOTIFY may ride with this commit (else it is deferred).
+    notifier: &'a wakeups::Notifier,
+    /// A NOTIFY was sent with the commit.
+    notified: bool,
     begun: bool,
     /// Set when [`Tx::pipeline_commit`] or [`Tx::statement_commit`] ended the
     /// transaction: whether the server answered its end (the connection may serve
@@ -365,15 +372,13 @@ pub(crate) struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(
-        c: &'a deadpool_postgres::Object,
-        channel: &'a str,
-        handle: &'a str,
-    ) -> Tx<'a> {
+    pub(crate) fn new(c: &'a deadpool_postgres::Object, store: &'a PgStore) -> Tx<'a> {
         Tx {
             c,
-            channel,
-            handle,
+            channel: &store.inner.channel,
+            handle: &store.inner.handle,
+            notifier: &store.inner.notifier,
+            notified: false,
             begun: false,
             ended: None,
             events: 0,
@@ -383,6 +388,25 @@ impl<'a> Tx<'a> {
 
     async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, StoreError> {
         Ok(self.c.prepare_cached(sql).await?)
+    }
+
+    /// The NOTIFY to send with the commit, when it appended events and no NOTIFY
+    /// left this handle lately (else the commit's is deferred: `wakeups::Notifier`).
+    async fn notify_with_commit(
+        &mut self,
+    ) -> Result<Option<tokio_postgres::Statement>, StoreError> {
+        if self.events == 0 || !self.notifier.may_send_now() {
+            return Ok(None);
+        }
+        self.notified = true;
+        Ok(Some(self.prepare(wakeups::NOTIFY).await?))
+    }
+
+    /// What other processes are still to be told once this commits (the NOTIFY did
+    /// not ride with it): nothing when it appended no events, else whether it may
+    /// have given a worker work to claim.
+    pub(crate) fn untold(&self) -> Option<bool> {
+        (self.events > 0 && !self.notified).then_some(self.frees_work)
     }
 
     /// Sends `BEGIN` along with `f`'s first request if the transaction has not begun.
@@ -467,10 +491,7 @@ impl<'a> Tx<'a> {
         for s in statements {
             prepared.push(self.prepare(s.sql).await?);
         }
-        let notify = match self.events > 0 {
-            true => Some(self.prepare(wakeups::NOTIFY).await?),
-            false => None,
-        };
+        let notify = self.notify_with_commit().await?;
         let c = self.c;
         let all = send_all(c, &prepared, statements);
         self.begun = true;
@@ -515,10 +536,7 @@ impl<'a> Tx<'a> {
             "a one-statement transaction is the whole transaction"
         );
         let st = self.prepare(sql).await?;
-        let notify = match self.events > 0 {
-            true => Some(self.prepare(wakeups::NOTIFY).await?),
-            false => None,
-        };
+        let notify = self.notify_with_commit().await?;
         self.begun = true;
         let out = self
             .then_notify(self.c.query(&st, params), notify.as_ref())
@@ -567,7 +585,7 @@ impl<'a> Tx<'a> {
     /// commit failed. `clean`: the connection ended the transaction and may serve
     /// another caller.
     pub(crate) async fn finish<T>(
-        self,
+        &mut self,
         out: Result<T, StoreError>,
         clean: &AtomicBool,
     ) -> Result<T, StoreError> {
@@ -581,17 +599,13 @@ impl<'a> Tx<'a> {
         }
         match out {
             Ok(v) => {
-                let notify = match self.events > 0 {
-                    true => Some(self.prepare(wakeups::NOTIFY).await),
-                    false => None,
-                };
-                let committed = match notify {
-                    Some(Ok(st)) => self.commit_and_notify(Some(&st)).await,
-                    Some(Err(e)) => {
+                let committed = match self.notify_with_commit().await {
+                    Ok(notify) => self.commit_and_notify(notify.as_ref()).await,
+                    Err(e) => {
                         tracing::debug!(error = %e, "preparing the NOTIFY failed");
+                        self.notified = false;
                         self.commit_and_notify(None).await
                     }
-                    None => self.commit_and_notify(None).await,
                 };
                 match committed {
                     Ok(()) => {
@@ -645,7 +659,7 @@ macro_rules! in_tx {
         let mut attempt = 0u32;
         loop {
             let conn = $crate::pg::Guarded(Some(store.client().await?), Default::default());
-            let mut tx = $crate::pg::Tx::new(conn.object(), store.channel(), store.handle());
+            let mut tx = $crate::pg::Tx::new(conn.object(), store);
             // `?` inside the body ends the body, not the caller: the transaction is
             // always finished (committed or rolled back) before the connection returns.
             let out: Result<_, $crate::StoreError> = {
@@ -654,6 +668,7 @@ macro_rules! in_tx {
             };
             let wrote = tx.begun_writes();
             let finished = tx.finish(out, &conn.1).await;
+            let untold = tx.untold();
             drop(conn);
             match finished {
                 Err(e) if e.is_retryable_conflict() && attempt < $crate::pg::conflict_retries() => {
@@ -662,7 +677,7 @@ macro_rules! in_tx {
                 }
                 Ok(v) => {
                     if wrote {
-                        store.committed_now();
+                        store.committed_now(untold);
                     }
                     break Ok(v);
                 }
@@ -707,17 +722,14 @@ impl Drop for Guarded {
 }
 
 impl PgStore {
-    pub(crate) fn channel(&self) -> &str {
-        &self.inner.channel
-    }
-
-    /// Names this handle in its NOTIFY payloads.
-    pub(crate) fn handle(&self) -> &str {
-        &self.inner.handle
-    }
-
-    pub(crate) fn committed_now(&self) {
+    /// After a commit: wakes this process's waiters at once and, when it appended
+    /// events and its NOTIFY did not ride with it (`untold`, [`Tx::untold`]), sends
+    /// that NOTIFY soon after (`wakeups::Notifier`).
+    pub(crate) fn committed_now(&self, untold: Option<bool>) {
         self.committed();
+        if let Some(frees_work) = untold {
+            self.inner.notifier.defer(self, frees_work);
+        }
     }
 
     /// Runs a read on a pooled connection (autocommit: its own snapshot).

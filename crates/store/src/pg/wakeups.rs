@@ -10,8 +10,18 @@
 //! `synchronous_commit = off`, so it never waits for a WAL flush (a second flush
 //! per step otherwise, while holding the notify lock). Losing a notification in a
 //! server crash loses only a hint: waiters read the records, and poll. The
-//! committer does not wait for the NOTIFY's answer (it comes after COMMIT's). One
-//! connection per process LISTENs (started by the first wake-up handle) and
+//! committer does not wait for the NOTIFY's answer (it comes after COMMIT's).
+//!
+//! At most one NOTIFY per [`NOTIFY_GAP`] leaves a store handle ([`Notifier`]):
+//! each is a transaction that signals every listening backend, and one per step
+//! cost the server a good part of what the step did. A commit rides its NOTIFY
+//! with it when none left within the gap (so a lone commit, a CLI's, tells at
+//! once); a commit within the gap defers it, and one NOTIFY sent at the gap's end
+//! tells for every commit deferred meanwhile. (A process that exits within the
+//! gap after its last commit may leave that NOTIFY unsent: waiters elsewhere find
+//! the commit at their next poll.)
+//!
+//! One connection per process LISTENs (started by the first wake-up handle) and
 //! reconnects after a failure; while it is down, waiters poll.
 
 use super::PgStore;
@@ -27,6 +37,86 @@ use tokio_postgres::AsyncMessage;
 /// Its payload is [`FREES_WORK`] when the commit may have given a worker work to claim.
 pub(super) const NOTIFY: &str =
     "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)";
+
+/// The least time between two NOTIFYs of one store handle: the most a commit's
+/// notification waits behind an earlier one.
+const NOTIFY_GAP: Duration = Duration::from_millis(1);
+
+/// Paces a store handle's NOTIFYs: one rides with a commit when none left within
+/// [`NOTIFY_GAP`]; the commits within the gap share one sent at its end.
+#[derive(Default)]
+pub(super) struct Notifier {
+    state: std::sync::Mutex<Pacing>,
+}
+
+#[derive(Default)]
+struct Pacing {
+    /// When the last NOTIFY left (or was deferred to).
+    last: Option<tokio::time::Instant>,
+    /// Commits wait for the deferred NOTIFY: `Some(frees_work)` over them all.
+    deferred: Option<bool>,
+}
+
+impl Notifier {
+    /// Whether a commit about to be sent may take its NOTIFY with it (no NOTIFY
+    /// left within the gap, none deferred); if so, that NOTIFY counts as sent.
+    pub(super) fn may_send_now(&self) -> bool {
+        let mut s = self.state.lock().expect("notifier");
+        let now = tokio::time::Instant::now();
+        let free = s.deferred.is_none() && s.last.is_none_or(|t| now >= t + NOTIFY_GAP);
+        if free {
+            s.last = Some(now);
+        }
+        free
+    }
+
+    /// A commit that appended events went without its NOTIFY: one NOTIFY at the
+    /// gap's end tells for it and every other commit deferred until then.
+    pub(super) fn defer(&self, store: &PgStore, frees_work: bool) {
+        let Some(at) = self.defer_until(frees_work) else {
+            return;
+        };
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let frees_work = store.inner.notifier.take_deferred();
+            if let Err(e) = send_notify(&store, frees_work).await {
+                tracing::debug!(error = %e, "a deferred NOTIFY failed (waiters poll)");
+            }
+        });
+    }
+
+    /// Adds a commit to the deferred NOTIFY; when none was deferred yet, when to
+    /// send it (the gap's end).
+    fn defer_until(&self, frees_work: bool) -> Option<tokio::time::Instant> {
+        let mut s = self.state.lock().expect("notifier");
+        if let Some(work) = &mut s.deferred {
+            *work |= frees_work;
+            return None;
+        }
+        s.deferred = Some(frees_work);
+        let at = s
+            .last
+            .map_or_else(tokio::time::Instant::now, |t| t + NOTIFY_GAP);
+        s.last = Some(at);
+        Some(at)
+    }
+
+    /// The deferred NOTIFY is being sent: whether one of its commits freed work.
+    fn take_deferred(&self) -> bool {
+        let mut s = self.state.lock().expect("notifier");
+        s.deferred.take().unwrap_or_default()
+    }
+}
+
+/// Sends one NOTIFY on a pooled connection.
+async fn send_notify(store: &PgStore, frees_work: bool) -> Result<(), crate::StoreError> {
+    let c = store.client().await?;
+    let st = c.prepare_cached(NOTIFY).await?;
+    let payload = payload(frees_work, &store.inner.handle);
+    c.execute(&st, &[&store.inner.channel, &payload]).await?;
+    Ok(())
+}
 
 /// The payload of a commit that may have given a worker work to claim
 /// (`EventKind::may_free_work`) starts with this, then names the store handle that
@@ -151,5 +241,34 @@ async fn listen(store: PgStore) {
             }
         }
         tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{Instant, advance};
+
+    /// A lone commit takes its NOTIFY along; commits within the gap share one sent
+    /// at its end (saying work was freed if any of them freed work); the next
+    /// NOTIFY leaves a gap after that one.
+    #[tokio::test(start_paused = true)]
+    async fn notifies_are_paced_one_per_gap_and_none_is_dropped() {
+        let n = Notifier::default();
+        let t0 = Instant::now();
+        assert!(n.may_send_now(), "an idle handle sends at once");
+        assert!(!n.may_send_now(), "a second within the gap waits");
+        assert_eq!(n.defer_until(false), Some(t0 + NOTIFY_GAP));
+        assert_eq!(n.defer_until(true), None, "joins the deferred one");
+        assert_eq!(n.defer_until(false), None);
+        advance(NOTIFY_GAP * 3).await;
+        assert!(!n.may_send_now(), "not while one is deferred");
+        assert!(n.take_deferred(), "one commit of the deferred freed work");
+        advance(NOTIFY_GAP).await;
+        assert!(n.may_send_now(), "a gap after the deferred one");
+        assert!(!n.may_send_now());
+        let t1 = Instant::now();
+        assert_eq!(n.defer_until(false), Some(t1 + NOTIFY_GAP));
+        assert!(!n.take_deferred(), "none of these freed work");
     }
 }
