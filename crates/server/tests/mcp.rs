@@ -342,3 +342,41 @@ async fn sessions_past_the_cap_are_refused_until_one_closes() {
         error_body(m.send(request("POST", Some(initialize()), &[])).await).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
+
+/// Many clients racing for the last places: exactly the cap's worth open, every
+/// other one is the same 503 (the check before rmcp sees the request, or the
+/// session manager's when two pass that check together), never another error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_racing_for_the_last_places_get_the_cap_and_503s() {
+    let m = std::sync::Arc::new(mcp(Limits {
+        max_mcp_sessions: 2,
+        ..Limits::default()
+    }));
+    let racers: Vec<_> = (0..24)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move {
+                let res = m.send(request("POST", Some(initialize()), &[])).await;
+                match res.status() {
+                    StatusCode::OK => {
+                        assert!(res.headers().contains_key("mcp-session-id"));
+                        None
+                    }
+                    _ => Some(error_body(res).await),
+                }
+            })
+        })
+        .collect();
+    let mut opened = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            None => opened += 1,
+            Some((status, headers, body)) => {
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+                assert_eq!(body["code"], "unavailable", "{body}");
+                assert_eq!(headers[header::RETRY_AFTER], "30");
+            }
+        }
+    }
+    assert_eq!(opened, 2, "sessions opened past a cap of 2");
+}
