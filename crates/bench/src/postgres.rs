@@ -274,7 +274,17 @@ async fn aggregate(schema: &TestSchema) -> Result<f64> {
         ),
     )?;
     let h = open(dir.path(), None)?;
+    // Admissions queue on one lock (the queue's bound and each session's rules
+    // must see every other admission): how many a second that lets through.
+    let admitting = Instant::now();
     admit_many(&h, "many", SESSIONS).await?;
+    let admitted = admitting.elapsed();
+    println!(
+        "postgres/admission: {} requests admitted at once (one task each) in {:.0} ms → {} admissions/s",
+        thousands(SESSIONS as u64),
+        ms(admitted),
+        thousands((SESSIONS as f64 / admitted.as_secs_f64()) as u64)
+    );
     let start = Instant::now();
     let worker = h.start_worker(WorkerOptions::default()).await?;
     wait_stats(

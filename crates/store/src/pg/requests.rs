@@ -262,29 +262,42 @@ async fn admit(
     adm: Admission,
     now: Timestamp,
 ) -> Result<Admitted, StoreError> {
-    // The lock also orders admissions under one idempotency key: the second sees
-    // the first's row (the unique index refuses a second row regardless).
-    tx.query(ADMIT_LOCK, &[]).await?;
-    if let Some(key) = key {
-        let existing = tx
-            .query_opt(
-                "SELECT id FROM requests WHERE session_id = $1 AND idempotency_key = $2",
-                &[&new.session_id.as_str(), &key],
-            )
-            .await?;
-        if let Some(row) = existing {
-            let id = RequestId::from_trusted(row.try_get::<_, String>(0)?);
-            let existing = tree::get_request(tx, &id).await?;
-            return same_ask(existing, new, key);
-        }
+    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    // Every admission holds the lock through its commit, so its round trips are
+    // every admission's: the lock and the checks go in one, the writes and the row
+    // back in another, then COMMIT. The lock also orders admissions under one
+    // idempotency key: the second sees the first's row (the unique index refuses a
+    // second row regardless).
+    let session = new.session_id.as_str();
+    let id = new.id.as_str();
+    let key_text = key.unwrap_or_default();
+    let count_sql = format!("SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}");
+    let busy_sql =
+        format!("SELECT id FROM requests WHERE session_id = $1 AND status IN {ACTIVE} LIMIT 1");
+    let keyed: [P; 2] = [&session, &key_text];
+    let in_session: [P; 1] = [&session];
+    let mut checks = vec![Stmt::query(ADMIT_LOCK, &[]), Stmt::query(&count_sql, &[])];
+    let key_at = key.map(|_| {
+        checks.push(Stmt::query(
+            "SELECT id FROM requests WHERE session_id = $1 AND idempotency_key = $2",
+            &keyed,
+        ));
+        checks.len() - 1
+    });
+    let busy_at = adm.reject_if_session_busy.then(|| {
+        checks.push(Stmt::query(&busy_sql, &in_session));
+        checks.len() - 1
+    });
+    let out = tx.pipeline(&checks).await?;
+    if let Some(row) = key_at.and_then(|i| out[i].rows_ref().first()) {
+        let existing = RequestId::from_trusted(row.try_get::<_, String>(0)?);
+        let existing = tree::get_request(tx, &existing).await?;
+        return same_ask(existing, new, key_text);
     }
-    let queued: i64 = tx
-        .query_one(
-            &format!("SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}"),
-            &[],
-        )
-        .await?
-        .try_get(0)?;
+    let queued: i64 = match out[1].rows_ref().first() {
+        Some(r) => r.try_get(0)?,
+        None => 0,
+    };
     if queued as usize >= adm.queue_capacity {
         return Err(StoreError::QueueFull {
             queued: queued as usize,
@@ -292,46 +305,71 @@ async fn admit(
             retry_after: Duration::from_secs(1 + (queued as u64 / 100)),
         });
     }
-    if adm.reject_if_session_busy {
-        let active = tx
-            .query_opt(
-                &format!(
-                    "SELECT id FROM requests WHERE session_id = $1 AND status IN {ACTIVE} LIMIT 1"
-                ),
-                &[&new.session_id.as_str()],
-            )
-            .await?;
-        if let Some(active) = active {
-            return Err(StoreError::SessionBusy {
-                session: new.session_id.to_string(),
-                active: active.try_get(0)?,
-            });
-        }
+    if let Some(active) = busy_at.and_then(|i| out[i].rows_ref().first()) {
+        return Err(StoreError::SessionBusy {
+            session: new.session_id.to_string(),
+            active: active.try_get(0)?,
+        });
     }
-    insert_request(tx, new, None, RequestStatus::Queued, now).await?;
-    if let Some(original) = retry_of {
-        tx.execute(
-            "UPDATE requests SET retry_of = $1 WHERE id = $2",
-            &[&original.as_str(), &new.id.as_str()],
-        )
-        .await?;
-    }
-    if let Some(key) = key {
-        tx.execute(
-            "UPDATE requests SET idempotency_key = $2 WHERE id = $1",
-            &[&new.id.as_str(), &key],
-        )
-        .await?;
-    }
+
     let body = EventBody::RequestQueued {
         agent: new.agent.clone(),
         input_bytes: new.input.len(),
         trace_id: new.trace_id.clone(),
         retry_of: retry_of.cloned(),
     };
-    events::append(tx, now, &[body.about(&new.id, &new.session_id)]).await?;
+    let event_rows = events::rows_for(tx, now, &[body.about(&new.id, &new.session_id)])?;
+    let event_params: Vec<_> = event_rows.iter().map(|r| r.params()).collect();
+    let queued_status = RequestStatus::Queued.as_str();
+    let (attempt, no_text, no_time): (i64, Option<&str>, Option<i64>) = (0, None, None);
+    let original = retry_of.map(|o| o.as_str());
+    let session_params: [P; 2] = [&session, &now.0];
+    let request_params: [P; 13] = [
+        &id,
+        &session,
+        &new.agent,
+        &no_text,
+        &queued_status,
+        &attempt,
+        &no_text,
+        &new.input,
+        &new.trace_id,
+        &now.0,
+        &no_time,
+        &new.priority,
+        &new.traceparent,
+    ];
+    let retry_params: [P; 2] = [&original, &id];
+    let key_params: [P; 2] = [&id, &key_text];
+    let row_params: [P; 1] = [&id];
+    let select_row = format!("SELECT {REQUEST_COLS} FROM requests WHERE id = $1");
+    let mut writes = vec![
+        Stmt::exec(UPSERT_SESSION, &session_params),
+        Stmt::exec(INSERT_CHILD, &request_params),
+    ];
+    if retry_of.is_some() {
+        writes.push(Stmt::exec(
+            "UPDATE requests SET retry_of = $1 WHERE id = $2",
+            &retry_params,
+        ));
+    }
+    if key.is_some() {
+        writes.push(Stmt::exec(
+            "UPDATE requests SET idempotency_key = $2 WHERE id = $1",
+            &key_params,
+        ));
+    }
+    for p in &event_params {
+        writes.push(Stmt::exec(events::INSERT, p));
+    }
+    writes.push(Stmt::query(&select_row, &row_params));
+    let out = tx.pipeline(&writes).await?;
+    let row = out
+        .last()
+        .and_then(|o| o.rows_ref().first())
+        .ok_or_else(|| StoreError::Io(format!("request {id} was not there after its insert")))?;
     Ok(Admitted {
-        request: tree::get_request(tx, &new.id).await?,
+        request: rows::request(row)?,
         existing: false,
     })
 }
@@ -342,44 +380,6 @@ pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, created_at, l
 pub(super) const INSERT_CHILD: &str = "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, \
      input, trace_id, created_at, started_at, last_activity_at, priority, traceparent) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12, $13)";
-
-/// Inserts a request row (and its session if new), in one round trip.
-pub(super) async fn insert_request(
-    tx: &mut Tx<'_>,
-    new: &NewRequest,
-    parent: Option<&RequestId>,
-    status: RequestStatus,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let running = status == RequestStatus::Running;
-    let attempt: i64 = if running { 1 } else { 0 };
-    let current_agent = running.then_some(new.agent.as_str());
-    let started = running.then_some(now.0);
-    let parent = parent.map(|p| p.as_str());
-    tx.pipeline(&[
-        Stmt::exec(UPSERT_SESSION, &[&new.session_id.as_str(), &now.0]),
-        Stmt::exec(
-            INSERT_CHILD,
-            &[
-                &new.id.as_str(),
-                &new.session_id.as_str(),
-                &new.agent,
-                &parent,
-                &status.as_str(),
-                &attempt,
-                &current_agent,
-                &new.input,
-                &new.trace_id,
-                &now.0,
-                &started,
-                &new.priority,
-                &new.traceparent,
-            ],
-        ),
-    ])
-    .await?;
-    Ok(())
-}
 
 async fn claim(
     tx: &mut Tx<'_>,
