@@ -86,9 +86,11 @@ fn fast() -> WorkerOptions {
     }
 }
 
-/// Resolves what is pending; with `race_expiry`, leaves a quarter until just
-/// before they expire, to race the worker's expiry timer.
-async fn resolve_all_pending(h: &Harness, n: &mut u64, race_expiry: bool) {
+/// Resolves what is pending; with `race_expiry` (the approvals' TTL), leaves a
+/// quarter until 5 ms before they expire, to race the worker's expiry timer.
+async fn resolve_all_pending(h: &Harness, n: &mut u64, race_expiry: Option<Duration>) {
+    let late_after = race_expiry.map(|ttl| ttl.saturating_sub(Duration::from_millis(5)));
+    let race_expiry = race_expiry.is_some();
     let pending = h
         .list_approvals(ApprovalFilter {
             statuses: vec![ApprovalStatus::Pending],
@@ -105,11 +107,19 @@ async fn resolve_all_pending(h: &Harness, n: &mut u64, race_expiry: bool) {
             && a.id
                 .as_str()
                 .ends_with(['2', '3', '4', '5', '6', '7', '8', '9']);
-        if late && a.created_at.age(SystemClock.now()) < Duration::from_millis(35) {
+        if late && late_after.is_some_and(|t| a.created_at.age(SystemClock.now()) < t) {
             continue;
         }
         *n += 1;
-        let decision = if (*n).is_multiple_of(3) {
+        // Racing, an approval's decision is its own (not the count of whichever
+        // approver gets to it first): approvers racing each other for the same
+        // approvals once left none rejected.
+        let id = a.id.as_str().as_bytes();
+        let reject = match race_expiry {
+            true => id[id.len() - 2].is_multiple_of(3),
+            false => (*n).is_multiple_of(3),
+        };
+        let decision = if reject {
             Decision::Rejected
         } else {
             Decision::Approved
@@ -213,6 +223,7 @@ async fn approvers_and_expiries_racing_pausing_children_strand_no_tree_with(b: B
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
+    let ttl = Duration::from_millis(ttl_ms);
     let dir = tree_workspace(&format!(
         "  max_concurrent_requests: 16\n  queue_capacity: 5000\n  approval_ttl: {ttl_ms}ms\n"
     ));
@@ -230,7 +241,7 @@ async fn approvers_and_expiries_racing_pausing_children_strand_no_tree_with(b: B
         approvers.push(tokio::spawn(async move {
             let mut n = k;
             while !stop.load(Ordering::Relaxed) {
-                resolve_all_pending(&h, &mut n, true).await;
+                resolve_all_pending(&h, &mut n, Some(ttl)).await;
                 tokio::time::sleep(Duration::from_millis(k * 7)).await;
             }
         }));
@@ -424,7 +435,7 @@ async fn cancelling_a_queued_child_settles_its_tree() {
         .await
         .unwrap();
     let mut n = 0;
-    resolve_all_pending(&h, &mut n, false).await;
+    resolve_all_pending(&h, &mut n, None).await;
     let leaf = by_agent(&h, "leaf").await;
     assert_eq!(leaf.status, RequestStatus::Queued, "woken with its tree");
     h.cancel(&leaf.id, &Actor::new(ActorKind::Cli, "carol"), None)
