@@ -13,7 +13,7 @@ use harness_core::*;
 use harness_store::{Admission, NewRequest, StepCommit, Store};
 use proptest::prelude::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 #[derive(Clone, Debug)]
 struct Workload {
@@ -80,20 +80,23 @@ async fn write(store: Store, w: usize, rounds: usize) {
     }
 }
 
-/// Follows the log from 0 until told the writers are done and it has caught up.
-async fn read(store: Store, batch: usize, done: Arc<AtomicBool>) -> Vec<i64> {
+/// Follows the log from 0 until it reaches `last`, the final log's last seq (set
+/// once the writers are done and the log stands still; `i64::MAX` until then).
+/// Not "until a read comes back empty": a transaction still open anywhere (a
+/// NOTIFY's, sent after a writer's commit) holds back what a read may return, so
+/// an empty read is not the end of the log.
+async fn read(store: Store, batch: usize, last: Arc<AtomicI64>) -> Vec<i64> {
     let mut cursor = 0;
     let mut seen = Vec::new();
     loop {
-        let finished = done.load(Ordering::Acquire);
+        if cursor >= last.load(Ordering::Acquire) {
+            return seen;
+        }
         let events = store
             .events_after(cursor, EventFilter::default(), batch)
             .await
             .unwrap();
         if events.is_empty() {
-            if finished {
-                return seen;
-            }
             tokio::task::yield_now().await;
             continue;
         }
@@ -104,13 +107,35 @@ async fn read(store: Store, batch: usize, done: Arc<AtomicBool>) -> Vec<i64> {
     }
 }
 
+/// The whole log once it stands still (two reads 50 ms apart agree).
+async fn settled_log(store: &Store) -> Vec<i64> {
+    let read = || async {
+        store
+            .events_after(0, EventFilter::default(), 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<i64>>()
+    };
+    let mut all = read().await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let again = read().await;
+        if again == all {
+            return all;
+        }
+        all = again;
+    }
+}
+
 async fn check(b: Backend, wl: Workload) -> Result<(), TestCaseError> {
     let Some(fresh) = b.fresh() else {
         return Ok(());
     };
-    let done = Arc::new(AtomicBool::new(false));
+    let last = Arc::new(AtomicI64::new(i64::MAX));
     let readers: Vec<_> = (0..wl.readers)
-        .map(|_| tokio::spawn(read(b.reopen(&fresh), wl.batch, done.clone())))
+        .map(|_| tokio::spawn(read(b.reopen(&fresh), wl.batch, last.clone())))
         .collect();
     let writers: Vec<_> = (0..wl.writers)
         .map(|w| tokio::spawn(write(fresh.store.clone(), w, wl.rounds)))
@@ -118,15 +143,8 @@ async fn check(b: Backend, wl: Workload) -> Result<(), TestCaseError> {
     for w in writers {
         w.await.unwrap();
     }
-    done.store(true, Ordering::Release);
-    let all: Vec<i64> = fresh
-        .store
-        .events_after(0, EventFilter::default(), 0)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let all = settled_log(&fresh.store).await;
+    last.store(all.last().copied().unwrap_or(0), Ordering::Release);
     prop_assert!(
         all.windows(2).all(|p| p[0] < p[1]),
         "the log is in seq order"
