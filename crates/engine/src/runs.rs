@@ -102,3 +102,31 @@ impl Drop for RunGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verdict about the run seen before a read stops that run only: a newer run
+    /// of the same request (its tree claimed again meanwhile) goes on, and is
+    /// stopped by a verdict read after it registered.
+    #[tokio::test]
+    async fn a_stale_verdict_never_stops_a_newer_run_of_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        harness_config::init(dir.path(), false).unwrap();
+        let h = Harness::open(dir.path()).unwrap();
+        let runs = &h.inner.runs;
+        let id = RequestId::generate();
+        let (old, new) = (CancellationToken::new(), CancellationToken::new());
+        let _old_run = runs.register(&h, &id, old.clone());
+        let seen = runs.live();
+        // The old run unwinds while the request is claimed again.
+        let _new_run = runs.register(&h, &id, new.clone());
+        assert!(!runs.cancel_seen(&seen, &id));
+        assert!(!old.is_cancelled() && !new.is_cancelled());
+        assert!(!runs.cancel_seen(&seen, &RequestId::generate()), "not seen");
+        let seen = runs.live();
+        assert!(runs.cancel_seen(&seen, &id));
+        assert!(new.is_cancelled());
+    }
+}

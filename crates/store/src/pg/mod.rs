@@ -351,12 +351,9 @@ impl Out {
 /// statement; [`Tx::finish`] commits (or rolls back) and wakes readers.
 pub(crate) struct Tx<'a> {
     c: &'a deadpool_postgres::Object,
-    /// The NOTIFY channel, told after a commit that appended events.
-    channel: &'a str,
-    /// The committing store handle's name (its NOTIFY payload says who committed).
-    handle: &'a str,
-    /// Says whether a NOTIFY may ride with this commit (else it is deferred).
-    notifier: &'a wakeups::Notifier,
+    /// Its NOTIFY channel, its handle's name (the payload says who committed) and
+    /// its notifier (whether a NOTIFY may ride with this commit).
+    store: &'a PgStore,
     /// A NOTIFY was sent with the commit.
     notified: bool,
     begun: bool,
@@ -375,9 +372,7 @@ impl<'a> Tx<'a> {
     pub(crate) fn new(c: &'a deadpool_postgres::Object, store: &'a PgStore) -> Tx<'a> {
         Tx {
             c,
-            channel: &store.inner.channel,
-            handle: &store.inner.handle,
-            notifier: &store.inner.notifier,
+            store,
             notified: false,
             begun: false,
             ended: None,
@@ -395,11 +390,12 @@ impl<'a> Tx<'a> {
     async fn notify_with_commit(
         &mut self,
     ) -> Result<Option<tokio_postgres::Statement>, StoreError> {
-        if self.events == 0 || !self.notifier.may_send_now() {
+        if self.events == 0 || !self.store.inner.notifier.may_send_now() {
             return Ok(None);
         }
+        let notify = self.prepare(wakeups::NOTIFY).await?;
         self.notified = true;
-        Ok(Some(self.prepare(wakeups::NOTIFY).await?))
+        Ok(Some(notify))
     }
 
     /// What other processes are still to be told once this commits (the NOTIFY did
@@ -571,8 +567,8 @@ impl<'a> Tx<'a> {
         let Some(notify) = notify else {
             return ending.await;
         };
-        let payload = wakeups::payload(self.frees_work, self.handle);
-        let channel: [&(dyn ToSql + Sync); 2] = [&self.channel, &payload];
+        let payload = wakeups::payload(self.frees_work, &self.store.inner.handle);
+        let channel: [&(dyn ToSql + Sync); 2] = [&self.store.inner.channel, &payload];
         let notify = self.c.execute(notify, &channel);
         // Both are sent on the first poll, `ending` first.
         match futures_util::future::select(std::pin::pin!(ending), std::pin::pin!(notify)).await {
@@ -603,7 +599,6 @@ impl<'a> Tx<'a> {
                     Ok(notify) => self.commit_and_notify(notify.as_ref()).await,
                     Err(e) => {
                         tracing::debug!(error = %e, "preparing the NOTIFY failed");
-                        self.notified = false;
                         self.commit_and_notify(None).await
                     }
                 };

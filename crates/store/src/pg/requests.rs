@@ -262,7 +262,6 @@ async fn admit(
     adm: Admission,
     now: Timestamp,
 ) -> Result<Admitted, StoreError> {
-    type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
     // Every admission holds the lock through its commit, so its round trips are
     // every admission's: the lock and the checks go in one, the writes and the row
     // back in another, then COMMIT. The lock also orders admissions under one
@@ -271,6 +270,7 @@ async fn admit(
     let session = new.session_id.as_str();
     let id = new.id.as_str();
     let key_text = key.unwrap_or_default();
+    let count_at = 1;
     let count_sql = format!("SELECT COUNT(*) FROM requests WHERE {WAITING_FIRST_START}");
     let busy_sql =
         format!("SELECT id FROM requests WHERE session_id = $1 AND status IN {ACTIVE} LIMIT 1");
@@ -294,7 +294,7 @@ async fn admit(
         let existing = tree::get_request(tx, &existing).await?;
         return same_ask(existing, new, key_text);
     }
-    let queued: i64 = match out[1].rows_ref().first() {
+    let queued: i64 = match out[count_at].rows_ref().first() {
         Some(r) => r.try_get(0)?,
         None => 0,
     };
@@ -320,25 +320,9 @@ async fn admit(
     };
     let event_rows = events::rows_for(tx, now, &[body.about(&new.id, &new.session_id)])?;
     let event_params: Vec<_> = event_rows.iter().map(|r| r.params()).collect();
-    let queued_status = RequestStatus::Queued.as_str();
-    let (attempt, no_text, no_time): (i64, Option<&str>, Option<i64>) = (0, None, None);
+    let request = RequestRow::queued(new, now);
+    let (session_params, request_params) = (request.session_params(), request.params());
     let original = retry_of.map(|o| o.as_str());
-    let session_params: [P; 2] = [&session, &now.0];
-    let request_params: [P; 13] = [
-        &id,
-        &session,
-        &new.agent,
-        &no_text,
-        &queued_status,
-        &attempt,
-        &no_text,
-        &new.input,
-        &new.trace_id,
-        &now.0,
-        &no_time,
-        &new.priority,
-        &new.traceparent,
-    ];
     let retry_params: [P; 2] = [&original, &id];
     let key_params: [P; 2] = [&id, &key_text];
     let row_params: [P; 1] = [&id];
@@ -377,9 +361,78 @@ async fn admit(
 pub(super) const UPSERT_SESSION: &str = "INSERT INTO sessions (id, created_at, last_activity_at) VALUES ($1, $2, $2) \
      ON CONFLICT (id) DO UPDATE SET last_activity_at = excluded.last_activity_at";
 /// A request row (a child when `parent_id` is set); `$10` is also its last activity.
+/// Its parameters: [`RequestRow`].
 pub(super) const INSERT_CHILD: &str = "INSERT INTO requests (id, session_id, agent, parent_id, status, attempt, current_agent, \
      input, trace_id, created_at, started_at, last_activity_at, priority, traceparent) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $10, $12, $13)";
+
+type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// The parameters of [`UPSERT_SESSION`] and [`INSERT_CHILD`] for a new request: a
+/// root admitted `queued`, or a delegated child that starts `running` with its
+/// parent's step.
+pub(super) struct RequestRow<'a> {
+    new: &'a NewRequest,
+    id: &'a str,
+    session: &'a str,
+    parent: Option<&'a str>,
+    status: &'static str,
+    attempt: i64,
+    current_agent: Option<&'a str>,
+    at: i64,
+    started: Option<i64>,
+}
+
+impl<'a> RequestRow<'a> {
+    pub(super) fn queued(new: &'a NewRequest, at: Timestamp) -> Self {
+        RequestRow {
+            new,
+            id: new.id.as_str(),
+            session: new.session_id.as_str(),
+            parent: None,
+            status: RequestStatus::Queued.as_str(),
+            attempt: 0,
+            current_agent: None,
+            at: at.0,
+            started: None,
+        }
+    }
+
+    pub(super) fn child(new: &'a NewRequest, parent: &'a RequestId, at: Timestamp) -> Self {
+        RequestRow {
+            parent: Some(parent.as_str()),
+            status: RequestStatus::Running.as_str(),
+            attempt: 1,
+            current_agent: Some(&new.agent),
+            started: Some(at.0),
+            ..RequestRow::queued(new, at)
+        }
+    }
+
+    /// [`UPSERT_SESSION`]'s.
+    pub(super) fn session_params(&self) -> [P<'_>; 2] {
+        [&self.session, &self.at]
+    }
+
+    /// [`INSERT_CHILD`]'s.
+    pub(super) fn params(&self) -> [P<'_>; 13] {
+        [
+            &self.id,
+            &self.session,
+            &self.new.agent,
+            &self.parent,
+            &self.status,
+            &self.attempt,
+            &self.current_agent,
+            &self.new.input,
+            &self.new.trace_id,
+            &self.at,
+            &self.started,
+            &self.new.priority,
+            &self.new.traceparent,
+        ]
+    }
+}
 
 async fn claim(
     tx: &mut Tx<'_>,

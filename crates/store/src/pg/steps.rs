@@ -39,9 +39,9 @@ impl PgStore {
             && commit.acquire.is_none()
             && commit.pause_on.is_none()
             && commit.patch.status != Some(RequestStatus::WaitingApproval);
+        let t = token.as_deref();
         // Boxed: a step's future is large, and a run's future holds it (a debug
         // build's tree of delegated runs overflowed a worker thread's stack).
-        let t = token.as_deref();
         let fast = match one_trip {
             true => in_tx!(self, |tx| Box::pin(commit_step(
                 tx, &commit, &root, t, true
@@ -185,9 +185,6 @@ async fn commit_step(
         })
         .collect::<Result<_, _>>()?;
     let child = s.child.as_ref();
-    let child_running = RequestStatus::Running.as_str();
-    let child_attempt: i64 = 1;
-    let parent = s.request_id.as_str();
     let agent = p.current_agent.as_deref();
     let ancestors: Vec<&str> = s.ancestors.iter().map(|a| a.as_str()).collect();
     let artifacts: Vec<super::artifacts::ArtifactRow> = s
@@ -244,29 +241,8 @@ async fn commit_step(
             ],
         })
         .collect();
-    let child_id = child.map(|c| c.id.to_string());
-    let child_session = child.map(|c| c.session_id.to_string());
-    let child_params: Option<([P; 2], [P; 13])> = match (child, &child_id, &child_session) {
-        (Some(c), Some(id), Some(ses)) => Some((
-            [ses as P, &s.at.0],
-            [
-                id as P,
-                ses,
-                &c.agent,
-                &parent,
-                &child_running,
-                &child_attempt,
-                &c.agent,
-                &c.input,
-                &c.trace_id,
-                &s.at.0,
-                &s.at.0,
-                &c.priority,
-                &c.traceparent,
-            ],
-        )),
-        _ => None,
-    };
+    let child_row = child.map(|c| super::requests::RequestRow::child(c, &s.request_id, s.at));
+    let child_params = child_row.as_ref().map(|r| (r.session_params(), r.params()));
     let ancestor_params: Vec<[P; 3]> = ancestors
         .iter()
         .map(|a| [a as P, &s.at.0, &agent])
