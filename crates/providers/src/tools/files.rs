@@ -76,7 +76,13 @@ fn load_skill(args: &Value, workspace_root: &Path) -> Result<ToolOutput, String>
 /// The canonical work folder, created if missing.
 fn work_root(work_dir: &Path) -> Result<PathBuf, String> {
     let shown = work_dir.display();
-    fs::create_dir_all(work_dir).map_err(|e| format!("cannot create work folder {shown}: {e}"))?;
+    // Looked at first: `mkdir` of a folder that exists still takes its parent's
+    // lock for writing, and with a thousand sessions calling tools at once the
+    // calls queued on that lock (a quarter of a worker's CPU in a profile).
+    if !work_dir.is_dir() {
+        fs::create_dir_all(work_dir)
+            .map_err(|e| format!("cannot create work folder {shown}: {e}"))?;
+    }
     fs::canonicalize(work_dir).map_err(|e| format!("cannot resolve work folder {shown}: {e}"))
 }
 
