@@ -5,7 +5,8 @@
 //!   1, 8 and 32 clients for a few seconds each: sent one statement at a time as
 //!   pgbench does; pipelined (`BEGIN` and all 4 sent together, then `COMMIT`); and,
 //!   at 1 client, as one statement (the 4 writes as data-modifying CTEs, its own
-//!   transaction: one round trip, one `Sync`).
+//!   transaction: one round trip, one `Sync`); and, at 8 and 32 clients, grouped:
+//!   8 sessions' steps (each one statement) in one pipelined transaction.
 //! - single: one session of 1,000 steps through the runtime (µs/step).
 //! - aggregate: 1,000 sessions × 10 steps through one worker (steps/s).
 //!
@@ -55,6 +56,7 @@ pub async fn run(only: Option<String>) -> Result<()> {
         for clients in [8, 32] {
             best = best.max(raw(&url, &schema.config.schema, clients, Raw::OneByOne).await?);
             raw(&url, &schema.config.schema, clients, Raw::Pipelined).await?;
+            raw(&url, &schema.config.schema, clients, Raw::Grouped).await?;
         }
     }
     if part("single") {
@@ -96,7 +98,13 @@ pub(crate) enum Raw {
     Pipelined,
     /// The 4 writes as one statement of data-modifying CTEs, in its own transaction.
     OneStatement,
+    /// [`GROUP`] sessions' steps, each one statement as above, in one transaction:
+    /// `BEGIN`, the statements and `COMMIT` in one pipeline (a group commit).
+    Grouped,
 }
+
+/// Steps per transaction of [`Raw::Grouped`].
+const GROUP: usize = 8;
 
 impl Raw {
     fn label(self) -> &'static str {
@@ -104,6 +112,7 @@ impl Raw {
             Raw::OneByOne => "one by one",
             Raw::Pipelined => "pipelined",
             Raw::OneStatement => "one statement",
+            Raw::Grouped => "grouped 8 per transaction",
         }
     }
 }
@@ -126,15 +135,21 @@ pub(crate) async fn raw(url: &str, schema: &str, clients: usize, mode: Raw) -> R
     for c in 0..clients {
         let client = connect(url, schema).await?;
         let id = format!("req_{c}");
-        client
-            .execute(
-                "INSERT INTO raw_requests VALUES ($1, 'running', 0, 0)",
-                &[&id],
-            )
-            .await?;
-        client
-            .execute("INSERT INTO raw_sessions VALUES ($1, 0)", &[&id])
-            .await?;
+        let ids: Vec<String> = match mode {
+            Raw::Grouped => (0..GROUP).map(|g| format!("{id}_{g}")).collect(),
+            _ => vec![id.clone()],
+        };
+        for id in &ids {
+            client
+                .execute(
+                    "INSERT INTO raw_requests VALUES ($1, 'running', 0, 0)",
+                    &[id],
+                )
+                .await?;
+            client
+                .execute("INSERT INTO raw_sessions VALUES ($1, 0)", &[id])
+                .await?;
+        }
         tasks.push(tokio::spawn(async move {
             let step = client
                 .prepare("INSERT INTO raw_steps VALUES ($1, $2, $3)")
@@ -158,7 +173,27 @@ pub(crate) async fn raw(url: &str, schema: &str, clients: usize, mode: Raw) -> R
                 .await?;
             let body = "{\"kind\":\"tool_call\",\"call\":{\"tool\":\"list_files\"}}".to_string();
             let mut n: i64 = 0;
+            let mut steps = 0u64;
             while Instant::now() < deadline {
+                if mode == Raw::Grouped {
+                    let params: Vec<[P; 3]> = ids.iter().map(|i| [i as P, &n, &body]).collect();
+                    let (begin, each, commit) = tokio::join!(
+                        client.batch_execute("BEGIN"),
+                        futures_util::future::join_all(
+                            params.iter().map(|p| client.execute(&all, p))
+                        ),
+                        client.batch_execute("COMMIT"),
+                    );
+                    begin?;
+                    for e in each {
+                        e?;
+                    }
+                    commit?;
+                    n += 1;
+                    steps += GROUP as u64;
+                    continue;
+                }
+                steps += 1;
                 if mode == Raw::OneStatement {
                     client.execute(&all, &[&id, &n, &body]).await?;
                     n += 1;
@@ -189,7 +224,7 @@ pub(crate) async fn raw(url: &str, schema: &str, clients: usize, mode: Raw) -> R
                 client.batch_execute("COMMIT").await?;
                 n += 1;
             }
-            anyhow::Ok(n as u64)
+            anyhow::Ok(steps)
         }));
     }
     let start = Instant::now();
@@ -297,6 +332,15 @@ async fn aggregate(schema: &TestSchema) -> Result<f64> {
     .await?;
     let elapsed = start.elapsed();
     worker.stop().await?;
+    if let Some(g) = h.store().group_commits() {
+        println!(
+            "postgres/group commit: {} steps in {} transactions ({:.1} per transaction), {} sent again alone",
+            thousands(g.steps),
+            thousands(g.transactions),
+            g.steps as f64 / g.transactions.max(1) as f64,
+            thousands(g.resent)
+        );
+    }
     let reqs = all_requests(&h).await?;
     let many: Vec<_> = reqs.iter().filter(|r| r.agent == "many").collect();
     let completed = many

@@ -47,7 +47,7 @@ pub use health::{INTEGRITY_EVERY, StoreCheck};
 pub use limits::{Acquire, Park};
 pub use lookup::IdKind;
 pub use maintenance::PruneReport;
-pub use pg::PgConfig;
+pub use pg::{GroupStats, PgConfig};
 pub use repair::{Liveness, Problem, Recovery, Repaired, Stranded};
 pub use requests::{Admission, Admitted, NewRequest};
 pub use sidecar::SIDECAR_FILE;
@@ -492,6 +492,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         on_backend!(self, b => b.events_after(after, filter, limit).await)
+    }
+
+    /// What the group commit did since this handle opened (PostgreSQL; SQLite's
+    /// writer groups commits too, and counts nothing here: `None`).
+    pub fn group_commits(&self) -> Option<GroupStats> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(b) => Some(b.group_stats()),
+        }
     }
 
     /// The cursor of the newest event a reader can see now (0 when none): events

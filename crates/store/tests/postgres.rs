@@ -559,3 +559,120 @@ async fn another_handles_admission_wakes_a_worker_waiting_for_work() {
     eprintln!("woken {:?} after the commit", at.duration_since(committed));
     waiter.abort();
 }
+
+/// Many sessions committing at once, their steps grouped into shared transactions:
+/// every step is kept once, each request's events come in its commit order, and no
+/// two events share a seq. One request's lease is taken over midway: from then on
+/// it commits nothing, and the others, grouped with it, lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_committing_at_once_keep_every_step_and_a_fenced_one_costs_nothing() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    const SESSIONS: usize = 48;
+    const STEPS: usize = 6;
+    const TAKEN: usize = 7;
+    let store = fresh.store.clone();
+    for i in 0..SESSIONS {
+        let adm = Admission {
+            queue_capacity: SESSIONS,
+            reject_if_session_busy: false,
+        };
+        let new = common::new_request(&format!("s{i}"), 0);
+        store.admit(new, adm, Timestamp(1)).await.unwrap();
+    }
+    let reqs = store
+        .claim(&WorkerId::generate(), SESSIONS, Timestamp(2))
+        .await
+        .unwrap();
+    assert_eq!(reqs.len(), SESSIONS);
+    let (raw, conn) = tokio_postgres::connect(&common::url_of(&fresh), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let raw = std::sync::Arc::new(raw);
+    let schema = common::schema_of(&fresh);
+    let mut tasks = Vec::new();
+    for (i, r) in reqs.iter().cloned().enumerate() {
+        let (store, raw, schema) = (store.clone(), raw.clone(), schema.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for k in 0..STEPS {
+                if i == TAKEN && k == 3 {
+                    raw.execute(
+                        &format!(
+                            "UPDATE \"{schema}\".requests SET lease_token = 'taken' WHERE id = $1"
+                        ),
+                        &[&r.id.as_str()],
+                    )
+                    .await
+                    .unwrap();
+                }
+                let step = StepCommit::new(&r.id, &r.session_id, Timestamp(10 + k as i64))
+                    .count_step()
+                    .event(EventBody::RequestRepaired {
+                        problem: format!("step {k}"),
+                        action: "a".into(),
+                    });
+                outcomes.push(store.commit_step(step).await);
+            }
+            outcomes
+        }));
+    }
+    let mut kept = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        for (k, outcome) in t.await.unwrap().into_iter().enumerate() {
+            match outcome {
+                Ok(seqs) => {
+                    assert!(!(i == TAKEN && k >= 3), "a fenced commit was kept");
+                    assert_eq!(seqs.len(), 1);
+                    kept += 1;
+                }
+                Err(StoreError::LeaseLost { .. }) if i == TAKEN && k >= 3 => {}
+                Err(e) => panic!("request {i} step {k}: {e}"),
+            }
+        }
+    }
+    assert_eq!(kept, SESSIONS * STEPS - (STEPS - 3));
+    for (i, r) in reqs.iter().enumerate() {
+        let want = if i == TAKEN { 3 } else { STEPS as u32 };
+        assert_eq!(
+            store.get_request(&r.id).await.unwrap().steps,
+            want,
+            "request {i}"
+        );
+    }
+    let stats = store
+        .group_commits()
+        .expect("PostgreSQL counts its group commits");
+    assert!(stats.steps >= kept as u64, "{stats:?}");
+
+    // Every event, once, each request's in its commit order (a reader sees an
+    // event once every older transaction of the cluster has ended: wait for them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let all: Vec<Event> = store
+            .events_after(0, EventFilter::default(), 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::RequestRepaired)
+            .collect();
+        if all.len() >= kept || std::time::Instant::now() >= deadline {
+            break all;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(events.len(), kept);
+    let seqs: std::collections::HashSet<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.len(), kept, "two events share a seq");
+    for r in &reqs {
+        let steps: Vec<String> = events
+            .iter()
+            .filter(|e| e.request_id.as_ref() == Some(&r.id))
+            .map(|e| e.payload["problem"].as_str().unwrap_or("").to_string())
+            .collect();
+        let want: Vec<String> = (0..steps.len()).map(|k| format!("step {k}")).collect();
+        assert_eq!(steps, want, "{}", r.id);
+    }
+}

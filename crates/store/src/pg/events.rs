@@ -20,7 +20,7 @@ use crate::StoreError;
 use harness_core::{Event, EventFilter, NewEvent, RequestId, Timestamp};
 
 /// Events one transaction may append (the low bits of a seq).
-const PER_TX: i64 = 1 << 16;
+pub(super) const PER_TX: i64 = 1 << 16;
 
 /// The insert of one event; `$1` is its index in the transaction.
 pub(super) const INSERT: &str = "INSERT INTO events (seq, at, kind, request_id, session_id, payload) \
@@ -61,25 +61,37 @@ pub(super) fn rows_for(
     at: Timestamp,
     events: &[NewEvent],
 ) -> Result<Vec<EventRow>, StoreError> {
-    let mut out = Vec::with_capacity(events.len());
-    for e in events {
-        if tx.events >= PER_TX {
-            return Err(StoreError::Io(format!(
-                "one transaction may append at most {PER_TX} events"
-            )));
-        }
-        out.push(EventRow {
-            idx: tx.events,
+    let (rows, frees_work) = rows_from(tx.events, at, events)?;
+    tx.events += rows.len() as i64;
+    tx.frees_work |= frees_work;
+    Ok(rows)
+}
+
+/// The rows for `events`, numbered from `first` in their transaction, and whether
+/// one of them may give a worker work to claim (`EventKind::may_free_work`).
+pub(super) fn rows_from(
+    first: i64,
+    at: Timestamp,
+    events: &[NewEvent],
+) -> Result<(Vec<EventRow>, bool), StoreError> {
+    if first + events.len() as i64 > PER_TX {
+        return Err(StoreError::Io(format!(
+            "one transaction may append at most {PER_TX} events"
+        )));
+    }
+    let rows = events
+        .iter()
+        .zip(first..)
+        .map(|(e, idx)| EventRow {
+            idx,
             at: at.0,
             kind: e.kind.as_str(),
             request_id: e.request_id.as_ref().map(|r| r.to_string()),
             session_id: e.session_id.as_ref().map(|s| s.to_string()),
             payload: e.payload.to_string(),
-        });
-        tx.events += 1;
-        tx.frees_work |= e.kind.may_free_work();
-    }
-    Ok(out)
+        })
+        .collect();
+    Ok((rows, events.iter().any(|e| e.kind.may_free_work())))
 }
 
 /// The insert of several events at once, from arrays (`$1` the time, then the
@@ -107,6 +119,23 @@ impl EventArrays {
             request_id: rows.iter().map(|r| r.request_id.clone()).collect(),
             session_id: rows.iter().map(|r| r.session_id.clone()).collect(),
             payload: rows.iter().map(|r| r.payload.clone()).collect(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.idx.len()
+    }
+
+    /// Their indexes in the transaction.
+    pub(super) fn indexes(&self) -> &[i64] {
+        &self.idx
+    }
+
+    /// Numbers them after `by` other events of the transaction (a step grouped
+    /// with others: `group.rs`).
+    pub(super) fn shift(&mut self, by: i64) {
+        for i in &mut self.idx {
+            *i += by;
         }
     }
 

@@ -5,8 +5,8 @@
 //!   first statement. The hot path (a step commit) is one round trip: one statement
 //!   of data-modifying CTEs for the common step, else `BEGIN`, its statements and
 //!   `COMMIT` as one pipeline; refusals are raised by the server inside the
-//!   transaction (see `steps.rs`). There is no group commit in this process: the
-//!   server flushes concurrent commits' WAL together.
+//!   transaction (see `steps.rs`). The common steps of several sessions are
+//!   committed together, one transaction for all (`group.rs`).
 //! - A transaction that changes a tree locks the tree's root row first, so two
 //!   transactions on one tree queue instead of deadlocking. A deadlock or
 //!   serialization failure (possible across trees) is retried whole.
@@ -20,6 +20,7 @@
 mod approvals;
 mod artifacts;
 mod events;
+mod group;
 mod health;
 mod limits;
 mod lookup;
@@ -45,6 +46,7 @@ use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+pub use group::GroupStats;
 pub(crate) use wakeups::{FALLBACK_POLL, Listening};
 pub(crate) use workers::PgLock;
 
@@ -155,6 +157,8 @@ struct Inner {
     channel: String,
     /// Paces this handle's NOTIFYs (`wakeups::Notifier`).
     notifier: wakeups::Notifier,
+    /// Its steps waiting to be committed together (`group.rs`).
+    group: group::Group,
     location: String,
     pool_size: usize,
     /// How long a claim holds without renewal.
@@ -212,6 +216,7 @@ impl PgStore {
                 schema: config.schema.clone(),
                 channel: wakeups::channel(&config.schema),
                 notifier: wakeups::Notifier::default(),
+                group: group::Group::default(),
                 location,
                 pool_size: config.pool_size.max(1),
                 lease: config.lease,
@@ -227,6 +232,10 @@ impl PgStore {
 
     pub(crate) fn location(&self) -> String {
         self.inner.location.clone()
+    }
+
+    pub(crate) fn group_stats(&self) -> GroupStats {
+        self.inner.group.stats()
     }
 
     /// A pooled connection.

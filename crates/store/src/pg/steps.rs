@@ -1,11 +1,12 @@
-//! The journal on PostgreSQL: one step, one transaction, sent as one pipeline.
+//! The journal on PostgreSQL: a step's writes in one transaction, sent as one pipeline.
 //!
 //! The common step (a root's, no pause, no limits to take, no approval, child or
 //! artifact to write, this process holding the lease) is **one statement**: each
 //! write a data-modifying CTE, then a `SELECT` of the fences and the transaction id
-//! (`OneStatement`), sent with the NOTIFY in one round trip. A statement is its own
-//! transaction, so there is no `BEGIN` or `COMMIT`, and the server executes one
-//! statement instead of ten (measured: half the round trip's cost). The other
+//! (`OneStatement`). The server executes one statement instead of ten (measured:
+//! half the round trip's cost). It is handed to the group commit (`group.rs`), which
+//! sends it alone (its own transaction, no `BEGIN` or `COMMIT`, with the NOTIFY in
+//! one round trip) or in one transaction with other sessions' steps. The other
 //! steps that need no pause or limits send `BEGIN`, their statements, `COMMIT` and
 //! the NOTIFY as one pipeline. In both, a refusal (the request no longer running,
 //! the lease lost, a step row missing) is raised by the server inside the
@@ -18,6 +19,7 @@
 //! from the answers, and the transaction then commits or rolls back. A pause also
 //! moves the ancestors, one statement at a time (it needs what each one returns).
 
+use super::group::{Grouped, Owned};
 use super::rows::{self, STEP_COLS};
 use super::{PgStore, Stmt, Tx, events, in_tx, tree};
 use crate::StoreError;
@@ -34,20 +36,37 @@ impl PgStore {
             .last()
             .unwrap_or(&commit.request_id)
             .clone();
+        if let Some(to) = commit.patch.status
+            && !RequestStatus::Running.can_move_to(to)
+        {
+            return Err(StoreError::WrongState {
+                id: commit.request_id.to_string(),
+                status: RequestStatus::Running,
+                action: "move a running request there",
+            });
+        }
         let token = self.lease_of(&root);
         let one_trip = token.is_some()
             && commit.acquire.is_none()
             && commit.pause_on.is_none()
             && commit.patch.status != Some(RequestStatus::WaitingApproval);
         let t = token.as_deref();
+        // A root's step that writes no approval, child or artifact: one statement,
+        // committed with other sessions' (`group.rs`).
+        let grouped = one_trip
+            && commit.ancestors.is_empty()
+            && commit.approval.is_none()
+            && commit.child.is_none()
+            && commit.artifacts.is_empty();
         // Boxed: a step's future is large, and a run's future holds it (a debug
         // build's tree of delegated runs overflowed a worker thread's stack).
-        let fast = match one_trip {
-            true => in_tx!(self, |tx| Box::pin(commit_step(
+        let fast = match (grouped, t) {
+            (true, Some(t)) => Box::pin(self.commit_grouped(one_statement(&commit, t)?)).await?,
+            _ if one_trip => in_tx!(self, |tx| Box::pin(commit_step(
                 tx, &commit, &root, t, true
             ))
             .await)?,
-            false => None,
+            _ => None,
         };
         let seqs = match fast {
             Some(seqs) => seqs,
@@ -161,15 +180,6 @@ async fn commit_step(
     one_trip: bool,
 ) -> Result<Option<Vec<i64>>, StoreError> {
     let p = &s.patch;
-    if let Some(to) = p.status
-        && !RequestStatus::Running.can_move_to(to)
-    {
-        return Err(StoreError::WrongState {
-            id: s.request_id.to_string(),
-            status: RequestStatus::Running,
-            action: "move a running request there",
-        });
-    }
     let is_child = root != &s.request_id;
     let status = p.status.map(|st| st.as_str());
     let finished = p.status.filter(|st| st.is_terminal()).map(|_| s.at.0);
@@ -253,55 +263,6 @@ async fn commit_step(
     let root_param: [P; 1] = [&root_id];
     let lease_param: [P; 2] = [&root_id, &token];
     let pause_param: Option<[P; 1]> = pause_on.as_ref().map(|a| [a as P]);
-
-    let fits_one_statement = one_trip
-        && !is_child
-        && s.approval.is_none()
-        && s.child.is_none()
-        && s.artifacts.is_empty();
-    if fits_one_statement {
-        let events = events::EventArrays::of(&event_rows);
-        let event_params = events.params();
-        let mut one = OneStatement::default();
-        one.part("patched", PATCH_RETURNING, &patch);
-        one.fence("patched", "the request");
-        if p.status.is_some() {
-            one.part("session", SESSION, &session);
-        }
-        for (k, (w, params)) in s.steps.iter().zip(&step_params).enumerate() {
-            match w {
-                StepWrite::Insert(_) => one.part(&format!("inserted{k}"), INSERT_STEP, params),
-                StepWrite::Update(_) => {
-                    one.part(&format!("updated{k}"), UPDATE_STEP_RETURNING, params);
-                    one.fence(&format!("updated{k}"), "a step row");
-                }
-            }
-        }
-        for (k, params) in ended_params.iter().enumerate() {
-            one.part(&format!("released{k}"), super::limits::RELEASE_CALL, params);
-        }
-        let request_param: [P; 1] = [&request_id];
-        if p.status.is_some_and(|st| st.is_terminal()) {
-            one.part("released", super::limits::RELEASE_REQUEST, &request_param);
-        }
-        if !event_rows.is_empty() {
-            one.part("appended", events::INSERT_ARRAYS, &event_params);
-        }
-        let (sql, params) = one.finish();
-        let Some(rows) = tx.statement_commit(&sql, &params).await? else {
-            return Ok(None);
-        };
-        let xid: i64 = match rows.first() {
-            Some(r) => r.try_get(r.len() - 1)?,
-            None => return Err(StoreError::Io("a step's statement returned no row".into())),
-        };
-        return Ok(Some(
-            event_rows
-                .iter()
-                .map(|e| events::seq_of(xid, e.idx))
-                .collect(),
-        ));
-    }
 
     // The pipeline: what each answer means is found by position.
     let mut stmts: Vec<Stmt> = Vec::new();
@@ -446,25 +407,108 @@ async fn commit_step(
     Ok(Some(seqs))
 }
 
+/// A root's step that needs no pause or limits and writes no approval, child or
+/// artifact, as one statement (see [`OneStatement`]) that owns its parameters, for
+/// the group commit (`group.rs`). `token`: the root's lease, which the request's
+/// update requires.
+pub(super) fn one_statement(s: &StepCommit, token: &str) -> Result<Grouped, StoreError> {
+    fn own<T: ToSql + Sync + Send + 'static>(v: T) -> Owned {
+        Box::new(v)
+    }
+    let p = &s.patch;
+    let mut one = OneStatement::default();
+    let finished = p.status.filter(|st| st.is_terminal()).map(|_| s.at.0);
+    let patch = vec![
+        own(s.request_id.to_string()),
+        own(s.at.0),
+        own(p.status.map(|st| st.as_str())),
+        own(p.current_agent.clone()),
+        own(p.output.clone()),
+        own(p.error.clone()),
+        own(finished),
+        own(p.count_step as i64),
+        own(Some(token.to_string())),
+    ];
+    one.part("patched", PATCH_RETURNING, patch);
+    one.fence("patched", "the request");
+    if p.status.is_some() {
+        let session = vec![own(s.session_id.to_string()), own(s.at.0)];
+        one.part("session", SESSION, session);
+    }
+    for (k, w) in s.steps.iter().enumerate() {
+        match w {
+            StepWrite::Insert(st) => {
+                let r = StepRow::of(st)?;
+                let params = vec![
+                    own(r.request_id),
+                    own(r.idx),
+                    own(r.agent),
+                    own(r.status),
+                    own(r.body),
+                    own(r.started_at),
+                    own(r.finished_at),
+                ];
+                one.part(&format!("inserted{k}"), INSERT_STEP, params);
+            }
+            StepWrite::Update(st) => {
+                let r = StepRow::of(st)?;
+                let params = vec![
+                    own(r.request_id),
+                    own(r.idx),
+                    own(r.status),
+                    own(r.body),
+                    own(r.finished_at),
+                ];
+                one.part(&format!("updated{k}"), UPDATE_STEP_RETURNING, params);
+                one.fence(&format!("updated{k}"), "a step row");
+            }
+        }
+    }
+    for (k, call) in s.ended_calls().enumerate() {
+        let params = vec![own(call.to_string())];
+        one.part(&format!("released{k}"), super::limits::RELEASE_CALL, params);
+    }
+    if p.status.is_some_and(|st| st.is_terminal()) {
+        let params = vec![own(s.request_id.to_string())];
+        one.part("released", super::limits::RELEASE_REQUEST, params);
+    }
+    let (rows, frees_work) = events::rows_from(0, s.at, &s.events)?;
+    let events = (!rows.is_empty()).then(|| {
+        // Its parameters come last: the group renumbers the events' indexes.
+        one.part("appended", events::INSERT_ARRAYS, Vec::new());
+        events::EventArrays::of(&rows)
+    });
+    let (sql, params) = one.finish();
+    Ok(Grouped {
+        request: s.request_id.to_string(),
+        sql,
+        params,
+        events,
+        frees_work,
+    })
+}
+
 /// A step as one statement: each write a data-modifying CTE, then a `SELECT` of the
 /// fences (the request patched, each step row updated) and the transaction id. Its
 /// text depends only on the step's shape (which writes, how many), so the prepared
 /// statements are few. One statement is one transaction: a fence that raises
 /// rolls back every write of it.
 #[derive(Default)]
-struct OneStatement<'a> {
+struct OneStatement {
     ctes: Vec<String>,
     fences: Vec<String>,
-    params: Vec<P<'a>>,
+    params: Vec<Owned>,
 }
 
-impl<'a> OneStatement<'a> {
-    /// Adds `sql` (its parameters numbered from `$1`) as the CTE `name`.
-    fn part(&mut self, name: &str, sql: &str, params: &[P<'a>]) {
+impl OneStatement {
+    /// Adds `sql` (its parameters numbered from `$1`) as the CTE `name`. A part
+    /// given no parameters for a `sql` that takes some must be the last: its
+    /// parameters follow the statement's others.
+    fn part(&mut self, name: &str, sql: &str, params: Vec<Owned>) {
         let offset = self.params.len();
         self.ctes
             .push(format!("{name} AS ({})", renumber(sql, offset)));
-        self.params.extend_from_slice(params);
+        self.params.extend(params);
     }
 
     /// Refuses the step unless the CTE `name` returned a row.
@@ -474,7 +518,7 @@ impl<'a> OneStatement<'a> {
         ));
     }
 
-    fn finish(self) -> (String, Vec<P<'a>>) {
+    fn finish(self) -> (String, Vec<Owned>) {
         let sql = format!(
             "WITH {} SELECT {}, pg_current_xact_id()::text::bigint",
             self.ctes.join(", "),

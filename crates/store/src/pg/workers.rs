@@ -244,10 +244,15 @@ impl PgStore {
                         "UPDATE workers SET heartbeat_at = $2 WHERE id = $1",
                         &[&id.as_str(), &now.0],
                     ),
+                    // Locks the rows in id order (byte order, as the group commit
+                    // sends its members: `group.rs`), so the two cannot deadlock.
                     super::Stmt::query(
-                        "UPDATE requests r SET lease_expires_at = $3 \
-                         FROM unnest($1::text[], $2::text[]) AS h(id, token) \
-                         WHERE r.id = h.id AND r.lease_token = h.token AND r.status = 'running' RETURNING r.id",
+                        "WITH held AS (SELECT r.id FROM requests r \
+                         JOIN unnest($1::text[], $2::text[]) AS h(id, token) \
+                         ON r.id = h.id AND r.lease_token = h.token \
+                         WHERE r.status = 'running' ORDER BY r.id COLLATE \"C\" FOR UPDATE OF r) \
+                         UPDATE requests r SET lease_expires_at = $3 FROM held \
+                         WHERE r.id = held.id RETURNING r.id",
                         &[&ids, &tokens, &expires],
                     ),
                 ])
