@@ -262,7 +262,20 @@ async fn approvers_and_expiries_racing_pausing_children_strand_no_tree_with(b: B
     ] {
         assert!(
             approvals.iter().any(|a| a.status == status),
-            "no approval ended {status}: the test did not race what it should"
+            "no approval ended {status}: the test did not race what it should ({})",
+            [
+                ApprovalStatus::Pending,
+                ApprovalStatus::Approved,
+                ApprovalStatus::Rejected,
+                ApprovalStatus::Expired
+            ]
+            .iter()
+            .map(|s| format!(
+                "{s}: {}",
+                approvals.iter().filter(|a| a.status == *s).count()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
         );
     }
 }
