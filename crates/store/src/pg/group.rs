@@ -15,11 +15,9 @@
 //! its request settled) or fails, the server rolls the whole transaction back and
 //! every member is sent again alone, so one member's refusal never becomes
 //! another's. Members lock their request rows in id order, so two batches cannot
-//! deadlock on them; the heartbeat's renewal sends its leases in the same order,
-//! which the server follows when it looks them up one by one (its usual plan), and
-//! PostgreSQL breaks any deadlock left after `deadlock_timeout` (1 s): the
-//! transaction it cancels is a refused batch (sent again alone) or a renewal
-//! (retried).
+//! deadlock on them; the heartbeat's renewal never waits for a row lock (it skips
+//! locked rows: `workers.rs`), so it neither deadlocks with a batch nor queues
+//! every other root's commits behind one.
 //!
 //! A committer is a task of its own: a caller that stops waiting (its run was
 //! cancelled) does not abort the others' transaction, and its step commits or is

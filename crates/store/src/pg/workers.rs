@@ -230,44 +230,52 @@ impl PgStore {
         now: Timestamp,
     ) -> Result<Vec<RequestId>, StoreError> {
         let expires = self.lease_expiry(now);
-        let mut held: Vec<(RequestId, String)> = self
+        let held: Vec<(RequestId, String)> = self
             .leases()
             .iter()
             .map(|(r, t)| (r.clone(), t.clone()))
             .collect();
-        // In id order, as the group commit sends its members (`group.rs`): where
-        // the server follows the array's order, the two lock rows alike and cannot
-        // deadlock. (Locking in order with `FOR UPDATE` in a CTE was tried: it made
-        // approvals in `engine/tests/trees.rs` expire far more often; not kept.)
-        held.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let ids: Vec<&str> = held.iter().map(|(r, _)| r.as_str()).collect();
         let tokens: Vec<&str> = held.iter().map(|(_, t)| t.as_str()).collect();
-        let renewed: std::collections::HashSet<String> = in_tx!(self, |tx| {
+        // The renewal skips rows another transaction holds (a step commit, often a
+        // group of them: `group.rs`) rather than wait for them while holding every
+        // other root's row: it can neither deadlock with a group nor make the
+        // commits that lock a root (pauses, resolutions) queue behind one. A row
+        // skipped is renewed at the next beat; whether it is still this worker's is
+        // read apart, without a lock.
+        let ours: std::collections::HashSet<String> = in_tx!(self, |tx| {
             let out = tx
                 .pipeline(&[
                     super::Stmt::exec(
                         "UPDATE workers SET heartbeat_at = $2 WHERE id = $1",
                         &[&id.as_str(), &now.0],
                     ),
-                    super::Stmt::query(
-                        "UPDATE requests r SET lease_expires_at = $3 \
-                         FROM unnest($1::text[], $2::text[]) AS h(id, token) \
-                         WHERE r.id = h.id AND r.lease_token = h.token AND r.status = 'running' RETURNING r.id",
+                    super::Stmt::exec(
+                        "WITH free AS (SELECT r.id FROM requests r \
+                         JOIN unnest($1::text[], $2::text[]) AS h(id, token) \
+                         ON r.id = h.id AND r.lease_token = h.token \
+                         WHERE r.status = 'running' FOR NO KEY UPDATE OF r SKIP LOCKED) \
+                         UPDATE requests r SET lease_expires_at = $3 FROM free WHERE r.id = free.id",
                         &[&ids, &tokens, &expires],
+                    ),
+                    super::Stmt::query(
+                        "SELECT r.id FROM requests r JOIN unnest($1::text[], $2::text[]) AS h(id, token) \
+                         ON r.id = h.id AND r.lease_token = h.token WHERE r.status = 'running'",
+                        &[&ids, &tokens],
                     ),
                 ])
                 .await?;
-            let mut renewed = std::collections::HashSet::new();
+            let mut ours = std::collections::HashSet::new();
             for o in out {
                 for row in o.rows() {
-                    renewed.insert(row.try_get::<_, String>(0)?);
+                    ours.insert(row.try_get::<_, String>(0)?);
                 }
             }
-            Ok(renewed)
+            Ok(ours)
         })?;
         let lost: Vec<(RequestId, String)> = held
             .into_iter()
-            .filter(|(r, _)| !renewed.contains(r.as_str()))
+            .filter(|(r, _)| !ours.contains(r.as_str()))
             .collect();
         let leases = self.leases();
         Ok(lost
