@@ -16,6 +16,21 @@ pub const TEST_DATABASE_URL: &str = "AGENT_HARNESS_TEST_DATABASE_URL";
 /// Set to `1` to make a missing test server a failure.
 pub const REQUIRE_POSTGRES: &str = "AGENT_HARNESS_REQUIRE_POSTGRES";
 
+/// A new request in `session` (agent `a`, input `x`, trace `t`): what the store's
+/// tests admit when only the request's place matters.
+pub fn new_request(session: &str, priority: i32) -> crate::NewRequest {
+    use harness_core::{RequestId, SessionId};
+    crate::NewRequest {
+        id: RequestId::generate(),
+        session_id: SessionId::parse(session).expect("a valid session id"),
+        agent: "a".into(),
+        input: "x".into(),
+        trace_id: "t".into(),
+        traceparent: None,
+        priority,
+    }
+}
+
 /// A schema of the test server, dropped (with everything in it) on drop.
 pub struct TestSchema {
     pub config: PgConfig,

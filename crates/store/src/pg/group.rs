@@ -34,9 +34,9 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// Transactions of grouped steps in flight at once, per store handle.
-pub(super) const COMMITTERS: usize = 2;
+const COMMITTERS: usize = 2;
 /// Steps one transaction takes at most.
-pub(super) const MAX_BATCH: usize = 32;
+const MAX_BATCH: usize = 32;
 
 /// An owned statement parameter (the statement may be sent by another task).
 pub(super) type Owned = Box<dyn ToSql + Sync + Send>;
@@ -290,21 +290,13 @@ async fn alone(store: &PgStore, step: &Grouped) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::TestSchema;
-    use crate::{Admission, Backend, NewRequest, StepCommit, Store, StoreConfig, StoreOptions};
+    use crate::testing::{TestSchema, new_request};
+    use crate::{Admission, Backend, StepCommit, Store, StoreConfig, StoreOptions};
     use harness_core::*;
 
     async fn running(store: &Store, n: usize) -> Vec<Request> {
         for i in 0..n {
-            let new = NewRequest {
-                id: RequestId::generate(),
-                session_id: SessionId::parse(&format!("s{i}")).unwrap(),
-                agent: "a".into(),
-                input: "go".into(),
-                trace_id: "t".into(),
-                traceparent: None,
-                priority: 0,
-            };
+            let new = new_request(&format!("s{i}"), 0);
             let adm = Admission {
                 queue_capacity: 100,
                 reject_if_session_busy: false,

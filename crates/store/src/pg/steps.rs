@@ -60,8 +60,8 @@ impl PgStore {
             && commit.artifacts.is_empty();
         // Boxed: a step's future is large, and a run's future holds it (a debug
         // build's tree of delegated runs overflowed a worker thread's stack).
-        let fast = match (grouped, t) {
-            (true, Some(t)) => Box::pin(self.commit_grouped(one_statement(&commit, t)?)).await?,
+        let fast = match t {
+            Some(t) if grouped => Box::pin(self.commit_grouped(one_statement(&commit, t)?)).await?,
             _ if one_trip => in_tx!(self, |tx| Box::pin(commit_step(
                 tx, &commit, &root, t, true
             ))

@@ -265,13 +265,12 @@ impl PgStore {
                     ),
                 ])
                 .await?;
-            let mut ours = std::collections::HashSet::new();
-            for o in out {
-                for row in o.rows() {
-                    ours.insert(row.try_get::<_, String>(0)?);
-                }
-            }
-            Ok(ours)
+            // The last answer is the read of what is still ours.
+            let read = out.into_iter().next_back().map(super::Out::rows);
+            read.unwrap_or_default()
+                .iter()
+                .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
+                .collect::<Result<std::collections::HashSet<String>, StoreError>>()
         })?;
         let lost: Vec<(RequestId, String)> = held
             .into_iter()

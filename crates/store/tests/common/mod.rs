@@ -78,15 +78,7 @@ pub fn schema_of(fresh: &Fresh) -> String {
 
 /// A new request in `session` (agent `a`, input `x`, trace `t`).
 pub fn new_request(session: &str, priority: i32) -> harness_store::NewRequest {
-    harness_store::NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse(session).unwrap(),
-        agent: "a".into(),
-        input: "x".into(),
-        trace_id: "t".into(),
-        traceparent: None,
-        priority,
-    }
+    harness_store::testing::new_request(session, priority)
 }
 
 /// The PostgreSQL URL of a fresh store (its schema is not the search path).
