@@ -6,28 +6,36 @@
 //!
 //! **The shared feed.** While anyone subscribes, one task per [`crate::Harness`]
 //! reads `events_after(pos, all)` once per wake-up (the store's wake-ups, and a
-//! 100 ms poll for what they cannot tell) and broadcasts the batch; every
-//! subscriber filters it in memory. N subscribers cost one store read per wake-up,
-//! not N. The feed's position only ever comes from what a read returned, so on
+//! 100 ms poll for what they cannot tell) and hands the batch to the subscribers it
+//! concerns, who filter it in memory. N subscribers cost one store read per
+//! wake-up, not N. The feed routes by the narrowest key a filter names: a request's
+//! subscribers get (and are woken for) only batches holding that request's events,
+//! a session's only those holding the session's; unfiltered and tree subscribers
+//! get every batch. With 200 sessions followed, a batch wakes the few it concerns,
+//! not all 200, and a quiet session's subscriber is never woken. The feed's position only ever comes from what a read returned, so on
 //! PostgreSQL it never passes an event a later read could still reveal (the store's
 //! watermark: see `harness_store`'s `pg/events.rs`). The task ends when its last
 //! subscriber leaves; the next one starts it again from the store's `last_seq`.
 //!
 //! **Joining.** A subscriber reads the store by its own cursor (with its filter, in
-//! SQL) until a read comes back short, then takes the feed's batches. It subscribes
-//! to the feed *before* that read: the feed's batches cover every event after the
+//! SQL) until a read comes back short, then takes the feed's batches. It registers
+//! with the feed *before* that read: the feed's batches cover every event after the
 //! feed's position at that moment, the read covers everything up to the store's
 //! head, which is past that position, and events at or below the subscriber's
 //! cursor are dropped from batches, so nothing is missed and nothing is repeated. A
 //! subscriber whose cursor is already at or past the feed's position takes the feed
 //! at once.
 //!
-//! **Bounded memory.** The feed keeps at most [`FEED_BATCHES`] batches of at most
-//! 512 events, shared by every subscriber (a batch is dropped once every subscriber
-//! took it). A subscriber more than that behind (slow consumer) is detached: it
-//! reads the store by its cursor again, at its own pace and holding one batch at a
-//! time, then rejoins. Nothing is lost and the stream stays open; a slow consumer
-//! costs store reads, never memory, and never holds back the feed or a run.
+//! **Bounded memory.** Subscribers hold only batches among the last
+//! 2 × [`FEED_BATCHES`] the feed read (of at most 512 events, shared: a batch is
+//! freed once every subscriber it went to took it). A subscriber that still holds
+//! a batch [`FEED_BATCHES`] older than the one it is handed, or than the feed's
+//! latest at a sweep (every [`FEED_BATCHES`] reads), is a slow consumer and is
+//! detached: its batches are dropped, it reads the store by its cursor again, at
+//! its own pace and holding one batch at a time, then rejoins. Nothing is lost and the stream
+//! stays open; a slow consumer costs store reads, never memory, and never holds
+//! back the feed or a run. A subscriber whose filter matches nothing for a while
+//! holds nothing, so it is never detached for that.
 //!
 //! **Trees.** [`EventFilter::tree`] follows a request and everything delegated under
 //! it. Store reads walk `parent_id` in SQL. Fed subscribers keep the tree's members
@@ -36,21 +44,21 @@
 //! before any event of the child).
 
 use crate::HarnessError;
-use harness_core::{Event, EventFilter, EventKind, RequestId};
+use harness_core::{Event, EventFilter, EventKind, RequestId, SessionId};
 use harness_store::{Store, StoreError};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::Notify;
 
 /// Events one store read returns at most (the feed's and a subscriber's own).
 pub const BATCH: usize = 512;
-/// Batches the shared feed keeps for subscribers behind it; a subscriber further
-/// behind is detached and reads the store by its cursor until it catches up.
+/// How many batches the feed reads before a subscriber still holding an older one
+/// is detached (and reads the store by its cursor until it catches up).
 pub const FEED_BATCHES: usize = 64;
 /// How often the feed reads even without a wake-up.
 const POLL: Duration = Duration::from_millis(100);
@@ -67,6 +75,9 @@ pub struct EventReads {
     pub own: u64,
     /// Times a subscriber was detached from the feed for falling behind it.
     pub detached: u64,
+    /// Batches handed to subscribers (each wakes one): a batch goes only to the
+    /// subscribers whose filter it can match.
+    pub handed: u64,
 }
 
 /// One harness's shared reader.
@@ -80,6 +91,7 @@ struct Shared {
     shared_reads: AtomicU64,
     own_reads: AtomicU64,
     detached: AtomicU64,
+    handed: AtomicU64,
 }
 
 impl Default for Shared {
@@ -89,11 +101,13 @@ impl Default for Shared {
                 running: false,
                 generation: 0,
                 pos: 0,
-                tx: broadcast::channel(FEED_BATCHES).0,
+                read: 0,
+                routes: Routes::default(),
             }),
             shared_reads: AtomicU64::new(0),
             own_reads: AtomicU64::new(0),
             detached: AtomicU64::new(0),
+            handed: AtomicU64::new(0),
         }
     }
 }
@@ -103,9 +117,204 @@ struct State {
     running: bool,
     /// Which start of the task is the current one.
     generation: u64,
-    /// Every event after `pos` is (or will be) in a batch sent on `tx` from now on.
+    /// Every event after `pos` is (or will be) in a batch handed to the inboxes
+    /// registered from now on that it concerns.
     pos: i64,
-    tx: broadcast::Sender<Arc<Vec<Event>>>,
+    /// Batches the feed has read (their numbers: the window is counted in them).
+    read: u64,
+    routes: Routes,
+}
+
+/// Where the feed hands batches: each registered inbox under the narrowest key
+/// its filter names (an event matching the filter always carries that key).
+#[derive(Default)]
+struct Routes {
+    next_id: u64,
+    by_request: HashMap<RequestId, Vec<Arc<Inbox>>>,
+    by_session: HashMap<SessionId, Vec<Arc<Inbox>>>,
+    every: Vec<Arc<Inbox>>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Route {
+    Request(RequestId),
+    Session(SessionId),
+    Every,
+}
+
+impl Route {
+    fn of(filter: &EventFilter) -> Route {
+        match (&filter.request_id, &filter.session_id) {
+            (Some(r), _) => Route::Request(r.clone()),
+            (None, Some(s)) => Route::Session(s.clone()),
+            (None, None) => Route::Every,
+        }
+    }
+}
+
+impl Routes {
+    fn list(&mut self, route: &Route) -> &mut Vec<Arc<Inbox>> {
+        match route {
+            Route::Request(r) => self.by_request.entry(r.clone()).or_default(),
+            Route::Session(s) => self.by_session.entry(s.clone()).or_default(),
+            Route::Every => &mut self.every,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.every.is_empty() && self.by_request.is_empty() && self.by_session.is_empty()
+    }
+
+    fn remove(&mut self, route: &Route, id: u64) {
+        let list = self.list(route);
+        list.retain(|i| i.id != id);
+        if list.is_empty() {
+            match route {
+                Route::Request(r) => drop(self.by_request.remove(r)),
+                Route::Session(s) => drop(self.by_session.remove(s)),
+                Route::Every => {}
+            }
+        }
+    }
+
+    /// Hands batch `n` to every inbox it concerns, counting each in `handed`.
+    fn hand(&self, n: u64, batch: &Arc<Vec<Event>>, handed: &AtomicU64) {
+        let give = |inbox: &Arc<Inbox>| inbox.give(n, batch, handed);
+        self.every.iter().for_each(give);
+        if !self.by_request.is_empty() || !self.by_session.is_empty() {
+            for e in batch.iter() {
+                if let Some(list) = e.request_id.as_ref().and_then(|r| self.by_request.get(r)) {
+                    list.iter().for_each(give);
+                }
+                if let Some(list) = e.session_id.as_ref().and_then(|s| self.by_session.get(s)) {
+                    list.iter().for_each(give);
+                }
+            }
+        }
+    }
+
+    fn inboxes(&self) -> impl Iterator<Item = &Arc<Inbox>> {
+        self.every
+            .iter()
+            .chain(self.by_request.values().flatten())
+            .chain(self.by_session.values().flatten())
+    }
+
+    /// Every inbox is told the feed ended, and forgotten.
+    fn close_all(&mut self) {
+        let lists = std::mem::take(&mut self.every)
+            .into_iter()
+            .chain(self.by_request.drain().flat_map(|(_, l)| l))
+            .chain(self.by_session.drain().flat_map(|(_, l)| l));
+        for inbox in lists {
+            inbox.close();
+        }
+    }
+}
+
+/// One subscriber's batches from the feed, with what woke it.
+struct Inbox {
+    id: u64,
+    held: Mutex<Held>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Batches handed and not yet taken, with their numbers.
+    batches: VecDeque<(u64, Arc<Vec<Event>>)>,
+    /// Batches were dropped for being too old: the subscriber must read the store.
+    lagged: bool,
+    /// The feed's task ended.
+    closed: bool,
+}
+
+impl Held {
+    /// Drops everything held if the oldest batch is [`FEED_BATCHES`] older than
+    /// `n` (the subscriber must read the store); true if it did.
+    fn expire(&mut self, n: u64) -> bool {
+        let old = self
+            .batches
+            .front()
+            .is_some_and(|(m, _)| m + FEED_BATCHES as u64 <= n);
+        if old {
+            self.batches.clear();
+            self.lagged = true;
+        }
+        old
+    }
+}
+
+enum Taken {
+    Batch(Arc<Vec<Event>>),
+    Nothing,
+    Lagged,
+    Closed,
+}
+
+impl Inbox {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds batch `n` (once, however many of its events concern this inbox) and
+    /// wakes the subscriber; if it still holds a batch [`FEED_BATCHES`] older, it
+    /// lagged: everything held is dropped instead. Counted in `handed` before
+    /// the subscriber can see it.
+    fn give(&self, n: u64, batch: &Arc<Vec<Event>>, handed: &AtomicU64) {
+        let mut h = self.held();
+        if h.lagged || h.batches.back().is_some_and(|(m, _)| *m == n) {
+            return;
+        }
+        handed.fetch_add(1, Ordering::Relaxed);
+        if !h.expire(n) {
+            h.batches.push_back((n, batch.clone()));
+        }
+        drop(h);
+        self.wake.notify_one();
+    }
+
+    /// Detaches a subscriber still holding a batch [`FEED_BATCHES`] older than `n`.
+    fn sweep(&self, n: u64) {
+        let expired = self.held().expire(n);
+        if expired {
+            self.wake.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.held().closed = true;
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Taken {
+        let mut h = self.held();
+        if h.lagged {
+            Taken::Lagged
+        } else if let Some((_, b)) = h.batches.pop_front() {
+            Taken::Batch(b)
+        } else if h.closed {
+            Taken::Closed
+        } else {
+            Taken::Nothing
+        }
+    }
+}
+
+/// A subscriber's place in the feed's routes; leaving it (drop) unregisters.
+struct Registration {
+    shared: Arc<Shared>,
+    route: Route,
+    inbox: Arc<Inbox>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared
+            .state()
+            .routes
+            .remove(&self.route, self.inbox.id);
+    }
 }
 
 impl Shared {
@@ -122,20 +331,43 @@ impl Feed {
             shared: self.shared.shared_reads.load(Ordering::Relaxed),
             own: self.shared.own_reads.load(Ordering::Relaxed),
             detached: self.shared.detached.load(Ordering::Relaxed),
+            handed: self.shared.handed.load(Ordering::Relaxed),
         }
     }
 }
 
-/// Subscribes to the feed, starting its task if none runs: the receiver, and the
-/// position after which its batches cover every event.
+impl State {
+    fn register(&mut self, shared: &Arc<Shared>, filter: &EventFilter) -> Registration {
+        let routes = &mut self.routes;
+        routes.next_id += 1;
+        let inbox = Arc::new(Inbox {
+            id: routes.next_id,
+            held: Mutex::default(),
+            wake: Notify::new(),
+        });
+        let route = Route::of(filter);
+        routes.list(&route).push(inbox.clone());
+        Registration {
+            shared: shared.clone(),
+            route,
+            inbox,
+        }
+    }
+}
+
+/// Registers with the feed, starting its task if none runs: the registration,
+/// and the position after which the batches it is handed cover every event its
+/// filter matches.
 async fn join(
     shared: &Arc<Shared>,
     store: &Store,
-) -> Result<(broadcast::Receiver<Arc<Vec<Event>>>, i64), StoreError> {
+    filter: &EventFilter,
+) -> Result<(Registration, i64), StoreError> {
     {
-        let st = shared.state();
+        let mut st = shared.state();
         if st.running {
-            return Ok((st.tx.subscribe(), st.pos));
+            let reg = st.register(shared, filter);
+            return Ok((reg, st.pos));
         }
     }
     // Read before taking the feed: the joiner's own read, made after this, reaches
@@ -149,11 +381,12 @@ async fn join(
         st.pos = head;
         tokio::spawn(read_for_all(shared.clone(), store.clone(), st.generation));
     }
-    Ok((st.tx.subscribe(), st.pos))
+    let reg = st.register(shared, filter);
+    Ok((reg, st.pos))
 }
 
 /// Ends a feed task's tenure however the task ends: a task that did not end by
-/// itself (store error, runtime shut down) closes its channel, so its subscribers
+/// itself (store error, runtime shut down) closes every inbox, so its subscribers
 /// notice, read the store themselves and start another.
 struct Tenure {
     shared: Arc<Shared>,
@@ -165,12 +398,12 @@ impl Drop for Tenure {
         let mut st = self.shared.state();
         if st.running && st.generation == self.generation {
             st.running = false;
-            st.tx = broadcast::channel(FEED_BATCHES).0;
+            st.routes.close_all();
         }
     }
 }
 
-/// The feed task: one read per wake-up, broadcast to every subscriber.
+/// The feed task: one read per wake-up, handed to the subscribers it concerns.
 async fn read_for_all(shared: Arc<Shared>, store: Store, generation: u64) {
     let _tenure = Tenure {
         shared: shared.clone(),
@@ -192,10 +425,14 @@ async fn read_for_all(shared: Arc<Shared>, store: Store, generation: u64) {
             let mut st = shared.state();
             if let Some(last) = batch.last() {
                 st.pos = last.seq;
-                // Err only when nobody listens, handled below.
-                let _ = st.tx.send(Arc::new(batch));
+                st.read += 1;
+                st.routes.hand(st.read, &Arc::new(batch), &shared.handed);
+                if st.read % FEED_BATCHES as u64 == 0 {
+                    // A subscriber no batch went to lately may still hold old ones.
+                    st.routes.inboxes().for_each(|i| i.sweep(st.read));
+                }
             }
-            if st.tx.receiver_count() == 0 {
+            if st.routes.is_empty() {
                 st.running = false;
                 return;
             }
@@ -224,8 +461,9 @@ struct Sub {
     buf: VecDeque<Event>,
     /// The feed's batch being taken, and how far.
     cur: Option<(Arc<Vec<Event>>, usize)>,
-    rx: Option<broadcast::Receiver<Arc<Vec<Event>>>>,
-    /// Every event after `cursor` not yet in `buf` will come on `rx`.
+    reg: Option<Registration>,
+    /// Every event after `cursor` not yet in `buf` that the filter matches will
+    /// be handed to `reg`'s inbox.
     fed: bool,
     /// The followed tree's members, while fed.
     members: Option<HashSet<RequestId>>,
@@ -304,7 +542,7 @@ impl Sub {
     }
 
     fn detach(&mut self) {
-        self.rx = None;
+        self.reg = None;
         self.fed = false;
         self.members = None;
         self.cur = None;
@@ -315,9 +553,9 @@ impl Sub {
             if let Some(e) = self.pop() {
                 return Ok(e);
             }
-            if self.rx.is_none() {
-                let (rx, pos) = join(&self.shared, &self.store).await?;
-                self.rx = Some(rx);
+            if self.reg.is_none() {
+                let (reg, pos) = join(&self.shared, &self.store, &self.filter).await?;
+                self.reg = Some(reg);
                 // At or past the feed's position: the feed brings all the rest.
                 self.fed = self.cursor >= pos;
             }
@@ -334,15 +572,17 @@ impl Sub {
                 let ids = self.store.subtree_ids(root).await?;
                 self.members = Some(ids.into_iter().collect());
             }
-            let rx = self.rx.as_mut().expect("joined above");
-            match rx.recv().await {
-                Ok(batch) => self.arrived(batch),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+            let inbox = self.reg.as_ref().expect("joined above").inbox.clone();
+            match inbox.take() {
+                Taken::Batch(batch) => self.arrived(batch),
+                // A batch handed after `take` looked leaves a permit: no wake-up lost.
+                Taken::Nothing => inbox.wake.notified().await,
+                Taken::Lagged => {
                     self.shared.detached.fetch_add(1, Ordering::Relaxed);
                     self.detach();
                 }
                 // The feed's task ended (store error, runtime gone): start another.
-                Err(broadcast::error::RecvError::Closed) => self.detach(),
+                Taken::Closed => self.detach(),
             }
         }
     }
@@ -380,7 +620,7 @@ impl EventStream {
             cursor_out: cursor.clone(),
             buf: VecDeque::new(),
             cur: None,
-            rx: None,
+            reg: None,
             fed: false,
             members: None,
         };

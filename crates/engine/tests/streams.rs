@@ -348,6 +348,93 @@ on_both!(
     one_read_per_wakeup
 );
 
+/// The feed hands a batch only to the subscribers it concerns: a session's
+/// subscriber is not woken by another session's events, and however many go by
+/// while its own session is quiet, it is not detached and reads nothing itself.
+/// One that stopped taking its session's events is detached by the feed's sweep
+/// (it holds nothing old) and still misses nothing.
+async fn quiet_sessions_sleep(b: Backend) {
+    let dir = workspace();
+    let (h, _keep) = open!(dir.path(), b);
+    let (busy, quiet) = (
+        SessionId::parse("busy").unwrap(),
+        SessionId::parse("quiet").unwrap(),
+    );
+    let busy_root = h.request(Some(busy), "assistant", "talk").await.unwrap();
+    let quiet_root = h
+        .request(Some(quiet.clone()), "assistant", "wait")
+        .await
+        .unwrap();
+    let head = h.store().last_seq().await.unwrap();
+    let mut sleeper = h.subscribe(
+        head,
+        EventFilter {
+            session_id: Some(quiet.clone()),
+            ..Default::default()
+        },
+    );
+    let mut stalled = h.subscribe(
+        head,
+        EventFilter {
+            session_id: Some(quiet.clone()),
+            ..Default::default()
+        },
+    );
+    let mut fast = h.subscribe(head, EventFilter::default());
+    let e = note(&h, &quiet_root.id, 0).await;
+    until(&mut fast, e.seq).await;
+    assert_eq!(sleeper.next().await.unwrap().seq, e.seq);
+    assert_eq!(stalled.next().await.unwrap().seq, e.seq);
+    // Handed to the stalled one, which does not take it.
+    let held = note(&h, &quiet_root.id, 1).await;
+    assert_eq!(sleeper.next().await.unwrap().seq, held.seq);
+    assert_eq!(fast.next().await.unwrap().seq, held.seq);
+
+    let mut before = h.event_reads();
+    let n = harness_engine::FEED_BATCHES as u64 * 2;
+    for i in 0..n {
+        let e = note(&h, &busy_root.id, i as usize).await;
+        // One batch per commit: the fast one sees each before the next.
+        assert_eq!(fast.next().await.unwrap().seq, e.seq);
+        if i == 0 {
+            // The feed hands batches in order: `held` went to all three by now.
+            before = h.event_reads();
+        }
+    }
+    let e = note(&h, &quiet_root.id, 2).await;
+    assert_eq!(sleeper.next().await.unwrap().seq, e.seq);
+    assert_eq!(fast.next().await.unwrap().seq, e.seq);
+    let after = h.event_reads();
+    assert_eq!(
+        after.detached, before.detached,
+        "the quiet one was not detached"
+    );
+    assert_eq!(after.own, before.own, "nobody read the store for itself");
+    assert_eq!(
+        after.handed - before.handed,
+        n - 1 + 2,
+        "each busy batch went to the unfiltered subscriber alone; the last to both \
+         (not to the stalled one, detached by then)"
+    );
+    // The stalled one lost its old batch to the sweep, not an event.
+    assert_eq!(stalled.next().await.unwrap().seq, held.seq);
+    assert_eq!(stalled.next().await.unwrap().seq, e.seq);
+    let last = h.event_reads();
+    assert_eq!(
+        last.detached,
+        after.detached + 1,
+        "the stalled one was detached"
+    );
+    assert!(last.own > after.own, "and read the store for itself");
+}
+
+on_both!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_quiet_sessions_subscriber_is_not_woken_or_detached_by_others_events,
+    a_quiet_sessions_subscriber_is_not_woken_or_detached_by_others_events_on_postgres,
+    quiet_sessions_sleep
+);
+
 /// The stream as a `futures::Stream`, following a tree from its root's admission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tree_subscription_is_a_stream_of_the_root_and_its_children() {
