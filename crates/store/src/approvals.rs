@@ -243,6 +243,17 @@ fn fail_tree(c: &Connection, a: &Approval, now: Timestamp) -> Result<(), StoreEr
     Ok(())
 }
 
+/// A request's approvals, newest first.
+pub(crate) fn of_request(c: &Connection, id: &RequestId) -> Result<Vec<Approval>, StoreError> {
+    list(
+        c,
+        &ApprovalFilter {
+            request_id: Some(id.clone()),
+            ..Default::default()
+        },
+    )
+}
+
 fn list(c: &Connection, f: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
     Query::select(APPROVAL_COLS, "approvals")
         .any_of("status", f.statuses.iter().map(|s| s.as_str()))

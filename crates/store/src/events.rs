@@ -66,13 +66,20 @@ impl SqliteStore {
 }
 
 /// A filtered read after a cursor, for either backend: the query (cursor first,
-/// then the filter's keys, then the limit; `ph(n)` writes placeholder `n`) and the
-/// keys to bind. A tree is walked from its request down `parent_id`
-/// (`requests_parent`), and its events found by `events_request` per member.
+/// then the filter's keys; `ph(n)` writes placeholder `n`) and the keys to bind.
+/// At most `limit` rows (0: all). A tree is walked from its request down
+/// `parent_id` (`requests_parent`), and its events found by `events_request` per
+/// member.
+///
+/// The limit is written into the query, not bound: SQLite (3.50, with STAT4)
+/// marks a statement whose `LIMIT` is a parameter to be prepared again at every
+/// new binding of it, which cost the feed and every subscriber a full re-prepare
+/// per read. The callers use a few limits, so each shape stays cached.
 pub(crate) fn after_query(
     cols: &str,
     f: &EventFilter,
     visible: &str,
+    limit: usize,
     ph: impl Fn(usize) -> String,
 ) -> (String, Vec<String>) {
     let mut keys: Vec<String> = Vec::new();
@@ -98,26 +105,27 @@ pub(crate) fn after_query(
     if !visible.is_empty() {
         conds.push(visible.to_string());
     }
+    let limit = match limit {
+        0 => String::new(),
+        n => format!(" LIMIT {n}"),
+    };
     let sql = format!(
-        "{with}SELECT {cols} FROM events WHERE {} ORDER BY seq LIMIT {}",
+        "{with}SELECT {cols} FROM events WHERE {} ORDER BY seq{limit}",
         conds.join(" AND "),
-        ph(keys.len() + 2)
     );
     (sql, keys)
 }
 
-fn events_after(
+pub(crate) fn events_after(
     c: &Connection,
     after: i64,
     f: &EventFilter,
     limit: usize,
 ) -> Result<Vec<Event>, StoreError> {
-    let limit = if limit == 0 { i64::MAX } else { limit as i64 };
-    let (sql, keys) = after_query(EVENT_COLS, f, "", |n| format!("?{n}"));
+    let (sql, keys) = after_query(EVENT_COLS, f, "", limit, |n| format!("?{n}"));
     let mut stmt = c.prepare_cached(&sql)?;
     let mut binds: Vec<&dyn rusqlite::ToSql> = vec![&after];
     binds.extend(keys.iter().map(|k| k as &dyn rusqlite::ToSql));
-    binds.push(&limit);
     let rows = stmt.query_map(binds.as_slice(), rows::event)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -53,7 +53,7 @@ pub use requests::{Admission, Admitted, NewRequest};
 pub use sidecar::SIDECAR_FILE;
 pub use sqlite::DB_FILE;
 pub use stats::{IntegrityCheck, StoreStats, StuckRequest};
-pub use steps::{RequestPatch, StepCommit, StepWrite};
+pub use steps::{RequestPatch, RunStart, StepCommit, StepWrite};
 pub use transfer::{CopyCheck, CopyReport, TableCheck};
 pub use wakeups::Wakeups;
 pub use worker_lock::{LockHolder, WorkerLock};
@@ -308,16 +308,6 @@ impl Store {
         on_backend!(self, b => b.get_session(id).await)
     }
 
-    /// Inputs and answers of the session's earlier completed root requests, oldest first.
-    pub async fn session_history(
-        &self,
-        session: &SessionId,
-        before: &RequestId,
-        limit: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        on_backend!(self, b => b.session_history(session, before, limit).await)
-    }
-
     // --- the journal ------------------------------------------------------------
 
     /// Commits one step; returns the sequence numbers of its events.
@@ -347,6 +337,19 @@ impl Store {
     /// The request's journal, in order.
     pub async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
         on_backend!(self, b => b.steps(request).await)
+    }
+
+    /// What a run reads when it starts, in one read: `request`'s steps and
+    /// approvals (as [`Store::steps`] and [`Store::list_approvals`] by request give
+    /// them) and, when `history` > 0, the inputs and answers of `session`'s
+    /// completed root requests admitted before it, the last `history`, oldest first.
+    pub async fn run_start(
+        &self,
+        request: &RequestId,
+        session: &SessionId,
+        history: usize,
+    ) -> Result<RunStart, StoreError> {
+        on_backend!(self, b => b.run_start(request, session, history).await)
     }
 
     /// Ids of `kind` starting with `prefix`, in order, at most `limit` (a prefix

@@ -191,15 +191,52 @@ impl SqliteStore {
     /// The request's journal, in order.
     pub async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
         let request = request.clone();
+        self.read(move |c| steps_of(c, &request)).await
+    }
+
+    pub async fn run_start(
+        &self,
+        request: &RequestId,
+        session: &SessionId,
+        history: usize,
+    ) -> Result<RunStart, StoreError> {
+        let (request, session) = (request.clone(), session.clone());
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {STEP_COLS} FROM steps WHERE request_id = ?1 ORDER BY idx"
-            ))?;
-            let rows = stmt.query_map([request.as_str()], rows::step)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            // One snapshot: under a busy writer every new one costs the
+            // connection its page cache.
+            let tx = c.unchecked_transaction()?;
+            let start = RunStart {
+                steps: steps_of(&tx, &request)?,
+                approvals: approvals::of_request(&tx, &request)?,
+                history: match history {
+                    0 => Vec::new(),
+                    n => requests::history(&tx, &session, &request, n)?,
+                },
+            };
+            tx.commit()?;
+            Ok(start)
         })
         .await
     }
+}
+
+/// What a run reads when it starts: see [`crate::Store::run_start`].
+#[derive(Clone, Debug, Default)]
+pub struct RunStart {
+    /// The request's journal, in order.
+    pub steps: Vec<Step>,
+    /// Its approvals, newest first.
+    pub approvals: Vec<Approval>,
+    /// Its session's earlier completed roots as (input, output), oldest first.
+    pub history: Vec<(String, String)>,
+}
+
+fn steps_of(c: &Connection, request: &RequestId) -> Result<Vec<Step>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {STEP_COLS} FROM steps WHERE request_id = ?1 ORDER BY idx"
+    ))?;
+    let rows = stmt.query_map([request.as_str()], rows::step)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn commit_step(c: &Connection, s: &StepCommit) -> Result<Vec<i64>, StoreError> {

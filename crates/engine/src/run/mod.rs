@@ -229,22 +229,22 @@ impl Run {
             );
             return Err(run.fail(msg).await);
         }
-        run.steps = store.steps(&run.req.id).await.map_err(store_failure)?;
-        run.reload_approvals().await?;
-        let mut messages = Vec::with_capacity(run.steps.len() + 8);
+        // A root's conversation starts with its session's last exchanges.
+        let history = if run.req.parent_id.is_none() { 20 } else { 0 };
+        let start = store
+            .run_start(&run.req.id, &run.req.session_id, history)
+            .await
+            .map_err(store_failure)?;
+        run.steps = start.steps;
+        run.approvals = start.approvals;
+        let mut messages = Vec::with_capacity(run.steps.len() + 2 * start.history.len() + 4);
         let system = crate::tools::system_prompt(&run.agent, &run.h.inner.workspace);
         if !system.is_empty() {
             messages.push(Message::system(system));
         }
-        if run.req.parent_id.is_none() {
-            let history = store
-                .session_history(&run.req.session_id, &run.req.id, 20)
-                .await
-                .map_err(store_failure)?;
-            for (input, output) in history {
-                messages.push(Message::user(input));
-                messages.push(Message::assistant(&ModelTurn::Text { text: output }));
-            }
+        for (input, output) in start.history {
+            messages.push(Message::user(input));
+            messages.push(Message::assistant(&ModelTurn::Text { text: output }));
         }
         messages.push(Message::user(run.req.input.clone()));
         harness_core::journal::fold_messages(&mut messages, &run.steps);

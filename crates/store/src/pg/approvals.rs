@@ -10,6 +10,18 @@ use crate::tree::Settle;
 use harness_core::*;
 use tokio_postgres::types::ToSql;
 
+/// Approvals by status (`$1`, none: any), session (`$2`) and request (`$3`), newest
+/// first, at most `$4`.
+pub(crate) fn list_sql() -> String {
+    format!(
+        "SELECT {APPROVAL_COLS} FROM approvals \
+         WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) \
+           AND ($2::text IS NULL OR session_id = $2) \
+           AND ($3::text IS NULL OR request_id = $3) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    )
+}
+
 pub(super) const INSERT: &str = "INSERT INTO approvals (id, request_id, session_id, agent, step_idx, \
      call_id, tool, arguments, status, decided_by, message, edited_arguments, created_at, \
      decided_at, expires_at, reason, decided_by_kind) \
@@ -160,16 +172,7 @@ impl PgStore {
             f.limit as i64
         };
         let rows = self
-            .read_rows(
-                &format!(
-                    "SELECT {APPROVAL_COLS} FROM approvals \
-                     WHERE (cardinality($1::text[]) = 0 OR status = ANY($1)) \
-                       AND ($2::text IS NULL OR session_id = $2) \
-                       AND ($3::text IS NULL OR request_id = $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-                ),
-                &[&statuses, &session, &request, &limit],
-            )
+            .read_rows(&list_sql(), &[&statuses, &session, &request, &limit])
             .await?;
         rows::all(rows, rows::approval)
     }

@@ -181,14 +181,13 @@ impl PgStore {
         f: EventFilter,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let limit = if limit == 0 { i64::MAX } else { limit as i64 };
-        let (sql, keys) = crate::events::after_query(EVENT_COLS, &f, VISIBLE, |n| format!("${n}"));
+        let (sql, keys) =
+            crate::events::after_query(EVENT_COLS, &f, VISIBLE, limit, |n| format!("${n}"));
         let mut binds: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after];
         binds.extend(
             keys.iter()
                 .map(|k| k as &(dyn tokio_postgres::types::ToSql + Sync)),
         );
-        binds.push(&limit);
         let rows = self.read_rows(&sql, &binds).await?;
         rows::all(rows, rows::event)
     }

@@ -224,34 +224,29 @@ impl PgStore {
             })
             .collect()
     }
+}
 
-    pub(crate) async fn session_history(
-        &self,
-        session: &SessionId,
-        before: &RequestId,
-        limit: usize,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let limit = limit as i64;
-        let rows = self
-            .read_rows(
-                "SELECT input, output FROM requests WHERE session_id = $1 AND parent_id IS NULL \
-                 AND status = 'completed' AND queue_seq < (SELECT queue_seq FROM requests WHERE id = $2) \
-                 ORDER BY queue_seq DESC LIMIT $3",
-                &[&session.as_str(), &before.as_str(), &limit],
-            )
-            .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<_, String>(0)?,
-                    r.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        out.reverse();
-        Ok(out)
-    }
+/// A session's completed roots before request `$2`, the last `$3`, newest first.
+pub(crate) const HISTORY_SQL: &str = "SELECT input, output FROM requests \
+     WHERE session_id = $1 AND parent_id IS NULL AND status = 'completed' \
+     AND queue_seq < (SELECT queue_seq FROM requests WHERE id = $2) \
+     ORDER BY queue_seq DESC LIMIT $3";
+
+/// [`HISTORY_SQL`]'s rows as (input, output), oldest first.
+pub(crate) fn history_of(
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<_, String>(0)?,
+                r.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 async fn admit(

@@ -21,9 +21,9 @@
 
 use super::group::{Grouped, Owned};
 use super::rows::{self, STEP_COLS};
-use super::{PgStore, Stmt, Tx, events, in_tx, tree};
+use super::{PgStore, Stmt, Tx, approvals, events, in_tx, requests, tree};
 use crate::StoreError;
-use crate::steps::{StepCommit, StepWrite};
+use crate::steps::{RunStart, StepCommit, StepWrite};
 use harness_core::*;
 use tokio_postgres::types::ToSql;
 
@@ -92,14 +92,49 @@ impl PgStore {
     }
 
     pub(crate) async fn steps(&self, request: &RequestId) -> Result<Vec<Step>, StoreError> {
-        let rows = self
-            .read_rows(
-                &format!("SELECT {STEP_COLS} FROM steps WHERE request_id = $1 ORDER BY idx"),
-                &[&request.as_str()],
-            )
-            .await?;
+        let rows = self.read_rows(&steps_sql(), &[&request.as_str()]).await?;
         rows::all(rows, rows::step)
     }
+
+    /// The three reads in one round trip on one connection (each its own snapshot,
+    /// as when read apart).
+    pub(crate) async fn run_start(
+        &self,
+        request: &RequestId,
+        session: &SessionId,
+        history: usize,
+    ) -> Result<RunStart, StoreError> {
+        let c = self.client().await?;
+        let (steps, approvals, past) = futures_util::future::try_join3(
+            c.prepare_cached(&steps_sql()),
+            c.prepare_cached(&approvals::list_sql()),
+            c.prepare_cached(requests::HISTORY_SQL),
+        )
+        .await?;
+        let id = request.as_str();
+        let (no_statuses, no_session, limit) = (Vec::<&str>::new(), None::<&str>, history as i64);
+        let all = i64::MAX;
+        let (steps, approvals, past) = futures_util::future::try_join3(
+            c.query(&steps, &[&id]),
+            c.query(&approvals, &[&no_statuses, &no_session, &Some(id), &all]),
+            async {
+                match history {
+                    0 => Ok(Vec::new()),
+                    _ => c.query(&past, &[&session.as_str(), &id, &limit]).await,
+                }
+            },
+        )
+        .await?;
+        Ok(RunStart {
+            steps: rows::all(steps, rows::step)?,
+            approvals: rows::all(approvals, rows::approval)?,
+            history: requests::history_of(past)?,
+        })
+    }
+}
+
+fn steps_sql() -> String {
+    format!("SELECT {STEP_COLS} FROM steps WHERE request_id = $1 ORDER BY idx")
 }
 
 /// The owned parameters of a step row.
