@@ -120,6 +120,8 @@ pub struct Metrics {
     admitted: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     recovered: AtomicU64,
+    claims: AtomicU64,
+    claimed: AtomicU64,
     step_latency: [Histogram; 2],
     approval_wait: [Histogram; 2],
     tokens: Mutex<BTreeMap<String, TokenCount>>,
@@ -131,6 +133,8 @@ impl Default for Metrics {
             admitted: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
             recovered: AtomicU64::new(0),
+            claims: AtomicU64::new(0),
+            claimed: AtomicU64::new(0),
             step_latency: [Histogram::new(STEP_BUCKETS), Histogram::new(STEP_BUCKETS)],
             approval_wait: [
                 Histogram::new(APPROVAL_BUCKETS),
@@ -155,6 +159,15 @@ impl Metrics {
     /// Requests re-queued by recovery at this process's worker starts.
     pub fn recovered(&self) -> u64 {
         self.recovered.load(Ordering::Relaxed)
+    }
+
+    /// Claim transactions this process's worker made (each reads every session
+    /// with queued work), and the requests they claimed.
+    pub fn claims(&self) -> (u64, u64) {
+        (
+            self.claims.load(Ordering::Relaxed),
+            self.claimed.load(Ordering::Relaxed),
+        )
     }
 
     /// Time from a step's start to the commit completing it.
@@ -188,6 +201,11 @@ impl Metrics {
 
     pub(crate) fn count_recovered(&self, n: usize) {
         self.recovered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_claim(&self, claimed: usize) {
+        self.claims.fetch_add(1, Ordering::Relaxed);
+        self.claimed.fetch_add(claimed as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn observe_step(&self, kind: StepKind, ms: u64) {

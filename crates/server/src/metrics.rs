@@ -119,6 +119,19 @@ pub(crate) async fn metrics(p: Principal, State(s): State<AppState>) -> Result<R
         "Requests re-queued by recovery when this process's worker started.",
     );
     out.sample("agent_harness_recoveries_total", &[], m.recovered() as f64);
+    let (claims, claimed) = m.claims();
+    out.head(
+        "agent_harness_claims_total",
+        "counter",
+        "Claim transactions this process's worker made (each reads every session with queued work).",
+    );
+    out.sample("agent_harness_claims_total", &[], claims as f64);
+    out.head(
+        "agent_harness_claimed_total",
+        "counter",
+        "Requests this process's worker claimed.",
+    );
+    out.sample("agent_harness_claimed_total", &[], claimed as f64);
 
     out.head(
         "agent_harness_step_latency_seconds",

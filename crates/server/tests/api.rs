@@ -1104,6 +1104,9 @@ async fn metrics_expose_the_queue_admissions_steps_approvals_and_streams() {
         0.0
     );
     assert_eq!(m["agent_harness_recoveries_total"], 1.0);
+    // Each tree was claimed twice: to run, and again after its approval was decided.
+    assert_eq!(m["agent_harness_claimed_total"], 4.0);
+    assert!(m["agent_harness_claims_total"] >= 4.0);
 
     // Every step of both trees (roots and the children they delegated to) was
     // observed once, model turns and tool calls apart; the rejected call, which
