@@ -1,6 +1,11 @@
 //! `agent-harness`: the thin binary. Parses arguments, opens the workspace,
 //! calls the library API and renders what it returns. No state lives here.
 
+// glibc's malloc was 12 % of a loaded server's CPU (`http-load` profile);
+// mimalloc took http-load from 2,216 to 2,686 admissions/s in one A/B pair.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod context;
 mod core_cmds;
 mod live;
