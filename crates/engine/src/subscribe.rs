@@ -427,7 +427,7 @@ async fn read_for_all(shared: Arc<Shared>, store: Store, generation: u64) {
                 st.pos = last.seq;
                 st.read += 1;
                 st.routes.hand(st.read, &Arc::new(batch), &shared.handed);
-                if st.read % FEED_BATCHES as u64 == 0 {
+                if st.read.is_multiple_of(FEED_BATCHES as u64) {
                     // A subscriber no batch went to lately may still hold old ones.
                     st.routes.inboxes().for_each(|i| i.sweep(st.read));
                 }
