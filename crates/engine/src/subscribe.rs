@@ -12,9 +12,10 @@
 //! subscribers get (and are woken for) only batches holding that request's events,
 //! a session's only those holding the session's; unfiltered and tree subscribers
 //! get every batch. With 200 sessions followed, a batch wakes the few it concerns,
-//! not all 200, and a quiet session's subscriber is never woken. The feed's position only ever comes from what a read returned, so on
-//! PostgreSQL it never passes an event a later read could still reveal (the store's
-//! watermark: see `harness_store`'s `pg/events.rs`). The task ends when its last
+//! not all 200, and a quiet session's subscriber is never woken. The feed's
+//! position only ever comes from what a read returned, so on PostgreSQL it never
+//! passes an event a later read could still reveal (the store's watermark: see
+//! `harness_store`'s `pg/events.rs`). The task ends when its last
 //! subscriber leaves; the next one starts it again from the store's `last_seq`.
 //!
 //! **Joining.** A subscriber reads the store by its own cursor (with its filter, in
@@ -32,9 +33,9 @@
 //! a batch [`FEED_BATCHES`] older than the one it is handed, or than the feed's
 //! latest at a sweep (every [`FEED_BATCHES`] reads), is a slow consumer and is
 //! detached: its batches are dropped, it reads the store by its cursor again, at
-//! its own pace and holding one batch at a time, then rejoins. Nothing is lost and the stream
-//! stays open; a slow consumer costs store reads, never memory, and never holds
-//! back the feed or a run. A subscriber whose filter matches nothing for a while
+//! its own pace and holding one batch at a time, then rejoins. Nothing is lost and
+//! the stream stays open; a slow consumer costs store reads, never memory, and
+//! never holds back the feed or a run. A subscriber whose filter matches nothing for a while
 //! holds nothing, so it is never detached for that.
 //!
 //! **Trees.** [`EventFilter::tree`] follows a request and everything delegated under
@@ -135,7 +136,6 @@ struct Routes {
     every: Vec<Arc<Inbox>>,
 }
 
-#[derive(Clone, PartialEq, Eq)]
 enum Route {
     Request(RequestId),
     Session(SessionId),
@@ -165,15 +165,25 @@ impl Routes {
         self.every.is_empty() && self.by_request.is_empty() && self.by_session.is_empty()
     }
 
+    /// Forgets inbox `id` (already gone if the feed closed every inbox), and its
+    /// key once no inbox is left under it.
     fn remove(&mut self, route: &Route, id: u64) {
-        let list = self.list(route);
-        list.retain(|i| i.id != id);
-        if list.is_empty() {
-            match route {
-                Route::Request(r) => drop(self.by_request.remove(r)),
-                Route::Session(s) => drop(self.by_session.remove(s)),
-                Route::Every => {}
+        fn drop_from<K: std::hash::Hash + Eq>(
+            map: &mut HashMap<K, Vec<Arc<Inbox>>>,
+            key: &K,
+            id: u64,
+        ) {
+            if let Some(list) = map.get_mut(key) {
+                list.retain(|i| i.id != id);
+                if list.is_empty() {
+                    map.remove(key);
+                }
             }
+        }
+        match route {
+            Route::Request(r) => drop_from(&mut self.by_request, r, id),
+            Route::Session(s) => drop_from(&mut self.by_session, s, id),
+            Route::Every => self.every.retain(|i| i.id != id),
         }
     }
 
