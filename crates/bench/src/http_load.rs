@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Concurrent admission connections.
-const ADMITTERS: usize = 32;
+/// Concurrent admission connections, unless `--admitters` says otherwise.
+pub const ADMITTERS: usize = 32;
 
 /// CPU time this process has used (all threads, user + system).
 fn cpu_time() -> Duration {
@@ -87,11 +87,12 @@ async fn subscribe(
 pub async fn run(
     secs: u64,
     subscribers: usize,
+    admitters: usize,
     queue_capacity: usize,
     worker_during: bool,
 ) -> Result<()> {
     println!(
-        "http-load: {subscribers} SSE subscribers (one session each), {ADMITTERS} admitting connections for {secs} s, queue_capacity {}, loopback, worker in process {}",
+        "http-load: {subscribers} SSE subscribers (one session each), {admitters} admitting connections for {secs} s, queue_capacity {}, loopback, worker in process {}",
         thousands(queue_capacity as u64),
         if worker_during {
             "running throughout"
@@ -134,7 +135,7 @@ pub async fn run(
     let base = format!("http://{addr}");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(ADMITTERS + subscribers)
+        .pool_max_idle_per_host(admitters + subscribers)
         .build()?;
 
     let head = h.store().last_seq().await?;
@@ -158,7 +159,7 @@ pub async fn run(
     let rejected = Arc::new(AtomicU64::new(0));
     let cpu_at_start = cpu_time();
     let started = Instant::now();
-    let admitters: Vec<_> = (0..ADMITTERS)
+    let admitting: Vec<_> = (0..admitters)
         .map(|a| {
             let (client, base, rejected) = (client.clone(), base.clone(), rejected.clone());
             tokio::spawn(async move {
@@ -178,7 +179,7 @@ pub async fn run(
                     match status.as_u16() {
                         201 => {
                             latencies.push(t.elapsed());
-                            i += ADMITTERS;
+                            i += admitters;
                         }
                         429 => {
                             rejected.fetch_add(1, Ordering::Relaxed);
@@ -192,7 +193,7 @@ pub async fn run(
         })
         .collect();
     let mut admitted: Vec<Duration> = Vec::new();
-    for a in admitters {
+    for a in admitting {
         admitted.extend(a.await??);
     }
     let admitting = started.elapsed();
@@ -268,8 +269,8 @@ pub async fn run(
         admitting.as_secs_f64(),
         rate,
         verdict(rate >= 5_000.0),
-        ms(percentile(&admitted, 0.50)),
-        ms(percentile(&admitted, 0.99)),
+        ms(percentile(&admitted, 50.0)),
+        ms(percentile(&admitted, 99.0)),
         rejected.load(Ordering::Relaxed)
     );
     println!(

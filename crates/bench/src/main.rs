@@ -96,7 +96,7 @@ fn usage() -> String {
         s.push_str(&format!("  {name:<11} {what}\n"));
     }
     s.push_str(
-        "  all         every bench above, each in its own process\n         \x20 http-load   the HTTP API on loopback: 200 SSE subscribers, admissions as fast as\n         \x20             accepted for 30 s, then a drain and an exactly-once check\n         \x20             [--secs N] [--subscribers N] [--queue-capacity N (5,000)]\n         \x20             [--worker-after: start the worker once admission ends]\n         \x20             (not part of `all`)\n\n\
+        "  all         every bench above, each in its own process\n         \x20 http-load   the HTTP API on loopback: 200 SSE subscribers, admissions as fast as\n         \x20             accepted for 30 s, then a drain and an exactly-once check\n         \x20             [--secs N] [--subscribers N] [--queue-capacity N (5,000)]\n         \x20             [--admitters N (32): concurrent admitting connections]\n         \x20             [--worker-after: start the worker once admission ends]\n         \x20             (not part of `all`)\n\n\
          Build with --release: `cargo run --release -p harness-bench -- all`.\n\
          Workspaces go to $AGENT_HARNESS_BENCH_DIR (default: the temp dir); the CLI for\n\
          `views` is $AGENT_HARNESS_BIN or `agent-harness` next to this binary.\n",
@@ -135,8 +135,18 @@ fn main() -> ExitCode {
             if !quiet {
                 print_machine();
             }
+            let admitters = flag(rest, "--admitters")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(http_load::ADMITTERS);
             let worker_during = !rest.iter().any(|a| a == "--worker-after");
-            rt.block_on(http_load::run(secs, subs, capacity, worker_during))
+            rt.block_on(http_load::run(
+                secs,
+                subs,
+                admitters,
+                capacity,
+                worker_during,
+            ))
         }),
         // Hidden helpers for `recovery` and `paused`.
         "serve-child" => runtime()
