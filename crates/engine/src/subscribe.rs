@@ -5,9 +5,10 @@
 //! restart (resume with the last seq seen: no gap, no duplicate, seq order).
 //!
 //! **The shared feed.** While anyone subscribes, one task per [`crate::Harness`]
-//! reads `events_after(pos, all)` once per wake-up (the store's wake-ups, and a
-//! 100 ms poll for what they cannot tell) and hands the batch to the subscribers it
-//! concerns, who filter it in memory. N subscribers cost one store read per
+//! reads every event after its position once per wake-up (the store's wake-ups, and
+//! a 100 ms poll for what they cannot tell; `Store::feed_events_after`, on SQLite
+//! on a connection of its own, never queued behind other reads) and hands the batch
+//! to the subscribers it concerns, who filter it in memory. N subscribers cost one store read per
 //! wake-up, not N. The feed routes by the narrowest key a filter names: a request's
 //! subscribers get (and are woken for) only batches holding that request's events,
 //! a session's only those holding the session's; unfiltered and tree subscribers
@@ -423,7 +424,7 @@ async fn read_for_all(shared: Arc<Shared>, store: Store, generation: u64) {
     loop {
         let pos = shared.state().pos;
         shared.shared_reads.fetch_add(1, Ordering::Relaxed);
-        let batch = match store.events_after(pos, EventFilter::default(), BATCH).await {
+        let batch = match store.feed_events_after(pos, BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "the event feed could not read the store; subscribers read it themselves");

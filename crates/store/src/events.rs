@@ -50,6 +50,19 @@ impl SqliteStore {
             .await
     }
 
+    /// Every event with `seq > after`, for the process's shared event feed: on the
+    /// feed's own connection, never queued behind the pool's reads.
+    pub async fn feed_events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.read_on(crate::readers::Lane::Feed, move |c| {
+            events_after(c, after, &EventFilter::default(), limit)
+        })
+        .await
+    }
+
     /// `id` and every request delegated under it, parents before children.
     pub async fn subtree_ids(&self, id: &RequestId) -> Result<Vec<RequestId>, StoreError> {
         let id = id.clone();

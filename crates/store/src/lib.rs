@@ -22,6 +22,7 @@ mod maintenance;
 mod notes;
 mod pg;
 mod query;
+mod readers;
 mod repair;
 mod requests;
 mod rows;
@@ -495,6 +496,22 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         on_backend!(self, b => b.events_after(after, filter, limit).await)
+    }
+
+    /// Every event with `seq > after` (at most `limit`, 0: no limit), read for a
+    /// process's shared event feed, which hands each batch to many subscribers:
+    /// on SQLite on a connection of its own, so the read never waits its turn
+    /// behind other reads (a burst of run loads). The same cursor contract as
+    /// [`Store::events_after`].
+    pub async fn feed_events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.feed_events_after(after, limit).await,
+            Backend::Postgres(b) => b.events_after(after, EventFilter::default(), limit).await,
+        }
     }
 
     /// What the group commit did since this handle opened (PostgreSQL; SQLite's
