@@ -149,6 +149,16 @@ async fn strangers_and_live_workers_calls_are_left_alone() {
     );
     unsafe { libc::kill(-(ended_pid as i32), libc::SIGKILL) };
     ended.wait().unwrap();
+    // The group's other process dies on its own time (and its zombie is reaped by
+    // init): the call has ended only once the group is empty.
+    let t = std::time::Instant::now();
+    while unsafe { libc::kill(-(ended_pid as i32), 0) } == 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "the group outlived SIGKILL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     std::fs::write(runs.join("call_torn"), "pgid=12").unwrap();
 
     let mut reaped = reap_leftovers(&runs).await;
