@@ -33,60 +33,34 @@ pub(crate) enum Lane {
 
 type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) + Send>;
 
-/// The queues to the reading threads. Dropping it ends them and waits for them:
-/// once the store is dropped its read connections are closed (SQLite's last close
-/// of a database checkpoints it and removes its WAL file).
+/// The queues to the reading threads. Dropping it ends each thread once the job
+/// it runs (if any) is done, and closes its connection; the drop itself never
+/// waits for a read.
 pub(crate) struct Readers {
-    pool: Option<mpsc::Sender<Job>>,
-    lanes: Option<mpsc::Sender<(Lane, Job)>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Readers {
-    fn drop(&mut self) {
-        // Closing the queues ends each thread after the job it is running.
-        self.pool = None;
-        self.lanes = None;
-        let me = std::thread::current().id();
-        for t in self.threads.drain(..) {
-            // A job that held the last handle to the store is not waited for by itself.
-            if t.thread().id() != me {
-                let _ = t.join();
-            }
-        }
-    }
+    pool: mpsc::Sender<Job>,
+    lanes: mpsc::Sender<(Lane, Job)>,
 }
 
 impl Readers {
     pub(crate) fn start(db: &Path) -> Result<Readers, StoreError> {
-        let (pool, rx) = mpsc::channel::<Job>();
-        let (lanes, lane_rx) = mpsc::channel::<(Lane, Job)>();
-        // Built before the threads: if one cannot start, dropping it ends the others.
-        let mut readers = Readers {
-            pool: Some(pool),
-            lanes: Some(lanes),
-            threads: Vec::with_capacity(POOL_THREADS + 1),
-        };
-        let mut spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
-            let t = std::thread::Builder::new()
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
                 .name(name.into())
                 .spawn(body)
-                .map_err(|e| StoreError::Io(format!("cannot start a store reader thread: {e}")))?;
-            readers.threads.push(t);
-            Ok::<_, StoreError>(())
+                .map(drop)
+                .map_err(|e| StoreError::Io(format!("cannot start a store reader thread: {e}")))
         };
+        // If a thread cannot start, the queues drop on return and end the others.
+        let (pool, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..POOL_THREADS {
             let (rx, db) = (rx.clone(), db.to_path_buf());
             spawn("store-reader", Box::new(move || serve_pool(&db, &rx)))?;
         }
+        let (lanes, lane_rx) = mpsc::channel::<(Lane, Job)>();
         let db = db.to_path_buf();
         spawn("store-lanes", Box::new(move || serve_lanes(&db, lane_rx)))?;
-        Ok(readers)
-    }
-
-    fn pool(&self) -> &mpsc::Sender<Job> {
-        self.pool.as_ref().expect("open until dropped")
+        Ok(Readers { pool, lanes })
     }
 
     /// Runs `f` on a pooled connection, after the reads queued before it.
@@ -96,7 +70,7 @@ impl Readers {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, rx) = job(f);
-        self.pool().send(job).map_err(|_| StoreError::Closed)?;
+        self.pool.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -107,8 +81,9 @@ impl Readers {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, rx) = job(f);
-        let lanes = self.lanes.as_ref().expect("open until dropped");
-        lanes.send((lane, job)).map_err(|_| StoreError::Closed)?;
+        self.lanes
+            .send((lane, job))
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -191,8 +166,8 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Barrier;
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
 
     fn store(dir: &Path) -> (crate::Store, crate::sqlite::SqliteStore) {
         let store = crate::Store::open(dir, crate::StoreOptions::default()).unwrap();
@@ -209,15 +184,21 @@ mod tests {
     async fn a_lane_is_served_while_the_pool_is_busy() {
         let dir = tempfile::tempdir().unwrap();
         let (_store, s) = store(dir.path());
-        let release = Arc::new(Barrier::new(POOL_THREADS + 1));
+        let started = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new(AtomicBool::new(false));
+        // Every pooled connection held (for a bounded time, so that a failing test
+        // cannot hang), and two more reads queued behind them.
         let busy: Vec<_> = (0..POOL_THREADS + 2)
             .map(|i| {
-                let (s, release) = (s.clone(), release.clone());
+                let (s, started, released) = (s.clone(), started.clone(), released.clone());
                 tokio::spawn(async move {
                     s.read(move |_| {
-                        // The first POOL_THREADS hold every connection until released.
-                        if i < POOL_THREADS {
-                            release.wait();
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let t = Instant::now();
+                        while !released.load(Ordering::SeqCst)
+                            && t.elapsed() < Duration::from_secs(20)
+                        {
+                            std::thread::sleep(Duration::from_millis(1));
                         }
                         Ok(i)
                     })
@@ -225,6 +206,14 @@ mod tests {
                 })
             })
             .collect();
+        let t = Instant::now();
+        while started.load(Ordering::SeqCst) < POOL_THREADS {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the pool did not fill"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let feed = tokio::time::timeout(Duration::from_secs(5), s.feed_events_after(0, 10))
             .await
             .expect("the feed's read waited for the pool")
@@ -234,13 +223,12 @@ mod tests {
             .await
             .expect("data_version waited for the pool");
         assert!(version.is_ok());
-        assert!(
-            busy.iter().all(|b| !b.is_finished()),
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            POOL_THREADS,
             "the pool was not held"
         );
-        tokio::task::spawn_blocking(move || release.wait())
-            .await
-            .unwrap();
+        released.store(true, Ordering::SeqCst);
         for (i, b) in busy.into_iter().enumerate() {
             assert_eq!(b.await.unwrap().unwrap(), i);
         }
