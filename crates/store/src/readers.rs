@@ -34,33 +34,72 @@ pub(crate) enum Lane {
 type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) + Send>;
 
 /// The queues to the reading threads. Dropping it ends each thread once the job
-/// it runs (if any) is done, and closes its connection; the drop itself never
-/// waits for a read.
+/// it runs (if any) is done and waits for that: the read connections are closed
+/// before the writer's. A read-only connection cannot checkpoint, so if one closed
+/// last, the WAL file would stay behind (the next open recovers it, but a store
+/// dropped must be closed: replacing or moving its file relies on it).
 pub(crate) struct Readers {
-    pool: mpsc::Sender<Job>,
-    lanes: mpsc::Sender<(Lane, Job)>,
+    pool: Option<mpsc::Sender<Job>>,
+    lanes: Option<mpsc::Sender<(Lane, Job)>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        // Closing the queues ends each thread after the job it runs.
+        self.pool = None;
+        self.lanes = None;
+        let me = std::thread::current().id();
+        for t in self.threads.drain(..) {
+            // A job that held the last handle to the store does not wait for itself.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 impl Readers {
     pub(crate) fn start(db: &Path) -> Result<Readers, StoreError> {
-        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
+        let (pool, rx) = mpsc::channel::<Job>();
+        let (lanes, lane_rx) = mpsc::channel::<(Lane, Job)>();
+        // Made first: if a thread cannot start, dropping it ends the others.
+        let mut readers = Readers {
+            pool: Some(pool),
+            lanes: Some(lanes),
+            threads: Vec::with_capacity(POOL_THREADS + 1),
+        };
+        let mut spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            let t = std::thread::Builder::new()
                 .name(name.into())
                 .spawn(body)
-                .map(drop)
-                .map_err(|e| StoreError::Io(format!("cannot start a store reader thread: {e}")))
+                .map_err(|e| StoreError::Io(format!("cannot start a store reader thread: {e}")))?;
+            readers.threads.push(t);
+            Ok::<_, StoreError>(())
         };
-        // If a thread cannot start, the queues drop on return and end the others.
-        let (pool, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..POOL_THREADS {
             let (rx, db) = (rx.clone(), db.to_path_buf());
             spawn("store-reader", Box::new(move || serve_pool(&db, &rx)))?;
         }
-        let (lanes, lane_rx) = mpsc::channel::<(Lane, Job)>();
         let db = db.to_path_buf();
         spawn("store-lanes", Box::new(move || serve_lanes(&db, lane_rx)))?;
-        Ok(Readers { pool, lanes })
+        Ok(readers)
+    }
+
+    /// Sends `job` to the pool's queue, or with `lane` to the lanes' thread.
+    fn send(&self, lane: Option<Lane>, job: Job) -> Result<(), StoreError> {
+        let sent = match (lane, &self.pool, &self.lanes) {
+            (None, Some(pool), _) => pool.send(job).is_ok(),
+            (Some(lane), _, Some(lanes)) => lanes.send((lane, job)).is_ok(),
+            // The queues close only when the readers drop.
+            _ => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(StoreError::Closed)
+        }
     }
 
     /// Runs `f` on a pooled connection, after the reads queued before it.
@@ -70,7 +109,7 @@ impl Readers {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, rx) = job(f);
-        self.pool.send(job).map_err(|_| StoreError::Closed)?;
+        self.send(None, job)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -81,9 +120,7 @@ impl Readers {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (job, rx) = job(f);
-        self.lanes
-            .send((lane, job))
-            .map_err(|_| StoreError::Closed)?;
+        self.send(Some(lane), job)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

@@ -28,9 +28,11 @@ pub(crate) struct SqliteStore {
 struct Inner {
     dir: PathBuf,
     db_path: PathBuf,
-    writer: WriterHandle,
-    /// The read connections' threads (see `readers`).
+    /// The read connections' threads (see `readers`). Declared (so dropped) before
+    /// the writer: the read-only connections close first, and the writer's, closing
+    /// last, folds the WAL into the file and removes it.
     readers: Readers,
+    writer: WriterHandle,
     seq_rx: watch::Receiver<i64>,
     replaced: Option<Replaced>,
 }
