@@ -15,7 +15,7 @@
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
@@ -33,8 +33,9 @@ pub(crate) enum Lane {
 
 type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) + Send>;
 
-/// The queues to the reading threads. Dropping it ends each thread once the job
-/// it runs (if any) is done and waits for that: the read connections are closed
+/// The queues to the reading threads. Dropping it ends each thread once the jobs
+/// already queued are done (those whose caller went away are skipped) and waits
+/// for that: the read connections are closed
 /// before the writer's. A read-only connection cannot checkpoint, so if one closed
 /// last, the WAL file would stay behind (the next open recovers it, but a store
 /// dropped must be closed: replacing or moving its file relies on it).
@@ -165,7 +166,7 @@ impl Lazy<'_> {
     }
 }
 
-fn serve_pool(db: &PathBuf, rx: &Mutex<mpsc::Receiver<Job>>) {
+fn serve_pool(db: &Path, rx: &Mutex<mpsc::Receiver<Job>>) {
     let mut conn = Lazy { db, conn: None };
     loop {
         // The lock is held only while waiting for the next job.
@@ -177,7 +178,7 @@ fn serve_pool(db: &PathBuf, rx: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-fn serve_lanes(db: &PathBuf, rx: mpsc::Receiver<(Lane, Job)>) {
+fn serve_lanes(db: &Path, rx: mpsc::Receiver<(Lane, Job)>) {
     let mut version = Lazy { db, conn: None };
     let mut feed = Lazy { db, conn: None };
     while let Ok((lane, job)) = rx.recv() {
@@ -188,7 +189,7 @@ fn serve_lanes(db: &PathBuf, rx: mpsc::Receiver<(Lane, Job)>) {
     }
 }
 
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
