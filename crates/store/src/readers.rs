@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 pub(crate) const POOL_THREADS: usize = 4;
 
 /// A reader with a connection of its own, outside the pool's queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) enum Lane {
     /// `data_version`: its value is per connection.
     Version,
@@ -207,21 +207,12 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    fn store(dir: &Path) -> (crate::Store, crate::sqlite::SqliteStore) {
-        let store = crate::Store::open(dir, crate::StoreOptions::default()).unwrap();
-        let crate::Backend::Sqlite(s) = &store.backend else {
-            unreachable!("a folder opens SQLite")
-        };
-        let s = s.clone();
-        (store, s)
-    }
-
     /// The feed's read is answered while every pooled connection is busy: it never
     /// waits its turn behind run loads.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lane_is_served_while_the_pool_is_busy() {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, s) = store(dir.path());
+        let (_store, s) = crate::sqlite::open_for_test(dir.path());
         let started = Arc::new(AtomicUsize::new(0));
         let released = Arc::new(AtomicBool::new(false));
         // Every pooled connection held (for a bounded time, so that a failing test
@@ -277,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_read_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, s) = store(dir.path());
+        let (_store, s) = crate::sqlite::open_for_test(dir.path());
         for _ in 0..POOL_THREADS * 2 {
             let r: Result<(), _> = s.read(|_| panic!("boom in a read")).await;
             assert!(
@@ -299,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_store_closes_every_read_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, s) = store(dir.path());
+        let (store, s) = crate::sqlite::open_for_test(dir.path());
         let n = crate::testing::new_request("s1", 0);
         let adm = crate::Admission {
             queue_capacity: 10,

@@ -424,7 +424,8 @@ pub(crate) fn insert_request(
     Ok(())
 }
 
-/// The claim's candidates on SQLite: `?1` now, `?2` the aging step, `?3` how many.
+/// The claim's candidates on SQLite, in claim order: `?1` now, `?2` the aging step
+/// (the caller takes as many as it needs).
 fn claim_sql() -> String {
     format!(
         "SELECT c.id FROM ({}) c WHERE {} ORDER BY {}",
@@ -570,10 +571,7 @@ mod tests {
     #[tokio::test]
     async fn the_claim_walks_the_queued_roots_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
-        let crate::Backend::Sqlite(s) = &store.backend else {
-            unreachable!("a folder opens SQLite")
-        };
+        let (_store, s) = crate::sqlite::open_for_test(dir.path());
         let plan: Vec<String> = s
             .read(|c| {
                 let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {}", claim_sql()))?;
@@ -602,10 +600,7 @@ mod tests {
     async fn hot_statements_are_not_prepared_again_at_each_use() {
         use rusqlite::StatementStatus::RePrepare;
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
-        let crate::Backend::Sqlite(s) = &store.backend else {
-            unreachable!("a folder opens SQLite")
-        };
+        let (store, s) = crate::sqlite::open_for_test(dir.path());
         let adm = Admission {
             queue_capacity: 100,
             reject_if_session_busy: false,

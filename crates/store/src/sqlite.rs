@@ -1,6 +1,6 @@
 //! The SQLite backend: one database file (WAL) in the store folder, one writer
-//! thread with group commit ([`crate::writer`]) and a small pool of read
-//! connections. The domain modules (`requests`, `steps`, `tree`, …) implement its
+//! thread with group commit ([`crate::writer`]) and the read connections' threads
+//! ([`crate::readers`]). The domain modules (`requests`, `steps`, `tree`, …) implement its
 //! operations; [`crate::Store`] dispatches to it.
 
 use crate::readers::{Lane, Readers};
@@ -327,6 +327,17 @@ impl SqliteStore {
     }
 }
 
+/// A store in `dir` and its SQLite backend, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn open_for_test(dir: &Path) -> (crate::Store, SqliteStore) {
+    let store = crate::Store::open(dir, StoreOptions::default()).unwrap();
+    let crate::Backend::Sqlite(s) = &store.backend else {
+        unreachable!("a folder opens SQLite")
+    };
+    let s = s.clone();
+    (store, s)
+}
+
 #[cfg(test)]
 mod tests {
     /// The writer's and the readers' temporary storage stays in memory: the
@@ -335,10 +346,7 @@ mod tests {
     #[tokio::test]
     async fn temporary_storage_stays_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(dir.path(), crate::StoreOptions::default()).unwrap();
-        let crate::Backend::Sqlite(s) = &store.backend else {
-            unreachable!("a folder opens SQLite")
-        };
+        let (_store, s) = super::open_for_test(dir.path());
         let temp_store = |c: &rusqlite::Connection| -> Result<i64, crate::StoreError> {
             Ok(c.query_row("PRAGMA temp_store", [], |r| r.get(0))?)
         };
