@@ -234,6 +234,12 @@ impl SqliteStore {
         self.inner.writer.raw(f).await
     }
 
+    /// WAL checkpoints run so far, by the checkpoint thread or the writer.
+    #[cfg(test)]
+    pub(crate) fn checkpoint_runs(&self) -> u64 {
+        self.inner.writer.checkpoint_runs()
+    }
+
     /// Runs `f` on a pooled read connection (WAL: never blocks the writer).
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -127,8 +127,8 @@ impl WriterHandle {
                 Ok(()) => {
                     let mut jobs = vec![job].into_iter();
                     run_transaction(&conn, &mut jobs, true, &self.shared, Duration::ZERO);
+                    self.shared.checkpointer.after_commit(&conn);
                     drop(conn);
-                    self.shared.checkpointer.after_commit();
                 }
                 Err(e) if e.is_transient() => {
                     drop(conn);
@@ -143,6 +143,11 @@ impl WriterHandle {
             self.enqueue(Job::Tx(job))?;
         }
         rx.await.map_err(|_| lost_reply())?
+    }
+
+    #[cfg(test)]
+    pub(crate) fn checkpoint_runs(&self) -> u64 {
+        self.shared.checkpointer.runs()
     }
 
     /// Runs `f` alone on the write connection, outside a transaction. SQLite may wait
@@ -226,7 +231,6 @@ fn run(shared: &Shared, rx: mpsc::Receiver<Job>) {
             );
             shared.conn.clear_poison();
         }
-        shared.checkpointer.after_commit();
     }
 }
 
@@ -251,6 +255,7 @@ fn run_batch(shared: &Shared, batch: Vec<Job>) {
         }
     }
     commit_batch(&conn, pending, shared);
+    shared.checkpointer.after_commit(&conn);
 }
 
 /// A transaction left open (by a write that panicked before this guard existed, or
