@@ -391,6 +391,82 @@ mod tests {
         );
     }
 
+    /// Many writers (grouped by the writer thread) and readers at once, on a
+    /// multi-thread runtime: every write lands, and the writer's tails and the
+    /// checkpoint thread never wait on each other. (Readers that never pause keep the
+    /// WAL from starting over, so its size is not bounded here: RESTART only tries.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_and_readers_keep_every_write_and_a_bounded_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .write(|c| Ok(c.execute_batch("CREATE TABLE blob (w INTEGER, b BLOB)")?))
+            .await
+            .unwrap();
+        let wal = dir.path().join(format!("{}-wal", crate::DB_FILE));
+        let (writers, each) = (8, 48);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            let (store, stop) = (store.clone(), stop.clone());
+            readers.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store
+                        .read(|c| {
+                            Ok(c.query_row("SELECT COUNT(*) FROM blob", [], |r| {
+                                r.get::<_, i64>(0)
+                            })?)
+                        })
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (store, wal) = (store.clone(), wal.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut largest = 0;
+                for _ in 0..each {
+                    store
+                        .write(move |c| {
+                            c.execute("DELETE FROM blob WHERE w = ?1 AND rowid IN (SELECT rowid FROM blob WHERE w = ?1 LIMIT 1)", [w])?;
+                            Ok(c.execute("INSERT INTO blob VALUES (?1, randomblob(256 << 10))", [w])?)
+                        })
+                        .await
+                        .unwrap();
+                    largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                }
+                largest
+            }));
+        }
+        let mut largest = 0;
+        for t in tasks {
+            largest = largest.max(
+                tokio::time::timeout(Duration::from_secs(120), t)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+        let rows: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM blob", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        // Each writer deleted its previous row before inserting the next.
+        assert_eq!(rows, writers);
+        // 96 MiB went through the WAL: checkpoints ran beside the writers.
+        let runs = store.checkpoint_runs();
+        assert!(
+            runs >= 2,
+            "{runs} checkpoints (WAL file up to {largest} bytes)"
+        );
+    }
+
     /// A reader that keeps the WAL from starting over while it holds more than four
     /// times the threshold: RESTART checkpoints stall writers, but briefly and rarely.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
