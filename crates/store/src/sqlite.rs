@@ -276,7 +276,8 @@ pub(crate) fn configure(conn: &Connection, durability: Durability) -> Result<(),
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
-    // Checkpoints run on their own thread (see `checkpoint`), never inside a commit.
+    // Checkpoints run on their own thread, and a short tail on the writer between
+    // commits (see `checkpoint`), never inside a commit.
     // Temporary storage in memory: the writer runs each grouped job in a savepoint,
     // whose sub-journal (the pages a job changes, kept to undo it alone) otherwise
     // spills to a temporary file past 64 KiB, and every page went through `pwrite`:

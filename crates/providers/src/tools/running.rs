@@ -64,11 +64,28 @@ impl RunRecord {
         );
         let name = file_name(call.as_str());
         let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+        let tmp = dir.join(tmp_name(&name, &me));
         fs::write(&tmp, text)?;
         fs::rename(&tmp, &path)?;
         Ok(RunRecord { path, pgid })
     }
+}
+
+/// A record's temporary file is named for its writer: another worker on this
+/// workspace sweeping leftovers must tell a write in progress from one whose worker
+/// died in it.
+fn tmp_name(record: &str, writer: &Owner) -> String {
+    format!("{record}.{}-{}{TMP_SUFFIX}", writer.pid, writer.start)
+}
+
+/// The worker writing a record's temporary file, from its name less [`TMP_SUFFIX`].
+fn tmp_writer(stem: &str) -> Option<Owner> {
+    let (_, owner) = stem.rsplit_once('.')?;
+    let (pid, start) = owner.split_once('-')?;
+    Some(Owner {
+        pid: pid.parse().ok()?,
+        start: start.parse().ok()?,
+    })
 }
 
 /// Our call ids are `call_` and a ULID; anything else is kept from naming another path.
@@ -161,10 +178,13 @@ pub async fn reap_leftovers(dir: &Path) -> Vec<Reaped> {
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(TMP_SUFFIX) {
-            // A write cut short: its command never ran (it waits for the record
-            // before exec, and died with the worker).
-            let _ = fs::remove_file(&path);
+        if let Some(stem) = name.strip_suffix(TMP_SUFFIX) {
+            // A record being written: left to its writer while that one lives. Its
+            // worker's death cut the write short: its command never ran (it waits
+            // for the record before exec, and died with the worker).
+            if !tmp_writer(stem).is_some_and(|w| w.is_alive()) {
+                let _ = fs::remove_file(&path);
+            }
             continue;
         }
         let record = match fs::read_to_string(&path)
@@ -406,6 +426,37 @@ mod tests {
         assert!(!p.zombie && p.start > 0);
         // SAFETY: getpgrp has no preconditions.
         assert_eq!(p.pgrp, unsafe { libc::getpgrp() });
+    }
+
+    /// Several workers share a workspace's `running` folder: one sweeping leftovers
+    /// must not delete a record another is writing (its call would fail unrun).
+    #[tokio::test]
+    async fn a_record_being_written_by_a_live_worker_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::current();
+        let live = dir.path().join(tmp_name("call_a", &me));
+        let gone = Owner {
+            pid: me.pid,
+            start: me.start + 1,
+        };
+        let dead = dir.path().join(tmp_name("call_b", &gone));
+        let unnamed = dir.path().join(format!("call_c{TMP_SUFFIX}"));
+        for p in [&live, &dead, &unnamed] {
+            fs::write(p, "pgid=").unwrap();
+        }
+        let reaped = reap_leftovers(dir.path()).await;
+        assert!(reaped.is_empty(), "{reaped:?}");
+        assert!(live.exists(), "a live worker's write was removed");
+        assert!(!dead.exists() && !unnamed.exists(), "leftovers kept");
+        // A write still goes through (the sweep left no stray file in its way).
+        let record = RunRecord::write(
+            dir.path(),
+            &CallId::generate(),
+            &RequestId::generate(),
+            me.pid,
+        )
+        .unwrap();
+        assert!(record.path.exists());
     }
 
     #[test]
