@@ -396,7 +396,7 @@ mod tests {
     /// checkpoint thread never wait on each other. (Readers that never pause keep the
     /// WAL from starting over, so its size is not bounded here: RESTART only tries.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_writers_and_readers_keep_every_write_and_a_bounded_wal() {
+    async fn concurrent_writers_and_readers_keep_every_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         store
