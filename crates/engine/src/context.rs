@@ -14,13 +14,44 @@ use harness_core::{Message, Role};
 use std::borrow::Cow;
 
 /// What `messages` become under `budget`: borrowed as they are when they fit.
-pub(crate) fn fit<'a>(messages: &'a [Message], budget: &ContextBudget) -> Cow<'a, [Message]> {
+#[cfg(test)]
+fn fit<'a>(messages: &'a [Message], budget: &ContextBudget) -> Cow<'a, [Message]> {
+    fit_counted(messages, budget, &mut Tally::default())
+}
+
+/// The estimated size of a conversation that only grows (a run's): each message
+/// is sized once, when first seen, so a turn that fits its budget costs as much
+/// as the messages added since the last turn, not the whole conversation.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    counted: usize,
+    bytes: u64,
+}
+
+impl Tally {
+    fn total(&mut self, messages: &[Message]) -> u64 {
+        if messages.len() < self.counted {
+            // Not the conversation it counted (it never shrinks): start over.
+            *self = Tally::default();
+        }
+        self.bytes += messages[self.counted..].iter().map(size).sum::<u64>();
+        self.counted = messages.len();
+        self.bytes
+    }
+}
+
+/// [`fit`] with the conversation's size kept in `tally` between calls.
+pub(crate) fn fit_counted<'a>(
+    messages: &'a [Message],
+    budget: &ContextBudget,
+    tally: &mut Tally,
+) -> Cow<'a, [Message]> {
     let limit = budget.limit_bytes();
-    let sizes: Vec<u64> = messages.iter().map(size).collect();
-    let mut total: u64 = sizes.iter().sum();
-    if total <= limit {
+    if tally.total(messages) <= limit {
         return Cow::Borrowed(messages);
     }
+    let sizes: Vec<u64> = messages.iter().map(size).collect();
+    let mut total: u64 = sizes.iter().sum();
     let Some(input) = messages.iter().rposition(|m| m.role == Role::User) else {
         return Cow::Borrowed(messages);
     };
@@ -97,12 +128,30 @@ fn units(
     out
 }
 
+/// The length of `v` as compact JSON, counted without building the string.
+fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
+}
+
 /// Bytes a message is estimated to take (its text, calls and thinking).
 fn size(m: &Message) -> u64 {
     let calls: usize = m
         .tool_calls
         .iter()
-        .map(|c| c.tool.len() + c.arguments.to_string().len() + 32)
+        .map(|c| c.tool.len() + json_len(&c.arguments) + 32)
         .sum();
     let thinking: usize = m.info.thinking.iter().map(|t| t.text.len()).sum();
     (m.content.len() + calls + thinking + 16) as u64
@@ -219,6 +268,41 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A run keeps one tally for its whole conversation: as messages are appended
+    /// between turns, each cut must be the one a fresh count gives.
+    #[test]
+    fn a_growing_conversation_is_cut_as_a_fresh_count_cuts_it() {
+        let all = conversation();
+        let total: u64 = all.iter().map(size).sum();
+        for limit in [total / 3, total / 2, total - 1, total] {
+            let mut tally = Tally::default();
+            for n in 1..=all.len() {
+                let grown = &all[..n];
+                let kept = fit_counted(grown, &budget(limit), &mut tally);
+                assert_eq!(
+                    kept,
+                    fit(grown, &budget(limit)),
+                    "limit {limit}, {n} messages"
+                );
+            }
+        }
+        // Another (shorter) conversation: the tally starts over.
+        let mut tally = Tally::default();
+        fit_counted(&all, &budget(total), &mut tally);
+        let short = &all[..2];
+        assert_eq!(tally.total(short), short.iter().map(size).sum::<u64>());
+    }
+
+    #[test]
+    fn json_is_measured_as_written() {
+        for v in [
+            serde_json::json!({}),
+            serde_json::json!({"path": "a/b", "n": [1, 2.5, null], "s": "é\"\n"}),
+        ] {
+            assert_eq!(json_len(&v), v.to_string().len());
         }
     }
 }

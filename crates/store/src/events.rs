@@ -6,6 +6,18 @@ use harness_core::{Event, EventFilter, NewEvent, RequestId, Timestamp};
 use rusqlite::{Connection, params};
 
 /// Appends events; returns their sequence numbers (visible only once the caller's transaction commits).
+thread_local! {
+    /// The highest seq [`append`] gave on this thread since the writer last took
+    /// it: what the writer's next commit makes visible, known without reading the
+    /// table again after it.
+    static APPENDED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// Takes (and clears) the highest seq appended on this thread; 0 when none.
+pub(crate) fn take_appended() -> i64 {
+    APPENDED.replace(0)
+}
+
 pub(crate) fn append(
     conn: &Connection,
     at: Timestamp,
@@ -23,7 +35,9 @@ pub(crate) fn append(
             e.session_id.as_ref().map(|s| s.as_str()),
             e.payload.to_string(),
         ])?;
-        seqs.push(conn.last_insert_rowid());
+        let seq = conn.last_insert_rowid();
+        APPENDED.set(APPENDED.get().max(seq));
+        seqs.push(seq);
     }
     Ok(seqs)
 }

@@ -321,6 +321,10 @@ fn run_transaction(
     commit_wait: Duration,
 ) {
     let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
+    // Events appended by whatever ran on this thread before are not this
+    // transaction's; a write whose savepoint is undone takes its seqs back.
+    crate::events::take_appended();
+    let mut undone = false;
     for job in jobs.by_ref() {
         let (outcome, finish, cleanup) = if single {
             let (outcome, finish) = job(Ok(conn));
@@ -347,13 +351,14 @@ fn run_transaction(
             finish(None);
             return;
         }
+        undone |= outcome.is_err();
         finishers.push(finish);
     }
     // COMMIT in WAL mode does not wait for other connections; retried anyway, since
     // SQLite keeps the transaction open when COMMIT returns SQLITE_BUSY.
     match retry_transient(commit_wait, || exec(conn, "COMMIT")) {
         Ok(()) => {
-            publish_seq(conn, &shared.seq_tx);
+            publish_seq(conn, &shared.seq_tx, undone);
             for finish in finishers {
                 finish(None);
             }
@@ -398,11 +403,18 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn publish_seq(conn: &Connection, seq_tx: &watch::Sender<i64>) {
-    let seq: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .unwrap_or(0);
+/// Publishes the highest event seq after a commit: the highest this transaction
+/// appended, or, when a write in it was undone (its seqs may be given again, so
+/// the highest appended may not exist), the table's highest, read again.
+fn publish_seq(conn: &Connection, seq_tx: &watch::Sender<i64>, undone: bool) {
+    let appended = crate::events::take_appended();
+    let seq: i64 = if undone {
+        conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .unwrap_or(0)
+    } else {
+        appended
+    };
     seq_tx.send_if_modified(|cur| {
         if seq > *cur {
             *cur = seq;
@@ -424,6 +436,15 @@ mod tests {
     }
 
     fn open_with(dir: &Path, lock_wait: Duration) -> (WriterHandle, PathBuf) {
+        let (w, path, _) = open_watching(dir, lock_wait);
+        (w, path)
+    }
+
+    /// [`open_with`], and the receiver of the seqs the writer publishes.
+    fn open_watching(
+        dir: &Path,
+        lock_wait: Duration,
+    ) -> (WriterHandle, PathBuf, watch::Receiver<i64>) {
         let path = dir.join("w.db");
         let conn = Connection::open(&path).unwrap();
         crate::sqlite::configure(&conn, crate::Durability::Normal).unwrap();
@@ -432,16 +453,63 @@ mod tests {
              CREATE TABLE t (x INTEGER NOT NULL); \
              CREATE TABLE parent (id INTEGER PRIMARY KEY); \
              CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED); \
-             CREATE TABLE events (seq INTEGER PRIMARY KEY); \
+             CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, \
+                                  kind TEXT NOT NULL, request_id TEXT, session_id TEXT, \
+                                  payload TEXT NOT NULL); \
              CREATE TABLE big (x INTEGER NOT NULL, b BLOB NOT NULL);",
         )
         .unwrap();
-        let (seq_tx, _) = watch::channel(0);
+        let (seq_tx, seq_rx) = watch::channel(0);
         let cp = crate::checkpoint::spawn(&path).unwrap();
         (
             WriterHandle::spawn(conn, seq_tx, cp, lock_wait).unwrap(),
             path,
+            seq_rx,
         )
+    }
+
+    /// Appends one event; returns its seq.
+    fn event(c: &Connection) -> Result<i64, StoreError> {
+        let e = harness_core::NewEvent::runtime(
+            harness_core::EventKind::WorkerStopped,
+            serde_json::json!({}),
+        );
+        Ok(crate::events::append(c, harness_core::Timestamp(0), &[e])?[0])
+    }
+
+    /// Subscribers are woken by the published seq and read the events up to it, so
+    /// it must be one the table holds. A write undone in a batch gives its seqs
+    /// back (the next event takes the same one): publishing the highest appended
+    /// then would name a seq not committed, and the next commit, which takes it,
+    /// would wake no one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_published_seq_is_always_one_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _path, mut seqs) = open_watching(dir.path(), LOCK_WAIT);
+        let out = one_batch(
+            &w,
+            vec![
+                Box::new(event),
+                Box::new(|c: &Connection| {
+                    event(c)?;
+                    Err(StoreError::Io("refused after appending".into()))
+                }),
+            ],
+        )
+        .await;
+        assert_eq!(out[0].as_ref().ok(), Some(&1));
+        assert!(out[1].is_err());
+        assert_eq!(*seqs.borrow_and_update(), 1);
+        // Inline, then in a batch: each commit wakes the subscriber with its seq.
+        assert_eq!(w.write(event).await.unwrap(), 2);
+        assert!(seqs.has_changed().unwrap());
+        assert_eq!(*seqs.borrow_and_update(), 2);
+        let out = one_batch(&w, vec![Box::new(event), Box::new(insert(7))]).await;
+        assert_eq!(out[0].as_ref().ok(), Some(&3));
+        assert_eq!(*seqs.borrow_and_update(), 3);
+        // A commit without events publishes nothing new.
+        w.write(insert(8)).await.unwrap();
+        assert!(!seqs.has_changed().unwrap());
     }
 
     fn rows(path: &Path) -> Vec<i64> {

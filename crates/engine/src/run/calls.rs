@@ -2,6 +2,7 @@
 //! cancel or a hard stop interrupted.
 
 use super::{Flow, Outcome, Run};
+use futures_util::FutureExt;
 use harness_config::{ApprovalPolicy, Builtin, InterruptedPolicy};
 use harness_core::*;
 use harness_providers::{NewArtifact, ToolContext, ToolOutput};
@@ -277,17 +278,25 @@ impl Run {
         };
         let tools = self.h.inner.tools.clone();
         let (name, args) = (call.tool.clone(), call.arguments.clone());
-        // A panicking tool fails its own call, never the worker. The step's
-        // `tool.call` span (`call_id`, `tool`) goes with it.
-        let span = tracing::Span::current();
+        // A panicking tool fails its own call, never the worker. Polled in this
+        // task rather than spawned: a spawned task cost every call a wake-up of
+        // another runtime thread (about a tenth of a step's CPU), and dropping the
+        // run now drops the call with it (a command tool's process group is killed).
         let run = async move {
             let out = tools.run(&name, &args, &ctx).await;
             tracing::info!(ok = out.ok, "tool call ended");
             out
         };
-        match tokio::spawn(tracing::Instrument::instrument(run, span)).await {
+        match std::panic::AssertUnwindSafe(run).catch_unwind().await {
             Ok(out) => out,
-            Err(e) => ToolOutput::error(format!("tool `{}` crashed: {e}", call.tool)),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                ToolOutput::error(format!("tool `{}` crashed: {msg}", call.tool))
+            }
         }
     }
 

@@ -186,6 +186,8 @@ pub(super) struct Run {
     steps: Vec<Step>,
     approvals: Vec<Approval>,
     messages: Vec<Message>,
+    /// `messages`' size, counted as they are appended.
+    context_size: crate::context::Tally,
     /// Cancelled with this request (or its tree), or when the worker aborts.
     cancel: CancellationToken,
     /// Calls this run committed `started` itself (live, not interrupted by a crash).
@@ -217,6 +219,7 @@ impl Run {
             steps: vec![],
             approvals: vec![],
             messages: vec![],
+            context_size: Default::default(),
             cancel,
             live_started: HashSet::new(),
             started_here: HashMap::new(),

@@ -23,7 +23,11 @@ impl Run {
             idx,
             self.h.redactor(),
         );
-        let messages = crate::context::fit(&self.messages, &self.agent.context);
+        let messages = crate::context::fit_counted(
+            &self.messages,
+            &self.agent.context,
+            &mut self.context_size,
+        );
         let started_at = self.h.now();
         // A graceful stop lets a call in flight finish, but one still waiting (for
         // its rate limit, or to retry) gives up: nothing was answered, the request
