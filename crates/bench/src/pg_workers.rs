@@ -278,15 +278,6 @@ fn tail_of(ws: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// Wall-clock milliseconds now, with sub-millisecond precision (events carry
-/// whole milliseconds).
-fn wall_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .unwrap_or(0.0)
-}
-
 /// What the bench process saw of a workload's events.
 #[derive(Default)]
 struct Followed {
@@ -476,7 +467,7 @@ async fn approval(bin: &Path) -> Result<()> {
         let paused_on = h.get_request(&a.request_id).await?.worker_id;
         let r = resolve_and_follow(&h, a, || format!("\n{}", f.log_tail())).await?;
         to_step.push(r.to_step);
-        lags.push(wall_ms() - r.step_at_ms as f64);
+        lags.push(r.lag_ms);
         let ran_on = h.get_request(&a.request_id).await?.worker_id;
         if let Some(w) = &ran_on {
             *by_worker.entry(w.clone()).or_default() += 1;

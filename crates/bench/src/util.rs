@@ -174,11 +174,20 @@ pub fn verdict(ok: bool) -> &'static str {
 
 /// What resolving one approval took: the `resolve_approval` call itself, the time
 /// until a worker committed the request's next step (`tool.started`), and that
-/// event's commit time (`at`, ms) for a commit → subscriber lag.
+/// event's commit → subscriber lag (from its `at`, whole ms, to its receipt).
 pub struct Resolved {
     pub call: Duration,
     pub to_step: Duration,
-    pub step_at_ms: i64,
+    pub lag_ms: f64,
+}
+
+/// Wall-clock milliseconds now, with sub-millisecond precision (events carry
+/// whole milliseconds).
+pub fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
 }
 
 /// Approves `a` and follows its request until it completes, timing the way to its
@@ -221,7 +230,9 @@ pub async fn resolve_and_follow(
             ),
         };
         if ev.kind == EventKind::ToolStarted && stepped.is_none() {
-            stepped = Some((t0.elapsed(), ev.at.0));
+            // Taken at receipt: the request goes on (two more commits) before
+            // this loop ends.
+            stepped = Some((t0.elapsed(), wall_ms() - ev.at.0 as f64));
         }
         if ev.kind.as_str().starts_with("request.") && ev.kind != EventKind::RequestStarted {
             if ev.kind != EventKind::RequestCompleted {
@@ -230,11 +241,11 @@ pub async fn resolve_and_follow(
             break;
         }
     }
-    let (to_step, step_at_ms) = stepped
+    let (to_step, lag_ms) = stepped
         .with_context(|| format!("request {} completed without a tool step", a.request_id))?;
     Ok(Resolved {
         call,
         to_step,
-        step_at_ms,
+        lag_ms,
     })
 }

@@ -5,7 +5,6 @@ use crate::{SqliteStore, StoreError};
 use harness_core::{Event, EventFilter, NewEvent, RequestId, Timestamp};
 use rusqlite::{Connection, params};
 
-/// Appends events; returns their sequence numbers (visible only once the caller's transaction commits).
 thread_local! {
     /// The highest seq [`append`] gave on this thread since the writer last took
     /// it: what the writer's next commit makes visible, known without reading the
@@ -18,6 +17,7 @@ pub(crate) fn take_appended() -> i64 {
     APPENDED.replace(0)
 }
 
+/// Appends events; returns their sequence numbers (visible only once the caller's transaction commits).
 pub(crate) fn append(
     conn: &Connection,
     at: Timestamp,
