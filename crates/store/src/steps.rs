@@ -395,7 +395,6 @@ fn update_step(c: &Connection, step: &Step) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Admission, NewRequest};
     use std::collections::HashMap;
 
     /// The pages (b-tree names) of the WAL's frames from frame `from` on, in the
@@ -437,20 +436,7 @@ mod tests {
     async fn a_step_writes_no_page_of_a_request_index_it_leaves_alone() {
         let dir = tempfile::tempdir().unwrap();
         let (store, s) = crate::sqlite::open_for_test(dir.path());
-        let new = NewRequest {
-            agent: "a".into(),
-            ..crate::testing::new_request("s1", 0)
-        };
-        let adm = Admission {
-            queue_capacity: 10,
-            reject_if_session_busy: false,
-        };
-        store.admit(new, adm, Timestamp(1)).await.unwrap();
-        let req = store
-            .claim(&WorkerId::generate(), 1, Timestamp(2))
-            .await
-            .unwrap()
-            .remove(0);
+        let req = crate::testing::running_request(&store, "s1").await;
         // The WAL starts over with the next commit.
         let (busy, _, _) = s
             .write_raw(|c| {

@@ -31,6 +31,26 @@ pub fn new_request(session: &str, priority: i32) -> crate::NewRequest {
     }
 }
 
+/// A running request in `session`: [`new_request`] admitted (at 1) and claimed
+/// (at 2) by a new worker, for tests that commit its steps.
+pub async fn running_request(store: &crate::Store, session: &str) -> harness_core::Request {
+    use harness_core::{Timestamp, WorkerId};
+    let adm = crate::Admission {
+        queue_capacity: 10,
+        reject_if_session_busy: false,
+    };
+    store
+        .admit(new_request(session, 0), adm, Timestamp(1))
+        .await
+        .expect("admitted");
+    let mut claimed = store
+        .claim(&WorkerId::generate(), 1, Timestamp(2))
+        .await
+        .expect("claimed");
+    assert_eq!(claimed.len(), 1, "the request admitted is claimed");
+    claimed.remove(0)
+}
+
 /// A schema of the test server, dropped (with everything in it) on drop.
 pub struct TestSchema {
     pub config: PgConfig,

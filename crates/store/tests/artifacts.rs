@@ -6,32 +6,14 @@ mod common;
 
 use common::{Backend, Fresh};
 use harness_core::*;
-use harness_store::{Admission, NewRequest, StepCommit, Store};
+use harness_store::{StepCommit, Store};
 use sha2::{Digest, Sha256};
 
 /// A store with one running request.
 async fn running(b: Backend) -> Option<(Fresh, Store, Request)> {
     let fresh = b.fresh()?;
     let store = fresh.store.clone();
-    let new = NewRequest {
-        id: RequestId::generate(),
-        session_id: SessionId::parse("s1").unwrap(),
-        agent: "a".into(),
-        input: "go".into(),
-        trace_id: "t".into(),
-        traceparent: None,
-        priority: 0,
-    };
-    let adm = Admission {
-        queue_capacity: 10,
-        reject_if_session_busy: false,
-    };
-    store.admit(new, adm, Timestamp(1)).await.unwrap();
-    let req = store
-        .claim(&WorkerId::generate(), 1, Timestamp(2))
-        .await
-        .unwrap()
-        .remove(0);
+    let req = harness_store::testing::running_request(&store, "s1").await;
     Some((fresh, store, req))
 }
 
