@@ -576,3 +576,89 @@ async fn an_interrupted_call_fails_the_request_by_default_with(b: Backend) {
     assert_eq!(done.status, RequestStatus::Failed);
     assert!(done.error.unwrap().contains("not idempotent"));
 }
+
+/// Calls `list_files` once, then answers with what the call returned.
+struct CallOnce;
+
+impl harness_providers::Model for CallOnce {
+    fn complete<'a>(
+        &'a self,
+        req: harness_providers::ModelRequest<'a>,
+    ) -> harness_providers::BoxFuture<
+        'a,
+        Result<harness_providers::ModelReply, harness_providers::ModelError>,
+    > {
+        let answered = req.messages.iter().find(|m| m.role == Role::Tool);
+        let turn = match answered {
+            Some(result) => ModelTurn::Text {
+                text: format!("saw: {}", result.content),
+            },
+            None => ModelTurn::ToolCalls {
+                text: String::new(),
+                calls: vec![ToolCall {
+                    call_id: CallId::generate(),
+                    tool: "list_files".into(),
+                    arguments: serde_json::json!({}),
+                }],
+            },
+        };
+        Box::pin(async move {
+            Ok(harness_providers::ModelReply {
+                turn,
+                info: TurnInfo::default(),
+                raw: None,
+            })
+        })
+    }
+}
+
+/// Panics on every call.
+struct Panicking;
+
+impl harness_providers::ToolRunner for Panicking {
+    fn run<'a>(
+        &'a self,
+        _tool: &'a str,
+        _arguments: &'a serde_json::Value,
+        _ctx: &'a harness_providers::ToolContext,
+    ) -> harness_providers::BoxFuture<'a, harness_providers::ToolOutput> {
+        Box::pin(async { panic!("boom in the tool") })
+    }
+}
+
+/// A panicking tool fails its own call, not the run or the worker: the model is
+/// told the call crashed and the request goes on to its answer; the worker runs
+/// the next request as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_tool_fails_only_its_own_call() {
+    let dir = workspace("", GATED_THEN_DONE);
+    let store_dir = tempfile::tempdir().unwrap();
+    let opts = HarnessOptions {
+        replay: Some(harness_engine::replay::ReplayParts {
+            store_dir: store_dir.path().to_path_buf(),
+            model: Arc::new(CallOnce),
+            tools: Arc::new(Panicking),
+        }),
+        ..Default::default()
+    };
+    let h = Harness::open_with(dir.path(), opts, true).unwrap();
+    for input in ["first", "second"] {
+        let req = h.request(None, "a", input).await.unwrap();
+        let done = run_until_settled(&h, &req.id, fast()).await.unwrap();
+        assert_eq!(done.status, RequestStatus::Completed, "{done:?}");
+        let out = done.output.unwrap_or_default();
+        assert!(
+            out.contains("tool `list_files` crashed: boom in the tool"),
+            "{out}"
+        );
+        let steps = h.store().steps(&req.id).await.unwrap();
+        let StepBody::ToolCall {
+            outcome: Some(outcome),
+            ..
+        } = &steps[1].body
+        else {
+            panic!("{:?}", steps[1])
+        };
+        assert!(!outcome.ok, "{outcome:?}");
+    }
+}
