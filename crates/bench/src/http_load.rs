@@ -17,7 +17,7 @@ use harness_core::{EventFilter, SessionId};
 use harness_engine::WorkerOptions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Concurrent admission connections, unless `--admitters` says otherwise.
 pub const ADMITTERS: usize = 32;
@@ -29,13 +29,6 @@ fn cpu_time() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
     tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What one subscriber saw: each event's seq and its commit → receipt latency (ms).
@@ -65,7 +58,8 @@ async fn subscribe(
             Ok(None) => break,
             Err(_) => continue,
         };
-        let now = wall_ms();
+        // Whole milliseconds, as the events' `at`.
+        let now = crate::util::wall_ms() as i64;
         text.push_str(std::str::from_utf8(&chunk)?);
         while let Some(end) = text.find("\n\n") {
             let block: String = text.drain(..end + 2).collect();

@@ -438,16 +438,8 @@ mod tests {
         let (store, s) = crate::sqlite::open_for_test(dir.path());
         let req = crate::testing::running_request(&store, "s1").await;
         // The WAL starts over with the next commit.
-        let (busy, _, _) = s
-            .write_raw(|c| {
-                Ok(c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })?)
-            })
+        let busy: i64 = s
+            .write_raw(|c| Ok(c.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0))?))
             .await
             .unwrap();
         assert_eq!(busy, 0, "the WAL could not start over");
@@ -474,7 +466,7 @@ mod tests {
                 .insert(step);
             store.commit_step(c).await.unwrap();
         }
-        let wal = dir.path().join(format!("{}-wal", crate::DB_FILE));
+        let wal = crate::sidecar::wal_path(&dir.path().join(crate::DB_FILE));
         let stepped = wal_pages(&s, &wal, 0).await;
         assert!(stepped.iter().any(|p| p == "requests"), "{stepped:?}");
         let untouched = |pages: &[String]| {
