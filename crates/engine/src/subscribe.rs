@@ -7,7 +7,10 @@
 //! **The shared feed.** While anyone subscribes, one task per [`crate::Harness`]
 //! reads every event after its position once per wake-up (the store's wake-ups, and
 //! a 100 ms poll for what they cannot tell; `Store::feed_events_after`, on SQLite
-//! on a connection of its own, never queued behind other reads) and hands the batch
+//! on a connection of its own, never queued behind other reads; on PostgreSQL a
+//! read that finds committed events held back by an older open transaction, which
+//! no wake-up announces the end of, looks again after 1 ms, doubling up to the
+//! poll) and hands the batch
 //! to the subscribers it concerns, who filter it in memory. N subscribers cost one store read per
 //! wake-up, not N. The feed routes by the narrowest key a filter names: a request's
 //! subscribers get (and are woken for) only batches holding that request's events,
@@ -64,6 +67,8 @@ pub const BATCH: usize = 512;
 pub const FEED_BATCHES: usize = 64;
 /// How often the feed reads even without a wake-up.
 const POLL: Duration = Duration::from_millis(100);
+/// The first look again after a read found events held back (PostgreSQL).
+const HELD_BACK_FIRST: Duration = Duration::from_millis(1);
 
 /// Store reads made for subscriptions since the harness opened (see
 /// [`crate::Harness::event_reads`]).
@@ -421,11 +426,13 @@ async fn read_for_all(shared: Arc<Shared>, store: Store, generation: u64) {
         generation,
     };
     let mut wake = store.wakeups().await;
+    // How soon to look again while committed events are held back.
+    let mut again = HELD_BACK_FIRST;
     loop {
         let pos = shared.state().pos;
         shared.shared_reads.fetch_add(1, Ordering::Relaxed);
-        let batch = match store.feed_events_after(pos, BATCH).await {
-            Ok(b) => b,
+        let (batch, held_back) = match store.feed_events_after(pos, BATCH).await {
+            Ok(read) => (read.events, read.held_back),
             Err(e) => {
                 tracing::warn!(error = %e, "the event feed could not read the store; subscribers read it themselves");
                 return;
@@ -451,9 +458,23 @@ async fn read_for_all(shared: Arc<Shared>, store: Store, generation: u64) {
         if full {
             continue;
         }
+        // Events held back wait for an older transaction to end, which no wake-up
+        // announces: look again soon, backing off (a transaction left open for
+        // long holds them back that long) up to the poll.
+        let pause = match held_back {
+            true => {
+                let now = again;
+                again = (again * 2).min(POLL);
+                now
+            }
+            false => {
+                again = HELD_BACK_FIRST;
+                POLL
+            }
+        };
         tokio::select! {
             _ = wake.changed() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }

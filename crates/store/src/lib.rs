@@ -101,6 +101,14 @@ pub struct Replaced {
     pub problem: String,
 }
 
+/// What one read of the event feed found ([`Store::feed_events_after`]).
+#[derive(Clone, Debug, Default)]
+pub struct FeedRead {
+    pub events: Vec<Event>,
+    /// Later events are committed but not readable yet (PostgreSQL's watermark).
+    pub held_back: bool,
+}
+
 /// A handle to the durable records. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -502,15 +510,21 @@ impl Store {
     /// process's shared event feed, which hands each batch to many subscribers:
     /// on SQLite on a connection of its own, so the read never waits its turn
     /// behind other reads (a burst of run loads). The same cursor contract as
-    /// [`Store::events_after`].
+    /// [`Store::events_after`]. On PostgreSQL the read also says whether events
+    /// after `after` are committed but held back by the cursor's watermark (an
+    /// older transaction still open): a reader then looks again soon, as no
+    /// wake-up will tell it when that transaction ends.
     pub async fn feed_events_after(
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<FeedRead, StoreError> {
         match &self.backend {
-            Backend::Sqlite(b) => b.feed_events_after(after, limit).await,
-            Backend::Postgres(b) => b.events_after(after, EventFilter::default(), limit).await,
+            Backend::Sqlite(b) => Ok(FeedRead {
+                events: b.feed_events_after(after, limit).await?,
+                held_back: false,
+            }),
+            Backend::Postgres(b) => b.feed_events_after(after, limit).await,
         }
     }
 

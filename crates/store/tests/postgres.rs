@@ -676,3 +676,74 @@ async fn sessions_committing_at_once_keep_every_step_and_a_fenced_one_costs_noth
         assert_eq!(steps, want, "{}", r.id);
     }
 }
+
+/// A reader cannot see an event while an older transaction is open (the cursor's
+/// watermark), and no wake-up tells it when that one ends: the feed's read says
+/// the event is held back (the feed then looks again soon), and returns it once
+/// the older transaction has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_read_says_when_committed_events_are_held_back() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let store = fresh.store.clone();
+    let first = admitted(&store, "s1").await;
+    // Other tests' transactions on the server can hold events back too: wait for a
+    // read that sees the admission with nothing held back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pos = loop {
+        let read = store.feed_events_after(0, 100).await.unwrap();
+        if !read.held_back
+            && read
+                .events
+                .iter()
+                .any(|e| e.request_id == Some(first.id.clone()))
+        {
+            break read.events.last().unwrap().seq;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the admission's event never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let (raw, conn) = tokio_postgres::connect(&common::url_of(&fresh), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // An open transaction with an id, older than the admission below.
+    raw.batch_execute("BEGIN; SELECT pg_current_xact_id()")
+        .await
+        .unwrap();
+    let second = admitted(&store, "s2").await;
+    let read = store.feed_events_after(pos, 100).await.unwrap();
+    assert!(
+        read.events.is_empty(),
+        "an event passed the watermark: {:?}",
+        read.events
+    );
+    assert!(
+        read.held_back,
+        "the committed admission was not reported held back"
+    );
+    raw.batch_execute("COMMIT").await.unwrap();
+    loop {
+        let read = store.feed_events_after(pos, 100).await.unwrap();
+        if read
+            .events
+            .iter()
+            .any(|e| e.request_id == Some(second.id.clone()))
+        {
+            break;
+        }
+        assert!(
+            read.held_back,
+            "the admission's event is neither readable nor held back"
+        );
+        assert!(
+            std::time::Instant::now() < deadline + std::time::Duration::from_secs(10),
+            "the admission's event never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -3,7 +3,7 @@
 //! root locked first.
 
 use super::rows::{self, APPROVAL_COLS};
-use super::{PgStore, Tx, events, in_tx, tree};
+use super::{PgStore, Stmt, Tx, events, in_tx, tree};
 use crate::StoreError;
 use crate::approvals::{expired_failure, expired_reason, refusal_of, resolved_reason};
 use crate::tree::Settle;
@@ -207,43 +207,57 @@ impl PgStore {
     }
 }
 
+/// Locks the root of the tree of approval `$1`'s request (no row when there is
+/// no such approval).
+const LOCK_APPROVALS_ROOT: &str = "WITH RECURSIVE up(id, parent_id) AS ( \
+       SELECT r.id, r.parent_id FROM requests r JOIN approvals a ON r.id = a.request_id WHERE a.id = $1 \
+       UNION ALL SELECT r.id, r.parent_id FROM requests r JOIN up ON r.id = up.parent_id) \
+     SELECT 1 FROM requests WHERE id = (SELECT id FROM up WHERE parent_id IS NULL) FOR UPDATE";
+
+/// Decides a pending approval in three round trips: the root's lock with the
+/// conditional update (pipelined: the server runs the update once the lock is
+/// held), the wake-up of the tree, and the events with the `COMMIT`.
 async fn resolve(
     tx: &mut Tx<'_>,
     r: &ResolveApproval,
     now: Timestamp,
 ) -> Result<Approval, StoreError> {
-    let current = get(tx, &r.approval_id).await?;
-    let root = tree::root_id(tx, &current.request_id).await?;
-    tree::lock_root(tx, &root).await?;
     let edited = r.edited_arguments.as_ref().map(|v| v.to_string());
-    let changed = tx
-        .execute(
-            "UPDATE approvals SET status = $2, decided_by = $3, message = $4, edited_arguments = $5, \
-             decided_at = $6, decided_by_kind = $9 WHERE id = $1 AND status = 'pending' \
-             AND request_id = $7 AND session_id = $8 AND expires_at > $6",
-            &[
-                &r.approval_id.as_str(),
-                &r.decision.status().as_str(),
-                &r.decided_by.name,
-                &r.message,
-                &edited,
-                &now.0,
-                &r.request_id.as_str(),
-                &r.session_id.as_str(),
-                &r.decided_by.kind.as_str(),
-            ],
-        )
+    let id = r.approval_id.as_str();
+    let update = format!(
+        "UPDATE approvals SET status = $2, decided_by = $3, message = $4, edited_arguments = $5, \
+         decided_at = $6, decided_by_kind = $9 WHERE id = $1 AND status = 'pending' \
+         AND request_id = $7 AND session_id = $8 AND expires_at > $6 RETURNING {APPROVAL_COLS}"
+    );
+    let update_params: [&(dyn ToSql + Sync); 9] = [
+        &id,
+        &r.decision.status().as_str(),
+        &r.decided_by.name,
+        &r.message,
+        &edited,
+        &now.0,
+        &r.request_id.as_str(),
+        &r.session_id.as_str(),
+        &r.decided_by.kind.as_str(),
+    ];
+    let locked = tx
+        .pipeline(&[
+            Stmt::query(LOCK_APPROVALS_ROOT, &[&id]),
+            Stmt::query(&update, &update_params),
+        ])
         .await?;
-    if changed == 0 {
+    let Some(row) = locked[1].rows_ref().first() else {
         return Err(refusal_of(&get(tx, &r.approval_id).await?, r, now));
-    }
-    let a = get(tx, &r.approval_id).await?;
+    };
+    let a = rows::approval(row)?;
     // The tree paused with its approval in one commit, so it wakes as one.
-    tree::wake_chain(tx, &a.request_id, now, &resolved_reason(&a), true).await?;
+    let (_, mut wake) =
+        tree::wake_chain_events(tx, &a.request_id, now, &resolved_reason(&a), true).await?;
     let body = EventBody::ApprovalResolved {
         approval: Box::new(a.clone()),
     };
-    events::append(tx, now, &[body.about(&a.request_id, &a.session_id)]).await?;
+    wake.push(body.about(&a.request_id, &a.session_id));
+    events::append_and_commit(tx, now, &wake).await?;
     Ok(a)
 }
 

@@ -19,6 +19,20 @@ use super::{PgStore, Stmt, Tx};
 use crate::StoreError;
 use harness_core::{Event, EventFilter, NewEvent, RequestId, Timestamp};
 
+/// The lowest seq a transaction still running (or starting later) may take.
+macro_rules! watermark {
+    () => {
+        "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)"
+    };
+}
+
+/// Whether events after `$1` are committed but not [`VISIBLE`] yet.
+const HELD_BACK: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM events WHERE seq > $1 AND seq >= ",
+    watermark!(),
+    ")"
+);
+
 /// Events one transaction may append (the low bits of a seq).
 pub(super) const PER_TX: i64 = 1 << 16;
 
@@ -30,7 +44,7 @@ pub(super) const INSERT: &str = "INSERT INTO events (seq, at, kind, request_id, 
 pub(super) const XID: &str = "SELECT pg_current_xact_id()::text::bigint";
 
 /// Reads see only events of transactions older than the oldest one still running.
-const VISIBLE: &str = "seq < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
+const VISIBLE: &str = concat!("seq < ", watermark!());
 
 /// The owned parameters of one event insert.
 pub(super) struct EventRow {
@@ -174,6 +188,31 @@ pub(super) async fn append(
     Ok(rows.iter().map(|r| seq_of(xid, r.idx)).collect())
 }
 
+/// Appends events inside `tx` and commits it in the same round trip (the insert
+/// sent with the `COMMIT`): the end of a transaction that needs no seq back.
+pub(super) async fn append_and_commit(
+    tx: &mut Tx<'_>,
+    at: Timestamp,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = rows_for(tx, at, events)?;
+    let arrays = EventArrays::of(&rows);
+    let params = arrays.params();
+    match tx
+        .pipeline_commit(&[Stmt::exec(INSERT_ARRAYS, &params)])
+        .await?
+    {
+        Some(_) => Ok(()),
+        // Only a step's fenced statement raises the fence's refusal.
+        None => Err(StoreError::Io(
+            "an event insert was refused as if fenced: a bug in the store".into(),
+        )),
+    }
+}
+
 impl PgStore {
     pub(crate) async fn events_after(
         &self,
@@ -190,6 +229,34 @@ impl PgStore {
         );
         let rows = self.read_rows(&sql, &binds).await?;
         rows::all(rows, rows::event)
+    }
+
+    /// The feed's read ([`crate::Store::feed_events_after`]): the events, and in
+    /// the same round trip whether events after `after` are committed but held
+    /// back by the watermark (both on one connection, each with its own snapshot:
+    /// a hint, which a later read settles).
+    pub(crate) async fn feed_events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<crate::FeedRead, StoreError> {
+        let (sql, _) =
+            crate::events::after_query(EVENT_COLS, &EventFilter::default(), VISIBLE, limit, |n| {
+                format!("${n}")
+            });
+        let c = self.client().await?;
+        let (read, probe) =
+            futures_util::future::try_join(c.prepare_cached(&sql), c.prepare_cached(HELD_BACK))
+                .await?;
+        let (rows, held) = futures_util::future::try_join(
+            c.query(&read, &[&after]),
+            c.query_one(&probe, &[&after]),
+        )
+        .await?;
+        Ok(crate::FeedRead {
+            events: rows::all(rows, rows::event)?,
+            held_back: held.try_get(0)?,
+        })
     }
 
     pub(crate) async fn subtree_ids(&self, id: &RequestId) -> Result<Vec<RequestId>, StoreError> {

@@ -3,11 +3,12 @@
 //! in key order (every acquisition takes them in that order: no deadlock), before
 //! it counts the holds; a release needs no lock (it only frees).
 
-use super::{PgStore, Tx, events, in_tx, tree};
+use super::{PgStore, Stmt, Tx, events, in_tx, tree};
 use crate::StoreError;
 use crate::limits::{Acquire, HOLD_COLS, LIST_HOLDS, LIST_WAITS, LIVE_HOLDS, Park, WAIT_COLS};
 use harness_core::*;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 const KEY_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('agent-harness limit ' || current_schema() || ' ' || $1))";
 pub(super) const RELEASE_CALL: &str = "DELETE FROM holds WHERE call_id = $1";
@@ -151,18 +152,25 @@ pub(super) async fn with_room(
     let waits_of = crate::limits::WAITS_OF.replace("$ROOT", "$1");
     let live_sql = crate::limits::LIVE_COUNT.replace("$KEY", "$1");
     let mut out = Vec::with_capacity(limit);
-    for id in ids {
+    // Every candidate's waits in one round trip (those past `limit` are read for
+    // nothing, which costs less than a trip each).
+    let params: Vec<[&(dyn ToSql + Sync); 1]> = ids.iter().map(|id| [id as _]).collect();
+    let stmts: Vec<Stmt> = params.iter().map(|p| Stmt::query(&waits_of, p)).collect();
+    let all_waits = match stmts.is_empty() {
+        true => Vec::new(),
+        false => tx.pipeline(&stmts).await?,
+    };
+    for (id, waits) in ids.iter().zip(&all_waits) {
         if out.len() == limit {
             break;
         }
-        let waits: Vec<(String, i64)> = tx
-            .query(&waits_of, &[&id])
-            .await?
+        let waits: Vec<(String, i64)> = waits
+            .rows_ref()
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i32>(1)? as i64)))
             .collect::<Result<_, StoreError>>()?;
         if waits.is_empty() {
-            out.push(id);
+            out.push(id.clone());
             continue;
         }
         let mut live = std::collections::HashMap::new();
@@ -171,7 +179,7 @@ pub(super) async fn with_room(
             live.insert(key.clone(), n);
         }
         if room.take(&waits, |k| Ok(live[k]))? {
-            out.push(id);
+            out.push(id.clone());
         }
     }
     Ok(out)

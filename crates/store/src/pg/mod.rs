@@ -482,30 +482,32 @@ impl<'a> Tx<'a> {
             .collect()
     }
 
-    /// The whole transaction in one round trip: `BEGIN`, `statements`, `COMMIT` and
-    /// the NOTIFY (when events were appended) sent together. `None` when a statement
-    /// failed: the transaction rolled back on the server (a refusal raised there, or
-    /// any other error) and nothing was written. An error when the `COMMIT` itself
-    /// failed after every statement succeeded (its outcome is unknown).
+    /// The rest of the transaction in one round trip: `BEGIN` (unless it has begun),
+    /// `statements`, `COMMIT` and the NOTIFY (when events were appended) sent
+    /// together. `None` when the fence refused a statement; the server's error when
+    /// it refused one otherwise (either way the transaction rolled back on the
+    /// server and nothing was written). An error when the `COMMIT` itself failed
+    /// after every statement succeeded (its outcome is unknown).
     pub(crate) async fn pipeline_commit(
         &mut self,
         statements: &[Stmt<'_>],
     ) -> Result<Option<Vec<Out>>, StoreError> {
-        assert!(!self.begun, "a one-trip transaction sends its own BEGIN");
         let mut prepared = Vec::with_capacity(statements.len());
         for s in statements {
             prepared.push(self.prepare(s.sql).await?);
         }
         let notify = self.notify_with_commit().await?;
-        let c = self.c;
+        let (c, begun) = (self.c, self.begun);
         let all = send_all(c, &prepared, statements);
+        let begin = async move {
+            match begun {
+                true => Ok(()),
+                false => c.batch_execute("BEGIN").await,
+            }
+        };
         self.begun = true;
-        let (begin, results, committed) = futures_util::future::join3(
-            c.batch_execute("BEGIN"),
-            all,
-            self.commit_and_notify(notify.as_ref()),
-        )
-        .await;
+        let (begin, results, committed) =
+            futures_util::future::join3(begin, all, self.commit_and_notify(notify.as_ref())).await;
         // The server answered the COMMIT: whatever happened, no transaction is open.
         self.ended = Some(committed.is_ok());
         // The first failure says why: a refusal aborted the transaction on the

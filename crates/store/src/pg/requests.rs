@@ -524,7 +524,7 @@ async fn claim(
             .about(&r.id, &r.session_id)
         })
         .collect();
-    events::append(tx, now, &started).await?;
+    events::append_and_commit(tx, now, &started).await?;
     Ok(claimed)
 }
 

@@ -193,31 +193,51 @@ pub(super) async fn wake_chain(
     reason: &str,
     explained: bool,
 ) -> Result<Vec<RequestId>, StoreError> {
-    let mut moved = Vec::new();
-    let mut next = Some(id.clone());
-    while let Some(rid) = next {
-        let r = get_request(tx, &rid).await?;
-        if move_to(
-            tx,
-            &rid,
-            RequestStatus::Queued,
-            &[RequestStatus::WaitingApproval],
-            now,
-            None,
-        )
-        .await?
-        {
-            if !(explained && &rid == id) {
-                let body = EventBody::RequestRequeued {
-                    reason: reason.to_string(),
-                };
-                events::append(tx, now, &[body.about(&rid, &r.session_id)]).await?;
-            }
-            moved.push(rid.clone());
-        }
-        next = r.parent_id;
-    }
+    let (moved, events) = wake_chain_events(tx, id, now, reason, explained).await?;
+    events::append(tx, now, &events).await?;
     Ok(moved)
+}
+
+/// [`wake_chain`]'s move, in one statement, without its events: the requests it
+/// moved, `id` first and the root last, and the events to append for them.
+pub(super) async fn wake_chain_events(
+    tx: &mut Tx<'_>,
+    id: &RequestId,
+    now: Timestamp,
+    reason: &str,
+    explained: bool,
+) -> Result<(Vec<RequestId>, Vec<NewEvent>), StoreError> {
+    // `move_to`'s assignments for a move to `queued`: the worker and its lease go.
+    let sql = format!(
+        "WITH RECURSIVE up(id, parent_id, depth) AS ( \
+           SELECT id, parent_id, 0 FROM requests WHERE id = $1 \
+           UNION ALL SELECT r.id, r.parent_id, up.depth + 1 FROM requests r JOIN up ON r.id = up.parent_id) \
+         UPDATE requests r SET status = 'queued', last_activity_at = $2, worker_id = NULL, \
+           lease_token = NULL, lease_expires_at = NULL \
+         FROM up WHERE r.id = up.id AND r.{} \
+         RETURNING r.id, r.session_id, up.depth",
+        status_in(RequestStatus::Queued, &[RequestStatus::WaitingApproval])
+    );
+    let rows = tx.query(&sql, &[&id.as_str(), &now.0]).await?;
+    let mut moved = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let depth: i32 = r.try_get(2)?;
+        let rid = RequestId::from_trusted(r.try_get(0)?);
+        let session = SessionId::from_trusted(r.try_get(1)?);
+        moved.push((depth, rid, session));
+    }
+    moved.sort_by_key(|(depth, ..)| *depth);
+    let events = moved
+        .iter()
+        .filter(|(_, rid, _)| !(explained && rid == id))
+        .map(|(_, rid, session)| {
+            EventBody::RequestRequeued {
+                reason: reason.to_string(),
+            }
+            .about(rid, session)
+        })
+        .collect();
+    Ok((moved.into_iter().map(|(_, rid, _)| rid).collect(), events))
 }
 
 /// The ancestors of a child that pauses on `approval` pause with it (`running` →
