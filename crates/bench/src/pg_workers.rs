@@ -460,6 +460,7 @@ async fn approval(bin: &Path) -> Result<()> {
         })
         .await?;
     let mut to_step = Vec::with_capacity(pending.len());
+    let mut calls = Vec::with_capacity(pending.len());
     let mut lags = Vec::with_capacity(pending.len());
     let mut moved = 0;
     let mut by_worker: HashMap<WorkerId, usize> = HashMap::new();
@@ -467,6 +468,7 @@ async fn approval(bin: &Path) -> Result<()> {
         let paused_on = h.get_request(&a.request_id).await?.worker_id;
         let r = resolve_and_follow(&h, a, || format!("\n{}", f.log_tail())).await?;
         to_step.push(r.to_step);
+        calls.push(r.call);
         lags.push(r.lag_ms);
         let ran_on = h.get_request(&a.request_id).await?.worker_id;
         if let Some(w) = &ran_on {
@@ -494,6 +496,14 @@ async fn approval(bin: &Path) -> Result<()> {
         ms(to_step.last().copied().unwrap_or_default()),
         verdict(p99 < Duration::from_millis(5)),
         split.join(" / "),
+    );
+    calls.sort();
+    println!(
+        "postgres-workers/approval resolve call (its transaction, from the bench process): \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(percentile(&calls, 50.0)),
+        ms(percentile(&calls, 99.0)),
+        ms(calls.last().copied().unwrap_or_default()),
     );
     let (p50, p99, max) = spread_ms(&mut lags);
     println!(

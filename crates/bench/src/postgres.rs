@@ -284,7 +284,7 @@ async fn single(schema: &TestSchema) -> Result<f64> {
     crate::single::one_session(&h, "warm").await?;
     let mut per_step = Vec::new();
     for _ in 0..3 {
-        let (d, n) = crate::single::one_session(&h, "bench").await?;
+        let (d, n, _) = crate::single::one_session(&h, "bench").await?;
         per_step.push(d / n.max(1));
     }
     worker.stop().await?;

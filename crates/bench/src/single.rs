@@ -6,9 +6,11 @@
 use crate::util::{median, temp_dir, thousands, us, verdict};
 use crate::workspace::{self, Spec};
 use anyhow::{Result, bail};
-use harness_core::RequestStatus;
+use harness_core::{
+    EventFilter, EventKind, NewEvent, RequestId, RequestStatus, Step, StepBody, StepStatus,
+};
 use harness_engine::{Harness, WorkerOptions};
-use harness_store::Durability;
+use harness_store::{Durability, StepCommit, StepWrite};
 use std::time::{Duration, Instant};
 
 const STEPS: u64 = 1000;
@@ -49,12 +51,19 @@ pub async fn run(only: Option<String>) -> Result<()> {
         let frames = frames.per_step(WARM_STEPS)?;
         let mut samples = Vec::with_capacity(RUNS);
         let mut steps = 0;
+        let mut last = None;
         for _ in 0..RUNS {
-            let (d, n) = one_session(&h, "bench").await?;
+            let (d, n, id) = one_session(&h, "bench").await?;
             samples.push(d);
             steps = n;
+            last = Some(id);
         }
         worker.stop().await?;
+        let recorded = match &last {
+            Some(id) => recorded_commits(&h, id).await?,
+            None => bail!("no bench session ran"),
+        };
+        let store_only = store_alone(&h, recorded).await?;
         let per_step: Vec<Duration> = samples.iter().map(|d| *d / steps.max(1)).collect();
         let med = median(&per_step);
         let min = per_step.iter().min().copied().unwrap_or_default();
@@ -78,6 +87,14 @@ pub async fn run(only: Option<String>) -> Result<()> {
             us(raw.min),
             us(med) / us(raw.per_step),
             raw.frames
+        );
+        println!(
+            "steps/single-session {label}, the store alone (the last session's commits made again \
+             through `Store::commit_step`, no engine between them): {:.1} µs/step, {:.2}× the plain \
+             program; the engine's own work per step (runtime − store alone): {:.1} µs",
+            us(store_only),
+            us(store_only) / us(raw.per_step),
+            us(med) - us(store_only)
         );
     }
     Ok(())
@@ -199,7 +216,7 @@ fn raw_step(sync: &str) -> Result<RawStep> {
 /// Polls every 5 ms: a poll is a read on the store the run writes to (on
 /// PostgreSQL a round trip on the same pool and server), so polling every
 /// millisecond charged the run with more reads than it has steps.
-pub(crate) async fn one_session(h: &Harness, agent: &str) -> Result<(Duration, u32)> {
+pub(crate) async fn one_session(h: &Harness, agent: &str) -> Result<(Duration, u32, RequestId)> {
     let start = Instant::now();
     let req = h.request(None, agent, "go").await?;
     loop {
@@ -210,11 +227,147 @@ pub(crate) async fn one_session(h: &Harness, agent: &str) -> Result<(Duration, u
             }
             let finished = r.finished_at.unwrap_or(r.last_activity_at);
             let ms = (finished.millis() - r.created_at.millis()).max(1) as u64;
-            return Ok((Duration::from_millis(ms), r.steps));
+            return Ok((Duration::from_millis(ms), r.steps, r.id));
         }
         if start.elapsed() > Duration::from_secs(120) {
             bail!("bench request {} did not finish in 120 s", r.id);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One of the runtime's step commits as a session recorded it: its step rows and
+/// its events, replayed by [`store_alone`] onto another request.
+struct Recorded {
+    agent: String,
+    steps: Vec<StepWrite>,
+    events: Vec<(EventKind, serde_json::Value)>,
+}
+
+/// The commits of request `id`'s tool-calling steps as the runtime made them: a
+/// model turn with its call's `started` row (events `model.turn`, `tool.started`),
+/// then the call completed (`tool.completed`). The final answer is left out.
+async fn recorded_commits(h: &Harness, id: &RequestId) -> Result<Vec<Recorded>> {
+    let store = h.store();
+    let steps = store.steps(id).await?;
+    let filter = EventFilter {
+        request_id: Some(id.clone()),
+        ..EventFilter::default()
+    };
+    let events = store.events_after(0, filter, 0).await?;
+    let of = |kind: EventKind| {
+        events
+            .iter()
+            .filter(move |e| e.kind == kind)
+            .map(|e| (e.kind, e.payload.clone()))
+    };
+    let (mut turns, mut started, mut completed) = (
+        of(EventKind::ModelTurn),
+        of(EventKind::ToolStarted),
+        of(EventKind::ToolCompleted),
+    );
+    let mut out = Vec::new();
+    for pair in steps.windows(2) {
+        let (model, call) = (&pair[0], &pair[1]);
+        let (
+            StepBody::ModelTurn { .. },
+            StepBody::ToolCall {
+                call: c,
+                approval_id,
+                child_request_id,
+                ..
+            },
+        ) = (&model.body, &call.body)
+        else {
+            continue;
+        };
+        let mut starting = call.clone();
+        starting.status = StepStatus::Started;
+        starting.finished_at = None;
+        starting.body = StepBody::ToolCall {
+            call: c.clone(),
+            approval_id: approval_id.clone(),
+            outcome: None,
+            child_request_id: child_request_id.clone(),
+        };
+        let (Some(turn), Some(start), Some(done)) =
+            (turns.next(), started.next(), completed.next())
+        else {
+            bail!("request {id}: fewer events than tool-calling steps");
+        };
+        out.push(Recorded {
+            agent: model.agent.clone(),
+            steps: vec![
+                StepWrite::Insert(model.clone()),
+                StepWrite::Insert(starting),
+            ],
+            events: vec![turn, start],
+        });
+        out.push(Recorded {
+            agent: call.agent.clone(),
+            steps: vec![StepWrite::Update(call.clone())],
+            events: vec![done],
+        });
+    }
+    if out.is_empty() {
+        bail!("request {id} recorded no tool-calling step");
+    }
+    Ok(out)
+}
+
+/// µs per step of the store alone: `recorded`'s commits, made again for a new
+/// running request of their own through `Store::commit_step` on a runtime worker
+/// thread, as a run makes them, with no engine between them (its model turn, tool
+/// call, redaction and bookkeeping). Median of [`RUNS`] runs after a warm-up.
+async fn store_alone(h: &Harness, recorded: Vec<Recorded>) -> Result<Duration> {
+    let h = h.clone();
+    tokio::spawn(async move {
+        let store = h.store();
+        let mut samples = Vec::with_capacity(RUNS);
+        for run in 0..=RUNS {
+            let req =
+                harness_store::testing::running_request(store, &format!("replay-{run}")).await;
+            let commits: Vec<StepCommit> = recorded
+                .iter()
+                .map(|r| {
+                    let mut c = StepCommit::new(&req.id, &req.session_id, h.now())
+                        .agent(&r.agent)
+                        .count_step();
+                    for w in &r.steps {
+                        c = match w {
+                            StepWrite::Insert(s) => c.insert(Step {
+                                request_id: req.id.clone(),
+                                ..s.clone()
+                            }),
+                            StepWrite::Update(s) => c.update(Step {
+                                request_id: req.id.clone(),
+                                ..s.clone()
+                            }),
+                        };
+                    }
+                    c.events = r
+                        .events
+                        .iter()
+                        .map(|(kind, payload)| NewEvent {
+                            kind: *kind,
+                            request_id: Some(req.id.clone()),
+                            session_id: Some(req.session_id.clone()),
+                            payload: payload.clone(),
+                        })
+                        .collect();
+                    c
+                })
+                .collect();
+            let n = commits.len() as u32;
+            let t = Instant::now();
+            for c in commits {
+                store.commit_step(c).await?;
+            }
+            if run > 0 {
+                samples.push(t.elapsed() / n);
+            }
+        }
+        Ok(median(&samples))
+    })
+    .await?
 }
