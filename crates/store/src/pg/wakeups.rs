@@ -20,7 +20,11 @@
 //! budget (a busy worker), a commit defers its NOTIFY: one sent when the budget
 //! has room again tells for every commit deferred meanwhile. Measured
 //! (`agent-harness-bench postgres`, aggregate, one worker): 3,370–3,660 steps/s
-//! with a NOTIFY per commit, 3,760–4,100 paced so. (A process that exits with a NOTIFY
+//! with a NOTIFY per commit, 3,760–4,100 paced so. The refill was one per 5 ms
+//! first: a worker running one request at a time (four commits in 5 – 6 ms) then
+//! spent its burst and deferred NOTIFYs by up to 5 ms, which was the tail of commit
+//! → subscriber in another process (p99 7 ms; 3.1 – 4.3 ms at 2 ms, with aggregate
+//! throughput unchanged within the noise: `crates/bench/README.md`). (A process that exits with a NOTIFY
 //! deferred may leave it unsent: waiters elsewhere find the commit at their next
 //! poll.)
 //!
@@ -42,7 +46,7 @@ pub(super) const NOTIFY: &str =
     "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)";
 
 /// A busy store handle sends at most one NOTIFY per this, on average.
-const NOTIFY_EVERY: Duration = Duration::from_millis(5);
+const NOTIFY_EVERY: Duration = Duration::from_millis(2);
 /// NOTIFYs a quiet store handle may send at once, each with its commit.
 const NOTIFY_BURST: f64 = 8.0;
 
