@@ -247,7 +247,7 @@ mod tests {
             .await
             .expect("the feed's read waited for the pool")
             .unwrap();
-        assert!(feed.events.is_empty());
+        assert!(feed.is_empty());
         let version = tokio::time::timeout(Duration::from_secs(5), s.data_version())
             .await
             .expect("data_version waited for the pool");
