@@ -141,31 +141,37 @@ async fn park(tx: &mut Tx<'_>, p: &Park, token: Option<&str>) -> Result<bool, St
     Ok(true)
 }
 
-/// Of the claim's candidates (in claim order), the first `limit` to take (see
-/// [`crate::limits::Room`]).
+/// Of the claim's candidates (in claim order, each with whether its tree waits for
+/// limits), the first `limit` to take (see [`crate::limits::Room`]). A tree that
+/// waits for nothing is taken as it comes; the waits of those that do are read in
+/// one round trip.
 pub(super) async fn with_room(
     tx: &mut Tx<'_>,
-    ids: Vec<String>,
+    ids: Vec<(String, bool)>,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
     let mut room = crate::limits::Room::default();
     let waits_of = crate::limits::WAITS_OF.replace("$ROOT", "$1");
     let live_sql = crate::limits::LIVE_COUNT.replace("$KEY", "$1");
-    let mut out = Vec::with_capacity(limit);
-    // Every candidate's waits in one round trip (those past `limit` are read for
-    // nothing, which costs less than a trip each).
-    let params: Vec<[&(dyn ToSql + Sync); 1]> = ids.iter().map(|id| [id as _]).collect();
+    let parked: Vec<&String> = ids.iter().filter(|(_, p)| *p).map(|(id, _)| id).collect();
+    let params: Vec<[&(dyn ToSql + Sync); 1]> = parked.iter().map(|id| [*id as _]).collect();
     let stmts: Vec<Stmt> = params.iter().map(|p| Stmt::query(&waits_of, p)).collect();
-    let all_waits = match stmts.is_empty() {
+    let mut parked_waits = match stmts.is_empty() {
         true => Vec::new(),
         false => tx.pipeline(&stmts).await?,
-    };
-    for (id, waits) in ids.iter().zip(&all_waits) {
+    }
+    .into_iter();
+    let mut out = Vec::with_capacity(limit);
+    for (id, is_parked) in &ids {
         if out.len() == limit {
             break;
         }
-        let waits: Vec<(String, i64)> = waits
-            .rows_ref()
+        if !is_parked {
+            out.push(id.clone());
+            continue;
+        }
+        let rows = parked_waits.next().map(|o| o.rows()).unwrap_or_default();
+        let waits: Vec<(String, i64)> = rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i32>(1)? as i64)))
             .collect::<Result<_, StoreError>>()?;

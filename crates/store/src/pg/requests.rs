@@ -446,10 +446,13 @@ async fn claim(
     // so a session never gets two. A head claimed and committed meanwhile fails the
     // re-check of `status = 'queued'` under the row lock.
     let aging = PRIORITY_AGING_MS;
-    let ids: Vec<String> = tx
+    // Each with whether its tree waits for limits (parked): only those need their
+    // waits read before they are taken.
+    let ids: Vec<(String, bool)> = tx
         .query(
             &format!(
-                "SELECT r.id FROM ({}) c JOIN requests r ON r.id = c.id \
+                "SELECT r.id, EXISTS (SELECT 1 FROM waits w WHERE w.root_id = r.id) \
+                 FROM ({}) c JOIN requests r ON r.id = c.id \
                  WHERE r.status = 'queued' AND {} \
                  ORDER BY {} LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
                 candidates_sql("GREATEST", "$1::bigint", "$2::bigint", ""),
@@ -460,8 +463,8 @@ async fn claim(
         )
         .await?
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, StoreError>>()?;
     let ids = super::limits::with_room(tx, ids, wanted).await?;
     if ids.is_empty() {
         return Ok(Vec::new());
