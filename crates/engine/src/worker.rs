@@ -633,13 +633,16 @@ async fn notice_cancels(h: &Harness, me: &WorkerId) {
 
 fn panic_text(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
-        Ok(p) => p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_string()),
+        Ok(p) => panic_message(p.as_ref()).unwrap_or_else(|| "panic".to_string()),
         Err(e) => e.to_string(),
     }
+}
+
+/// The message a panic was raised with, when it has one (a `&str` or a `String`).
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> Option<String> {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
 }
 
 fn hostname() -> String {

@@ -290,10 +290,7 @@ impl Run {
         match std::panic::AssertUnwindSafe(run).catch_unwind().await {
             Ok(out) => out,
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                let msg = crate::worker::panic_message(panic.as_ref())
                     .unwrap_or_else(|| "a panic".to_string());
                 ToolOutput::error(format!("tool `{}` crashed: {msg}", call.tool))
             }
