@@ -22,15 +22,6 @@ use std::time::{Duration, Instant};
 /// Concurrent admission connections, unless `--admitters` says otherwise.
 pub const ADMITTERS: usize = 32;
 
-/// CPU time this process has used (all threads, user + system).
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// What one subscriber saw: each event's seq and its commit → receipt latency (ms).
 #[derive(Default)]
 struct Seen {

@@ -1,9 +1,10 @@
 //! `single`: µs per durable step for one session of 1,000 steps, at
 //! `synchronous = NORMAL` and `FULL`, beside a plain rusqlite program's step (one
-//! transaction of four statements) on the same disk in the same run, and the WAL
-//! frames (pages) each one writes per commit.
+//! transaction of four statements) on the same disk in the same run, the WAL
+//! frames (pages) each one writes per commit, and the CPU a step costs (all
+//! threads) with the time runnable threads waited for a CPU.
 
-use crate::util::{median, temp_dir, thousands, us, verdict};
+use crate::util::{cpu_time, median, run_queue_wait, temp_dir, thousands, us, verdict};
 use crate::workspace::{self, Spec};
 use anyhow::{Result, bail};
 use harness_core::{
@@ -52,18 +53,20 @@ pub async fn run(only: Option<String>) -> Result<()> {
         let mut samples = Vec::with_capacity(RUNS);
         let mut steps = 0;
         let mut last = None;
+        let cost = Cost::start();
         for _ in 0..RUNS {
             let (d, n, id) = one_session(&h, "bench").await?;
             samples.push(d);
             steps = n;
             last = Some(id);
         }
+        let runtime_cost = cost.since().per_step(steps as u64 * RUNS as u64);
         worker.stop().await?;
         let recorded = match &last {
             Some(id) => recorded_commits(&h, id).await?,
             None => bail!("no bench session ran"),
         };
-        let store_only = store_alone(&h, recorded).await?;
+        let (store_only, store_cost) = store_alone(&h, recorded).await?;
         let per_step: Vec<Duration> = samples.iter().map(|d| *d / steps.max(1)).collect();
         let med = median(&per_step);
         let min = per_step.iter().min().copied().unwrap_or_default();
@@ -96,11 +99,52 @@ pub async fn run(only: Option<String>) -> Result<()> {
             us(store_only) / us(raw.per_step),
             us(med) - us(store_only)
         );
+        println!(
+            "steps/single-session {label}, per step: CPU (all threads, user + system) runtime \
+             {:.1} µs, store alone {:.1} µs; runnable but waiting for a CPU (wake-ups included) \
+             runtime {:.1} µs, store alone {:.1} µs",
+            us(runtime_cost.cpu),
+            us(store_cost.cpu),
+            us(runtime_cost.waiting),
+            us(store_cost.waiting)
+        );
     }
     Ok(())
 }
 
 const WARM_STEPS: u64 = 100;
+
+/// CPU used and time spent runnable but waiting for a CPU, from a point on.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    cpu: Duration,
+    waiting: Duration,
+}
+
+impl Cost {
+    fn start() -> Cost {
+        Cost {
+            cpu: cpu_time(),
+            waiting: run_queue_wait(),
+        }
+    }
+
+    /// The cost since [`Cost::start`].
+    fn since(self) -> Cost {
+        Cost {
+            cpu: cpu_time().saturating_sub(self.cpu),
+            waiting: run_queue_wait().saturating_sub(self.waiting),
+        }
+    }
+
+    fn per_step(self, steps: u64) -> Cost {
+        let n = steps.max(1) as u32;
+        Cost {
+            cpu: self.cpu / n,
+            waiting: self.waiting / n,
+        }
+    }
+}
 
 /// WAL frames written from a point on, read with a second connection: a `RESTART`
 /// checkpoint makes the next commit write from the WAL's start (the file keeps its
@@ -318,12 +362,15 @@ async fn recorded_commits(h: &Harness, id: &RequestId) -> Result<Vec<Recorded>> 
 /// µs per step of the store alone: `recorded`'s commits, made again for a new
 /// running request of their own through `Store::commit_step` on a runtime worker
 /// thread, as a run makes them, with no engine between them (its model turn, tool
-/// call, redaction and bookkeeping). Median of [`RUNS`] runs after a warm-up.
-async fn store_alone(h: &Harness, recorded: Vec<Recorded>) -> Result<Duration> {
+/// call, redaction and bookkeeping). Median of [`RUNS`] runs after a warm-up, and
+/// the measured runs' [`Cost`] per step.
+async fn store_alone(h: &Harness, recorded: Vec<Recorded>) -> Result<(Duration, Cost)> {
     let h = h.clone();
     tokio::spawn(async move {
         let store = h.store();
         let mut samples = Vec::with_capacity(RUNS);
+        let mut cost = Cost::default();
+        let mut measured = 0u64;
         for run in 0..=RUNS {
             let req =
                 harness_store::testing::running_request(store, &format!("replay-{run}")).await;
@@ -359,15 +406,19 @@ async fn store_alone(h: &Harness, recorded: Vec<Recorded>) -> Result<Duration> {
                 })
                 .collect();
             let n = commits.len() as u32;
-            let t = Instant::now();
+            let (t, at) = (Instant::now(), Cost::start());
             for c in commits {
                 store.commit_step(c).await?;
             }
             if run > 0 {
                 samples.push(t.elapsed() / n);
+                let run_cost = at.since();
+                cost.cpu += run_cost.cpu;
+                cost.waiting += run_cost.waiting;
+                measured += n as u64;
             }
         }
-        Ok(median(&samples))
+        Ok((median(&samples), cost.per_step(measured)))
     })
     .await?
 }

@@ -44,6 +44,30 @@ pub fn threads() -> u64 {
 
 /// Where bench workspaces go: `$AGENT_HARNESS_BENCH_DIR` or the system temp folder.
 /// It should be on a real disk (fsync cost matters for `synchronous = FULL`).
+/// CPU time this process has used (all threads, user + system).
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Time this process's live threads have spent runnable but not running (waiting
+/// on a run queue, wake-ups included), summed from `/proc/self/task/*/schedstat`;
+/// zero where the kernel does not keep it.
+pub fn run_queue_wait() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(ns)
+}
+
 pub fn bench_base() -> PathBuf {
     std::env::var_os("AGENT_HARNESS_BENCH_DIR")
         .map(PathBuf::from)
