@@ -25,7 +25,7 @@ pub use load::{
     AGENTS_DIR, MCP_FILE, MODELS_FILE, SKILLS_DIR, STORES_FILE, TOOLS_FILE, WORK_DIR,
     WORKSPACE_FILE, load,
 };
-pub use schema::{compile_schema, validate_arguments};
+pub use schema::{CheckedTool, compile_schema, validate_arguments};
 pub use skills::Skill;
 pub use types::*;
 pub use yaml::from_yaml;

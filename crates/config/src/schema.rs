@@ -4,6 +4,7 @@
 //! message that names the argument the way a model can act on it; any other is
 //! the validator's own message at the argument's path.
 
+use crate::ToolConfig;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
@@ -38,11 +39,50 @@ pub fn compile_schema(schema: &Value) -> Result<Arc<Validator>, String> {
 
 /// Checks `args` against a tool's `arguments` schema; the error names the argument.
 pub fn validate_arguments(schema: &Value, args: &Value) -> Result<(), String> {
-    let validator = compile_schema(schema)
-        .map_err(|e| format!("the tool's argument schema is unusable ({e})"))?;
+    let validator = compile_schema(schema).map_err(|e| unusable(&e))?;
+    check(&validator, schema, args)
+}
+
+fn unusable(e: &str) -> String {
+    format!("the tool's argument schema is unusable ({e})")
+}
+
+fn check(validator: &Validator, schema: &Value, args: &Value) -> Result<(), String> {
     match validator.validate(args) {
         Ok(()) => Ok(()),
         Err(e) => Err(describe(&e, schema, args)),
+    }
+}
+
+/// A tool's configuration with its argument schema compiled once, for the paths
+/// that check every call's arguments ([`validate_arguments`] finds a schema's
+/// compiled form by its text, which costs a serialisation per call).
+#[derive(Clone, Debug)]
+pub struct CheckedTool {
+    config: ToolConfig,
+    validator: Result<Arc<Validator>, String>,
+}
+
+impl CheckedTool {
+    pub fn new(config: ToolConfig) -> CheckedTool {
+        let validator = compile_schema(&config.arguments);
+        CheckedTool { config, validator }
+    }
+
+    /// [`validate_arguments`] against this tool's schema.
+    pub fn check_arguments(&self, args: &Value) -> Result<(), String> {
+        match &self.validator {
+            Ok(v) => check(v, &self.config.arguments, args),
+            Err(e) => Err(unusable(e)),
+        }
+    }
+}
+
+impl std::ops::Deref for CheckedTool {
+    type Target = ToolConfig;
+
+    fn deref(&self) -> &ToolConfig {
+        &self.config
     }
 }
 
@@ -279,5 +319,37 @@ mod tests {
             validate_arguments(&closed, &json!({"b": 1})).unwrap_err(),
             "unknown argument `b` (this tool takes no arguments)"
         );
+    }
+
+    #[test]
+    fn a_checked_tool_answers_as_its_schema_does() {
+        let tool = |arguments: Value| {
+            let mut config = crate::builtins::builtin_tool(crate::Builtin::ReadFile);
+            config.arguments = arguments;
+            CheckedTool::new(config)
+        };
+        let checked = tool(schema());
+        for args in [
+            json!({"to": "x", "count": 2}),
+            json!("hi"),
+            json!({}),
+            json!({"to": 1}),
+            json!({"to": "x", "extra": 1}),
+        ] {
+            assert_eq!(
+                checked.check_arguments(&args),
+                validate_arguments(&schema(), &args),
+                "{args}"
+            );
+        }
+        let broken = json!({"type": "object", "properties": {"n": {"type": "no-such-type"}}});
+        let e = tool(broken.clone())
+            .check_arguments(&json!({}))
+            .unwrap_err();
+        assert!(
+            e.starts_with("the tool's argument schema is unusable ("),
+            "{e}"
+        );
+        assert_eq!(Err(e), validate_arguments(&broken, &json!({})));
     }
 }

@@ -40,7 +40,7 @@ pub use worker::{WorkerHandle, WorkerOptions, run_until_settled};
 
 use harness_core::*;
 use harness_providers::{Model, ToolRunner};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tools: Arc<dyn ToolRunner>,
+    /// The workspace's tools, their argument schemas compiled (see [`Harness::tool`]).
+    pub(crate) checked_tools: BTreeMap<String, Arc<harness_config::CheckedTool>>,
     /// The workspace's MCP servers (started by the worker) and their tools.
     pub(crate) mcp: Arc<harness_mcp::McpTools>,
     /// Applied to everything a run commits (see `redact.rs`).
@@ -183,12 +185,21 @@ impl Harness {
         if opts.replay.is_none() {
             rate_status::publish(&rate_limits, rate_status::file(&workspace));
         }
+        let checked_tools = workspace
+            .tools
+            .iter()
+            .map(|(name, t)| {
+                let checked = harness_config::CheckedTool::new(t.clone());
+                (name.clone(), Arc::new(checked))
+            })
+            .collect();
         Ok(Harness {
             inner: Arc::new(Inner {
                 workspace,
                 store,
                 clock: opts.clock,
                 tools,
+                checked_tools,
                 mcp,
                 redactor,
                 models: Mutex::new(HashMap::new()),
@@ -552,12 +563,11 @@ impl Harness {
         {
             let a = self.inner.store.get_approval(&r.approval_id).await?;
             if let Some(tool) = self.tool(&a.tool) {
-                harness_config::validate_arguments(&tool.arguments, edited).map_err(|e| {
-                    HarnessError::InvalidArguments {
+                tool.check_arguments(edited)
+                    .map_err(|e| HarnessError::InvalidArguments {
                         tool: a.tool.clone(),
                         reason: e,
-                    }
-                })?;
+                    })?;
             }
         }
         redact::redact_resolution(self.redactor(), &mut r);

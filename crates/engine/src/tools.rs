@@ -3,7 +3,7 @@
 //! call to the one that owns it.
 
 use crate::Harness;
-use harness_config::{AgentConfig, Builtin, ToolConfig, Workspace, split_mcp_name};
+use harness_config::{AgentConfig, Builtin, CheckedTool, Workspace, split_mcp_name};
 use harness_mcp::McpTools;
 use harness_providers::tools::WorkspaceTools;
 use harness_providers::{BoxFuture, ToolContext, ToolOutput, ToolRunner, ToolSpec};
@@ -71,11 +71,12 @@ pub(crate) fn offers(agent: &AgentConfig, tool: &str) -> bool {
 impl Harness {
     /// The tool `name` with its policy and argument schema: a workspace tool, or an
     /// MCP tool its server listed.
-    pub fn tool(&self, name: &str) -> Option<ToolConfig> {
-        if let Some(t) = self.inner.workspace.tools.get(name) {
+    pub fn tool(&self, name: &str) -> Option<Arc<CheckedTool>> {
+        if let Some(t) = self.inner.checked_tools.get(name) {
             return Some(t.clone());
         }
-        self.inner.mcp.tool(name).map(|t| t.config)
+        let listed = self.inner.mcp.tool(name)?;
+        Some(Arc::new(CheckedTool::new(listed.config)))
     }
 
     /// The specs of the tools `agent` lists, as its model is shown them (`server.*`

@@ -20,7 +20,7 @@ pub use models::build_model;
 pub use openai::OpenAiModel;
 pub use ratelimit::{LimiterState, RateLimits, WaitChange, WaitEvent, WaitReason};
 pub use scripted::ScriptedModel;
-pub use tools::{WorkspaceTools, validate_arguments};
+pub use tools::WorkspaceTools;
 
 use harness_core::{Message, ModelDelta, ModelTurn, RequestId, SessionId, TurnInfo};
 use std::future::Future;

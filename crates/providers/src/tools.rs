@@ -1,7 +1,8 @@
 //! [`WorkspaceTools`]: runs a workspace's tools (built-in file tools and command
 //! tools from `config/tools.yaml`) after checking their arguments.
 //!
-//! Arguments are checked against the tool's JSON Schema (`harness_config::validate_arguments`);
+//! Arguments are checked against the tool's JSON Schema, compiled once
+//! ([`harness_config::CheckedTool`]);
 //! `files` holds the built-in tools confined to the work folder, `command` runs
 //! command tools as process groups with a timeout and cancellation, `running`
 //! records running commands so a new worker can kill what a dead one left, and `gate`
@@ -13,22 +14,25 @@ mod gate;
 pub mod running;
 
 pub use command::{PASSED_THROUGH, die_with_worker, expand_env};
-pub use harness_config::validate_arguments;
 pub use running::{ReapOutcome, Reaped, reap_call, reap_leftovers, running_dir};
 
 use crate::{BoxFuture, ToolContext, ToolOutput, ToolRunner};
-use harness_config::{Builtin, ToolConfig};
+use harness_config::{Builtin, CheckedTool, ToolConfig};
 use std::collections::BTreeMap;
 
 /// The [`ToolRunner`] for a workspace: one entry per tool name.
 #[derive(Clone, Debug)]
 pub struct WorkspaceTools {
-    tools: BTreeMap<String, ToolConfig>,
+    tools: BTreeMap<String, CheckedTool>,
 }
 
 impl WorkspaceTools {
     /// Built from `Workspace.tools`.
     pub fn new(tools: BTreeMap<String, ToolConfig>) -> Self {
+        let tools = tools
+            .into_iter()
+            .map(|(name, t)| (name, CheckedTool::new(t)))
+            .collect();
         Self { tools }
     }
 
@@ -41,7 +45,7 @@ impl WorkspaceTools {
         let Some(config) = self.tools.get(name) else {
             return ToolOutput::error(format!("unknown tool `{name}`"));
         };
-        if let Err(e) = validate_arguments(&config.arguments, args) {
+        if let Err(e) = config.check_arguments(args) {
             return ToolOutput::error(format!("invalid arguments for `{name}`: {e}"));
         }
         match (config.builtin, &config.command) {

@@ -24,7 +24,8 @@ impl Run {
                 "tool `{}` is not available to agent `{}`",
                 call.tool, self.agent.name
             )),
-            Some(t) => harness_config::validate_arguments(&t.arguments, &call.arguments)
+            Some(t) => t
+                .check_arguments(&call.arguments)
                 .err()
                 .map(|reason| format!("invalid arguments for `{}`: {reason}", call.tool))
                 .or_else(|| crate::tools::refusal(&self.agent, &call)),

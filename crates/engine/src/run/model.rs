@@ -196,7 +196,7 @@ impl Run {
                 t.approval == ApprovalPolicy::Never
                     // A call with limits acquires them with its own `started` commit.
                     && t.concurrency_limits(&call.tool, &self.h.inner.workspace.settings.resources).is_empty()
-                    && harness_config::validate_arguments(&t.arguments, &call.arguments).is_ok()
+                    && t.check_arguments(&call.arguments).is_ok()
             });
         if !runnable {
             return c;
