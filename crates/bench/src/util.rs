@@ -46,11 +46,17 @@ pub fn threads() -> u64 {
 /// It should be on a real disk (fsync cost matters for `synchronous = FULL`).
 /// CPU time this process has used (all threads, user + system).
 pub fn cpu_time() -> Duration {
+    let (user, system) = cpu_times();
+    user + system
+}
+
+/// CPU time this process has used (all threads): (user, system).
+pub fn cpu_times() -> (Duration, Duration) {
     // SAFETY: getrusage writes the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    tv(u.ru_utime) + tv(u.ru_stime)
+    (tv(u.ru_utime), tv(u.ru_stime))
 }
 
 /// Time this process's live threads have spent runnable but not running (waiting
