@@ -277,7 +277,7 @@ fn raw_step(sync: &str) -> Result<RawStep> {
 /// PostgreSQL a round trip on the same pool and server) and its threads' wake-ups,
 /// all on the two CPUs the run has; the figure comes from the records, so a later
 /// look costs it nothing. (Polling every 5 ms, the runtime's threads waited for a
-/// CPU 14 – 28 µs per step, against 11 – 15 µs at 50 ms.)
+/// CPU 14 – 28 µs per step, against 10 – 16 µs at 50 ms.)
 pub(crate) async fn one_session(h: &Harness, agent: &str) -> Result<(Duration, u32, RequestId)> {
     let start = Instant::now();
     let req = h.request(None, agent, "go").await?;
