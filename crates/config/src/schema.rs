@@ -54,24 +54,29 @@ fn check(validator: &Validator, schema: &Value, args: &Value) -> Result<(), Stri
     }
 }
 
-/// A tool's configuration with its argument schema compiled once, for the paths
-/// that check every call's arguments ([`validate_arguments`] finds a schema's
-/// compiled form by its text, which costs a serialisation per call).
+/// A tool's configuration with its argument schema compiled at its first check and
+/// kept, for the paths that check every call's arguments ([`validate_arguments`]
+/// finds a schema's compiled form by its text, which costs a serialisation per call).
 #[derive(Clone, Debug)]
 pub struct CheckedTool {
     config: ToolConfig,
-    validator: Result<Arc<Validator>, String>,
+    validator: OnceLock<Result<Arc<Validator>, String>>,
 }
 
 impl CheckedTool {
     pub fn new(config: ToolConfig) -> CheckedTool {
-        let validator = compile_schema(&config.arguments);
-        CheckedTool { config, validator }
+        CheckedTool {
+            config,
+            validator: OnceLock::new(),
+        }
     }
 
     /// [`validate_arguments`] against this tool's schema.
     pub fn check_arguments(&self, args: &Value) -> Result<(), String> {
-        match &self.validator {
+        let compiled = self
+            .validator
+            .get_or_init(|| compile_schema(&self.config.arguments));
+        match compiled {
             Ok(v) => check(v, &self.config.arguments, args),
             Err(e) => Err(unusable(e)),
         }
