@@ -42,8 +42,6 @@ pub fn threads() -> u64 {
         .unwrap_or(0)
 }
 
-/// Where bench workspaces go: `$AGENT_HARNESS_BENCH_DIR` or the system temp folder.
-/// It should be on a real disk (fsync cost matters for `synchronous = FULL`).
 /// CPU time this process has used (all threads, user + system).
 pub fn cpu_time() -> Duration {
     let (user, system) = cpu_times();
@@ -74,6 +72,8 @@ pub fn run_queue_wait() -> Duration {
     Duration::from_nanos(ns)
 }
 
+/// Where bench workspaces go: `$AGENT_HARNESS_BENCH_DIR` or the system temp folder.
+/// It should be on a real disk (fsync cost matters for `synchronous = FULL`).
 pub fn bench_base() -> PathBuf {
     std::env::var_os("AGENT_HARNESS_BENCH_DIR")
         .map(PathBuf::from)

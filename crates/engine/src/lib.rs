@@ -167,12 +167,21 @@ impl Harness {
             Some(tools::mcp_status_file(&workspace)),
             redactor.0.clone(),
         ));
+        // One compiled schema per tool, for the engine's checks and the runner's.
+        let checked_tools: BTreeMap<_, _> = workspace
+            .tools
+            .iter()
+            .map(|(name, t)| {
+                let checked = harness_config::CheckedTool::new(t.clone());
+                (name.clone(), Arc::new(checked))
+            })
+            .collect();
         let tools: Arc<dyn ToolRunner> = Arc::new(redact::RedactingTools {
             inner: match &opts.replay {
                 Some(r) => r.tools.clone(),
                 None => Arc::new(tools::Tools {
-                    workspace: harness_providers::tools::WorkspaceTools::new(
-                        workspace.tools.clone(),
+                    workspace: harness_providers::tools::WorkspaceTools::checked(
+                        checked_tools.clone(),
                     ),
                     mcp: mcp.clone(),
                 }),
@@ -185,14 +194,6 @@ impl Harness {
         if opts.replay.is_none() {
             rate_status::publish(&rate_limits, rate_status::file(&workspace));
         }
-        let checked_tools = workspace
-            .tools
-            .iter()
-            .map(|(name, t)| {
-                let checked = harness_config::CheckedTool::new(t.clone());
-                (name.clone(), Arc::new(checked))
-            })
-            .collect();
         Ok(Harness {
             inner: Arc::new(Inner {
                 workspace,

@@ -19,11 +19,12 @@ pub use running::{ReapOutcome, Reaped, reap_call, reap_leftovers, running_dir};
 use crate::{BoxFuture, ToolContext, ToolOutput, ToolRunner};
 use harness_config::{Builtin, CheckedTool, ToolConfig};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The [`ToolRunner`] for a workspace: one entry per tool name.
 #[derive(Clone, Debug)]
 pub struct WorkspaceTools {
-    tools: BTreeMap<String, CheckedTool>,
+    tools: BTreeMap<String, Arc<CheckedTool>>,
 }
 
 impl WorkspaceTools {
@@ -31,8 +32,14 @@ impl WorkspaceTools {
     pub fn new(tools: BTreeMap<String, ToolConfig>) -> Self {
         let tools = tools
             .into_iter()
-            .map(|(name, t)| (name, CheckedTool::new(t)))
+            .map(|(name, t)| (name, Arc::new(CheckedTool::new(t))))
             .collect();
+        Self::checked(tools)
+    }
+
+    /// Built from tools another part of the process holds too (the engine's), so
+    /// each schema is compiled once.
+    pub fn checked(tools: BTreeMap<String, Arc<CheckedTool>>) -> Self {
         Self { tools }
     }
 

@@ -170,7 +170,10 @@ pub(super) async fn with_room(
             out.push(id.clone());
             continue;
         }
-        let rows = parked_waits.next().map(|o| o.rows()).unwrap_or_default();
+        let rows = parked_waits
+            .next()
+            .expect("a pipeline answers each statement it was sent")
+            .rows();
         let waits: Vec<(String, i64)> = rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get::<_, i32>(1)? as i64)))
