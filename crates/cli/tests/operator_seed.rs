@@ -175,13 +175,22 @@ fn serve(root: &Path) -> Serve {
     s
 }
 
+/// Waits for `ok`, up to [`WAIT`]: a bound on liveness, not a timing check (the
+/// full suite runs many binaries at once on two CPUs, and a `serve` start once
+/// took longer than 10 s there).
 fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + WAIT;
     while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting {} s for {what}",
+            WAIT.as_secs()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn seed_commands_with_a_worker_running() {
