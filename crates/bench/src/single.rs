@@ -1,10 +1,13 @@
 //! `single`: µs per durable step for one session of 1,000 steps, at
 //! `synchronous = NORMAL` and `FULL`, beside a plain rusqlite program's step (one
-//! transaction of four statements) on the same disk in the same run, the WAL
-//! frames (pages) each one writes per commit, and the CPU a step costs (all
-//! threads) with the time runnable threads waited for a CPU.
+//! transaction of four statements) run between the sessions on the same disk, the
+//! same program with a fixed CPU task per step, the WAL frames (pages) each one
+//! writes per commit, and the CPU a step costs (all threads) with its page faults,
+//! context switches and the time runnable threads waited for a CPU.
 
-use crate::util::{cpu_times, median, run_queue_wait, temp_dir, thousands, us, verdict};
+use crate::util::{
+    cpu_times, faults_and_switches, median, run_queue_wait, temp_dir, thousands, us, verdict,
+};
 use crate::workspace::{self, Spec};
 use anyhow::{Result, bail};
 use harness_core::{
@@ -50,17 +53,31 @@ pub async fn run(only: Option<String>) -> Result<()> {
         let frames = FrameCount::start(&db)?;
         one_session(&h, "warm").await?;
         let frames = frames.per_step(WARM_STEPS)?;
+        // The plain program runs, with and without the task, between the runtime's
+        // sessions: each runtime session is compared with the plain runs beside it,
+        // so the disk's drift over the minute (its fsync moves by tens of percent)
+        // falls on both sides of a ratio.
+        let mut plain = Plain::new(label)?;
+        let task = Task::new();
+        let hot = task.back_to_back();
+        let (mut plain_runs, mut task_runs) = (Vec::new(), Vec::new());
+        plain_runs.push(plain.run(None)?);
+        task_runs.push(plain.run(Some(&task))?);
         let mut samples = Vec::with_capacity(RUNS);
         let mut steps = 0;
         let mut last = None;
-        let cost = Cost::start();
+        let mut runtime_cost = Cost::default();
         for _ in 0..RUNS {
+            let cost = Cost::start();
             let (d, n, id) = one_session(&h, "bench").await?;
+            runtime_cost = runtime_cost.add(cost.since());
             samples.push(d);
             steps = n;
             last = Some(id);
+            plain_runs.push(plain.run(None)?);
+            task_runs.push(plain.run(Some(&task))?);
         }
-        let runtime_cost = cost.since().per_step(steps as u64 * RUNS as u64);
+        let runtime_cost = runtime_cost.per_step(steps as u64 * RUNS as u64);
         worker.stop().await?;
         let recorded = match &last {
             Some(id) => recorded_commits(&h, id).await?,
@@ -81,22 +98,29 @@ pub async fn run(only: Option<String>) -> Result<()> {
             med.as_secs_f64() * 1e3 * steps as f64,
             verdict(us(med) <= target)
         );
-        let raw = raw_step(label)?;
+        let raw = median(&plain_runs);
+        // Session i ran between plain runs i and i + 1.
+        let beside = |runs: &[Duration], i: usize| (us(runs[i]) + us(runs[i + 1])) / 2.0;
+        let ratios: Vec<f64> = (0..per_step.len())
+            .map(|i| us(per_step[i]) / beside(&plain_runs, i))
+            .collect();
+        let (ratio, ratio_min, ratio_max) = spread(ratios);
         println!(
             "steps/single-session {label}, a plain rusqlite program (4 statements per commit, same \
-             disk, same run): {:.1} µs/step (min {:.1}); the runtime costs {:.2}× that. WAL frames (pages) \
-             per step: runtime {frames:.1} (over a {WARM_STEPS}-step session), plain {:.1}",
-            us(raw.per_step),
-            us(raw.min),
-            us(med) / us(raw.per_step),
-            raw.frames
+             disk, run between the sessions): {:.1} µs/step (min {:.1}); each session ÷ the plain \
+             runs beside it: median {ratio:.2}× ({ratio_min:.2} – {ratio_max:.2}). WAL frames \
+             (pages) per step: runtime {frames:.1} (over a {WARM_STEPS}-step session), plain {:.1}",
+            us(raw),
+            us(plain_runs.iter().min().copied().unwrap_or_default()),
+            plain.frames
         );
         println!(
             "steps/single-session {label}, the store alone (the last session's commits made again \
-             through `Store::commit_step`, no engine between them): {:.1} µs/step, {:.2}× the plain \
-             program; the engine's own work per step (runtime − store alone): {:.1} µs",
+             through `Store::commit_step`, no engine between them; after the sessions): {:.1} \
+             µs/step, {:.2}× the plain program's median; the engine's own work per step (runtime − \
+             store alone): {:.1} µs",
             us(store_only),
-            us(store_only) / us(raw.per_step),
+            us(store_only) / us(raw),
             us(med) - us(store_only)
         );
         println!(
@@ -110,8 +134,94 @@ pub async fn run(only: Option<String>) -> Result<()> {
             us(runtime_cost.waiting),
             us(store_cost.waiting)
         );
+        println!(
+            "steps/single-session {label}, per step: minor page faults runtime {:.2}, store alone \
+             {:.2}; context switches (blocked + preempted) runtime {:.2} + {:.2}, store alone {:.2} \
+             + {:.2}",
+            runtime_cost.faults,
+            store_cost.faults,
+            runtime_cost.switches.0,
+            runtime_cost.switches.1,
+            store_cost.switches.0,
+            store_cost.switches.1
+        );
+        // Each task run came right after a plain run.
+        let task_ratios: Vec<f64> = (0..task_runs.len())
+            .map(|i| us(task_runs[i]) / us(plain_runs[i]))
+            .collect();
+        let task_costs: Vec<f64> = (0..task_runs.len())
+            .map(|i| us(task_runs[i]) - us(plain_runs[i]))
+            .collect();
+        let (task_ratio, task_min, task_max) = spread(task_ratios);
+        let (task_cost, _, _) = spread(task_costs);
+        println!(
+            "steps/single-session {label}, the plain program with a fixed CPU task before each \
+             commit (JSON round trips; {:.1} µs back to back, where nothing syncs), each run ÷ the \
+             plain run before it: median {task_ratio:.2}× ({task_min:.2} – {task_max:.2}); the \
+             task costs {task_cost:.1} µs per step here (median)",
+            us(hot),
+        );
     }
     Ok(())
+}
+
+/// A fixed CPU task standing in for the engine's own work beside a step's commit:
+/// a step-like JSON value (a conversation's last messages, a tool call and its
+/// output) written out and parsed back [`Task::ROUNDS`] times. Like the engine's
+/// work it allocates and walks a few KiB, and it touches no file, so the plain
+/// program with it says what that much CPU costs between two commits at each
+/// `synchronous` level, whatever the runtime does.
+struct Task {
+    value: serde_json::Value,
+}
+
+impl Task {
+    const ROUNDS: usize = 4;
+
+    fn new() -> Task {
+        let message = |i: usize| {
+            serde_json::json!({
+                "role": if i.is_multiple_of(2) { "assistant" } else { "tool" },
+                "content": format!("step {i}: {}", "listing the work folder ".repeat(3)),
+                "tool_calls": [{"id": format!("call-{i}"), "name": "list_files",
+                                "arguments": {"path": ".", "depth": 1}}],
+            })
+        };
+        Task {
+            value: serde_json::json!({
+                "request_id": "req-01JBENCHTASK",
+                "messages": (0..6).map(message).collect::<Vec<_>>(),
+                "output": {"entries": ["config/", "data/", "notes.md"], "truncated": false},
+            }),
+        }
+    }
+
+    fn run(&self) -> usize {
+        let mut n = 0;
+        for _ in 0..Self::ROUNDS {
+            let text = serde_json::to_string(&self.value).expect("a JSON value serialises");
+            let back: serde_json::Value =
+                serde_json::from_str(&text).expect("what was written parses");
+            n += text.len() + back.as_object().map_or(0, |o| o.len());
+        }
+        std::hint::black_box(n)
+    }
+
+    /// One task's time run back to back (hot caches, nothing waiting on a disk):
+    /// the median of five rounds of 1,000.
+    fn back_to_back(&self) -> Duration {
+        let mut samples: Vec<Duration> = (0..6)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..1000 {
+                    self.run();
+                }
+                t.elapsed() / 1000
+            })
+            .collect();
+        samples.remove(0);
+        median(&samples)
+    }
 }
 
 const WARM_STEPS: u64 = 100;
@@ -122,15 +232,22 @@ struct Cost {
     user: Duration,
     system: Duration,
     waiting: Duration,
+    /// Minor page faults.
+    faults: f64,
+    /// Voluntary context switches (a thread blocked), then involuntary (preempted).
+    switches: (f64, f64),
 }
 
 impl Cost {
     fn start() -> Cost {
         let (user, system) = cpu_times();
+        let (faults, blocked, preempted) = faults_and_switches();
         Cost {
             user,
             system,
             waiting: run_queue_wait(),
+            faults: faults as f64,
+            switches: (blocked as f64, preempted as f64),
         }
     }
 
@@ -141,6 +258,11 @@ impl Cost {
             user: now.user.saturating_sub(self.user),
             system: now.system.saturating_sub(self.system),
             waiting: now.waiting.saturating_sub(self.waiting),
+            faults: now.faults - self.faults,
+            switches: (
+                now.switches.0 - self.switches.0,
+                now.switches.1 - self.switches.1,
+            ),
         }
     }
 
@@ -149,6 +271,11 @@ impl Cost {
             user: self.user + other.user,
             system: self.system + other.system,
             waiting: self.waiting + other.waiting,
+            faults: self.faults + other.faults,
+            switches: (
+                self.switches.0 + other.switches.0,
+                self.switches.1 + other.switches.1,
+            ),
         }
     }
 
@@ -158,6 +285,8 @@ impl Cost {
             user: self.user / n,
             system: self.system / n,
             waiting: self.waiting / n,
+            faults: self.faults / n as f64,
+            switches: (self.switches.0 / n as f64, self.switches.1 / n as f64),
         }
     }
 }
@@ -201,22 +330,38 @@ fn checkpoint(c: &rusqlite::Connection, mode: &str) -> Result<(i64, i64, i64)> {
     )
 }
 
-struct RawStep {
-    per_step: Duration,
-    min: Duration,
-    frames: f64,
+/// The median and the range of `values` (none: zeros).
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
 }
 
 /// A plain rusqlite program's step, as the issue describes it: one transaction of
 /// four prepared statements (update the request row, insert the step with a
-/// 120-byte JSON body, insert the event, update the session), WAL at `sync` with
-/// SQLite's default checkpoints, 1,000 steps per run, median of the runs after a
-/// warm-up; its frames per commit counted over 100 steps without checkpoints.
-fn raw_step(sync: &str) -> Result<RawStep> {
-    let dir = temp_dir("single-raw")?;
-    let c = rusqlite::Connection::open(dir.path().join("raw.db"))?;
-    c.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 0;
+/// 120-byte JSON body, insert the event, update the session), WAL at the same
+/// `synchronous` with SQLite's default checkpoints; its frames per commit counted
+/// over 100 steps without checkpoints.
+struct Plain {
+    c: rusqlite::Connection,
+    body: String,
+    idx: i64,
+    frames: f64,
+    _dir: tempfile::TempDir,
+}
+
+impl Plain {
+    fn new(sync: &str) -> Result<Plain> {
+        let dir = temp_dir("single-raw")?;
+        let c = rusqlite::Connection::open(dir.path().join("raw.db"))?;
+        c.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA wal_autocheckpoint = 0;
          CREATE TABLE requests (id TEXT PRIMARY KEY, status TEXT, steps INTEGER, at INTEGER);
          CREATE TABLE sessions (id TEXT PRIMARY KEY, at INTEGER);
          CREATE TABLE steps (request_id TEXT, idx INTEGER, body TEXT, at INTEGER,
@@ -225,49 +370,57 @@ fn raw_step(sync: &str) -> Result<RawStep> {
                               kind TEXT, payload TEXT, at INTEGER);
          INSERT INTO requests VALUES ('r', 'running', 0, 0);
          INSERT INTO sessions VALUES ('s', 0);"
-    ))?;
-    let body = format!("{{\"text\": \"{}\"}}", "x".repeat(106));
-    let mut idx = 0i64;
-    let mut step = |c: &mut rusqlite::Connection| -> Result<()> {
-        idx += 1;
-        let tx = c.transaction()?;
+        ))?;
+        let mut plain = Plain {
+            c,
+            body: format!("{{\"text\": \"{}\"}}", "x".repeat(106)),
+            idx: 0,
+            frames: 0.0,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            plain.step(None)?;
+        }
+        checkpoint(&plain.c, "RESTART")?;
+        for _ in 0..WARM_STEPS {
+            plain.step(None)?;
+        }
+        plain.frames = checkpoint(&plain.c, "PASSIVE")?.1 as f64 / WARM_STEPS as f64;
+        plain.c.execute_batch("PRAGMA wal_autocheckpoint = 1000")?;
+        Ok(plain)
+    }
+
+    /// One step; with `task`, the task runs before the transaction.
+    fn step(&mut self, task: Option<&Task>) -> Result<()> {
+        self.idx += 1;
+        let idx = self.idx;
+        if let Some(task) = task {
+            task.run();
+        }
+        let tx = self.c.transaction()?;
         tx.prepare_cached("UPDATE requests SET steps = steps + 1, at = ?1 WHERE id = 'r'")?
             .execute([idx])?;
         tx.prepare_cached("INSERT INTO steps VALUES ('r', ?1, ?2, ?1)")?
-            .execute(rusqlite::params![idx, body])?;
+            .execute(rusqlite::params![idx, self.body])?;
         tx.prepare_cached(
             "INSERT INTO events (request_id, kind, payload, at) VALUES ('r', 'step', ?2, ?1)",
         )?
-        .execute(rusqlite::params![idx, body])?;
+        .execute(rusqlite::params![idx, self.body])?;
         tx.prepare_cached("UPDATE sessions SET at = ?1 WHERE id = 's'")?
             .execute([idx])?;
         tx.commit()?;
         Ok(())
-    };
-    let mut c = c;
-    for _ in 0..100 {
-        step(&mut c)?;
     }
-    checkpoint(&c, "RESTART")?;
-    for _ in 0..WARM_STEPS {
-        step(&mut c)?;
-    }
-    let frames = checkpoint(&c, "PASSIVE")?.1 as f64 / WARM_STEPS as f64;
-    c.execute_batch("PRAGMA wal_autocheckpoint = 1000")?;
-    let mut samples = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        checkpoint(&c, "RESTART")?;
+
+    /// One run of 1,000 steps from a restarted WAL: µs per step.
+    fn run(&mut self, task: Option<&Task>) -> Result<Duration> {
+        checkpoint(&self.c, "RESTART")?;
         let t = Instant::now();
         for _ in 0..STEPS {
-            step(&mut c)?;
+            self.step(task)?;
         }
-        samples.push(t.elapsed() / STEPS as u32);
+        Ok(t.elapsed() / STEPS as u32)
     }
-    Ok(RawStep {
-        per_step: median(&samples),
-        min: samples.iter().min().copied().unwrap_or_default(),
-        frames,
-    })
 }
 
 /// Admits one request and waits for it to complete; returns the time from its

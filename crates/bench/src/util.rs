@@ -57,6 +57,15 @@ pub fn cpu_times() -> (Duration, Duration) {
     (tv(u.ru_utime), tv(u.ru_stime))
 }
 
+/// This process's minor page faults, and its threads' voluntary and involuntary
+/// context switches, so far (`getrusage`).
+pub fn faults_and_switches() -> (u64, u64, u64) {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    (u.ru_minflt as u64, u.ru_nvcsw as u64, u.ru_nivcsw as u64)
+}
+
 /// Time this process's live threads have spent runnable but not running (waiting
 /// on a run queue, wake-ups included), summed from `/proc/self/task/*/schedstat`;
 /// zero where the kernel does not keep it.
