@@ -140,3 +140,17 @@ fn admin(url: &str, sql: &str) -> Result<(), StoreError> {
     .join()
     .map_err(|_| StoreError::Io("the test schema thread panicked".into()))?
 }
+
+/// Round trips `store`'s transactions (every write, and the few reads that need
+/// one) have made with the server so far: each statement or pipeline sent and
+/// answered (a `BEGIN`, `COMMIT` or NOTIFY riding with it adds none), and each
+/// `COMMIT` or `ROLLBACK` sent alone. A statement's first preparation on a pooled
+/// connection is not counted, nor are reads outside a transaction, the listener or
+/// the liveness lock. `None` on SQLite, which has no round trips. For tests that pin
+/// what a write costs.
+pub fn transaction_round_trips(store: &crate::Store) -> Option<u64> {
+    match &store.backend {
+        crate::Backend::Postgres(pg) => Some(pg.transaction_round_trips()),
+        crate::Backend::Sqlite(_) => None,
+    }
+}

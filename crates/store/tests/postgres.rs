@@ -748,3 +748,119 @@ async fn the_feed_read_says_when_committed_events_are_held_back() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// What the hot writes cost in round trips, so that a change which adds one (or a
+/// statement per candidate) shows: an admission three (the lock and its checks, the
+/// writes, `COMMIT`); a claim three (the candidates, the updates, the events with
+/// `COMMIT`) whether one session or forty wait; a root's step one; a resolve in a
+/// tree three deep three (the root's lock with the conditional update, the tree
+/// woken, the events with `COMMIT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_writes_cost_a_fixed_number_of_round_trips() {
+    let Some(fresh) = Backend::Postgres.fresh() else {
+        return;
+    };
+    let store = fresh.store.clone();
+    let trips = || harness_store::testing::transaction_round_trips(&store).expect("PostgreSQL");
+    let me = WorkerId::generate();
+
+    let before = trips();
+    let first = admitted(&store, "solo").await;
+    assert_eq!(trips() - before, 3, "an admission");
+
+    let before = trips();
+    let claimed = store.claim(&me, 1, Timestamp(2)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, first.id);
+    let alone = trips() - before;
+    assert_eq!(alone, 3, "a claim");
+
+    let room = Admission {
+        queue_capacity: 100,
+        reject_if_session_busy: false,
+    };
+    for i in 0..40 {
+        let new = common::new_request(&format!("s{i}"), 0);
+        store.admit(new, room, Timestamp(1)).await.unwrap();
+    }
+    let before = trips();
+    assert_eq!(store.claim(&me, 1, Timestamp(3)).await.unwrap().len(), 1);
+    assert_eq!(
+        trips() - before,
+        alone,
+        "a claim among forty waiting sessions costs what a claim of the only one does"
+    );
+
+    let session = first.session_id.clone();
+    let before = trips();
+    store
+        .commit_step(StepCommit::new(&first.id, &session, Timestamp(4)).count_step())
+        .await
+        .unwrap();
+    assert_eq!(trips() - before, 1, "a root's step");
+
+    // A tree two levels deep pauses on the grandchild's approval; the resolve wakes
+    // the three of them.
+    let mut child = common::new_request("solo", 0);
+    child.agent = "c".into();
+    store
+        .commit_step(StepCommit::new(&first.id, &session, Timestamp(4)).child(child.clone()))
+        .await
+        .unwrap();
+    let mut grandchild = common::new_request("solo", 0);
+    grandchild.agent = "g".into();
+    store
+        .commit_step(
+            StepCommit::new(&child.id, &session, Timestamp(5))
+                .ancestors(std::slice::from_ref(&first.id))
+                .child(grandchild.clone()),
+        )
+        .await
+        .unwrap();
+    let call = ToolCall {
+        call_id: CallId::generate(),
+        tool: "send".into(),
+        arguments: serde_json::json!({}),
+    };
+    let approval = Approval::for_call(
+        &call,
+        &grandchild.id,
+        &session,
+        "g",
+        0,
+        Timestamp(6),
+        Timestamp(600_000),
+    );
+    store
+        .commit_step(
+            StepCommit::new(&grandchild.id, &session, Timestamp(6))
+                .ancestors(&[child.id.clone(), first.id.clone()])
+                .raise(approval.clone()),
+        )
+        .await
+        .unwrap();
+    let before = trips();
+    store
+        .resolve_approval(
+            ResolveApproval {
+                session_id: session.clone(),
+                request_id: grandchild.id.clone(),
+                approval_id: approval.id.clone(),
+                decision: Decision::Approved,
+                message: None,
+                decided_by: Actor::new(ActorKind::Cli, "op"),
+                edited_arguments: None,
+            },
+            Timestamp(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!(trips() - before, 3, "a resolve");
+    for id in [&first.id, &child.id, &grandchild.id] {
+        assert_eq!(
+            store.get_request(id).await.unwrap().status,
+            RequestStatus::Queued,
+            "the resolve woke {id}"
+        );
+    }
+}

@@ -39,7 +39,7 @@ use crate::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use harness_core::RequestId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -176,6 +176,8 @@ struct Inner {
     /// The lease token of each root this process claimed and still runs: every
     /// commit of the root's tree is conditional on it.
     leases: Mutex<HashMap<RequestId, String>>,
+    /// Round trips made by this handle's transactions ([`Tx::trip`]).
+    trips: AtomicU64,
 }
 
 impl PgStore {
@@ -226,12 +228,18 @@ impl PgStore {
                 listening: Listening::default(),
                 started: AtomicBool::new(false),
                 leases: Mutex::new(HashMap::new()),
+                trips: AtomicU64::new(0),
             }),
         })
     }
 
     pub(crate) fn location(&self) -> String {
         self.inner.location.clone()
+    }
+
+    /// See [`crate::testing::transaction_round_trips`].
+    pub(crate) fn transaction_round_trips(&self) -> u64 {
+        self.inner.trips.load(Ordering::Relaxed)
     }
 
     pub(crate) fn group_stats(&self) -> GroupStats {
@@ -394,6 +402,13 @@ impl<'a> Tx<'a> {
         Ok(self.c.prepare_cached(sql).await?)
     }
 
+    /// Counts one exchange with the server: requests sent together and their answers
+    /// awaited. A statement's first preparation on a connection is not counted (it
+    /// happens once per pooled connection, whichever one a caller gets).
+    fn trip(&self) {
+        self.store.inner.trips.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The NOTIFY to send with the commit, when it appended events and no NOTIFY
     /// left this handle lately (else the commit's is deferred: `wakeups::Notifier`).
     async fn notify_with_commit(
@@ -419,6 +434,7 @@ impl<'a> Tx<'a> {
     where
         F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     {
+        self.trip();
         if self.begun {
             return Ok(f.await?);
         }
@@ -468,6 +484,7 @@ impl<'a> Tx<'a> {
         }
         let c = self.c;
         let all = send_all(c, &prepared, statements);
+        self.trip();
         let results = if self.begun {
             all.await
         } else {
@@ -506,6 +523,7 @@ impl<'a> Tx<'a> {
             }
         };
         self.begun = true;
+        self.trip();
         let (begin, results, committed) =
             futures_util::future::join3(begin, all, self.commit_and_notify(notify.as_ref())).await;
         // The server answered the COMMIT: whatever happened, no transaction is open.
@@ -545,6 +563,7 @@ impl<'a> Tx<'a> {
         let st = self.prepare(sql).await?;
         let notify = self.notify_with_commit().await?;
         self.begun = true;
+        self.trip();
         let out = self
             .then_notify(self.c.query(&st, params), notify.as_ref())
             .await;
@@ -604,6 +623,7 @@ impl<'a> Tx<'a> {
             clean.store(true, Ordering::Release);
             return out;
         }
+        self.trip();
         match out {
             Ok(v) => {
                 let committed = match self.notify_with_commit().await {
