@@ -44,6 +44,52 @@ fn workers_starting_together_migrate_once_and_views_never_create_the_schema() {
     open(&schema.config, false).unwrap();
 }
 
+/// Pauses `request` (a running child under `ancestors`, parent first) on a new
+/// approval of a call, raised at `at`; returns the approval.
+async fn pause_on_approval(
+    store: &Store,
+    request: &NewRequest,
+    ancestors: &[RequestId],
+    at: Timestamp,
+) -> Approval {
+    let call = ToolCall {
+        call_id: CallId::generate(),
+        tool: "send".into(),
+        arguments: serde_json::json!({}),
+    };
+    let approval = Approval::for_call(
+        &call,
+        &request.id,
+        &request.session_id,
+        &request.agent,
+        0,
+        at,
+        Timestamp(600_000),
+    );
+    store
+        .commit_step(
+            StepCommit::new(&request.id, &request.session_id, at)
+                .ancestors(ancestors)
+                .raise(approval.clone()),
+        )
+        .await
+        .unwrap();
+    approval
+}
+
+/// An operator's approval of `a`, as is.
+fn approved(a: &Approval) -> ResolveApproval {
+    ResolveApproval {
+        session_id: a.session_id.clone(),
+        request_id: a.request_id.clone(),
+        approval_id: a.id.clone(),
+        decision: Decision::Approved,
+        message: None,
+        decided_by: Actor::new(ActorKind::Cli, "op"),
+        edited_arguments: None,
+    }
+}
+
 async fn admitted(store: &Store, session: &str) -> Request {
     let new = NewRequest {
         id: RequestId::generate(),
@@ -232,28 +278,8 @@ async fn a_tree_paused_by_its_child_is_not_reported_lost() {
         .commit_step(StepCommit::new(&root.id, &session, Timestamp(3)).child(child.clone()))
         .await
         .unwrap();
-    let call = ToolCall {
-        call_id: CallId::generate(),
-        tool: "send".into(),
-        arguments: serde_json::json!({}),
-    };
-    let approval = Approval::for_call(
-        &call,
-        &child.id,
-        &session,
-        "c",
-        0,
-        Timestamp(4),
-        Timestamp(600_000),
-    );
-    store
-        .commit_step(
-            StepCommit::new(&child.id, &session, Timestamp(4))
-                .ancestors(std::slice::from_ref(&root.id))
-                .raise(approval.clone()),
-        )
-        .await
-        .unwrap();
+    let approval =
+        pause_on_approval(&store, &child, std::slice::from_ref(&root.id), Timestamp(4)).await;
     assert_eq!(
         store.get_request(&root.id).await.unwrap().status,
         RequestStatus::WaitingApproval
@@ -261,18 +287,7 @@ async fn a_tree_paused_by_its_child_is_not_reported_lost() {
     assert_eq!(store.heartbeat(&me, Timestamp(5)).await.unwrap(), vec![]);
     // Decided; the tree is claimed again: the new claim's lease is held and renewed.
     store
-        .resolve_approval(
-            ResolveApproval {
-                session_id: session.clone(),
-                request_id: child.id.clone(),
-                approval_id: approval.id.clone(),
-                decision: Decision::Approved,
-                message: None,
-                decided_by: Actor::new(ActorKind::Cli, "op"),
-                edited_arguments: None,
-            },
-            Timestamp(5),
-        )
+        .resolve_approval(approved(&approval), Timestamp(5))
         .await
         .unwrap();
     assert_eq!(store.claim(&me, 1, Timestamp(6)).await.unwrap().len(), 1);
@@ -817,42 +832,16 @@ async fn hot_writes_cost_a_fixed_number_of_round_trips() {
         )
         .await
         .unwrap();
-    let call = ToolCall {
-        call_id: CallId::generate(),
-        tool: "send".into(),
-        arguments: serde_json::json!({}),
-    };
-    let approval = Approval::for_call(
-        &call,
-        &grandchild.id,
-        &session,
-        "g",
-        0,
+    let approval = pause_on_approval(
+        &store,
+        &grandchild,
+        &[child.id.clone(), first.id.clone()],
         Timestamp(6),
-        Timestamp(600_000),
-    );
-    store
-        .commit_step(
-            StepCommit::new(&grandchild.id, &session, Timestamp(6))
-                .ancestors(&[child.id.clone(), first.id.clone()])
-                .raise(approval.clone()),
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let before = trips();
     store
-        .resolve_approval(
-            ResolveApproval {
-                session_id: session.clone(),
-                request_id: grandchild.id.clone(),
-                approval_id: approval.id.clone(),
-                decision: Decision::Approved,
-                message: None,
-                decided_by: Actor::new(ActorKind::Cli, "op"),
-                edited_arguments: None,
-            },
-            Timestamp(7),
-        )
+        .resolve_approval(approved(&approval), Timestamp(7))
         .await
         .unwrap();
     assert_eq!(trips() - before, 3, "a resolve");
