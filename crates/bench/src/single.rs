@@ -83,7 +83,8 @@ pub async fn run(only: Option<String>) -> Result<()> {
             Some(id) => recorded_commits(&h, id).await?,
             None => bail!("no bench session ran"),
         };
-        let (store_only, store_cost) = store_alone(&h, recorded).await?;
+        let alone = store_alone(&h, recorded, &mut plain).await?;
+        let (store_only, store_cost) = (alone.per_step, alone.cost);
         let per_step: Vec<Duration> = samples.iter().map(|d| *d / steps.max(1)).collect();
         let med = median(&per_step);
         let min = per_step.iter().min().copied().unwrap_or_default();
@@ -116,11 +117,13 @@ pub async fn run(only: Option<String>) -> Result<()> {
         );
         println!(
             "steps/single-session {label}, the store alone (the last session's commits made again \
-             through `Store::commit_step`, no engine between them; after the sessions): {:.1} \
-             µs/step, {:.2}× the plain program's median; the engine's own work per step (runtime − \
-             store alone): {:.1} µs",
+             through `Store::commit_step`, no engine between them; after the sessions, each run \
+             between two plain runs): {:.1} µs/step; each run ÷ the plain runs beside it: median \
+             {:.2}× ({:.2} – {:.2}); the engine's own work per step (runtime − store alone): {:.1} µs",
             us(store_only),
-            us(store_only) / us(raw),
+            alone.ratio.0,
+            alone.ratio.1,
+            alone.ratio.2,
             us(med) - us(store_only)
         );
         println!(
@@ -530,64 +533,90 @@ async fn recorded_commits(h: &Harness, id: &RequestId) -> Result<Vec<Recorded>> 
     Ok(out)
 }
 
-/// µs per step of the store alone: `recorded`'s commits, made again for a new
-/// running request of their own through `Store::commit_step` on a runtime worker
-/// thread, as a run makes them, with no engine between them (its model turn, tool
-/// call, redaction and bookkeeping). Median of [`RUNS`] runs after a warm-up, and
-/// the measured runs' [`Cost`] per step.
-async fn store_alone(h: &Harness, recorded: Vec<Recorded>) -> Result<(Duration, Cost)> {
-    let h = h.clone();
-    tokio::spawn(async move {
-        let store = h.store();
-        let mut samples = Vec::with_capacity(RUNS);
-        let mut cost = Cost::default();
-        let mut measured = 0u64;
-        for run in 0..=RUNS {
-            let req =
-                harness_store::testing::running_request(store, &format!("replay-{run}")).await;
-            let commits: Vec<StepCommit> = recorded
+/// The store alone: `recorded`'s commits, made again for a new running request of
+/// their own through `Store::commit_step` on a runtime worker thread, as a run
+/// makes them, with no engine between them (its model turn, tool call, redaction
+/// and bookkeeping). A warm-up, then [`RUNS`] runs, with a run of `plain` after
+/// the warm-up and after each, so that each is compared with the plain runs beside
+/// it.
+struct StoreAlone {
+    /// Median µs per step.
+    per_step: Duration,
+    /// Median, least and greatest of each run ÷ the plain runs beside it.
+    ratio: (f64, f64, f64),
+    /// The measured runs' cost per step.
+    cost: Cost,
+}
+
+async fn store_alone(
+    h: &Harness,
+    recorded: Vec<Recorded>,
+    plain: &mut Plain,
+) -> Result<StoreAlone> {
+    let recorded = std::sync::Arc::new(recorded);
+    let (mut samples, mut plains) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS + 1));
+    let mut cost = Cost::default();
+    let mut measured = 0u64;
+    for run in 0..=RUNS {
+        let (h, recorded) = (h.clone(), recorded.clone());
+        let (d, c, n) = tokio::spawn(async move { replay(&h, &recorded, run).await }).await??;
+        if run > 0 {
+            samples.push(d);
+            cost = cost.add(c);
+            measured += n;
+        }
+        plains.push(plain.run(None)?);
+    }
+    let ratios = (0..samples.len())
+        .map(|i| us(samples[i]) / ((us(plains[i]) + us(plains[i + 1])) / 2.0))
+        .collect();
+    Ok(StoreAlone {
+        per_step: median(&samples),
+        ratio: spread(ratios),
+        cost: cost.per_step(measured),
+    })
+}
+
+/// One replay of `recorded` for a new request (`replay-{run}`): µs per commit, its
+/// cost, and how many commits it made.
+async fn replay(h: &Harness, recorded: &[Recorded], run: usize) -> Result<(Duration, Cost, u64)> {
+    let store = h.store();
+    let req = harness_store::testing::running_request(store, &format!("replay-{run}")).await;
+    let commits: Vec<StepCommit> = recorded
+        .iter()
+        .map(|r| {
+            let mut c = StepCommit::new(&req.id, &req.session_id, h.now())
+                .agent(&r.agent)
+                .count_step();
+            for w in &r.steps {
+                c = match w {
+                    StepWrite::Insert(s) => c.insert(Step {
+                        request_id: req.id.clone(),
+                        ..s.clone()
+                    }),
+                    StepWrite::Update(s) => c.update(Step {
+                        request_id: req.id.clone(),
+                        ..s.clone()
+                    }),
+                };
+            }
+            c.events = r
+                .events
                 .iter()
-                .map(|r| {
-                    let mut c = StepCommit::new(&req.id, &req.session_id, h.now())
-                        .agent(&r.agent)
-                        .count_step();
-                    for w in &r.steps {
-                        c = match w {
-                            StepWrite::Insert(s) => c.insert(Step {
-                                request_id: req.id.clone(),
-                                ..s.clone()
-                            }),
-                            StepWrite::Update(s) => c.update(Step {
-                                request_id: req.id.clone(),
-                                ..s.clone()
-                            }),
-                        };
-                    }
-                    c.events = r
-                        .events
-                        .iter()
-                        .map(|(kind, payload)| NewEvent {
-                            kind: *kind,
-                            request_id: Some(req.id.clone()),
-                            session_id: Some(req.session_id.clone()),
-                            payload: payload.clone(),
-                        })
-                        .collect();
-                    c
+                .map(|(kind, payload)| NewEvent {
+                    kind: *kind,
+                    request_id: Some(req.id.clone()),
+                    session_id: Some(req.session_id.clone()),
+                    payload: payload.clone(),
                 })
                 .collect();
-            let n = commits.len() as u32;
-            let (t, at) = (Instant::now(), Cost::start());
-            for c in commits {
-                store.commit_step(c).await?;
-            }
-            if run > 0 {
-                samples.push(t.elapsed() / n);
-                cost = cost.add(at.since());
-                measured += n as u64;
-            }
-        }
-        Ok((median(&samples), cost.per_step(measured)))
-    })
-    .await?
+            c
+        })
+        .collect();
+    let n = commits.len() as u64;
+    let (t, at) = (Instant::now(), Cost::start());
+    for c in commits {
+        store.commit_step(c).await?;
+    }
+    Ok((t.elapsed() / n.max(1) as u32, at.since(), n))
 }
