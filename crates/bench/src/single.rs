@@ -99,19 +99,14 @@ pub async fn run(only: Option<String>) -> Result<()> {
             med.as_secs_f64() * 1e3 * steps as f64,
             verdict(us(med) <= target)
         );
-        let raw = median(&plain_runs);
-        // Session i ran between plain runs i and i + 1.
-        let beside = |runs: &[Duration], i: usize| (us(runs[i]) + us(runs[i + 1])) / 2.0;
-        let ratios: Vec<f64> = (0..per_step.len())
-            .map(|i| us(per_step[i]) / beside(&plain_runs, i))
-            .collect();
-        let (ratio, ratio_min, ratio_max) = spread(ratios);
+        let plain_median = median(&plain_runs);
+        let (ratio, ratio_min, ratio_max) = paired(&per_step, &plain_runs);
         println!(
             "steps/single-session {label}, a plain rusqlite program (4 statements per commit, same \
              disk, run between the sessions): {:.1} µs/step (min {:.1}); each session ÷ the plain \
              runs beside it: median {ratio:.2}× ({ratio_min:.2} – {ratio_max:.2}). WAL frames \
              (pages) per step: runtime {frames:.1} (over a {WARM_STEPS}-step session), plain {:.1}",
-            us(raw),
+            us(plain_median),
             us(plain_runs.iter().min().copied().unwrap_or_default()),
             plain.frames
         );
@@ -229,7 +224,8 @@ impl Task {
 
 const WARM_STEPS: u64 = 100;
 
-/// CPU used and time spent runnable but waiting for a CPU, from a point on.
+/// CPU used, time spent runnable but waiting for a CPU, page faults and context
+/// switches, from a point on.
 #[derive(Clone, Copy, Default)]
 struct Cost {
     user: Duration,
@@ -331,6 +327,15 @@ fn checkpoint(c: &rusqlite::Connection, mode: &str) -> Result<(i64, i64, i64)> {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?,
     )
+}
+
+/// Each of `runs` ÷ the mean of the two `plains` beside it (run i ran between plain
+/// runs i and i + 1): the median and the range.
+fn paired(runs: &[Duration], plains: &[Duration]) -> (f64, f64, f64) {
+    let ratios = (0..runs.len())
+        .map(|i| us(runs[i]) / ((us(plains[i]) + us(plains[i + 1])) / 2.0))
+        .collect();
+    spread(ratios)
 }
 
 /// The median and the range of `values` (none: zeros).
@@ -533,12 +538,7 @@ async fn recorded_commits(h: &Harness, id: &RequestId) -> Result<Vec<Recorded>> 
     Ok(out)
 }
 
-/// The store alone: `recorded`'s commits, made again for a new running request of
-/// their own through `Store::commit_step` on a runtime worker thread, as a run
-/// makes them, with no engine between them (its model turn, tool call, redaction
-/// and bookkeeping). A warm-up, then [`RUNS`] runs, with a run of `plain` after
-/// the warm-up and after each, so that each is compared with the plain runs beside
-/// it.
+/// What [`store_alone`] measured.
 struct StoreAlone {
     /// Median µs per step.
     per_step: Duration,
@@ -548,6 +548,12 @@ struct StoreAlone {
     cost: Cost,
 }
 
+/// The store alone: `recorded`'s commits, made again for a new running request of
+/// their own through `Store::commit_step` on a runtime worker thread, as a run
+/// makes them, with no engine between them (its model turn, tool call, redaction
+/// and bookkeeping). A warm-up, then [`RUNS`] runs, with a run of `plain` after
+/// the warm-up and after each, so that each is compared with the plain runs beside
+/// it.
 async fn store_alone(
     h: &Harness,
     recorded: Vec<Recorded>,
@@ -567,12 +573,9 @@ async fn store_alone(
         }
         plains.push(plain.run(None)?);
     }
-    let ratios = (0..samples.len())
-        .map(|i| us(samples[i]) / ((us(plains[i]) + us(plains[i + 1])) / 2.0))
-        .collect();
     Ok(StoreAlone {
         per_step: median(&samples),
-        ratio: spread(ratios),
+        ratio: paired(&samples, &plains),
         cost: cost.per_step(measured),
     })
 }

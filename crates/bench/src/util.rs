@@ -50,20 +50,24 @@ pub fn cpu_time() -> Duration {
 
 /// CPU time this process has used (all threads): (user, system).
 pub fn cpu_times() -> (Duration, Duration) {
-    // SAFETY: getrusage writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let u = rusage();
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
     (tv(u.ru_utime), tv(u.ru_stime))
 }
 
 /// This process's minor page faults, and its threads' voluntary and involuntary
-/// context switches, so far (`getrusage`).
+/// context switches, so far.
 pub fn faults_and_switches() -> (u64, u64, u64) {
+    let u = rusage();
+    (u.ru_minflt as u64, u.ru_nvcsw as u64, u.ru_nivcsw as u64)
+}
+
+/// `getrusage` of this process (all threads).
+fn rusage() -> libc::rusage {
     // SAFETY: getrusage writes the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    (u.ru_minflt as u64, u.ru_nvcsw as u64, u.ru_nivcsw as u64)
+    u
 }
 
 /// Time this process's live threads have spent runnable but not running (waiting

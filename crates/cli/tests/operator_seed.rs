@@ -175,6 +175,8 @@ fn serve(root: &Path) -> Serve {
     s
 }
 
+const WAIT: Duration = Duration::from_secs(30);
+
 /// Waits for `ok`, up to [`WAIT`]: a bound on liveness, not a timing check (the
 /// full suite runs many binaries at once on two CPUs, and a `serve` start once
 /// took longer than 10 s there).
@@ -189,8 +191,6 @@ fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn seed_commands_with_a_worker_running() {
